@@ -1,0 +1,382 @@
+/* duplex.h: the public API of libduplex, a small non-blocking socket library.
+ *
+ * Conventions (they hold for every function below):
+ * - Names: dx_ for the API, DX_ for constants.
+ * - Errors: a function returns >= 0 on success and a negative code on failure:
+ *   -errno for system errors, DX_E* (below) for resolver and library errors.
+ *   dx_strerror() turns any code into text. The library never prints, exits
+ *   or aborts; an allocation failure is -ENOMEM.
+ * - Callbacks: a call that takes a callback and fails never calls it.
+ * - Ownership: the caller owns every struct it passes in (watchers, timers,
+ *   pumps are embedded in the caller's memory, like libev watchers) and must
+ *   keep it alive while it is started. Handles returned by *_new() are freed
+ *   by the matching *_free().
+ * - Descriptors the library creates are non-blocking and close-on-exec.
+ * - Nothing here raises SIGPIPE: sockets are written with MSG_NOSIGNAL. Pipes
+ *   still raise it, so a program writing to a pipe should ignore SIGPIPE.
+ */
+#ifndef DUPLEX_H
+#define DUPLEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DX_VERSION "0.1.0"
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Library error codes, below every errno value. A getaddrinfo() error E is
+ * reported as DX_EAI_BASE - |E| (EAI_* codes are negative on glibc and
+ * positive on BSD); EAI_SYSTEM becomes -errno. dx_is_resolver_error() tells
+ * them apart. */
+enum {
+    DX_EAI_BASE = -20000,
+    DX_EBADPORT = -10001,    /* port not a number in 0..65535 nor a known service */
+    DX_EBADADDR = -10002,    /* address text that cannot be parsed */
+    DX_ENOADDR = -10003,     /* resolution gave no usable address */
+    DX_ETOOLONG = -10004,    /* Unix socket path longer than sun_path */
+    DX_ETIMEDOUT = -10005,   /* a deadline set by the caller expired */
+};
+
+/* Text for any code returned by this library (static storage, never NULL). */
+const char *dx_strerror(int code);
+
+/* 1 if code came from name resolution (getaddrinfo). */
+int dx_is_resolver_error(int code);
+
+/* ---- event loop -------------------------------------------------------- */
+
+typedef struct dx_loop dx_loop;
+typedef struct dx_io dx_io;
+typedef struct dx_timer dx_timer;
+
+/* Event bits for dx_io watchers. DX_READ/DX_WRITE are requested; a callback
+ * may also see DX_ERROR (error or hang-up on the fd). An error or hang-up is
+ * always reported together with the requested bits so the handler learns the
+ * cause from read()/write(). */
+enum { DX_READ = 1, DX_WRITE = 2, DX_ERROR = 4 };
+
+typedef void (*dx_io_cb)(dx_loop *loop, dx_io *io, int events);
+typedef void (*dx_timer_cb)(dx_loop *loop, dx_timer *timer);
+
+/* Create a loop. backend: "epoll", "poll", or NULL for the best available
+ * (epoll on Linux, poll elsewhere); the environment variable DUPLEX_BACKEND
+ * overrides NULL. On failure returns NULL and stores a code in *err (if
+ * err is not NULL): -ENOENT for an unknown or unavailable backend. */
+dx_loop *dx_loop_new(const char *backend, int *err);
+
+/* Free a loop. Watchers and timers still started are forgotten, not called;
+ * their fds are not closed (the caller owns them). */
+void dx_loop_free(dx_loop *loop);
+
+/* The name of the backend the loop uses ("epoll", "poll"). */
+const char *dx_loop_backend(const dx_loop *loop);
+
+/* Names of every backend compiled in, NULL-terminated. */
+const char *const *dx_backends(void);
+
+/* Run until dx_loop_stop() is called or nothing is left to wait for (no
+ * started watcher, no started timer). Returns 0, or a negative code if the
+ * multiplexer failed. */
+int dx_loop_run(dx_loop *loop);
+
+/* Make dx_loop_run() return after the current iteration. Safe in callbacks. */
+void dx_loop_stop(dx_loop *loop);
+
+/* The loop's cached monotonic time in milliseconds, updated once per
+ * iteration (and by dx_loop_update_time()). */
+uint64_t dx_loop_now(const dx_loop *loop);
+void dx_loop_update_time(dx_loop *loop);
+
+/* ---- fd watchers ------------------------------------------------------- */
+
+/* A watcher for one fd. Fields are private: use the functions below. At most
+ * one started watcher per fd per loop. */
+struct dx_io {
+    int fd;            /* read-only */
+    int events;        /* read-only: DX_READ|DX_WRITE currently watched */
+    dx_io_cb cb;       /* private */
+    void *data;        /* public: for the caller */
+    int always_ready;  /* private: fd the multiplexer refuses (regular file) */
+    int active;        /* private */
+};
+
+/* Prepare a watcher (no system call). */
+void dx_io_init(dx_io *io, int fd, dx_io_cb cb, void *data);
+
+/* Watch for `events` (DX_READ|DX_WRITE); 0 stops the watcher. May be called
+ * from any callback, for any watcher. A regular file or other fd that the
+ * multiplexer refuses (epoll says EPERM) is treated as always ready, since
+ * reads and writes on it never block. Returns 0, -EEXIST if another watcher
+ * already watches the fd, or -errno from the backend. */
+int dx_io_set(dx_loop *loop, dx_io *io, int events);
+
+/* Stop watching (same as dx_io_set(loop, io, 0)); safe if not started. Call
+ * it before closing the fd. */
+void dx_io_stop(dx_loop *loop, dx_io *io);
+
+/* ---- timers ------------------------------------------------------------ */
+
+/* A one-shot or repeating timer. Fields are private. */
+struct dx_timer {
+    uint64_t when;     /* private: due time, loop clock (ms) */
+    uint64_t repeat;   /* private: period in ms, 0 for one-shot */
+    size_t heap_index; /* private: position in the loop's heap, or SIZE_MAX */
+    dx_timer_cb cb;    /* private */
+    void *data;        /* public: for the caller */
+};
+
+void dx_timer_init(dx_timer *t, dx_timer_cb cb, void *data);
+
+/* Start (or restart) a timer due after_ms from the loop's now, then every
+ * repeat_ms if repeat_ms > 0. Returns 0 or -ENOMEM. */
+int dx_timer_start(dx_loop *loop, dx_timer *t, uint64_t after_ms, uint64_t repeat_ms);
+
+/* Stop a timer; safe if not started. */
+void dx_timer_stop(dx_loop *loop, dx_timer *t);
+
+/* 1 if the timer is started. */
+int dx_timer_active(const dx_timer *t);
+
+/* ---- addresses --------------------------------------------------------- */
+
+/* Any socket address: IPv4, IPv6 or Unix (path or Linux abstract name). */
+typedef struct dx_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} dx_addr;
+
+/* Longest text dx_addr_format() writes, terminator included. */
+#define DX_ADDR_STRLEN 128
+
+/* Parse a port: a decimal number in 0..65535 or a service name known to
+ * getservbyname() ("http"). Returns the port (host byte order) or
+ * DX_EBADPORT. */
+int dx_parse_port(const char *text);
+
+/* Parse a port range "N" or "N-M" (N <= M). Returns 0 or DX_EBADPORT. */
+int dx_parse_port_range(const char *text, int *first, int *last);
+
+/* Split "host:port", "[v6]:port" into host and port text. host and port
+ * point into buf (a copy the caller provides, at least strlen(text)+1
+ * bytes). A bare v6 address without brackets is not split. Returns 0 or
+ * DX_EBADADDR. */
+int dx_split_hostport(const char *text, char *buf, size_t buflen, const char **host,
+                      const char **port);
+
+/* Resolution hints. */
+enum {
+    DX_RESOLVE_PASSIVE = 1, /* for bind(): a NULL host means every address */
+    DX_RESOLVE_NUMERIC = 2, /* no DNS: host must be a numeric address */
+};
+
+/* Resolve host (NULL or "" for the wildcard/loopback per getaddrinfo) and
+ * port text (number or service name) for a stream socket. family: AF_UNSPEC,
+ * AF_INET or AF_INET6. On success returns the number of addresses (>= 1) and
+ * stores a malloc'd array in *out, which the caller frees with free(); IPv4
+ * and IPv6 results keep getaddrinfo's order, duplicates removed. Brackets
+ * around a v6 host ("[::1]") are accepted. Errors: DX_EBADPORT,
+ * DX_EAI_BASE + EAI_*, DX_ENOADDR, -ENOMEM. */
+int dx_resolve(const char *host, const char *port, int family, int flags, dx_addr **out);
+
+/* Fill a Unix socket address. A leading '@' names a Linux abstract socket.
+ * Returns 0 or DX_ETOOLONG. */
+int dx_addr_unix(dx_addr *a, const char *path);
+
+/* Fill an address from a numeric IPv4/IPv6 address and a port. Returns 0 or
+ * DX_EBADADDR. */
+int dx_addr_ip(dx_addr *a, const char *numeric_host, int port);
+
+/* Format "127.0.0.1:80", "[::1]:80", "/path" or "@abstract" into buf
+ * (DX_ADDR_STRLEN bytes is always enough). Returns buf. */
+char *dx_addr_format(const dx_addr *a, char *buf, size_t buflen);
+
+/* The port of an IP address (host byte order), or -1 for other families. */
+int dx_addr_port(const dx_addr *a);
+
+/* ---- sockets ----------------------------------------------------------- */
+
+/* Options for dx_listen(). Zero-initialise, then set what you need. */
+typedef struct dx_listen_opts {
+    int backlog;     /* 0: the system's maximum (SOMAXCONN / somaxconn) */
+    int v6only;      /* for an IPv6 wildcard: 1 IPv6 only, 0 dual-stack */
+    int reuseport;   /* set SO_REUSEPORT (never set by default) */
+    int no_reuseaddr;/* do not set SO_REUSEADDR (set by default on IP sockets) */
+} dx_listen_opts;
+
+/* Create a listening stream socket bound to addr (IP or Unix). opts may be
+ * NULL. Returns the fd (non-blocking, close-on-exec) or -errno (EADDRINUSE,
+ * EACCES for a privileged port, ...). A Unix path is not unlinked first:
+ * see dx_unix_unlink_stale(). */
+int dx_listen(const dx_addr *addr, const dx_listen_opts *opts);
+
+/* Remove a Unix socket file only if nothing listens on it (a leftover of a
+ * dead server). Returns 1 if removed, 0 if nothing to do, or -errno
+ * (-EADDRINUSE when a server answers on it, -ENOTSOCK if the path is not a
+ * socket). */
+int dx_unix_unlink_stale(const char *path);
+
+/* Accept one connection: non-blocking, close-on-exec fd, peer address in
+ * *peer if not NULL. Returns the fd, -EAGAIN when the queue is empty, or
+ * another -errno. dx_accept_error_is_transient() says whether the server
+ * should simply go on. */
+int dx_accept(int listen_fd, dx_addr *peer);
+
+/* 1 if an accept() error should not stop a server: the connection died in
+ * the queue (ECONNABORTED, EPROTO, network errors of accept(2)) or a resource
+ * is short for now (EMFILE, ENFILE, ENOBUFS, ENOMEM). */
+int dx_accept_error_is_transient(int code);
+
+/* 1 if code means the process or system ran out of descriptors or memory:
+ * the caller should pause accepting rather than retry at once. */
+int dx_accept_error_is_exhaustion(int code);
+
+/* Start a non-blocking connect to addr, after binding to source if not NULL
+ * (IP address and/or port; SO_REUSEADDR is set when a source port is
+ * given). Returns the fd; the connection is complete or in progress: wait
+ * for DX_WRITE, then call dx_connect_result(). Returns -errno on immediate
+ * failure (e.g. -ECONNREFUSED for a Unix path, -EADDRINUSE for the source). */
+int dx_connect_start(const dx_addr *addr, const dx_addr *source);
+
+/* The outcome of a connect once the fd is writable: 0 connected, or the
+ * -errno from SO_ERROR (-ECONNREFUSED, -ETIMEDOUT, ...). */
+int dx_connect_result(int fd);
+
+/* Local and peer address of a socket. Return 0 or -errno. */
+int dx_sock_local(int fd, dx_addr *out);
+int dx_sock_peer(int fd, dx_addr *out);
+
+/* Put an fd in non-blocking mode (on) or back (off). Returns the previous
+ * file status flags or -errno, so a caller can restore them with fcntl. */
+int dx_set_nonblock(int fd, int on);
+
+/* The kernel's cap on listen backlogs (/proc/sys/net/core/somaxconn), or
+ * SOMAXCONN if unreadable. */
+int dx_somaxconn(void);
+
+/* ---- asynchronous connect with timeout ----------------------------------- */
+
+typedef struct dx_connector dx_connector;
+
+/* Called once per address that fails (fd < 0 in result, addr the address
+ * tried), and once at the end: with result >= 0 the connected fd (the callee
+ * owns it), or the last error of the last address. `final` tells which. */
+typedef void (*dx_connect_cb)(dx_connector *c, int result, const dx_addr *addr, int final);
+
+struct dx_connector {
+    dx_loop *loop;        /* private */
+    const dx_addr *addrs; /* private: borrowed, must outlive the connect */
+    int naddrs, next;     /* private */
+    dx_addr source;       /* private */
+    int has_source;       /* private */
+    uint64_t timeout_ms;  /* private */
+    int fd;               /* private */
+    dx_io io;             /* private */
+    dx_timer timer;       /* private */
+    dx_connect_cb cb;     /* private */
+    void *data;           /* public: for the caller */
+};
+
+/* Try each of addrs in turn, each attempt bounded by timeout_ms (0: only
+ * the kernel's own timeout). source may be NULL. The callback runs from the
+ * loop, never from inside this call. Returns 0 or a negative code. */
+int dx_connect_async(dx_loop *loop, dx_connector *c, const dx_addr *addrs, int naddrs,
+                     const dx_addr *source, uint64_t timeout_ms, dx_connect_cb cb, void *data);
+
+/* Abandon a connect in progress (the callback is not called again). */
+void dx_connect_cancel(dx_connector *c);
+
+/* ---- bounded byte buffer ------------------------------------------------- */
+
+/* A ring buffer of fixed capacity. Fields are private. */
+typedef struct dx_buf {
+    char *data;
+    size_t cap, head, len;
+} dx_buf;
+
+/* Allocate cap bytes. Returns 0 or -ENOMEM. */
+int dx_buf_init(dx_buf *b, size_t cap);
+void dx_buf_free(dx_buf *b);
+static inline size_t dx_buf_len(const dx_buf *b) { return b->len; }
+static inline size_t dx_buf_room(const dx_buf *b) { return b->cap - b->len; }
+
+/* Copy in at most n bytes; returns how many fit. */
+size_t dx_buf_put(dx_buf *b, const void *src, size_t n);
+/* Copy out and remove at most n bytes; returns how many. */
+size_t dx_buf_get(dx_buf *b, void *dst, size_t n);
+
+/* read() from fd into the free space (one or two segments). Returns bytes
+ * read, 0 at end of file, or -errno (-EAGAIN when nothing is there). With a
+ * full buffer returns -ENOBUFS without reading. */
+ssize_t dx_buf_read_fd(dx_buf *b, int fd);
+
+/* write() buffered bytes to fd (send with MSG_NOSIGNAL on sockets when
+ * is_socket). Returns bytes written (possibly fewer than buffered) or -errno
+ * (-EAGAIN, -EPIPE, ...). */
+ssize_t dx_buf_write_fd(dx_buf *b, int fd, int is_socket);
+
+/* ---- one-way pump: copy from one fd to another ---------------------------- */
+
+typedef struct dx_pump dx_pump;
+
+/* How a pump ends. */
+enum {
+    DX_PUMP_SHUTDOWN = 1, /* at end of input, shutdown(dst, SHUT_WR) if dst is a socket */
+    DX_PUMP_DISCARD = 2,  /* read and discard: dst may be NULL */
+};
+
+/* Called once when the pump has finished: its input ended and everything
+ * read was written (error 0), or an error stopped it (error < 0, from
+ * reading if `in_read`, else from writing). The callback may free the pump's
+ * memory after dx_pump_stop(). */
+typedef void (*dx_pump_cb)(dx_pump *p, int error, int in_read);
+
+/* A pump needs a watcher for its src (reads) and one for its dst (writes).
+ * One fd can only have one watcher, and a socket usually carries two pumps
+ * (one reading it, one writing it), so each fd is wrapped in a dx_endpoint
+ * that owns the watcher and dispatches to both pumps. */
+typedef struct dx_endpoint {
+    int fd;                   /* read-only */
+    int is_socket;            /* read-only */
+    dx_loop *loop;            /* private */
+    dx_io io;                 /* private */
+    dx_pump *reader;          /* private: pump that reads this fd */
+    dx_pump *writer;          /* private: pump that writes this fd */
+} dx_endpoint;
+
+struct dx_pump {
+    dx_loop *loop;            /* private */
+    dx_endpoint *src, *dst;   /* read-only */
+    int flags;                /* private */
+    dx_buf buf;               /* private */
+    int eof;                  /* read-only: src reached end of input */
+    int done;                 /* read-only: finished (callback called) */
+    uint64_t bytes_in;        /* read-only: bytes read from src */
+    uint64_t bytes_out;       /* read-only: bytes written to dst */
+    uint64_t last_activity;   /* read-only: loop time of the last byte moved */
+    dx_pump_cb cb;            /* private */
+    void *data;               /* public: for the caller */
+};
+
+/* Prepare an endpoint for fd (fstat tells whether it is a socket). */
+void dx_endpoint_init(dx_endpoint *e, int fd);
+
+/* Start copying from src to dst with a buffer of bufsize bytes (0: 64 KiB).
+ * Both endpoints must stay alive until the pump is stopped. Returns 0 or
+ * -ENOMEM. */
+int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
+                  size_t bufsize, int flags, dx_pump_cb cb, void *data);
+
+/* Stop a pump and free its buffer (the fds stay open). Safe twice. */
+void dx_pump_stop(dx_pump *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,194 @@
+/* pump.c: one-way copy from one fd to another through a bounded buffer.
+ * Backpressure: the source is only read while the buffer has room, so a
+ * slow destination stops the reading instead of growing memory. End of
+ * input is passed on as shutdown(SHUT_WR) once the buffer has drained. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+/* Reads per wake-up: enough to fill a large buffer, few enough that one busy
+ * source cannot starve the other watchers of the loop. */
+#define READS_PER_WAKEUP 4
+
+static void endpoint_cb(dx_loop *loop, dx_io *io, int events);
+
+void dx_endpoint_init(dx_endpoint *e, int fd)
+{
+    struct stat st;
+    memset(e, 0, sizeof *e);
+    e->fd = fd;
+    e->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    dx_io_init(&e->io, fd, endpoint_cb, e);
+}
+
+static int wants_read(const dx_pump *p)
+{
+    return p && !p->done && !p->eof && dx_buf_room(&p->buf) > 0;
+}
+
+static int wants_write(const dx_pump *p)
+{
+    return p && !p->done && dx_buf_len(&p->buf) > 0;
+}
+
+/* Watch exactly what the endpoint's pumps can make progress on. */
+static int endpoint_update(dx_endpoint *e)
+{
+    if (!e || !e->loop)
+        return 0;
+    int ev = (wants_read(e->reader) ? DX_READ : 0) | (wants_write(e->writer) ? DX_WRITE : 0);
+    return dx_io_set(e->loop, &e->io, ev);
+}
+
+/* The pump is over: stop watching for it, then tell the owner (last, since
+ * the owner may stop or reuse the pump from the callback). */
+static void finish(dx_pump *p, int error, int in_read)
+{
+    p->done = 1;
+    endpoint_update(p->src);
+    endpoint_update(p->dst);
+    if (p->cb)
+        p->cb(p, error, in_read);
+}
+
+/* Called when the input has ended and the buffer is empty. */
+static void complete(dx_pump *p)
+{
+    if ((p->flags & DX_PUMP_SHUTDOWN) && p->dst && p->dst->is_socket) {
+        /* ENOTCONN: the peer is already gone, nothing left to tell it */
+        if (shutdown(p->dst->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+            finish(p, -errno, 0);
+            return;
+        }
+    }
+    finish(p, 0, 0);
+}
+
+/* Write what is buffered. Returns 1 if the pump finished (do not touch it
+ * afterwards), 0 otherwise. */
+static int flush(dx_pump *p)
+{
+    while (dx_buf_len(&p->buf) > 0) {
+        ssize_t n = dx_buf_write_fd(&p->buf, p->dst->fd, p->dst->is_socket);
+        if (n == -EAGAIN)
+            break;
+        if (n < 0) {
+            finish(p, (int)n, 0);
+            return 1;
+        }
+        p->bytes_out += (uint64_t)n;
+        p->last_activity = p->loop->now;
+    }
+    if (p->eof && dx_buf_len(&p->buf) == 0) {
+        complete(p);
+        return 1;
+    }
+    return 0;
+}
+
+/* Returns 1 if the pump finished. */
+static int fill(dx_pump *p)
+{
+    for (int i = 0; i < READS_PER_WAKEUP && dx_buf_room(&p->buf) > 0; i++) {
+        ssize_t n = dx_buf_read_fd(&p->buf, p->src->fd);
+        if (n == -EAGAIN)
+            return 0;
+        if (n < 0) {
+            finish(p, (int)n, 1);
+            return 1;
+        }
+        if (n == 0) {
+            p->eof = 1;
+            if (p->flags & DX_PUMP_DISCARD || dx_buf_len(&p->buf) == 0) {
+                complete(p);
+                return 1;
+            }
+            return flush(p);
+        }
+        p->bytes_in += (uint64_t)n;
+        p->last_activity = p->loop->now;
+        if (p->flags & DX_PUMP_DISCARD) {
+            p->buf.len = 0;
+            p->buf.head = 0;
+            p->bytes_out += (uint64_t)n;
+        } else if (flush(p)) {
+            return 1; /* write early: the data is hot and the buffer frees up */
+        }
+    }
+    return 0;
+}
+
+static void endpoint_cb(dx_loop *loop, dx_io *io, int events)
+{
+    (void)loop;
+    dx_endpoint *e = io->data;
+    dx_pump *r = e->reader;
+    if (r && (events & (DX_READ | DX_ERROR)) && wants_read(r)) {
+        dx_endpoint *other = r->dst;
+        if (!fill(r)) {
+            endpoint_update(e);
+            endpoint_update(other);
+        }
+    }
+    dx_pump *w = e->writer; /* re-read: the reader's callback may have stopped it */
+    if (w && (events & (DX_WRITE | DX_ERROR)) && wants_write(w)) {
+        dx_endpoint *other = w->src;
+        if (!flush(w)) {
+            endpoint_update(e);
+            endpoint_update(other);
+        }
+    }
+}
+
+int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
+                  size_t bufsize, int flags, dx_pump_cb cb, void *data)
+{
+    memset(p, 0, sizeof *p);
+    if (!dst && !(flags & DX_PUMP_DISCARD))
+        return -EINVAL;
+    if (src->reader || (dst && dst->writer))
+        return -EBUSY;
+    int rc = dx_buf_init(&p->buf, bufsize ? bufsize : 64 * 1024);
+    if (rc < 0)
+        return rc;
+    p->loop = loop;
+    p->src = src;
+    p->dst = dst;
+    p->flags = flags;
+    p->cb = cb;
+    p->data = data;
+    p->last_activity = loop->now;
+    src->loop = loop;
+    src->reader = p;
+    if (dst) {
+        dst->loop = loop;
+        dst->writer = p;
+    }
+    rc = endpoint_update(src);
+    if (rc < 0) {
+        dx_pump_stop(p);
+        return rc;
+    }
+    return 0;
+}
+
+void dx_pump_stop(dx_pump *p)
+{
+    if (!p->loop)
+        return;
+    p->done = 1;
+    if (p->src && p->src->reader == p) {
+        p->src->reader = NULL;
+        endpoint_update(p->src);
+    }
+    if (p->dst && p->dst->writer == p) {
+        p->dst->writer = NULL;
+        endpoint_update(p->dst);
+    }
+    dx_buf_free(&p->buf);
+    p->loop = NULL;
+}

@@ -1,0 +1,210 @@
+/* sock.c: socket creation, listen/accept/connect, all non-blocking and
+ * close-on-exec from the first system call (no fcntl window before exec). */
+#define _GNU_SOURCE
+#include "duplex.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int new_socket(int family)
+{
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
+#else
+    int fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -errno;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || dx_set_nonblock(fd, 1) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+#endif
+}
+
+static int fail_close(int fd)
+{
+    int e = errno;
+    close(fd);
+    return -e;
+}
+
+int dx_set_nonblock(int fd, int on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    int nfl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+    if (nfl != fl && fcntl(fd, F_SETFL, nfl) < 0)
+        return -errno;
+    return fl;
+}
+
+int dx_somaxconn(void)
+{
+    int v = SOMAXCONN;
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+    if (f) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = SOMAXCONN;
+        fclose(f);
+    }
+    return v;
+}
+
+int dx_listen(const dx_addr *addr, const dx_listen_opts *opts)
+{
+    static const dx_listen_opts defaults;
+    if (!opts)
+        opts = &defaults;
+    int family = ((const struct sockaddr *)&addr->ss)->sa_family;
+    int fd = new_socket(family);
+    if (fd < 0)
+        return fd;
+    int one = 1;
+    if (family != AF_UNIX) {
+        if (!opts->no_reuseaddr && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+            return fail_close(fd);
+#ifdef SO_REUSEPORT
+        if (opts->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+            return fail_close(fd);
+#endif
+    }
+    if (family == AF_INET6) {
+        int v6only = opts->v6only ? 1 : 0;
+        /* best effort: some systems force v6only, then -4 binds separately */
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+    }
+    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0)
+        return fail_close(fd);
+    /* a backlog above somaxconn is silently capped by the kernel */
+    int backlog = opts->backlog > 0 ? opts->backlog : dx_somaxconn();
+    if (listen(fd, backlog) < 0)
+        return fail_close(fd);
+    return fd;
+}
+
+int dx_unix_unlink_stale(const char *path)
+{
+    struct stat st;
+    if (path[0] == '@' || lstat(path, &st) < 0)
+        return 0;
+    if (!S_ISSOCK(st.st_mode))
+        return -ENOTSOCK;
+    dx_addr a;
+    int rc = dx_addr_unix(&a, path);
+    if (rc < 0)
+        return rc;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    rc = connect(fd, (struct sockaddr *)&a.ss, a.len);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return -EADDRINUSE;
+    if (e != ECONNREFUSED)
+        return 0;
+    return unlink(path) == 0 ? 1 : -errno;
+}
+
+int dx_accept(int listen_fd, dx_addr *peer)
+{
+    dx_addr tmp;
+    if (!peer)
+        peer = &tmp;
+    for (;;) {
+        peer->len = sizeof peer->ss;
+#ifdef __linux__
+        int fd = accept4(listen_fd, (struct sockaddr *)&peer->ss, &peer->len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+        int fd = accept(listen_fd, (struct sockaddr *)&peer->ss, &peer->len);
+        if (fd >= 0 && (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || dx_set_nonblock(fd, 1) < 0))
+            return fail_close(fd);
+#endif
+        if (fd >= 0)
+            return fd;
+        if (errno == EINTR)
+            continue;
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+}
+
+int dx_accept_error_is_exhaustion(int code)
+{
+    return code == -EMFILE || code == -ENFILE || code == -ENOBUFS || code == -ENOMEM;
+}
+
+int dx_accept_error_is_transient(int code)
+{
+    switch (-code) {
+    case EAGAIN: case EINTR: case ECONNABORTED: case EPROTO: case EPERM:
+    case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN: case EHOSTUNREACH:
+    case EOPNOTSUPP: case ENETUNREACH: case ETIMEDOUT:
+#ifdef ENONET
+    case ENONET:
+#endif
+        return 1;
+    default:
+        return dx_accept_error_is_exhaustion(code);
+    }
+}
+
+int dx_connect_start(const dx_addr *addr, const dx_addr *source)
+{
+    int family = ((const struct sockaddr *)&addr->ss)->sa_family;
+    int fd = new_socket(family);
+    if (fd < 0)
+        return fd;
+    if (source) {
+        int one = 1;
+        if (dx_addr_port(source) > 0)
+            (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, (const struct sockaddr *)&source->ss, source->len) < 0)
+            return fail_close(fd);
+    }
+    while (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EINPROGRESS)
+            break;
+        return fail_close(fd);
+    }
+    return fd;
+}
+
+int dx_connect_result(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return -errno;
+    if (err)
+        return -err;
+    /* writable without error but not connected would be odd; check */
+    dx_addr peer;
+    if (dx_sock_peer(fd, &peer) < 0)
+        return -ENOTCONN;
+    return 0;
+}
+
+int dx_sock_local(int fd, dx_addr *out)
+{
+    out->len = sizeof out->ss;
+    return getsockname(fd, (struct sockaddr *)&out->ss, &out->len) < 0 ? -errno : 0;
+}
+
+int dx_sock_peer(int fd, dx_addr *out)
+{
+    out->len = sizeof out->ss;
+    return getpeername(fd, (struct sockaddr *)&out->ss, &out->len) < 0 ? -errno : 0;
+}

@@ -1,0 +1,68 @@
+/* cli.h: what the command's files share: options, exit codes, messages.
+ * The library never prints; everything the user reads is written here. */
+#ifndef DUPLEX_CLI_H
+#define DUPLEX_CLI_H
+
+#include "duplex.h"
+
+/* Exit codes: documented in --help, README.md and docs/duplex.1. */
+enum {
+    EXIT_OK = 0,
+    EXIT_IO = 1,       /* the connection failed during the exchange (reset, broken pipe) */
+    EXIT_USAGE = 2,    /* bad command line: unknown flag, invalid port, conflicting options */
+    EXIT_RESOLVE = 3,  /* a name or address could not be resolved */
+    EXIT_CONNECT = 4,  /* connect failed (refused, unreachable); -z: no port open */
+    EXIT_TIMEOUT = 5,  /* connect timeout (-w) or idle timeout (-w, --idle-timeout) */
+    EXIT_LISTEN = 6,   /* cannot listen: address in use, permission denied, bad local address */
+};
+
+enum cmd { CMD_CONNECT, CMD_LISTEN };
+
+/* End of input on stdin: what happens to the connection's write side. */
+struct options {
+    enum cmd cmd;
+    int family;            /* AF_UNSPEC, AF_INET, AF_INET6 (-4/-6) */
+    const char *unix_path; /* -U: the socket path (connect or listen) */
+    const char *host;      /* connect: target; listen: local address or NULL */
+    const char *port;      /* connect: target port; listen: port */
+    const char **port_args;/* connect: every PORT argument (ranges with -z) */
+    int nport_args;
+    int numeric;           /* -n: no DNS */
+    const char *source_addr; /* -s */
+    const char *source_port; /* -p with connect */
+    int keep_listening;    /* -k */
+    int verbose;           /* -v (repeatable) */
+    int zero_io;           /* -z */
+    int no_shutdown;       /* --no-shutdown */
+    int recv_only;         /* -d / --recv-only: never read stdin */
+    int send_only;         /* --send-only: discard what arrives */
+    long quit_after_eof_ms;/* -q SECS; -1: wait for the peer (default) */
+    long timeout_ms;       /* -w SECS; 0: none */
+    int backlog;           /* --backlog N; 0: the system maximum */
+    int reuseport;         /* --reuseport */
+    const char *backend;   /* --backend NAME (else DUPLEX_BACKEND, else best) */
+    size_t bufsize;        /* --buffer-size */
+};
+
+/* messages.c */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_info(const struct options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_exit_code_for(int code, int during_connect);
+void cli_usage_short(void);
+
+/* options.c: returns 0 and fills o, or prints the problem and returns
+ * EXIT_USAGE; returns -1 after printing --help or --version (exit 0). */
+int cli_parse(int argc, char **argv, struct options *o);
+
+/* session.c: copy stdin to the socket and the socket to stdout until both
+ * directions end. Takes ownership of fd (closes it). Returns an exit code. */
+int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
+
+/* connect.c, listen.c */
+int cli_connect(const struct options *o);
+int cli_listen(const struct options *o);
+
+/* stdio.c: stdin/stdout in non-blocking mode, restored at exit */
+void cli_stdio_nonblock(void);
+
+#endif

@@ -1,0 +1,323 @@
+/* options.c: the command line: subcommands, netcat-compatible flags, range
+ * checks, and the --help text (kept in step with docs/duplex.1). */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static const char usage_text[] =
+"usage: duplex connect [options] HOST PORT      connect, then copy stdin <-> socket\n"
+"       duplex listen  [options] [ADDR] PORT    accept a client, then copy stdin <-> socket\n"
+"       duplex connect|listen [options] -U PATH a Unix socket (@NAME: abstract)\n"
+"       duplex connect -z [options] HOST PORT[-PORT]...  probe ports, exchange nothing\n"
+"       duplex [options] HOST PORT              netcat style: same as connect\n"
+"       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
+"\n"
+"HOST may be a name, an IPv4 address or an IPv6 address ([::1] or ::1); HOST:PORT and\n"
+"[V6]:PORT are accepted as one argument. PORT is 0-65535 or a service name (http).\n"
+"Listening with no ADDR takes every IPv4 and IPv6 address; port 0 picks a free port\n"
+"and prints it ('duplex: listening on ADDR:PORT').\n"
+"\n"
+"Options:\n"
+"  -4, --ipv4               IPv4 only\n"
+"  -6, --ipv6               IPv6 only\n"
+"  -U, --unix PATH          Unix stream socket at PATH instead of TCP\n"
+"  -l, --listen             listen (netcat style)\n"
+"  -k, --keep-listening     after a client ends, serve the next one\n"
+"  -p, --port PORT          connect: local source port; listen: the port\n"
+"  -s, --source ADDR        connect: local source address; listen: the address\n"
+"  -n, --numeric            numeric addresses only, no DNS\n"
+"  -w, --timeout SECS       connect timeout, and quit after SECS without traffic\n"
+"  -q, --quit-after SECS    quit SECS after end of input (0: at once); default:\n"
+"                           wait until the peer ends its side too\n"
+"  -N                       shut the write side down at end of input (the default;\n"
+"                           accepted for OpenBSD nc users)\n"
+"      --no-shutdown        never shut the write side down; quit when the peer ends\n"
+"  -d, --recv-only          do not read stdin (and do not shut down the write side)\n"
+"      --send-only          send stdin, discard what arrives\n"
+"  -z, --zero-io            probe: report whether each port accepts connections\n"
+"  -v, --verbose            print addresses, then bytes each way and duration\n"
+"      --backlog N          listen queue length (default: the kernel maximum,\n"
+"                           /proc/sys/net/core/somaxconn)\n"
+"      --reuseport          set SO_REUSEPORT on the listener (off by default)\n"
+"      --buffer-size BYTES  per-direction buffer (default 65536)\n"
+"      --backend NAME       event loop backend: epoll, poll (or DUPLEX_BACKEND)\n"
+"  -h, --help               this help\n"
+"      --version            print the version\n"
+"\n"
+"End of input: when stdin ends, duplex shuts down the write side of the socket\n"
+"(the peer reads EOF) and keeps printing what the peer sends until it closes its\n"
+"side; it exits when both directions have ended. When stdin is a terminal, the\n"
+"end of the peer's side also ends the session.\n"
+"\n"
+"Exit status:\n"
+"  0  success (with -z: at least one port open)\n"
+"  1  the connection failed during the exchange (reset, broken pipe)\n"
+"  2  usage error (unknown flag, invalid port or number)\n"
+"  3  name resolution failed (unknown host)\n"
+"  4  connect failed (refused, unreachable); with -z: no port open\n"
+"  5  timed out (connect timeout or idle timeout)\n"
+"  6  cannot listen (address in use, permission denied)\n";
+
+void cli_usage_short(void)
+{
+    fputs("usage: duplex connect [options] HOST PORT | duplex listen [options] [ADDR] PORT\n"
+          "Try 'duplex --help' for more information.\n", stderr);
+}
+
+enum {
+    OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
+    OPT_BUFSIZE, OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+    {"ipv4", no_argument, NULL, '4'},
+    {"ipv6", no_argument, NULL, '6'},
+    {"unix", required_argument, NULL, 'U'},
+    {"listen", no_argument, NULL, 'l'},
+    {"keep-listening", no_argument, NULL, 'k'},
+    {"keep-open", no_argument, NULL, 'k'},
+    {"port", required_argument, NULL, 'p'},
+    {"source", required_argument, NULL, 's'},
+    {"numeric", no_argument, NULL, 'n'},
+    {"timeout", required_argument, NULL, 'w'},
+    {"quit-after", required_argument, NULL, 'q'},
+    {"no-shutdown", no_argument, NULL, OPT_NO_SHUTDOWN},
+    {"recv-only", no_argument, NULL, 'd'},
+    {"send-only", no_argument, NULL, OPT_SEND_ONLY},
+    {"zero-io", no_argument, NULL, 'z'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"backlog", required_argument, NULL, OPT_BACKLOG},
+    {"reuseport", no_argument, NULL, OPT_REUSEPORT},
+    {"buffer-size", required_argument, NULL, OPT_BUFSIZE},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* Seconds as "N" or "N.NNN", 0 .. one year; stored in milliseconds. */
+static int parse_seconds(const char *flag, const char *text, long *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (!*text || *end || errno || v != v || v < 0) {
+        cli_error("invalid %s value '%s': expected seconds (e.g. 5 or 0.5)", flag, text);
+        return -1;
+    }
+    if (v > 31536000.0) {
+        cli_error("%s too large: %s (at most 31536000 seconds)", flag, text);
+        return -1;
+    }
+    *ms = (long)(v * 1000.0 + 0.5);
+    return 0;
+}
+
+static int parse_count(const char *flag, const char *text, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (!*text || *end || errno || v < min || v > max) {
+        cli_error("invalid %s value '%s': expected a number from %ld to %ld", flag, text, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int check_port(const char *text)
+{
+    if (dx_parse_port(text) < 0) {
+        cli_error("invalid port '%s': expected 0-65535 or a service name", text);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, struct options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->family = AF_UNSPEC;
+    o->quit_after_eof_ms = -1;
+    o->cmd = CMD_CONNECT;
+    const char *port_flag = NULL;
+    long n;
+
+    int argi = 1;
+    if (argc > 1 && strcmp(argv[1], "connect") == 0) {
+        argi = 2;
+    } else if (argc > 1 && strcmp(argv[1], "listen") == 0) {
+        o->cmd = CMD_LISTEN;
+        argi = 2;
+    } else if (argc > 1 && argv[1][0] != '-' && (strcmp(argv[1], "relay") == 0 ||
+               strcmp(argv[1], "sockets") == 0 || strcmp(argv[1], "bench") == 0)) {
+        cli_error("'%s' is not implemented yet in this version", argv[1]);
+        return EXIT_USAGE;
+    }
+    /* getopt sees the subcommand as argv[0] */
+    argv += argi - 1;
+    argc -= argi - 1;
+    optind = 1;
+    opterr = 0;
+
+    int c;
+    while ((c = getopt_long(argc, argv, ":46U:lkp:s:nw:q:Ndzvh", long_opts, NULL)) != -1) {
+        switch (c) {
+        case '4': o->family = AF_INET; break;
+        case '6': o->family = AF_INET6; break;
+        case 'U': o->unix_path = optarg; break;
+        case 'l': o->cmd = CMD_LISTEN; break;
+        case 'k': o->keep_listening = 1; break;
+        case 'p': port_flag = optarg; break;
+        case 's': o->source_addr = optarg; break;
+        case 'n': o->numeric = 1; break;
+        case 'w':
+            if (parse_seconds("-w", optarg, &o->timeout_ms) < 0)
+                return EXIT_USAGE;
+            break;
+        case 'q': {
+            long ms;
+            /* nc's -q takes a negative value for "forever" */
+            if (strcmp(optarg, "-1") == 0)
+                ms = -1;
+            else if (parse_seconds("-q", optarg, &ms) < 0)
+                return EXIT_USAGE;
+            o->quit_after_eof_ms = ms;
+            break;
+        }
+        case 'N': break; /* shutting down at end of input is already the default */
+        case OPT_NO_SHUTDOWN: o->no_shutdown = 1; break;
+        case 'd': o->recv_only = 1; break;
+        case OPT_SEND_ONLY: o->send_only = 1; break;
+        case 'z': o->zero_io = 1; break;
+        case 'v': o->verbose++; break;
+        case OPT_BACKLOG:
+            if (parse_count("--backlog", optarg, 1, 1 << 20, &n) < 0)
+                return EXIT_USAGE;
+            o->backlog = (int)n;
+            break;
+        case OPT_REUSEPORT: o->reuseport = 1; break;
+        case OPT_BUFSIZE:
+            if (parse_count("--buffer-size", optarg, 1024, 64L << 20, &n) < 0)
+                return EXIT_USAGE;
+            o->bufsize = (size_t)n;
+            break;
+        case OPT_BACKEND: o->backend = optarg; break;
+        case 'h': fputs(usage_text, stdout); return -1;
+        case OPT_VERSION: printf("duplex %s\n", DX_VERSION); return -1;
+        case ':':
+            cli_error("option '%s' needs a value", argv[optind - 1]);
+            cli_usage_short();
+            return EXIT_USAGE;
+        default:
+            if (optopt)
+                cli_error("unknown option '-%c'", optopt);
+            else
+                cli_error("unknown option '%s'", argv[optind - 1]);
+            cli_usage_short();
+            return EXIT_USAGE;
+        }
+    }
+    char **pos = argv + optind;
+    int npos = argc - optind;
+    static char split_buf[512];
+
+    if (o->recv_only && o->send_only) {
+        cli_error("--recv-only and --send-only exclude each other");
+        return EXIT_USAGE;
+    }
+    if (o->unix_path && (o->family != AF_UNSPEC || o->source_addr || port_flag)) {
+        cli_error("-U takes no -4/-6/-s/-p: a Unix socket has no IP address or port");
+        return EXIT_USAGE;
+    }
+
+    if (o->cmd == CMD_LISTEN) {
+        if (o->zero_io) {
+            cli_error("-z probes ports as a client; it cannot be used with listen");
+            return EXIT_USAGE;
+        }
+        if (o->unix_path) {
+            if (npos > 0) {
+                cli_error("unexpected argument '%s' after -U PATH", pos[0]);
+                return EXIT_USAGE;
+            }
+            return 0;
+        }
+        o->host = o->source_addr;
+        if (npos == 1 && !port_flag && strchr(pos[0], ':') && pos[0][0] != ':' &&
+            dx_split_hostport(pos[0], split_buf, sizeof split_buf, &o->host, &o->port) == 0) {
+            /* ADDR:PORT as one argument */
+        } else if (npos == 2) {
+            o->host = pos[0];
+            o->port = pos[1];
+        } else if (npos == 1) {
+            if (port_flag) {
+                o->host = pos[0];
+                o->port = port_flag;
+            } else {
+                o->port = pos[0];
+            }
+        } else if (npos == 0 && port_flag) {
+            o->port = port_flag;
+        } else {
+            cli_error(npos == 0 ? "listen needs a PORT" : "too many arguments for listen");
+            cli_usage_short();
+            return EXIT_USAGE;
+        }
+        if (o->host && o->source_addr && o->host != o->source_addr) {
+            cli_error("give the local address once: -s ADDR or ADDR PORT");
+            return EXIT_USAGE;
+        }
+        return check_port(o->port) < 0 ? EXIT_USAGE : 0;
+    }
+
+    /* connect */
+    o->source_port = port_flag;
+    if (port_flag && check_port(port_flag) < 0)
+        return EXIT_USAGE;
+    if (o->keep_listening) {
+        cli_error("-k keeps a listener open; it needs listen (or -l)");
+        return EXIT_USAGE;
+    }
+    if (o->unix_path) {
+        if (npos > 0) {
+            cli_error("unexpected argument '%s' after -U PATH", pos[0]);
+            return EXIT_USAGE;
+        }
+        return 0;
+    }
+    if (npos == 1 && dx_split_hostport(pos[0], split_buf, sizeof split_buf, &o->host, &o->port) == 0) {
+        o->port_args = &o->port;
+        o->nport_args = 1;
+    } else if (npos >= 2) {
+        o->host = pos[0];
+        o->port = pos[1];
+        o->port_args = (const char **)pos + 1;
+        o->nport_args = npos - 1;
+        if (npos > 2 && !o->zero_io) {
+            cli_error("too many arguments: connect takes HOST PORT (several ports only with -z)");
+            return EXIT_USAGE;
+        }
+    } else {
+        cli_error(npos == 0 ? "connect needs HOST and PORT" : "connect needs a PORT after HOST");
+        cli_usage_short();
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < o->nport_args; i++) {
+        int first, last;
+        if (o->zero_io ? dx_parse_port_range(o->port_args[i], &first, &last) < 0
+                       : dx_parse_port(o->port_args[i]) < 0) {
+            cli_error("invalid port '%s': expected 0-65535%s or a service name", o->port_args[i],
+                      o->zero_io ? ", a range N-M" : "");
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
+}

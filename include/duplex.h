@@ -200,6 +200,10 @@ char *dx_addr_format(const dx_addr *a, char *buf, size_t buflen);
 /* The port of an IP address (host byte order), or -1 for other families. */
 int dx_addr_port(const dx_addr *a);
 
+/* Set the port of an IP address. Returns 0, or DX_EBADADDR for other
+ * families and DX_EBADPORT outside 0..65535. */
+int dx_addr_set_port(dx_addr *a, int port);
+
 /* ---- sockets ----------------------------------------------------------- */
 
 /* Options for dx_listen(). Zero-initialise, then set what you need. */

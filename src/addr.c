@@ -253,3 +253,17 @@ int dx_addr_port(const dx_addr *a)
         return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
     return -1;
 }
+
+int dx_addr_set_port(dx_addr *a, int port)
+{
+    struct sockaddr *sa = (struct sockaddr *)&a->ss;
+    if (port < 0 || port > 65535)
+        return DX_EBADPORT;
+    if (sa->sa_family == AF_INET)
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+    else if (sa->sa_family == AF_INET6)
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+    else
+        return DX_EBADADDR;
+    return 0;
+}

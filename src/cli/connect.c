@@ -1,0 +1,195 @@
+/* connect.c: `duplex connect`: resolve, try every address in turn with the
+ * -w timeout, then run a stdio session; and -z, which only probes ports. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct attempt {
+    const struct options *o;
+    int quiet;        /* -z: failures are results, not errors */
+    int fd;           /* connected fd, or the last error */
+    dx_addr addr;     /* the address that answered (or failed last) */
+};
+
+static void on_connect(dx_connector *c, int result, const dx_addr *addr, int final)
+{
+    struct attempt *a = c->data;
+    char text[DX_ADDR_STRLEN];
+    if (result < 0 && !a->quiet)
+        cli_error("connect %s: %s", dx_addr_format(addr, text, sizeof text), dx_strerror(result));
+    if (final) {
+        a->fd = result;
+        a->addr = *addr;
+    }
+}
+
+/* Connect to one of addrs; returns the fd or a negative code (reported). */
+static int connect_any(dx_loop *loop, struct attempt *a, const dx_addr *addrs, int n,
+                       const dx_addr *source)
+{
+    dx_connector c;
+    a->fd = DX_ENOADDR;
+    int rc = dx_connect_async(loop, &c, addrs, n, source, (uint64_t)a->o->timeout_ms, on_connect, a);
+    if (rc < 0)
+        return rc;
+    rc = dx_loop_run(loop);
+    if (rc < 0) {
+        dx_connect_cancel(&c);
+        return rc;
+    }
+    return a->fd;
+}
+
+static int resolve_or_report(const struct options *o, const char *host, const char *port,
+                             int passive, dx_addr **out)
+{
+    int flags = (o->numeric ? DX_RESOLVE_NUMERIC : 0) | (passive ? DX_RESOLVE_PASSIVE : 0);
+    int n = dx_resolve(host, port, o->family, flags, out);
+    if (n < 0)
+        cli_error("resolve %s: %s", host ? host : "(any)", dx_strerror(n));
+    return n;
+}
+
+/* The source address for -s/-p, of the same family as the target. */
+static int pick_source(const struct options *o, int family, dx_addr *source)
+{
+    dx_addr *list;
+    const char *host = o->source_addr;
+    if (!host)
+        host = family == AF_INET6 ? "::" : "0.0.0.0";
+    int n = resolve_or_report(o, host, o->source_port ? o->source_port : "0", 1, &list);
+    if (n < 0)
+        return n;
+    for (int i = 0; i < n; i++) {
+        if (list[i].ss.ss_family == family) {
+            *source = list[i];
+            free(list);
+            return 0;
+        }
+    }
+    free(list);
+    return DX_ENOADDR;
+}
+
+static int probe_ports(dx_loop *loop, const struct options *o)
+{
+    int any_open = 0, resolve_failed = 0;
+    struct attempt a = {.o = o, .quiet = 1};
+    for (int i = 0; i < o->nport_args; i++) {
+        int first, last;
+        dx_parse_port_range(o->port_args[i], &first, &last);
+        for (int port = first; port <= last; port++) {
+            dx_addr *addrs;
+            char ptext[16], text[DX_ADDR_STRLEN];
+            snprintf(ptext, sizeof ptext, "%d", port);
+            int n = resolve_or_report(o, o->host, ptext, 0, &addrs);
+            if (n < 0) {
+                resolve_failed = 1;
+                break;
+            }
+            int fd = connect_any(loop, &a, addrs, n, NULL);
+            dx_addr_format(&a.addr, text, sizeof text);
+            if (fd >= 0) {
+                any_open = 1;
+                cli_info(o, "%s open", text);
+                close(fd);
+            } else {
+                cli_info(o, "%s closed: %s", text, dx_strerror(fd));
+            }
+            free(addrs);
+        }
+    }
+    if (any_open)
+        return EXIT_OK;
+    return resolve_failed ? EXIT_RESOLVE : EXIT_CONNECT;
+}
+
+int cli_connect(const struct options *o)
+{
+    int err;
+    dx_loop *loop = dx_loop_new(o->backend, &err);
+    if (!loop) {
+        cli_error("event loop backend '%s': %s", o->backend ? o->backend : getenv("DUPLEX_BACKEND"),
+                  err == -ENOENT ? "unknown or unavailable (try epoll or poll)" : dx_strerror(err));
+        return EXIT_USAGE;
+    }
+    if (o->zero_io) {
+        int code = probe_ports(loop, o);
+        dx_loop_free(loop);
+        return code;
+    }
+
+    dx_addr *addrs = NULL;
+    int n;
+    if (o->unix_path) {
+        addrs = calloc(1, sizeof *addrs);
+        n = addrs ? dx_addr_unix(addrs, o->unix_path) : -ENOMEM;
+        if (n < 0) {
+            cli_error("connect %s: %s", o->unix_path, dx_strerror(n));
+            free(addrs);
+            dx_loop_free(loop);
+            return EXIT_USAGE;
+        }
+        n = 1;
+    } else {
+        n = resolve_or_report(o, o->host, o->port, 0, &addrs);
+        if (n < 0) {
+            dx_loop_free(loop);
+            return cli_exit_code_for(n, 1);
+        }
+    }
+
+    dx_addr source;
+    int has_source = 0;
+    if (o->source_addr || o->source_port) {
+        /* keep only the targets of the source's family */
+        int family = addrs[0].ss.ss_family;
+        if (o->source_addr) {
+            dx_addr *s;
+            int k = resolve_or_report(o, o->source_addr, "0", 1, &s);
+            if (k < 0) {
+                free(addrs);
+                dx_loop_free(loop);
+                return cli_exit_code_for(k, 1);
+            }
+            family = s[0].ss.ss_family;
+            free(s);
+        }
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (addrs[i].ss.ss_family == family)
+                addrs[m++] = addrs[i];
+        if (m == 0 || pick_source(o, family, &source) < 0) {
+            cli_error("connect %s: no %s address to match source %s", o->host,
+                      family == AF_INET6 ? "IPv6" : "IPv4", o->source_addr ? o->source_addr : "");
+            free(addrs);
+            dx_loop_free(loop);
+            return EXIT_RESOLVE;
+        }
+        n = m;
+        has_source = 1;
+    }
+
+    struct attempt a = {.o = o};
+    int fd = connect_any(loop, &a, addrs, n, has_source ? &source : NULL);
+    free(addrs);
+    if (fd < 0) {
+        dx_loop_free(loop);
+        return cli_exit_code_for(fd, 1);
+    }
+    char peer[DX_ADDR_STRLEN], local[DX_ADDR_STRLEN];
+    dx_addr me;
+    dx_addr_format(&a.addr, peer, sizeof peer);
+    if (dx_sock_local(fd, &me) == 0)
+        cli_info(o, "connected to %s from %s", peer, dx_addr_format(&me, local, sizeof local));
+    cli_stdio_nonblock();
+    int code = cli_session(loop, o, fd, peer);
+    dx_loop_free(loop);
+    return code;
+}

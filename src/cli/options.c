@@ -227,6 +227,13 @@ int cli_parse(int argc, char **argv, struct options *o)
     }
     char **pos = argv + optind;
     int npos = argc - optind;
+    /* flags before the subcommand: `duplex -v connect HOST PORT` */
+    if (argi == 1 && npos > 0 && (strcmp(pos[0], "connect") == 0 || strcmp(pos[0], "listen") == 0)) {
+        if (pos[0][0] == 'l')
+            o->cmd = CMD_LISTEN;
+        pos++;
+        npos--;
+    }
     static char split_buf[512];
 
     if (o->recv_only && o->send_only) {

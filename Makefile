@@ -18,7 +18,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?= -q
 
-.PHONY: all test unit e2e check install clean bench
+.PHONY: all deps test unit e2e check install clean bench
 
 all: $(BUILD)/duplex $(BUILD)/libduplex.a
 
@@ -51,6 +51,9 @@ test: unit e2e
 # The whole suite, built with AddressSanitizer and UndefinedBehaviorSanitizer.
 check:
 	$(MAKE) BUILD=build/san CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" test
+
+deps:
+	scripts/install-deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1

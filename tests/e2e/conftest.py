@@ -1,0 +1,473 @@
+"""Shared fixtures and helpers for duplex's end-to-end tests.
+
+Run with:  DUPLEX=/abs/path/build/duplex /usr/bin/python3 -m pytest -q tests/e2e
+
+Rules every test follows:
+- every process is started through the `spawn` fixture (or a helper built on
+  it) and is killed and reaped by PID in the fixture's finalizer;
+- every wait has a deadline (no unbounded wait(), read() or communicate());
+- only 127.0.0.1, ::1 and Unix paths in a temporary directory, and only ports
+  picked by the kernel (port 0) or found free by binding port 0.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+# Default deadline for one duplex run in a small test.
+TIMEOUT = 15
+
+LISTENING_RE = re.compile(r"duplex: listening on (\S+):(\d+)\s*$", re.M)
+
+
+# ---------------------------------------------------------------- processes --
+
+
+class Proc:
+    """A started process: a Popen plus threads that drain its stdout/stderr
+    pipes (when they are pipes) so that waiting for a line never blocks on a
+    full pipe and never waits without a deadline."""
+
+    def __init__(self, args, name, **kw):
+        self.args = args
+        self.name = name
+        self.popen = subprocess.Popen(args, **kw)
+        self.pid = self.popen.pid
+        self._cond = threading.Condition()
+        self._out = bytearray()
+        self._err = bytearray()
+        self._eof = {"out": self.popen.stdout is None, "err": self.popen.stderr is None}
+        self._threads = []
+        for key, f in (("out", self.popen.stdout), ("err", self.popen.stderr)):
+            if f is not None:
+                t = threading.Thread(target=self._drain, args=(key, f), daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def _drain(self, key, f):
+        fd = f.fileno()
+        buf = self._out if key == "out" else self._err
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            with self._cond:
+                if not chunk:
+                    self._eof[key] = True
+                    self._cond.notify_all()
+                    return
+                buf += chunk
+                self._cond.notify_all()
+
+    # -- output -------------------------------------------------------------
+
+    @property
+    def stdin(self):
+        return self.popen.stdin
+
+    @property
+    def out(self):
+        with self._cond:
+            return bytes(self._out)
+
+    @property
+    def err(self):
+        with self._cond:
+            return self._err.decode("utf-8", "replace")
+
+    def wait_err(self, pattern, timeout=TIMEOUT):
+        """Wait until stderr matches the regex; return the match. Fails the
+        test (showing stderr) on deadline or when stderr ends first."""
+        rx = re.compile(pattern, re.M) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                m = rx.search(self._err.decode("utf-8", "replace"))
+                if m:
+                    return m
+                left = deadline - time.monotonic()
+                if self._eof["err"] or left <= 0:
+                    why = "stderr ended" if self._eof["err"] else "timed out"
+                    pytest.fail(
+                        f"{self.name}: {why} waiting for /{rx.pattern}/ on stderr; "
+                        f"rc={self.popen.poll()} stderr={self._err.decode('utf-8', 'replace')!r}"
+                    )
+                self._cond.wait(min(left, 0.2))
+
+    def wait_out(self, predicate, timeout=TIMEOUT):
+        """Wait until predicate(stdout bytes so far) is true."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(bytes(self._out)):
+                left = deadline - time.monotonic()
+                if self._eof["out"] or left <= 0:
+                    pytest.fail(
+                        f"{self.name}: stdout condition not met "
+                        f"({'stdout ended' if self._eof['out'] else 'timed out'}); "
+                        f"stdout={bytes(self._out)[:300]!r} stderr={self._err.decode('utf-8', 'replace')!r}"
+                    )
+                self._cond.wait(min(left, 0.2))
+            return bytes(self._out)
+
+    # -- life ---------------------------------------------------------------
+
+    def poll(self):
+        return self.popen.poll()
+
+    def wait(self, timeout=TIMEOUT):
+        """Wait for exit; fail the test (with stderr) if it takes too long.
+        Returns the exit code, after the output pipes have been drained."""
+        try:
+            rc = self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.name} did not exit within {timeout}s; stderr={self.err!r}")
+        self._join()
+        return rc
+
+    def _join(self, timeout=5):
+        for t in self._threads:
+            t.join(timeout)
+
+    def close_stdin(self):
+        if self.popen.stdin and not self.popen.stdin.closed:
+            try:
+                self.popen.stdin.close()
+            except OSError:
+                pass
+
+    def kill(self):
+        """Kill by PID (SIGKILL) and reap."""
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.close_stdin()
+        self._join(2)
+        for f in (self.popen.stdout, self.popen.stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+
+    def __repr__(self):
+        return f"<Proc {self.name} pid={self.pid}>"
+
+
+@pytest.fixture
+def spawn():
+    """spawn(args, stdin=None, stdout=PIPE, stderr=PIPE, env=None, name=None)
+    starts a process and registers it for cleanup (killed by PID and reaped
+    at teardown). stdin may be bytes (fed through a pipe by a thread, which
+    then closes it), a file object or fd, subprocess.PIPE or DEVNULL.
+    Returns a Proc."""
+    procs = []
+    feeders = []
+
+    def _spawn(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+               stderr=subprocess.PIPE, env=None, name=None):
+        args = [str(a) for a in args]
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        data = None
+        if isinstance(stdin, (bytes, bytearray)):
+            data = bytes(stdin)
+            stdin = subprocess.PIPE
+        p = Proc(args, name or os.path.basename(args[0]), stdin=stdin, stdout=stdout,
+                 stderr=stderr, env=full_env, close_fds=True)
+        procs.append(p)
+        if data is not None:
+            def feed(f=p.popen.stdin):
+                try:
+                    f.write(data)
+                except (BrokenPipeError, OSError, ValueError):
+                    pass
+                finally:
+                    try:
+                        f.close()
+                    except OSError:
+                        pass
+            t = threading.Thread(target=feed, daemon=True)
+            t.start()
+            feeders.append(t)
+        return p
+
+    yield _spawn
+    for p in reversed(procs):
+        p.kill()
+    for t in feeders:
+        t.join(2)
+
+
+# ------------------------------------------------------------------ duplex --
+
+
+@pytest.fixture(scope="session")
+def duplex_path():
+    path = os.environ.get("DUPLEX")
+    if not path:
+        pytest.skip("DUPLEX is not set (DUPLEX=/abs/path/build/duplex)")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.skip(f"DUPLEX={path} is not an executable file")
+    return os.path.abspath(path)
+
+
+@pytest.fixture
+def duplex(duplex_path):
+    """The absolute path of the duplex binary under test."""
+    return duplex_path
+
+
+@pytest.fixture(params=["epoll", "poll"])
+def backend(request):
+    """Runs a test once per event loop backend; returns the name. Use
+    backend_env (or env={'DUPLEX_BACKEND': backend}) when starting duplex."""
+    return request.param
+
+
+@pytest.fixture
+def backend_env(backend):
+    return {"DUPLEX_BACKEND": backend}
+
+
+@pytest.fixture
+def run_duplex(duplex, spawn):
+    """run_duplex(args, stdin=b'' | file | DEVNULL, timeout=TIMEOUT, env=None)
+    runs duplex to completion and returns (rc, stdout bytes, stderr text)."""
+
+    def _run(args, stdin=subprocess.DEVNULL, timeout=TIMEOUT, env=None):
+        p = spawn([duplex, *args], stdin=stdin, env=env, name="duplex " + " ".join(map(str, args)))
+        rc = p.wait(timeout)
+        return rc, p.out, p.err
+
+    return _run
+
+
+@pytest.fixture
+def start_duplex(duplex, spawn):
+    """start_duplex(args, **spawn_kw) -> Proc running `duplex ARGS`."""
+
+    def _start(args, **kw):
+        kw.setdefault("name", "duplex " + " ".join(map(str, args)))
+        return spawn([duplex, *args], **kw)
+
+    return _start
+
+
+@pytest.fixture
+def start_listener(start_duplex):
+    """start_listener(args=(), addr='127.0.0.1', **spawn_kw) runs
+    `duplex listen ARGS ADDR 0` and returns (proc, port), the port read from
+    the 'duplex: listening on ADDR:PORT' line (with a deadline)."""
+
+    def _start(args=(), addr="127.0.0.1", timeout=TIMEOUT, **kw):
+        p = start_duplex(["listen", *args, addr, "0"], **kw)
+        m = p.wait_err(LISTENING_RE, timeout)
+        port = int(m.group(2))
+        assert 0 < port < 65536, m.group(0)
+        return p, port
+
+    return _start
+
+
+# ---------------------------------------------------------- ports, peers --
+
+
+def free_port(host="127.0.0.1", family=socket.AF_INET):
+    """A TCP port that was free a moment ago (bound to port 0, then closed)."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _proc_net_listening(port):
+    """True if a TCP socket listens on `port` per /proc/net/tcp{,6}."""
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, state = parts[1], parts[3]
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+def wait_listening(port, timeout=10, proc=None):
+    """Wait until something listens on `port` without connecting to it (a
+    probe connection would use up a one-shot peer's only accept)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _proc_net_listening(port):
+            return
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{proc.name} exited (rc={proc.poll()}) before listening; stderr={proc.err!r}")
+        time.sleep(0.02)
+    pytest.fail(f"nothing listening on port {port} after {timeout}s")
+
+
+def need(binary):
+    """Skip the test unless `binary` is on PATH; return its path."""
+    path = shutil.which(binary)
+    if not path:
+        pytest.skip(f"{binary} is not installed")
+    return path
+
+
+def have_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_random(path, size):
+    """Write `size` random bytes to path; return their sha256."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 1 << 20))
+            h.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
+
+
+class RandomFile:
+    def __init__(self, path, size):
+        self.path = str(path)
+        self.size = size
+        self.sha256 = write_random(self.path, size)
+
+    def open(self):
+        return open(self.path, "rb")
+
+
+@pytest.fixture(scope="session")
+def random_files(tmp_path_factory):
+    """random_files(size, n=2) -> n RandomFile of `size` bytes, made once
+    per session for each size."""
+    cache = {}
+    base = tmp_path_factory.mktemp("random")
+
+    def _get(size, n=2):
+        key = (size, n)
+        if key not in cache:
+            cache[key] = [RandomFile(base / f"r{size}-{i}.bin", size) for i in range(n)]
+        return cache[key]
+
+    return _get
+
+
+# ---------------------------------------------------- scripted TCP peers --
+
+
+class Server:
+    """A Python TCP (or Unix) server on a fresh port, run by a thread with a
+    `script(conn)` function after accepting one connection. Closed (and the
+    thread joined) by the `server` fixture's finalizer."""
+
+    def __init__(self, script, host="127.0.0.1", family=socket.AF_INET, backlog=1, accept=True):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.conn = None
+        self.error = None
+        self.result = {}
+        self.done = threading.Event()
+        self.thread = None
+        if accept:
+            self.thread = threading.Thread(target=self._run, args=(script,), daemon=True)
+            self.thread.start()
+
+    def _run(self, script):
+        try:
+            self.sock.settimeout(TIMEOUT)
+            conn, _ = self.sock.accept()
+            self.conn = conn
+            conn.settimeout(TIMEOUT)
+            if script:
+                script(conn, self.result)
+        except Exception as e:  # reported by join()
+            self.error = e
+        finally:
+            self.done.set()
+
+    def join(self, timeout=TIMEOUT):
+        """Wait for the script to finish; re-raise its exception."""
+        if self.thread is None:
+            return self.result
+        if not self.done.wait(timeout):
+            pytest.fail(f"server script did not finish within {timeout}s")
+        if self.error:
+            raise self.error
+        return self.result
+
+    def close(self):
+        for s in (self.conn, self.sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        if self.thread is not None:
+            self.thread.join(2)
+
+
+@pytest.fixture
+def server():
+    """server(script, **kw) -> Server listening on 127.0.0.1:server.port."""
+    servers = []
+
+    def _make(script=None, **kw):
+        s = Server(script, **kw)
+        servers.append(s)
+        return s
+
+    yield _make
+    for s in servers:
+        s.close()
+
+
+def recv_all(conn, timeout=TIMEOUT):
+    """Read until EOF; returns the bytes (fails the test on deadline)."""
+    conn.settimeout(timeout)
+    chunks = []
+    while True:
+        b = conn.recv(65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)

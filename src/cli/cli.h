@@ -62,11 +62,11 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
 int cli_connect(const struct options *o);
 int cli_listen(const struct options *o);
 
-/* stdio.c: stdin/stdout in non-blocking mode, restored at exit and on
+/* stdio.c: fds 0-2 always open; stdin/stdout non-blocking, restored at exit and on
  * SIGINT/SIGTERM/SIGHUP; SIGPIPE ignored; a Unix socket path to unlink if a
  * signal ends the process (NULL: none). */
 void cli_stdio_nonblock(void);
-void cli_signals_init(void);
+void cli_process_init(void);
 void cli_remove_on_exit(const char *path);
 
 #endif

@@ -11,6 +11,6 @@ int main(int argc, char **argv)
         return EXIT_OK; /* --help or --version */
     if (rc > 0)
         return rc;
-    cli_signals_init();
+    cli_process_init();
     return o.cmd == CMD_LISTEN ? cli_listen(&o) : cli_connect(&o);
 }

@@ -45,8 +45,19 @@ void cli_stdio_nonblock(void)
     atexit(restore_stdio);
 }
 
-void cli_signals_init(void)
+void cli_process_init(void)
 {
+    /* With fd 0, 1 or 2 closed, the first socket would take its place and
+     * stdin/stdout traffic would go to the network: fill them with /dev/null. */
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) < 0) {
+            int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            if (nfd >= 0 && nfd != fd) {
+                dup2(nfd, fd);
+                close(nfd);
+            }
+        }
+    }
     /* a closed peer must give EPIPE, never kill the process */
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;

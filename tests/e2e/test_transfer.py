@@ -1,7 +1,7 @@
 """Bulk transfers between `duplex listen` and `duplex connect`, both ways at
 once, under each event loop backend."""
 
-import subprocess
+import os
 
 import pytest
 
@@ -36,17 +36,22 @@ def test_both_ways_stdin_and_stdout_pipes(backend_env, spawn, start_listener, st
     back-pressure, 64 MiB each way at once."""
     a, b = random_files(BIG)
     out_c = tmp_path / "client.out"
-    with a.open() as in_l, open(out_c, "wb") as fc:
-        lst, port = start_listener(stdin=in_l, stdout=subprocess.PIPE, env=backend_env)
-        # the listener's stdout goes to sha256sum through a pipe
-        summer = spawn(["sha256sum", "-b"], stdin=lst.popen.stdout, name="sha256sum")
-        cat = spawn(["cat", b.path], stdout=subprocess.PIPE, name="cat")
-        cli = start_duplex(["connect", "127.0.0.1", port], stdin=cat.popen.stdout, stdout=fc,
-                           env=backend_env)
-        rc_c = cli.wait(TRANSFER_TIMEOUT)
-        rc_l = lst.wait(TRANSFER_TIMEOUT)
-        assert summer.wait(TRANSFER_TIMEOUT) == 0
-        assert cat.wait(TRANSFER_TIMEOUT) == 0
+    pipe_out_r, pipe_out_w = os.pipe()   # listener stdout -> sha256sum
+    pipe_in_r, pipe_in_w = os.pipe()     # cat -> client stdin
+    try:
+        with a.open() as in_l, open(out_c, "wb") as fc:
+            lst, port = start_listener(stdin=in_l, stdout=pipe_out_w, env=backend_env)
+            summer = spawn(["sha256sum", "-b"], stdin=pipe_out_r, name="sha256sum")
+            cat = spawn(["cat", b.path], stdout=pipe_in_w, name="cat")
+            cli = start_duplex(["connect", "127.0.0.1", port], stdin=pipe_in_r, stdout=fc,
+                               env=backend_env)
+    finally:
+        for fd in (pipe_out_r, pipe_out_w, pipe_in_r, pipe_in_w):
+            os.close(fd)
+    rc_c = cli.wait(TRANSFER_TIMEOUT)
+    rc_l = lst.wait(TRANSFER_TIMEOUT)
+    assert summer.wait(TRANSFER_TIMEOUT) == 0
+    assert cat.wait(TRANSFER_TIMEOUT) == 0
     assert (rc_c, rc_l) == (0, 0), f"client: {cli.err!r} listener: {lst.err!r}"
     assert summer.out.split()[0].decode() == b.sha256, "client -> listener bytes differ (pipe in)"
     assert out_c.stat().st_size == BIG

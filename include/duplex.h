@@ -380,6 +380,68 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
 /* Stop a pump and free its buffer (the fds stay open). Safe twice. */
 void dx_pump_stop(dx_pump *p);
 
+
+/* ---- buffered stream: one fd with a bounded output queue ------------------ */
+
+typedef struct dx_stream dx_stream;
+
+/* Data arrived: n > 0 bytes valid only during the call; n == 0 is the end
+ * of input (the peer shut its side down). */
+typedef void (*dx_stream_read_cb)(dx_stream *s, const char *data, size_t n);
+/* Something happened: error < 0 (read or write failed: the stream is
+ * unusable, close it), or error == 0 when the output queue has drained
+ * below half of its capacity after having been more than half full (time to
+ * resume a paused producer). */
+typedef void (*dx_stream_event_cb)(dx_stream *s, int error);
+
+struct dx_stream {
+    dx_loop *loop;            /* private */
+    dx_io io;                 /* private */
+    dx_buf out;               /* private: queued output, allocated while non-empty */
+    size_t queue_cap;         /* read-only: the most bytes ever queued */
+    int is_socket;            /* read-only */
+    int reading;              /* read-only: read callback armed */
+    int shut_pending;         /* private: shutdown(SHUT_WR) once drained */
+    int shut_done;            /* read-only */
+    int failed;               /* read-only: an error was reported */
+    int above_half;           /* private: for the drain event */
+    uint64_t bytes_in;        /* read-only */
+    uint64_t bytes_out;       /* read-only: bytes actually written */
+    uint64_t last_activity;   /* read-only: loop time of the last byte moved */
+    dx_stream_read_cb read_cb;   /* private */
+    dx_stream_event_cb event_cb; /* private */
+    void *data;               /* public: for the caller */
+};
+
+/* Wrap fd (socket, pipe, terminal or file; non-blocking) with an output queue
+ * of queue_cap bytes. Reading starts with dx_stream_read_start(). The fd
+ * stays the caller's: dx_stream_close() does not close it. Returns 0 or
+ * -ENOMEM. */
+int dx_stream_init(dx_loop *loop, dx_stream *s, int fd, size_t queue_cap,
+                   dx_stream_read_cb read_cb, dx_stream_event_cb event_cb, void *data);
+
+/* Arm or disarm the read callback (backpressure: disarm while the consumer
+ * is full). Return 0 or -errno from the loop. */
+int dx_stream_read_start(dx_stream *s);
+int dx_stream_read_stop(dx_stream *s);
+
+/* Queue n bytes for writing, all or nothing: returns 0, or -ENOBUFS when
+ * they do not fit (nothing queued: the caller chooses to wait or to drop the
+ * peer), -EPIPE after dx_stream_shutdown() or a failure. Bytes are written
+ * at once when the queue is empty and the fd takes them. */
+int dx_stream_write(dx_stream *s, const void *data, size_t n);
+
+/* Bytes queued and free room in the output queue. */
+size_t dx_stream_queued(const dx_stream *s);
+size_t dx_stream_room(const dx_stream *s);
+
+/* Shut the write side down (SHUT_WR) once the queue has drained. */
+void dx_stream_shutdown(dx_stream *s);
+
+/* Stop all watching and free the queue (queued bytes are dropped); the fd
+ * is not closed. Safe to call from the stream's own callbacks and twice. */
+void dx_stream_close(dx_stream *s);
+
 #ifdef __cplusplus
 }
 #endif

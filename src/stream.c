@@ -1,0 +1,199 @@
+/* stream.c: one fd with a read callback and a bounded output queue, for
+ * servers that fan bytes out to many peers (echo, broker, chat). The queue
+ * never grows: a write that does not fit is refused whole, so the caller
+ * decides between waiting (pause the producer) and dropping a slow peer.
+ * The queue is allocated only while bytes wait in it, so an idle stream
+ * costs no buffer memory (servers hold tens of thousands of them). */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* One read per wake-up into a stack buffer: fair to other peers, and the
+ * callback sees the bytes without another copy. */
+#define READ_CHUNK (64 * 1024)
+
+static void stream_cb(dx_loop *loop, dx_io *io, int events);
+
+static ssize_t direct_write(dx_stream *s, const char *p, size_t n)
+{
+    ssize_t w;
+    do
+#ifdef MSG_NOSIGNAL
+        w = s->is_socket ? send(s->io.fd, p, n, MSG_NOSIGNAL) : write(s->io.fd, p, n);
+#else
+        w = write(s->io.fd, p, n);
+#endif
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return w;
+}
+
+static int update(dx_stream *s)
+{
+    if (!s->loop || s->failed)
+        return 0;
+    int ev = (s->reading ? DX_READ : 0) | (dx_buf_len(&s->out) > 0 ? DX_WRITE : 0);
+    return dx_io_set(s->loop, &s->io, ev);
+}
+
+int dx_stream_init(dx_loop *loop, dx_stream *s, int fd, size_t queue_cap,
+                   dx_stream_read_cb read_cb, dx_stream_event_cb event_cb, void *data)
+{
+    struct stat st;
+    memset(s, 0, sizeof *s);
+    s->queue_cap = queue_cap ? queue_cap : 64 * 1024;
+    s->loop = loop;
+    s->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    s->read_cb = read_cb;
+    s->event_cb = event_cb;
+    s->data = data;
+    s->last_activity = loop->now;
+    dx_io_init(&s->io, fd, stream_cb, s);
+    return 0;
+}
+
+/* Report a failure once; the owner is expected to close the stream. */
+static void fail(dx_stream *s, int error)
+{
+    if (s->failed)
+        return;
+    dx_io_stop(s->loop, &s->io);
+    s->failed = 1;
+    s->event_cb(s, error);
+}
+
+/* Write what is queued. Returns 0, or -1 if the stream failed. */
+static int flush(dx_stream *s)
+{
+    while (dx_buf_len(&s->out) > 0) {
+        ssize_t n = dx_buf_write_fd(&s->out, s->io.fd, s->is_socket);
+        if (n == -EAGAIN)
+            break;
+        if (n < 0) {
+            fail(s, (int)n);
+            return -1;
+        }
+        s->bytes_out += (uint64_t)n;
+        s->last_activity = s->loop->now;
+    }
+    if (dx_buf_len(&s->out) == 0 && s->out.data)
+        dx_buf_free(&s->out); /* idle streams hold no buffer */
+    if (dx_buf_len(&s->out) == 0 && s->shut_pending && !s->shut_done) {
+        s->shut_done = 1;
+        if (s->is_socket && shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+            fail(s, -errno);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void stream_cb(dx_loop *loop, dx_io *io, int events)
+{
+    (void)loop;
+    dx_stream *s = io->data;
+    if (events & (DX_WRITE | DX_ERROR) && dx_buf_len(&s->out) > 0) {
+        if (flush(s) < 0)
+            return;
+        if (s->above_half && dx_buf_len(&s->out) <= s->queue_cap / 2) {
+            s->above_half = 0;
+            update(s);
+            s->event_cb(s, 0); /* may close the stream: touch nothing after */
+            return;
+        }
+        update(s);
+    }
+    if (events & (DX_READ | DX_ERROR) && s->reading && !s->failed) {
+        char chunk[READ_CHUNK];
+        ssize_t n;
+        do
+            n = read(io->fd, chunk, sizeof chunk);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                fail(s, -errno);
+            return;
+        }
+        if (n == 0) {
+            s->reading = 0; /* end of input is reported once */
+            update(s);
+        } else {
+            s->bytes_in += (uint64_t)n;
+            s->last_activity = s->loop->now;
+        }
+        s->read_cb(s, chunk, (size_t)n);
+    }
+}
+
+int dx_stream_read_start(dx_stream *s)
+{
+    s->reading = 1;
+    return update(s);
+}
+
+int dx_stream_read_stop(dx_stream *s)
+{
+    s->reading = 0;
+    return update(s);
+}
+
+int dx_stream_write(dx_stream *s, const void *data, size_t n)
+{
+    if (s->failed || s->shut_pending)
+        return -EPIPE;
+    if (n > dx_stream_room(s))
+        return -ENOBUFS;
+    const char *p = data;
+    if (dx_buf_len(&s->out) == 0) {
+        /* write through: most writes never touch the queue or the loop */
+        ssize_t w = direct_write(s, p, n);
+        if (w < 0 && w != -EAGAIN) {
+            fail(s, (int)w);
+            return 0; /* the failure has been reported through event_cb */
+        }
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            s->bytes_out += (uint64_t)w;
+            s->last_activity = s->loop->now;
+        }
+        if (n == 0)
+            return 0;
+        if (!s->out.data && dx_buf_init(&s->out, s->queue_cap) < 0) {
+            fail(s, -ENOMEM);
+            return 0;
+        }
+    }
+    dx_buf_put(&s->out, p, n);
+    if (dx_buf_len(&s->out) > s->queue_cap / 2)
+        s->above_half = 1;
+    return update(s);
+}
+
+size_t dx_stream_queued(const dx_stream *s) { return dx_buf_len(&s->out); }
+size_t dx_stream_room(const dx_stream *s) { return s->queue_cap - dx_buf_len(&s->out); }
+
+void dx_stream_shutdown(dx_stream *s)
+{
+    if (s->shut_pending || s->failed)
+        return;
+    s->shut_pending = 1;
+    if (flush(s) == 0)
+        update(s);
+}
+
+void dx_stream_close(dx_stream *s)
+{
+    if (!s->loop)
+        return;
+    dx_io_stop(s->loop, &s->io);
+    dx_buf_free(&s->out);
+    s->loop = NULL;
+    s->failed = 1;
+}

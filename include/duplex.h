@@ -442,6 +442,45 @@ void dx_stream_shutdown(dx_stream *s);
  * is not closed. Safe to call from the stream's own callbacks and twice. */
 void dx_stream_close(dx_stream *s);
 
+
+/* ---- access control: allow/deny by address and CIDR range ---------------- */
+
+/* One rule: an IPv4 or IPv6 network. */
+typedef struct dx_cidr {
+    int family;               /* AF_INET or AF_INET6 */
+    unsigned char addr[16];   /* network address (4 or 16 bytes used) */
+    int prefix;               /* 0..32 or 0..128 */
+} dx_cidr;
+
+/* Parse "10.0.0.0/8", "192.168.1.7", "::1", "2001:db8::/32". Host bits
+ * beyond the prefix are cleared. Returns 0 or DX_EBADADDR. */
+int dx_cidr_parse(dx_cidr *out, const char *text);
+
+/* 1 if the address (IPv4, IPv6, or IPv4-mapped IPv6 matched as IPv4) lies
+ * in the network, else 0. */
+int dx_cidr_match(const dx_cidr *net, const dx_addr *a);
+
+/* An access list: a client is refused if it matches a deny rule, or if
+ * allow rules exist and it matches none. Fields are private. */
+typedef struct dx_acl {
+    dx_cidr *allow, *deny;
+    size_t nallow, ndeny, capallow, capdeny;
+} dx_acl;
+
+/* Add one rule (text as for dx_cidr_parse). Returns 0, DX_EBADADDR or
+ * -ENOMEM. The dx_acl starts zero-initialised. */
+int dx_acl_add(dx_acl *acl, const char *rule, int allow);
+
+/* Add every rule of a file: one per line, blank lines and '#' comments
+ * ignored. Returns the number of rules, -errno if the file cannot be read,
+ * or DX_EBADADDR (with *bad_line set to the 1-based line) for a bad rule. */
+int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line);
+
+/* 1 if the address may connect. Unix socket peers are always allowed. */
+int dx_acl_allows(const dx_acl *acl, const dx_addr *a);
+
+void dx_acl_free(dx_acl *acl);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,167 @@
+/* acl.c: allow/deny lists of IPv4/IPv6 networks (CIDR), for servers that
+ * refuse clients by address. IPv4-mapped IPv6 peers (dual-stack sockets)
+ * are matched as the IPv4 addresses they are. */
+#define _GNU_SOURCE
+#include "duplex.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int dx_cidr_parse(dx_cidr *out, const char *text)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    memset(out, 0, sizeof *out);
+    if (!text || strlen(text) >= sizeof buf)
+        return DX_EBADADDR;
+    strcpy(buf, text);
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash = '\0';
+    int bits;
+    if (inet_pton(AF_INET, buf, out->addr) == 1) {
+        out->family = AF_INET;
+        bits = 32;
+    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        bits = 128;
+    } else {
+        return DX_EBADADDR;
+    }
+    out->prefix = bits;
+    if (slash) {
+        const char *p = slash + 1;
+        if (!*p || strlen(p) > 3)
+            return DX_EBADADDR;
+        int v = 0;
+        for (; *p; p++) {
+            if (!isdigit((unsigned char)*p))
+                return DX_EBADADDR;
+            v = v * 10 + (*p - '0');
+        }
+        if (v > bits)
+            return DX_EBADADDR;
+        out->prefix = v;
+    }
+    /* clear host bits so that 10.1.2.3/8 means 10.0.0.0/8 */
+    for (int i = 0; i < bits / 8; i++) {
+        int keep = out->prefix - i * 8;
+        if (keep >= 8)
+            continue;
+        out->addr[i] &= keep <= 0 ? 0 : (unsigned char)(0xff << (8 - keep));
+    }
+    return 0;
+}
+
+/* The address bytes of a, with IPv4-mapped IPv6 unwrapped to IPv4. */
+static int addr_bytes(const dx_addr *a, const unsigned char **bytes)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+    if (sa->sa_family == AF_INET) {
+        *bytes = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        return AF_INET;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(in6)) {
+            *bytes = in6->s6_addr + 12;
+            return AF_INET;
+        }
+        *bytes = in6->s6_addr;
+        return AF_INET6;
+    }
+    return -1;
+}
+
+int dx_cidr_match(const dx_cidr *net, const dx_addr *a)
+{
+    const unsigned char *b = NULL;
+    if (addr_bytes(a, &b) != net->family)
+        return 0;
+    int full = net->prefix / 8, rest = net->prefix % 8;
+    if (memcmp(b, net->addr, (size_t)full) != 0)
+        return 0;
+    if (rest == 0)
+        return 1;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (b[full] & mask) == net->addr[full];
+}
+
+int dx_acl_add(dx_acl *acl, const char *rule, int allow)
+{
+    dx_cidr c;
+    int rc = dx_cidr_parse(&c, rule);
+    if (rc < 0)
+        return rc;
+    dx_cidr **list = allow ? &acl->allow : &acl->deny;
+    size_t *n = allow ? &acl->nallow : &acl->ndeny;
+    size_t *cap = allow ? &acl->capallow : &acl->capdeny;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        dx_cidr *l = realloc(*list, ncap * sizeof *l);
+        if (!l)
+            return -ENOMEM;
+        *list = l;
+        *cap = ncap;
+    }
+    (*list)[(*n)++] = c;
+    return 0;
+}
+
+int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    char line[512];
+    int lineno = 0, count = 0, rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *p = line;
+        while (isspace((unsigned char)*p))
+            p++;
+        char *end = p + strlen(p);
+        while (end > p && isspace((unsigned char)end[-1]))
+            *--end = '\0';
+        if (!*p)
+            continue;
+        rc = dx_acl_add(acl, p, allow);
+        if (rc < 0) {
+            if (bad_line)
+                *bad_line = lineno;
+            break;
+        }
+        count++;
+    }
+    fclose(f);
+    return rc < 0 ? rc : count;
+}
+
+int dx_acl_allows(const dx_acl *acl, const dx_addr *a)
+{
+    if (((const struct sockaddr *)&a->ss)->sa_family == AF_UNIX)
+        return 1;
+    for (size_t i = 0; i < acl->ndeny; i++)
+        if (dx_cidr_match(&acl->deny[i], a))
+            return 0;
+    if (acl->nallow == 0)
+        return 1;
+    for (size_t i = 0; i < acl->nallow; i++)
+        if (dx_cidr_match(&acl->allow[i], a))
+            return 1;
+    return 0;
+}
+
+void dx_acl_free(dx_acl *acl)
+{
+    free(acl->allow);
+    free(acl->deny);
+    memset(acl, 0, sizeof *acl);
+}

@@ -391,7 +391,8 @@ typedef void (*dx_stream_read_cb)(dx_stream *s, const char *data, size_t n);
 /* Something happened: error < 0 (read or write failed: the stream is
  * unusable, close it), or error == 0 when the output queue has drained
  * below half of its capacity after having been more than half full (time to
- * resume a paused producer). */
+ * resume a paused producer), or when a shutdown asked for with
+ * dx_stream_shutdown() has been done (shut_done is then 1). */
 typedef void (*dx_stream_event_cb)(dx_stream *s, int error);
 
 struct dx_stream {
@@ -435,7 +436,8 @@ int dx_stream_write(dx_stream *s, const void *data, size_t n);
 size_t dx_stream_queued(const dx_stream *s);
 size_t dx_stream_room(const dx_stream *s);
 
-/* Shut the write side down (SHUT_WR) once the queue has drained. */
+/* Shut the write side down (SHUT_WR) once the queue has drained. If the
+ * queue is empty this happens at once (shut_done is 1 on return, no event). */
 void dx_stream_shutdown(dx_stream *s);
 
 /* Stop all watching and free the queue (queued bytes are dropped); the fd

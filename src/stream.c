@@ -68,7 +68,8 @@ static void fail(dx_stream *s, int error)
     s->event_cb(s, error);
 }
 
-/* Write what is queued. Returns 0, or -1 if the stream failed. */
+/* Write what is queued. Returns 0, 1 if a pending shutdown was just done,
+ * or -1 if the stream failed. */
 static int flush(dx_stream *s)
 {
     while (dx_buf_len(&s->out) > 0) {
@@ -90,6 +91,7 @@ static int flush(dx_stream *s)
             fail(s, -errno);
             return -1;
         }
+        return 1;
     }
     return 0;
 }
@@ -99,9 +101,10 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
     (void)loop;
     dx_stream *s = io->data;
     if (events & (DX_WRITE | DX_ERROR) && dx_buf_len(&s->out) > 0) {
-        if (flush(s) < 0)
+        int rc = flush(s);
+        if (rc < 0)
             return;
-        if (s->above_half && dx_buf_len(&s->out) <= s->queue_cap / 2) {
+        if (rc == 1 || (s->above_half && dx_buf_len(&s->out) <= s->queue_cap / 2)) {
             s->above_half = 0;
             update(s);
             s->event_cb(s, 0); /* may close the stream: touch nothing after */
@@ -184,7 +187,7 @@ void dx_stream_shutdown(dx_stream *s)
     if (s->shut_pending || s->failed)
         return;
     s->shut_pending = 1;
-    if (flush(s) == 0)
+    if (flush(s) >= 0)
         update(s);
 }
 

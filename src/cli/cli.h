@@ -5,6 +5,8 @@
 
 #include "duplex.h"
 
+#include <sys/types.h>
+
 /* Exit codes: documented in --help, README.md and docs/duplex.1. */
 enum {
     EXIT_OK = 0,
@@ -17,6 +19,15 @@ enum {
 };
 
 enum cmd { CMD_CONNECT, CMD_LISTEN };
+
+/* What a server does with its clients (serve.c, exec.c). */
+enum mode {
+    MODE_STDIO,  /* one client: stdio session; -k: clients -> stdout, stdin -> all */
+    MODE_ECHO,   /* every byte back to its sender */
+    MODE_BROKER, /* every byte to every other client (and the server's stdio) */
+    MODE_CHAT,   /* broker by lines, with the sender's name and join/leave notices */
+    MODE_EXEC,   /* a process per client, the socket as its stdin/stdout */
+};
 
 /* End of input on stdin: what happens to the connection's write side. */
 struct options {
@@ -42,6 +53,14 @@ struct options {
     int reuseport;         /* --reuseport */
     const char *backend;   /* --backend NAME (else DUPLEX_BACKEND, else best) */
     size_t bufsize;        /* --buffer-size */
+    enum mode mode;        /* --echo, --broker, --chat, --exec, --sh-exec */
+    const char *exec_cmd;  /* --exec / --sh-exec */
+    int exec_shell;        /* --sh-exec: run through /bin/sh -c */
+    int no_stdio;          /* --no-stdio: the server's stdin/stdout take no part */
+    long max_conns;        /* --max-conns; 0: no limit */
+    long idle_timeout_ms;  /* --idle-timeout; 0: none */
+    size_t max_queue;      /* --max-queue: bytes queued for one client before it is dropped */
+    dx_acl acl;            /* --allow, --deny, --allowfile, --denyfile */
 };
 
 /* messages.c */
@@ -58,9 +77,35 @@ int cli_parse(int argc, char **argv, struct options *o);
  * directions end. Takes ownership of fd (closes it). Returns an exit code. */
 int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
 
-/* connect.c, listen.c */
-int cli_connect(const struct options *o);
-int cli_listen(const struct options *o);
+/* listeners.c: the listening sockets of `duplex listen` */
+#define MAX_LISTENERS 16
+struct listeners {
+    const struct options *o;
+    dx_loop *loop;
+    dx_io io[MAX_LISTENERS];
+    int n;
+    int watching;          /* accepting now */
+    int paused;            /* the owner asked not to accept (e.g. at a limit) */
+    dx_timer resume;       /* after descriptor exhaustion */
+    unsigned long exhausted; /* times accept() ran out of descriptors */
+    int fatal;             /* accept failed for good */
+    void (*on_client)(struct listeners *l, int fd, const dx_addr *peer);
+    void *data;
+};
+/* Open, report ("listening on ..."); returns 0 or an exit code (after
+ * printing why). Accepting starts with listeners_watch(l, 1). */
+int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
+                   void (*on_client)(struct listeners *, int, const dx_addr *), void *data);
+void listeners_watch(struct listeners *l, int on);
+void listeners_close(struct listeners *l);
+
+/* connect.c, listen.c (one client), serve.c (many clients), exec.c */
+int cli_connect(const struct options *o, dx_loop *loop);
+int cli_listen_once(const struct options *o, dx_loop *loop);
+int cli_serve(const struct options *o, dx_loop *loop);
+pid_t exec_client(const struct options *o, int fd, const dx_addr *peer);
+void exec_init(void);
+int exec_children(void);  /* children still running */
 
 /* stdio.c: fds 0-2 always open; stdin/stdout non-blocking, restored at exit and on
  * SIGINT/SIGTERM/SIGHUP; SIGPIPE ignored; a Unix socket path to unlink if a

@@ -110,20 +110,10 @@ static int probe_ports(dx_loop *loop, const struct options *o)
     return resolve_failed ? EXIT_RESOLVE : EXIT_CONNECT;
 }
 
-int cli_connect(const struct options *o)
+int cli_connect(const struct options *o, dx_loop *loop)
 {
-    int err;
-    dx_loop *loop = dx_loop_new(o->backend, &err);
-    if (!loop) {
-        cli_error("event loop backend '%s': %s", o->backend ? o->backend : getenv("DUPLEX_BACKEND"),
-                  err == -ENOENT ? "unknown or unavailable (try epoll or poll)" : dx_strerror(err));
-        return EXIT_USAGE;
-    }
-    if (o->zero_io) {
-        int code = probe_ports(loop, o);
-        dx_loop_free(loop);
-        return code;
-    }
+    if (o->zero_io)
+        return probe_ports(loop, o);
 
     dx_addr *addrs = NULL;
     int n;
@@ -133,14 +123,12 @@ int cli_connect(const struct options *o)
         if (n < 0) {
             cli_error("connect %s: %s", o->unix_path, dx_strerror(n));
             free(addrs);
-            dx_loop_free(loop);
             return EXIT_USAGE;
         }
         n = 1;
     } else {
         n = resolve_or_report(o, o->host, o->port, 0, &addrs);
         if (n < 0) {
-            dx_loop_free(loop);
             return cli_exit_code_for(n, 1);
         }
     }
@@ -155,7 +143,6 @@ int cli_connect(const struct options *o)
             int k = resolve_or_report(o, o->source_addr, "0", 1, &s);
             if (k < 0) {
                 free(addrs);
-                dx_loop_free(loop);
                 return cli_exit_code_for(k, 1);
             }
             family = s[0].ss.ss_family;
@@ -169,7 +156,6 @@ int cli_connect(const struct options *o)
             cli_error("connect %s: no %s address to match source %s", o->host,
                       family == AF_INET6 ? "IPv6" : "IPv4", o->source_addr ? o->source_addr : "");
             free(addrs);
-            dx_loop_free(loop);
             return EXIT_RESOLVE;
         }
         n = m;
@@ -179,17 +165,13 @@ int cli_connect(const struct options *o)
     struct attempt a = {.o = o};
     int fd = connect_any(loop, &a, addrs, n, has_source ? &source : NULL);
     free(addrs);
-    if (fd < 0) {
-        dx_loop_free(loop);
+    if (fd < 0)
         return cli_exit_code_for(fd, 1);
-    }
     char peer[DX_ADDR_STRLEN], local[DX_ADDR_STRLEN];
     dx_addr me;
     dx_addr_format(&a.addr, peer, sizeof peer);
     if (dx_sock_local(fd, &me) == 0)
         cli_info(o, "connected to %s from %s", peer, dx_addr_format(&me, local, sizeof local));
     cli_stdio_nonblock();
-    int code = cli_session(loop, o, fd, peer);
-    dx_loop_free(loop);
-    return code;
+    return cli_session(loop, o, fd, peer);
 }

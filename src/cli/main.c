@@ -1,16 +1,36 @@
-/* main.c: the duplex command: parse the command line, dispatch to a
- * subcommand, turn its result into the documented exit status. */
+/* main.c: the duplex command: parse the command line, make the event loop,
+ * dispatch to a subcommand, turn its result into the documented exit status. */
 #define _GNU_SOURCE
 #include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
 
 int main(int argc, char **argv)
 {
     struct options o;
     int rc = cli_parse(argc, argv, &o);
-    if (rc < 0)
-        return EXIT_OK; /* --help or --version */
-    if (rc > 0)
-        return rc;
+    if (rc != 0) {
+        dx_acl_free(&o.acl);
+        return rc < 0 ? EXIT_OK : rc; /* rc < 0: --help or --version */
+    }
     cli_process_init();
-    return o.cmd == CMD_LISTEN ? cli_listen(&o) : cli_connect(&o);
+
+    int err;
+    dx_loop *loop = dx_loop_new(o.backend, &err);
+    if (!loop) {
+        const char *name = o.backend ? o.backend : getenv("DUPLEX_BACKEND");
+        cli_error("event loop backend '%s': %s", name ? name : "(default)",
+                  err == -ENOENT ? "unknown or unavailable (try epoll or poll)" : dx_strerror(err));
+        return EXIT_USAGE;
+    }
+    if (o.cmd == CMD_CONNECT)
+        rc = cli_connect(&o, loop);
+    else if (o.keep_listening || o.mode != MODE_STDIO)
+        rc = cli_serve(&o, loop);
+    else
+        rc = cli_listen_once(&o, loop);
+    dx_loop_free(loop);
+    dx_acl_free(&o.acl);
+    return rc;
 }

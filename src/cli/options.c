@@ -42,6 +42,30 @@ static const char usage_text[] =
 "      --send-only          send stdin, discard what arrives\n"
 "  -z, --zero-io            probe: report whether each port accepts connections\n"
 "  -v, --verbose            print addresses, then bytes each way and duration\n"
+"\n"
+"Server modes (listen):\n"
+"  -k, --keep-listening     serve many clients at once: what each client sends\n"
+"                           goes to stdout, what stdin gives goes to every client;\n"
+"                           at end of stdin, clients get end-of-input\n"
+"      --echo               send every byte back to its sender\n"
+"      --broker             every byte a client sends goes to every other client\n"
+"                           (and to stdout; stdin goes to every client)\n"
+"      --chat               broker by lines: '[ADDR] line', with join/leave notices\n"
+"  -e, --exec CMD           run CMD per client, socket as its stdin/stdout; the\n"
+"                           peer is in $DUPLEX_PEER_ADDR and $DUPLEX_PEER_PORT\n"
+"  -c, --sh-exec CMD        the same through /bin/sh -c CMD\n"
+"      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
+"  -m, --max-conns N        at most N clients at once; more are closed at once\n"
+"      --allow RULE         accept only these clients (address or CIDR range,\n"
+"                           IPv4 or IPv6; repeatable)\n"
+"      --deny RULE          refuse these clients (repeatable; wins over --allow)\n"
+"      --allowfile FILE     --allow for each line of FILE ('#' comments)\n"
+"      --denyfile FILE      --deny for each line of FILE\n"
+"      --idle-timeout SECS  close a client after SECS without traffic\n"
+"      --max-queue BYTES    bytes waiting for one client before it is dropped as\n"
+"                           not reading (default 1048576)\n"
+"\n"
+"Tuning:\n"
 "      --backlog N          listen queue length (default: the kernel maximum,\n"
 "                           /proc/sys/net/core/somaxconn)\n"
 "      --reuseport          set SO_REUSEPORT on the listener (off by default)\n"
@@ -72,7 +96,8 @@ void cli_usage_short(void)
 
 enum {
     OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
-    OPT_BUFSIZE, OPT_VERSION,
+    OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
+    OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE,
 };
 
 static const struct option long_opts[] = {
@@ -96,6 +121,19 @@ static const struct option long_opts[] = {
     {"reuseport", no_argument, NULL, OPT_REUSEPORT},
     {"buffer-size", required_argument, NULL, OPT_BUFSIZE},
     {"backend", required_argument, NULL, OPT_BACKEND},
+    {"echo", no_argument, NULL, OPT_ECHO},
+    {"broker", no_argument, NULL, OPT_BROKER},
+    {"chat", no_argument, NULL, OPT_CHAT},
+    {"exec", required_argument, NULL, 'e'},
+    {"sh-exec", required_argument, NULL, 'c'},
+    {"no-stdio", no_argument, NULL, OPT_NO_STDIO},
+    {"max-conns", required_argument, NULL, 'm'},
+    {"allow", required_argument, NULL, OPT_ALLOW},
+    {"deny", required_argument, NULL, OPT_DENY},
+    {"allowfile", required_argument, NULL, OPT_ALLOWFILE},
+    {"denyfile", required_argument, NULL, OPT_DENYFILE},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -132,6 +170,39 @@ static int parse_count(const char *flag, const char *text, long min, long max, l
     return 0;
 }
 
+static int set_mode(struct options *o, enum mode m, const char *flag)
+{
+    static const char *given;
+    if (o->mode != MODE_STDIO && o->mode != m) {
+        cli_error("%s and %s exclude each other: choose one server mode", given, flag);
+        return -1;
+    }
+    o->mode = m;
+    given = flag;
+    return 0;
+}
+
+static int add_rule(struct options *o, const char *rule, int allow)
+{
+    int rc = dx_acl_add(&o->acl, rule, allow);
+    if (rc < 0)
+        cli_error("invalid %s rule '%s': expected an IPv4/IPv6 address or CIDR range "
+                  "(10.0.0.0/8, 2001:db8::/32)", allow ? "--allow" : "--deny", rule);
+    return rc;
+}
+
+static int add_rule_file(struct options *o, const char *path, int allow)
+{
+    int line = 0;
+    int rc = dx_acl_add_file(&o->acl, path, allow, &line);
+    if (rc == DX_EBADADDR)
+        cli_error("%s %s: line %d: expected an address or CIDR range", allow ? "--allowfile" : "--denyfile",
+                  path, line);
+    else if (rc < 0)
+        cli_error("%s %s: %s", allow ? "--allowfile" : "--denyfile", path, dx_strerror(rc));
+    return rc;
+}
+
 static int check_port(const char *text)
 {
     if (dx_parse_port(text) < 0) {
@@ -147,6 +218,7 @@ int cli_parse(int argc, char **argv, struct options *o)
     o->family = AF_UNSPEC;
     o->quit_after_eof_ms = -1;
     o->cmd = CMD_CONNECT;
+    o->max_queue = 1u << 20;
     const char *port_flag = NULL;
     long n;
 
@@ -168,7 +240,7 @@ int cli_parse(int argc, char **argv, struct options *o)
     opterr = 0;
 
     int c;
-    while ((c = getopt_long(argc, argv, ":46U:lkp:s:nw:q:Ndzvh", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":46U:lkp:s:nw:q:Ndzvhe:c:m:", long_opts, NULL)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
         case '6': o->family = AF_INET6; break;
@@ -210,6 +282,38 @@ int cli_parse(int argc, char **argv, struct options *o)
             o->bufsize = (size_t)n;
             break;
         case OPT_BACKEND: o->backend = optarg; break;
+        case OPT_ECHO: if (set_mode(o, MODE_ECHO, "--echo") < 0) return EXIT_USAGE; break;
+        case OPT_BROKER: if (set_mode(o, MODE_BROKER, "--broker") < 0) return EXIT_USAGE; break;
+        case OPT_CHAT: if (set_mode(o, MODE_CHAT, "--chat") < 0) return EXIT_USAGE; break;
+        case 'e':
+        case 'c':
+            if (set_mode(o, MODE_EXEC, c == 'e' ? "--exec" : "--sh-exec") < 0)
+                return EXIT_USAGE;
+            o->exec_cmd = optarg;
+            o->exec_shell = c == 'c';
+            if (!*optarg) {
+                cli_error("%s needs a command", c == 'e' ? "--exec" : "--sh-exec");
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_NO_STDIO: o->no_stdio = 1; break;
+        case 'm':
+            if (parse_count("--max-conns", optarg, 1, 10000000, &o->max_conns) < 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_ALLOW: if (add_rule(o, optarg, 1) < 0) return EXIT_USAGE; break;
+        case OPT_DENY: if (add_rule(o, optarg, 0) < 0) return EXIT_USAGE; break;
+        case OPT_ALLOWFILE: if (add_rule_file(o, optarg, 1) < 0) return EXIT_USAGE; break;
+        case OPT_DENYFILE: if (add_rule_file(o, optarg, 0) < 0) return EXIT_USAGE; break;
+        case OPT_IDLE:
+            if (parse_seconds("--idle-timeout", optarg, &o->idle_timeout_ms) < 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_MAXQUEUE:
+            if (parse_count("--max-queue", optarg, 65536, 1L << 30, &n) < 0)
+                return EXIT_USAGE;
+            o->max_queue = (size_t)n;
+            break;
         case 'h': fputs(usage_text, stdout); return -1;
         case OPT_VERSION: printf("duplex %s\n", DX_VERSION); return -1;
         case ':':
@@ -289,8 +393,9 @@ int cli_parse(int argc, char **argv, struct options *o)
     o->source_port = port_flag;
     if (port_flag && check_port(port_flag) < 0)
         return EXIT_USAGE;
-    if (o->keep_listening) {
-        cli_error("-k keeps a listener open; it needs listen (or -l)");
+    if (o->keep_listening || o->mode != MODE_STDIO || o->max_conns || o->idle_timeout_ms ||
+        o->acl.nallow || o->acl.ndeny) {
+        cli_error("-k, server modes and client limits are for listen (or -l)");
         return EXIT_USAGE;
     }
     if (o->unix_path) {

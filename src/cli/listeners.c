@@ -1,0 +1,183 @@
+/* listeners.c: the listening sockets of `duplex listen`: bind every requested
+ * address (dual-stack by default), report them, accept without ever letting a
+ * transient error or descriptor exhaustion stop or spin the server. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* How long to stop accepting when descriptors run out: long enough not to
+ * spin, short enough to pick up again soon after one is freed. */
+#define EXHAUSTED_PAUSE_MS 100
+/* Accepts per wake-up: a burst of connections is taken in one go, without
+ * starving the clients already being served. */
+#define ACCEPTS_PER_WAKEUP 64
+
+static void on_resume(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct listeners *l = t->data;
+    if (!l->paused)
+        listeners_watch(l, 1);
+}
+
+static void on_acceptable(dx_loop *loop, dx_io *io, int events)
+{
+    (void)events;
+    struct listeners *l = io->data;
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP && !l->paused && l->watching; i++) {
+        dx_addr peer;
+        int fd = dx_accept(io->fd, &peer);
+        if (fd >= 0) {
+            l->on_client(l, fd, &peer);
+            continue;
+        }
+        if (fd == -EAGAIN)
+            return;
+        if (dx_accept_error_is_exhaustion(fd)) {
+            /* the queue stays readable: wait instead of spinning on accept() */
+            l->exhausted++;
+            cli_info(l->o, "accept: %s; pausing %d ms", dx_strerror(fd), EXHAUSTED_PAUSE_MS);
+            listeners_watch(l, 0);
+            dx_timer_start(loop, &l->resume, EXHAUSTED_PAUSE_MS, 0);
+            return;
+        }
+        if (!dx_accept_error_is_transient(fd)) {
+            cli_error("accept: %s", dx_strerror(fd));
+            l->fatal = 1;
+            dx_loop_stop(loop);
+            return;
+        }
+    }
+}
+
+static int add(struct listeners *l, const dx_addr *addr, const dx_listen_opts *lo)
+{
+    char text[DX_ADDR_STRLEN];
+    int fd = dx_listen(addr, lo);
+    if (fd < 0) {
+        cli_error("listen %s: %s", dx_addr_format(addr, text, sizeof text), dx_strerror(fd));
+        return fd;
+    }
+    if (l->n == MAX_LISTENERS) {
+        close(fd);
+        return 0;
+    }
+    dx_io_init(&l->io[l->n++], fd, on_acceptable, l);
+    return 0;
+}
+
+static int open_all(struct listeners *l)
+{
+    const struct options *o = l->o;
+    dx_listen_opts lo = {.backlog = o->backlog, .reuseport = o->reuseport};
+    dx_addr a;
+    if (o->unix_path) {
+        int rc = dx_addr_unix(&a, o->unix_path);
+        if (rc == 0)
+            rc = dx_unix_unlink_stale(o->unix_path);
+        if (rc < 0) {
+            cli_error("listen %s: %s", o->unix_path,
+                      rc == -ENOTSOCK ? "exists and is not a socket" : dx_strerror(rc));
+            return rc;
+        }
+        rc = add(l, &a, &lo);
+        if (rc == 0)
+            cli_remove_on_exit(o->unix_path);
+        return rc;
+    }
+    int port = dx_parse_port(o->port);
+    if (!o->host) {
+        /* every address: one dual-stack IPv6 socket where the system has IPv6 */
+        dx_addr_ip(&a, o->family == AF_INET ? "0.0.0.0" : "::", port);
+        lo.v6only = o->family == AF_INET6;
+        int fd = dx_listen(&a, &lo);
+        if (fd < 0 && o->family == AF_UNSPEC && (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
+            dx_addr_ip(&a, "0.0.0.0", port);
+            fd = dx_listen(&a, &lo);
+        }
+        if (fd < 0) {
+            char text[DX_ADDR_STRLEN];
+            cli_error("listen %s: %s", dx_addr_format(&a, text, sizeof text), dx_strerror(fd));
+            return fd;
+        }
+        dx_io_init(&l->io[l->n++], fd, on_acceptable, l);
+        return 0;
+    }
+    dx_addr *addrs;
+    int flags = DX_RESOLVE_PASSIVE | (o->numeric ? DX_RESOLVE_NUMERIC : 0);
+    int n = dx_resolve(o->host, o->port, o->family, flags, &addrs);
+    if (n < 0) {
+        cli_error("resolve %s: %s", o->host, dx_strerror(n));
+        return n;
+    }
+    int rc = 0;
+    lo.v6only = 1; /* an explicit IPv6 address means IPv6 only */
+    for (int i = 0; i < n && rc == 0; i++) {
+        rc = add(l, &addrs[i], &lo);
+        /* port 0: the other addresses take the port the first one got */
+        if (rc == 0 && i == 0 && port == 0) {
+            dx_addr got;
+            if (dx_sock_local(l->io[0].fd, &got) == 0)
+                for (int j = 1; j < n; j++)
+                    dx_addr_set_port(&addrs[j], dx_addr_port(&got));
+        }
+    }
+    free(addrs);
+    return rc;
+}
+
+int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
+                   void (*on_client)(struct listeners *, int, const dx_addr *), void *data)
+{
+    memset(l, 0, sizeof *l);
+    l->o = o;
+    l->loop = loop;
+    l->on_client = on_client;
+    l->data = data;
+    dx_timer_init(&l->resume, on_resume, l);
+    int rc = open_all(l);
+    if (rc < 0) {
+        listeners_close(l);
+        return cli_exit_code_for(rc, 0) == EXIT_RESOLVE ? EXIT_RESOLVE : EXIT_LISTEN;
+    }
+    int always = o->verbose || (!o->unix_path && dx_parse_port(o->port) == 0);
+    for (int i = 0; i < l->n; i++) {
+        dx_addr me;
+        char text[DX_ADDR_STRLEN];
+        if (always && dx_sock_local(l->io[i].fd, &me) == 0)
+            cli_error("listening on %s", dx_addr_format(&me, text, sizeof text));
+    }
+    if (!o->unix_path)
+        cli_info(o, "backlog %d (the kernel caps it at somaxconn = %d)",
+                 o->backlog ? o->backlog : dx_somaxconn(), dx_somaxconn());
+    fflush(stderr);
+    return 0;
+}
+
+void listeners_watch(struct listeners *l, int on)
+{
+    l->watching = on;
+    for (int i = 0; i < l->n; i++)
+        dx_io_set(l->loop, &l->io[i], on ? DX_READ : 0);
+}
+
+void listeners_close(struct listeners *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        dx_io_stop(l->loop, &l->io[i]);
+        close(l->io[i].fd);
+    }
+    l->n = 0;
+    l->watching = 0;
+    if (l->loop)
+        dx_timer_stop(l->loop, &l->resume);
+    if (l->o && l->o->unix_path) {
+        unlink(l->o->unix_path);
+        cli_remove_on_exit(NULL);
+    }
+}

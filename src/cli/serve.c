@@ -1,0 +1,450 @@
+/* serve.c: `duplex listen` with many clients at once, on one event loop:
+ * -k (clients -> stdout, stdin -> every client), --echo, --broker, --chat;
+ * --exec hands each client to a process (exec.c). Limits: --max-conns,
+ * --allow/--deny, --idle-timeout, and a bounded queue per client: a client
+ * that does not read is dropped rather than let it grow memory or stall the
+ * others. The server's own stdout is never dropped: when it cannot keep up,
+ * reading from clients pauses instead (backpressure). */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Longest chat line; a longer one is passed on in pieces of this size. */
+#define CHAT_LINE_MAX 4096
+/* Queue of the server's own stdout; above half, clients stop being read. */
+#define STDOUT_QUEUE (4u << 20)
+/* Echo: a client is not read while its queue has less room than one read. */
+#define ECHO_QUEUE (256u << 10)
+#define READ_CHUNK (64u << 10)
+
+struct client {
+    struct server *sv;
+    struct client *prev, *next;
+    int fd;
+    dx_stream st;
+    char name[DX_ADDR_STRLEN];
+    char *line;          /* chat: the partial line received so far */
+    size_t linelen;
+    int in_eof;          /* the client ended its side */
+    int dead;            /* closed; freed at the next safe point */
+};
+
+struct server {
+    const struct options *o;
+    dx_loop *loop;
+    struct listeners l;
+    struct client *clients;    /* live clients, newest first */
+    struct client *graveyard;  /* closed clients waiting to be freed */
+    dx_timer reaper;           /* frees the graveyard outside callbacks */
+    dx_timer sweep;            /* --idle-timeout and exec child checks */
+    unsigned long nclients, accepted, refused, denied, dropped;
+    int stdio;                 /* the server's stdin/stdout take part */
+    dx_stream in, out;
+    int in_open;               /* stdin is being read */
+    int out_full;              /* stdout above half: clients paused */
+    int stop_when_idle;        /* without -k: stop after the first client */
+};
+
+static void client_close(struct client *c, const char *why);
+
+/* ---- output helpers ---- */
+
+static int out_write(struct server *sv, const void *data, size_t n)
+{
+    if (!sv->stdio || sv->out.failed)
+        return 0;
+    int rc = dx_stream_write(&sv->out, data, n);
+    if (rc == -ENOBUFS) {
+        /* cannot happen while reads pause above half; never drop silently */
+        cli_error("stdout: cannot keep up, %zu bytes lost", n);
+        return rc;
+    }
+    if (!sv->out_full && dx_stream_queued(&sv->out) > STDOUT_QUEUE / 2) {
+        sv->out_full = 1;
+        for (struct client *c = sv->clients; c; c = c->next)
+            if (!c->in_eof)
+                dx_stream_read_stop(&c->st);
+    }
+    return 0;
+}
+
+/* Queue bytes for a client; a client whose queue is full is dropped. */
+static void client_send(struct client *c, const void *data, size_t n)
+{
+    if (c->dead)
+        return;
+    int rc = dx_stream_write(&c->st, data, n);
+    if (rc == -ENOBUFS) {
+        char why[96];
+        snprintf(why, sizeof why, "not reading (%zu bytes queued)", dx_stream_queued(&c->st));
+        c->sv->dropped++;
+        client_close(c, why);
+    }
+}
+
+/* Send to every client except `from` (NULL: everyone). */
+static void broadcast(struct server *sv, struct client *from, const void *data, size_t n)
+{
+    struct client *next;
+    for (struct client *c = sv->clients; c; c = next) {
+        next = c->next; /* c may be closed by the send */
+        if (c != from)
+            client_send(c, data, n);
+    }
+}
+
+/* Chat: a line or notice from `from` (NULL: the server) to everyone else. */
+static void chat_say(struct server *sv, struct client *from, const char *text, size_t n)
+{
+    char msg[CHAT_LINE_MAX + DX_ADDR_STRLEN + 8];
+    int head = snprintf(msg, sizeof msg, "[%s] ", from ? from->name : "server");
+    if (n > CHAT_LINE_MAX)
+        n = CHAT_LINE_MAX;
+    memcpy(msg + head, text, n);
+    size_t len = (size_t)head + n;
+    if (len == 0 || msg[len - 1] != '\n')
+        msg[len++] = '\n';
+    broadcast(sv, from, msg, len);
+    if (from)
+        out_write(sv, msg, len);
+}
+
+static void chat_notice(struct server *sv, struct client *about, const char *what)
+{
+    char msg[DX_ADDR_STRLEN + 96];
+    int n = snprintf(msg, sizeof msg, "* %s %s (%lu connected)\n", about->name, what, sv->nclients);
+    broadcast(sv, about, msg, (size_t)n);
+    out_write(sv, msg, (size_t)n);
+}
+
+/* Split what a client sent into lines; keep the unfinished rest. */
+static void chat_input(struct client *c, const char *data, size_t n)
+{
+    struct server *sv = c->sv;
+    while (n > 0 && !c->dead) {
+        const char *nl = memchr(data, '\n', n);
+        size_t take = nl ? (size_t)(nl - data) + 1 : n;
+        if (!c->line && !(c->line = malloc(CHAT_LINE_MAX))) {
+            client_close(c, "out of memory");
+            return;
+        }
+        size_t room = CHAT_LINE_MAX - c->linelen;
+        if (take > room)
+            take = room;
+        memcpy(c->line + c->linelen, data, take);
+        c->linelen += take;
+        data += take;
+        n -= take;
+        if (c->line[c->linelen - 1] == '\n' || c->linelen == CHAT_LINE_MAX) {
+            chat_say(sv, c, c->line, c->linelen);
+            c->linelen = 0;
+        }
+    }
+    if (c->linelen == 0) {
+        free(c->line); /* idle clients hold no line buffer */
+        c->line = NULL;
+    }
+}
+
+/* ---- client life ---- */
+
+static void reap(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct server *sv = t->data;
+    while (sv->graveyard) {
+        struct client *c = sv->graveyard;
+        sv->graveyard = c->next;
+        free(c->line);
+        free(c);
+    }
+    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0)
+        dx_loop_stop(sv->loop);
+}
+
+static void client_close(struct client *c, const char *why)
+{
+    struct server *sv = c->sv;
+    if (c->dead)
+        return;
+    c->dead = 1;
+    if (why)
+        cli_info(sv->o, "%s: closed: %s (sent %llu bytes, received %llu bytes)", c->name, why,
+                 (unsigned long long)c->st.bytes_out, (unsigned long long)c->st.bytes_in);
+    if (sv->o->mode == MODE_CHAT && c->linelen > 0)
+        chat_say(sv, c, c->line, c->linelen); /* the last line had no newline */
+    dx_stream_close(&c->st);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        sv->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    sv->nclients--;
+    c->next = sv->graveyard;
+    sv->graveyard = c;
+    dx_timer_start(sv->loop, &sv->reaper, 0, 0);
+    if (sv->o->mode == MODE_CHAT)
+        chat_notice(sv, c, "left");
+    if (sv->o->max_conns && sv->nclients < (unsigned long)sv->o->max_conns && sv->l.paused) {
+        sv->l.paused = 0;
+        listeners_watch(&sv->l, 1);
+    }
+}
+
+/* Both directions are over: the client ended its side and ours is shut. */
+static void client_maybe_done(struct client *c)
+{
+    if (c->in_eof && c->st.shut_done)
+        client_close(c, "finished");
+}
+
+static void client_on_event(dx_stream *s, int error)
+{
+    struct client *c = s->data;
+    if (error < 0) {
+        client_close(c, dx_strerror(error));
+        return;
+    }
+    client_maybe_done(c);
+    /* echo: the queue has room again for what the client sends */
+    if (!c->dead && c->sv->o->mode == MODE_ECHO && !c->in_eof && dx_stream_room(s) >= READ_CHUNK)
+        dx_stream_read_start(s);
+}
+
+static void client_on_read(dx_stream *s, const char *data, size_t n)
+{
+    struct client *c = s->data;
+    struct server *sv = c->sv;
+    if (n == 0) {
+        c->in_eof = 1;
+        /* keep sending stdin to a client that only half-closed, while there is any */
+        if (sv->o->mode != MODE_STDIO || !sv->in_open)
+            dx_stream_shutdown(s);
+        client_maybe_done(c);
+        return;
+    }
+    switch (sv->o->mode) {
+    case MODE_ECHO:
+        client_send(c, data, n);
+        if (!c->dead && dx_stream_room(s) < READ_CHUNK)
+            dx_stream_read_stop(s); /* resumed by the drain event */
+        break;
+    case MODE_BROKER:
+        broadcast(sv, c, data, n);
+        out_write(sv, data, n);
+        break;
+    case MODE_CHAT:
+        chat_input(c, data, n);
+        break;
+    default:
+        out_write(sv, data, n);
+        break;
+    }
+}
+
+static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+{
+    struct server *sv = l->data;
+    const struct options *o = sv->o;
+    char name[DX_ADDR_STRLEN];
+    if (peer->ss.ss_family == AF_UNIX)
+        snprintf(name, sizeof name, "%s#%lu", o->unix_path, sv->accepted + 1);
+    else
+        dx_addr_format(peer, name, sizeof name);
+
+    if (!dx_acl_allows(&o->acl, peer)) {
+        sv->denied++;
+        cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
+        close(fd);
+        return;
+    }
+    unsigned long busy = o->mode == MODE_EXEC ? (unsigned long)exec_children() : sv->nclients;
+    if (o->max_conns && busy >= (unsigned long)o->max_conns) {
+        sv->refused++;
+        cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
+        close(fd);
+        return;
+    }
+    sv->accepted++;
+    if (!o->keep_listening) {
+        /* like nc -l: one client, then the port is free again */
+        listeners_close(l);
+        sv->stop_when_idle = 1;
+    }
+    if (o->mode == MODE_EXEC) {
+        pid_t pid = exec_client(o, fd, peer);
+        if (pid > 0)
+            cli_info(o, "%s: connected, running process %ld", name, (long)pid);
+        close(fd);
+        return;
+    }
+    struct client *c = calloc(1, sizeof *c);
+    size_t qcap = o->mode == MODE_ECHO ? ECHO_QUEUE : o->max_queue;
+    if (!c || dx_stream_init(sv->loop, &c->st, fd, qcap, client_on_read, client_on_event, c) < 0) {
+        cli_error("%s: out of memory, closing", name);
+        free(c);
+        close(fd);
+        return;
+    }
+    c->sv = sv;
+    c->fd = fd;
+    memcpy(c->name, name, sizeof name);
+    c->next = sv->clients;
+    if (c->next)
+        c->next->prev = c;
+    sv->clients = c;
+    sv->nclients++;
+    cli_info(o, "%s: connected (%lu now)", name, sv->nclients);
+    if (!sv->out_full)
+        dx_stream_read_start(&c->st);
+    /* stdin has already ended: this client gets end-of-input at once */
+    if (o->mode == MODE_STDIO && sv->stdio && !sv->in_open)
+        dx_stream_shutdown(&c->st);
+    if (o->mode == MODE_CHAT)
+        chat_notice(sv, c, "joined");
+}
+
+/* ---- the server's own stdin/stdout ---- */
+
+static void stdin_on_read(dx_stream *s, const char *data, size_t n)
+{
+    struct server *sv = s->data;
+    if (n == 0) {
+        sv->in_open = 0;
+        dx_stream_close(&sv->in);
+        /* no more input: clients get end-of-input (stdio mode) */
+        if (sv->o->mode == MODE_STDIO) {
+            struct client *next;
+            for (struct client *c = sv->clients; c; c = next) {
+                next = c->next;
+                dx_stream_shutdown(&c->st);
+                client_maybe_done(c);
+            }
+        }
+        return;
+    }
+    if (sv->o->mode != MODE_CHAT) {
+        broadcast(sv, NULL, data, n);
+        return;
+    }
+    while (n > 0) { /* one chat line per line typed */
+        const char *nl = memchr(data, '\n', n);
+        size_t take = nl ? (size_t)(nl - data) + 1 : n;
+        chat_say(sv, NULL, data, take);
+        data += take;
+        n -= take;
+    }
+}
+
+static void stdin_on_event(dx_stream *s, int error)
+{
+    struct server *sv = s->data;
+    if (error < 0) {
+        cli_error("read stdin: %s", dx_strerror(error));
+        sv->in_open = 0;
+        dx_stream_close(&sv->in);
+    }
+}
+
+static void stdout_on_event(dx_stream *s, int error)
+{
+    struct server *sv = s->data;
+    if (error < 0) {
+        cli_error("write stdout: %s; clients are no longer copied there", dx_strerror(error));
+        sv->stdio = 0;
+        dx_stream_close(&sv->out);
+    }
+    if (sv->out_full && (error < 0 || dx_stream_queued(s) <= STDOUT_QUEUE / 2)) {
+        sv->out_full = 0;
+        for (struct client *c = sv->clients; c; c = c->next)
+            if (!c->in_eof)
+                dx_stream_read_start(&c->st);
+    }
+}
+
+/* ---- timers ---- */
+
+static void on_sweep(dx_loop *loop, dx_timer *t)
+{
+    struct server *sv = t->data;
+    /* exec without -k: done when the one child has exited */
+    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0) {
+        dx_loop_stop(loop);
+        return;
+    }
+    uint64_t now = dx_loop_now(loop);
+    uint64_t limit = (uint64_t)sv->o->idle_timeout_ms;
+    if (!limit)
+        return;
+    struct client *next;
+    for (struct client *c = sv->clients; c; c = next) {
+        next = c->next;
+        if (now - c->st.last_activity >= limit) {
+            char why[64];
+            snprintf(why, sizeof why, "idle for %.3g s", (double)limit / 1000.0);
+            client_close(c, why);
+        }
+    }
+}
+
+int cli_serve(const struct options *o, dx_loop *loop)
+{
+    struct server *sv = calloc(1, sizeof *sv);
+    if (!sv) {
+        cli_error("out of memory");
+        return EXIT_IO;
+    }
+    sv->o = o;
+    sv->loop = loop;
+    dx_timer_init(&sv->reaper, reap, sv);
+    dx_timer_init(&sv->sweep, on_sweep, sv);
+    if (o->mode == MODE_EXEC)
+        exec_init();
+    int code = listeners_open(&sv->l, o, loop, on_client, sv);
+    if (code != 0) {
+        free(sv);
+        return code;
+    }
+    /* the server's stdio takes part in stdio, broker and chat modes */
+    sv->stdio = !o->no_stdio && (o->mode == MODE_STDIO || o->mode == MODE_BROKER || o->mode == MODE_CHAT);
+    if (sv->stdio) {
+        cli_stdio_nonblock();
+        dx_stream_init(loop, &sv->out, STDOUT_FILENO, STDOUT_QUEUE, NULL, stdout_on_event, sv);
+        if (!o->recv_only) {
+            dx_stream_init(loop, &sv->in, STDIN_FILENO, 0, stdin_on_read, stdin_on_event, sv);
+            sv->in_open = dx_stream_read_start(&sv->in) == 0;
+        }
+    }
+    if (o->idle_timeout_ms || o->mode == MODE_EXEC) {
+        uint64_t period = o->idle_timeout_ms ? (uint64_t)o->idle_timeout_ms / 4 : 100;
+        period = period < 50 ? 50 : period > 1000 ? 1000 : period;
+        dx_timer_start(loop, &sv->sweep, period, period);
+    }
+    listeners_watch(&sv->l, 1);
+    int rc = dx_loop_run(loop);
+    if (rc < 0)
+        cli_error("event loop: %s", dx_strerror(rc));
+    code = rc < 0 || sv->l.fatal ? EXIT_IO : EXIT_OK;
+
+    cli_info(o, "served %lu clients; refused %lu (limit), %lu (access list); dropped %lu slow",
+             sv->accepted, sv->refused, sv->denied, sv->dropped);
+    while (sv->clients)
+        client_close(sv->clients, NULL);
+    reap(loop, &sv->reaper);
+    dx_timer_stop(loop, &sv->reaper);
+    dx_timer_stop(loop, &sv->sweep);
+    if (sv->in_open)
+        dx_stream_close(&sv->in);
+    if (sv->stdio)
+        dx_stream_close(&sv->out);
+    listeners_close(&sv->l);
+    free(sv);
+    return code;
+}

@@ -7,6 +7,16 @@ WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-pro
 CPPFLAGS += -Iinclude -Isrc
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
+# io_uring backend when liburing is installed (Debian: liburing-dev)
+HAVE_URING := $(shell test -f /usr/include/liburing.h && echo 1)
+ifeq ($(HAVE_URING),1)
+CPPFLAGS += -DDX_HAVE_URING
+LDLIBS += -luring
+BACKENDS = epoll poll io_uring
+else
+BACKENDS = epoll poll
+endif
+
 LIB_SRCS = $(wildcard src/*.c)
 CLI_SRCS = $(wildcard src/cli/*.c)
 UNIT_SRCS = $(wildcard tests/unit/*.c)
@@ -31,15 +41,15 @@ $(BUILD)/libduplex.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(BUILD)/duplex: $(CLI_OBJS) $(BUILD)/libduplex.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libduplex.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libduplex.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libduplex.a tests/unit/helpers.h
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -Wno-missing-prototypes $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libduplex.a $(LDFLAGS) -lcriterion
+	$(CC) $(WARN) -Wno-missing-prototypes $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libduplex.a $(LDFLAGS) $(LDLIBS) -lcriterion
 
 # Unit tests run once per backend (the loop's own tests cover both anyway).
 unit: $(UNIT_BINS)
-	@for t in $(UNIT_BINS); do for b in epoll poll; do \
+	@for t in $(UNIT_BINS); do for b in $(BACKENDS); do \
 	  echo "== $$t (DUPLEX_BACKEND=$$b)"; \
 	  DUPLEX_BACKEND=$$b $$t --timeout 30 || exit 1; done; done
 

@@ -23,6 +23,9 @@ extern const struct dx__backend dx__backend_poll;
 extern const struct dx__backend dx__backend_epoll;
 #define DX_HAVE_EPOLL 1
 #endif
+#ifdef DX_HAVE_URING /* set by the Makefile when liburing is installed */
+extern const struct dx__backend dx__backend_uring;
+#endif
 
 struct dx_loop {
     const struct dx__backend *backend;

@@ -89,6 +89,7 @@ struct listeners {
     dx_timer resume;       /* after descriptor exhaustion */
     unsigned long exhausted; /* times accept() ran out of descriptors */
     int fatal;             /* accept failed for good */
+    int unix_bound;        /* we created the Unix socket file: remove it at the end */
     void (*on_client)(struct listeners *l, int fd, const dx_addr *peer);
     void *data;
 };

@@ -77,23 +77,79 @@ static int pick_source(const struct options *o, int family, dx_addr *source)
     return DX_ENOADDR;
 }
 
+/* Where to connect for one port: the addresses to try (malloc'd) and the
+ * source to bind (-s/-p), keeping only targets of the source's family.
+ * Returns the number of addresses, or an exit code negated (reported). */
+static int targets(const struct options *o, const char *port, dx_addr **out, dx_addr *source,
+                   int *has_source)
+{
+    dx_addr *addrs = NULL;
+    int n;
+    *has_source = 0;
+    if (o->unix_path) {
+        addrs = calloc(1, sizeof *addrs);
+        n = addrs ? dx_addr_unix(addrs, o->unix_path) : -ENOMEM;
+        if (n < 0) {
+            cli_error("connect %s: %s", o->unix_path, dx_strerror(n));
+            free(addrs);
+            return -EXIT_USAGE;
+        }
+        *out = addrs;
+        return 1;
+    }
+    n = resolve_or_report(o, o->host, port, 0, &addrs);
+    if (n < 0)
+        return -cli_exit_code_for(n, 1);
+    if (o->source_addr || o->source_port) {
+        int family = addrs[0].ss.ss_family;
+        if (o->source_addr) {
+            dx_addr *s;
+            int k = resolve_or_report(o, o->source_addr, "0", 1, &s);
+            if (k < 0) {
+                free(addrs);
+                return -cli_exit_code_for(k, 1);
+            }
+            family = s[0].ss.ss_family;
+            free(s);
+        }
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (addrs[i].ss.ss_family == family)
+                addrs[m++] = addrs[i];
+        if (m == 0 || pick_source(o, family, source) < 0) {
+            cli_error("connect %s: no %s address to match the source address%s%s", o->host,
+                      family == AF_INET6 ? "IPv6" : "IPv4", o->source_addr ? " " : "",
+                      o->source_addr ? o->source_addr : "");
+            free(addrs);
+            return -EXIT_RESOLVE;
+        }
+        n = m;
+        *has_source = 1;
+    }
+    *out = addrs;
+    return n;
+}
+
 static int probe_ports(dx_loop *loop, const struct options *o)
 {
-    int any_open = 0, resolve_failed = 0;
+    int any_open = 0, failed = 0;
     struct attempt a = {.o = o, .quiet = 1};
-    for (int i = 0; i < o->nport_args; i++) {
-        int first, last;
-        dx_parse_port_range(o->port_args[i], &first, &last);
+    int nargs = o->unix_path ? 1 : o->nport_args;
+    for (int i = 0; i < nargs && !failed; i++) {
+        int first = 0, last = 0;
+        if (!o->unix_path)
+            dx_parse_port_range(o->port_args[i], &first, &last);
         for (int port = first; port <= last; port++) {
-            dx_addr *addrs;
+            dx_addr *addrs, source;
+            int has_source;
             char ptext[16], text[DX_ADDR_STRLEN];
             snprintf(ptext, sizeof ptext, "%d", port);
-            int n = resolve_or_report(o, o->host, ptext, 0, &addrs);
+            int n = targets(o, ptext, &addrs, &source, &has_source);
             if (n < 0) {
-                resolve_failed = 1;
+                failed = -n;
                 break;
             }
-            int fd = connect_any(loop, &a, addrs, n, NULL);
+            int fd = connect_any(loop, &a, addrs, n, has_source ? &source : NULL);
             dx_addr_format(&a.addr, text, sizeof text);
             if (fd >= 0) {
                 any_open = 1;
@@ -107,60 +163,18 @@ static int probe_ports(dx_loop *loop, const struct options *o)
     }
     if (any_open)
         return EXIT_OK;
-    return resolve_failed ? EXIT_RESOLVE : EXIT_CONNECT;
+    return failed ? failed : EXIT_CONNECT;
 }
 
 int cli_connect(const struct options *o, dx_loop *loop)
 {
     if (o->zero_io)
         return probe_ports(loop, o);
-
-    dx_addr *addrs = NULL;
-    int n;
-    if (o->unix_path) {
-        addrs = calloc(1, sizeof *addrs);
-        n = addrs ? dx_addr_unix(addrs, o->unix_path) : -ENOMEM;
-        if (n < 0) {
-            cli_error("connect %s: %s", o->unix_path, dx_strerror(n));
-            free(addrs);
-            return EXIT_USAGE;
-        }
-        n = 1;
-    } else {
-        n = resolve_or_report(o, o->host, o->port, 0, &addrs);
-        if (n < 0) {
-            return cli_exit_code_for(n, 1);
-        }
-    }
-
-    dx_addr source;
-    int has_source = 0;
-    if (o->source_addr || o->source_port) {
-        /* keep only the targets of the source's family */
-        int family = addrs[0].ss.ss_family;
-        if (o->source_addr) {
-            dx_addr *s;
-            int k = resolve_or_report(o, o->source_addr, "0", 1, &s);
-            if (k < 0) {
-                free(addrs);
-                return cli_exit_code_for(k, 1);
-            }
-            family = s[0].ss.ss_family;
-            free(s);
-        }
-        int m = 0;
-        for (int i = 0; i < n; i++)
-            if (addrs[i].ss.ss_family == family)
-                addrs[m++] = addrs[i];
-        if (m == 0 || pick_source(o, family, &source) < 0) {
-            cli_error("connect %s: no %s address to match source %s", o->host,
-                      family == AF_INET6 ? "IPv6" : "IPv4", o->source_addr ? o->source_addr : "");
-            free(addrs);
-            return EXIT_RESOLVE;
-        }
-        n = m;
-        has_source = 1;
-    }
+    dx_addr *addrs, source;
+    int has_source;
+    int n = targets(o, o->port, &addrs, &source, &has_source);
+    if (n < 0)
+        return -n;
 
     struct attempt a = {.o = o};
     int fd = connect_any(loop, &a, addrs, n, has_source ? &source : NULL);

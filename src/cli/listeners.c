@@ -86,8 +86,10 @@ static int open_all(struct listeners *l)
             return rc;
         }
         rc = add(l, &a, &lo);
-        if (rc == 0)
+        if (rc == 0 && o->unix_path[0] != '@') {
+            l->unix_bound = 1; /* ours to remove, and only then */
             cli_remove_on_exit(o->unix_path);
+        }
         return rc;
     }
     int port = dx_parse_port(o->port);
@@ -143,6 +145,8 @@ int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
     int rc = open_all(l);
     if (rc < 0) {
         listeners_close(l);
+        if (rc == DX_ETOOLONG)
+            return EXIT_USAGE;
         return cli_exit_code_for(rc, 0) == EXIT_RESOLVE ? EXIT_RESOLVE : EXIT_LISTEN;
     }
     int always = o->verbose || (!o->unix_path && dx_parse_port(o->port) == 0);
@@ -176,8 +180,9 @@ void listeners_close(struct listeners *l)
     l->watching = 0;
     if (l->loop)
         dx_timer_stop(l->loop, &l->resume);
-    if (l->o && l->o->unix_path) {
+    if (l->unix_bound) {
         unlink(l->o->unix_path);
         cli_remove_on_exit(NULL);
+        l->unix_bound = 0;
     }
 }

@@ -31,8 +31,9 @@ void cli_info(const struct options *o, const char *fmt, ...)
 
 int cli_exit_code_for(int code, int during_connect)
 {
-    if (dx_is_resolver_error(code) || code == DX_EBADADDR || code == DX_ENOADDR ||
-        code == DX_ETOOLONG)
+    if (code == DX_ETOOLONG)
+        return EXIT_USAGE;
+    if (dx_is_resolver_error(code) || code == DX_EBADADDR || code == DX_ENOADDR)
         return EXIT_RESOLVE;
     if (code == DX_ETIMEDOUT || code == -ETIMEDOUT)
         return EXIT_TIMEOUT;

@@ -7,6 +7,7 @@ WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-pro
 CPPFLAGS += -Iinclude -Isrc
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
+LDLIBS += -pthread
 # io_uring backend when liburing is installed (Debian: liburing-dev)
 HAVE_URING := $(shell test -f /usr/include/liburing.h && echo 1)
 ifeq ($(HAVE_URING),1)

@@ -20,6 +20,14 @@ enum {
 
 enum cmd { CMD_CONNECT, CMD_LISTEN };
 
+/* How a server runs its clients (--model, S1.4). */
+enum model {
+    MODEL_LOOP,      /* one event loop (epoll, poll or io_uring: --backend) */
+    MODEL_ITERATIVE, /* the event loop, one client at a time */
+    MODEL_FORK,      /* a process per client (echo) */
+    MODEL_THREAD,    /* a thread per client (echo) */
+};
+
 /* What a server does with its clients (serve.c, exec.c). */
 enum mode {
     MODE_STDIO,  /* one client: stdio session; -k: clients -> stdout, stdin -> all */
@@ -61,6 +69,9 @@ struct options {
     long idle_timeout_ms;  /* --idle-timeout; 0: none */
     size_t max_queue;      /* --max-queue: bytes queued for one client before it is dropped */
     dx_acl acl;            /* --allow, --deny, --allowfile, --denyfile */
+    enum model model;      /* --model */
+    int threads;           /* --threads N: N event loops sharing the port */
+    int quiet;             /* internal: do not announce the listening address */
 };
 
 /* messages.c */
@@ -104,9 +115,20 @@ void listeners_close(struct listeners *l);
 int cli_connect(const struct options *o, dx_loop *loop);
 int cli_listen_once(const struct options *o, dx_loop *loop);
 int cli_serve(const struct options *o, dx_loop *loop);
+struct server;
+struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code);
+int serve_run(struct server *sv);
+void serve_close(struct server *sv);
+int serve_listen_fd(const struct server *sv);
 pid_t exec_client(const struct options *o, int fd, const dx_addr *peer);
+pid_t exec_fork(void);    /* fork, counted and reaped; child gets default signals */
 void exec_init(void);
 int exec_children(void);  /* children still running */
+
+/* models.c */
+int model_spawn(const struct options *o, int fd);  /* fork/thread: takes fd */
+int model_clients(const struct options *o);        /* fork/thread clients running */
+int cli_serve_threads(const struct options *o, dx_loop *loop);
 
 /* stdio.c: fds 0-2 always open; stdin/stdout non-blocking, restored at exit and on
  * SIGINT/SIGTERM/SIGHUP; SIGPIPE ignored; a Unix socket path to unlink if a

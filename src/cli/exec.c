@@ -98,15 +98,31 @@ static void run_plain(const char *cmd)
     execvp(argv[0], argv);
 }
 
-pid_t exec_client(const struct options *o, int fd, const dx_addr *peer)
+pid_t exec_fork(void)
 {
-    char name[DX_ADDR_STRLEN];
-    dx_addr_format(peer, name, sizeof name);
     /* count before fork so the SIGCHLD of a quick child cannot come first */
     live_children++;
     pid_t pid = fork();
     if (pid < 0) {
         live_children--;
+        return -1;
+    }
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+    }
+    return pid;
+}
+
+pid_t exec_client(const struct options *o, int fd, const dx_addr *peer)
+{
+    char name[DX_ADDR_STRLEN];
+    dx_addr_format(peer, name, sizeof name);
+    pid_t pid = exec_fork();
+    if (pid < 0) {
         cli_error("%s: fork: %s", name, strerror(errno));
         return -1;
     }
@@ -114,11 +130,6 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer)
         return pid;
 
     /* child: the socket becomes stdin and stdout, blocking as programs expect */
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
     dx_set_nonblock(fd, 0);
     if (dup2(fd, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0)
         _exit(126);

@@ -149,14 +149,14 @@ int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
             return EXIT_USAGE;
         return cli_exit_code_for(rc, 0) == EXIT_RESOLVE ? EXIT_RESOLVE : EXIT_LISTEN;
     }
-    int always = o->verbose || (!o->unix_path && dx_parse_port(o->port) == 0);
+    int always = !o->quiet && (o->verbose || (!o->unix_path && dx_parse_port(o->port) == 0));
     for (int i = 0; i < l->n; i++) {
         dx_addr me;
         char text[DX_ADDR_STRLEN];
         if (always && dx_sock_local(l->io[i].fd, &me) == 0)
             cli_error("listening on %s", dx_addr_format(&me, text, sizeof text));
     }
-    if (!o->unix_path)
+    if (!o->unix_path && !o->quiet)
         cli_info(o, "backlog %d (the kernel caps it at somaxconn = %d)",
                  o->backlog ? o->backlog : dx_somaxconn(), dx_somaxconn());
     fflush(stderr);

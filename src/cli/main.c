@@ -26,7 +26,7 @@ int main(int argc, char **argv)
     }
     if (o.cmd == CMD_CONNECT)
         rc = cli_connect(&o, loop);
-    else if (o.keep_listening || o.mode != MODE_STDIO)
+    else if (o.keep_listening || o.mode != MODE_STDIO || o.model != MODEL_LOOP || o.threads > 1)
         rc = cli_serve(&o, loop);
     else
         rc = cli_listen_once(&o, loop);

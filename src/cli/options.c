@@ -65,6 +65,13 @@ static const char usage_text[] =
 "      --idle-timeout SECS  close a client after SECS without traffic\n"
 "      --max-queue BYTES    bytes waiting for one client before it is dropped as\n"
 "                           not reading (default 1048576)\n"
+"      --model NAME         how clients are run: epoll (default on Linux), poll,\n"
+"                           io_uring (one event loop), iterative (one client at\n"
+"                           a time), fork (a process per client), thread (a\n"
+"                           thread per client); fork and thread serve --echo\n"
+"                           and --exec only\n"
+"      --threads N          N event loops on N threads sharing the port\n"
+"                           (SO_REUSEPORT), for --echo and --exec\n"
 "\n"
 "Tuning:\n"
 "      --backlog N          listen queue length (default: the kernel maximum,\n"
@@ -98,7 +105,7 @@ void cli_usage_short(void)
 enum {
     OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
     OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
-    OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE,
+    OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
 };
 
 static const struct option long_opts[] = {
@@ -135,6 +142,8 @@ static const struct option long_opts[] = {
     {"denyfile", required_argument, NULL, OPT_DENYFILE},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
+    {"model", required_argument, NULL, OPT_MODEL},
+    {"threads", required_argument, NULL, OPT_THREADS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -202,6 +211,34 @@ static int add_rule_file(struct options *o, const char *path, int allow)
     else if (rc < 0)
         cli_error("%s %s: %s", allow ? "--allowfile" : "--denyfile", path, dx_strerror(rc));
     return rc;
+}
+
+static int set_model(struct options *o, const char *name)
+{
+    static const struct { const char *name; enum model model; } models[] = {
+        {"iterative", MODEL_ITERATIVE}, {"fork", MODEL_FORK}, {"thread", MODEL_THREAD},
+    };
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        if (strcmp(name, models[i].name) == 0) {
+            o->model = models[i].model;
+            return 0;
+        }
+    }
+    /* the event-loop models are the loop's backends */
+    for (const char *const *b = dx_backends(); *b; b++) {
+        if (strcmp(name, *b) == 0) {
+            o->model = MODEL_LOOP;
+            o->backend = *b;
+            return 0;
+        }
+    }
+    char names[128] = "";
+    for (const char *const *b = dx_backends(); *b; b++) {
+        strncat(names, *b, sizeof names - strlen(names) - 1);
+        strncat(names, ", ", sizeof names - strlen(names) - 1);
+    }
+    cli_error("unknown --model '%s': expected %siterative, fork or thread", name, names);
+    return -1;
 }
 
 static int check_port(const char *text)
@@ -310,6 +347,15 @@ int cli_parse(int argc, char **argv, struct options *o)
             if (parse_seconds("--idle-timeout", optarg, &o->idle_timeout_ms) < 0)
                 return EXIT_USAGE;
             break;
+        case OPT_MODEL:
+            if (set_model(o, optarg) < 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_THREADS:
+            if (parse_count("--threads", optarg, 1, 256, &n) < 0)
+                return EXIT_USAGE;
+            o->threads = (int)n;
+            break;
         case OPT_MAXQUEUE:
             if (parse_count("--max-queue", optarg, 65536, 1L << 30, &n) < 0)
                 return EXIT_USAGE;
@@ -395,7 +441,7 @@ int cli_parse(int argc, char **argv, struct options *o)
     if (port_flag && check_port(port_flag) < 0)
         return EXIT_USAGE;
     if (o->keep_listening || o->mode != MODE_STDIO || o->max_conns || o->idle_timeout_ms ||
-        o->acl.nallow || o->acl.ndeny) {
+        o->acl.nallow || o->acl.ndeny || o->model != MODEL_LOOP || o->threads > 1) {
         cli_error("-k, server modes and client limits are for listen (or -l)");
         return EXIT_USAGE;
     }

@@ -192,7 +192,7 @@ static void client_close(struct client *c, const char *why)
     dx_timer_start(sv->loop, &sv->reaper, 0, 0);
     if (sv->o->mode == MODE_CHAT)
         chat_notice(sv, c, "left");
-    if (sv->o->max_conns && sv->nclients < (unsigned long)sv->o->max_conns && sv->l.paused) {
+    if (sv->l.paused) { /* iterative: this client's turn is over */
         sv->l.paused = 0;
         listeners_watch(&sv->l, 1);
     }
@@ -265,7 +265,9 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         close(fd);
         return;
     }
-    unsigned long busy = o->mode == MODE_EXEC ? (unsigned long)exec_children() : sv->nclients;
+    int spawned = o->mode == MODE_EXEC || o->model == MODEL_FORK || o->model == MODEL_THREAD;
+    unsigned long busy = spawned ? (unsigned long)(o->mode == MODE_EXEC ? exec_children() : model_clients(o))
+                                 : sv->nclients;
     if (o->max_conns && busy >= (unsigned long)o->max_conns) {
         sv->refused++;
         cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
@@ -285,6 +287,15 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         close(fd);
         return;
     }
+    if (o->model == MODEL_FORK || o->model == MODEL_THREAD) {
+        int rc = model_spawn(o, fd);
+        if (rc < 0) {
+            cli_error("%s: cannot start a %s: %s", name, o->model == MODEL_FORK ? "process" : "thread",
+                      dx_strerror(rc));
+            close(fd);
+        }
+        return;
+    }
     struct client *c = calloc(1, sizeof *c);
     size_t qcap = o->mode == MODE_ECHO ? ECHO_QUEUE : o->max_queue;
     if (!c || dx_stream_init(sv->loop, &c->st, fd, qcap, client_on_read, client_on_event, c) < 0) {
@@ -302,6 +313,11 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
     sv->clients = c;
     sv->nclients++;
     cli_info(o, "%s: connected (%lu now)", name, sv->nclients);
+    if (o->model == MODEL_ITERATIVE) {
+        /* one at a time: the next clients wait in the backlog */
+        l->paused = 1;
+        listeners_watch(l, 0);
+    }
     if (!sv->out_full)
         dx_stream_read_start(&c->st);
     /* stdin has already ended: this client gets end-of-input at once */
@@ -374,8 +390,8 @@ static void stdout_on_event(dx_stream *s, int error)
 static void on_sweep(dx_loop *loop, dx_timer *t)
 {
     struct server *sv = t->data;
-    /* exec without -k: done when the one child has exited */
-    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0) {
+    /* exec, fork or thread without -k: done when the one client has gone */
+    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 && model_clients(sv->o) == 0) {
         dx_loop_stop(loop);
         return;
     }
@@ -394,23 +410,46 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
     }
 }
 
-int cli_serve(const struct options *o, dx_loop *loop)
+/* Refuse, at start-up, what a model or --threads cannot do. */
+static int check_model(const struct options *o)
+{
+    static const char *const model_names[] = {"epoll/poll/io_uring", "iterative", "fork", "thread"};
+    int shares_state = o->mode == MODE_STDIO || o->mode == MODE_BROKER || o->mode == MODE_CHAT;
+    if ((o->model == MODEL_FORK || o->model == MODEL_THREAD) && o->mode != MODE_ECHO &&
+        o->mode != MODE_EXEC) {
+        cli_error("--model %s serves --echo or --exec only: %s clients share the server's stdio "
+                  "or each other's bytes, which separate %s cannot; use --model epoll",
+                  model_names[o->model], shares_state ? "these" : "its",
+                  o->model == MODEL_FORK ? "processes" : "threads");
+        return EXIT_USAGE;
+    }
+    if (o->threads > 1 && (shares_state || o->model != MODEL_LOOP)) {
+        cli_error("--threads runs independent event loops: it serves --echo or --exec with the "
+                  "default model only (clients of broker, chat and stdio modes share state)");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code)
 {
     struct server *sv = calloc(1, sizeof *sv);
     if (!sv) {
         cli_error("out of memory");
-        return EXIT_IO;
+        *exit_code = EXIT_IO;
+        return NULL;
     }
     sv->o = o;
     sv->loop = loop;
     dx_timer_init(&sv->reaper, reap, sv);
     dx_timer_init(&sv->sweep, on_sweep, sv);
-    if (o->mode == MODE_EXEC)
+    if (o->mode == MODE_EXEC || o->model == MODEL_FORK)
         exec_init();
     int code = listeners_open(&sv->l, o, loop, on_client, sv);
     if (code != 0) {
         free(sv);
-        return code;
+        *exit_code = code;
+        return NULL;
     }
     /* the server's stdio takes part in stdio, broker and chat modes */
     sv->stdio = !o->no_stdio && (o->mode == MODE_STDIO || o->mode == MODE_BROKER || o->mode == MODE_CHAT);
@@ -422,19 +461,30 @@ int cli_serve(const struct options *o, dx_loop *loop)
             sv->in_open = dx_stream_read_start(&sv->in) == 0;
         }
     }
-    if (o->idle_timeout_ms || o->mode == MODE_EXEC) {
+    if (o->idle_timeout_ms || o->mode == MODE_EXEC || o->model == MODEL_FORK || o->model == MODEL_THREAD) {
         uint64_t period = o->idle_timeout_ms ? (uint64_t)o->idle_timeout_ms / 4 : 100;
         period = period < 50 ? 50 : period > 1000 ? 1000 : period;
         dx_timer_start(loop, &sv->sweep, period, period);
     }
+    return sv;
+}
+
+int serve_listen_fd(const struct server *sv) { return sv->l.n > 0 ? sv->l.io[0].fd : -1; }
+
+int serve_run(struct server *sv)
+{
     listeners_watch(&sv->l, 1);
-    int rc = dx_loop_run(loop);
+    int rc = dx_loop_run(sv->loop);
     if (rc < 0)
         cli_error("event loop: %s", dx_strerror(rc));
-    code = rc < 0 || sv->l.fatal ? EXIT_IO : EXIT_OK;
-
-    cli_info(o, "served %lu clients; refused %lu (limit), %lu (access list); dropped %lu slow",
+    cli_info(sv->o, "served %lu clients; refused %lu (limit), %lu (access list); dropped %lu slow",
              sv->accepted, sv->refused, sv->denied, sv->dropped);
+    return rc < 0 || sv->l.fatal ? EXIT_IO : EXIT_OK;
+}
+
+void serve_close(struct server *sv)
+{
+    dx_loop *loop = sv->loop;
     while (sv->clients)
         client_close(sv->clients, NULL);
     reap(loop, &sv->reaper);
@@ -446,5 +496,19 @@ int cli_serve(const struct options *o, dx_loop *loop)
         dx_stream_close(&sv->out);
     listeners_close(&sv->l);
     free(sv);
+}
+
+int cli_serve(const struct options *o, dx_loop *loop)
+{
+    int code = check_model(o);
+    if (code != 0)
+        return code;
+    if (o->threads > 1)
+        return cli_serve_threads(o, loop);
+    struct server *sv = serve_open(o, loop, &code);
+    if (!sv)
+        return code;
+    code = serve_run(sv);
+    serve_close(sv);
     return code;
 }

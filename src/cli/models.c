@@ -1,0 +1,164 @@
+/* models.c: the server strategies besides the event loop (S1.4), for
+ * --model fork and --model thread: a process or a thread per client, each
+ * running a blocking echo with half-close (the shared-state modes cannot be
+ * split across processes; serve.c refuses them at start-up). --threads N runs
+ * N event loops on N threads, each with its own SO_REUSEPORT listener. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static atomic_int live_threads;
+
+/* Echo until end of input, then pass the half-close on. Blocking I/O, an
+ * idle timeout through SO_RCVTIMEO. */
+static void echo_blocking(int fd, long idle_timeout_ms)
+{
+    char buf[64 * 1024];
+    dx_set_nonblock(fd, 0);
+    if (idle_timeout_ms > 0) {
+        struct timeval tv = {idle_timeout_ms / 1000, (idle_timeout_ms % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                goto out;
+            off += w;
+        }
+    }
+    shutdown(fd, SHUT_WR);
+out:
+    close(fd);
+}
+
+struct thread_client {
+    int fd;
+    long idle_timeout_ms;
+};
+
+static void *thread_main(void *arg)
+{
+    struct thread_client tc = *(struct thread_client *)arg;
+    free(arg);
+    echo_blocking(tc.fd, tc.idle_timeout_ms);
+    atomic_fetch_sub(&live_threads, 1);
+    return NULL;
+}
+
+int model_clients(const struct options *o)
+{
+    return o->model == MODEL_THREAD ? atomic_load(&live_threads) : exec_children();
+}
+
+int model_spawn(const struct options *o, int fd)
+{
+    if (o->model == MODEL_FORK) {
+        pid_t pid = exec_fork();
+        if (pid < 0)
+            return -errno;
+        if (pid == 0) {
+            echo_blocking(fd, o->idle_timeout_ms);
+            _exit(0);
+        }
+        close(fd);
+        return 0;
+    }
+    struct thread_client *tc = malloc(sizeof *tc);
+    if (!tc)
+        return -ENOMEM;
+    tc->fd = fd;
+    tc->idle_timeout_ms = o->idle_timeout_ms;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024); /* echo needs 64 KiB + a little */
+    atomic_fetch_add(&live_threads, 1);
+    int rc = pthread_create(&(pthread_t){0}, &attr, thread_main, tc);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        atomic_fetch_sub(&live_threads, 1);
+        free(tc);
+        return -rc;
+    }
+    return 0;
+}
+
+/* ---- --threads N: N loops sharing the port ---- */
+
+struct loop_thread {
+    struct options o;
+    char port[16];
+    pthread_t tid;
+    int code;
+};
+
+static void *loop_thread_main(void *arg)
+{
+    struct loop_thread *t = arg;
+    int err;
+    dx_loop *loop = dx_loop_new(t->o.backend, &err);
+    if (!loop) {
+        cli_error("thread event loop: %s", dx_strerror(err));
+        t->code = EXIT_IO;
+        return NULL;
+    }
+    t->code = cli_serve(&t->o, loop);
+    dx_loop_free(loop);
+    return NULL;
+}
+
+int cli_serve_threads(const struct options *o, dx_loop *loop)
+{
+    /* the first loop binds (port 0 resolved here), the others join it */
+    struct options first = *o;
+    first.reuseport = 1;
+    first.threads = 1;
+    int code;
+    struct server *sv = serve_open(&first, loop, &code);
+    if (!sv)
+        return code;
+    dx_addr bound;
+    int port = dx_sock_local(serve_listen_fd(sv), &bound) == 0 ? dx_addr_port(&bound) : -1;
+    int n = o->threads - 1;
+    /* static: the threads serve until the process ends and are never joined */
+    static struct loop_thread *ts;
+    ts = calloc((size_t)n, sizeof *ts);
+    if (!ts) {
+        serve_close(sv);
+        return EXIT_IO;
+    }
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        ts[i].o = first;
+        ts[i].o.quiet = 1;
+        snprintf(ts[i].port, sizeof ts[i].port, "%d", port);
+        ts[i].o.port = ts[i].port;
+        if (pthread_create(&ts[i].tid, NULL, loop_thread_main, &ts[i]) != 0) {
+            cli_error("--threads: cannot start thread %d: %s", i + 2, strerror(errno));
+            break;
+        }
+        started++;
+    }
+    cli_info(o, "serving with %d event loops on %d threads", started + 1, started + 1);
+    code = serve_run(sv);
+    serve_close(sv);
+    return code; /* the process ends, and the other loops with it */
+}

@@ -18,7 +18,7 @@ enum {
     EXIT_LISTEN = 6,   /* cannot listen: address in use, permission denied, bad local address */
 };
 
-enum cmd { CMD_CONNECT, CMD_LISTEN };
+enum cmd { CMD_CONNECT, CMD_LISTEN, CMD_RELAY };
 
 /* How a server runs its clients (--model, S1.4). */
 enum model {
@@ -72,6 +72,8 @@ struct options {
     enum model model;      /* --model */
     int threads;           /* --threads N: N event loops sharing the port */
     int quiet;             /* internal: do not announce the listening address */
+    const char *target_host, *target_port, *target_unix; /* relay TARGET */
+    int stats_json;        /* relay --stats-json */
 };
 
 /* messages.c */
@@ -124,6 +126,9 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer);
 pid_t exec_fork(void);    /* fork, counted and reaped; child gets default signals */
 void exec_init(void);
 int exec_children(void);  /* children still running */
+
+/* relay.c */
+int cli_relay(const struct options *o, dx_loop *loop);
 
 /* models.c */
 int model_spawn(const struct options *o, int fd);  /* fork/thread: takes fd */

@@ -17,6 +17,13 @@ static const char usage_text[] =
 "       duplex connect -z [options] HOST PORT[-PORT]...  probe ports, exchange nothing\n"
 "       duplex [options] HOST PORT              netcat style: same as connect\n"
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
+"       duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
+"                                               to TARGET, copy both ways\n"
+"\n"
+"Relay addresses: PORT or ADDR:PORT to listen on, HOST:PORT to connect to, [V6]:PORT,\n"
+"unix:PATH (or a path starting with / or .) for Unix sockets. -w bounds each connect;\n"
+"-v prints each connection's bytes and duration; --stats-json prints them as JSON\n"
+"lines on stdout. --max-conns, --allow/--deny, --idle-timeout apply.\n"
 "\n"
 "HOST may be a name, an IPv4 address or an IPv6 address ([::1] or ::1); HOST:PORT and\n"
 "[V6]:PORT are accepted as one argument. PORT is 0-65535 or a service name (http).\n"
@@ -106,6 +113,7 @@ enum {
     OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
     OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
+    OPT_STATS_JSON,
 };
 
 static const struct option long_opts[] = {
@@ -143,6 +151,7 @@ static const struct option long_opts[] = {
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
     {"model", required_argument, NULL, OPT_MODEL},
+    {"stats-json", no_argument, NULL, OPT_STATS_JSON},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -241,6 +250,57 @@ static int set_model(struct options *o, const char *name)
     return -1;
 }
 
+/* A relay endpoint: "unix:PATH", a path ("/", ".", "@"), "HOST:PORT",
+ * "[V6]:PORT", or (listen side only) a bare PORT. */
+static int parse_endpoint(const char *text, char *buf, size_t buflen, int listen_side,
+                          const char **host, const char **port, const char **unix_path)
+{
+    *host = *port = *unix_path = NULL;
+    if (strncmp(text, "unix:", 5) == 0 && text[5]) {
+        *unix_path = text + 5;
+        return 0;
+    }
+    if (text[0] == '/' || text[0] == '.' || text[0] == '@') {
+        *unix_path = text;
+        return 0;
+    }
+    if (listen_side && strspn(text, "0123456789") == strlen(text) && *text) {
+        *port = text;
+        return 0;
+    }
+    if (dx_split_hostport(text, buf, buflen, host, port) < 0) {
+        cli_error("invalid relay %s '%s': expected %sHOST:PORT, [V6]:PORT or unix:PATH",
+                  listen_side ? "listen address" : "target", text, listen_side ? "PORT, " : "");
+        return -1;
+    }
+    if (dx_parse_port(*port) < 0) {
+        cli_error("invalid port '%s' in '%s': expected 0-65535 or a service name", *port, text);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_relay(struct options *o, char **pos, int npos)
+{
+    static char lbuf[512], tbuf[512];
+    if (npos != 2) {
+        cli_error("relay needs LISTEN and TARGET, e.g. duplex relay 8080 127.0.0.1:80");
+        cli_usage_short();
+        return EXIT_USAGE;
+    }
+    if (o->zero_io || o->mode != MODE_STDIO || o->model != MODEL_LOOP || o->threads > 1 ||
+        o->unix_path) {
+        cli_error("relay takes its addresses as LISTEN TARGET (unix:PATH for Unix sockets); "
+                  "-z, -U, server modes and models do not apply");
+        return EXIT_USAGE;
+    }
+    if (parse_endpoint(pos[0], lbuf, sizeof lbuf, 1, &o->host, &o->port, &o->unix_path) < 0 ||
+        parse_endpoint(pos[1], tbuf, sizeof tbuf, 0, &o->target_host, &o->target_port,
+                       &o->target_unix) < 0)
+        return EXIT_USAGE;
+    return 0;
+}
+
 static int check_port(const char *text)
 {
     if (dx_parse_port(text) < 0) {
@@ -266,8 +326,11 @@ int cli_parse(int argc, char **argv, struct options *o)
     } else if (argc > 1 && strcmp(argv[1], "listen") == 0) {
         o->cmd = CMD_LISTEN;
         argi = 2;
-    } else if (argc > 1 && argv[1][0] != '-' && (strcmp(argv[1], "relay") == 0 ||
-               strcmp(argv[1], "sockets") == 0 || strcmp(argv[1], "bench") == 0)) {
+    } else if (argc > 1 && strcmp(argv[1], "relay") == 0) {
+        o->cmd = CMD_RELAY;
+        argi = 2;
+    } else if (argc > 1 && argv[1][0] != '-' && (strcmp(argv[1], "sockets") == 0 ||
+               strcmp(argv[1], "bench") == 0)) {
         cli_error("'%s' is not implemented yet in this version", argv[1]);
         return EXIT_USAGE;
     }
@@ -347,6 +410,7 @@ int cli_parse(int argc, char **argv, struct options *o)
             if (parse_seconds("--idle-timeout", optarg, &o->idle_timeout_ms) < 0)
                 return EXIT_USAGE;
             break;
+        case OPT_STATS_JSON: o->stats_json = 1; break;
         case OPT_MODEL:
             if (set_model(o, optarg) < 0)
                 return EXIT_USAGE;
@@ -395,6 +459,9 @@ int cli_parse(int argc, char **argv, struct options *o)
         cli_error("-U takes no -4/-6/-s/-p: a Unix socket has no IP address or port");
         return EXIT_USAGE;
     }
+
+    if (o->cmd == CMD_RELAY)
+        return parse_relay(o, pos, npos);
 
     if (o->cmd == CMD_LISTEN) {
         if (o->zero_io) {

@@ -1,0 +1,315 @@
+/* relay.c: `duplex relay LISTEN TARGET`: port forwarding. Each accepted
+ * client gets its own connection to TARGET and two pumps, one per direction;
+ * end of input is passed on as a half-close in each direction, and the pair
+ * is closed when both directions have ended or one has failed. A target that
+ * refuses closes that client only: the relay goes on. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct relay {
+    const struct options *o;
+    dx_loop *loop;
+    struct listeners l;
+    dx_addr *targets;       /* resolved once at start-up */
+    int ntargets;
+    char target_name[DX_ADDR_STRLEN];
+    struct conn *conns;     /* live connections */
+    struct conn *graveyard; /* finished, freed outside callbacks */
+    dx_timer reaper, sweep;
+    unsigned long nconns, accepted, refused, denied, failed;
+    int stop_when_idle;     /* without -k: after the first connection */
+};
+
+struct conn {
+    struct relay *r;
+    struct conn *prev, *next;
+    char name[DX_ADDR_STRLEN];
+    int client_fd, target_fd;
+    dx_connector connector;
+    int connecting;
+    dx_endpoint client, target;
+    dx_pump up, down;       /* client -> target, target -> client */
+    int pumps_running;
+    uint64_t started;
+    int error;              /* first error, for the report */
+    const char *error_where;
+};
+
+static void conn_list_remove(struct conn *c)
+{
+    struct relay *r = c->r;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        r->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+}
+
+static void reap(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct relay *r = t->data;
+    while (r->graveyard) {
+        struct conn *c = r->graveyard;
+        r->graveyard = c->next;
+        free(c);
+    }
+    if (r->stop_when_idle && r->nconns == 0)
+        dx_loop_stop(r->loop);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void report(struct conn *c)
+{
+    struct relay *r = c->r;
+    uint64_t ms = dx_loop_now(r->loop) - c->started;
+    const char *err = c->error ? dx_strerror(c->error) : NULL;
+    if (c->error)
+        cli_error("%s -> %s: %s%s%s", c->name, r->target_name, c->error_where ? c->error_where : "",
+                  c->error_where ? ": " : "", err);
+    cli_info(r->o, "%s -> %s: sent %llu bytes, received %llu bytes in %.3f s", c->name,
+             r->target_name, (unsigned long long)c->up.bytes_out,
+             (unsigned long long)c->down.bytes_out, (double)ms / 1000.0);
+    if (r->o->stats_json) {
+        printf("{\"client\":");
+        json_string(stdout, c->name);
+        printf(",\"target\":");
+        json_string(stdout, r->target_name);
+        printf(",\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,\"error\":",
+               (unsigned long long)c->up.bytes_out, (unsigned long long)c->down.bytes_out,
+               (unsigned long long)ms);
+        if (err)
+            json_string(stdout, err);
+        else
+            printf("null");
+        printf("}\n");
+        fflush(stdout);
+    }
+}
+
+static void conn_close(struct conn *c)
+{
+    struct relay *r = c->r;
+    if (c->connecting)
+        dx_connect_cancel(&c->connector);
+    if (c->pumps_running) {
+        dx_pump_stop(&c->up);
+        dx_pump_stop(&c->down);
+    }
+    report(c);
+    if (c->target_fd >= 0)
+        close(c->target_fd);
+    close(c->client_fd);
+    conn_list_remove(c);
+    r->nconns--;
+    c->next = r->graveyard;
+    r->graveyard = c;
+    dx_timer_start(r->loop, &r->reaper, 0, 0);
+}
+
+static void on_pump_done(dx_pump *p, int error, int in_read)
+{
+    struct conn *c = p->data;
+    if (error < 0 && !c->error) {
+        int from_client = (p == &c->up) == !!in_read;
+        c->error = error;
+        c->error_where = from_client ? "client" : "target";
+        c->r->failed++;
+    }
+    /* a failed direction ends the pair; otherwise wait for the other one */
+    if (error < 0 || (c->up.done && c->down.done))
+        conn_close(c);
+}
+
+static void on_target(dx_connector *k, int result, const dx_addr *addr, int final)
+{
+    struct conn *c = k->data;
+    struct relay *r = c->r;
+    if (!final) {
+        char text[DX_ADDR_STRLEN];
+        cli_info(r->o, "%s: connect %s: %s", c->name, dx_addr_format(addr, text, sizeof text),
+                 dx_strerror(result));
+        return;
+    }
+    c->connecting = 0;
+    if (result < 0) {
+        c->error = result;
+        c->error_where = "connect";
+        r->failed++;
+        conn_close(c);
+        return;
+    }
+    c->target_fd = result;
+    dx_endpoint_init(&c->client, c->client_fd);
+    dx_endpoint_init(&c->target, c->target_fd);
+    size_t bufsize = r->o->bufsize ? r->o->bufsize : 256 * 1024;
+    int rc = dx_pump_start(r->loop, &c->up, &c->client, &c->target, bufsize, DX_PUMP_SHUTDOWN,
+                           on_pump_done, c);
+    if (rc == 0) {
+        rc = dx_pump_start(r->loop, &c->down, &c->target, &c->client, bufsize, DX_PUMP_SHUTDOWN,
+                           on_pump_done, c);
+        if (rc < 0)
+            dx_pump_stop(&c->up);
+    }
+    if (rc < 0) {
+        c->error = rc;
+        conn_close(c);
+        return;
+    }
+    c->pumps_running = 1;
+}
+
+static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+{
+    struct relay *r = l->data;
+    const struct options *o = r->o;
+    char name[DX_ADDR_STRLEN];
+    if (peer->ss.ss_family == AF_UNIX)
+        snprintf(name, sizeof name, "%s#%lu", o->unix_path, r->accepted + 1);
+    else
+        dx_addr_format(peer, name, sizeof name);
+    if (!dx_acl_allows(&o->acl, peer)) {
+        r->denied++;
+        cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
+        close(fd);
+        return;
+    }
+    if (o->max_conns && r->nconns >= (unsigned long)o->max_conns) {
+        r->refused++;
+        cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
+        close(fd);
+        return;
+    }
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        cli_error("%s: out of memory, closing", name);
+        close(fd);
+        return;
+    }
+    r->accepted++;
+    if (!o->keep_listening) {
+        listeners_close(l);
+        r->stop_when_idle = 1;
+    }
+    c->r = r;
+    c->client_fd = fd;
+    c->target_fd = -1;
+    c->started = dx_loop_now(r->loop);
+    memcpy(c->name, name, sizeof name);
+    c->next = r->conns;
+    if (c->next)
+        c->next->prev = c;
+    r->conns = c;
+    r->nconns++;
+    cli_info(o, "%s: connected, connecting to %s", name, r->target_name);
+    c->connecting = 1;
+    int rc = dx_connect_async(r->loop, &c->connector, r->targets, r->ntargets, NULL,
+                              (uint64_t)o->timeout_ms, on_target, c);
+    if (rc < 0) {
+        c->connecting = 0;
+        c->error = rc;
+        c->error_where = "connect";
+        conn_close(c);
+    }
+}
+
+static void on_sweep(dx_loop *loop, dx_timer *t)
+{
+    struct relay *r = t->data;
+    uint64_t now = dx_loop_now(loop), limit = (uint64_t)r->o->idle_timeout_ms;
+    struct conn *next;
+    for (struct conn *c = r->conns; c; c = next) {
+        next = c->next;
+        if (!c->pumps_running)
+            continue;
+        uint64_t last = c->up.last_activity > c->down.last_activity ? c->up.last_activity
+                                                                    : c->down.last_activity;
+        if (now - last >= limit) {
+            cli_info(r->o, "%s: idle for %.3g s, closing", c->name, (double)limit / 1000.0);
+            conn_close(c);
+        }
+    }
+}
+
+static int resolve_target(struct relay *r)
+{
+    const struct options *o = r->o;
+    if (o->target_unix) {
+        r->targets = calloc(1, sizeof *r->targets);
+        int rc = r->targets ? dx_addr_unix(r->targets, o->target_unix) : -ENOMEM;
+        if (rc < 0) {
+            cli_error("relay target %s: %s", o->target_unix, dx_strerror(rc));
+            return rc == DX_ETOOLONG ? EXIT_USAGE : EXIT_IO;
+        }
+        r->ntargets = 1;
+        snprintf(r->target_name, sizeof r->target_name, "%s", o->target_unix);
+        return 0;
+    }
+    int flags = o->numeric ? DX_RESOLVE_NUMERIC : 0;
+    r->ntargets = dx_resolve(o->target_host, o->target_port, o->family, flags, &r->targets);
+    if (r->ntargets < 0) {
+        cli_error("resolve %s: %s", o->target_host, dx_strerror(r->ntargets));
+        return cli_exit_code_for(r->ntargets, 1);
+    }
+    dx_addr_format(&r->targets[0], r->target_name, sizeof r->target_name);
+    return 0;
+}
+
+int cli_relay(const struct options *o, dx_loop *loop)
+{
+    struct relay r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.loop = loop;
+    dx_timer_init(&r.reaper, reap, &r);
+    dx_timer_init(&r.sweep, on_sweep, &r);
+    int code = resolve_target(&r);
+    if (code == 0)
+        code = listeners_open(&r.l, o, loop, on_client, &r);
+    if (code != 0) {
+        free(r.targets);
+        return code;
+    }
+    if (o->idle_timeout_ms) {
+        uint64_t period = (uint64_t)o->idle_timeout_ms / 4;
+        period = period < 50 ? 50 : period > 1000 ? 1000 : period;
+        dx_timer_start(loop, &r.sweep, period, period);
+    }
+    listeners_watch(&r.l, 1);
+    int rc = dx_loop_run(loop);
+    if (rc < 0)
+        cli_error("event loop: %s", dx_strerror(rc));
+    cli_info(o, "relayed %lu connections; %lu failed; refused %lu (limit), %lu (access list)",
+             r.accepted, r.failed, r.refused, r.denied);
+    while (r.conns)
+        conn_close(r.conns);
+    reap(loop, &r.reaper);
+    dx_timer_stop(loop, &r.reaper);
+    dx_timer_stop(loop, &r.sweep);
+    listeners_close(&r.l);
+    free(r.targets);
+    if (rc < 0 || r.l.fatal)
+        return EXIT_IO;
+    /* one connection (no -k): its outcome is the exit status */
+    return !o->keep_listening && r.failed ? EXIT_IO : EXIT_OK;
+}

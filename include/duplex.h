@@ -333,6 +333,10 @@ typedef struct dx_pump dx_pump;
 enum {
     DX_PUMP_SHUTDOWN = 1, /* at end of input, shutdown(dst, SHUT_WR) if dst is a socket */
     DX_PUMP_DISCARD = 2,  /* read and discard: dst may be NULL */
+    DX_PUMP_SPLICE = 4,   /* move bytes with splice(2) through a pipe, never
+                           * through user space (Linux); falls back to the
+                           * buffered copy by itself where the kernel refuses
+                           * (a terminal, say) */
 };
 
 /* Called once when the pump has finished: its input ended and everything
@@ -359,6 +363,10 @@ struct dx_pump {
     dx_endpoint *src, *dst;   /* read-only */
     int flags;                /* private */
     dx_buf buf;               /* private */
+    size_t bufsize;           /* private */
+    int pipe_r, pipe_w;       /* private: splice pipe, or -1 */
+    size_t inpipe, pipecap;   /* private: bytes in the pipe, its capacity */
+    int pipe_stalled;         /* private: pipe full in pages though not in bytes */
     int eof;                  /* read-only: src reached end of input */
     int done;                 /* read-only: finished (callback called) */
     uint64_t bytes_in;        /* read-only: bytes read from src */
@@ -371,7 +379,8 @@ struct dx_pump {
 /* Prepare an endpoint for fd (fstat tells whether it is a socket). */
 void dx_endpoint_init(dx_endpoint *e, int fd);
 
-/* Start copying from src to dst with a buffer of bufsize bytes (0: 64 KiB).
+/* Start copying from src to dst with a buffer (or splice pipe) of bufsize
+ * bytes (0: 64 KiB).
  * Both endpoints must stay alive until the pump is stopped. Returns 0 or
  * -ENOMEM. */
 int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,

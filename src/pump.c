@@ -1,12 +1,18 @@
-/* pump.c: one-way copy from one fd to another through a bounded buffer.
+/* pump.c: one-way copy from one fd to another through a bounded buffer, or
+ * with splice(2) through a pipe so the bytes never reach user space.
  * Backpressure: the source is only read while the buffer has room, so a
  * slow destination stops the reading instead of growing memory. End of
- * input is passed on as shutdown(SHUT_WR) once the buffer has drained. */
+ * input is passed on as shutdown(SHUT_WR) once the buffer has drained.
+ * Splice quirk: a pipe's capacity is counted in pages, so a pipe may refuse
+ * more bytes (EAGAIN) before `pipecap` bytes are in it; reading then waits
+ * for the next write to drain it, instead of spinning on a readable source. */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -25,14 +31,118 @@ void dx_endpoint_init(dx_endpoint *e, int fd)
     dx_io_init(&e->io, fd, endpoint_cb, e);
 }
 
+static int spliced(const dx_pump *p) { return p->pipe_r >= 0; }
+
+static size_t room(const dx_pump *p)
+{
+    if (spliced(p))
+        return p->pipe_stalled ? 0 : p->pipecap - p->inpipe;
+    return dx_buf_room(&p->buf);
+}
+
+static size_t pending(const dx_pump *p) { return spliced(p) ? p->inpipe : dx_buf_len(&p->buf); }
+
 static int wants_read(const dx_pump *p)
 {
-    return p && !p->done && !p->eof && dx_buf_room(&p->buf) > 0;
+    return p && !p->done && !p->eof && room(p) > 0;
 }
 
 static int wants_write(const dx_pump *p)
 {
-    return p && !p->done && dx_buf_len(&p->buf) > 0;
+    return p && !p->done && pending(p) > 0;
+}
+
+static void close_pipe(dx_pump *p)
+{
+    if (p->pipe_r >= 0) {
+        close(p->pipe_r);
+        close(p->pipe_w);
+    }
+    p->pipe_r = p->pipe_w = -1;
+}
+
+#ifdef __linux__
+static int open_pipe(dx_pump *p)
+{
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -errno;
+    p->pipe_r = fds[0];
+    p->pipe_w = fds[1];
+    /* as large as the buffer would have been (pipe-max-size may cap it) */
+    (void)fcntl(p->pipe_w, F_SETPIPE_SZ, (int)p->bufsize);
+    int sz = fcntl(p->pipe_w, F_GETPIPE_SZ);
+    p->pipecap = sz > 0 ? (size_t)sz : 65536;
+    return 0;
+}
+
+/* The kernel cannot splice this fd: continue with the buffered copy, taking
+ * over what the pipe already holds. Returns 0 or a negative code. */
+static int unsplice(dx_pump *p)
+{
+    size_t cap = p->bufsize > p->inpipe ? p->bufsize : p->inpipe;
+    int rc = dx_buf_init(&p->buf, cap);
+    if (rc < 0)
+        return rc;
+    while (p->inpipe > 0) {
+        ssize_t n = dx_buf_read_fd(&p->buf, p->pipe_r);
+        if (n <= 0)
+            break;
+        p->inpipe -= (size_t)n;
+    }
+    close_pipe(p);
+    p->inpipe = 0;
+    return 0;
+}
+
+static ssize_t splice_nb(int in, int out, size_t n)
+{
+    ssize_t r;
+    do
+        r = splice(in, NULL, out, NULL, n, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : r;
+}
+#endif
+
+/* Move bytes towards dst: returns bytes written, -EAGAIN, or -errno. */
+static ssize_t write_some(dx_pump *p)
+{
+#ifdef __linux__
+    if (spliced(p)) {
+        ssize_t n = splice_nb(p->pipe_r, p->dst->fd, p->inpipe);
+        if (n == -EINVAL && p->bytes_out == 0) {
+            int rc = unsplice(p); /* e.g. a terminal: no splice_write */
+            return rc < 0 ? rc : write_some(p);
+        }
+        if (n > 0) {
+            p->inpipe -= (size_t)n;
+            p->pipe_stalled = 0;
+        }
+        return n;
+    }
+#endif
+    return dx_buf_write_fd(&p->buf, p->dst->fd, p->dst->is_socket);
+}
+
+/* Take bytes from src: returns bytes read, 0 at end, -EAGAIN, or -errno. */
+static ssize_t read_some(dx_pump *p)
+{
+#ifdef __linux__
+    if (spliced(p)) {
+        ssize_t n = splice_nb(p->src->fd, p->pipe_w, p->pipecap - p->inpipe);
+        if (n == -EINVAL && p->bytes_in == 0) {
+            int rc = unsplice(p); /* e.g. a terminal: no splice_read */
+            return rc < 0 ? rc : read_some(p);
+        }
+        if (n == -EAGAIN && p->inpipe > 0)
+            p->pipe_stalled = 1; /* maybe the pipe: wait for a write to drain it */
+        if (n > 0)
+            p->inpipe += (size_t)n;
+        return n;
+    }
+#endif
+    return dx_buf_read_fd(&p->buf, p->src->fd);
 }
 
 /* Watch exactly what the endpoint's pumps can make progress on. */
@@ -72,8 +182,8 @@ static void complete(dx_pump *p)
  * afterwards), 0 otherwise. */
 static int flush(dx_pump *p)
 {
-    while (dx_buf_len(&p->buf) > 0) {
-        ssize_t n = dx_buf_write_fd(&p->buf, p->dst->fd, p->dst->is_socket);
+    while (pending(p) > 0) {
+        ssize_t n = write_some(p);
         if (n == -EAGAIN)
             break;
         if (n < 0) {
@@ -83,7 +193,7 @@ static int flush(dx_pump *p)
         p->bytes_out += (uint64_t)n;
         p->last_activity = p->loop->now;
     }
-    if (p->eof && dx_buf_len(&p->buf) == 0) {
+    if (p->eof && pending(p) == 0) {
         complete(p);
         return 1;
     }
@@ -93,8 +203,8 @@ static int flush(dx_pump *p)
 /* Returns 1 if the pump finished. */
 static int fill(dx_pump *p)
 {
-    for (int i = 0; i < READS_PER_WAKEUP && dx_buf_room(&p->buf) > 0; i++) {
-        ssize_t n = dx_buf_read_fd(&p->buf, p->src->fd);
+    for (int i = 0; i < READS_PER_WAKEUP && room(p) > 0; i++) {
+        ssize_t n = read_some(p);
         if (n == -EAGAIN)
             return 0;
         if (n < 0) {
@@ -103,7 +213,7 @@ static int fill(dx_pump *p)
         }
         if (n == 0) {
             p->eof = 1;
-            if (p->flags & DX_PUMP_DISCARD || dx_buf_len(&p->buf) == 0) {
+            if (p->flags & DX_PUMP_DISCARD || pending(p) == 0) {
                 complete(p);
                 return 1;
             }
@@ -148,11 +258,19 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
                   size_t bufsize, int flags, dx_pump_cb cb, void *data)
 {
     memset(p, 0, sizeof *p);
+    p->pipe_r = p->pipe_w = -1;
     if (!dst && !(flags & DX_PUMP_DISCARD))
         return -EINVAL;
     if (src->reader || (dst && dst->writer))
         return -EBUSY;
-    int rc = dx_buf_init(&p->buf, bufsize ? bufsize : 64 * 1024);
+    p->bufsize = bufsize ? bufsize : 64 * 1024;
+    int rc = -ENOSYS;
+#ifdef __linux__
+    if ((flags & DX_PUMP_SPLICE) && !(flags & DX_PUMP_DISCARD))
+        rc = open_pipe(p);
+#endif
+    if (rc < 0)
+        rc = dx_buf_init(&p->buf, p->bufsize);
     if (rc < 0)
         return rc;
     p->loop = loop;
@@ -190,5 +308,6 @@ void dx_pump_stop(dx_pump *p)
         endpoint_update(p->dst);
     }
     dx_buf_free(&p->buf);
+    close_pipe(p);
     p->loop = NULL;
 }

@@ -163,10 +163,10 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
     dx_endpoint_init(&c->client, c->client_fd);
     dx_endpoint_init(&c->target, c->target_fd);
     size_t bufsize = r->o->bufsize ? r->o->bufsize : 256 * 1024;
-    int rc = dx_pump_start(r->loop, &c->up, &c->client, &c->target, bufsize, DX_PUMP_SHUTDOWN,
+    int rc = dx_pump_start(r->loop, &c->up, &c->client, &c->target, bufsize, DX_PUMP_SHUTDOWN | DX_PUMP_SPLICE,
                            on_pump_done, c);
     if (rc == 0) {
-        rc = dx_pump_start(r->loop, &c->down, &c->target, &c->client, bufsize, DX_PUMP_SHUTDOWN,
+        rc = dx_pump_start(r->loop, &c->down, &c->target, &c->client, bufsize, DX_PUMP_SHUTDOWN | DX_PUMP_SPLICE,
                            on_pump_done, c);
         if (rc < 0)
             dx_pump_stop(&c->up);

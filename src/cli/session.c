@@ -133,12 +133,12 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     int rc = 0;
     if (!o->recv_only) {
         rc = dx_pump_start(loop, &s.up, &s.in, &s.sock, o->bufsize,
-                           o->no_shutdown ? 0 : DX_PUMP_SHUTDOWN, on_up_done, &s);
+                           DX_PUMP_SPLICE | (o->no_shutdown ? 0 : DX_PUMP_SHUTDOWN), on_up_done, &s);
         s.up_running = rc == 0;
     }
     if (rc == 0) {
         rc = dx_pump_start(loop, &s.down, &s.sock, o->send_only ? NULL : &s.out, o->bufsize,
-                           o->send_only ? DX_PUMP_DISCARD : 0, on_down_done, &s);
+                           o->send_only ? DX_PUMP_DISCARD : DX_PUMP_SPLICE, on_down_done, &s);
         s.down_running = rc == 0;
     }
     if (rc < 0) {

@@ -128,6 +128,7 @@ struct dx_timer {
     uint64_t when;     /* private: due time, loop clock (ms) */
     uint64_t repeat;   /* private: period in ms, 0 for one-shot */
     size_t heap_index; /* private: position in the loop's heap, or SIZE_MAX */
+    uint64_t pass;     /* private: the timer pass that started it */
     dx_timer_cb cb;    /* private */
     void *data;        /* public: for the caller */
 };
@@ -277,6 +278,7 @@ struct dx_connector {
     dx_loop *loop;        /* private */
     const dx_addr *addrs; /* private: borrowed, must outlive the connect */
     int naddrs, next;     /* private */
+    int cancelled;        /* private */
     dx_addr source;       /* private */
     int has_source;       /* private */
     uint64_t timeout_ms;  /* private */
@@ -431,7 +433,8 @@ int dx_stream_init(dx_loop *loop, dx_stream *s, int fd, size_t queue_cap,
                    dx_stream_read_cb read_cb, dx_stream_event_cb event_cb, void *data);
 
 /* Arm or disarm the read callback (backpressure: disarm while the consumer
- * is full). Return 0 or -errno from the loop. */
+ * is full). Each read passes at most 64 KiB and at most half of queue_cap.
+ * Return 0 or -errno from the loop. */
 int dx_stream_read_start(dx_stream *s);
 int dx_stream_read_stop(dx_stream *s);
 

@@ -170,11 +170,13 @@ int dx_addr_unix(dx_addr *a, const char *path)
     memset(a, 0, sizeof *a);
     if (n == 0)
         return DX_EBADADDR;
-    if (n >= sizeof sun->sun_path)
+    /* a path needs its terminator; an abstract name ('@' stands for the
+     * leading NUL) has none and may fill sun_path exactly */
+    if (n > sizeof sun->sun_path || (n == sizeof sun->sun_path && path[0] != '@'))
         return DX_ETOOLONG;
     sun->sun_family = AF_UNIX;
     memcpy(sun->sun_path, path, n);
-    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (n < sizeof sun->sun_path));
 #ifdef __linux__
     if (path[0] == '@') {
         sun->sun_path[0] = '\0'; /* abstract: the name is exactly n bytes */

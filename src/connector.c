@@ -30,7 +30,8 @@ static void report_failure(dx_connector *c, int error)
     c->fd = -1;
     if (c->next < c->naddrs) {
         c->cb(c, error, a, 0);
-        try_next(c, error);
+        if (!c->cancelled) /* the callback may have given up */
+            try_next(c, error);
     } else {
         c->cb(c, error, a, 1);
     }
@@ -121,6 +122,7 @@ int dx_connect_async(dx_loop *loop, dx_connector *c, const dx_addr *addrs, int n
 
 void dx_connect_cancel(dx_connector *c)
 {
+    c->cancelled = 1;
     dx_timer_stop(c->loop, &c->timer);
     if (c->fd >= 0) {
         dx_io_stop(c->loop, &c->io);

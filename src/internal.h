@@ -39,6 +39,7 @@ struct dx_loop {
     struct dx__fired { int fd, events; } *fired; /* filled by wait() */
     int nfired, capfired;
     uint64_t now;
+    uint64_t timer_pass;    /* run_timers() rounds, see there */
     int stop;
 };
 

@@ -279,15 +279,21 @@ int dx_timer_start(dx_loop *loop, dx_timer *t, uint64_t after_ms, uint64_t repea
     }
     t->when = loop->now + after_ms;
     t->repeat = repeat_ms;
+    t->pass = loop->timer_pass;
     heap_set(loop, loop->nheap++, t);
     heap_up(loop, t->heap_index);
     return 0;
 }
 
+/* Timers (re)started during this pass wait for the next one, so that a
+ * timer restarting itself at 0 ms cannot starve the fd watchers. */
 static void run_timers(dx_loop *loop)
 {
+    uint64_t pass = ++loop->timer_pass;
     while (loop->nheap > 0 && loop->heap[0]->when <= loop->now && !loop->stop) {
         dx_timer *t = loop->heap[0];
+        if (t->pass == pass)
+            break;
         dx_timer_stop(loop, t);
         if (t->repeat)
             dx_timer_start(loop, t, t->repeat, t->repeat);

@@ -11,7 +11,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -103,6 +106,24 @@ static ssize_t splice_nb(int in, int out, size_t n)
     while (r < 0 && errno == EINTR);
     return r < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : r;
 }
+
+/* splice() into a closed socket raises SIGPIPE (there is no MSG_NOSIGNAL
+ * for it): block the signal around the call and swallow the one it raised,
+ * so that the library keeps its promise never to raise SIGPIPE. */
+static ssize_t splice_to_socket(int in, int out, size_t n)
+{
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t r = splice_nb(in, out, n);
+    if (r == -EPIPE && !sigismember(&old, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
 #endif
 
 /* Move bytes towards dst: returns bytes written, -EAGAIN, or -errno. */
@@ -110,7 +131,8 @@ static ssize_t write_some(dx_pump *p)
 {
 #ifdef __linux__
     if (spliced(p)) {
-        ssize_t n = splice_nb(p->pipe_r, p->dst->fd, p->inpipe);
+        ssize_t n = p->dst->is_socket ? splice_to_socket(p->pipe_r, p->dst->fd, p->inpipe)
+                                      : splice_nb(p->pipe_r, p->dst->fd, p->inpipe);
         if (n == -EINVAL && p->bytes_out == 0) {
             int rc = unsplice(p); /* e.g. a terminal: no splice_write */
             return rc < 0 ? rc : write_some(p);
@@ -232,6 +254,9 @@ static int fill(dx_pump *p)
     return 0;
 }
 
+/* After a pump has finished, its owner may have stopped both pumps and freed
+ * the endpoints from the callback: return without touching them. The other
+ * direction's event is seen again on the next round (level-triggered). */
 static void endpoint_cb(dx_loop *loop, dx_io *io, int events)
 {
     (void)loop;
@@ -239,18 +264,18 @@ static void endpoint_cb(dx_loop *loop, dx_io *io, int events)
     dx_pump *r = e->reader;
     if (r && (events & (DX_READ | DX_ERROR)) && wants_read(r)) {
         dx_endpoint *other = r->dst;
-        if (!fill(r)) {
-            endpoint_update(e);
-            endpoint_update(other);
-        }
+        if (fill(r))
+            return;
+        endpoint_update(e);
+        endpoint_update(other);
     }
-    dx_pump *w = e->writer; /* re-read: the reader's callback may have stopped it */
+    dx_pump *w = e->writer;
     if (w && (events & (DX_WRITE | DX_ERROR)) && wants_write(w)) {
         dx_endpoint *other = w->src;
-        if (!flush(w)) {
-            endpoint_update(e);
-            endpoint_update(other);
-        }
+        if (flush(w))
+            return;
+        endpoint_update(e);
+        endpoint_update(other);
     }
 }
 

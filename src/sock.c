@@ -92,6 +92,39 @@ int dx_listen(const dx_addr *addr, const dx_listen_opts *opts)
     return fd;
 }
 
+#ifdef __linux__
+/* Whether a socket listens on path, from /proc/net/unix: 1 yes, 0 not
+ * found there. Asking this way does not connect, so a one-shot server on the
+ * path is not handed a bogus client. Paths are compared as given to bind(),
+ * and also in absolute form for absolute entries. */
+static int unix_listening(const char *path)
+{
+    char abs[4096] = "";
+    if (path[0] != '/') {
+        char cwd[3800];
+        if (getcwd(cwd, sizeof cwd))
+            snprintf(abs, sizeof abs, "%s/%s", cwd, path[0] == '.' && path[1] == '/' ? path + 2 : path);
+    }
+    FILE *f = fopen("/proc/net/unix", "re");
+    if (!f)
+        return 0;
+    char line[4352];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long flags;
+        char entry[4096];
+        /* Num RefCount Protocol Flags Type St Inode Path */
+        if (sscanf(line, "%*s %*x %*x %lx %*x %*x %*u %4095s", &flags, entry) != 2)
+            continue;
+        if (!(flags & 0x10000)) /* __SO_ACCEPTCON: listening */
+            continue;
+        found = strcmp(entry, path) == 0 || (abs[0] && strcmp(entry, abs) == 0);
+    }
+    fclose(f);
+    return found;
+}
+#endif
+
 int dx_unix_unlink_stale(const char *path)
 {
     struct stat st;
@@ -99,6 +132,10 @@ int dx_unix_unlink_stale(const char *path)
         return 0;
     if (!S_ISSOCK(st.st_mode))
         return -ENOTSOCK;
+#ifdef __linux__
+    if (unix_listening(path))
+        return -EADDRINUSE;
+#endif
     dx_addr a;
     int rc = dx_addr_unix(&a, path);
     if (rc < 0)

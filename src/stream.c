@@ -114,9 +114,12 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
     }
     if (events & (DX_READ | DX_ERROR) && s->reading && !s->failed) {
         char chunk[READ_CHUNK];
+        /* at most half the queue: a peer served by the same rules (fan-out
+         * pausing above half) always has room for one read */
+        size_t want = s->queue_cap / 2 < sizeof chunk ? s->queue_cap / 2 : sizeof chunk;
         ssize_t n;
         do
-            n = read(io->fd, chunk, sizeof chunk);
+            n = read(io->fd, chunk, want ? want : 1);
         while (n < 0 && errno == EINTR);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)

@@ -34,8 +34,8 @@ static const char usage_text[] =
 "  -4, --ipv4               IPv4 only\n"
 "  -6, --ipv6               IPv6 only\n"
 "  -U, --unix PATH          Unix stream socket at PATH instead of TCP\n"
-"  -l, --listen             listen (netcat style)\n"
-"  -k, --keep-listening     after a client ends, serve the next one\n"
+"  -l, --listen             listen (netcat style); -k: see Server modes\n"
+
 "  -p, --port PORT          connect: local source port; listen: the port\n"
 "  -s, --source ADDR        connect: local source address; listen: the address\n"
 "  -n, --numeric            numeric addresses only, no DNS\n"

@@ -1,10 +1,13 @@
 /* serve.c: `duplex listen` with many clients at once, on one event loop:
  * -k (clients -> stdout, stdin -> every client), --echo, --broker, --chat;
  * --exec hands each client to a process (exec.c). Limits: --max-conns,
- * --allow/--deny, --idle-timeout, and a bounded queue per client: a client
- * that does not read is dropped rather than let it grow memory or stall the
- * others. The server's own stdout is never dropped: when it cannot keep up,
- * reading from clients pauses instead (backpressure). */
+ * --allow/--deny, --idle-timeout, and a bounded queue per client.
+ * Fan-out backpressure (broker, chat, stdin to clients): when a recipient's
+ * queue is more than half full, reading from every sender pauses until it
+ * drains, so a reader slower than the senders loses nothing; a recipient that
+ * stays congested for CONGESTED_DROP_MS is dropped as not reading, so one
+ * stuck client stalls the others for at most that long and memory stays
+ * bounded. The server's own stdout is never dropped: it only pauses reading. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -21,6 +24,10 @@
 /* Echo: a client is not read while its queue has less room than one read. */
 #define ECHO_QUEUE (256u << 10)
 #define READ_CHUNK (64u << 10)
+/* How long a recipient may hold the senders back before it is dropped. */
+#define CONGESTED_DROP_MS 2000
+/* Sweep period for congestion and idle checks. */
+#define SWEEP_MS 250
 
 struct client {
     struct server *sv;
@@ -32,6 +39,8 @@ struct client {
     size_t linelen;
     int in_eof;          /* the client ended its side */
     int dead;            /* closed; freed at the next safe point */
+    int congested;       /* its queue is more than half full */
+    uint64_t congested_since;
 };
 
 struct server {
@@ -47,10 +56,50 @@ struct server {
     dx_stream in, out;
     int in_open;               /* stdin is being read */
     int out_full;              /* stdout above half: clients paused */
+    unsigned long ncongested;  /* clients whose queue is above half */
+    int reading_paused;        /* senders are not read (out_full or ncongested) */
     int stop_when_idle;        /* without -k: stop after the first client */
 };
 
 static void client_close(struct client *c, const char *why);
+
+/* Senders are read only while every recipient keeps up (stdout included). */
+static void update_reading(struct server *sv)
+{
+    int pause = sv->out_full || sv->ncongested > 0;
+    if (pause == sv->reading_paused)
+        return;
+    sv->reading_paused = pause;
+    for (struct client *c = sv->clients; c; c = c->next) {
+        if (c->in_eof || c->dead)
+            continue;
+        if (pause)
+            dx_stream_read_stop(&c->st);
+        else
+            dx_stream_read_start(&c->st);
+    }
+    if (sv->in_open) {
+        if (pause)
+            dx_stream_read_stop(&sv->in);
+        else
+            dx_stream_read_start(&sv->in);
+    }
+}
+
+static void set_congested(struct client *c, int on)
+{
+    struct server *sv = c->sv;
+    if (c->congested == on)
+        return;
+    c->congested = on;
+    if (on) {
+        c->congested_since = dx_loop_now(sv->loop);
+        sv->ncongested++;
+    } else {
+        sv->ncongested--;
+    }
+    update_reading(sv);
+}
 
 /* ---- output helpers ---- */
 
@@ -66,9 +115,7 @@ static int out_write(struct server *sv, const void *data, size_t n)
     }
     if (!sv->out_full && dx_stream_queued(&sv->out) > STDOUT_QUEUE / 2) {
         sv->out_full = 1;
-        for (struct client *c = sv->clients; c; c = c->next)
-            if (!c->in_eof)
-                dx_stream_read_stop(&c->st);
+        update_reading(sv);
     }
     return 0;
 }
@@ -79,12 +126,15 @@ static void client_send(struct client *c, const void *data, size_t n)
     if (c->dead)
         return;
     int rc = dx_stream_write(&c->st, data, n);
-    if (rc == -ENOBUFS) {
+    if (rc == -ENOBUFS) { /* only if a reader outran the pause: never lose silently */
         char why[96];
         snprintf(why, sizeof why, "not reading (%zu bytes queued)", dx_stream_queued(&c->st));
         c->sv->dropped++;
         client_close(c, why);
+        return;
     }
+    if (!c->dead && c->sv->o->mode != MODE_ECHO && dx_stream_queued(&c->st) > c->st.queue_cap / 2)
+        set_congested(c, 1);
 }
 
 /* Send to every client except `from` (NULL: everyone). */
@@ -178,6 +228,8 @@ static void client_close(struct client *c, const char *why)
                  (unsigned long long)c->st.bytes_out, (unsigned long long)c->st.bytes_in);
     if (sv->o->mode == MODE_CHAT && c->linelen > 0)
         chat_say(sv, c, c->line, c->linelen); /* the last line had no newline */
+    if (c->congested)
+        set_congested(c, 0);
     dx_stream_close(&c->st);
     close(c->fd);
     if (c->prev)
@@ -212,6 +264,8 @@ static void client_on_event(dx_stream *s, int error)
         client_close(c, dx_strerror(error));
         return;
     }
+    if (c->congested && dx_stream_queued(s) <= s->queue_cap / 2)
+        set_congested(c, 0);
     client_maybe_done(c);
     /* echo: the queue has room again for what the client sends */
     if (!c->dead && c->sv->o->mode == MODE_ECHO && !c->in_eof && dx_stream_room(s) >= READ_CHUNK)
@@ -223,10 +277,11 @@ static void client_on_read(dx_stream *s, const char *data, size_t n)
     struct client *c = s->data;
     struct server *sv = c->sv;
     if (n == 0) {
+        /* the client is done: what is queued for it is still sent, then
+         * our side closes too (a client that only half-closed and waits
+         * for more stdin is not kept: a closed one would hold its slot) */
         c->in_eof = 1;
-        /* keep sending stdin to a client that only half-closed, while there is any */
-        if (sv->o->mode != MODE_STDIO || !sv->in_open)
-            dx_stream_shutdown(s);
+        dx_stream_shutdown(s);
         client_maybe_done(c);
         return;
     }
@@ -318,7 +373,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         l->paused = 1;
         listeners_watch(l, 0);
     }
-    if (!sv->out_full)
+    if (!sv->reading_paused)
         dx_stream_read_start(&c->st);
     /* stdin has already ended: this client gets end-of-input at once */
     if (o->mode == MODE_STDIO && sv->stdio && !sv->in_open)
@@ -379,9 +434,7 @@ static void stdout_on_event(dx_stream *s, int error)
     }
     if (sv->out_full && (error < 0 || dx_stream_queued(s) <= STDOUT_QUEUE / 2)) {
         sv->out_full = 0;
-        for (struct client *c = sv->clients; c; c = c->next)
-            if (!c->in_eof)
-                dx_stream_read_start(&c->st);
+        update_reading(sv);
     }
 }
 
@@ -397,12 +450,18 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
     }
     uint64_t now = dx_loop_now(loop);
     uint64_t limit = (uint64_t)sv->o->idle_timeout_ms;
-    if (!limit)
-        return;
     struct client *next;
     for (struct client *c = sv->clients; c; c = next) {
         next = c->next;
-        if (now - c->st.last_activity >= limit) {
+        if (c->congested && now - c->congested_since >= CONGESTED_DROP_MS) {
+            char why[96];
+            snprintf(why, sizeof why, "not reading (%zu bytes queued for %d s)",
+                     dx_stream_queued(&c->st), CONGESTED_DROP_MS / 1000);
+            sv->dropped++;
+            client_close(c, why);
+            continue;
+        }
+        if (limit && now - c->st.last_activity >= limit) {
             char why[64];
             snprintf(why, sizeof why, "idle for %.3g s", (double)limit / 1000.0);
             client_close(c, why);
@@ -461,11 +520,10 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
             sv->in_open = dx_stream_read_start(&sv->in) == 0;
         }
     }
-    if (o->idle_timeout_ms || o->mode == MODE_EXEC || o->model == MODEL_FORK || o->model == MODEL_THREAD) {
-        uint64_t period = o->idle_timeout_ms ? (uint64_t)o->idle_timeout_ms / 4 : 100;
-        period = period < 50 ? 50 : period > 1000 ? 1000 : period;
-        dx_timer_start(loop, &sv->sweep, period, period);
-    }
+    /* the sweep: idle clients, congested recipients, finished children */
+    uint64_t period = o->idle_timeout_ms ? (uint64_t)o->idle_timeout_ms / 4 : SWEEP_MS;
+    period = period < 50 ? 50 : period > SWEEP_MS ? SWEEP_MS : period;
+    dx_timer_start(loop, &sv->sweep, period, period);
     return sv;
 }
 

@@ -385,7 +385,7 @@ def random_files(tmp_path_factory):
     def _get(size, n=2):
         key = (size, n)
         if key not in cache:
-            cache[key] = [RandomFile(base / f"r{size}-{i}.bin", size) for i in range(n)]
+            cache[key] = [RandomFile(base / f"r{size}-{n}-{i}.bin", size) for i in range(n)]
         return cache[key]
 
     return _get

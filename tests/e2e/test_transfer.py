@@ -3,8 +3,6 @@ once, under each event loop backend."""
 
 import os
 
-import pytest
-
 from conftest import sha256_file
 
 BIG = 64 << 20

@@ -243,9 +243,10 @@ static inline void h_guard_cb(dx_loop *loop, dx_timer *t)
     dx_loop_stop(loop);
 }
 
-/* Run the loop with a guard of ms; returns 1 if the guard fired (the loop
- * did not finish by itself), 0 otherwise. */
-static inline int h_run_bounded(dx_loop *loop, uint64_t ms)
+/* Run the loop for at most ms (a guard timer stops it). Returns 1 if the
+ * guard stopped it, 0 if it ended otherwise (dx_loop_stop() from a callback).
+ * While the guard runs the loop never ends by itself for lack of work. */
+static inline int h_run_for(dx_loop *loop, uint64_t ms)
 {
     int fired = 0;
     dx_timer guard;
@@ -256,6 +257,14 @@ static inline int h_run_bounded(dx_loop *loop, uint64_t ms)
     cr_assert_eq(rc, 0, "dx_loop_run: %s", dx_strerror(rc));
     dx_timer_stop(loop, &guard);
     return fired;
+}
+
+/* Run the loop until it ends (nothing left, or dx_loop_stop()); the test's
+ * alarm bounds it. */
+static inline void h_run(dx_loop *loop)
+{
+    int rc = dx_loop_run(loop);
+    cr_assert_eq(rc, 0, "dx_loop_run: %s", dx_strerror(rc));
 }
 
 /* 1 if an IPv6 loopback socket can be bound here. */
@@ -290,6 +299,16 @@ static inline void h_count_sigpipe(void)
     sigemptyset(&sa.sa_mask);
     cr_assert_eq(sigaction(SIGPIPE, &sa, NULL), 0);
     h_sigpipe_count = 0;
+}
+
+/* Number of open descriptors of this process. */
+static inline int h_count_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        if (fcntl(fd, F_GETFD) >= 0)
+            n++;
+    return n;
 }
 
 /* A private temporary directory; path written to buf (>= 64 bytes). */

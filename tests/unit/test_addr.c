@@ -286,6 +286,27 @@ T(addr_unix_abstract)
     cr_assert_eq(dx_addr_port(&a), -1);
 }
 
+/* An abstract name uses sun_path without a terminator: '@' plus 107 bytes
+ * fills the 108 bytes of sun_path exactly, and the kernel accepts it. */
+T(addr_unix_abstract_max_length)
+{
+    struct sockaddr_un sun;
+    char name[sizeof sun.sun_path + 2];
+    memset(name, 'z', sizeof name);
+    name[0] = '@';
+    name[sizeof sun.sun_path] = '\0'; /* '@' + 107 bytes */
+    dx_addr a;
+    int rc = dx_addr_unix(&a, name);
+    cr_assert_eq(rc, 0, "a 107-byte abstract name fits sun_path: %s", dx_strerror(rc));
+    cr_assert_eq(a.len, sizeof(struct sockaddr_un));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a.ss, a.len), 0, "%s", strerror(errno));
+    close(fd);
+    name[sizeof sun.sun_path] = 'z';
+    name[sizeof sun.sun_path + 1] = '\0'; /* one more does not fit */
+    cr_assert_eq(dx_addr_unix(&a, name), DX_ETOOLONG);
+}
+
 T(addr_unix_too_long)
 {
     struct sockaddr_un sun;
@@ -333,8 +354,33 @@ T(addr_ip_v6)
     cr_assert_eq(dx_addr_port(&a), 65535);
     char buf[DX_ADDR_STRLEN];
     cr_assert_str_eq(dx_addr_format(&a, buf, sizeof buf), "[2001:db8::1]:65535");
-    cr_assert_eq(dx_addr_ip(&a, "::ffff:127.0.0.1", 0), 0);
-    cr_assert_str_eq(dx_addr_format(&a, buf, sizeof buf), "[::ffff:127.0.0.1]:0");
+    /* a v4-mapped address (an IPv4 client of a dual-stack socket) shows as IPv4 */
+    cr_assert_eq(dx_addr_ip(&a, "::ffff:127.0.0.1", 7), 0);
+    cr_assert_eq(((struct sockaddr *)&a.ss)->sa_family, AF_INET6);
+    cr_assert_str_eq(dx_addr_format(&a, buf, sizeof buf), "127.0.0.1:7");
+    /* but not an IPv4-compatible or other low address */
+    cr_assert_eq(dx_addr_ip(&a, "::1", 7), 0);
+    cr_assert_str_eq(dx_addr_format(&a, buf, sizeof buf), "[::1]:7");
+}
+
+T(addr_set_port)
+{
+    dx_addr a;
+    char buf[DX_ADDR_STRLEN];
+    cr_assert_eq(dx_addr_ip(&a, "127.0.0.1", 1), 0);
+    cr_assert_eq(dx_addr_set_port(&a, 65535), 0);
+    cr_assert_eq(dx_addr_port(&a), 65535);
+    cr_assert_str_eq(dx_addr_format(&a, buf, sizeof buf), "127.0.0.1:65535");
+    cr_assert_eq(dx_addr_ip(&a, "::1", 1), 0);
+    cr_assert_eq(dx_addr_set_port(&a, 0), 0);
+    cr_assert_eq(dx_addr_port(&a), 0);
+    cr_assert_str_eq(dx_addr_format(&a, buf, sizeof buf), "[::1]:0");
+    cr_assert_eq(dx_addr_set_port(&a, 65536), DX_EBADPORT);
+    cr_assert_eq(dx_addr_set_port(&a, -1), DX_EBADPORT);
+    cr_assert_eq(dx_addr_port(&a), 0, "a failed set_port must not change the port");
+    cr_assert_eq(dx_addr_unix(&a, "/tmp/s"), 0);
+    cr_assert_eq(dx_addr_set_port(&a, 80), DX_EBADADDR);
+    cr_assert_str_eq(dx_addr_format(&a, buf, sizeof buf), "/tmp/s");
 }
 
 T(addr_ip_bad)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# bench/run.sh DUPLEX: build bench/ and run every benchmark against DUPLEX.
+# `make bench` at the top level calls this with the absolute path of build/duplex.
+# Extra benchmarks are added in the marked place below; each one gets DUPLEX and
+# writes its own bench/results/<name>-<date>.md.
+set -eu
+if [ $# -ne 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 /path/to/duplex" >&2
+    exit 2
+fi
+HERE=$(cd "$(dirname "$0")" && pwd)
+DUPLEX=$1
+
+make -C "$HERE"
+
+# Benchmarks, one per line. To select: BENCHES="echo" bench/run.sh ...
+BENCHES=${BENCHES:-"echo"}
+for b in $BENCHES; do
+    case $b in
+        echo) "$HERE/echo.sh" "$DUPLEX" ;;
+        # --- hook: later benchmarks go here, e.g.
+        # bulk)  "$HERE/bulk.sh"  "$DUPLEX" ;;  # bulk transfer: duplex vs nc / ncat / socat
+        # relay) "$HERE/relay.sh" "$DUPLEX" ;;  # duplex as a relay between two sockets
+        *) echo "run.sh: unknown benchmark $b" >&2; exit 2 ;;
+    esac
+done

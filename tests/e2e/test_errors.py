@@ -1,0 +1,370 @@
+"""Error messages ('duplex: <op> <address>: <cause>' on stderr) and exit
+codes: 1 I/O, 2 usage, 3 resolve, 4 connect, 5 timeout, 6 listen."""
+
+import errno
+import os
+import re
+import select
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import free_port, recv_all
+
+# ------------------------------------------------------------- connect: 4 --
+
+
+def test_connection_refused(run_duplex, backend_env):
+    port = free_port()
+    rc, out, err = run_duplex(["connect", "127.0.0.1", port], env=backend_env)
+    assert rc == 4, err
+    assert f"duplex: connect 127.0.0.1:{port}: Connection refused" in err
+    assert out == b""
+
+
+def test_connection_refused_netcat_style(run_duplex):
+    port = free_port()
+    rc, _, err = run_duplex([f"127.0.0.1:{port}"])
+    assert rc == 4, err
+    assert f"duplex: connect 127.0.0.1:{port}: Connection refused" in err
+
+
+def test_unix_connect_missing_path(run_duplex, tmp_path):
+    path = tmp_path / "nobody-here.sock"
+    rc, _, err = run_duplex(["connect", "-U", str(path)])
+    assert rc == 4, err
+    assert f"duplex: connect {path}: No such file or directory" in err
+
+
+# --------------------------------------------------------------- usage: 2 --
+
+
+@pytest.mark.parametrize("port", ["70000", "abc", "65536", "99999999999999999999"])
+@pytest.mark.parametrize("cmd", ["connect", "listen"])
+def test_invalid_port(cmd, port, run_duplex):
+    rc, out, err = run_duplex([cmd, "127.0.0.1", port])
+    assert rc == 2, err
+    assert f"duplex: invalid port '{port}'" in err
+    assert out == b""
+
+
+@pytest.mark.parametrize("args", [
+    ["connect", "--", "127.0.0.1", "-1"],
+    ["connect", "127.0.0.1:-1"],
+    ["listen", "--", "127.0.0.1", "-1"],
+])
+def test_invalid_port_minus_one(args, run_duplex):
+    rc, _, err = run_duplex(args)
+    assert rc == 2, err
+    assert "duplex: invalid port '-1'" in err
+
+
+def test_minus_one_as_port_without_double_dash(run_duplex):
+    """`duplex connect 127.0.0.1 -1`: getopt takes -1 for a flag; either way
+    it is a usage error that names it."""
+    rc, _, err = run_duplex(["connect", "127.0.0.1", "-1"])
+    assert rc == 2, err
+    assert "'-1'" in err, err
+
+
+@pytest.mark.parametrize("flag", ["--bogus", "-Y"])
+def test_unknown_option(flag, run_duplex):
+    rc, out, err = run_duplex(["connect", flag, "127.0.0.1", "1"])
+    assert rc == 2, err
+    assert f"duplex: unknown option '{flag}'" in err
+    assert out == b""
+
+
+def test_unknown_option_alone(run_duplex):
+    rc, _, err = run_duplex(["--bogus"])
+    assert rc == 2, err
+    assert "duplex: unknown option '--bogus'" in err
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["connect"],
+    ["connect", "127.0.0.1"],
+    ["listen"],
+    ["-l"],
+    ["127.0.0.1"],
+    ["connect", "-w"],
+])
+def test_missing_arguments(args, run_duplex):
+    rc, out, err = run_duplex(args)
+    assert rc == 2, err
+    assert err.startswith("duplex: ") or err.startswith("usage: "), err
+    assert out == b""
+
+
+@pytest.mark.parametrize("args", [
+    ["connect", "-w", "abc", "127.0.0.1", "1"],
+    ["connect", "-q", "-5", "127.0.0.1", "1"],
+    ["connect", "--buffer-size", "1", "127.0.0.1", "1"],
+    ["listen", "--backlog", "0", "127.0.0.1", "0"],
+    ["connect", "127.0.0.1", "1", "2"],  # several ports only with -z
+    ["connect", "-k", "127.0.0.1", "1"],
+    ["listen", "-z", "127.0.0.1", "0"],
+])
+def test_bad_values_and_combinations(args, run_duplex):
+    rc, _, err = run_duplex(args)
+    assert rc == 2, err
+    assert err.startswith("duplex: "), err
+
+
+# ------------------------------------------------------------- resolve: 3 --
+
+
+def test_unknown_host(run_duplex):
+    rc, out, err = run_duplex(["connect", "no-such-host.invalid", "80"], timeout=30)
+    assert rc == 3, err
+    assert re.search(r"^duplex: resolve no-such-host\.invalid: \S", err, re.M), err
+    assert out == b""
+
+
+def test_unknown_host_numeric_flag(run_duplex):
+    """-n: a name is refused without DNS, still as a resolve failure."""
+    rc, _, err = run_duplex(["connect", "-n", "no-such-host.invalid", "80"], timeout=30)
+    assert rc == 3, err
+    assert "duplex: resolve no-such-host.invalid: " in err
+
+
+# -------------------------------------------------------------- listen: 6 --
+
+
+def test_address_in_use_duplex_twice(start_listener, run_duplex, backend_env):
+    first, port = start_listener(env=backend_env, stdin=subprocess.PIPE)
+    rc, _, err = run_duplex(["listen", "127.0.0.1", port], env=backend_env)
+    assert rc == 6, err
+    assert f"duplex: listen 127.0.0.1:{port}: Address already in use" in err
+    assert first.poll() is None, "the first listener died"
+
+
+def test_address_in_use_python_listener(run_duplex):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        rc, _, err = run_duplex(["listen", "127.0.0.1", port])
+    assert rc == 6, err
+    assert f"duplex: listen 127.0.0.1:{port}: Address already in use" in err
+
+
+def test_listen_on_foreign_address(run_duplex):
+    """An address that is not local (TEST-NET-1, never routed): bind fails,
+    nothing is sent anywhere."""
+    rc, _, err = run_duplex(["listen", "192.0.2.1", "0"])
+    assert rc == 6, err
+    assert "duplex: listen 192.0.2.1:0: Cannot assign requested address" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may bind privileged ports")
+def test_privileged_port_not_root(run_duplex):
+    rc, _, err = run_duplex(["listen", "127.0.0.1", "80"])
+    assert rc == 6, err
+    assert "duplex: listen 127.0.0.1:80: Permission denied" in err
+
+
+# ------------------------------------------------------------- timeout: 5 --
+
+
+@pytest.fixture
+def full_backlog():
+    """A listener on 127.0.0.1 that never accepts, its queue filled, so that
+    further SYNs are dropped and a connect hangs. Yields the port; skips if
+    the queue cannot be filled on this kernel."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    hung = False
+    try:
+        for _ in range(16):
+            c = socket.socket()
+            c.setblocking(False)
+            fillers.append(c)
+            e = c.connect_ex(("127.0.0.1", port))
+            if e not in (0, errno.EINPROGRESS):
+                continue
+            _, w, _ = select.select([], [c], [], 0.3)
+            if not w:
+                hung = True  # this SYN was dropped: the queue is full
+                break
+        if not hung:
+            pytest.skip("could not fill the listen queue on this kernel (connects never hang)")
+        yield port
+    finally:
+        for c in fillers:
+            c.close()
+        lsock.close()
+
+
+def test_connect_timeout(full_backlog, run_duplex, backend_env):
+    port = full_backlog
+    t0 = time.monotonic()
+    rc, _, err = run_duplex(["connect", "-w", "1", "127.0.0.1", port], timeout=10, env=backend_env)
+    elapsed = time.monotonic() - t0
+    assert rc == 5, err
+    assert elapsed < 3.0, f"-w 1 connect timeout took {elapsed:.2f}s"
+    assert elapsed >= 0.9, f"-w 1 gave up after {elapsed:.2f}s"
+    assert f"127.0.0.1:{port}" in err and "timed out" in err, err
+    assert re.search(rf"^duplex: connect 127\.0\.0\.1:{port}: .*timed out", err, re.M | re.I), err
+
+
+def test_connect_timeout_fractional(full_backlog, run_duplex):
+    t0 = time.monotonic()
+    rc, _, err = run_duplex(["connect", "-w", "0.3", "127.0.0.1", full_backlog], timeout=10)
+    elapsed = time.monotonic() - t0
+    assert rc == 5, err
+    assert 0.25 <= elapsed < 2.0, elapsed
+
+
+def test_z_with_timeout_on_hung_port(full_backlog, run_duplex):
+    """-z -w 1 on a port whose SYNs are dropped: not open; exit 4 or 5."""
+    t0 = time.monotonic()
+    rc, _, err = run_duplex(["connect", "-z", "-v", "-w", "1", "127.0.0.1", full_backlog], timeout=10)
+    assert rc in (4, 5), err
+    assert time.monotonic() - t0 < 3.0
+    assert f"127.0.0.1:{full_backlog}" in err
+
+
+def test_idle_timeout_silent_server(server, start_duplex, backend_env):
+    """-w 1 with no traffic either way (stdin open but silent, the server
+    silent): exit 5 after about a second."""
+    srv = server(lambda conn, res: conn.recv(1))  # holds the connection, silent
+    t0 = time.monotonic()
+    cli = start_duplex(["connect", "-w", "1", "127.0.0.1", srv.port], stdin=subprocess.PIPE,
+                       env=backend_env)
+    rc = cli.wait(10)
+    elapsed = time.monotonic() - t0
+    assert rc == 5, cli.err
+    assert 0.9 <= elapsed < 3.0, f"idle timeout after {elapsed:.2f}s"
+
+
+def test_idle_timeout_after_stdin_eof(server, start_duplex):
+    """stdin ends at once, the server stays silent and open: still idle, exit 5."""
+    def script(conn, res):
+        res["data"] = recv_all(conn)
+        time.sleep(5)
+
+    srv = server(script)
+    t0 = time.monotonic()
+    cli = start_duplex(["connect", "-w", "1", "127.0.0.1", srv.port], stdin=b"x")
+    assert cli.wait(10) == 5, cli.err
+    assert time.monotonic() - t0 < 3.0
+
+
+def test_idle_timeout_is_reset_by_traffic(server, start_duplex):
+    """Traffic every 0.3 s for 2 s keeps a -w 1 session alive: it is an idle
+    timeout, not a total one. The server then closes: exit 0."""
+    def script(conn, res):
+        for i in range(7):
+            conn.sendall(b"tick\n")
+            time.sleep(0.3)
+        conn.shutdown(socket.SHUT_WR)
+        res["got"] = recv_all(conn)
+
+    srv = server(script)
+    t0 = time.monotonic()
+    cli = start_duplex(["connect", "-w", "1", "127.0.0.1", srv.port], stdin=b"")
+    rc = cli.wait(10)
+    assert rc == 0, f"rc={rc} after {time.monotonic() - t0:.2f}s: {cli.err!r}"
+    assert cli.out == b"tick\n" * 7
+    assert time.monotonic() - t0 >= 1.8
+
+
+def test_idle_timeout_listener(start_listener):
+    """-w on listen: a client that connects and stays silent is dropped."""
+    lst, port = start_listener(["-w", "1"], stdin=subprocess.PIPE)
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        t0 = time.monotonic()
+        assert lst.wait(10) == 5, lst.err
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------ I/O error: exit 1 --
+
+
+def test_connection_reset_during_exchange(server, start_duplex):
+    """The server resets the connection (SO_LINGER 0) while duplex is
+    connected: exit 1, and the cause is named."""
+
+    def script(conn, res):
+        conn.recv(100)  # wait for the first bytes
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    srv = server(script)
+    cli = start_duplex(["connect", "127.0.0.1", srv.port], stdin=subprocess.PIPE)
+    cli.stdin.write(b"hello\n")
+    cli.stdin.flush()
+    srv.join()
+    rc = cli.wait()
+    assert rc == 1, cli.err
+    assert "Connection reset by peer" in cli.err, cli.err
+    assert cli.err.startswith("duplex: "), cli.err
+
+
+# ----------------------------------------------------- --help, --version --
+
+
+def test_help(run_duplex):
+    rc, out, err = run_duplex(["--help"])
+    assert rc == 0, err
+    text = out.decode()
+    assert text.startswith("usage: duplex"), text[:100]
+    for code in range(7):
+        assert re.search(rf"^\s+{code}\s+\S", text, re.M), f"--help does not describe exit code {code}"
+    for flag in ["-l", "-k", "-U", "-w", "-q", "-z", "-v", "-d", "-N", "--no-shutdown",
+                 "--send-only", "--recv-only", "--backend"]:
+        assert flag in text, f"--help does not mention {flag}"
+
+
+def test_help_short(run_duplex):
+    rc, out, _ = run_duplex(["-h"])
+    assert rc == 0
+    assert out.startswith(b"usage: duplex")
+
+
+def test_version(run_duplex):
+    rc, out, err = run_duplex(["--version"])
+    assert rc == 0, err
+    assert re.fullmatch(rb"duplex \d+\.\d+\.\d+\S*\n", out), out
+
+
+def test_unknown_backend(run_duplex):
+    port = free_port()
+    rc, _, err = run_duplex(["connect", "--backend", "nosuch", "127.0.0.1", port])
+    assert rc == 2, err
+    assert "nosuch" in err
+
+
+def test_unknown_backend_env(run_duplex):
+    """DUPLEX_BACKEND is read (so the suite's epoll/poll runs really differ):
+    an unknown name is refused like --backend's."""
+    port = free_port()
+    rc, _, err = run_duplex(["connect", "127.0.0.1", port], env={"DUPLEX_BACKEND": "nosuch"})
+    assert rc == 2, err
+    assert "nosuch" in err
+
+
+def test_help_describes_each_option_once(run_duplex):
+    """--help is the contract: an option described twice (possibly with two
+    meanings) is a documentation bug."""
+    rc, out, _ = run_duplex(["--help"])
+    assert rc == 0
+    seen = {}
+    for line in out.decode().splitlines():
+        m = re.match(r"^\s{2,}(?:(-\w),\s+)?(--[\w-]+)", line) or re.match(r"^\s{2,}(-\w)\s{2,}", line)
+        if m:
+            for name in filter(None, m.groups()):
+                seen.setdefault(name, []).append(line.strip())
+    dups = {k: v for k, v in seen.items() if len(v) > 1}
+    assert not dups, f"options described more than once in --help: {dups}"

@@ -1,0 +1,392 @@
+"""End-to-end tests of duplex's multi-client server modes: -k (stdio fan-out),
+--echo, --broker, --chat, --exec/--sh-exec, and one-client servers without -k.
+Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e"""
+
+import hashlib
+import os
+import random
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import TIMEOUT, have_ipv6_loopback
+from servers_util import (Pump, children, connect, echo_roundtrip, name_of, open_many,
+                          read_to_eof, recv_exact, recv_line, rss_kib, sockets, wait_for)
+
+__all__ = ["sockets"]  # fixture re-exported from servers_util
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+# ----------------------------------------------------------------- --echo --
+
+
+def test_echo_several_clients_at_once_random_data(start_listener, sockets, backend_env):
+    proc, port = start_listener(["--echo", "-k"], env=backend_env)
+    rng = random.Random(1234)
+    sizes = [1 << 20, rng.randint(1, 1 << 20), rng.randint(1, 1 << 20), 1, 65536, 300001]
+    payloads = [os.urandom(n) for n in sizes]
+    socks = sockets([connect(port) for _ in sizes])
+    pump = Pump(socks)
+    for i, data in enumerate(payloads):
+        pump.send(i, data, shut=True)  # half-close after sending
+    got = pump.run(timeout=30)
+    for i, data in enumerate(payloads):
+        assert pump.eof[i] == "eof", f"client #{i} ({sizes[i]} bytes): ended by {pump.eof[i]}"
+        assert len(got[i]) == len(data), f"client #{i}: {len(got[i])} of {len(data)} bytes echoed"
+        assert sha(bytes(got[i])) == sha(data), f"client #{i}: echo differs"
+    assert proc.poll() is None, "the echo server exited"
+
+
+def test_echo_half_close_gets_full_echo_then_eof(start_listener, sockets):
+    proc, port = start_listener(["--echo", "-k"])
+    data = os.urandom(200_000)  # fits the socket buffers: send all, then read
+    s = sockets(connect(port))
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    back, how = read_to_eof(s)
+    assert how == "eof"
+    assert back == data
+    # the server still serves others
+    t = sockets(connect(port))
+    assert echo_roundtrip(t, b"again\n") == b"again\n"
+
+
+def test_echo_interleaved_clients_stay_separate(start_listener, sockets):
+    _, port = start_listener(["--echo", "-k"])
+    a, b = sockets([connect(port), connect(port)])
+    for i in range(20):
+        assert echo_roundtrip(a, b"A%d\n" % i) == b"A%d\n" % i
+        assert echo_roundtrip(b, b"B%d\n" % i) == b"B%d\n" % i
+
+
+def test_echo_without_k_serves_one_client_then_exits(start_listener):
+    proc, port = start_listener(["--echo"])
+    s = connect(port)
+    try:
+        assert echo_roundtrip(s, b"only one\n") == b"only one\n"
+        s.shutdown(socket.SHUT_WR)
+        assert read_to_eof(s) == (b"", "eof")
+    finally:
+        s.close()
+    assert proc.wait(TIMEOUT) == 0, proc.err
+
+
+# --------------------------------------------------------------- --broker --
+
+
+def test_broker_1000_clients_every_tag_exactly_once(start_listener, backend_env):
+    n = 1000
+    proc, port = start_listener(["--broker", "--no-stdio", "-k", "-v"], env=backend_env)
+    t0 = time.monotonic()
+    socks = open_many(port, n)
+    pump = Pump(socks)
+    try:
+        # every client must be accepted before anyone sends
+        proc.wait_err(r"connected \(%d now\)" % n, timeout=30)
+        tags = [b"tag-%04d-%s\n" % (i, os.urandom(4).hex().encode()) for i in range(n)]
+        for i in range(n):
+            pump.send(i, tags[i])
+        expect_len = sum(len(t) for t in tags)
+
+        def done(i, data):
+            return len(data) >= expect_len - len(tags[i]) or pump.eof[i] is not None
+
+        got = pump.run(done=done, timeout=max(5, 60 - (time.monotonic() - t0)))
+        all_tags = set(tags)
+        for i in range(n):
+            assert pump.eof[i] is None, f"client #{i} was closed ({pump.eof[i]})"
+            lines = bytes(got[i]).splitlines(keepends=True)
+            assert len(lines) == n - 1, f"client #{i}: {len(lines)} lines, expected {n - 1}"
+            assert len(set(lines)) == n - 1, f"client #{i}: duplicated lines"
+            assert set(lines) == all_tags - {tags[i]}, f"client #{i}: wrong set of tags"
+        assert time.monotonic() - t0 < 60
+        assert proc.poll() is None
+        assert "not reading" not in proc.err
+    finally:
+        pump.close()
+
+
+def test_broker_stdio_both_ways(start_listener, sockets):
+    proc, port = start_listener(["--broker", "-k", "-v"], stdin=subprocess.PIPE)
+    a, b = sockets([connect(port), connect(port)])
+    proc.wait_err(r"connected \(2 now\)")
+    a.sendall(b"from a\n")
+    assert recv_exact(b, 7) == b"from a\n"
+    proc.wait_out(lambda o: b"from a\n" in o)
+    proc.stdin.write(b"from stdin\n")
+    proc.stdin.flush()
+    assert recv_exact(a, 11) == b"from stdin\n"
+    assert recv_exact(b, 11) == b"from stdin\n"
+    # a never receives its own bytes
+    a.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        a.recv(100)
+
+
+# ----------------------------------------------------------------- --chat --
+
+
+def test_chat_prefixes_notices_and_server_lines(start_listener, sockets, backend_env):
+    proc, port = start_listener(["--chat", "-k"], stdin=subprocess.PIPE, env=backend_env)
+    a = sockets(connect(port))
+    an = name_of(a)
+    proc.wait_out(lambda o: f"* {an} joined (1 connected)\n".encode() in o)
+    b = sockets(connect(port))
+    bn = name_of(b)
+    assert recv_line(a) == f"* {bn} joined (2 connected)\n".encode()
+
+    a.sendall(b"hello everyone\n")
+    assert recv_line(b) == f"[{an}] hello everyone\n".encode()
+    proc.wait_out(lambda o: f"[{an}] hello everyone\n".encode() in o)
+
+    # a line in pieces is passed on whole, once complete
+    b.sendall(b"two ")
+    time.sleep(0.1)
+    b.sendall(b"parts\nand another\n")
+    want = f"[{bn}] two parts\n[{bn}] and another\n".encode()
+    assert recv_exact(a, len(want)) == want
+
+    proc.stdin.write(b"from the server\n")
+    proc.stdin.flush()
+    for s in (a, b):
+        assert recv_line(s) == b"[server] from the server\n"
+
+    # b's last line has no newline: passed on at its end, then the notice
+    b.sendall(b"bye")
+    b.shutdown(socket.SHUT_WR)
+    rest, how = read_to_eof(b)
+    assert how == "eof" and rest == b""
+    want = f"[{bn}] bye\n* {bn} left (1 connected)\n".encode()
+    assert recv_exact(a, len(want)) == want
+
+    out = proc.wait_out(lambda o: f"* {bn} left (1 connected)\n".encode() in o)
+    assert out == (f"* {an} joined (1 connected)\n* {bn} joined (2 connected)\n"
+                   f"[{an}] hello everyone\n[{bn}] two parts\n[{bn}] and another\n"
+                   f"[{bn}] bye\n* {bn} left (1 connected)\n").encode()
+    # a sees nothing of its own
+    a.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        a.recv(100)
+
+
+@pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback")
+def test_chat_ipv6_names(start_listener, sockets):
+    proc, port = start_listener(["--chat", "-k", "--no-stdio"], addr="::1")
+    a = sockets(connect(port, host="::1"))
+    time.sleep(0.1)
+    b = sockets(connect(port, host="::1"))
+    bn = name_of(b)
+    assert bn.startswith("[::1]:")
+    assert recv_line(a) == f"* {bn} joined (2 connected)\n".encode()
+    b.sendall(b"hi\n")
+    assert recv_line(a) == f"[{bn}] hi\n".encode()
+
+
+# ------------------------------------------------------------ default -k --
+
+
+def test_k_clients_in_turn_go_to_stdout_in_order(start_listener, sockets):
+    proc, port = start_listener(["-k", "-v"], stdin=subprocess.PIPE)
+    expect = b""
+    for i in range(3):
+        s = connect(port)
+        data = b"client %d: " % i + os.urandom(50_000).hex().encode() + b"\n"
+        s.sendall(data)
+        s.close()
+        expect += data
+        proc.wait_out(lambda o, e=expect: len(o) >= len(e))
+    assert proc.out == expect
+    assert proc.poll() is None, "the -k server exited"
+
+    # two clients at once both get the server's stdin, then EOF at its end
+    c, d = sockets([connect(port), connect(port)])
+    for s in (c, d):
+        proc.wait_err(re.escape(name_of(s)) + r": connected")
+    proc.stdin.write(b"to everyone\n")
+    proc.stdin.flush()
+    for s in (c, d):
+        assert recv_exact(s, 12) == b"to everyone\n"
+    proc.close_stdin()
+    for s in (c, d):
+        assert read_to_eof(s) == (b"", "eof")
+    # the clients can still talk after stdin ended
+    c.sendall(b"late\n")
+    proc.wait_out(lambda o: o.endswith(b"late\n"))
+    # and the server keeps listening: a new client gets EOF at once
+    e = sockets(connect(port))
+    assert read_to_eof(e, timeout=5) == (b"", "eof")
+    assert proc.poll() is None
+
+
+def test_k_two_clients_send_at_once_nothing_lost(start_listener, sockets):
+    proc, port = start_listener(["-k", "--recv-only"])
+    a, b = sockets([connect(port), connect(port)])
+    da = b"".join(b"A%06d\n" % i for i in range(20000))
+    db = b"".join(b"B%06d\n" % i for i in range(20000))
+    pump = Pump([a, b])
+    pump.send(0, da, shut=True)
+    pump.send(1, db, shut=True)
+    pump.run(done=lambda i, _d: not len(pump.out[i]) and not pump.shut_after[i])
+    out = proc.wait_out(lambda o: len(o) >= len(da) + len(db))
+    lines = out.splitlines(keepends=True)
+    assert [l for l in lines if l.startswith(b"A")] == da.splitlines(keepends=True)
+    assert [l for l in lines if l.startswith(b"B")] == db.splitlines(keepends=True)
+
+
+def test_k_slow_stdout_pauses_clients_loses_nothing(start_listener):
+    """The server's stdout is never dropped: while it is blocked, reading
+    from the clients pauses (backpressure), and every byte arrives later."""
+    r, w = os.pipe()
+    try:
+        proc, port = start_listener(["-k", "--recv-only", "-v"], stdout=w)
+    finally:
+        os.close(w)
+    rfile = os.fdopen(r, "rb", buffering=0)
+    try:
+        n = 2
+        # each client's bytes in its own half of the byte range, so that the
+        # two streams can be told apart however their chunks interleave
+        low = bytes.maketrans(bytes(range(256)), bytes(i & 0x7F for i in range(256)))
+        high = bytes.maketrans(bytes(range(256)), bytes(i | 0x80 for i in range(256)))
+        data = [os.urandom(8 << 20).translate(low), os.urandom(8 << 20).translate(high)]
+        total = sum(len(d) for d in data)
+        got = bytearray()
+        rss = []
+
+        def drain():
+            time.sleep(1.0)  # stdout blocked meanwhile
+            deadline = time.monotonic() + 60
+            while len(got) < total and time.monotonic() < deadline:
+                rss.append(rss_kib(proc.pid))
+                b = rfile.read(1 << 20)
+                if not b:
+                    return
+                got.extend(b)
+
+        t = threading.Thread(target=drain, daemon=True)
+        t.start()
+        socks = [connect(port) for _ in range(n)]
+        pump = Pump(socks)
+        try:
+            for i in range(n):
+                pump.send(i, data[i], shut=True)
+            pump.run(done=lambda i, _d: not len(pump.out[i]) and not pump.shut_after[i], timeout=60)
+        finally:
+            pump.close()
+        t.join(60)
+        assert len(got) == total, f"stdout got {len(got)} of {total} bytes; stderr={proc.err[-400:]!r}"
+        got = bytes(got)
+        assert got.translate(None, bytes(range(0x80, 0x100))) == data[0], "client 0: bytes lost or reordered"
+        assert got.translate(None, bytes(range(0x80))) == data[1], "client 1: bytes lost or reordered"
+        assert "not reading" not in proc.err and "lost" not in proc.err, proc.err
+        assert max(rss) < 64 * 1024, f"server RSS {max(rss)} KiB"
+    finally:
+        rfile.close()
+
+
+# --------------------------------------------------------- --exec/--sh-exec --
+
+
+def test_exec_cat_half_close(start_listener, sockets, backend_env):
+    proc, port = start_listener(["-k", "--exec", "cat"], env=backend_env)
+    data = [os.urandom(1 << 20), os.urandom(12345), b""]
+    socks = sockets([connect(port) for _ in data])
+    pump = Pump(socks)
+    for i, d in enumerate(data):
+        pump.send(i, d, shut=True)
+    got = pump.run(timeout=30)
+    for i, d in enumerate(data):
+        assert pump.eof[i] == "eof"
+        assert sha(bytes(got[i])) == sha(d), f"client #{i}: {len(got[i])} of {len(d)} bytes back"
+
+
+def test_sh_exec_wc_counts_after_half_close(start_listener, sockets):
+    proc, port = start_listener(["-k", "--sh-exec", "wc -c"])
+    for n in (0, 1, 100_000, 3_000_000):
+        s = sockets(connect(port))
+        pump = Pump([s])
+        pump.send(0, b"x" * n, shut=True)
+        got = pump.run(timeout=20)
+        assert int(bytes(got[0]).strip()) == n
+
+
+def test_exec_without_k_serves_one_client_then_exits(start_listener):
+    proc, port = start_listener(["--exec", "cat"])
+    s = connect(port)
+    try:
+        s.sendall(b"once\n")
+        s.shutdown(socket.SHUT_WR)
+        assert read_to_eof(s) == (b"once\n", "eof")
+    finally:
+        s.close()
+    assert proc.wait(TIMEOUT) == 0, proc.err
+
+
+def test_exec_200_connections_leave_no_zombie(start_listener):
+    proc, port = start_listener(["-k", "--sh-exec", "cat"])
+    total, batch = 200, 50
+    for start in range(0, total, batch):
+        socks = open_many(port, batch)
+        pump = Pump(socks)
+        try:
+            for i in range(batch):
+                pump.send(i, b"conn %d\n" % (start + i), shut=True)
+            got = pump.run(timeout=30)
+            for i in range(batch):
+                assert bytes(got[i]) == b"conn %d\n" % (start + i)
+        finally:
+            pump.close()
+    # every child ends and is reaped: none left, none a zombie
+    wait_for(lambda: not children(proc.pid), 10,
+             f"the children of the server to be reaped (left: {children(proc.pid)})")
+    time.sleep(0.3)
+    assert children(proc.pid) == []
+    assert proc.poll() is None
+    # and the server still runs children
+    s = connect(port)
+    try:
+        s.sendall(b"after\n")
+        s.shutdown(socket.SHUT_WR)
+        assert read_to_eof(s) == (b"after\n", "eof")
+    finally:
+        s.close()
+
+
+def test_exec_children_count_while_connected(start_listener, sockets):
+    proc, port = start_listener(["-k", "--exec", "cat"])
+    socks = sockets([connect(port) for _ in range(5)])
+    for s in socks:
+        assert echo_roundtrip(s, b"hi\n") == b"hi\n"
+    kids = children(proc.pid)
+    assert len(kids) == 5 and all(st != "Z" for _, st in kids), kids
+    for s in socks:
+        s.close()
+    wait_for(lambda: not children(proc.pid), 10, "children to end")
+
+
+ENV_CMD = 'echo "$DUPLEX_PEER_ADDR|$DUPLEX_PEER_PORT|$NCAT_REMOTE_ADDR|$NCAT_REMOTE_PORT"'
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_exec_env_has_peer_address(host, start_listener, sockets):
+    if host == "::1" and not have_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    proc, port = start_listener(["-k", "--sh-exec", ENV_CMD], addr=host)
+    s = sockets(connect(port, host=host))
+    me_host, me_port = s.getsockname()[:2]
+    out, how = read_to_eof(s)
+    assert out == f"{me_host}|{me_port}|{me_host}|{me_port}\n".encode()
+
+
+def test_exec_env_from_second_source_address(start_listener, sockets):
+    proc, port = start_listener(["-k", "--sh-exec", ENV_CMD])
+    s = sockets(connect(port, source="127.0.0.2"))
+    out, _ = read_to_eof(s)
+    assert out == f"127.0.0.2|{s.getsockname()[1]}|127.0.0.2|{s.getsockname()[1]}\n".encode()

@@ -74,7 +74,20 @@ struct options {
     int quiet;             /* internal: do not announce the listening address */
     const char *target_host, *target_port, *target_unix; /* relay TARGET */
     int stats_json;        /* relay --stats-json */
+    int progress;          /* --progress: PROGRESS_* */
 };
+
+/* progress.c: --progress */
+enum { PROGRESS_OFF, PROGRESS_AUTO, PROGRESS_ALWAYS };
+struct progress {
+    uint64_t start_ms, last_ms, last_bytes;
+    uint64_t total;  /* bytes expected from stdin (a regular file), or 0 */
+    double rate;     /* bytes/s, smoothed */
+    int shown;
+};
+int progress_enabled(const struct options *o);
+void progress_init(struct progress *p, uint64_t now_ms, int fd_in);
+void progress_show(struct progress *p, uint64_t now_ms, uint64_t sent, uint64_t received, int final);
 
 /* messages.c */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -50,6 +50,9 @@ static const char usage_text[] =
 "  -z, --zero-io            probe ports: the exit status says whether any accepts\n"
 "                           connections; -v prints each port open or closed\n"
 "  -v, --verbose            print addresses, then bytes each way and duration\n"
+"      --progress[=WHEN]    a status line on stderr: bytes each way, rate, elapsed,\n"
+"                           percentage and ETA when stdin is a file; WHEN: auto\n"
+"                           (default: only if stderr is a terminal), always, never\n"
 "\n"
 "Server modes (listen):\n"
 "  -k, --keep-listening     serve many clients at once: what each client sends\n"
@@ -113,7 +116,7 @@ enum {
     OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
     OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
-    OPT_STATS_JSON,
+    OPT_STATS_JSON, OPT_PROGRESS,
 };
 
 static const struct option long_opts[] = {
@@ -152,6 +155,7 @@ static const struct option long_opts[] = {
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
     {"model", required_argument, NULL, OPT_MODEL},
     {"stats-json", no_argument, NULL, OPT_STATS_JSON},
+    {"progress", optional_argument, NULL, OPT_PROGRESS},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -411,6 +415,18 @@ int cli_parse(int argc, char **argv, struct options *o)
                 return EXIT_USAGE;
             break;
         case OPT_STATS_JSON: o->stats_json = 1; break;
+        case OPT_PROGRESS:
+            if (!optarg || strcmp(optarg, "auto") == 0) {
+                o->progress = PROGRESS_AUTO;
+            } else if (strcmp(optarg, "always") == 0) {
+                o->progress = PROGRESS_ALWAYS;
+            } else if (strcmp(optarg, "never") == 0) {
+                o->progress = PROGRESS_OFF;
+            } else {
+                cli_error("invalid --progress value '%s': expected auto, always or never", optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case OPT_MODEL:
             if (set_model(o, optarg) < 0)
                 return EXIT_USAGE;

@@ -21,7 +21,9 @@ struct relay {
     char target_name[DX_ADDR_STRLEN];
     struct conn *conns;     /* live connections */
     struct conn *graveyard; /* finished, freed outside callbacks */
-    dx_timer reaper, sweep;
+    dx_timer reaper, sweep, progress_timer;
+    struct progress progress;
+    uint64_t done_up, done_down; /* bytes of finished connections */
     unsigned long nconns, accepted, refused, denied, failed;
     int stop_when_idle;     /* without -k: after the first connection */
 };
@@ -117,6 +119,8 @@ static void conn_close(struct conn *c)
         dx_pump_stop(&c->down);
     }
     report(c);
+    r->done_up += c->up.bytes_out;
+    r->done_down += c->down.bytes_out;
     if (c->target_fd >= 0)
         close(c->target_fd);
     close(c->client_fd);
@@ -251,6 +255,26 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
     }
 }
 
+static void relay_totals(struct relay *r, uint64_t *up, uint64_t *down)
+{
+    *up = r->done_up;
+    *down = r->done_down;
+    for (struct conn *c = r->conns; c; c = c->next) {
+        if (c->pumps_running) {
+            *up += c->up.bytes_out;
+            *down += c->down.bytes_out;
+        }
+    }
+}
+
+static void on_progress(dx_loop *loop, dx_timer *t)
+{
+    struct relay *r = t->data;
+    uint64_t up, down;
+    relay_totals(r, &up, &down);
+    progress_show(&r->progress, dx_loop_now(loop), up, down, 0);
+}
+
 static int resolve_target(struct relay *r)
 {
     const struct options *o = r->o;
@@ -283,6 +307,7 @@ int cli_relay(const struct options *o, dx_loop *loop)
     r.loop = loop;
     dx_timer_init(&r.reaper, reap, &r);
     dx_timer_init(&r.sweep, on_sweep, &r);
+    dx_timer_init(&r.progress_timer, on_progress, &r);
     int code = resolve_target(&r);
     if (code == 0)
         code = listeners_open(&r.l, o, loop, on_client, &r);
@@ -295,6 +320,10 @@ int cli_relay(const struct options *o, dx_loop *loop)
         period = period < 50 ? 50 : period > 1000 ? 1000 : period;
         dx_timer_start(loop, &r.sweep, period, period);
     }
+    if (progress_enabled(o)) {
+        progress_init(&r.progress, dx_loop_now(loop), -1);
+        dx_timer_start(loop, &r.progress_timer, 500, 500);
+    }
     listeners_watch(&r.l, 1);
     int rc = dx_loop_run(loop);
     if (rc < 0)
@@ -303,6 +332,13 @@ int cli_relay(const struct options *o, dx_loop *loop)
              r.accepted, r.failed, r.refused, r.denied);
     while (r.conns)
         conn_close(r.conns);
+    if (progress_enabled(o)) {
+        uint64_t up, down;
+        relay_totals(&r, &up, &down);
+        dx_loop_update_time(loop);
+        progress_show(&r.progress, dx_loop_now(loop), up, down, 1);
+    }
+    dx_timer_stop(loop, &r.progress_timer);
     reap(loop, &r.reaper);
     dx_timer_stop(loop, &r.reaper);
     dx_timer_stop(loop, &r.sweep);

@@ -20,6 +20,8 @@ struct session {
     int stdin_tty;
     dx_timer quit_timer;    /* -q after end of input */
     dx_timer idle_timer;    /* -w without traffic */
+    dx_timer progress_timer;/* --progress */
+    struct progress progress;
     uint64_t started;
     int exit_code;
     int over;
@@ -38,12 +40,19 @@ static void end_session(struct session *s, int exit_code)
     s->up_running = s->down_running = 0;
     dx_timer_stop(s->loop, &s->quit_timer);
     dx_timer_stop(s->loop, &s->idle_timer);
+    dx_timer_stop(s->loop, &s->progress_timer);
     dx_loop_stop(s->loop);
 }
 
 static int is_disconnect(int error)
 {
     return error == -EPIPE || error == -ECONNRESET || error == -ENOTCONN;
+}
+
+static void on_progress_timer(dx_loop *loop, dx_timer *t)
+{
+    struct session *s = t->data;
+    progress_show(&s->progress, dx_loop_now(loop), s->up.bytes_out, s->down.bytes_in, 0);
 }
 
 static void on_quit_timer(dx_loop *loop, dx_timer *t)
@@ -126,6 +135,7 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     s.stdin_tty = !o->recv_only && isatty(STDIN_FILENO);
     dx_timer_init(&s.quit_timer, on_quit_timer, &s);
     dx_timer_init(&s.idle_timer, on_idle_timer, &s);
+    dx_timer_init(&s.progress_timer, on_progress_timer, &s);
     dx_endpoint_init(&s.sock, fd);
     dx_endpoint_init(&s.in, STDIN_FILENO);
     dx_endpoint_init(&s.out, STDOUT_FILENO);
@@ -147,6 +157,10 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     } else {
         if (o->timeout_ms > 0)
             dx_timer_start(loop, &s.idle_timer, (uint64_t)o->timeout_ms, 0);
+        if (progress_enabled(o)) {
+            progress_init(&s.progress, dx_loop_now(loop), o->recv_only ? -1 : STDIN_FILENO);
+            dx_timer_start(loop, &s.progress_timer, 500, 500);
+        }
         rc = dx_loop_run(loop);
         if (rc < 0 && !s.over) {
             cli_error("event loop: %s", dx_strerror(rc));
@@ -156,6 +170,8 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     }
     dx_loop_update_time(loop);
     uint64_t ms = dx_loop_now(loop) - s.started;
+    if (progress_enabled(o))
+        progress_show(&s.progress, dx_loop_now(loop), s.up.bytes_out, s.down.bytes_in, 1);
     cli_info(o, "%s: sent %llu bytes, received %llu bytes in %.3f s", peer_text,
              (unsigned long long)s.up.bytes_out, (unsigned long long)s.down.bytes_in,
              (double)ms / 1000.0);

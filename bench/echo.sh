@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/echo.sh DUPLEX: echo servers side by side under bench/build/loadgen.
+# bench/echo.sh DUPLEX: echo servers side by side under `duplex bench` (DUPLEX itself).
 #
 # For every server and every connection count: a fresh server pinned to CPU 0,
-# the load generator pinned to CPU 1, WARMUP + SECS seconds of closed-loop
+# the load generator (DUPLEX bench) pinned to CPU 1, WARMUP + SECS seconds of closed-loop
 # 64-byte echo; then connect/close rate; then server memory with IDLE_CONNS idle
 # connections. Prints a markdown table and saves it to bench/results/echo-DATE.md.
 #
@@ -19,7 +19,6 @@ fi
 DUPLEX=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
 B=$HERE/build
-LG=$B/loadgen
 PY=${PYTHON:-/usr/bin/python3}
 [ -x "$PY" ] || PY=python3
 
@@ -35,7 +34,7 @@ REPEAT=${BENCH_REPEAT:-1}
 SERVER_CPU=0
 CLIENT_CPU=1
 
-for f in "$LG" "$B/anchor_epoll" "$B/anchor_libuv" "$B/anchor_libevent"; do
+for f in "$B/anchor_epoll" "$B/anchor_libuv" "$B/anchor_libevent"; do
     [ -x "$f" ] || { echo "echo.sh: $f missing: run make -C bench" >&2; exit 2; }
 done
 
@@ -152,10 +151,10 @@ stop_server() {
     return 0
 }
 
-# run_load KIND NAME CONNS LOADGEN-ARGS...: REPEAT loadgen runs, each against a fresh
+# run_load KIND NAME CONNS BENCH-ARGS...: REPEAT `duplex bench` runs, each against a fresh
 # server; the one with the most msgs/s is kept (the others were disturbed more by
 # whatever else ran on the machine). The server's RSS is sampled while the load runs;
-# the last sample is "RSS at the end". Server CPU % is over the loadgen's whole life.
+# the last sample is "RSS at the end". Server CPU % is over the load generator's whole life.
 run_load() {
     local kind=$1 name=$2 conns=$3 out=$WORK/lg.out rep best_json= best_rate=-1 best_rss=0 best_rss0=0 best_cpu=0
     shift 3
@@ -164,7 +163,7 @@ run_load() {
         start_server "$name" || { best_json='{"error":"server did not start"}'; break; }
         rss0=$(rss_tree "$SPID")
         c0=$(cpu_tree "$SPID"); t0=$(date +%s.%N)
-        taskset -c $CLIENT_CPU "$LG" "$@" 127.0.0.1 "$SPORT" > "$out" 2> "$WORK/lg.err" &
+        taskset -c $CLIENT_CPU "$DUPLEX" bench "$@" --json 127.0.0.1 "$SPORT" > "$out" 2> "$WORK/lg.err" &
         lpid=$!
         PIDS+=("$lpid")
         while kill -0 "$lpid" 2>/dev/null; do
@@ -178,8 +177,8 @@ run_load() {
         kill -0 "$SPID" 2>/dev/null || echo "   !! $name exited during the run" >&2
         stop_server
         json=$(tail -1 "$out")
-        [ -n "$json" ] || json='{"error":"loadgen printed nothing"}'
-        [ -s "$WORK/lg.err" ] && echo "   loadgen: $(head -3 "$WORK/lg.err" | tr '\n' ' ')" >&2
+        [ -n "$json" ] || json='{"error":"duplex bench printed nothing"}'
+        [ -s "$WORK/lg.err" ] && echo "   duplex bench: $(head -3 "$WORK/lg.err" | tr '\n' ' ')" >&2
         cpu=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="${t1:-$t0}" -v hz="$(getconf CLK_TCK)" \
             'BEGIN { d = e - s; v = 0; if (d > 0) v = 100 * (b - a) / hz / d; printf "%.0f", v }')
         rate=$(printf '%s' "$json" | sed -n 's/.*"msgs_per_s":\([0-9.]*\).*/\1/p')
@@ -199,7 +198,7 @@ run_idle() {
     start_server "$name" || return
     rss0=$(rss_tree "$SPID")
     : > "$out"
-    taskset -c $CLIENT_CPU "$LG" -m idle -c "$conns" $extra -s "$SIZE" 127.0.0.1 "$SPORT" > "$out" 2> "$WORK/lg.err" &
+    taskset -c $CLIENT_CPU "$DUPLEX" bench idle -c "$conns" -d 0 $extra -s "$SIZE" --json 127.0.0.1 "$SPORT" > "$out" 2> "$WORK/lg.err" &
     lpid=$!
     PIDS+=("$lpid")
     for i in $(seq 600); do
@@ -215,7 +214,7 @@ run_idle() {
     stop_server
     local json
     json=$(tail -1 "$out")
-    [ -n "$json" ] || json='{"error":"loadgen printed nothing"}'
+    [ -n "$json" ] || json='{"error":"duplex bench printed nothing"}'
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$name" "$conns" "$rss0" "$rss" "$json" >> "$RAW"
     echo "   $kind: rss ${rss0} -> ${rss} KiB  $json" >&2
 }
@@ -229,7 +228,7 @@ for conns in $CONNS_LIST; do
     for s in $SERVERS; do
         if is_forking "$s" && [ "$conns" -gt $FORKING_MAX ]; then continue; fi
         echo "-- $s, $conns connections" >&2
-        run_load echo "$s" "$conns" -m echo -c "$conns" -d "$SECS" -w "$WARMUP" -s "$SIZE"
+        run_load echo "$s" "$conns" echo -c "$conns" -d "$SECS" -w "$WARMUP" -s "$SIZE"
     done
 done
 
@@ -237,7 +236,7 @@ if [ "$CONNRATE_CONNS" -gt 0 ]; then
     echo "== connrate: $CONNRATE_CONNS concurrent connect/1-byte echo/close loops" >&2
     for s in $SERVERS; do
         echo "-- $s" >&2
-        run_load connrate "$s" "$CONNRATE_CONNS" -m connrate -c "$CONNRATE_CONNS" -d 3 -w 1
+        run_load connrate "$s" "$CONNRATE_CONNS" connrate -c "$CONNRATE_CONNS" -d 3 -w 1
     done
 fi
 
@@ -283,17 +282,17 @@ def num(v):
 L = []
 L.append("# duplex echo benchmark, %s" % date)
 L.append("")
-L.append("duplex `%s`; %s CPUs (%s), Linux %s. Server pinned to CPU 0, `bench/build/loadgen` "
-         "to CPU 1 (one process). Every run uses a fresh server. Echo: %s-byte messages, closed loop "
+L.append("duplex `%s`; %s CPUs (%s), Linux %s. Server pinned to CPU 0, the load generator "
+         "(`duplex bench`) to CPU 1 (one process). Every run uses a fresh server. Echo: %s-byte messages, closed loop "
          "(each connection has one message in flight), %ss warm-up then %ss measured. "
          "Ratios are to the best of the three anchors (anchor_epoll, anchor_libuv, anchor_libevent) "
          "at the same connection count: msgs/s ÷ best anchor msgs/s (higher is better), p99 ÷ lowest "
          "anchor p99 and RSS ÷ lowest anchor RSS (lower is better). ncat and socat fork per "
          "connection, so they are run at %s connections at most; their RSS is the sum over the "
          "listener and all its children (shared pages counted again in each). Server CPU %%: CPU "
-         "time of the server (and its children) ÷ wall time over the whole loadgen run (connect, "
+         "time of the server (and its children) ÷ wall time over the whole load generator run (connect, "
          "warm-up, measure); near 100 means the server was the bottleneck, well below means the "
-         "loadgen (one core) or cross-CPU wake-ups were. Runs per point: %s (the fastest kept). "
+         "load generator (one core) or cross-CPU wake-ups were. Runs per point: %s (the fastest kept). "
          "Whole run: %ss."
          % (rev, ncpu, cpu, kernel, size, warm, secs, fmax, repeat, elapsed))
 L.append("")

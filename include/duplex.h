@@ -56,11 +56,14 @@ typedef struct dx_loop dx_loop;
 typedef struct dx_io dx_io;
 typedef struct dx_timer dx_timer;
 
-/* Event bits for dx_io watchers. DX_READ/DX_WRITE are requested; a callback
- * may also see DX_ERROR (error or hang-up on the fd). An error or hang-up is
- * always reported together with the requested bits so the handler learns the
- * cause from read()/write(). */
-enum { DX_READ = 1, DX_WRITE = 2, DX_ERROR = 4 };
+/* Event bits for dx_io watchers. DX_READ/DX_WRITE/DX_PRI are requested; a
+ * callback may also see DX_ERROR (error or hang-up on the fd). An error or
+ * hang-up is always reported together with the requested bits so the handler
+ * learns the cause from read()/write(). DX_PRI is priority data (POLLPRI /
+ * EPOLLPRI): on a TCP socket, urgent data waiting to be read with
+ * recv(MSG_OOB); it stays set until then (with SO_OOBINLINE, until the
+ * normal reads pass the urgent mark). */
+enum { DX_READ = 1, DX_WRITE = 2, DX_ERROR = 4, DX_PRI = 8 };
 
 typedef void (*dx_io_cb)(dx_loop *loop, dx_io *io, int events);
 typedef void (*dx_timer_cb)(dx_loop *loop, dx_timer *timer);
@@ -100,7 +103,7 @@ void dx_loop_update_time(dx_loop *loop);
  * one started watcher per fd per loop. */
 struct dx_io {
     int fd;            /* read-only */
-    int events;        /* read-only: DX_READ|DX_WRITE currently watched */
+    int events;        /* read-only: DX_READ|DX_WRITE|DX_PRI currently watched */
     dx_io_cb cb;       /* private */
     void *data;        /* public: for the caller */
     int always_ready;  /* private: fd the multiplexer refuses (regular file) */
@@ -110,7 +113,7 @@ struct dx_io {
 /* Prepare a watcher (no system call). */
 void dx_io_init(dx_io *io, int fd, dx_io_cb cb, void *data);
 
-/* Watch for `events` (DX_READ|DX_WRITE); 0 stops the watcher. May be called
+/* Watch for `events` (DX_READ|DX_WRITE|DX_PRI); 0 stops the watcher. May be called
  * from any callback, for any watcher. A regular file or other fd that the
  * multiplexer refuses (epoll says EPERM) is treated as always ready, since
  * reads and writes on it never block. Returns 0, -EEXIST if another watcher
@@ -175,10 +178,12 @@ int dx_split_hostport(const char *text, char *buf, size_t buflen, const char **h
 enum {
     DX_RESOLVE_PASSIVE = 1, /* for bind(): a NULL host means every address */
     DX_RESOLVE_NUMERIC = 2, /* no DNS: host must be a numeric address */
+    DX_RESOLVE_DGRAM = 4,   /* for a datagram (UDP) socket instead of a stream */
 };
 
 /* Resolve host (NULL or "" for the wildcard/loopback per getaddrinfo) and
- * port text (number or service name) for a stream socket. family: AF_UNSPEC,
+ * port text (number or service name) for a stream socket (a UDP socket with
+ * DX_RESOLVE_DGRAM). family: AF_UNSPEC,
  * AF_INET or AF_INET6. On success returns the number of addresses (>= 1) and
  * stores a malloc'd array in *out, which the caller frees with free(); IPv4
  * and IPv6 results keep getaddrinfo's order, duplicates removed. Brackets
@@ -205,6 +210,85 @@ int dx_addr_port(const dx_addr *a);
  * families and DX_EBADPORT outside 0..65535. */
 int dx_addr_set_port(dx_addr *a, int port);
 
+/* ---- socket options by name ---------------------------------------------- */
+
+/* One table of settable options (SO_RCVBUF, TCP_NODELAY, SO_LINGER, ...);
+ * an option is named by its index in it (its id). The table is static:
+ * nothing here allocates. */
+
+/* How an option's value is given and stored. */
+enum {
+    DX_SOCKOPT_BOOL = 1,   /* 0 or 1; also on/off, yes/no, true/false */
+    DX_SOCKOPT_INT,        /* an integer in min..max (decimal, or 0x hex) */
+    DX_SOCKOPT_SECONDS,    /* seconds with up to 6 decimals; stored in microseconds */
+    DX_SOCKOPT_LINGER,     /* whole seconds, or "off" (stored as -1) */
+    DX_SOCKOPT_STRING,     /* a name (interface, congestion algorithm) */
+};
+
+/* A table entry (static storage, read-only). */
+typedef struct dx_sockopt_desc {
+    const char *name;      /* the kernel's name: "SO_RCVBUF", "TCP_NODELAY", "IP_TOS" */
+    const char *key;       /* the short name: "rcvbuf", "nodelay", "tos" */
+    const char *expects;   /* the value it takes, for messages: "bytes from 0 to ..." */
+    int level, optname;    /* for setsockopt(); IP_TOS becomes IPV6_TCLASS on IPv6 */
+    int type;              /* DX_SOCKOPT_* */
+    long long min, max;    /* range of the value (STRING: of its length) */
+} dx_sockopt_desc;
+
+/* A value for one option. */
+typedef struct dx_sockopt_value {
+    long long num;         /* BOOL, INT; SECONDS in microseconds; LINGER (-1: off) */
+    char str[16];          /* STRING, NUL-terminated (IFNAMSIZ) */
+} dx_sockopt_value;
+
+/* An option with its value: what dx_sockopt_parse() fills and
+ * dx_sockopt_apply() sets. Plain data: copy it freely. */
+typedef struct dx_sockopt {
+    int id;                /* index in the table, -1 for none */
+    dx_sockopt_value value;
+} dx_sockopt;
+
+/* The entry for id, or NULL when id is out of range; ids run from 0 without
+ * gaps, so `for (id = 0; dx_sockopt_describe(id); id++)` lists them all. */
+const dx_sockopt_desc *dx_sockopt_describe(int id);
+
+/* The kernel's name of option id ("SO_RCVBUF"), or NULL when out of range. */
+const char *dx_sockopt_name(int id);
+
+/* The id of the option called name (its first len bytes): the kernel's
+ * name or the short name, in any case ("SO_RCVBUF", "so_rcvbuf", "RcvBuf",
+ * "rcvbuf"); a prefix other than the option's own ("so_nodelay") does not
+ * match. Returns the id or -ENOENT. */
+int dx_sockopt_lookup(const char *name, size_t len);
+
+/* Parse "NAME=VALUE" (NAME as for dx_sockopt_lookup; a BOOL option may be
+ * given as a bare NAME, meaning 1) into *out. Returns 0; -ENOENT for an
+ * unknown name (out->id is -1); -EINVAL for a value of the wrong form and
+ * -ERANGE for one outside the option's range (out->id then names the
+ * option, whose `expects` text says what it takes). */
+int dx_sockopt_parse(const char *name_eq_value, dx_sockopt *out);
+
+/* Set one option on fd with setsockopt(). Returns 0 or -errno as the kernel
+ * says: -EPERM (SO_MARK, SO_BINDTODEVICE, SO_PRIORITY > 6 need
+ * CAP_NET_ADMIN), -ENOPROTOOPT/-EOPNOTSUPP (a TCP option on a Unix socket),
+ * -EINVAL, -ENODEV (no such interface), -ENOENT (unknown congestion
+ * algorithm); -EINVAL for an id out of range. */
+int dx_sockopt_apply(int fd, const dx_sockopt *opt);
+
+/* Set opts[0..nopts-1] in order, stopping at the first refusal. Returns 0,
+ * or the -errno of the refused option, whose index is stored in *failed (if
+ * not NULL; -1 when all were set). */
+int dx_sockopt_apply_all(int fd, const dx_sockopt *opts, int nopts, int *failed);
+
+/* Read option id back from fd with getsockopt() into *out (out->id = id).
+ * The kernel reports its own view: SO_RCVBUF/SO_SNDBUF are twice the value
+ * set. Returns 0 or -errno (-EINVAL for an id out of range). */
+int dx_sockopt_get(int fd, int id, dx_sockopt *out);
+
+/* Format opt's value as dx_sockopt_parse() would read it ("131072", "1",
+ * "2.500000", "off", "eth0") into buf. Returns buf. */
+char *dx_sockopt_format(const dx_sockopt *opt, char *buf, size_t buflen);
+
 /* ---- sockets ----------------------------------------------------------- */
 
 /* Options for dx_listen(). Zero-initialise, then set what you need. */
@@ -213,12 +297,18 @@ typedef struct dx_listen_opts {
     int v6only;      /* for an IPv6 wildcard: 1 IPv6 only, 0 dual-stack */
     int reuseport;   /* set SO_REUSEPORT (never set by default) */
     int no_reuseaddr;/* do not set SO_REUSEADDR (set by default on IP sockets) */
+    const dx_sockopt *sockopts; /* borrowed, may be NULL: set in order after the */
+    int nsockopts;   /* defaults above and before bind() (so they may override them) */
+    int *sockopt_failed; /* if not NULL: the index in sockopts the kernel refused, else -1 */
 } dx_listen_opts;
 
 /* Create a listening stream socket bound to addr (IP or Unix). opts may be
  * NULL. Returns the fd (non-blocking, close-on-exec) or -errno (EADDRINUSE,
- * EACCES for a privileged port, ...). A Unix path is not unlinked first:
- * see dx_unix_unlink_stale(). */
+ * EACCES for a privileged port, the -errno of a refused opts->sockopts
+ * entry, ...). A Unix path is not unlinked first: see dx_unix_unlink_stale().
+ * Accepted sockets inherit most options from the listener on Linux; a
+ * server that wants them all applies them again with dx_sockopt_apply_all()
+ * after dx_accept(). */
 int dx_listen(const dx_addr *addr, const dx_listen_opts *opts);
 
 /* Remove a Unix socket file only if nothing listens on it (a leftover of a
@@ -248,6 +338,14 @@ int dx_accept_error_is_exhaustion(int code);
  * for DX_WRITE, then call dx_connect_result(). Returns -errno on immediate
  * failure (e.g. -ECONNREFUSED for a Unix path, -EADDRINUSE for the source). */
 int dx_connect_start(const dx_addr *addr, const dx_addr *source);
+
+/* dx_connect_start() that first sets opts[0..nopts-1] (may be NULL) on the
+ * new socket, before bind() and connect(), so that SO_RCVBUF, SO_SNDBUF,
+ * SO_BINDTODEVICE, SO_MARK, TCP_MAXSEG take effect for the connection. If
+ * the kernel refuses one, returns its -errno and stores its index in *failed
+ * (if not NULL; -1 otherwise). */
+int dx_connect_start_opts(const dx_addr *addr, const dx_addr *source, const dx_sockopt *opts,
+                          int nopts, int *failed);
 
 /* The outcome of a connect once the fd is writable: 0 connected, or the
  * -errno from SO_ERROR (-ECONNREFUSED, -ETIMEDOUT, ...). */
@@ -287,6 +385,10 @@ struct dx_connector {
     dx_timer timer;       /* private */
     dx_connect_cb cb;     /* private */
     void *data;           /* public: for the caller */
+    const dx_sockopt *sockopts; /* private: borrowed, must outlive the connect */
+    int nsockopts;        /* private */
+    int sockopt_failed;   /* read-only: in a failure callback, the index in sockopts
+                           * the kernel refused (the result is its -errno), else -1 */
 };
 
 /* Try each of addrs in turn, each attempt bounded by timeout_ms (0: only
@@ -294,6 +396,14 @@ struct dx_connector {
  * loop, never from inside this call. Returns 0 or a negative code. */
 int dx_connect_async(dx_loop *loop, dx_connector *c, const dx_addr *addrs, int naddrs,
                      const dx_addr *source, uint64_t timeout_ms, dx_connect_cb cb, void *data);
+
+/* dx_connect_async() that sets opts[0..nopts-1] on each socket before it
+ * connects (see dx_connect_start_opts()). opts is borrowed until the final
+ * callback. A refused option fails that address like a refused connect;
+ * c->sockopt_failed then says which option. */
+int dx_connect_async_opts(dx_loop *loop, dx_connector *c, const dx_addr *addrs, int naddrs,
+                          const dx_addr *source, uint64_t timeout_ms, const dx_sockopt *opts,
+                          int nopts, dx_connect_cb cb, void *data);
 
 /* Abandon a connect in progress (the callback is not called again). */
 void dx_connect_cancel(dx_connector *c);
@@ -335,10 +445,10 @@ typedef struct dx_pump dx_pump;
 enum {
     DX_PUMP_SHUTDOWN = 1, /* at end of input, shutdown(dst, SHUT_WR) if dst is a socket */
     DX_PUMP_DISCARD = 2,  /* read and discard: dst may be NULL */
-    DX_PUMP_SPLICE = 4,   /* move bytes with splice(2) through a pipe, never
-                           * through user space (Linux); falls back to the
-                           * buffered copy by itself where the kernel refuses
-                           * (a terminal, say) */
+    DX_PUMP_SPLICE = 4,   /* zero-copy (Linux): sendfile(2) from a regular
+                           * file to a socket, otherwise splice(2) through a
+                           * pipe; falls back to the buffered copy by itself
+                           * where the kernel refuses (a terminal, say) */
 };
 
 /* Called once when the pump has finished: its input ended and everything
@@ -358,6 +468,8 @@ typedef struct dx_endpoint {
     dx_io io;                 /* private */
     dx_pump *reader;          /* private: pump that reads this fd */
     dx_pump *writer;          /* private: pump that writes this fd */
+    void (*pri_cb)(struct dx_endpoint *e); /* private: see dx_endpoint_watch_pri() */
+    void *data;               /* public: for the caller */
 } dx_endpoint;
 
 struct dx_pump {
@@ -369,6 +481,7 @@ struct dx_pump {
     int pipe_r, pipe_w;       /* private: splice pipe, or -1 */
     size_t inpipe, pipecap;   /* private: bytes in the pipe, its capacity */
     int pipe_stalled;         /* private: pipe full in pages though not in bytes */
+    int sendfile;             /* private: regular file to socket with sendfile(2) */
     int eof;                  /* read-only: src reached end of input */
     int done;                 /* read-only: finished (callback called) */
     uint64_t bytes_in;        /* read-only: bytes read from src */
@@ -391,6 +504,43 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
 /* Stop a pump and free its buffer (the fds stay open). Safe twice. */
 void dx_pump_stop(dx_pump *p);
 
+/* Also watch the endpoint's fd for DX_PRI (urgent data on a TCP socket) and
+ * call cb(e) when it is there; cb should read it with recv(MSG_OOB) (or stop
+ * watching), since the event stays set until then. It runs before the
+ * pumps' reads and writes of the same wake-up, and also whenever a pump is
+ * about to read at the urgent mark (sockatmark(), since on Linux a read past
+ * the mark discards the urgent byte); it must not free the endpoint. Pumps
+ * step over the mark even in splice mode (TCP splice stops there). cb NULL stops watching (do so before closing the fd). Returns 0
+ * or -errno from the loop. */
+int dx_endpoint_watch_pri(dx_loop *loop, dx_endpoint *e, void (*cb)(dx_endpoint *e));
+
+
+/* ---- datagram sockets (UDP) ---------------------------------------------- */
+
+/* A UDP socket bound to addr (IPv4 or IPv6; port 0: the system picks one),
+ * non-blocking and close-on-exec, for receiving from any peer. From opts
+ * (may be NULL) only v6only and reuseport apply: SO_REUSEADDR is never set,
+ * since on a datagram socket it would let a second program share the port
+ * and take part of its datagrams. Returns the fd or -errno. */
+int dx_dgram_bind(const dx_addr *addr, const dx_listen_opts *opts);
+
+/* A UDP socket connected to peer (send() and recv() then go to and come
+ * from peer only, and an ICMP port unreachable shows up as -ECONNREFUSED on
+ * a later send or receive), after binding to source if not NULL. Returns
+ * the fd or -errno. */
+int dx_dgram_connect(const dx_addr *peer, const dx_addr *source);
+
+/* Send one datagram of n bytes (to `to`, or to the connected peer if to is
+ * NULL). Returns n, or -errno: -EAGAIN when the socket buffer is full,
+ * -EMSGSIZE when n is too large, -ECONNREFUSED after an ICMP port
+ * unreachable on a connected socket. Never raises SIGPIPE. */
+ssize_t dx_dgram_send(int fd, const void *data, size_t n, const dx_addr *to);
+
+/* Receive one datagram into buf (at most cap bytes; the rest of a longer
+ * datagram is lost and *truncated is set to 1 if truncated is not NULL),
+ * its sender in *from if not NULL. Returns the byte count (0 for an empty
+ * datagram), or -errno (-EAGAIN when nothing is waiting). */
+ssize_t dx_dgram_recv(int fd, void *buf, size_t cap, dx_addr *from, int *truncated);
 
 /* ---- buffered stream: one fd with a bounded output queue ------------------ */
 
@@ -494,6 +644,71 @@ int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line);
 int dx_acl_allows(const dx_acl *acl, const dx_addr *a);
 
 void dx_acl_free(dx_acl *acl);
+
+/* ---- socket listing (sock_diag netlink, /proc/net fallback) ------------- */
+
+/* What dx_sock_list() lists (flags) and where it read it from (*source). */
+enum {
+    DX_SL_TCP = 1 << 0,      /* TCP sockets */
+    DX_SL_UDP = 1 << 1,      /* UDP sockets */
+    DX_SL_UNIX = 1 << 2,     /* Unix sockets (stream, datagram, seqpacket) */
+    DX_SL_IPV4 = 1 << 3,     /* TCP/UDP over IPv4 (neither IPV4 nor IPV6: both) */
+    DX_SL_IPV6 = 1 << 4,     /* TCP/UDP over IPv6 */
+    DX_SL_NETLINK = 1 << 8,  /* flags: netlink only, no fallback; *source: netlink used */
+    DX_SL_PROC = 1 << 9,     /* flags: /proc/net only; *source: /proc/net used */
+};
+
+/* Socket states: the kernel's TCP_* numbers (Unix and UDP sockets use
+ * ESTABLISHED, LISTEN and CLOSE, which ss calls UNCONN). */
+enum {
+    DX_SS_ESTABLISHED = 1, DX_SS_SYN_SENT, DX_SS_SYN_RECV, DX_SS_FIN_WAIT1,
+    DX_SS_FIN_WAIT2, DX_SS_TIME_WAIT, DX_SS_CLOSE, DX_SS_CLOSE_WAIT,
+    DX_SS_LAST_ACK, DX_SS_LISTEN, DX_SS_CLOSING, DX_SS_MAX
+};
+
+/* One socket. TCP/UDP: local and peer hold the address and port (a peer of
+ * family AF_UNSPEC or port 0 means none). Unix: path and the inodes. */
+typedef struct dx_sockinfo {
+    int proto;               /* DX_SL_TCP, DX_SL_UDP or DX_SL_UNIX */
+    int family;              /* AF_INET, AF_INET6 or AF_UNIX */
+    int type;                /* SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET */
+    int state;               /* DX_SS_* */
+    uint32_t rqueue;         /* bytes to read; listening: connections waiting in the accept queue */
+    uint32_t wqueue;         /* bytes unsent/unacknowledged; listening: the backlog
+                                (netlink only; 0 from /proc/net/tcp) */
+    struct sockaddr_storage local, peer; /* TCP/UDP */
+    char path[112];          /* Unix: bound path, "@name" for abstract, "" unnamed */
+    uint64_t inode;          /* 0: none (TIME-WAIT) or unknown */
+    uint64_t peer_inode;     /* Unix: the peer's inode; 0: none or unknown (/proc) */
+    int64_t uid;             /* owner; -1: unknown (Unix sockets from /proc, old kernels) */
+} dx_sockinfo;
+
+/* List sockets: TCP/UDP through NETLINK_SOCK_DIAG (inet_diag_req_v2), Unix
+ * through unix_diag_req. A query the kernel refuses is answered from
+ * /proc/net/{tcp,tcp6,udp,udp6,unix} instead (without backlogs, Unix peers,
+ * Unix queues or Unix uids), unless flags has DX_SL_NETLINK; DX_SL_PROC reads
+ * /proc/net only. No DX_SL_TCP/UDP/UNIX bit: all three. On success *out is
+ * a malloc'd array (free() it; NULL when empty), *source (if not NULL) says
+ * DX_SL_NETLINK and/or DX_SL_PROC, and the count is returned. On failure
+ * (-errno: both ways refused), nothing is allocated. */
+int dx_sock_list(unsigned flags, dx_sockinfo **out, unsigned *source);
+
+/* ss's name for a DX_SS_* state ("ESTAB", "LISTEN", "UNCONN", "TIME-WAIT",
+ * ...); "UNKNOWN" for others. */
+const char *dx_sock_state_name(int state);
+
+/* A process holding a socket: one record per open descriptor. */
+typedef struct dx_sockproc {
+    uint64_t inode;          /* the socket's inode */
+    int pid;
+    int fd;
+    char name[64];           /* /proc/PID/comm */
+} dx_sockproc;
+
+/* Scan /proc/PID/fd/ for "socket:[INODE]" links (processes that cannot be
+ * read are skipped). *out: malloc'd array sorted by inode, then pid, then
+ * fd; returns the count or -errno (/proc unreadable, -ENOMEM). */
+int dx_sock_procs(dx_sockproc **out);
 
 #ifdef __cplusplus
 }

@@ -121,8 +121,8 @@ int dx_resolve(const char *host, const char *port, int family, int flags, dx_add
     snprintf(portbuf, sizeof portbuf, "%d", p);
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = family;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_socktype = (flags & DX_RESOLVE_DGRAM) ? SOCK_DGRAM : SOCK_STREAM;
+    hints.ai_protocol = (flags & DX_RESOLVE_DGRAM) ? IPPROTO_UDP : IPPROTO_TCP;
     /* No AI_ADDRCONFIG: it hides ::1 on hosts with only loopback IPv6. */
     hints.ai_flags = AI_NUMERICSERV | ((flags & DX_RESOLVE_PASSIVE) ? AI_PASSIVE : 0) |
                      ((flags & DX_RESOLVE_NUMERIC) ? AI_NUMERICHOST : 0);

@@ -45,7 +45,8 @@ static int ep_mod(dx_loop *loop, int fd, int old_events, int new_events)
     struct epoll_state *st = loop->backend_data;
     struct epoll_event ev = {0};
     ev.data.fd = fd;
-    ev.events = ((new_events & DX_READ) ? EPOLLIN : 0) | ((new_events & DX_WRITE) ? EPOLLOUT : 0);
+    ev.events = ((new_events & DX_READ) ? EPOLLIN : 0) | ((new_events & DX_WRITE) ? EPOLLOUT : 0) |
+                ((new_events & DX_PRI) ? EPOLLPRI : 0);
     int op = new_events == 0 ? EPOLL_CTL_DEL : old_events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
     if (epoll_ctl(st->epfd, op, fd, &ev) == 0)
         return 0;
@@ -63,7 +64,7 @@ static int ep_wait(dx_loop *loop, int timeout_ms)
     for (int i = 0; i < n; i++) {
         uint32_t re = st->events[i].events;
         int ev = ((re & EPOLLIN) ? DX_READ : 0) | ((re & EPOLLOUT) ? DX_WRITE : 0) |
-                 ((re & (EPOLLERR | EPOLLHUP)) ? DX_ERROR : 0);
+                 ((re & EPOLLPRI) ? DX_PRI : 0) | ((re & (EPOLLERR | EPOLLHUP)) ? DX_ERROR : 0);
         int rc = dx__loop_fired(loop, st->events[i].data.fd, ev);
         if (rc < 0)
             return rc;

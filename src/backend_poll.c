@@ -35,7 +35,8 @@ static void poll_fini(dx_loop *loop)
 
 static short to_poll(int events)
 {
-    return (short)(((events & DX_READ) ? POLLIN : 0) | ((events & DX_WRITE) ? POLLOUT : 0));
+    return (short)(((events & DX_READ) ? POLLIN : 0) | ((events & DX_WRITE) ? POLLOUT : 0) |
+                   ((events & DX_PRI) ? POLLPRI : 0));
 }
 
 static int poll_mod(dx_loop *loop, int fd, int old_events, int new_events)
@@ -94,7 +95,7 @@ static int poll_wait(dx_loop *loop, int timeout_ms)
             continue;
         n--;
         int ev = ((re & POLLIN) ? DX_READ : 0) | ((re & POLLOUT) ? DX_WRITE : 0) |
-                 ((re & (POLLERR | POLLHUP | POLLNVAL)) ? DX_ERROR : 0);
+                 ((re & POLLPRI) ? DX_PRI : 0) | ((re & (POLLERR | POLLHUP | POLLNVAL)) ? DX_ERROR : 0);
         int rc = dx__loop_fired(loop, st->pfds[i].fd, ev);
         if (rc < 0)
             return rc;

@@ -79,7 +79,8 @@ static void try_next(dx_connector *c, int last_error)
 {
     (void)last_error;
     const dx_addr *a = &c->addrs[c->next++];
-    int fd = dx_connect_start(a, c->has_source ? &c->source : NULL);
+    int fd = dx_connect_start_opts(a, c->has_source ? &c->source : NULL, c->sockopts,
+                                   c->nsockopts, &c->sockopt_failed);
     if (fd < 0) {
         defer_failure(c, fd);
         return;
@@ -100,6 +101,13 @@ static void try_next(dx_connector *c, int last_error)
 int dx_connect_async(dx_loop *loop, dx_connector *c, const dx_addr *addrs, int naddrs,
                      const dx_addr *source, uint64_t timeout_ms, dx_connect_cb cb, void *data)
 {
+    return dx_connect_async_opts(loop, c, addrs, naddrs, source, timeout_ms, NULL, 0, cb, data);
+}
+
+int dx_connect_async_opts(dx_loop *loop, dx_connector *c, const dx_addr *addrs, int naddrs,
+                          const dx_addr *source, uint64_t timeout_ms, const dx_sockopt *opts,
+                          int nopts, dx_connect_cb cb, void *data)
+{
     if (naddrs <= 0)
         return DX_ENOADDR;
     memset(c, 0, sizeof *c);
@@ -110,6 +118,9 @@ int dx_connect_async(dx_loop *loop, dx_connector *c, const dx_addr *addrs, int n
     c->cb = cb;
     c->data = data;
     c->fd = -1;
+    c->sockopts = opts;
+    c->nsockopts = nopts > 0 ? nopts : 0;
+    c->sockopt_failed = -1;
     dx_timer_init(&c->timer, on_timeout, c);
     dx_io_init(&c->io, -1, on_writable, c);
     if (source) {

@@ -121,7 +121,7 @@ static int grow_ios(dx_loop *loop, int fd)
 int dx_io_set(dx_loop *loop, dx_io *io, int events)
 {
     int fd = io->fd;
-    events &= DX_READ | DX_WRITE;
+    events &= DX_READ | DX_WRITE | DX_PRI;
     if (fd < 0)
         return -EBADF;
     if (!io->active && events == 0)
@@ -196,9 +196,10 @@ static void dispatch(dx_loop *loop, int fd, int events)
     dx_io *io = loop->ios[fd];
     if (!io)
         return;
-    /* errors and hang-ups wake whatever the watcher waits for */
+    /* errors and hang-ups wake whatever the watcher waits for, except
+     * DX_PRI, which only means priority data */
     if (events & DX_ERROR)
-        events |= io->events;
+        events |= io->events & (DX_READ | DX_WRITE);
     events &= io->events | DX_ERROR;
     if (events)
         io->cb(loop, io, events);
@@ -321,8 +322,8 @@ static void run_always_ready(dx_loop *loop)
 {
     for (int fd = 0; fd < loop->nios && loop->nalways > 0 && !loop->stop; fd++) {
         dx_io *io = loop->ios[fd];
-        if (io && io->always_ready)
-            io->cb(loop, io, io->events);
+        if (io && io->always_ready && (io->events & (DX_READ | DX_WRITE)))
+            io->cb(loop, io, io->events & (DX_READ | DX_WRITE)); /* files have no priority data */
     }
 }
 

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
@@ -36,6 +37,9 @@ void dx_endpoint_init(dx_endpoint *e, int fd)
 
 static int spliced(const dx_pump *p) { return p->pipe_r >= 0; }
 
+/* 1 if the next byte to read from a TCP socket is the urgent mark. */
+static int at_urgent_mark(int fd) { return sockatmark(fd) == 1; }
+
 static size_t room(const dx_pump *p)
 {
     if (spliced(p))
@@ -45,14 +49,15 @@ static size_t room(const dx_pump *p)
 
 static size_t pending(const dx_pump *p) { return spliced(p) ? p->inpipe : dx_buf_len(&p->buf); }
 
+/* A sendfile pump has no buffer: it only waits for the socket to take more. */
 static int wants_read(const dx_pump *p)
 {
-    return p && !p->done && !p->eof && room(p) > 0;
+    return p && !p->done && !p->eof && !p->sendfile && room(p) > 0;
 }
 
 static int wants_write(const dx_pump *p)
 {
-    return p && !p->done && pending(p) > 0;
+    return p && !p->done && (p->sendfile || pending(p) > 0);
 }
 
 static void close_pipe(dx_pump *p)
@@ -110,19 +115,63 @@ static ssize_t splice_nb(int in, int out, size_t n)
 /* splice() into a closed socket raises SIGPIPE (there is no MSG_NOSIGNAL
  * for it): block the signal around the call and swallow the one it raised,
  * so that the library keeps its promise never to raise SIGPIPE. */
-static ssize_t splice_to_socket(int in, int out, size_t n)
+static ssize_t sendfile_nb(int in, int out, size_t n)
+{
+    ssize_t r;
+    do
+        r = sendfile(out, in, NULL, n);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : r;
+}
+
+static ssize_t to_socket(ssize_t (*move)(int, int, size_t), int in, int out, size_t n)
 {
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    ssize_t r = splice_nb(in, out, n);
+    ssize_t r = move(in, out, n);
     if (r == -EPIPE && !sigismember(&old, SIGPIPE)) {
         struct timespec zero = {0, 0};
         sigtimedwait(&pipe_set, NULL, &zero);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return r;
+}
+
+/* File to socket: sendfile(2) moves the page cache straight to the socket,
+ * one call, no pipe. Returns 1 if the pump finished, 0 otherwise. */
+static void finish(dx_pump *p, int error, int in_read);
+static void complete(dx_pump *p);
+static int send_file(dx_pump *p)
+{
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = to_socket(sendfile_nb, p->src->fd, p->dst->fd, p->bufsize);
+        if (n == -EAGAIN)
+            return 0;
+        if (n == -EINVAL && p->bytes_in == 0) { /* this file cannot: copy it */
+            p->sendfile = 0;
+            int rc = dx_buf_init(&p->buf, p->bufsize);
+            if (rc < 0) {
+                finish(p, rc, 1);
+                return 1;
+            }
+            return 0;
+        }
+        if (n < 0) {
+            finish(p, (int)n, 0);
+            return 1;
+        }
+        if (n == 0) {
+            p->eof = 1;
+            complete(p);
+            return 1;
+        }
+        p->bytes_in += (uint64_t)n;
+        p->bytes_out += (uint64_t)n;
+        p->last_activity = p->loop->now;
+    }
+    return 0;
 }
 #endif
 
@@ -131,7 +180,7 @@ static ssize_t write_some(dx_pump *p)
 {
 #ifdef __linux__
     if (spliced(p)) {
-        ssize_t n = p->dst->is_socket ? splice_to_socket(p->pipe_r, p->dst->fd, p->inpipe)
+        ssize_t n = p->dst->is_socket ? to_socket(splice_nb, p->pipe_r, p->dst->fd, p->inpipe)
                                       : splice_nb(p->pipe_r, p->dst->fd, p->inpipe);
         if (n == -EINVAL && p->bytes_out == 0) {
             int rc = unsplice(p); /* e.g. a terminal: no splice_write */
@@ -157,6 +206,14 @@ static ssize_t read_some(dx_pump *p)
             int rc = unsplice(p); /* e.g. a terminal: no splice_read */
             return rc < 0 ? rc : read_some(p);
         }
+        if ((n == -EAGAIN || n == 0) && p->src->is_socket && at_urgent_mark(p->src->fd)) {
+            /* TCP splice stops at the urgent mark for good (it never
+             * steps over the urgent byte, even once it was read with
+             * MSG_OOB or with SO_OOBINLINE), with EAGAIN, or 0 once the
+             * peer's FIN is in: read() steps over it */
+            int rc = unsplice(p);
+            return rc < 0 ? rc : read_some(p);
+        }
         if (n == -EAGAIN && p->inpipe > 0)
             p->pipe_stalled = 1; /* maybe the pipe: wait for a write to drain it */
         if (n > 0)
@@ -172,7 +229,8 @@ static int endpoint_update(dx_endpoint *e)
 {
     if (!e || !e->loop)
         return 0;
-    int ev = (wants_read(e->reader) ? DX_READ : 0) | (wants_write(e->writer) ? DX_WRITE : 0);
+    int ev = (wants_read(e->reader) ? DX_READ : 0) | (wants_write(e->writer) ? DX_WRITE : 0) |
+             (e->pri_cb ? DX_PRI : 0);
     return dx_io_set(e->loop, &e->io, ev);
 }
 
@@ -204,6 +262,10 @@ static void complete(dx_pump *p)
  * afterwards), 0 otherwise. */
 static int flush(dx_pump *p)
 {
+#ifdef __linux__
+    if (p->sendfile)
+        return send_file(p);
+#endif
     while (pending(p) > 0) {
         ssize_t n = write_some(p);
         if (n == -EAGAIN)
@@ -226,6 +288,10 @@ static int flush(dx_pump *p)
 static int fill(dx_pump *p)
 {
     for (int i = 0; i < READS_PER_WAKEUP && room(p) > 0; i++) {
+        /* a read that passes the urgent mark discards the urgent byte
+         * (Linux): give the endpoint's DX_PRI callback its chance first */
+        if (p->src->pri_cb && at_urgent_mark(p->src->fd))
+            p->src->pri_cb(p->src);
         ssize_t n = read_some(p);
         if (n == -EAGAIN)
             return 0;
@@ -261,6 +327,8 @@ static void endpoint_cb(dx_loop *loop, dx_io *io, int events)
 {
     (void)loop;
     dx_endpoint *e = io->data;
+    if ((events & DX_PRI) && e->pri_cb)
+        e->pri_cb(e);
     dx_pump *r = e->reader;
     if (r && (events & (DX_READ | DX_ERROR)) && wants_read(r)) {
         dx_endpoint *other = r->dst;
@@ -291,8 +359,14 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
     p->bufsize = bufsize ? bufsize : 64 * 1024;
     int rc = -ENOSYS;
 #ifdef __linux__
-    if ((flags & DX_PUMP_SPLICE) && !(flags & DX_PUMP_DISCARD))
+    struct stat st;
+    if ((flags & DX_PUMP_SPLICE) && dst && dst->is_socket && fstat(src->fd, &st) == 0 &&
+        S_ISREG(st.st_mode)) {
+        p->sendfile = 1; /* a regular file into a socket: no buffer at all */
+        rc = 0;
+    } else if ((flags & DX_PUMP_SPLICE) && !(flags & DX_PUMP_DISCARD)) {
         rc = open_pipe(p);
+    }
 #endif
     if (rc < 0)
         rc = dx_buf_init(&p->buf, p->bufsize);
@@ -312,11 +386,20 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
         dst->writer = p;
     }
     rc = endpoint_update(src);
+    if (rc == 0 && dst)
+        rc = endpoint_update(dst);
     if (rc < 0) {
         dx_pump_stop(p);
         return rc;
     }
     return 0;
+}
+
+int dx_endpoint_watch_pri(dx_loop *loop, dx_endpoint *e, void (*cb)(dx_endpoint *e))
+{
+    e->loop = loop;
+    e->pri_cb = cb;
+    return endpoint_update(e);
 }
 
 void dx_pump_stop(dx_pump *p)

@@ -78,6 +78,15 @@ int dx_listen(const dx_addr *addr, const dx_listen_opts *opts)
             return fail_close(fd);
 #endif
     }
+    if (opts->sockopt_failed)
+        *opts->sockopt_failed = -1;
+    if (opts->nsockopts > 0) {
+        int rc = dx_sockopt_apply_all(fd, opts->sockopts, opts->nsockopts, opts->sockopt_failed);
+        if (rc < 0) {
+            close(fd);
+            return rc;
+        }
+    }
     if (family == AF_INET6) {
         int v6only = opts->v6only ? 1 : 0;
         /* best effort: some systems force v6only, then -4 binds separately */
@@ -198,10 +207,25 @@ int dx_accept_error_is_transient(int code)
 
 int dx_connect_start(const dx_addr *addr, const dx_addr *source)
 {
+    return dx_connect_start_opts(addr, source, NULL, 0, NULL);
+}
+
+int dx_connect_start_opts(const dx_addr *addr, const dx_addr *source, const dx_sockopt *opts,
+                          int nopts, int *failed)
+{
     int family = ((const struct sockaddr *)&addr->ss)->sa_family;
+    if (failed)
+        *failed = -1;
     int fd = new_socket(family);
     if (fd < 0)
         return fd;
+    if (nopts > 0) {
+        int rc = dx_sockopt_apply_all(fd, opts, nopts, failed);
+        if (rc < 0) {
+            close(fd);
+            return rc;
+        }
+    }
     if (source) {
         int one = 1;
         if (dx_addr_port(source) > 0)

@@ -18,7 +18,7 @@ enum {
     EXIT_LISTEN = 6,   /* cannot listen: address in use, permission denied, bad local address */
 };
 
-enum cmd { CMD_CONNECT, CMD_LISTEN, CMD_RELAY };
+enum cmd { CMD_CONNECT, CMD_LISTEN, CMD_RELAY, CMD_SOCKETS };
 
 /* How a server runs its clients (--model, S1.4). */
 enum model {
@@ -74,6 +74,14 @@ struct options {
     int quiet;             /* internal: do not announce the listening address */
     const char *target_host, *target_port, *target_unix; /* relay TARGET */
     int stats_json;        /* relay --stats-json */
+#define MAX_SOCKOPTS 40
+    dx_sockopt sockopts[MAX_SOCKOPTS]; /* -O NAME=VALUE, one per option (the last wins) */
+    int nsockopts;
+    int show_opts;         /* --show-opts: print what the kernel reports for each socket */
+    int udp;               /* -u: UDP datagrams (udp.c) */
+    int has_send_oob;      /* --send-oob C given */
+    unsigned char send_oob;/* --send-oob: the byte sent as TCP urgent data */
+    int oob_inline;        /* --oob-inline: SO_OOBINLINE, urgent data stays in the stream */
     int progress;          /* --progress: PROGRESS_* */
 };
 
@@ -124,6 +132,8 @@ struct listeners {
 int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
                    void (*on_client)(struct listeners *, int, const dx_addr *), void *data);
 void listeners_watch(struct listeners *l, int on);
+/* Print "listening on ..." (listeners_open does, unless o->quiet). */
+void listeners_announce(const struct listeners *l, const struct options *o);
 void listeners_close(struct listeners *l);
 
 /* connect.c, listen.c (one client), serve.c (many clients), exec.c */
@@ -135,13 +145,38 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
 int serve_run(struct server *sv);
 void serve_close(struct server *sv);
 int serve_listen_fd(const struct server *sv);
+void serve_announce(const struct server *sv, const struct options *o);
 pid_t exec_client(const struct options *o, int fd, const dx_addr *peer);
 pid_t exec_fork(void);    /* fork, counted and reaped; child gets default signals */
 void exec_init(void);
 int exec_children(void);  /* children still running */
 
+/* udp.c: -u (connect and listen) */
+int cli_udp_connect(const struct options *o, dx_loop *loop);
+int cli_udp_listen(const struct options *o, dx_loop *loop);
+
+/* sockopts.c: -O and --show-opts. cli_sockopt_error() prints which -O
+ * option the kernel refused on `where` (an address) and why.
+ * cli_apply_sockopts() sets -O options on fd (an accepted socket): 0, or
+ * -errno after printing the error. cli_show_opts() prints, with --show-opts,
+ * what the kernel reports for fd, one "duplex: option NAME = VALUE" line
+ * each; `what`: "listening", "connected", "accepted". */
+void cli_sockopt_error(const struct options *o, int index, const char *where, int code);
+int cli_apply_sockopts(const struct options *o, int fd, const char *where);
+void cli_show_opts(const struct options *o, int fd, const char *what);
+int cli_sockopt_add(struct options *o, const char *text); /* -O: 0 or EXIT_USAGE (printed) */
+
 /* relay.c */
 int cli_relay(const struct options *o, dx_loop *loop);
+
+/* sockets.c: `duplex sockets` (argv[0] is "sockets"); its own flags, no event
+ * loop. Returns the exit status (0, 1: the kernel refused to list, 2: usage). */
+int cli_sockets_main(int argc, char **argv);
+
+/* bench.c: `duplex bench` (argv[0] is "bench"); its own flags and loops.
+ * Returns the exit status (0, 1: a byte came back wrong, 2: usage, 4: no
+ * connection could be made). */
+int cli_bench_main(int argc, char **argv);
 
 /* models.c */
 int model_spawn(const struct options *o, int fd);  /* fork/thread: takes fd */

@@ -21,7 +21,12 @@ static void on_connect(dx_connector *c, int result, const dx_addr *addr, int fin
 {
     struct attempt *a = c->data;
     char text[DX_ADDR_STRLEN];
-    if (result < 0 && !a->quiet)
+    if (result < 0 && c->sockopt_failed >= 0) {
+        /* a refused -O option is a configuration error, even with -z */
+        char where[DX_ADDR_STRLEN + 16];
+        snprintf(where, sizeof where, "connect %s", dx_addr_format(addr, text, sizeof text));
+        cli_sockopt_error(a->o, c->sockopt_failed, where, result);
+    } else if (result < 0 && !a->quiet)
         cli_error("connect %s: %s", dx_addr_format(addr, text, sizeof text), dx_strerror(result));
     if (final) {
         a->fd = result;
@@ -35,7 +40,8 @@ static int connect_any(dx_loop *loop, struct attempt *a, const dx_addr *addrs, i
 {
     dx_connector c;
     a->fd = DX_ENOADDR;
-    int rc = dx_connect_async(loop, &c, addrs, n, source, (uint64_t)a->o->timeout_ms, on_connect, a);
+    int rc = dx_connect_async_opts(loop, &c, addrs, n, source, (uint64_t)a->o->timeout_ms,
+                                   a->o->sockopts, a->o->nsockopts, on_connect, a);
     if (rc < 0)
         return rc;
     rc = dx_loop_run(loop);
@@ -186,6 +192,7 @@ int cli_connect(const struct options *o, dx_loop *loop)
     dx_addr_format(&a.addr, peer, sizeof peer);
     if (dx_sock_local(fd, &me) == 0)
         cli_info(o, "connected to %s from %s", peer, dx_addr_format(&me, local, sizeof local));
+    cli_show_opts(o, fd, "connected");
     cli_stdio_nonblock();
     return cli_session(loop, o, fd, peer);
 }

@@ -33,6 +33,19 @@ static void on_acceptable(dx_loop *loop, dx_io *io, int events)
         dx_addr peer;
         int fd = dx_accept(io->fd, &peer);
         if (fd >= 0) {
+            if (l->o->nsockopts > 0 || l->o->show_opts) {
+                char text[DX_ADDR_STRLEN];
+                if (peer.ss.ss_family == AF_UNIX)
+                    snprintf(text, sizeof text, "a client of %s", l->o->unix_path);
+                else
+                    dx_addr_format(&peer, text, sizeof text);
+                /* mostly inherited from the listener; set again so that all hold */
+                if (l->o->nsockopts > 0 && cli_apply_sockopts(l->o, fd, text) < 0) {
+                    close(fd);
+                    continue;
+                }
+                cli_show_opts(l->o, fd, "accepted");
+            }
             l->on_client(l, fd, &peer);
             continue;
         }
@@ -55,12 +68,28 @@ static void on_acceptable(dx_loop *loop, dx_io *io, int events)
     }
 }
 
-static int add(struct listeners *l, const dx_addr *addr, const dx_listen_opts *lo)
+/* Why dx_listen() failed: a refused -O option, or the listen itself. */
+static void listen_error(struct listeners *l, const dx_addr *addr, const dx_listen_opts *lo, int code)
 {
     char text[DX_ADDR_STRLEN];
+    if (l->o->unix_path)
+        snprintf(text, sizeof text, "%s", l->o->unix_path);
+    else
+        dx_addr_format(addr, text, sizeof text);
+    if (lo->sockopt_failed && *lo->sockopt_failed >= 0) {
+        char where[DX_ADDR_STRLEN + 16];
+        snprintf(where, sizeof where, "listen %s", text);
+        cli_sockopt_error(l->o, *lo->sockopt_failed, where, code);
+    } else {
+        cli_error("listen %s: %s", text, dx_strerror(code));
+    }
+}
+
+static int add(struct listeners *l, const dx_addr *addr, const dx_listen_opts *lo)
+{
     int fd = dx_listen(addr, lo);
     if (fd < 0) {
-        cli_error("listen %s: %s", dx_addr_format(addr, text, sizeof text), dx_strerror(fd));
+        listen_error(l, addr, lo, fd);
         return fd;
     }
     if (l->n == MAX_LISTENERS) {
@@ -74,7 +103,10 @@ static int add(struct listeners *l, const dx_addr *addr, const dx_listen_opts *l
 static int open_all(struct listeners *l)
 {
     const struct options *o = l->o;
-    dx_listen_opts lo = {.backlog = o->backlog, .reuseport = o->reuseport};
+    int failed = -1;
+    dx_listen_opts lo = {.backlog = o->backlog, .reuseport = o->reuseport,
+                         .sockopts = o->sockopts, .nsockopts = o->nsockopts,
+                         .sockopt_failed = &failed};
     dx_addr a;
     if (o->unix_path) {
         int rc = dx_addr_unix(&a, o->unix_path);
@@ -98,13 +130,13 @@ static int open_all(struct listeners *l)
         dx_addr_ip(&a, o->family == AF_INET ? "0.0.0.0" : "::", port);
         lo.v6only = o->family == AF_INET6;
         int fd = dx_listen(&a, &lo);
-        if (fd < 0 && o->family == AF_UNSPEC && (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
+        if (fd < 0 && failed < 0 && o->family == AF_UNSPEC &&
+            (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
             dx_addr_ip(&a, "0.0.0.0", port);
             fd = dx_listen(&a, &lo);
         }
         if (fd < 0) {
-            char text[DX_ADDR_STRLEN];
-            cli_error("listen %s: %s", dx_addr_format(&a, text, sizeof text), dx_strerror(fd));
+            listen_error(l, &a, &lo, fd);
             return fd;
         }
         dx_io_init(&l->io[l->n++], fd, on_acceptable, l);
@@ -149,18 +181,25 @@ int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
             return EXIT_USAGE;
         return cli_exit_code_for(rc, 0) == EXIT_RESOLVE ? EXIT_RESOLVE : EXIT_LISTEN;
     }
-    int always = !o->quiet && (o->verbose || (!o->unix_path && dx_parse_port(o->port) == 0));
+    if (!o->quiet)
+        listeners_announce(l, o);
+    return 0;
+}
+
+void listeners_announce(const struct listeners *l, const struct options *o)
+{
+    int always = o->verbose || (!o->unix_path && dx_parse_port(o->port) == 0);
     for (int i = 0; i < l->n; i++) {
         dx_addr me;
         char text[DX_ADDR_STRLEN];
         if (always && dx_sock_local(l->io[i].fd, &me) == 0)
             cli_error("listening on %s", dx_addr_format(&me, text, sizeof text));
+        cli_show_opts(o, l->io[i].fd, "listening");
     }
-    if (!o->unix_path && !o->quiet)
+    if (!o->unix_path)
         cli_info(o, "backlog %d (the kernel caps it at somaxconn = %d)",
                  o->backlog ? o->backlog : dx_somaxconn(), dx_somaxconn());
     fflush(stderr);
-    return 0;
 }
 
 void listeners_watch(struct listeners *l, int on)

@@ -5,9 +5,17 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char **argv)
 {
+    /* `duplex sockets` has flags of its own (-l, -n, -p, -e mean other things) */
+    if (argc > 1 && strcmp(argv[1], "sockets") == 0)
+        return cli_sockets_main(argc - 1, argv + 1);
+    /* `duplex bench` too (-c, -d, -w, -p, -s mean other things) */
+    if (argc > 1 && strcmp(argv[1], "bench") == 0)
+        return cli_bench_main(argc - 1, argv + 1);
+
     struct options o;
     int rc = cli_parse(argc, argv, &o);
     if (rc != 0) {
@@ -24,7 +32,9 @@ int main(int argc, char **argv)
                   err == -ENOENT ? "unknown or unavailable (try epoll or poll)" : dx_strerror(err));
         return EXIT_USAGE;
     }
-    if (o.cmd == CMD_CONNECT)
+    if (o.udp)
+        rc = o.cmd == CMD_CONNECT ? cli_udp_connect(&o, loop) : cli_udp_listen(&o, loop);
+    else if (o.cmd == CMD_CONNECT)
         rc = cli_connect(&o, loop);
     else if (o.cmd == CMD_RELAY)
         rc = cli_relay(&o, loop);

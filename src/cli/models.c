@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -108,6 +109,7 @@ struct loop_thread {
     char port[16];
     pthread_t tid;
     int code;
+    sem_t *opened;  /* posted once this loop listens (or failed to) */
 };
 
 static void *loop_thread_main(void *arg)
@@ -118,9 +120,15 @@ static void *loop_thread_main(void *arg)
     if (!loop) {
         cli_error("thread event loop: %s", dx_strerror(err));
         t->code = EXIT_IO;
+        sem_post(t->opened);
         return NULL;
     }
-    t->code = cli_serve(&t->o, loop);
+    struct server *sv = serve_open(&t->o, loop, &t->code);
+    sem_post(t->opened);
+    if (sv) {
+        t->code = serve_run(sv);
+        serve_close(sv);
+    }
     dx_loop_free(loop);
     return NULL;
 }
@@ -131,6 +139,9 @@ int cli_serve_threads(const struct options *o, dx_loop *loop)
     struct options first = *o;
     first.reuseport = 1;
     first.threads = 1;
+    first.quiet = 1; /* announced once every loop listens: no client lands early on one */
+    static sem_t opened;
+    sem_init(&opened, 0, 0);
     int code;
     struct server *sv = serve_open(&first, loop, &code);
     if (!sv)
@@ -151,12 +162,16 @@ int cli_serve_threads(const struct options *o, dx_loop *loop)
         ts[i].o.quiet = 1;
         snprintf(ts[i].port, sizeof ts[i].port, "%d", port);
         ts[i].o.port = ts[i].port;
+        ts[i].opened = &opened;
         if (pthread_create(&ts[i].tid, NULL, loop_thread_main, &ts[i]) != 0) {
             cli_error("--threads: cannot start thread %d: %s", i + 2, strerror(errno));
             break;
         }
         started++;
     }
+    for (int i = 0; i < started; i++)
+        sem_wait(&opened);
+    serve_announce(sv, o);
     cli_info(o, "serving with %d event loops on %d threads", started + 1, started + 1);
     code = serve_run(sv);
     serve_close(sv);

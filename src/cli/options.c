@@ -19,11 +19,20 @@ static const char usage_text[] =
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
 "       duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
 "                                               to TARGET, copy both ways\n"
+"       duplex sockets [-altuxpenrH46] [--sport P] [--dport P] [--state S] [--json]\n"
+"                                               list TCP, UDP and Unix sockets (like ss)\n"
 "\n"
 "Relay addresses: PORT or ADDR:PORT to listen on, HOST:PORT to connect to, [V6]:PORT,\n"
 "unix:PATH (or a path starting with / or .) for Unix sockets. -w bounds each connect;\n"
 "-v prints each connection's bytes and duration; --stats-json prints them as JSON\n"
 "lines on stdout. --max-conns, --allow/--deny, --idle-timeout apply.\n"
+"\n"
+"duplex bench echo|connrate|idle|throughput HOST PORT [-c CONNS] [-d SECS]\n"
+"       [-w WARMUP] [-s SIZE] [-p PROCS] [--json]: load generator for a server:\n"
+"messages/s (echo, connrate) or MiB/s (throughput), latency p50/p90/p99/p99.9,\n"
+"errors; every echoed byte is checked (exit 1 if one is wrong, 4 if nothing\n"
+"connects). A report and a latency histogram, or one JSON line with --json.\n"
+"'duplex bench --help' lists its own flags.\n"
 "\n"
 "HOST may be a name, an IPv4 address or an IPv6 address ([::1] or ::1); HOST:PORT and\n"
 "[V6]:PORT are accepted as one argument. PORT is 0-65535 or a service name (http).\n"
@@ -34,6 +43,7 @@ static const char usage_text[] =
 "  -4, --ipv4               IPv4 only\n"
 "  -6, --ipv6               IPv6 only\n"
 "  -U, --unix PATH          Unix stream socket at PATH instead of TCP\n"
+"  -u, --udp                UDP instead of TCP: see UDP below\n"
 "  -l, --listen             listen (netcat style); -k: see Server modes\n"
 
 "  -p, --port PORT          connect: local source port; listen: the port\n"
@@ -50,6 +60,13 @@ static const char usage_text[] =
 "  -z, --zero-io            probe ports: the exit status says whether any accepts\n"
 "                           connections; -v prints each port open or closed\n"
 "  -v, --verbose            print addresses, then bytes each way and duration\n"
+"      --send-oob C         send the byte C as TCP urgent data (MSG_OOB) once the\n"
+"                           connection is set up, before stdin (C: a character,\n"
+"                           or \\xHH, \\n, \\t, \\\\)\n"
+"      --oob-inline         receive urgent data in the stream at its place\n"
+"                           (SO_OOBINLINE, like -O oobinline=1); otherwise it is\n"
+"                           left out of stdout and reported on stderr as\n"
+"                           duplex: urgent data: 'C'\n"
 "      --progress[=WHEN]    a status line on stderr: bytes each way, rate, elapsed,\n"
 "                           percentage and ETA when stdin is a file; WHEN: auto\n"
 "                           (default: only if stderr is a terminal), always, never\n"
@@ -83,11 +100,40 @@ static const char usage_text[] =
 "      --threads N          N event loops on N threads sharing the port\n"
 "                           (SO_REUSEPORT), for --echo and --exec\n"
 "\n"
+"Options for sockets (connect, listen, relay):\n"
+"  -O, --sockopt NAME=VALUE set a socket option (repeatable; the last of a NAME\n"
+"                           wins): on a listener before bind() and again on each\n"
+"                           accepted socket, on a client socket before connect();\n"
+"                           relay: on both sides. A refused option is an error\n"
+"                           (exit 4 for connect, 6 for listen)\n"
+"      --show-opts          print what the kernel reports for each socket once it\n"
+"                           is set up ('duplex: option SO_RCVBUF = 131072'), and\n"
+"                           the net.core sysctls (rmem_max, somaxconn, ...)\n"
+"  NAME is any of these, in any case, with or without its SO_/TCP_/IP_ prefix:\n"
+"    keepalive reuseaddr reuseport dontroute broadcast oobinline timestamp\n"
+"    nodelay quickack          0 or 1 (on/off); a bare NAME means 1\n"
+"    keepidle keepintvl        seconds, 1-32767 (TCP keepalive timings)\n"
+"    keepcnt                   keepalive probes, 1-127\n"
+"    linger                    seconds or off; linger=0: close sends a reset\n"
+"    rcvbuf sndbuf             bytes (the kernel doubles them, up to rmem_max/\n"
+"                              wmem_max)\n"
+"    rcvlowat                  bytes\n"
+"    rcvtimeo sndtimeo         seconds, fractions allowed (e.g. 2.5)\n"
+"    bindtodevice              an interface name (needs CAP_NET_ADMIN)\n"
+"    priority                  0-6 (more with CAP_NET_ADMIN)\n"
+"    mark                      0-4294967295, or 0x hex (needs CAP_NET_ADMIN)\n"
+"    busy_poll                 microseconds\n"
+"    user_timeout              milliseconds (TCP_USER_TIMEOUT)\n"
+"    tos                       0-255 (IP_TOS; IPV6_TCLASS on IPv6)\n"
+"    maxseg                    bytes, 88-32767 (TCP_MAXSEG)\n"
+"    congestion                an algorithm name (TCP_CONGESTION: cubic, reno)\n"
+"\n"
 "Tuning:\n"
 "      --backlog N          listen queue length (default: the kernel maximum,\n"
 "                           /proc/sys/net/core/somaxconn)\n"
 "      --reuseport          set SO_REUSEPORT on the listener (off by default)\n"
-"      --buffer-size BYTES  per-direction buffer (default 65536)\n"
+"      --buffer-size BYTES  per-direction buffer or splice pipe (default: 1 MiB\n"
+"                           for connect/listen, 256 KiB per relayed connection)\n"
 "      --backend NAME       event loop backend: epoll, poll (or DUPLEX_BACKEND)\n"
 "  -h, --help               this help\n"
 "      --version            print the version\n"
@@ -96,6 +142,28 @@ static const char usage_text[] =
 "(the peer reads EOF) and keeps printing what the peer sends until it closes its\n"
 "side; it exits when both directions have ended. When stdin is a terminal, the\n"
 "end of the peer's side also ends the session.\n"
+"\n"
+"UDP (-u): connect sends each read from stdin as one datagram (a line from a\n"
+"terminal; from a pipe or file, whatever one read returns, at most 65507 bytes)\n"
+"and writes each datagram received to stdout; it exits at end of stdin (-q SECS:\n"
+"after waiting SECS for replies). An ICMP port unreachable ends it with\n"
+"'send ADDR: Connection refused' (exit 4). listen -u receives from any number\n"
+"of peers and sends stdin to the last peer heard (stdin is read only once one\n"
+"has been heard); -v prints a peer when it differs from the previous one; it\n"
+"runs on after end of stdin (-q SECS: quit SECS later). -w: quit after SECS\n"
+"without a datagram either way. -k is implied.\n"
+"\n"
+"duplex sockets (its own flags; 'duplex sockets --help' has them all): lists\n"
+"sockets from the kernel's sock_diag netlink interface, else /proc/net\n"
+"(DUPLEX_SOCKETS_PROC=1 forces /proc/net), in columns Netid State Recv-Q Send-Q\n"
+"Local Address:Port Peer Address:Port Process. Default: connected TCP, UDP and\n"
+"Unix sockets. -a all states, -l listening only, -t/-u/-x TCP/UDP/Unix, -4/-6,\n"
+"-p owning processes, -e uid and inode, -n numeric ports, -r host names,\n"
+"-H no header, --sport/--dport PORT, --state STATE (established, listening,\n"
+"time-wait, close-wait, syn-sent, ...), --json: one array of objects with the\n"
+"fields netid family state recv_q send_q local_addr local_port peer_addr\n"
+"peer_port path peer_inode inode uid user processes. Exit 1 if the kernel\n"
+"refuses both netlink and /proc/net.\n"
 "\n"
 "Exit status:\n"
 "  0  success (with -z: at least one port open)\n"
@@ -116,10 +184,14 @@ enum {
     OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
     OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
-    OPT_STATS_JSON, OPT_PROGRESS,
+    OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE,
 };
 
+enum { OPT_SHOW_OPTS = 0x400 }; /* -O and --show-opts (sockopts.c) */
+
 static const struct option long_opts[] = {
+    {"sockopt", required_argument, NULL, 'O'},
+    {"show-opts", no_argument, NULL, OPT_SHOW_OPTS},
     {"ipv4", no_argument, NULL, '4'},
     {"ipv6", no_argument, NULL, '6'},
     {"unix", required_argument, NULL, 'U'},
@@ -155,6 +227,9 @@ static const struct option long_opts[] = {
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
     {"model", required_argument, NULL, OPT_MODEL},
     {"stats-json", no_argument, NULL, OPT_STATS_JSON},
+    {"udp", no_argument, NULL, 'u'},
+    {"send-oob", required_argument, NULL, OPT_SEND_OOB},
+    {"oob-inline", no_argument, NULL, OPT_OOB_INLINE},
     {"progress", optional_argument, NULL, OPT_PROGRESS},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"help", no_argument, NULL, 'h'},
@@ -305,6 +380,31 @@ static int parse_relay(struct options *o, char **pos, int npos)
     return 0;
 }
 
+/* --send-oob: one character, or \xHH, \n, \r, \t, \0, \\ */
+static int parse_oob_byte(const char *text, unsigned char *out)
+{
+    static const char esc[] = "n\nr\rt\t0\0\\\\";
+    if (text[0] && !text[1]) {
+        *out = (unsigned char)text[0];
+        return 0;
+    }
+    if (text[0] == '\\' && text[1] && !text[2]) {
+        for (size_t i = 0; i + 1 < sizeof esc; i += 2) {
+            if (esc[i] == text[1]) {
+                *out = (unsigned char)esc[i + 1];
+                return 0;
+            }
+        }
+    }
+    if (text[0] == '\\' && text[1] == 'x' && strlen(text) == 4 &&
+        strspn(text + 2, "0123456789abcdefABCDEF") == 2) {
+        *out = (unsigned char)strtol(text + 2, NULL, 16);
+        return 0;
+    }
+    cli_error("invalid --send-oob value '%s': expected one character or \\xHH", text);
+    return -1;
+}
+
 static int check_port(const char *text)
 {
     if (dx_parse_port(text) < 0) {
@@ -333,10 +433,13 @@ int cli_parse(int argc, char **argv, struct options *o)
     } else if (argc > 1 && strcmp(argv[1], "relay") == 0) {
         o->cmd = CMD_RELAY;
         argi = 2;
-    } else if (argc > 1 && argv[1][0] != '-' && (strcmp(argv[1], "sockets") == 0 ||
-               strcmp(argv[1], "bench") == 0)) {
-        cli_error("'%s' is not implemented yet in this version", argv[1]);
-        return EXIT_USAGE;
+    } else if (argc > 1 && strcmp(argv[1], "sockets") == 0) {
+        /* main.c hands `sockets` over before cli_parse(); this is for other callers */
+        int rc = cli_sockets_main(argc - 1, argv + 1);
+        return rc == EXIT_OK ? -1 : rc;
+    } else if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+        int brc = cli_bench_main(argc - 1, argv + 1); /* main.c dispatches first */
+        return brc == EXIT_OK ? -1 : brc;
     }
     /* getopt sees the subcommand as argv[0] */
     argv += argi - 1;
@@ -345,11 +448,18 @@ int cli_parse(int argc, char **argv, struct options *o)
     opterr = 0;
 
     int c;
-    while ((c = getopt_long(argc, argv, ":46U:lkp:s:nw:q:Ndzvhe:c:m:", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:Ndzvhe:c:m:O:", long_opts, NULL)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
         case '6': o->family = AF_INET6; break;
         case 'U': o->unix_path = optarg; break;
+        case 'u': o->udp = 1; break;
+        case OPT_SEND_OOB:
+            if (parse_oob_byte(optarg, &o->send_oob) < 0)
+                return EXIT_USAGE;
+            o->has_send_oob = 1;
+            break;
+        case OPT_OOB_INLINE: o->oob_inline = 1; break;
         case 'l': o->cmd = CMD_LISTEN; break;
         case 'k': o->keep_listening = 1; break;
         case 'p': port_flag = optarg; break;
@@ -415,6 +525,11 @@ int cli_parse(int argc, char **argv, struct options *o)
                 return EXIT_USAGE;
             break;
         case OPT_STATS_JSON: o->stats_json = 1; break;
+        case 'O':
+            if (cli_sockopt_add(o, optarg) != 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_SHOW_OPTS: o->show_opts = 1; break;
         case OPT_PROGRESS:
             if (!optarg || strcmp(optarg, "auto") == 0) {
                 o->progress = PROGRESS_AUTO;
@@ -475,6 +590,20 @@ int cli_parse(int argc, char **argv, struct options *o)
         cli_error("-U takes no -4/-6/-s/-p: a Unix socket has no IP address or port");
         return EXIT_USAGE;
     }
+
+    if (o->udp && (o->unix_path || o->zero_io || o->cmd == CMD_RELAY || o->mode != MODE_STDIO ||
+                   o->model != MODEL_LOOP || o->threads > 1 || o->max_conns ||
+                   o->idle_timeout_ms || o->acl.nallow || o->acl.ndeny)) {
+        cli_error("-u works with connect and listen over IP only: -U, -z, relay, server "
+                  "modes and client limits do not apply");
+        return EXIT_USAGE;
+    }
+    if (o->udp && (o->has_send_oob || o->oob_inline)) {
+        cli_error("--send-oob and --oob-inline are for TCP: UDP has no urgent data");
+        return EXIT_USAGE;
+    }
+    if (o->udp)
+        o->keep_listening = 0; /* -k: implied by listen -u */
 
     if (o->cmd == CMD_RELAY)
         return parse_relay(o, pos, npos);

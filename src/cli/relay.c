@@ -25,6 +25,7 @@ struct relay {
     struct progress progress;
     uint64_t done_up, done_down; /* bytes of finished connections */
     unsigned long nconns, accepted, refused, denied, failed;
+    int last_error;         /* of the last failed connection, for the exit status */
     int stop_when_idle;     /* without -k: after the first connection */
 };
 
@@ -119,6 +120,8 @@ static void conn_close(struct conn *c)
         dx_pump_stop(&c->down);
     }
     report(c);
+    if (c->error)
+        r->last_error = c->error_where && strcmp(c->error_where, "connect") == 0 ? c->error : -EIO;
     r->done_up += c->up.bytes_out;
     r->done_down += c->down.bytes_out;
     if (c->target_fd >= 0)
@@ -156,6 +159,11 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
         return;
     }
     c->connecting = 0;
+    if (result < 0 && k->sockopt_failed >= 0) {
+        char text[DX_ADDR_STRLEN], where[DX_ADDR_STRLEN + 16];
+        snprintf(where, sizeof where, "connect %s", dx_addr_format(addr, text, sizeof text));
+        cli_sockopt_error(r->o, k->sockopt_failed, where, result);
+    }
     if (result < 0) {
         c->error = result;
         c->error_where = "connect";
@@ -164,6 +172,7 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
         return;
     }
     c->target_fd = result;
+    cli_show_opts(r->o, c->target_fd, "connected");
     dx_endpoint_init(&c->client, c->client_fd);
     dx_endpoint_init(&c->target, c->target_fd);
     size_t bufsize = r->o->bufsize ? r->o->bufsize : 256 * 1024;
@@ -227,8 +236,8 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
     r->nconns++;
     cli_info(o, "%s: connected, connecting to %s", name, r->target_name);
     c->connecting = 1;
-    int rc = dx_connect_async(r->loop, &c->connector, r->targets, r->ntargets, NULL,
-                              (uint64_t)o->timeout_ms, on_target, c);
+    int rc = dx_connect_async_opts(r->loop, &c->connector, r->targets, r->ntargets, NULL,
+                                   (uint64_t)o->timeout_ms, o->sockopts, o->nsockopts, on_target, c);
     if (rc < 0) {
         c->connecting = 0;
         c->error = rc;
@@ -346,6 +355,9 @@ int cli_relay(const struct options *o, dx_loop *loop)
     free(r.targets);
     if (rc < 0 || r.l.fatal)
         return EXIT_IO;
-    /* one connection (no -k): its outcome is the exit status */
-    return !o->keep_listening && r.failed ? EXIT_IO : EXIT_OK;
+    /* one connection (no -k): its outcome is the exit status (4 refused,
+     * 5 timed out, 1 failed during the exchange) */
+    if (!o->keep_listening && r.last_error)
+        return cli_exit_code_for(r.last_error, r.last_error != -EIO);
+    return EXIT_OK;
 }

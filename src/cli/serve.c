@@ -12,6 +12,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,10 @@ struct server {
 };
 
 static void client_close(struct client *c, const char *why);
+
+/* Clients of every event loop of the process: --max-conns is a total, also
+ * with --threads. */
+static atomic_long clients_total;
 
 /* Senders are read only while every recipient keeps up (stdout included). */
 static void update_reading(struct server *sv)
@@ -239,6 +244,7 @@ static void client_close(struct client *c, const char *why)
     if (c->next)
         c->next->prev = c->prev;
     sv->nclients--;
+    atomic_fetch_sub(&clients_total, 1);
     c->next = sv->graveyard;
     sv->graveyard = c;
     dx_timer_start(sv->loop, &sv->reaper, 0, 0);
@@ -322,7 +328,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
     }
     int spawned = o->mode == MODE_EXEC || o->model == MODEL_FORK || o->model == MODEL_THREAD;
     unsigned long busy = spawned ? (unsigned long)(o->mode == MODE_EXEC ? exec_children() : model_clients(o))
-                                 : sv->nclients;
+                                 : (unsigned long)atomic_load(&clients_total);
     if (o->max_conns && busy >= (unsigned long)o->max_conns) {
         sv->refused++;
         cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
@@ -367,6 +373,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         c->next->prev = c;
     sv->clients = c;
     sv->nclients++;
+    atomic_fetch_add(&clients_total, 1);
     cli_info(o, "%s: connected (%lu now)", name, sv->nclients);
     if (o->model == MODEL_ITERATIVE) {
         /* one at a time: the next clients wait in the backlog */
@@ -528,6 +535,8 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
 }
 
 int serve_listen_fd(const struct server *sv) { return sv->l.n > 0 ? sv->l.io[0].fd : -1; }
+
+void serve_announce(const struct server *sv, const struct options *o) { listeners_announce(&sv->l, o); }
 
 int serve_run(struct server *sv)
 {

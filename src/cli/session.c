@@ -7,7 +7,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#define SESSION_BUFSIZE (1u << 20)
 
 struct session {
     dx_loop *loop;
@@ -33,6 +36,7 @@ static void end_session(struct session *s, int exit_code)
         return;
     s->over = 1;
     s->exit_code = exit_code;
+    dx_endpoint_watch_pri(s->loop, &s->sock, NULL);
     if (s->up_running)
         dx_pump_stop(&s->up);
     if (s->down_running)
@@ -124,6 +128,59 @@ static void on_down_done(dx_pump *p, int error, int in_read)
         end_session(s, EXIT_OK);
 }
 
+/* Urgent data (TCP MSG_OOB) arrived and is not inline: report it, never
+ * mix it into stdout. Read with recv(MSG_OOB) rather than by SIGURG. */
+static void on_urgent(dx_endpoint *e)
+{
+    struct session *s = e->data;
+    unsigned char c;
+    ssize_t n;
+    do
+        n = recv(e->fd, &c, 1, MSG_OOB);
+    while (n < 0 && errno == EINTR);
+    if (n == 1) {
+        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
+            cli_error("urgent data: '%c'", c);
+        else
+            cli_error("urgent data: '\\x%02x'", c);
+        return;
+    }
+    /* EINVAL: already read (the pump asks at the mark), or none */
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINVAL))
+        return;
+    /* end of input, an error: stop asking */
+    dx_endpoint_watch_pri(s->loop, e, NULL);
+}
+
+/* --send-oob, and the receiving side of urgent data (--oob-inline). Returns
+ * 0, or an exit code after printing why. */
+static int urgent_setup(struct session *s, int fd)
+{
+    const struct options *o = s->o;
+    int on = 1;
+    socklen_t len = sizeof on;
+    if (o->oob_inline && setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &on, sizeof on) < 0)
+        cli_info(o, "--oob-inline: %s", strerror(errno)); /* e.g. a Unix socket */
+    /* inline (--oob-inline or -O oobinline=1): the byte is in the stream */
+    if (s->sock.is_socket &&
+        (getsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &on, &len) < 0 || !on)) {
+        s->sock.data = s;
+        dx_endpoint_watch_pri(s->loop, &s->sock, on_urgent);
+    }
+    if (o->has_send_oob) {
+        ssize_t n;
+        do
+            n = send(fd, &o->send_oob, 1, MSG_OOB | MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            cli_error("send urgent data to %s: %s", s->peer, strerror(errno));
+            return EXIT_IO;
+        }
+        cli_info(o, "sent urgent data to %s", s->peer);
+    }
+    return 0;
+}
+
 int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
 {
     struct session s;
@@ -140,20 +197,25 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     dx_endpoint_init(&s.in, STDIN_FILENO);
     dx_endpoint_init(&s.out, STDOUT_FILENO);
 
+    /* one session: large pipes/buffers mean few system calls per byte */
+    size_t bufsize = o->bufsize ? o->bufsize : SESSION_BUFSIZE;
     int rc = 0;
     if (!o->recv_only) {
-        rc = dx_pump_start(loop, &s.up, &s.in, &s.sock, o->bufsize,
+        rc = dx_pump_start(loop, &s.up, &s.in, &s.sock, bufsize,
                            DX_PUMP_SPLICE | (o->no_shutdown ? 0 : DX_PUMP_SHUTDOWN), on_up_done, &s);
         s.up_running = rc == 0;
     }
     if (rc == 0) {
-        rc = dx_pump_start(loop, &s.down, &s.sock, o->send_only ? NULL : &s.out, o->bufsize,
+        rc = dx_pump_start(loop, &s.down, &s.sock, o->send_only ? NULL : &s.out, bufsize,
                            o->send_only ? DX_PUMP_DISCARD : DX_PUMP_SPLICE, on_down_done, &s);
         s.down_running = rc == 0;
     }
+    int urgent_code = rc < 0 ? 0 : urgent_setup(&s, fd);
     if (rc < 0) {
         cli_error("%s: %s", peer_text, dx_strerror(rc));
         end_session(&s, EXIT_IO);
+    } else if (urgent_code) {
+        end_session(&s, urgent_code);
     } else {
         if (o->timeout_ms > 0)
             dx_timer_start(loop, &s.idle_timer, (uint64_t)o->timeout_ms, 0);

@@ -1,0 +1,210 @@
+/* sockopts.c: -O NAME=VALUE (socket options from libduplex's table) and
+ * --show-opts (what the kernel reports for a socket once it is set up). */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* "keepalive, keepidle, ..." */
+static void key_list(char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (int id = 0; dx_sockopt_describe(id); id++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, "%s%s", id ? ", " : "", dx_sockopt_describe(id)->key);
+    }
+}
+
+int cli_sockopt_add(struct options *o, const char *text)
+{
+    dx_sockopt opt;
+    int rc = dx_sockopt_parse(text, &opt);
+    if (rc == -ENOENT) {
+        char names[1024];
+        key_list(names, sizeof names);
+        size_t nlen = strcspn(text, "=");
+        cli_error("unknown socket option '%.*s' for -O; valid names: %s (any case, with or "
+                  "without their SO_/TCP_/IP_ prefix)", (int)nlen, text, names);
+        return EXIT_USAGE;
+    }
+    if (rc < 0) {
+        const dx_sockopt_desc *d = dx_sockopt_describe(opt.id);
+        const char *eq = strchr(text, '=');
+        if (!eq)
+            cli_error("-O %s needs a value: -O %s=VALUE, VALUE %s", text, d->key, d->expects);
+        else
+            cli_error("invalid -O %s value '%s'%s: expected %s", d->key, eq + 1,
+                      rc == -ERANGE ? " (out of range)" : "", d->expects);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < o->nsockopts; i++) {
+        if (o->sockopts[i].id == opt.id) { /* given again: the last one wins */
+            o->sockopts[i] = opt;
+            return 0;
+        }
+    }
+    if (o->nsockopts == MAX_SOCKOPTS) {
+        cli_error("too many -O options (at most %d)", MAX_SOCKOPTS);
+        return EXIT_USAGE;
+    }
+    o->sockopts[o->nsockopts++] = opt;
+    return 0;
+}
+
+void cli_sockopt_error(const struct options *o, int index, const char *where, int code)
+{
+    if (index < 0 || index >= o->nsockopts) {
+        cli_error("%s: %s", where, dx_strerror(code));
+        return;
+    }
+    const dx_sockopt *opt = &o->sockopts[index];
+    const dx_sockopt_desc *d = dx_sockopt_describe(opt->id);
+    char value[64];
+    dx_sockopt_format(opt, value, sizeof value);
+    const char *hint = "";
+    if (code == -EPERM || code == -EACCES)
+        hint = " (needs privileges: CAP_NET_ADMIN)";
+    else if (code == -ENOPROTOOPT || code == -EOPNOTSUPP)
+        hint = " (not supported on this kind of socket)";
+    cli_error("option %s (-O %s=%s) refused on %s: %s%s", d->name, d->key, value, where,
+              dx_strerror(code), hint);
+}
+
+int cli_apply_sockopts(const struct options *o, int fd, const char *where)
+{
+    int failed = -1;
+    int rc = dx_sockopt_apply_all(fd, o->sockopts, o->nsockopts, &failed);
+    if (rc < 0)
+        cli_sockopt_error(o, failed, where, rc);
+    return rc;
+}
+
+/* ---- --show-opts ---- */
+
+static void show_int(int fd, int level, int name, const char *text, const char *note)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+    if (getsockopt(fd, level, name, &v, &len) < 0)
+        fprintf(stderr, "duplex: option %s = ? (%s)\n", text, dx_strerror(-errno));
+    else
+        fprintf(stderr, "duplex: option %s = %d%s\n", text, v, note ? note : "");
+}
+
+static void show_table(int fd, int id)
+{
+    dx_sockopt v;
+    const char *name = dx_sockopt_name(id);
+    int rc = dx_sockopt_get(fd, id, &v);
+    char text[64];
+    if (rc < 0) {
+        fprintf(stderr, "duplex: option %s = ? (%s)\n", name, dx_strerror(rc));
+        return;
+    }
+    const char *note = "";
+    const dx_sockopt_desc *d = dx_sockopt_describe(id);
+    if (d->level == SOL_SOCKET && (d->optname == SO_RCVBUF || d->optname == SO_SNDBUF))
+        note = " (kernel doubles the requested value)";
+    else if (d->type == DX_SOCKOPT_LINGER && v.value.num == 0)
+        note = " (close sends a reset)";
+    fprintf(stderr, "duplex: option %s = %s%s\n", name, dx_sockopt_format(&v, text, sizeof text), note);
+}
+
+static int find_id(const char *name)
+{
+    return dx_sockopt_lookup(name, strlen(name));
+}
+
+static void show_sysctls(void)
+{
+    static const char *const names[] = {"rmem_default", "rmem_max", "wmem_default", "wmem_max",
+                                        "somaxconn"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[64], value[64] = "?";
+        snprintf(path, sizeof path, "/proc/sys/net/core/%s", names[i]);
+        FILE *f = fopen(path, "re");
+        if (f) {
+            if (!fgets(value, sizeof value, f))
+                snprintf(value, sizeof value, "?");
+            fclose(f);
+            value[strcspn(value, "\n")] = '\0';
+        }
+        fprintf(stderr, "duplex: sysctl net.core.%s = %s\n", names[i], value);
+    }
+}
+
+void cli_show_opts(const struct options *o, int fd, const char *what)
+{
+    static int sysctls_shown;
+    if (!o->show_opts)
+        return;
+    dx_addr me, peer;
+    char local[DX_ADDR_STRLEN] = "?", remote[DX_ADDR_STRLEN] = "";
+    if (dx_sock_local(fd, &me) == 0)
+        dx_addr_format(&me, local, sizeof local);
+    if (dx_sock_peer(fd, &peer) == 0)
+        dx_addr_format(&peer, remote, sizeof remote);
+    if (remote[0] && strcmp(remote, "@") != 0)
+        fprintf(stderr, "duplex: socket options (%s %s, peer %s):\n", what, local, remote);
+    else
+        fprintf(stderr, "duplex: socket options (%s %s):\n", what, local);
+
+    int domain = 0, proto = 0;
+    socklen_t len = sizeof domain;
+    (void)getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    len = sizeof proto;
+    (void)getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len);
+    int tcp = proto == IPPROTO_TCP && domain != AF_UNIX;
+
+    show_int(fd, SOL_SOCKET, SO_ACCEPTCONN, "SO_ACCEPTCONN", NULL);
+    show_int(fd, SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN",
+             domain == AF_INET ? " (AF_INET)" : domain == AF_INET6 ? " (AF_INET6)"
+             : domain == AF_UNIX ? " (AF_UNIX)" : NULL);
+    show_int(fd, SOL_SOCKET, SO_PROTOCOL, "SO_PROTOCOL", tcp ? " (IPPROTO_TCP)" : NULL);
+    show_int(fd, SOL_SOCKET, SO_TYPE, "SO_TYPE", " (SOCK_STREAM)");
+    show_int(fd, SOL_SOCKET, SO_ERROR, "SO_ERROR", NULL);
+
+    /* the fixed list, then any other option given with -O */
+    static const char *const fixed_all[] = {"SO_RCVBUF", "SO_SNDBUF", "SO_KEEPALIVE", "SO_LINGER",
+                                            "SO_REUSEADDR", "SO_REUSEPORT"};
+    static const char *const fixed_tcp[] = {"TCP_NODELAY", "TCP_KEEPIDLE", "TCP_KEEPINTVL",
+                                            "TCP_KEEPCNT"};
+    int shown[64] = {0};
+    for (size_t i = 0; i < sizeof fixed_all / sizeof fixed_all[0]; i++) {
+        int id = find_id(fixed_all[i]);
+        show_table(fd, id);
+        shown[id] = 1;
+        if (i == 2 && tcp) /* keepalive timings next to SO_KEEPALIVE, then TCP_NODELAY */
+            for (size_t j = 0; j < sizeof fixed_tcp / sizeof fixed_tcp[0]; j++) {
+                int tid = find_id(fixed_tcp[j]);
+                show_table(fd, tid);
+                shown[tid] = 1;
+            }
+    }
+    for (int i = 0; i < o->nsockopts; i++) {
+        int id = o->sockopts[i].id;
+        if (id >= 0 && id < 64 && !shown[id]) {
+            show_table(fd, id);
+            shown[id] = 1;
+        }
+    }
+    if (domain == AF_UNIX && !(what && strcmp(what, "listening") == 0)) {
+        struct ucred cred;
+        len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+            fprintf(stderr, "duplex: option SO_PEERCRED = pid %ld uid %ld gid %ld\n",
+                    (long)cred.pid, (long)cred.uid, (long)cred.gid);
+        else
+            fprintf(stderr, "duplex: option SO_PEERCRED = ? (%s)\n", dx_strerror(-errno));
+    }
+    if (!sysctls_shown) {
+        sysctls_shown = 1;
+        show_sysctls();
+    }
+    fflush(stderr);
+}

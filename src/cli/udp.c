@@ -1,0 +1,474 @@
+/* udp.c: `duplex connect -u` and `duplex listen -u`: datagrams, message by
+ * message, on the event loop.
+ * - stdin -> socket: each read() from stdin (a line from a terminal; from a
+ *   pipe or a file whatever one read returns, at most DGRAM_MAX bytes) is
+ *   sent as one datagram; while it waits for room in the socket buffer,
+ *   stdin is not read (backpressure, nothing dropped on our side).
+ * - socket -> stdout: each datagram received is written to stdout whole;
+ *   while stdout is full, the socket is not read (the kernel queues, then
+ *   drops: datagram semantics).
+ * - connect: the socket is connect()ed, so only the peer's datagrams are
+ *   read and an ICMP port unreachable arrives as ECONNREFUSED (exit 4).
+ *   Ends at end of stdin (-q SECS: SECS later), -w without traffic (5).
+ * - listen: the socket is never connected, so any number of peers can send;
+ *   stdin goes to the last peer heard (stdin is read only once one has been
+ *   heard). End of stdin does not end it (-q SECS does). */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <netinet/in.h>
+
+#define DGRAM_MAX 65507          /* the largest UDP payload over IPv4 */
+#define RECV_BUF (64 * 1024)     /* holds any datagram */
+#define RECVS_PER_WAKEUP 16      /* fairness with stdin and the timers */
+#define MAX_SOCKS MAX_LISTENERS
+
+struct udp {
+    dx_loop *loop;
+    const struct options *o;
+    int server;                 /* listen -u */
+    dx_io sock[MAX_SOCKS];
+    int nsock;
+    dx_io in, out;              /* stdin, stdout */
+    char *inbuf;                /* a datagram read from stdin */
+    size_t inlen;
+    int in_pending;             /* inbuf waits for room in the socket buffer */
+    int stdin_eof;
+    char *outbuf;               /* a datagram received, waiting for stdout */
+    size_t outlen, outoff;
+    int have_peer;              /* server: a peer has been heard */
+    dx_addr peer;               /* server: the last peer heard */
+    int peer_sock;              /* server: the socket it was heard on */
+    char peer_text[DX_ADDR_STRLEN]; /* connect: target; server: last peer */
+    dx_timer quit_timer, idle_timer;
+    uint64_t started, last_activity;
+    uint64_t dgrams_out, bytes_out, dgrams_in, bytes_in;
+    int exit_code, over;
+};
+
+/* "127.0.0.1:5" for an IPv4-mapped IPv6 peer of a dual-stack socket. */
+static char *peer_format(const dx_addr *a, char *buf, size_t n)
+{
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+    if (a->ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+        dx_addr v4;
+        memset(&v4, 0, sizeof v4);
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&v4.ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = s6->sin6_port;
+        memcpy(&s4->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+        v4.len = sizeof *s4;
+        return dx_addr_format(&v4, buf, n);
+    }
+    return dx_addr_format(a, buf, n);
+}
+
+static void end_udp(struct udp *u, int code)
+{
+    if (u->over)
+        return;
+    u->over = 1;
+    u->exit_code = code;
+    dx_io_stop(u->loop, &u->in);
+    dx_io_stop(u->loop, &u->out);
+    for (int i = 0; i < u->nsock; i++)
+        dx_io_stop(u->loop, &u->sock[i]);
+    dx_timer_stop(u->loop, &u->quit_timer);
+    dx_timer_stop(u->loop, &u->idle_timer);
+    dx_loop_stop(u->loop);
+}
+
+/* Watch exactly what can make progress now. */
+static void update(struct udp *u)
+{
+    if (u->over)
+        return;
+    int read_stdin = !u->o->recv_only && !u->stdin_eof && !u->in_pending &&
+                     (!u->server || u->have_peer);
+    dx_io_set(u->loop, &u->in, read_stdin ? DX_READ : 0);
+    dx_io_set(u->loop, &u->out, u->outlen > u->outoff ? DX_WRITE : 0);
+    int target = u->server ? u->peer_sock : 0;
+    for (int i = 0; i < u->nsock; i++) {
+        int ev = (u->outlen > u->outoff ? 0 : DX_READ) | (u->in_pending && i == target ? DX_WRITE : 0);
+        dx_io_set(u->loop, &u->sock[i], ev);
+    }
+}
+
+/* A send or receive error on the connected client socket, or a send error of
+ * the server. Returns 1 if the session is over. */
+static int socket_error(struct udp *u, int err, int sending)
+{
+    if (err == -ECONNREFUSED) {
+        /* an ICMP port unreachable answered one of our datagrams */
+        cli_error("send %s: %s", u->peer_text, dx_strerror(err));
+        if (!u->server) {
+            end_udp(u, EXIT_CONNECT);
+            return 1;
+        }
+        return 0;
+    }
+    cli_error("%s %s: %s", sending ? "send" : "receive", u->peer_text, dx_strerror(err));
+    if (u->server && err != -EINTR && err != -ENOBUFS && err != -ENOMEM)
+        return 0; /* one peer's trouble (unreachable, too large) is not the server's end */
+    if (u->server)
+        return 0;
+    end_udp(u, sending ? cli_exit_code_for(err, 1) : EXIT_IO);
+    return 1;
+}
+
+/* Send the datagram read from stdin. Returns 1 if the session is over. */
+static int send_pending(struct udp *u)
+{
+    const dx_addr *to = u->server ? &u->peer : NULL;
+    int fd = u->sock[u->server ? u->peer_sock : 0].fd;
+    ssize_t n = dx_dgram_send(fd, u->inbuf, u->inlen, to);
+    if (n == -EAGAIN) {
+        u->in_pending = 1;
+        return 0;
+    }
+    u->in_pending = 0;
+    if (n < 0)
+        return socket_error(u, (int)n, 1);
+    u->dgrams_out++;
+    u->bytes_out += (uint64_t)n;
+    u->last_activity = dx_loop_now(u->loop);
+    return 0;
+}
+
+static void on_stdin_eof(struct udp *u)
+{
+    u->stdin_eof = 1;
+    long q = u->o->quit_after_eof_ms;
+    if (q > 0)
+        dx_timer_start(u->loop, &u->quit_timer, (uint64_t)q, 0);
+    else if (q == 0 || !u->server)
+        end_udp(u, EXIT_OK);
+}
+
+static void on_stdin(dx_loop *loop, dx_io *io, int events)
+{
+    (void)loop;
+    (void)events;
+    struct udp *u = io->data;
+    if (u->in_pending || u->stdin_eof)
+        return;
+    ssize_t n = read(STDIN_FILENO, u->inbuf, DGRAM_MAX);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n < 0) {
+        cli_error("read stdin: %s", strerror(errno));
+        end_udp(u, EXIT_IO);
+        return;
+    }
+    if (n == 0) {
+        on_stdin_eof(u);
+    } else {
+        u->inlen = (size_t)n;
+        if (send_pending(u))
+            return;
+    }
+    update(u);
+}
+
+/* Write the received datagram to stdout. Returns 1 if the session is over. */
+static int flush_out(struct udp *u)
+{
+    while (u->outoff < u->outlen) {
+        ssize_t n = write(STDOUT_FILENO, u->outbuf + u->outoff, u->outlen - u->outoff);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0) {
+            cli_error("write stdout: %s", strerror(errno));
+            end_udp(u, EXIT_IO);
+            return 1;
+        }
+        u->outoff += (size_t)n;
+    }
+    u->outoff = u->outlen = 0;
+    return 0;
+}
+
+static void on_stdout(dx_loop *loop, dx_io *io, int events)
+{
+    (void)loop;
+    (void)events;
+    struct udp *u = io->data;
+    if (!flush_out(u))
+        update(u);
+}
+
+static void heard_from(struct udp *u, int sock_index, const dx_addr *from)
+{
+    if (u->have_peer && u->peer.len == from->len && memcmp(&u->peer.ss, &from->ss, from->len) == 0)
+        return;
+    u->have_peer = 1;
+    u->peer = *from;
+    u->peer_sock = sock_index;
+    peer_format(from, u->peer_text, sizeof u->peer_text);
+    cli_info(u->o, "datagram from %s", u->peer_text);
+}
+
+static void on_socket(dx_loop *loop, dx_io *io, int events)
+{
+    struct udp *u = io->data;
+    int index = (int)(io - u->sock);
+    if ((events & (DX_WRITE | DX_ERROR)) && u->in_pending && index == (u->server ? u->peer_sock : 0)) {
+        if (send_pending(u))
+            return;
+    }
+    for (int i = 0; i < RECVS_PER_WAKEUP && u->outlen == 0 && (events & (DX_READ | DX_ERROR)); i++) {
+        dx_addr from;
+        ssize_t n = dx_dgram_recv(io->fd, u->outbuf, RECV_BUF, &from, NULL);
+        if (n == -EAGAIN)
+            break;
+        if (n < 0) {
+            if (socket_error(u, (int)n, 0))
+                return;
+            if (u->server)
+                continue;
+            break;
+        }
+        u->dgrams_in++;
+        u->bytes_in += (uint64_t)n;
+        u->last_activity = dx_loop_now(loop);
+        if (u->server)
+            heard_from(u, index, &from);
+        if (u->o->send_only || n == 0)
+            continue;
+        u->outlen = (size_t)n;
+        u->outoff = 0;
+        if (flush_out(u))
+            return;
+    }
+    update(u);
+}
+
+static void on_quit_timer(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    end_udp(t->data, EXIT_OK);
+}
+
+static void on_idle_timer(dx_loop *loop, dx_timer *t)
+{
+    struct udp *u = t->data;
+    uint64_t now = dx_loop_now(loop), limit = (uint64_t)u->o->timeout_ms;
+    if (now - u->last_activity >= limit) {
+        cli_error("%s: no traffic for %.3g s, closing", u->server && !u->have_peer ? "udp" : u->peer_text,
+                  (double)limit / 1000.0);
+        end_udp(u, EXIT_TIMEOUT);
+        return;
+    }
+    dx_timer_start(loop, t, u->last_activity + limit - now, 0);
+}
+
+/* Run the exchange on the u->nsock sockets; closes them. */
+static int run(struct udp *u)
+{
+    dx_loop *loop = u->loop;
+    u->inbuf = malloc(DGRAM_MAX);
+    u->outbuf = malloc(RECV_BUF);
+    int rc = 0;
+    if (!u->inbuf || !u->outbuf) {
+        cli_error("udp: %s", dx_strerror(-ENOMEM));
+        u->exit_code = EXIT_IO;
+    } else {
+        dx_loop_update_time(loop);
+        u->started = u->last_activity = dx_loop_now(loop);
+        dx_io_init(&u->in, STDIN_FILENO, on_stdin, u);
+        dx_io_init(&u->out, STDOUT_FILENO, on_stdout, u);
+        dx_timer_init(&u->quit_timer, on_quit_timer, u);
+        dx_timer_init(&u->idle_timer, on_idle_timer, u);
+        cli_stdio_nonblock();
+        if (u->o->timeout_ms > 0)
+            dx_timer_start(loop, &u->idle_timer, (uint64_t)u->o->timeout_ms, 0);
+        update(u);
+        rc = dx_loop_run(loop);
+        if (rc < 0 && !u->over) {
+            cli_error("event loop: %s", dx_strerror(rc));
+            end_udp(u, EXIT_IO);
+        }
+        if (!u->server && u->exit_code == EXIT_OK) {
+            /* an ICMP error may have arrived with the last datagrams */
+            int err = 0;
+            socklen_t len = sizeof err;
+            if (getsockopt(u->sock[0].fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ECONNREFUSED) {
+                cli_error("send %s: %s", u->peer_text, dx_strerror(-err));
+                u->exit_code = EXIT_CONNECT;
+            }
+        }
+        end_udp(u, u->exit_code);
+        dx_loop_update_time(loop);
+        cli_info(u->o, "%s: sent %llu datagrams (%llu bytes), received %llu datagrams (%llu bytes) in %.3f s",
+                 u->server && !u->have_peer ? "udp" : u->peer_text, (unsigned long long)u->dgrams_out,
+                 (unsigned long long)u->bytes_out, (unsigned long long)u->dgrams_in,
+                 (unsigned long long)u->bytes_in, (double)(dx_loop_now(loop) - u->started) / 1000.0);
+    }
+    for (int i = 0; i < u->nsock; i++) {
+        dx_io_stop(loop, &u->sock[i]);
+        close(u->sock[i].fd);
+    }
+    free(u->inbuf);
+    free(u->outbuf);
+    return u->exit_code;
+}
+
+/* ---- connect -u ---- */
+
+/* The -s/-p source address for a target of `family`. Returns 0, 1 if none
+ * is wanted, or a negative code (reported). */
+static int source_for(const struct options *o, int family, dx_addr *source)
+{
+    if (!o->source_addr && !o->source_port)
+        return 1;
+    const char *host = o->source_addr ? o->source_addr : family == AF_INET6 ? "::" : "0.0.0.0";
+    dx_addr *list;
+    int flags = DX_RESOLVE_PASSIVE | DX_RESOLVE_DGRAM | (o->numeric ? DX_RESOLVE_NUMERIC : 0);
+    int n = dx_resolve(host, o->source_port ? o->source_port : "0", family, flags, &list);
+    if (n < 0)
+        return n;
+    *source = list[0];
+    free(list);
+    return 0;
+}
+
+int cli_udp_connect(const struct options *o, dx_loop *loop)
+{
+    struct udp u;
+    memset(&u, 0, sizeof u);
+    u.loop = loop;
+    u.o = o;
+    dx_addr *addrs;
+    int flags = DX_RESOLVE_DGRAM | (o->numeric ? DX_RESOLVE_NUMERIC : 0);
+    int n = dx_resolve(o->host, o->port, o->family, flags, &addrs);
+    if (n < 0) {
+        cli_error("resolve %s: %s", o->host, dx_strerror(n));
+        return cli_exit_code_for(n, 1);
+    }
+    int fd = DX_ENOADDR, tried = 0;
+    char text[DX_ADDR_STRLEN];
+    for (int i = 0; i < n && fd < 0; i++) {
+        dx_addr source;
+        int has = source_for(o, addrs[i].ss.ss_family, &source);
+        if (has < 0)
+            continue; /* no source address of this family */
+        tried++;
+        fd = dx_dgram_connect(&addrs[i], has == 0 ? &source : NULL);
+        dx_addr_format(&addrs[i], text, sizeof text);
+        if (fd < 0)
+            cli_error("connect %s: %s", text, dx_strerror(fd));
+        else
+            snprintf(u.peer_text, sizeof u.peer_text, "%s", text);
+    }
+    free(addrs);
+    if (fd < 0) {
+        if (!tried)
+            cli_error("connect %s: no %saddress to match the source address %s", o->host,
+                      o->family == AF_INET6 ? "IPv6 " : o->family == AF_INET ? "IPv4 " : "",
+                      o->source_addr ? o->source_addr : "");
+        return tried ? cli_exit_code_for(fd, 1) : EXIT_RESOLVE;
+    }
+    dx_addr me;
+    char local[DX_ADDR_STRLEN];
+    if (dx_sock_local(fd, &me) == 0)
+        cli_info(o, "udp to %s from %s", u.peer_text, dx_addr_format(&me, local, sizeof local));
+    dx_io_init(&u.sock[0], fd, on_socket, &u);
+    u.nsock = 1;
+    return run(&u);
+}
+
+/* ---- listen -u ---- */
+
+static int bind_one(struct udp *u, const dx_addr *a, const dx_listen_opts *lo)
+{
+    char text[DX_ADDR_STRLEN];
+    int fd = dx_dgram_bind(a, lo);
+    if (fd < 0) {
+        cli_error("listen %s: %s", dx_addr_format(a, text, sizeof text), dx_strerror(fd));
+        return fd;
+    }
+    if (u->nsock == MAX_SOCKS) {
+        close(fd);
+        return 0;
+    }
+    dx_io_init(&u->sock[u->nsock++], fd, on_socket, u);
+    return 0;
+}
+
+static int bind_all(struct udp *u)
+{
+    const struct options *o = u->o;
+    dx_listen_opts lo = {.reuseport = o->reuseport};
+    int port = dx_parse_port(o->port);
+    dx_addr a;
+    if (!o->host) {
+        /* every address: one dual-stack IPv6 socket where the system has IPv6 */
+        dx_addr_ip(&a, o->family == AF_INET ? "0.0.0.0" : "::", port);
+        lo.v6only = o->family == AF_INET6;
+        int fd = dx_dgram_bind(&a, &lo);
+        if (fd < 0 && o->family == AF_UNSPEC && (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
+            dx_addr_ip(&a, "0.0.0.0", port);
+            fd = dx_dgram_bind(&a, &lo);
+        }
+        if (fd < 0) {
+            char text[DX_ADDR_STRLEN];
+            cli_error("listen %s: %s", dx_addr_format(&a, text, sizeof text), dx_strerror(fd));
+            return fd;
+        }
+        dx_io_init(&u->sock[u->nsock++], fd, on_socket, u);
+        return 0;
+    }
+    dx_addr *addrs;
+    int flags = DX_RESOLVE_PASSIVE | DX_RESOLVE_DGRAM | (o->numeric ? DX_RESOLVE_NUMERIC : 0);
+    int n = dx_resolve(o->host, o->port, o->family, flags, &addrs);
+    if (n < 0) {
+        cli_error("resolve %s: %s", o->host, dx_strerror(n));
+        return n;
+    }
+    int rc = 0;
+    lo.v6only = 1; /* an explicit IPv6 address means IPv6 only */
+    for (int i = 0; i < n && rc == 0; i++) {
+        rc = bind_one(u, &addrs[i], &lo);
+        /* port 0: the other addresses take the port the first one got */
+        if (rc == 0 && i == 0 && port == 0) {
+            dx_addr got;
+            if (dx_sock_local(u->sock[0].fd, &got) == 0)
+                for (int j = 1; j < n; j++)
+                    dx_addr_set_port(&addrs[j], dx_addr_port(&got));
+        }
+    }
+    free(addrs);
+    return rc;
+}
+
+int cli_udp_listen(const struct options *o, dx_loop *loop)
+{
+    struct udp u;
+    memset(&u, 0, sizeof u);
+    u.loop = loop;
+    u.o = o;
+    u.server = 1;
+    int rc = bind_all(&u);
+    if (rc < 0) {
+        for (int i = 0; i < u.nsock; i++)
+            close(u.sock[i].fd);
+        return cli_exit_code_for(rc, 0) == EXIT_RESOLVE ? EXIT_RESOLVE : EXIT_LISTEN;
+    }
+    int announce = o->verbose || dx_parse_port(o->port) == 0;
+    for (int i = 0; i < u.nsock && announce; i++) {
+        dx_addr me;
+        char text[DX_ADDR_STRLEN];
+        if (dx_sock_local(u.sock[i].fd, &me) == 0)
+            cli_error("listening on %s (udp)", dx_addr_format(&me, text, sizeof text));
+    }
+    fflush(stderr);
+    return run(&u);
+}

@@ -1,0 +1,269 @@
+"""The echo conformance suite run against every server model:
+`duplex listen -k --echo --model M 127.0.0.1 0` for M in iterative, fork,
+thread, epoll, poll, io_uring, and `--threads 2`; plus the model-specific
+checks (--max-conns with fork and thread, --broker refused with fork and
+thread, no zombies with fork).
+
+Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_models.py"""
+
+import hashlib
+import os
+import socket
+import time
+
+import pytest
+
+from conftest import LISTENING_RE, TIMEOUT
+from servers_util import (Pump, children, closed_within, connect, echo_roundtrip, read_to_eof,
+                          recv_exact, sockets, wait_for)
+
+__all__ = ["sockets"]  # fixture re-exported from servers_util
+
+MODELS = {
+    "iterative": ["--model", "iterative"],
+    "fork": ["--model", "fork"],
+    "thread": ["--model", "thread"],
+    "epoll": ["--model", "epoll"],
+    "poll": ["--model", "poll"],
+    "io_uring": ["--model", "io_uring"],
+    "threads2": ["--threads", "2"],
+}
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+@pytest.fixture
+def start_model(start_duplex):
+    """start_model(name, extra=()) runs `duplex listen -k --echo MODEL-ARGS
+    EXTRA 127.0.0.1 0`; returns (proc, port). Skips io_uring when the
+    backend cannot start here (and says so)."""
+
+    def _start(name, extra=()):
+        args = ["listen", "-k", "--echo", *MODELS[name], *map(str, extra), "127.0.0.1", "0"]
+        p = start_duplex(args)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            m = LISTENING_RE.search(p.err)
+            if m:
+                return p, int(m.group(2))
+            if p.poll() is not None:
+                p.wait(5)
+                if name == "io_uring" and ("io_uring" in p.err or "backend" in p.err):
+                    pytest.skip(f"io_uring backend unavailable: {p.err.strip()}")
+                pytest.fail(f"--model {name} exited (rc={p.poll()}) before listening: {p.err!r}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"--model {name}: no listening line within {TIMEOUT}s: {p.err!r}")
+            time.sleep(0.02)
+
+    return _start
+
+
+@pytest.fixture(params=list(MODELS))
+def model(request):
+    return request.param
+
+
+# ------------------------------------------------------- conformance suite --
+
+
+def test_small_message(model, start_model, sockets):
+    proc, port = start_model(model)
+    s = sockets(connect(port))
+    assert echo_roundtrip(s, b"hello, echo\n") == b"hello, echo\n"
+    assert echo_roundtrip(s, b"x") == b"x"
+    assert proc.poll() is None
+
+
+def test_4mib_random_with_checksum(model, start_model, sockets):
+    _, port = start_model(model)
+    data = os.urandom(4 << 20)
+    s = sockets(connect(port))
+    pump = Pump([s])  # sends and reads at once: a blocking echo never deadlocks
+    pump.send(0, data, shut=True)
+    got = pump.run(timeout=30)
+    assert pump.eof[0] == "eof", pump.eof[0]
+    assert len(got[0]) == len(data) and sha(bytes(got[0])) == sha(data)
+
+
+def test_half_close_full_echo_then_eof(model, start_model, sockets):
+    proc, port = start_model(model)
+    data = os.urandom(150_000)  # fits the socket buffers: send all, then read
+    s = sockets(connect(port))
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    back, how = read_to_eof(s)
+    assert how == "eof"
+    assert back == data
+    # and the server goes on
+    t = sockets(connect(port))
+    assert echo_roundtrip(t, b"next\n") == b"next\n"
+    assert proc.poll() is None
+
+
+def test_several_concurrent_clients(model, start_model, sockets):
+    """Six clients at once, each its own data, each half-closing; with
+    --model iterative they are served one after the other, but all finish."""
+    _, port = start_model(model)
+    sizes = [1, 1000, 65536, 100_000, 250_001, 1 << 20]
+    payloads = [os.urandom(n) for n in sizes]
+    socks = sockets([connect(port) for _ in sizes])
+    pump = Pump(socks)
+    for i, data in enumerate(payloads):
+        pump.send(i, data, shut=True)
+    got = pump.run(timeout=30)
+    for i, data in enumerate(payloads):
+        assert pump.eof[i] == "eof", f"client #{i}: ended by {pump.eof[i]}"
+        assert len(got[i]) == len(data) and sha(bytes(got[i])) == sha(data), f"client #{i} differs"
+
+
+def test_second_client_while_first_is_open(model, start_model, sockets):
+    """Iterative: the second client waits until the first has gone. Every
+    other model serves both at once."""
+    _, port = start_model(model)
+    a = sockets(connect(port))
+    assert echo_roundtrip(a, b"first\n") == b"first\n"
+    b = sockets(connect(port))
+    b.sendall(b"second\n")
+    if model == "iterative":
+        b.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            b.recv(100)
+        a.shutdown(socket.SHUT_WR)
+        assert read_to_eof(a) == (b"", "eof")
+        a.close()
+        assert recv_exact(b, 7) == b"second\n"
+    else:
+        assert recv_exact(b, 7, timeout=5) == b"second\n"
+        assert echo_roundtrip(a, b"first again\n") == b"first again\n"
+
+
+def test_fifty_sequential_connections(model, start_model):
+    proc, port = start_model(model)
+    t0 = time.monotonic()
+    for i in range(50):
+        s = connect(port)
+        try:
+            msg = b"conn %d\n" % i
+            assert echo_roundtrip(s, msg) == msg
+            s.shutdown(socket.SHUT_WR)
+            assert read_to_eof(s) == (b"", "eof"), f"connection #{i}"
+        finally:
+            s.close()
+    assert time.monotonic() - t0 < 20
+    assert proc.poll() is None
+
+
+def test_connect_and_close_without_sending(model, start_model, sockets):
+    proc, port = start_model(model)
+    for _ in range(10):
+        connect(port).close()
+    # one that resets instead of closing cleanly
+    r = connect(port)
+    r.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    r.close()
+    s = sockets(connect(port))
+    assert echo_roundtrip(s, b"still serving\n", timeout=10) == b"still serving\n"
+    assert proc.poll() is None
+
+
+# ---------------------------------------------------------- model specifics --
+
+
+@pytest.mark.parametrize("name", ["fork", "thread"])
+def test_max_conns_two(name, start_model, sockets):
+    proc, port = start_model(name, ["--max-conns", "2", "-v"])
+    a, b = sockets([connect(port), connect(port)])
+    assert echo_roundtrip(a, b"a\n") == b"a\n"
+    assert echo_roundtrip(b, b"b\n") == b"b\n"
+    c = sockets(connect(port))
+    assert closed_within(c, 2), f"--model {name}: a third client was not closed at --max-conns 2"
+    proc.wait_err(r"refused: --max-conns 2 reached")
+    assert echo_roundtrip(a, b"a again\n") == b"a again\n"
+    a.shutdown(socket.SHUT_WR)
+    assert read_to_eof(a) == (b"", "eof")
+    a.close()
+
+    def fresh_is_served():
+        d = connect(port)
+        try:
+            d.settimeout(1)
+            d.sendall(b"d\n")
+            return d.recv(10) == b"d\n"
+        except OSError:
+            return False
+        finally:
+            d.close()
+
+    wait_for(fresh_is_served, 5, "a slot to be free again after one client left")
+
+
+@pytest.mark.parametrize("name", ["fork", "thread"])
+def test_broker_refused_at_start_up(name, run_duplex):
+    rc, out, err = run_duplex(["listen", "-k", "--broker", "--model", name, "127.0.0.1", "0"])
+    assert rc == 2, err
+    assert f"--model {name}" in err, err
+    assert "listening on" not in err
+
+
+def listeners_on(port):
+    """How many TCP sockets listen on `port` (/proc/net/tcp{,6})."""
+    n = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except OSError:
+            continue
+    return n
+
+
+def test_threads_two_runs_two_loops(start_model, sockets):
+    proc, port = start_model("threads2")
+    wait_for(lambda: listeners_on(port) == 2, 5, "two SO_REUSEPORT listeners")
+    assert len(os.listdir(f"/proc/{proc.pid}/task")) >= 2
+    socks = sockets([connect(port) for _ in range(16)])
+    for i, s in enumerate(socks):
+        assert echo_roundtrip(s, b"%d\n" % i) == b"%d\n" % i
+
+
+def test_threads_two_max_conns_is_a_total(start_model, sockets):
+    """--max-conns N bounds the clients of the whole server, not of each of
+    the --threads loops."""
+    proc, port = start_model("threads2", ["--max-conns", "2"])
+    wait_for(lambda: listeners_on(port) == 2, 5, "two SO_REUSEPORT listeners")
+    socks = sockets([connect(port, timeout=2) for _ in range(20)])
+    served = 0
+    for s in socks:
+        try:
+            s.sendall(b"?")
+            s.settimeout(1)
+            served += s.recv(1) == b"?"
+        except OSError:
+            pass
+    assert served == 2, f"--threads 2 --max-conns 2 served {served} clients at once"
+
+
+def test_fork_leaves_no_zombies(start_model):
+    proc, port = start_model("fork")
+    for i in range(50):
+        s = connect(port)
+        try:
+            assert echo_roundtrip(s, b"z%d\n" % i) == b"z%d\n" % i
+            s.shutdown(socket.SHUT_WR)
+            assert read_to_eof(s) == (b"", "eof")
+        finally:
+            s.close()
+
+    def no_zombies():
+        return not [pid for pid, state in children(proc.pid) if state == "Z"]
+
+    wait_for(no_zombies, 5, f"zombie children of the fork server: {children(proc.pid)}")
+    assert proc.poll() is None
+    # and no stray live children either, once every client has gone
+    wait_for(lambda: not children(proc.pid), 5, f"children to exit: {children(proc.pid)}")

@@ -16,6 +16,7 @@ enum {
     EXIT_CONNECT = 4,  /* connect failed (refused, unreachable); -z: no port open */
     EXIT_TIMEOUT = 5,  /* connect timeout (-w) or idle timeout (-w, --idle-timeout) */
     EXIT_LISTEN = 6,   /* cannot listen: address in use, permission denied, bad local address */
+    EXIT_SIGNAL = 128, /* + the signal that stopped the command (SIGINT: 130, SIGTERM: 143) */
 };
 
 enum cmd { CMD_CONNECT, CMD_LISTEN, CMD_RELAY, CMD_SOCKETS };
@@ -150,6 +151,7 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer);
 pid_t exec_fork(void);    /* fork, counted and reaped; child gets default signals */
 void exec_init(void);
 int exec_children(void);  /* children still running */
+void exec_stop_children(int timeout_ms); /* SIGTERM, wait, then SIGKILL */
 
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);
@@ -189,5 +191,10 @@ int cli_serve_threads(const struct options *o, dx_loop *loop);
 void cli_stdio_nonblock(void);
 void cli_process_init(void);
 void cli_remove_on_exit(const char *path);
+/* SIGINT/SIGTERM/SIGHUP stop this loop; cli_stop_signal() then says which
+ * signal (0: none) and the command exits with 128 + its number. */
+void cli_signals_watch(dx_loop *loop);
+void cli_signals_unwatch(dx_loop *loop);
+int cli_stop_signal(void);
 
 #endif

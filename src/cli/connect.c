@@ -31,6 +31,7 @@ static void on_connect(dx_connector *c, int result, const dx_addr *addr, int fin
     if (final) {
         a->fd = result;
         a->addr = *addr;
+        dx_loop_stop(c->loop); /* other watchers (the signal pipe) stay */
     }
 }
 
@@ -45,9 +46,9 @@ static int connect_any(dx_loop *loop, struct attempt *a, const dx_addr *addrs, i
     if (rc < 0)
         return rc;
     rc = dx_loop_run(loop);
-    if (rc < 0) {
+    if (rc < 0 || cli_stop_signal()) {
         dx_connect_cancel(&c);
-        return rc;
+        return rc < 0 ? rc : -EINTR;
     }
     return a->fd;
 }

@@ -16,14 +16,69 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t live_children;
+/* Children still running, to stop them when the server stops. Slots are
+ * filled by the main thread and cleared (set to 0) by the SIGCHLD handler. */
+static volatile pid_t *child_pids;
+static size_t child_slots;
+
+static void forget_child(pid_t pid)
+{
+    for (size_t i = 0; i < child_slots; i++)
+        if (child_pids[i] == pid)
+            child_pids[i] = 0;
+}
 
 static void on_sigchld(int sig)
 {
     (void)sig;
     int saved = errno;
-    while (waitpid(-1, NULL, WNOHANG) > 0)
+    pid_t pid;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
         live_children--;
+        forget_child(pid);
+    }
     errno = saved;
+}
+
+static void remember_child(pid_t pid)
+{
+    for (size_t i = 0; i < child_slots; i++) {
+        if (child_pids[i] == 0) {
+            child_pids[i] = pid;
+            return;
+        }
+    }
+    /* grow with SIGCHLD blocked: the handler must not see a half-made array */
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &old);
+    size_t n = child_slots ? child_slots * 2 : 64;
+    pid_t *p = realloc((void *)child_pids, n * sizeof *p);
+    if (p) {
+        memset(p + child_slots, 0, (n - child_slots) * sizeof *p);
+        p[child_slots] = pid;
+        child_pids = p;
+        child_slots = n;
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+void exec_stop_children(int timeout_ms)
+{
+    if (live_children <= 0)
+        return;
+    for (size_t i = 0; i < child_slots; i++)
+        if (child_pids[i] > 0)
+            kill(child_pids[i], SIGTERM);
+    /* wait for them (the SIGCHLD handler reaps), then insist */
+    for (int waited = 0; live_children > 0 && waited < timeout_ms; waited += 10)
+        usleep(10000);
+    for (size_t i = 0; i < child_slots; i++)
+        if (child_pids[i] > 0)
+            kill(child_pids[i], SIGKILL);
+    for (int waited = 0; live_children > 0 && waited < 1000; waited += 10)
+        usleep(10000);
 }
 
 void exec_init(void)
@@ -102,11 +157,19 @@ pid_t exec_fork(void)
 {
     /* count before fork so the SIGCHLD of a quick child cannot come first */
     live_children++;
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &old); /* remembered before it can be reaped */
     pid_t pid = fork();
     if (pid < 0) {
         live_children--;
+        sigprocmask(SIG_SETMASK, &old, NULL);
         return -1;
     }
+    if (pid > 0)
+        remember_child(pid);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid == 0) {
         signal(SIGPIPE, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);

@@ -32,6 +32,7 @@ int main(int argc, char **argv)
                   err == -ENOENT ? "unknown or unavailable (try epoll or poll)" : dx_strerror(err));
         return EXIT_USAGE;
     }
+    cli_signals_watch(loop);
     if (o.udp)
         rc = o.cmd == CMD_CONNECT ? cli_udp_connect(&o, loop) : cli_udp_listen(&o, loop);
     else if (o.cmd == CMD_CONNECT)
@@ -42,6 +43,9 @@ int main(int argc, char **argv)
         rc = cli_serve(&o, loop);
     else
         rc = cli_listen_once(&o, loop);
+    if (cli_stop_signal())
+        rc = EXIT_SIGNAL + cli_stop_signal();
+    cli_signals_unwatch(loop);
     dx_loop_free(loop);
     dx_acl_free(&o.acl);
     return rc;

@@ -552,6 +552,8 @@ int serve_run(struct server *sv)
 void serve_close(struct server *sv)
 {
     dx_loop *loop = sv->loop;
+    if (cli_stop_signal() && (sv->o->mode == MODE_EXEC || sv->o->model == MODEL_FORK))
+        exec_stop_children(2000); /* stopped by a signal: no orphans left behind */
     while (sv->clients)
         client_close(sv->clients, NULL);
     reap(loop, &sv->reaper);

@@ -228,6 +228,8 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
             cli_error("event loop: %s", dx_strerror(rc));
             end_session(&s, EXIT_IO);
         }
+        if (!s.over && cli_stop_signal())
+            end_session(&s, EXIT_SIGNAL + cli_stop_signal());
         end_session(&s, s.exit_code);
     }
     dx_loop_update_time(loop);

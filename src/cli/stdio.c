@@ -1,9 +1,13 @@
-/* stdio.c: stdin and stdout switched to non-blocking for the loop, and put
- * back as they were on every way out (exit, SIGINT, SIGTERM, SIGHUP): the
- * flags belong to a file description the shell shares with us. */
+/* stdio.c: the process around the commands: stdin and stdout switched to
+ * non-blocking for the loop and put back as they were on every way out (the
+ * flags belong to a file description the shell shares with us); SIGINT,
+ * SIGTERM and SIGHUP stop the loop through a self-pipe, so that commands end
+ * cleanly (listeners closed, children reaped, -v statistics printed); a
+ * second signal ends the process at once. */
 #define _GNU_SOURCE
 #include "cli.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,6 +16,9 @@
 
 static int saved_flags[2] = {-1, -1};
 static const char *volatile unix_path_to_remove;
+static volatile sig_atomic_t stop_signal;
+static int wake_pipe[2] = {-1, -1};
+static dx_io wake_io;
 
 static void restore_stdio(void)
 {
@@ -28,6 +35,39 @@ static void on_fatal_signal(int sig)
     signal(sig, SIG_DFL);
     raise(sig);
 }
+
+static void on_stop_signal(int sig)
+{
+    if (stop_signal || wake_pipe[1] < 0) {
+        on_fatal_signal(sig); /* the second one, or no loop to stop */
+        return;
+    }
+    stop_signal = sig;
+    int saved = errno;
+    (void)!write(wake_pipe[1], "", 1);
+    errno = saved;
+}
+
+static void on_wake(dx_loop *loop, dx_io *io, int events)
+{
+    (void)events;
+    char buf[16];
+    while (read(io->fd, buf, sizeof buf) > 0)
+        ;
+    dx_loop_stop(loop);
+}
+
+void cli_signals_watch(dx_loop *loop)
+{
+    if (wake_pipe[0] < 0 && pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+        return; /* signals then simply end the process, as before */
+    dx_io_init(&wake_io, wake_pipe[0], on_wake, NULL);
+    dx_io_set(loop, &wake_io, DX_READ);
+}
+
+void cli_signals_unwatch(dx_loop *loop) { dx_io_stop(loop, &wake_io); }
+
+int cli_stop_signal(void) { return stop_signal; }
 
 void cli_stdio_nonblock(void)
 {
@@ -62,7 +102,7 @@ void cli_process_init(void)
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_fatal_signal;
+    sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

@@ -28,7 +28,7 @@ SIZE=${BENCH_SIZE:-64}
 CONNS_LIST=${BENCH_CONNS:-"1 100 1000 10000"}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 CONNRATE_CONNS=${BENCH_CONNRATE_CONNS:-100}
-SERVERS=${BENCH_SERVERS:-"duplex-epoll duplex-poll anchor_epoll anchor_libuv anchor_libevent ncat socat"}
+SERVERS=${BENCH_SERVERS:-"duplex-epoll duplex-poll duplex-io_uring duplex-threads2 duplex-fork duplex-thread anchor_epoll anchor_libuv anchor_libevent ncat socat"}
 FORKING_MAX=1000 # ncat and socat fork per connection: not run above this many connections
 REPEAT=${BENCH_REPEAT:-1}
 SERVER_CPU=0
@@ -106,9 +106,14 @@ start_server() {
     SPORT=
     : > "$log"
     case $name in
-        duplex-epoll|duplex-poll)
+        duplex-epoll|duplex-poll|duplex-io_uring)
             taskset -c $SERVER_CPU "$DUPLEX" listen -k --echo --no-stdio --backend "${name#duplex-}" \
                 127.0.0.1 0 2> "$log" & ;;
+        duplex-fork|duplex-thread) # the per-client models (S1.4)
+            taskset -c $SERVER_CPU "$DUPLEX" listen -k --echo --no-stdio --model "${name#duplex-}" \
+                127.0.0.1 0 2> "$log" & ;;
+        duplex-threads2) # two event loops on both cores (the load generator shares core 1)
+            "$DUPLEX" listen -k --echo --no-stdio --threads 2 127.0.0.1 0 2> "$log" & ;;
         anchor_*)
             taskset -c $SERVER_CPU "$B/$name" 0 2> "$log" & ;;
         ncat)
@@ -219,7 +224,7 @@ run_idle() {
     echo "   $kind: rss ${rss0} -> ${rss} KiB  $json" >&2
 }
 
-is_forking() { [ "$1" = ncat ] || [ "$1" = socat ]; }
+is_forking() { case $1 in ncat|socat|duplex-fork|duplex-thread) return 0 ;; esac; return 1; }
 
 START=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)

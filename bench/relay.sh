@@ -41,7 +41,7 @@ start_relay() { # KIND LISTEN_PORT TARGET_PORT
         haproxy)
             cat > "$TMP/haproxy.cfg" <<EOF
 global
-    maxconn 20000
+    maxconn 4000
 defaults
     mode tcp
     timeout connect 5s
@@ -72,7 +72,7 @@ iperf_through() { # KIND -> MiB/s
     local rpid=${PIDS[-1]}
     port=$rport
     [ "$1" = direct ] && port=$sport
-    iperf3 -c 127.0.0.1 -p "$port" -t "$SECS" -J 2>/dev/null |
+    timeout $((SECS * 4 + 20)) iperf3 -c 127.0.0.1 -p "$port" -t "$SECS" -J 2>/dev/null |
         python3 -c 'import json,sys
 try:
     d = json.load(sys.stdin); print(round(d["end"]["sum_received"]["bits_per_second"] / 8 / 1048576))
@@ -95,7 +95,7 @@ redis_through() { # KIND -> "rps p50 p99" (GET)
     local rpid=${PIDS[-1]}
     port=$rport
     [ "$1" = direct ] && port=$sport
-    redis-benchmark -h 127.0.0.1 -p "$port" -n "$REQS" -c 50 -t get --csv 2>/dev/null |
+    timeout 120 redis-benchmark -h 127.0.0.1 -p "$port" -n "$REQS" -c 50 -t get --csv 2>/dev/null |
         python3 -c 'import csv,sys
 rows = [r for r in csv.reader(sys.stdin)]
 head, vals = rows[0], rows[1]

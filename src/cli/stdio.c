@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int saved_flags[2] = {-1, -1};
@@ -76,6 +77,13 @@ void cli_stdio_nonblock(void)
         return;
     done = 1;
     for (int fd = 0; fd < 2; fd++) {
+#ifdef F_SETPIPE_SZ
+        /* a larger stdio pipe: fewer wake-ups between us and the other end
+         * of a pipeline (best effort: pipe-max-size may refuse) */
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && fcntl(fd, F_GETPIPE_SZ) < (1 << 20))
+            (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+#endif
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0 || (fl & O_NONBLOCK))
             continue;

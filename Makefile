@@ -29,7 +29,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?= -q
 
-.PHONY: all deps test unit e2e check install clean bench
+.PHONY: all deps test unit e2e check tsan install clean bench
 
 all: $(BUILD)/duplex $(BUILD)/libduplex.a
 
@@ -59,12 +59,20 @@ e2e: $(BUILD)/duplex
 
 test: unit e2e
 
-# The whole suite, built with AddressSanitizer and UndefinedBehaviorSanitizer.
+# The whole suite, built with AddressSanitizer and UndefinedBehaviorSanitizer,
+# then the threaded models under ThreadSanitizer.
 check:
 	$(MAKE) BUILD=build/san CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" test
+	$(MAKE) tsan
 
 deps:
 	scripts/install-deps
+
+# Threads are used by --model thread and --threads: their tests under ThreadSanitizer.
+tsan:
+	$(MAKE) BUILD=build/tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" all
+	DUPLEX=$(abspath build/tsan/duplex) TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+	  $(PYTEST) $(PYTEST_ARGS) tests/e2e/test_models.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1

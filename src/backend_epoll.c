@@ -11,7 +11,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define MAX_EVENTS 256
+#define MAX_EVENTS 1024 /* as libuv: fewer epoll_wait calls with many busy fds */
 
 struct epoll_state {
     int epfd;

@@ -70,13 +70,13 @@ void exec_stop_children(int timeout_ms)
         return;
     for (size_t i = 0; i < child_slots; i++)
         if (child_pids[i] > 0)
-            kill(child_pids[i], SIGTERM);
+            kill(-child_pids[i], SIGTERM);
     /* wait for them (the SIGCHLD handler reaps), then insist */
     for (int waited = 0; live_children > 0 && waited < timeout_ms; waited += 10)
         usleep(10000);
     for (size_t i = 0; i < child_slots; i++)
         if (child_pids[i] > 0)
-            kill(child_pids[i], SIGKILL);
+            kill(-child_pids[i], SIGKILL);
     for (int waited = 0; live_children > 0 && waited < 1000; waited += 10)
         usleep(10000);
 }
@@ -167,8 +167,14 @@ pid_t exec_fork(void)
         sigprocmask(SIG_SETMASK, &old, NULL);
         return -1;
     }
-    if (pid > 0)
+    /* each child leads its own process group, so that stopping it stops
+     * what it started too (sh -c forks its commands) */
+    if (pid == 0)
+        setpgid(0, 0);
+    if (pid > 0) {
+        setpgid(pid, pid); /* both sides: whichever runs first */
         remember_child(pid);
+    }
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid == 0) {
         signal(SIGPIPE, SIG_DFL);

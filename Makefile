@@ -29,7 +29,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?= -q
 
-.PHONY: all deps test unit e2e check tsan install clean bench
+.PHONY: all deps test unit e2e check tsan install clean bench fuzz fuzz-build fuzz-smoke
 
 all: $(BUILD)/duplex $(BUILD)/libduplex.a
 
@@ -57,7 +57,7 @@ unit: $(UNIT_BINS)
 e2e: $(BUILD)/duplex
 	DUPLEX=$(abspath $(BUILD)/duplex) $(PYTEST) $(PYTEST_ARGS) tests/e2e
 
-test: unit e2e
+test: unit e2e fuzz-smoke
 
 # The whole suite, built with AddressSanitizer and UndefinedBehaviorSanitizer,
 # then the threaded models under ThreadSanitizer.
@@ -81,8 +81,69 @@ install: all
 	install -m 644 include/duplex.h $(DESTDIR)$(PREFIX)/include/duplex.h
 	install -m 644 docs/duplex.1 $(DESTDIR)$(PREFIX)/share/man/man1/duplex.1
 
+# The end-to-end scenarios under valgrind memcheck (epoll backend): errors or
+# definitely lost bytes fail.
+.PHONY: valgrind
+valgrind: $(BUILD)/duplex
+	scripts/valgrind-e2e $(abspath $(BUILD)/duplex)
+
 bench: $(BUILD)/duplex
 	bench/run.sh $(abspath $(BUILD)/duplex)
+
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c, clang): `make fuzz` runs each for
+# FUZZ_SECS seconds on a scratch copy of its seed corpus (tests/fuzz/corpus/T)
+# plus tests/fuzz/regressions/T; `make fuzz-smoke` runs each once over those
+# inputs only. Crash inputs land in build/fuzz/work/T/.
+FUZZ_CC ?= clang
+FUZZ_SECS ?= 30
+FUZZ_BUILD = build/fuzz
+# clang warns where gcc does not (e.g. -Wsign-compare in NLMSG_OK): warnings, not errors
+FUZZ_WARN = $(filter-out -Werror,$(WARN))
+FUZZ_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_RUN_FLAGS = -timeout=5 -rss_limit_mb=1024 -print_final_stats=1
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+FUZZ_LIB_OBJS = $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_CLI_OBJS = $(filter-out %/main.o,$(CLI_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o))
+
+$(FUZZ_BUILD)/obj/%.o: %.c include/duplex.h $(wildcard src/*.h) $(wildcard src/cli/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_WARN) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libduplex.a: $(FUZZ_LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+# the CLI without main.c (fuzz_chat includes serve.c: the archive's copy is never pulled in)
+$(FUZZ_BUILD)/libcli.a: $(FUZZ_CLI_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libcli.a $(FUZZ_BUILD)/libduplex.a $(wildcard src/cli/*.c)
+	$(FUZZ_CC) $(FUZZ_WARN) $(CPPFLAGS) -Isrc/cli $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -o $@ \
+	  $(FUZZ_BUILD)/libcli.a $(FUZZ_BUILD)/libduplex.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+	  w=$(FUZZ_BUILD)/work/$$t; rm -rf $$w/corpus; mkdir -p $$w/corpus; \
+	  cp tests/fuzz/corpus/$$t/* $$w/corpus/ 2>/dev/null; \
+	  reg=; [ -d tests/fuzz/regressions/$$t ] && reg=tests/fuzz/regressions/$$t; \
+	  echo "== $$t ($(FUZZ_SECS) s)"; \
+	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECS) $(FUZZ_RUN_FLAGS) -artifact_prefix=$$w/ \
+	    $$w/corpus $$reg > $$w/log 2>&1 || { fail=1; echo "** $$t FAILED: see $$w/log"; tail -40 $$w/log; }; \
+	  grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' $$w/log | head -2; \
+	done; exit $$fail
+
+fuzz-smoke: fuzz-build
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+	  w=$(FUZZ_BUILD)/work/$$t; mkdir -p $$w; \
+	  reg=; [ -d tests/fuzz/regressions/$$t ] && reg=tests/fuzz/regressions/$$t; \
+	  if out=$$($(FUZZ_BUILD)/$$t -runs=0 $(FUZZ_RUN_FLAGS) -artifact_prefix=$$w/ tests/fuzz/corpus/$$t $$reg 2>&1); then \
+	    echo "$$out" | grep -E 'INITED' | sed "s/^/$$t: /"; \
+	  else echo "$$out" | tail -40; echo "** $$t FAILED"; fail=1; fi; \
+	done; exit $$fail
 
 clean:
 	rm -rf build

@@ -50,6 +50,7 @@ struct options {
     int numeric;           /* -n: no DNS */
     const char *source_addr; /* -s */
     const char *source_port; /* -p with connect */
+    int port_flag_given;   /* -p was given (relay refuses it) */
     int keep_listening;    /* -k */
     int verbose;           /* -v (repeatable) */
     int zero_io;           /* -z */

@@ -345,6 +345,10 @@ static int parse_endpoint(const char *text, char *buf, size_t buflen, int listen
     }
     if (listen_side && strspn(text, "0123456789") == strlen(text) && *text) {
         *port = text;
+        if (dx_parse_port(text) < 0) {
+            cli_error("invalid port '%s': expected 0-65535 or a service name", text);
+            return -1;
+        }
         return 0;
     }
     if (dx_split_hostport(text, buf, buflen, host, port) < 0) {
@@ -368,9 +372,9 @@ static int parse_relay(struct options *o, char **pos, int npos)
         return EXIT_USAGE;
     }
     if (o->zero_io || o->mode != MODE_STDIO || o->model != MODEL_LOOP || o->threads > 1 ||
-        o->unix_path) {
+        o->unix_path || o->source_addr || o->port_flag_given) {
         cli_error("relay takes its addresses as LISTEN TARGET (unix:PATH for Unix sockets); "
-                  "-z, -U, server modes and models do not apply");
+                  "-z, -U, -s, -p, server modes and models do not apply");
         return EXIT_USAGE;
     }
     if (parse_endpoint(pos[0], lbuf, sizeof lbuf, 1, &o->host, &o->port, &o->unix_path) < 0 ||
@@ -462,7 +466,7 @@ int cli_parse(int argc, char **argv, struct options *o)
         case OPT_OOB_INLINE: o->oob_inline = 1; break;
         case 'l': o->cmd = CMD_LISTEN; break;
         case 'k': o->keep_listening = 1; break;
-        case 'p': port_flag = optarg; break;
+        case 'p': port_flag = optarg; o->port_flag_given = 1; break;
         case 's': o->source_addr = optarg; break;
         case 'n': o->numeric = 1; break;
         case 'w':

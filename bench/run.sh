@@ -14,13 +14,12 @@ DUPLEX=$1
 make -C "$HERE"
 
 # Benchmarks, one per line. To select: BENCHES="echo" bench/run.sh ...
-BENCHES=${BENCHES:-"echo"}
+BENCHES=${BENCHES:-"echo bulk relay"}
 for b in $BENCHES; do
     case $b in
         echo) "$HERE/echo.sh" "$DUPLEX" ;;
-        # --- hook: later benchmarks go here, e.g.
-        # bulk)  "$HERE/bulk.sh"  "$DUPLEX" ;;  # bulk transfer: duplex vs nc / ncat / socat
-        # relay) "$HERE/relay.sh" "$DUPLEX" ;;  # duplex as a relay between two sockets
+        bulk)  "$HERE/bulk.sh"  "$DUPLEX" ;;  # bulk transfer: duplex vs nc / ncat / socat
+        relay) "$HERE/relay.sh" "$DUPLEX" ;;  # relay vs socat / haproxy / direct
         *) echo "run.sh: unknown benchmark $b" >&2; exit 2 ;;
     esac
 done

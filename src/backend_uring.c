@@ -7,8 +7,8 @@
  * submitted at once: a closed socket must not linger until the next wait.
  * Stale completions (an fd removed and reused) are told apart by a
  * generation number in user_data. io_uring may be missing or forbidden
- * (old kernel, seccomp, io_uring_disabled sysctl): init then declines and
- * the loop falls back to epoll.
+ * (old kernel, seccomp, io_uring_disabled sysctl): init then declines; the
+ * backend is only used when asked for by name, and dx_loop_new() then fails.
  * DX_PRI: an io_uring poll is not completed by the arrival of TCP urgent
  * data (POLLPRI; seen on Linux 6.x, where poll() and epoll do see it), so
  * fds watched for DX_PRI sit in a private epoll set, and the ring polls

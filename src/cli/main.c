@@ -29,7 +29,7 @@ int main(int argc, char **argv)
     if (!loop) {
         const char *name = o.backend ? o.backend : getenv("DUPLEX_BACKEND");
         cli_error("event loop backend '%s': %s", name ? name : "(default)",
-                  err == -ENOENT ? "unknown or unavailable (try epoll or poll)" : dx_strerror(err));
+                  err == -ENOENT ? "unknown or unavailable (try epoll, poll or io_uring)" : dx_strerror(err));
         return EXIT_USAGE;
     }
     cli_signals_watch(loop);

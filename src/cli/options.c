@@ -78,7 +78,8 @@ static const char usage_text[] =
 "      --echo               send every byte back to its sender\n"
 "      --broker             every byte a client sends goes to every other client\n"
 "                           (and to stdout; stdin goes to every client)\n"
-"      --chat               broker by lines: '[ADDR] line', with join/leave notices\n"
+"      --chat               broker by lines: '[ADDR:PORT] line' ('[server] line'\n"
+"                           for stdin), with join/leave notices\n"
 "  -e, --exec CMD           run CMD per client, socket as its stdin/stdout; the\n"
 "                           peer is in $DUPLEX_PEER_ADDR and $DUPLEX_PEER_PORT\n"
 "  -c, --sh-exec CMD        the same through /bin/sh -c CMD\n"
@@ -90,8 +91,9 @@ static const char usage_text[] =
 "      --allowfile FILE     --allow for each line of FILE ('#' comments)\n"
 "      --denyfile FILE      --deny for each line of FILE\n"
 "      --idle-timeout SECS  close a client after SECS without traffic\n"
-"      --max-queue BYTES    bytes waiting for one client before it is dropped as\n"
-"                           not reading (default 1048576)\n"
+"      --max-queue BYTES    bytes that may wait for one client (default 1048576);\n"
+"                           above half, senders pause; a client held above half\n"
+"                           for 2 s is dropped as not reading\n"
 "      --model NAME         how clients are run: epoll (default on Linux), poll,\n"
 "                           io_uring (one event loop), iterative (one client at\n"
 "                           a time), fork (a process per client), thread (a\n"
@@ -134,7 +136,8 @@ static const char usage_text[] =
 "      --reuseport          set SO_REUSEPORT on the listener (off by default)\n"
 "      --buffer-size BYTES  per-direction buffer or splice pipe (default: 1 MiB\n"
 "                           for connect/listen, 256 KiB per relayed connection)\n"
-"      --backend NAME       event loop backend: epoll, poll (or DUPLEX_BACKEND)\n"
+"      --backend NAME       event loop backend: epoll, poll, io_uring (or\n"
+"                           DUPLEX_BACKEND)\n"
 "  -h, --help               this help\n"
 "      --version            print the version\n"
 "\n"
@@ -172,7 +175,8 @@ static const char usage_text[] =
 "  3  name resolution failed (unknown host)\n"
 "  4  connect failed (refused, unreachable); with -z: no port open\n"
 "  5  timed out (connect timeout or idle timeout)\n"
-"  6  cannot listen (address in use, permission denied)\n";
+"  6  cannot listen (address in use, permission denied)\n"
+"  128+N  stopped by signal N (130: SIGINT, 143: SIGTERM), after a clean stop\n";
 
 void cli_usage_short(void)
 {

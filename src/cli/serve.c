@@ -346,6 +346,10 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         if (pid > 0)
             cli_info(o, "%s: connected, running process %ld", name, (long)pid);
         close(fd);
+        if (pid > 0 && o->model == MODEL_ITERATIVE) {
+            l->paused = 1; /* the next client when this process has ended (on_sweep) */
+            listeners_watch(l, 0);
+        }
         return;
     }
     if (o->model == MODEL_FORK || o->model == MODEL_THREAD) {
@@ -454,6 +458,11 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
     if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 && model_clients(sv->o) == 0) {
         dx_loop_stop(loop);
         return;
+    }
+    if (sv->l.paused && sv->o->model == MODEL_ITERATIVE && sv->o->mode == MODE_EXEC &&
+        exec_children() == 0) {
+        sv->l.paused = 0;
+        listeners_watch(&sv->l, 1);
     }
     uint64_t now = dx_loop_now(loop);
     uint64_t limit = (uint64_t)sv->o->idle_timeout_ms;

@@ -621,6 +621,19 @@ int cli_parse(int argc, char **argv, struct options *o)
             cli_error("-z probes ports as a client; it cannot be used with listen");
             return EXIT_USAGE;
         }
+        int many = o->keep_listening || o->mode != MODE_STDIO || o->model != MODEL_LOOP || o->threads > 1;
+        if (many && !o->udp) {
+            /* these shape one stdio session; a server's clients end on their own */
+            if (o->quit_after_eof_ms >= 0 || o->no_shutdown || o->send_only || o->has_send_oob ||
+                o->progress != PROGRESS_OFF) {
+                cli_error("-q, --no-shutdown, --send-only, --send-oob and --progress shape one "
+                          "connection; they do not apply with -k or a server mode");
+                return EXIT_USAGE;
+            }
+            /* -w with a server: no traffic for SECS closes that client */
+            if (o->timeout_ms && !o->idle_timeout_ms)
+                o->idle_timeout_ms = o->timeout_ms;
+        }
         if (o->unix_path) {
             if (npos > 0) {
                 cli_error("unexpected argument '%s' after -U PATH", pos[0]);

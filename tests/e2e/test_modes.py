@@ -222,6 +222,19 @@ def test_keep_listening_serves_three_clients_one_after_another(start_listener, s
     assert lst.poll() is None, f"-k listener exited after its clients: rc={lst.poll()} {lst.err!r}"
 
 
+def _wait_connections(port, n, timeout=TIMEOUT):
+    """Until n client connections to 127.0.0.1:port exist (any state but
+    listening: client 1 is already half-closed by then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ss", "-Htn", f"dport = :{port}"],
+                             capture_output=True, text=True).stdout
+        if len(out.splitlines()) >= n:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"{n} connections to port {port} not established within {timeout} s")
+
+
 def test_iterative_model_serves_queued_clients_in_turn(start_listener, start_duplex, tmp_path,
                                                         backend_env):
     """`-k --model iterative`: after a client ends, serve the next one.
@@ -238,6 +251,8 @@ def test_iterative_model_serves_queued_clients_in_turn(start_listener, start_dup
     _wait_file(out, b"client-1 part 1\n", lst)
     # queued behind client 1
     c2 = start_duplex(["connect", "127.0.0.1", port], stdin=b"client-2\n", env=backend_env)
+    # client 3 connects only once client 2 is in the backlog: their order is then known
+    _wait_connections(port, 2)
     c3 = start_duplex(["connect", "127.0.0.1", port], stdin=b"client-3\n", env=backend_env)
     time.sleep(0.3)  # time enough for 2 and 3 to (wrongly) be served before 1 ends
     assert out.read_bytes() == b"client-1 part 1\n", "a queued client was served while client 1 was active"

@@ -348,7 +348,9 @@ int dx_connect_start_opts(const dx_addr *addr, const dx_addr *source, const dx_s
                           int nopts, int *failed);
 
 /* The outcome of a connect once the fd is writable: 0 connected, or the
- * -errno from SO_ERROR (-ECONNREFUSED, -ETIMEDOUT, ...). */
+ * -errno from SO_ERROR (-ECONNREFUSED, -ETIMEDOUT, ...). A connection the
+ * peer sent data on and then reset counts as made: reads return the data,
+ * then -ECONNRESET. */
 int dx_connect_result(int fd);
 
 /* Local and peer address of a socket. Return 0 or -errno. */

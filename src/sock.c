@@ -245,6 +245,18 @@ int dx_connect_start_opts(const dx_addr *addr, const dx_addr *source, const dx_s
 
 int dx_connect_result(int fd)
 {
+    /* Bytes waiting prove the connection was made, even if the peer has reset
+     * it since: SO_ERROR would then return (and clear) ECONNRESET and the
+     * bytes would be dropped with the socket. Peek first; the reset is then
+     * reported by the read that follows the data. A peek that finds no data
+     * but an error has consumed that error: it is the connect's result. */
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0)
+        return 0;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+        errno != ENOTCONN && errno != EINVAL && errno != ENOTSOCK)
+        return -errno;
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)

@@ -387,3 +387,38 @@ T(many_parallel)
     close(lfd);
     dx_loop_free(loop);
 }
+
+/* The peer accepts, sends, and resets before the loop sees the connect
+ * complete: the connect still counts as made and the bytes are not lost. */
+T(data_then_reset_before_completion)
+{
+    int port;
+    int lfd = h_listen4(0, &port);
+    dx_addr addrs[1] = {h_addr4(port)};
+    struct ctx x = {.loop = h_loop()};
+    dx_connector c;
+    cr_assert_eq(start(&x, &c, addrs, 1, NULL, 5000), 0);
+    cr_assert(h_wait_fd(lfd, POLLIN, 5000) & POLLIN, "the handshake did not complete");
+    int sfd = accept(lfd, NULL, NULL);
+    cr_assert_geq(sfd, 0);
+    h_write_all(sfd, "hello", 5);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    cr_assert_eq(setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(sfd); /* sends RST */
+    h_sleep_ms(50);
+    h_run(x.loop);
+    cr_assert_eq(x.ncalls, 1);
+    cr_assert_eq(x.calls[0].final, 1);
+    int fd = x.calls[0].result;
+    cr_assert_geq(fd, 0, "connect reported %s", dx_strerror(fd));
+    char buf[16];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    cr_assert_eq(n, 5);
+    cr_assert_arr_eq(buf, "hello", 5);
+    n = recv(fd, buf, sizeof buf, 0);
+    cr_assert_eq(n, -1);
+    cr_assert_eq(errno, ECONNRESET, "%s", strerror(errno));
+    close(fd);
+    close(lfd);
+    dx_loop_free(x.loop);
+}

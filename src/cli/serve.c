@@ -68,6 +68,19 @@ static void client_close(struct client *c, const char *why);
  * with --threads. */
 static atomic_long clients_total;
 
+/* stdin is read only while a client is there to take it: with nobody
+ * connected, what it gives waits (in the pipe or terminal) for the first
+ * client instead of being read and lost. */
+static void update_stdin(struct server *sv)
+{
+    if (!sv->in_open)
+        return;
+    if (sv->nclients > 0 && !sv->reading_paused)
+        dx_stream_read_start(&sv->in);
+    else
+        dx_stream_read_stop(&sv->in);
+}
+
 /* Senders are read only while every recipient keeps up (stdout included). */
 static void update_reading(struct server *sv)
 {
@@ -83,12 +96,7 @@ static void update_reading(struct server *sv)
         else
             dx_stream_read_start(&c->st);
     }
-    if (sv->in_open) {
-        if (pause)
-            dx_stream_read_stop(&sv->in);
-        else
-            dx_stream_read_start(&sv->in);
-    }
+    update_stdin(sv);
 }
 
 static void set_congested(struct client *c, int on)
@@ -245,6 +253,7 @@ static void client_close(struct client *c, const char *why)
         c->next->prev = c->prev;
     sv->nclients--;
     atomic_fetch_sub(&clients_total, 1);
+    update_stdin(sv);
     c->next = sv->graveyard;
     sv->graveyard = c;
     dx_timer_start(sv->loop, &sv->reaper, 0, 0);
@@ -378,6 +387,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
     sv->clients = c;
     sv->nclients++;
     atomic_fetch_add(&clients_total, 1);
+    update_stdin(sv);
     cli_info(o, "%s: connected (%lu now)", name, sv->nclients);
     if (o->model == MODEL_ITERATIVE) {
         /* one at a time: the next clients wait in the backlog */
@@ -534,6 +544,7 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
         if (!o->recv_only) {
             dx_stream_init(loop, &sv->in, STDIN_FILENO, 0, stdin_on_read, stdin_on_event, sv);
             sv->in_open = dx_stream_read_start(&sv->in) == 0;
+            update_stdin(sv); /* no client yet */
         }
     }
     /* the sweep: idle clients, congested recipients, finished children */

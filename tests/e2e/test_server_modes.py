@@ -15,7 +15,8 @@ import pytest
 
 from conftest import TIMEOUT, have_ipv6_loopback
 from servers_util import (Pump, children, connect, echo_roundtrip, name_of, open_many,
-                          read_to_eof, recv_exact, recv_line, rss_kib, sockets, wait_for)
+                          read_to_eof, recv_exact, recv_line, recv_until, rss_kib, sockets,
+                          wait_for)
 
 __all__ = ["sockets"]  # fixture re-exported from servers_util
 
@@ -222,6 +223,28 @@ def test_k_clients_in_turn_go_to_stdout_in_order(start_listener, sockets):
     # and the server keeps listening: a new client gets EOF at once
     e = sockets(connect(port))
     assert read_to_eof(e, timeout=5) == (b"", "eof")
+    assert proc.poll() is None
+
+
+@pytest.mark.parametrize("mode", [[], ["--broker"], ["--chat"]], ids=["stdio", "broker", "chat"])
+def test_k_stdin_waits_for_a_client(start_listener, sockets, mode):
+    """What stdin gives while nobody is connected is not read (and lost): the
+    next client to arrive gets it."""
+    proc, port = start_listener(["-k", "-v", *mode], stdin=subprocess.PIPE)
+    proc.stdin.write(b"early line\n")
+    proc.stdin.flush()
+    time.sleep(0.3)  # time enough for a server that reads stdin to have lost it
+    a = sockets(connect(port))
+    recv_until(a, lambda got: b"early line\n" in got)
+    name = name_of(a)
+    a.close()
+    proc.wait_err(re.escape(name) + r": closed")
+    # nobody connected again: the next line waits for the next client
+    proc.stdin.write(b"between clients\n")
+    proc.stdin.flush()
+    time.sleep(0.3)
+    b = sockets(connect(port))
+    recv_until(b, lambda got: b"between clients\n" in got)
     assert proc.poll() is None
 
 

@@ -138,6 +138,22 @@ void listeners_watch(struct listeners *l, int on);
 void listeners_announce(const struct listeners *l, const struct options *o);
 void listeners_close(struct listeners *l);
 
+/* Open a socket on every local address the options name, for listen (TCP or
+ * Unix) and listen -u alike: no host gives one dual-stack IPv6 socket (IPv4
+ * alone where the system has no IPv6); a host gives a socket per address it
+ * resolves to, the later ones taking the port the first got when the port is
+ * 0. open() makes one socket (dx_listen, dx_dgram_bind: a descriptor or
+ * -errno), failed() says why one could not be made, keep() takes it (0, or
+ * -errno to stop). Returns 0 or the first -errno. */
+struct cli_opener {
+    int (*open)(const dx_addr *addr, const dx_listen_opts *lo);
+    void (*failed)(void *ctx, const dx_addr *addr, const dx_listen_opts *lo, int code);
+    int (*keep)(void *ctx, int fd);
+    void *ctx;
+    int resolve_flags; /* DX_RESOLVE_DGRAM for datagram sockets */
+};
+int cli_open_every(const struct options *o, dx_listen_opts lo, const struct cli_opener *how);
+
 /* connect.c, listen.c (one client), serve.c (many clients), exec.c */
 int cli_connect(const struct options *o, dx_loop *loop);
 int cli_listen_once(const struct options *o, dx_loop *loop);

@@ -85,19 +85,67 @@ static void listen_error(struct listeners *l, const dx_addr *addr, const dx_list
     }
 }
 
-static int add(struct listeners *l, const dx_addr *addr, const dx_listen_opts *lo)
+static void report_failed(void *ctx, const dx_addr *addr, const dx_listen_opts *lo, int code)
 {
-    int fd = dx_listen(addr, lo);
-    if (fd < 0) {
-        listen_error(l, addr, lo, fd);
-        return fd;
-    }
+    listen_error(ctx, addr, lo, code);
+}
+
+static int keep(void *ctx, int fd)
+{
+    struct listeners *l = ctx;
     if (l->n == MAX_LISTENERS) {
         close(fd);
         return 0;
     }
     dx_io_init(&l->io[l->n++], fd, on_acceptable, l);
     return 0;
+}
+
+int cli_open_every(const struct options *o, dx_listen_opts lo, const struct cli_opener *how)
+{
+    int port = dx_parse_port(o->port);
+    dx_addr a;
+    if (!o->host) {
+        dx_addr_ip(&a, o->family == AF_INET ? "0.0.0.0" : "::", port);
+        lo.v6only = o->family == AF_INET6;
+        int fd = how->open(&a, &lo);
+        int option_refused = lo.sockopt_failed && *lo.sockopt_failed >= 0;
+        if (fd < 0 && !option_refused && o->family == AF_UNSPEC &&
+            (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
+            dx_addr_ip(&a, "0.0.0.0", port);
+            fd = how->open(&a, &lo);
+        }
+        if (fd < 0) {
+            how->failed(how->ctx, &a, &lo, fd);
+            return fd;
+        }
+        return how->keep(how->ctx, fd);
+    }
+    dx_addr *addrs;
+    int flags = DX_RESOLVE_PASSIVE | how->resolve_flags | (o->numeric ? DX_RESOLVE_NUMERIC : 0);
+    int n = dx_resolve(o->host, o->port, o->family, flags, &addrs);
+    if (n < 0) {
+        cli_error("resolve %s: %s", o->host, dx_strerror(n));
+        return n;
+    }
+    int rc = 0;
+    lo.v6only = 1; /* an explicit IPv6 address means IPv6 only */
+    for (int i = 0; i < n && rc == 0; i++) {
+        int fd = how->open(&addrs[i], &lo);
+        if (fd < 0) {
+            how->failed(how->ctx, &addrs[i], &lo, fd);
+            rc = fd;
+            break;
+        }
+        /* port 0: the other addresses take the port the first one got */
+        dx_addr got;
+        if (i == 0 && port == 0 && dx_sock_local(fd, &got) == 0)
+            for (int j = 1; j < n; j++)
+                dx_addr_set_port(&addrs[j], dx_addr_port(&got));
+        rc = how->keep(how->ctx, fd);
+    }
+    free(addrs);
+    return rc;
 }
 
 static int open_all(struct listeners *l)
@@ -107,8 +155,9 @@ static int open_all(struct listeners *l)
     dx_listen_opts lo = {.backlog = o->backlog, .reuseport = o->reuseport,
                          .sockopts = o->sockopts, .nsockopts = o->nsockopts,
                          .sockopt_failed = &failed};
-    dx_addr a;
+    struct cli_opener how = {.open = dx_listen, .failed = report_failed, .keep = keep, .ctx = l};
     if (o->unix_path) {
+        dx_addr a;
         int rc = dx_addr_unix(&a, o->unix_path);
         if (rc == 0)
             rc = dx_unix_unlink_stale(o->unix_path);
@@ -117,52 +166,19 @@ static int open_all(struct listeners *l)
                       rc == -ENOTSOCK ? "exists and is not a socket" : dx_strerror(rc));
             return rc;
         }
-        rc = add(l, &a, &lo);
-        if (rc == 0 && o->unix_path[0] != '@') {
+        int fd = dx_listen(&a, &lo);
+        if (fd < 0) {
+            listen_error(l, &a, &lo, fd);
+            return fd;
+        }
+        rc = keep(l, fd);
+        if (o->unix_path[0] != '@') {
             l->unix_bound = 1; /* ours to remove, and only then */
             cli_remove_on_exit(o->unix_path);
         }
         return rc;
     }
-    int port = dx_parse_port(o->port);
-    if (!o->host) {
-        /* every address: one dual-stack IPv6 socket where the system has IPv6 */
-        dx_addr_ip(&a, o->family == AF_INET ? "0.0.0.0" : "::", port);
-        lo.v6only = o->family == AF_INET6;
-        int fd = dx_listen(&a, &lo);
-        if (fd < 0 && failed < 0 && o->family == AF_UNSPEC &&
-            (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
-            dx_addr_ip(&a, "0.0.0.0", port);
-            fd = dx_listen(&a, &lo);
-        }
-        if (fd < 0) {
-            listen_error(l, &a, &lo, fd);
-            return fd;
-        }
-        dx_io_init(&l->io[l->n++], fd, on_acceptable, l);
-        return 0;
-    }
-    dx_addr *addrs;
-    int flags = DX_RESOLVE_PASSIVE | (o->numeric ? DX_RESOLVE_NUMERIC : 0);
-    int n = dx_resolve(o->host, o->port, o->family, flags, &addrs);
-    if (n < 0) {
-        cli_error("resolve %s: %s", o->host, dx_strerror(n));
-        return n;
-    }
-    int rc = 0;
-    lo.v6only = 1; /* an explicit IPv6 address means IPv6 only */
-    for (int i = 0; i < n && rc == 0; i++) {
-        rc = add(l, &addrs[i], &lo);
-        /* port 0: the other addresses take the port the first one got */
-        if (rc == 0 && i == 0 && port == 0) {
-            dx_addr got;
-            if (dx_sock_local(l->io[0].fd, &got) == 0)
-                for (int j = 1; j < n; j++)
-                    dx_addr_set_port(&addrs[j], dx_addr_port(&got));
-        }
-    }
-    free(addrs);
-    return rc;
+    return cli_open_every(o, lo, &how);
 }
 
 int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,

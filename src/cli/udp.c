@@ -387,14 +387,17 @@ int cli_udp_connect(const struct options *o, dx_loop *loop)
 
 /* ---- listen -u ---- */
 
-static int bind_one(struct udp *u, const dx_addr *a, const dx_listen_opts *lo)
+static void bind_failed(void *ctx, const dx_addr *a, const dx_listen_opts *lo, int code)
 {
+    (void)ctx;
+    (void)lo;
     char text[DX_ADDR_STRLEN];
-    int fd = dx_dgram_bind(a, lo);
-    if (fd < 0) {
-        cli_error("listen %s: %s", dx_addr_format(a, text, sizeof text), dx_strerror(fd));
-        return fd;
-    }
+    cli_error("listen %s: %s", dx_addr_format(a, text, sizeof text), dx_strerror(code));
+}
+
+static int keep(void *ctx, int fd)
+{
+    struct udp *u = ctx;
     if (u->nsock == MAX_SOCKS) {
         close(fd);
         return 0;
@@ -405,48 +408,10 @@ static int bind_one(struct udp *u, const dx_addr *a, const dx_listen_opts *lo)
 
 static int bind_all(struct udp *u)
 {
-    const struct options *o = u->o;
-    dx_listen_opts lo = {.reuseport = o->reuseport};
-    int port = dx_parse_port(o->port);
-    dx_addr a;
-    if (!o->host) {
-        /* every address: one dual-stack IPv6 socket where the system has IPv6 */
-        dx_addr_ip(&a, o->family == AF_INET ? "0.0.0.0" : "::", port);
-        lo.v6only = o->family == AF_INET6;
-        int fd = dx_dgram_bind(&a, &lo);
-        if (fd < 0 && o->family == AF_UNSPEC && (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
-            dx_addr_ip(&a, "0.0.0.0", port);
-            fd = dx_dgram_bind(&a, &lo);
-        }
-        if (fd < 0) {
-            char text[DX_ADDR_STRLEN];
-            cli_error("listen %s: %s", dx_addr_format(&a, text, sizeof text), dx_strerror(fd));
-            return fd;
-        }
-        dx_io_init(&u->sock[u->nsock++], fd, on_socket, u);
-        return 0;
-    }
-    dx_addr *addrs;
-    int flags = DX_RESOLVE_PASSIVE | DX_RESOLVE_DGRAM | (o->numeric ? DX_RESOLVE_NUMERIC : 0);
-    int n = dx_resolve(o->host, o->port, o->family, flags, &addrs);
-    if (n < 0) {
-        cli_error("resolve %s: %s", o->host, dx_strerror(n));
-        return n;
-    }
-    int rc = 0;
-    lo.v6only = 1; /* an explicit IPv6 address means IPv6 only */
-    for (int i = 0; i < n && rc == 0; i++) {
-        rc = bind_one(u, &addrs[i], &lo);
-        /* port 0: the other addresses take the port the first one got */
-        if (rc == 0 && i == 0 && port == 0) {
-            dx_addr got;
-            if (dx_sock_local(u->sock[0].fd, &got) == 0)
-                for (int j = 1; j < n; j++)
-                    dx_addr_set_port(&addrs[j], dx_addr_port(&got));
-        }
-    }
-    free(addrs);
-    return rc;
+    dx_listen_opts lo = {.reuseport = u->o->reuseport};
+    struct cli_opener how = {.open = dx_dgram_bind, .failed = bind_failed, .keep = keep,
+                             .ctx = u, .resolve_flags = DX_RESOLVE_DGRAM};
+    return cli_open_every(u->o, lo, &how);
 }
 
 int cli_udp_listen(const struct options *o, dx_loop *loop)

@@ -169,6 +169,12 @@ pid_t exec_fork(void);    /* fork, counted and reaped; child gets default signal
 void exec_init(void);
 int exec_children(void);  /* children still running */
 void exec_stop_children(int timeout_ms); /* SIGTERM, wait, then SIGKILL */
+/* --idle-timeout for --exec clients (TCP): the server keeps fd, its copy of
+ * the child's socket (1 if kept, 0 if the caller should close it), and
+ * exec_close_idle() stops each child whose connection has moved no data for
+ * limit_ms, shutting the connection down. */
+int exec_watch_idle(pid_t pid, int fd, const dx_addr *peer);
+void exec_close_idle(const struct options *o, uint64_t limit_ms);
 
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);

@@ -8,24 +8,35 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t live_children;
-/* Children still running, to stop them when the server stops. Slots are
- * filled by the main thread and cleared (set to 0) by the SIGCHLD handler. */
-static volatile pid_t *child_pids;
-static size_t child_slots;
+/* Children still running: to stop them when the server stops, and to watch
+ * their connections for --idle-timeout. A fixed table (reserved address
+ * space: untouched slots cost no memory) because the SIGCHLD handler clears
+ * slots at any moment and must never meet one being moved by realloc; the
+ * loops of --threads claim slots under a lock. */
+#define MAX_CHILDREN 65536
+static atomic_int live_children;
+static volatile pid_t child_pid[MAX_CHILDREN]; /* 0: free; cleared by the handler */
+static int child_sock[MAX_CHILDREN];           /* the server's copy of its socket + 1; 0: none */
+static atomic_size_t child_used;               /* slots ever used: scans stop there */
+static pthread_mutex_t child_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void forget_child(pid_t pid)
 {
-    for (size_t i = 0; i < child_slots; i++)
-        if (child_pids[i] == pid)
-            child_pids[i] = 0;
+    size_t used = atomic_load(&child_used);
+    for (size_t i = 0; i < used; i++)
+        if (child_pid[i] == pid)
+            child_pid[i] = 0;
 }
 
 static void on_sigchld(int sig)
@@ -34,51 +45,118 @@ static void on_sigchld(int sig)
     int saved = errno;
     pid_t pid;
     while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
-        live_children--;
+        atomic_fetch_sub(&live_children, 1);
         forget_child(pid);
     }
     errno = saved;
 }
 
+/* The server's copy of the socket of a child that has ended. Lock held. */
+static void drop_sock(size_t i)
+{
+    if (child_sock[i]) {
+        close(child_sock[i] - 1);
+        child_sock[i] = 0;
+    }
+}
+
+/* Called with SIGCHLD blocked, so the child cannot be reaped before it is
+ * in the table. */
 static void remember_child(pid_t pid)
 {
-    for (size_t i = 0; i < child_slots; i++) {
-        if (child_pids[i] == 0) {
-            child_pids[i] = pid;
-            return;
-        }
+    pthread_mutex_lock(&child_lock);
+    size_t used = atomic_load(&child_used), i;
+    for (i = 0; i < used && child_pid[i] != 0; i++)
+        ;
+    if (i == used && used < MAX_CHILDREN)
+        atomic_store(&child_used, ++used);
+    if (i < used) {
+        drop_sock(i);
+        child_pid[i] = pid;
     }
-    /* grow with SIGCHLD blocked: the handler must not see a half-made array */
-    sigset_t chld, old;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, &old);
-    size_t n = child_slots ? child_slots * 2 : 64;
-    pid_t *p = realloc((void *)child_pids, n * sizeof *p);
-    if (p) {
-        memset(p + child_slots, 0, (n - child_slots) * sizeof *p);
-        p[child_slots] = pid;
-        child_pids = p;
-        child_slots = n;
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    pthread_mutex_unlock(&child_lock);
 }
 
 void exec_stop_children(int timeout_ms)
 {
-    if (live_children <= 0)
+    if (atomic_load(&live_children) <= 0)
         return;
-    for (size_t i = 0; i < child_slots; i++)
-        if (child_pids[i] > 0)
-            kill(-child_pids[i], SIGTERM);
+    size_t used = atomic_load(&child_used);
+    for (size_t i = 0; i < used; i++)
+        if (child_pid[i] > 0)
+            kill(-child_pid[i], SIGTERM);
     /* wait for them (the SIGCHLD handler reaps), then insist */
-    for (int waited = 0; live_children > 0 && waited < timeout_ms; waited += 10)
+    for (int waited = 0; atomic_load(&live_children) > 0 && waited < timeout_ms; waited += 10)
         usleep(10000);
-    for (size_t i = 0; i < child_slots; i++)
-        if (child_pids[i] > 0)
-            kill(-child_pids[i], SIGKILL);
-    for (int waited = 0; live_children > 0 && waited < 1000; waited += 10)
+    for (size_t i = 0; i < used; i++)
+        if (child_pid[i] > 0)
+            kill(-child_pid[i], SIGKILL);
+    for (int waited = 0; atomic_load(&live_children) > 0 && waited < 1000; waited += 10)
         usleep(10000);
+}
+
+int exec_watch_idle(pid_t pid, int fd, const dx_addr *peer)
+{
+#ifdef __linux__
+    int family = peer->ss.ss_family;
+    if (family != AF_INET && family != AF_INET6)
+        return 0; /* TCP_INFO is what tells idleness */
+    int kept = 0;
+    pthread_mutex_lock(&child_lock);
+    size_t used = atomic_load(&child_used);
+    for (size_t i = 0; i < used && !kept; i++) {
+        if (child_pid[i] == pid) { /* not reaped yet: still ours to watch */
+            drop_sock(i);
+            child_sock[i] = fd + 1;
+            kept = 1;
+        }
+    }
+    pthread_mutex_unlock(&child_lock);
+    return kept;
+#else
+    (void)pid, (void)fd, (void)peer;
+    return 0;
+#endif
+}
+
+void exec_close_idle(const struct options *o, uint64_t limit_ms)
+{
+#ifdef __linux__
+    pthread_mutex_lock(&child_lock);
+    size_t used = atomic_load(&child_used);
+    for (size_t i = 0; i < used; i++) {
+        if (!child_sock[i])
+            continue;
+        pid_t pid = child_pid[i];
+        if (pid == 0) { /* the child has ended */
+            drop_sock(i);
+            continue;
+        }
+        int fd = child_sock[i] - 1;
+        struct tcp_info ti;
+        socklen_t len = sizeof ti;
+        if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+            continue;
+        /* the kernel's clock of the connection: milliseconds since data last
+         * came in and went out, whoever moved it (the child, not us) */
+        uint32_t idle = ti.tcpi_last_data_recv < ti.tcpi_last_data_sent ? ti.tcpi_last_data_recv
+                                                                       : ti.tcpi_last_data_sent;
+        if (idle < limit_ms)
+            continue;
+        dx_addr peer;
+        char name[DX_ADDR_STRLEN] = "a client";
+        if (dx_sock_peer(fd, &peer) == 0)
+            dx_addr_format(&peer, name, sizeof name);
+        cli_info(o, "%s: closed: idle for %.3g s (process %ld stopped)", name,
+                 (double)limit_ms / 1000.0, (long)pid);
+        shutdown(fd, SHUT_RDWR); /* the client sees the end at once */
+        kill(-pid, SIGTERM);
+        drop_sock(i);
+    }
+    pthread_mutex_unlock(&child_lock);
+#else
+    (void)o, (void)limit_ms;
+#endif
 }
 
 void exec_init(void)
@@ -91,7 +169,7 @@ void exec_init(void)
     sigaction(SIGCHLD, &sa, NULL);
 }
 
-int exec_children(void) { return (int)live_children; }
+int exec_children(void) { return atomic_load(&live_children); }
 
 static void set_env(const char *name, const char *value) { setenv(name, value, 1); }
 
@@ -156,14 +234,14 @@ static void run_plain(const char *cmd)
 pid_t exec_fork(void)
 {
     /* count before fork so the SIGCHLD of a quick child cannot come first */
-    live_children++;
+    atomic_fetch_add(&live_children, 1);
     sigset_t chld, old;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, &old); /* remembered before it can be reaped */
     pid_t pid = fork();
     if (pid < 0) {
-        live_children--;
+        atomic_fetch_sub(&live_children, 1);
         sigprocmask(SIG_SETMASK, &old, NULL);
         return -1;
     }

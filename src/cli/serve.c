@@ -354,7 +354,9 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         pid_t pid = exec_client(o, fd, peer);
         if (pid > 0)
             cli_info(o, "%s: connected, running process %ld", name, (long)pid);
-        close(fd);
+        /* --idle-timeout: the server keeps a copy of the socket to watch it */
+        if (!(pid > 0 && o->idle_timeout_ms && exec_watch_idle(pid, fd, peer)))
+            close(fd);
         if (pid > 0 && o->model == MODEL_ITERATIVE) {
             l->paused = 1; /* the next client when this process has ended (on_sweep) */
             listeners_watch(l, 0);
@@ -476,6 +478,8 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
     }
     uint64_t now = dx_loop_now(loop);
     uint64_t limit = (uint64_t)sv->o->idle_timeout_ms;
+    if (limit && sv->o->mode == MODE_EXEC)
+        exec_close_idle(sv->o, limit);
     struct client *next;
     for (struct client *c = sv->clients; c; c = next) {
         next = c->next;

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from conftest import LISTENING_RE, have_ipv6_loopback
-from servers_util import (Pump, closed_within, connect, cpu_seconds, echo_roundtrip, name_of,
-                          open_fds, read_to_eof, recv_exact, rss_kib, sockets, spawn_rlimit,
+from servers_util import (Pump, children, closed_within, connect, cpu_seconds, echo_roundtrip,
+                          name_of, open_fds, read_to_eof, recv_exact, rss_kib, sockets, spawn_rlimit,
                           wait_for)
 
 __all__ = ["sockets", "spawn_rlimit"]  # fixtures re-exported from servers_util
@@ -232,6 +232,49 @@ def test_idle_timeout_closes_idle_keeps_active(start_listener, sockets, backend_
     assert_served(active, b"still alive\n")
     # and now the active one goes idle too
     assert closed_within(active, 3.5)
+
+
+def test_idle_timeout_closes_idle_exec_client_keeps_active(start_listener, sockets):
+    """--exec clients: the child owns the socket, the server watches the
+    connection (TCP_INFO) and stops the idle child."""
+    proc, port = start_listener(["--exec", "cat", "-k", "-v", "--idle-timeout", "1"])
+    t0 = time.monotonic()
+    idle = sockets(connect(port))
+    active = sockets(connect(port))
+    assert echo_roundtrip(idle, b"once\n") == b"once\n"
+    wait_for(lambda: len(children(proc.pid)) == 2, 5, "two cat processes")
+    closed_at = [None]
+
+    def watch_idle():
+        if closed_within(idle, 5):
+            closed_at[0] = time.monotonic() - t0
+
+    t = threading.Thread(target=watch_idle, daemon=True)
+    t.start()
+    n = 0
+    while time.monotonic() < t0 + 3.5:
+        assert echo_roundtrip(active, b"tick %d\n" % n) == b"tick %d\n" % n
+        n += 1
+        time.sleep(0.2)
+    t.join(5)
+    assert closed_at[0] is not None, "the idle exec client was not closed"
+    assert 0.9 <= closed_at[0] <= 3.0, f"idle client closed after {closed_at[0]:.2f}s"
+    proc.wait_err(re.escape(name_of(idle)) + r": closed: idle for 1 s \(process \d+ stopped\)")
+    assert name_of(active) + ": closed" not in proc.err
+    # the idle client's cat is gone (reaped, no zombie); the active one's runs
+    wait_for(lambda: len(children(proc.pid)) == 1, 5, "one cat process left")
+    assert echo_roundtrip(active, b"still alive\n") == b"still alive\n"
+
+
+def test_idle_timeout_stops_exec_child_that_never_talks(start_listener, sockets):
+    proc, port = start_listener(["--sh-exec", "sleep 60", "-k", "-v", "--idle-timeout", "0.5"])
+    c = sockets(connect(port))
+    wait_for(lambda: children(proc.pid), 5, "the child process")
+    assert closed_within(c, 4), "the idle client was not closed"
+    # sh and the sleep it started (same process group) are stopped and reaped
+    wait_for(lambda: not children(proc.pid), 5, "no child left")
+    proc.wait_err(r"closed: idle for 0\.5 s \(process \d+ stopped\)")
+    assert proc.poll() is None
 
 
 # ------------------------------------------------------------ --max-queue --

@@ -1,6 +1,6 @@
 /* bench.c: duplex bench, a closed-loop load generator for stream servers.
  *
- *   duplex bench echo|connrate|idle|throughput HOST PORT [-c CONNS] [-d SECS] ...
+ *   duplex bench echo|connrate|idle|throughput|broker HOST PORT [-c CONNS] ...
  *
  * Each worker process drives its share of the connections with one libduplex
  * loop (a dx_io watcher per connection, a 10 ms dx_timer for the phases:
@@ -14,6 +14,12 @@
  * comes back is compared (memcmp against the block), so a wrong byte is
  * always seen; the connection is then counted as a verification error, closed
  * and reopened.
+ *
+ * broker (one process) measures fan-out servers: one message in flight in the
+ * whole run, round r sent by connection r % N and checked at each of the N-1
+ * others. A broker only forwards to the clients it has accepted, so rounds
+ * start once a join phase has seen every connection receive a token byte.
+ * Connections that fail are not reopened (they would miss messages).
  */
 #define _GNU_SOURCE
 #include "cli.h"
@@ -75,8 +81,8 @@ static double hist_mid(unsigned i)
 
 /* ---- options ---------------------------------------------------------------- */
 
-enum bmode { B_ECHO, B_CONNRATE, B_IDLE, B_THROUGHPUT };
-static const char *const mode_names[] = { "echo", "connrate", "idle", "throughput" };
+enum bmode { B_ECHO, B_CONNRATE, B_IDLE, B_THROUGHPUT, B_BROKER, B_NMODES };
+static const char *const mode_names[] = { "echo", "connrate", "idle", "throughput", "broker" };
 
 static struct {
     enum bmode mode;
@@ -92,10 +98,15 @@ static struct {
 #define STRIDE 7919u
 #define MAX_INFLIGHT 256 /* connects at once per worker */
 #define CONNECT_DEADLINE_NS (60ull * 1000000000ull)
+#define JOIN_WINDOW 8 /* broker: connects not yet seen by the server (ncat's backlog is 10) */
+#define JOIN_STALL_NS (10ull * 1000000000ull) /* broker: no connect or join for this long */
+#define STALL_NS 1000000000ull /* broker: a round older than this at the end is stuck */
 
 /* What a worker reports (through a pipe when forked). */
 struct report {
-    uint64_t msgs;           /* messages (connrate: cycles) completed in the window */
+    uint64_t msgs;           /* messages (connrate: cycles, broker: rounds) in the window */
+    uint64_t deliveries;     /* broker: messages received whole, in the window */
+    uint64_t stalled;        /* broker: receivers still waiting for a stuck round at the end */
     uint64_t bytes_sent;     /* in the window */
     uint64_t bytes_rcvd;     /* in the window */
     uint64_t errors;         /* failed connects, resets, early EOF, wrong bytes */
@@ -111,7 +122,7 @@ struct report {
 
 /* ---- one worker ------------------------------------------------------------- */
 
-enum cstate { C_BACKOFF, C_CONNECTING, C_WAIT, C_STREAM, C_IDLE };
+enum cstate { C_BACKOFF, C_CONNECTING, C_WAIT, C_STREAM, C_IDLE, C_JOIN, C_MEMBER, C_DEAD };
 enum phase { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_HOLD, PH_DONE };
 
 struct conn {
@@ -119,7 +130,7 @@ struct conn {
     int fd;
     enum cstate st;
     uint32_t id;      /* slot number (over all workers) */
-    uint32_t seq;     /* message number on this slot */
+    uint32_t seq;     /* message number on this slot (broker join: last token) */
     uint32_t off;     /* random start in the pattern block */
     int want_out;
     uint64_t sent, rcvd;
@@ -146,6 +157,23 @@ static struct worker {
     void (*ready)(void);    /* idle, in-process: the connect phase is over */
 } W;
 
+/* broker: the join phase (connects paced, tokens), then the one round in flight */
+static struct {
+    int joining;
+    uint64_t progress_at;   /* last connect or join */
+    struct conn *js;        /* sends the join tokens */
+    uint32_t token;         /* last token sent (0: none yet) */
+    long unjoined;          /* open, no token seen yet */
+    long behind;            /* joined, short of the last token */
+    long members;           /* open connections that take part in rounds (js included) */
+    uint64_t round;
+    int inflight, starting;
+    struct conn *sender;    /* NULL once it is gone */
+    long waiting;           /* receivers of this round still short of SIZE bytes */
+    long got;               /* receivers that have it whole */
+    uint64_t t0;
+} BK;
+
 static char backend_name[32];
 static volatile sig_atomic_t got_term;
 static void on_term(int sig)
@@ -170,7 +198,8 @@ static void pend_push(struct conn *c)
  * contiguous for up to BLOCK bytes. */
 static const unsigned char *pattern(const struct conn *c, uint64_t pos)
 {
-    uint32_t base = bo.mode == B_THROUGHPUT ? c->off : c->off + c->seq * STRIDE;
+    uint32_t base = bo.mode == B_THROUGHPUT ? c->off
+                  : bo.mode == B_BROKER ? (uint32_t)BK.round * STRIDE : c->off + c->seq * STRIDE;
     return W.block + ((base + pos) & MASK);
 }
 
@@ -256,7 +285,10 @@ static void start_connect(struct conn *c)
 static void pump_pending(void)
 {
     uint64_t now = 0;
-    while (W.pend_len && W.inflight < MAX_INFLIGHT) {
+    /* broker: a few connects at a time, each seen by the server before the
+     * next (a small listen backlog would drop the ACK of a burst) */
+    while (W.pend_len && W.inflight < MAX_INFLIGHT &&
+           (bo.mode != B_BROKER || W.inflight + BK.unjoined < JOIN_WINDOW)) {
         struct conn *c = W.pend[W.pend_head];
         if (c->retry_at) {
             if (!now)
@@ -270,9 +302,12 @@ static void pump_pending(void)
     }
 }
 
+static void broker_lost(struct conn *c, enum cstate was);
+
 /* Close an established connection; with error, count it and back off. */
 static void drop(struct conn *c, int error, int verify)
 {
+    enum cstate was = c->st;
     if (c->st == C_CONNECTING)
         W.inflight--;
     else
@@ -282,6 +317,11 @@ static void drop(struct conn *c, int error, int verify)
     if (verify)
         W.rep->verify_errors++;
     close_conn(c);
+    if (bo.mode == B_BROKER) { /* not reopened: it would have missed messages */
+        c->st = C_DEAD;
+        broker_lost(c, was);
+        return;
+    }
     c->st = C_BACKOFF;
     c->retry_at = error ? now_ns() + 10000000ull : 0;
     pend_push(c);
@@ -343,10 +383,22 @@ static void on_connected(struct conn *c)
     } else if (bo.mode == B_CONNRATE) {
         c->st = C_WAIT; /* t0 stays the connect start */
         c->sent = c->rcvd = 0;
+    } else if (bo.mode == B_BROKER) {
+        c->seq = 0;
+        set_out(c, 0);
+        BK.progress_at = now;
+        if (!BK.js) { /* the first one sends the join tokens */
+            BK.js = c;
+            c->st = C_MEMBER;
+            BK.members++;
+        } else {
+            c->st = C_JOIN; /* silent until it has seen a token */
+            BK.unjoined++;
+        }
     } else {
         begin_message(c, now);
     }
-    if (c->st != C_IDLE && do_send(c) < 0)
+    if (c->st != C_IDLE && bo.mode != B_BROKER && do_send(c) < 0)
         drop(c, 1, 0);
     pump_pending();
 }
@@ -415,6 +467,223 @@ static void on_readable(struct conn *c)
     }
 }
 
+/* ---- broker: join tokens, then rounds ------------------------------------------ */
+
+static void broker_next(uint64_t now);
+
+/* Join token t on the wire: 1..255, so a late joiner's first byte names it. */
+static unsigned char token_byte(uint32_t t)
+{
+    return (unsigned char)(1u + (t - 1u) % 255u);
+}
+
+/* The round in flight is over: every receiver still open has it whole. */
+static void round_done(uint64_t now)
+{
+    BK.inflight = 0;
+    if (measuring_since(BK.t0) && BK.got) {
+        W.rep->msgs++;
+        W.rep->deliveries += (uint64_t)BK.got;
+        W.rep->bytes_sent += msg_size();
+        W.rep->bytes_rcvd += msg_size() * (uint64_t)BK.got;
+        W.rep->hist[hist_index(now - BK.t0)]++;
+    }
+    BK.round++;
+    broker_next(now);
+}
+
+/* Start round BK.round unless one is in flight: the sender is slot
+ * round % N, or the next one still open. */
+static void broker_next(uint64_t now)
+{
+    if (BK.starting || BK.joining || (W.ph != PH_WARMUP && W.ph != PH_MEASURE))
+        return;
+    BK.starting = 1; /* a sender that fails is dropped, and the loop picks another */
+    while (!BK.inflight && BK.members >= 2) {
+        struct conn *s = NULL;
+        for (long i = 0; i < W.count && !s; i++) {
+            struct conn *c = &W.cs[(long)((BK.round + (uint64_t)i) % (uint64_t)W.count)];
+            if (c->st == C_MEMBER)
+                s = c;
+        }
+        for (long i = 0; i < W.count; i++)
+            W.cs[i].rcvd = 0;
+        BK.sender = s;
+        BK.waiting = BK.members - 1;
+        BK.got = 0;
+        BK.t0 = now;
+        BK.inflight = 1;
+        s->sent = 0;
+        if (do_send(s) < 0)
+            drop(s, 1, 0);
+    }
+    BK.starting = 0;
+}
+
+/* Connection c (in state `was`) is closed for good. */
+static void broker_lost(struct conn *c, enum cstate was)
+{
+    if (was == C_MEMBER)
+        BK.members--;
+    if (was == C_JOIN)
+        BK.unjoined--;
+    if (BK.joining && was == C_MEMBER && c != BK.js && c->seq < BK.token)
+        BK.behind--;
+    if (c == BK.js)
+        BK.js = NULL;
+    if (!BK.inflight)
+        return;
+    if (c == BK.sender) {
+        BK.sender = NULL;
+        if (c->sent == 0) { /* nothing went out: no round */
+            BK.inflight = 0;
+            broker_next(now_ns());
+        }
+        return; /* what it sent may still arrive */
+    }
+    if (was == C_MEMBER && c->rcvd < msg_size() && --BK.waiting == 0)
+        round_done(now_ns());
+}
+
+/* Join tokens arrived at c: the first one names the token it joined at (the
+ * server forwarded nothing to it before), the next ones must follow in order. */
+static int join_bytes(struct conn *c, size_t n)
+{
+    if (!BK.joining || c == BK.js)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = W.scratch[i];
+        if (c->st == C_JOIN) {
+            uint32_t back = (uint32_t)(token_byte(BK.token) - b + 255) % 255u;
+            if (!b || !BK.token || back >= BK.token)
+                return -1;
+            c->seq = BK.token - back;
+            c->st = C_MEMBER;
+            BK.members++;
+            BK.unjoined--;
+            BK.behind += c->seq < BK.token;
+            BK.progress_at = now_ns();
+        } else if (c->seq >= BK.token || b != token_byte(c->seq + 1)) {
+            return -1;
+        } else if (++c->seq == BK.token) {
+            BK.behind--;
+        }
+    }
+    return 0;
+}
+
+/* Every tick of the connect phase: one more token once every connection that
+ * joined has the last one; the end once every slot is in (or nothing moved
+ * for JOIN_STALL_NS, or the connect deadline passed). */
+static void join_tick(uint64_t now)
+{
+    if (!BK.js) { /* it failed: a member takes over, else a newcomer */
+        for (long i = 0; i < W.count && !BK.js; i++)
+            if (W.cs[i].st == C_MEMBER)
+                BK.js = &W.cs[i];
+        for (long i = 0; i < W.count && !BK.js; i++)
+            if (W.cs[i].st == C_JOIN) {
+                BK.js = &W.cs[i];
+                BK.js->st = C_MEMBER;
+                BK.unjoined--;
+                BK.members++;
+            }
+    }
+    long left = 0; /* not open yet */
+    for (long i = 0; i < W.count; i++)
+        left += W.cs[i].st == C_BACKOFF || W.cs[i].st == C_CONNECTING;
+    int in = !left && !BK.unjoined && !BK.behind;
+    if (!in && now - W.start < CONNECT_DEADLINE_NS && now - BK.progress_at < JOIN_STALL_NS) {
+        if (BK.js && BK.unjoined && !BK.behind) {
+            unsigned char b = token_byte(BK.token + 1);
+            ssize_t w = send(BK.js->fd, &b, 1, MSG_NOSIGNAL);
+            if (w == 1) {
+                BK.token++;
+                BK.behind = BK.members - 1;
+            } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                drop(BK.js, 1, 0);
+            }
+        }
+        return;
+    }
+    if (!W.rep->ever_connected) {
+        W.rep->gave_up = 1;
+        if (!W.rep->last_connect_error)
+            W.rep->last_connect_error = DX_ETIMEDOUT;
+        W.ph = PH_DONE;
+        dx_loop_stop(W.loop);
+        return;
+    }
+    /* given up: slots never open, and those the server never reached */
+    for (long i = 0; i < W.count; i++) {
+        struct conn *c = &W.cs[i];
+        if (c->st == C_CONNECTING) {
+            W.inflight--;
+            close_conn(c);
+        }
+        if (c->st == C_CONNECTING || c->st == C_BACKOFF) {
+            c->st = C_DEAD;
+            W.rep->errors++;
+        } else if (c != BK.js && (c->st == C_JOIN || (c->st == C_MEMBER && c->seq != BK.token))) {
+            drop(c, 1, 0);
+        }
+    }
+    W.pend_len = 0;
+    BK.joining = 0;
+    W.rep->established = (uint64_t)BK.members;
+    W.ph = PH_WARMUP;
+    W.measure_at = now + (uint64_t)(bo.warmup * 1e9);
+    W.end_at = W.measure_at + (uint64_t)(bo.secs * 1e9);
+    broker_next(now);
+}
+
+static void broker_readable(struct conn *c)
+{
+    for (;;) {
+        ssize_t r = recv(c->fd, W.scratch, BLOCK, 0);
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR)
+                continue;
+            drop(c, 1, 0);
+            return;
+        }
+        if (r == 0) {
+            drop(c, 1, 0); /* the server closed it */
+            return;
+        }
+        /* ACK at once: a delayed ACK would meet a server's Nagle delay and
+         * make most rounds 40 ms (receivers send nothing to carry the ACK) */
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+        if (c->st == C_JOIN || BK.joining) {
+            if (join_bytes(c, (size_t)r) < 0) {
+                drop(c, 1, 1);
+                return;
+            }
+            pump_pending(); /* room for the next connects at once */
+            continue;
+        }
+        /* its own bytes back, more than a message, or wrong bytes */
+        if (!BK.inflight || c == BK.sender || c->st != C_MEMBER ||
+            c->rcvd + (uint64_t)r > msg_size() ||
+            memcmp(W.scratch, pattern(c, c->rcvd), (size_t)r) != 0) {
+            drop(c, 1, 1);
+            return;
+        }
+        c->rcvd += (uint64_t)r;
+        if (c->rcvd == msg_size()) {
+            BK.got++;
+            if (--BK.waiting == 0) {
+                round_done(now_ns());
+                if (c->fd < 0)
+                    return; /* it was the next sender and failed */
+            }
+        }
+    }
+}
+
 static void on_io(dx_loop *loop, dx_io *io, int events)
 {
     (void)loop;
@@ -433,15 +702,21 @@ static void on_io(dx_loop *loop, dx_io *io, int events)
         return;
     }
     if (events & DX_WRITE) {
-        if (do_send(c) < 0) {
+        if (bo.mode == B_BROKER && c != BK.sender)
+            set_out(c, 0);
+        else if (do_send(c) < 0) {
             drop(c, 1, 0);
             return;
         }
         if (c->fd < 0)
             return;
     }
-    if (events & (DX_READ | DX_ERROR))
-        on_readable(c);
+    if (events & (DX_READ | DX_ERROR)) {
+        if (bo.mode == B_BROKER)
+            broker_readable(c);
+        else
+            on_readable(c);
+    }
 }
 
 static void write_all(int fd, const void *p, size_t n)
@@ -493,6 +768,10 @@ static void on_tick(dx_loop *loop, dx_timer *t)
             return;
         }
     }
+    if (BK.joining) {
+        join_tick(now);
+        return;
+    }
     if (W.ph == PH_CONNECT) {
         int done = W.nconnected >= W.count || bo.mode == B_CONNRATE;
         if (bo.mode == B_IDLE && bo.echo_once) {
@@ -531,6 +810,10 @@ static void on_tick(dx_loop *loop, dx_timer *t)
     }
     if (W.ph == PH_MEASURE && now >= W.end_at) {
         W.rep->window_s = (double)(now - W.measure_at) / 1e9;
+        if (bo.mode == B_BROKER && BK.inflight && now - BK.t0 >= STALL_NS) {
+            W.rep->stalled = (uint64_t)BK.waiting; /* the server stopped delivering */
+            W.rep->errors += (uint64_t)BK.waiting;
+        }
         W.ph = PH_DONE;
         dx_loop_stop(loop);
     }
@@ -571,6 +854,8 @@ static int run_worker(const dx_addr *dst, int src_ok, long first, long count, in
                       struct report *rep, unsigned char *block, void (*ready)(void))
 {
     memset(&W, 0, sizeof W);
+    memset(&BK, 0, sizeof BK);
+    BK.joining = bo.mode == B_BROKER; /* the connect phase */
     W.dst = *dst;
     W.src_ok = src_ok;
     W.first = first;
@@ -610,6 +895,7 @@ static int run_worker(const dx_addr *dst, int src_ok, long first, long count, in
         pend_push(c);
     }
     W.start = now_ns();
+    BK.progress_at = W.start;
     W.ph = PH_CONNECT;
     dx_timer_init(&W.tick, on_tick, NULL);
     dx_timer_start(W.loop, &W.tick, 0, 10);
@@ -650,7 +936,7 @@ static double pct(const uint64_t *h, uint64_t total, double p)
 
 struct totals {
     struct report r;
-    double rate, mib_sent, mib_rcvd, window;
+    double rate, drate, mib_sent, mib_rcvd, window; /* drate: broker deliveries/s */
     uint64_t hn;
     int lost;
 };
@@ -709,21 +995,29 @@ static void print_histogram(const uint64_t *h, uint64_t total)
 static void print_json(const struct totals *t)
 {
     const struct report *r = &t->r;
+    /* broker: msgs are deliveries (what echo scripts read), rounds besides */
+    int broker = bo.mode == B_BROKER;
+    char rounds[96] = "", stalled[48] = "";
+    if (broker) {
+        snprintf(rounds, sizeof rounds, "\"rounds\":%llu,\"rounds_per_s\":%.0f,",
+                 (unsigned long long)r->msgs, t->rate);
+        snprintf(stalled, sizeof stalled, ",\"stalled\":%llu", (unsigned long long)r->stalled);
+    }
     printf("{\"mode\":\"%s\",\"host\":\"%s\",\"port\":\"%s\",\"conns\":%ld,\"procs\":%ld,"
            "\"size\":%ld,\"secs\":%.1f,\"warmup\":%.1f,\"window_s\":%.3f,"
-           "\"msgs\":%llu,\"msgs_per_s\":%.0f,\"mib_per_s\":%.2f,\"sent_mib_per_s\":%.2f,"
+           "\"msgs\":%llu,\"msgs_per_s\":%.0f,%s\"mib_per_s\":%.2f,\"sent_mib_per_s\":%.2f,"
            "\"rcvd_mib_per_s\":%.2f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
            "\"p999_us\":%.1f,\"max_us\":%.1f,\"established\":%llu,\"errors\":%llu,"
-           "\"verify_errors\":%llu,\"connect_errors\":%llu%s}\n",
+           "\"verify_errors\":%llu,\"connect_errors\":%llu%s%s}\n",
            mode_names[bo.mode], bo.host, bo.port, bo.conns, bo.procs,
            bo.mode == B_CONNRATE ? 1L : bo.size, bo.secs, bo.warmup, t->window,
-           (unsigned long long)r->msgs, t->rate,
-           bo.send_only ? t->mib_sent : t->mib_rcvd, t->mib_sent, t->mib_rcvd,
+           (unsigned long long)(broker ? r->deliveries : r->msgs), broker ? t->drate : t->rate,
+           rounds, bo.send_only ? t->mib_sent : t->mib_rcvd, t->mib_sent, t->mib_rcvd,
            pct(r->hist, t->hn, 0.50), pct(r->hist, t->hn, 0.90), pct(r->hist, t->hn, 0.99),
            pct(r->hist, t->hn, 0.999), pct(r->hist, t->hn, 1.0),
            (unsigned long long)r->established, (unsigned long long)(r->errors + (uint64_t)t->lost),
            (unsigned long long)r->verify_errors, (unsigned long long)r->connect_errors,
-           t->lost ? ",\"lost_workers\":true" : "");
+           t->lost ? ",\"lost_workers\":true" : "", stalled);
 }
 
 static void print_text(const struct totals *t)
@@ -746,6 +1040,12 @@ static void print_text(const struct totals *t)
                 printf("  echoed        %.2f MiB/s (every byte checked)\n", t->mib_rcvd);
             else
                 printf("  (--send-only: the server's answers are discarded)\n");
+        } else if (bo.mode == B_BROKER) {
+            printf("  rounds        %llu (%.0f/s), %ld byte%s from one client to the %ld "
+                   "others\n", (unsigned long long)r->msgs, t->rate, bo.size,
+                   bo.size == 1 ? "" : "s", bo.conns - 1);
+            printf("  deliveries    %llu (%.0f/s, every byte checked)\n",
+                   (unsigned long long)r->deliveries, t->drate);
         } else {
             printf("  %-13s %llu (%.0f/s), %s%ld byte%s each\n",
                    bo.mode == B_CONNRATE ? "connections" : "messages",
@@ -769,6 +1069,9 @@ static void print_text(const struct totals *t)
            (unsigned long long)(r->errors + (uint64_t)t->lost),
            (unsigned long long)r->verify_errors, (unsigned long long)r->connect_errors,
            t->lost ? ", workers lost" : "");
+    if (r->stalled)
+        printf("  stalled       %llu receiver%s still waiting for the last round at the end\n",
+               (unsigned long long)r->stalled, r->stalled == 1 ? "" : "s");
     if (t->hn && bo.mode != B_IDLE)
         print_histogram(r->hist, t->hn);
 }
@@ -777,6 +1080,8 @@ static void add_report(struct totals *t, const struct report *one)
 {
     struct report *r = &t->r;
     r->msgs += one->msgs;
+    r->deliveries += one->deliveries;
+    r->stalled += one->stalled;
     r->bytes_sent += one->bytes_sent;
     r->bytes_rcvd += one->bytes_rcvd;
     r->errors += one->errors;
@@ -789,6 +1094,7 @@ static void add_report(struct totals *t, const struct report *one)
     r->gave_up += one->gave_up;
     if (one->window_s > 0) {
         t->rate += (double)one->msgs / one->window_s;
+        t->drate += (double)one->deliveries / one->window_s;
         t->mib_sent += (double)one->bytes_sent / one->window_s / 1048576.0;
         t->mib_rcvd += (double)one->bytes_rcvd / one->window_s / 1048576.0;
         if (one->window_s > t->window)
@@ -834,10 +1140,10 @@ static void ready_inprocess(void)
 /* ---- command line --------------------------------------------------------------- */
 
 static const char bench_usage[] =
-"usage: duplex bench echo|connrate|idle|throughput HOST PORT [options]\n"
+"usage: duplex bench echo|connrate|idle|throughput|broker HOST PORT [options]\n"
 "\n"
 "A closed-loop load generator for stream servers (an echo server for echo,\n"
-"connrate and throughput; any server for idle).\n"
+"connrate and throughput; a fan-out server for broker; any server for idle).\n"
 "  echo        each connection sends SIZE random bytes, waits for all of them to\n"
 "              come back, checks every byte, and sends again (one message in\n"
 "              flight per connection); reports messages/s and latency\n"
@@ -848,13 +1154,23 @@ static const char bench_usage[] =
 "              sending counts (MiB/s sent), the answers are discarded\n"
 "  idle        open CONNS connections, print the report as soon as they are\n"
 "              open, then hold them for SECS seconds (0: until interrupted)\n"
+"  broker      for servers that send each client's bytes to every other client\n"
+"              (duplex listen -k --broker, ncat --broker): CONNS >= 2, one\n"
+"              process, one message in flight in the whole run. In round r,\n"
+"              connection r % CONNS sends SIZE bytes; when each of the others\n"
+"              has all of them (every byte checked; bytes back at the sender\n"
+"              are wrong) the next round starts. Reports rounds/s, deliveries/s\n"
+"              (msgs_per_s in JSON) and the latency of a round. A connection\n"
+"              that fails is not reopened; a round still unfinished 1 s after\n"
+"              it started when the run ends counts its missing receivers as\n"
+"              errors\n"
 "\n"
 "Options:\n"
-"  -c, --conns N        connections (default 1)\n"
+"  -c, --conns N        connections (default 1; broker: 2)\n"
 "  -d, --duration SECS  measured seconds (default 5; idle: how long to hold)\n"
 "  -w, --warmup SECS    warm-up before measuring (default 1)\n"
-"  -s, --size N         echo: message bytes (default 64); throughput: bytes per\n"
-"                       send (default and most 65536)\n"
+"  -s, --size N         echo, broker: message bytes (default 64); throughput:\n"
+"                       bytes per send (default and most 65536)\n"
 "  -p, --procs N        worker processes sharing the connections (default: 1, or\n"
 "                       as many as the per-process descriptor limit requires)\n"
 "  -a, --addrs N        bind to source addresses 127.0.0.1..127.0.0.N in turn\n"
@@ -870,7 +1186,8 @@ static const char bench_usage[] =
 "  -h, --help           this help\n"
 "\n"
 "Latency (p50, p90, p99, p99.9, max) is measured from the first byte sent to the\n"
-"last byte of the echo (connrate: from connect() to the echoed byte), in a\n"
+"last byte of the echo (connrate: from connect() to the echoed byte; broker:\n"
+"from the send to the last byte at the last receiver), in a\n"
 "log-linear histogram (within about 3 %). Errors count failed connects, resets,\n"
 "early end of input and wrong bytes; a failed connection is reopened.\n"
 "\n"
@@ -933,12 +1250,13 @@ static int parse_args(int argc, char **argv)
     bo.size = 64;
     optind = 1;
     opterr = 0;
-    int ch;
+    int ch, conns_given = 0;
     while ((ch = getopt_long(argc, argv, ":c:d:w:s:p:a:eh", bench_opts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             if (parse_long(optarg, 1, 10000000, &bo.conns) < 0)
                 return usage_error("invalid connection count '%s': expected 1-10000000", optarg);
+            conns_given = 1;
             break;
         case 'd':
             if (parse_secs(optarg, &bo.secs) < 0)
@@ -977,14 +1295,15 @@ static int parse_args(int argc, char **argv)
     }
     int npos = argc - optind;
     if (npos < 1)
-        return usage_error("%s", "missing mode: echo, connrate, idle or throughput");
+        return usage_error("%s", "missing mode: echo, connrate, idle, throughput or broker");
     const char *m = argv[optind];
     int found = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < B_NMODES; i++)
         if (strcmp(m, mode_names[i]) == 0)
             bo.mode = (enum bmode)i, found = 1;
     if (!found)
-        return usage_error("unknown mode '%s': expected echo, connrate, idle or throughput", m);
+        return usage_error("unknown mode '%s': expected echo, connrate, idle, throughput or "
+                           "broker", m);
     if (npos != 3)
         return usage_error("%s", npos < 3 ? "HOST and PORT are needed" : "too many arguments");
     bo.host = argv[optind + 1];
@@ -997,6 +1316,15 @@ static int parse_args(int argc, char **argv)
         return usage_error("%s", "--send-only applies to throughput only");
     if (bo.echo_once && bo.mode != B_IDLE)
         return usage_error("%s", "--echo-once applies to idle only");
+    if (bo.mode == B_BROKER) {
+        if (!conns_given)
+            bo.conns = 2;
+        if (bo.conns < 2)
+            return usage_error("%s", "broker needs at least 2 connections (-c)");
+        if (bo.procs > 1)
+            return usage_error("%s", "broker runs in one process (-p 1): one message is in flight "
+                               "in the whole run");
+    }
     if (bo.mode == B_THROUGHPUT) {
         if (!bo.size_given)
             bo.size = BLOCK;
@@ -1066,6 +1394,11 @@ int cli_bench_main(int argc, char **argv)
         bo.procs = (bo.conns + per_proc_max - 1) / per_proc_max;
     if (bo.procs > bo.conns)
         bo.procs = bo.conns;
+    if (bo.mode == B_BROKER && bo.procs > 1) {
+        fprintf(stderr, "duplex: bench: broker runs in one process: %ld connections exceed "
+                "the descriptor limit %ld\n", bo.conns, fdmax);
+        return EXIT_USAGE;
+    }
     if ((bo.conns + bo.procs - 1) / bo.procs > per_proc_max) {
         fprintf(stderr, "duplex: bench: %ld connections per process exceed the descriptor limit "
                 "%ld; use -p %ld or more\n", (bo.conns + bo.procs - 1) / bo.procs, fdmax,

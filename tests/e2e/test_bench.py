@@ -3,13 +3,14 @@ against Python servers that misbehave. Each run measures 1 s or less."""
 
 import json
 import os
+import shutil
 import socket
 import threading
 import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_listening
 
 BENCH_TIMEOUT = 30
 
@@ -233,7 +234,7 @@ def test_bench_help(run_duplex):
     rc, out, _ = run_duplex(["bench", "--help"])
     assert rc == 0
     text = out.decode()
-    for word in ("echo", "connrate", "idle", "throughput", "--json", "--send-only", "-p"):
+    for word in ("echo", "connrate", "idle", "throughput", "broker", "--json", "--send-only", "-p"):
         assert word in text
     assert all(len(ln) <= 80 for ln in text.splitlines())
     rc, out, _ = run_duplex(["--help"])
@@ -243,3 +244,161 @@ def test_bench_help(run_duplex):
 def test_unknown_backend_exit_2(run_duplex):
     rc, _, err = run_duplex(["bench", "echo", "127.0.0.1", "9", "--backend", "nope"])
     assert rc == 2 and "backend" in err
+
+
+# ---- broker mode: fan-out servers ------------------------------------------------
+
+
+@pytest.fixture
+def broker_server(start_listener):
+    """`duplex listen -k --broker --no-stdio 127.0.0.1 0` -> (proc, port)."""
+    return start_listener(["-k", "--broker", "--no-stdio"])
+
+
+def test_broker_json(run_duplex, broker_server):
+    _, port = broker_server
+    rc, d, err = bench_json(run_duplex, "broker", "127.0.0.1", port, "-c", 5, "-d", 1, "-w", 0)
+    assert rc == 0, err
+    assert d["mode"] == "broker" and d["conns"] == 5 and d["established"] == 5
+    assert d["rounds"] > 0 and d["msgs"] == d["rounds"] * 4, d
+    assert d["msgs_per_s"] == pytest.approx(d["rounds_per_s"] * 4, rel=0.01, abs=4), d
+    assert d["errors"] == 0 and d["verify_errors"] == 0 and d["stalled"] == 0, d
+    check_percentiles(d)
+
+
+def test_broker_text_report(run_duplex, broker_server):
+    _, port = broker_server
+    rc, out, err = run_duplex(["bench", "broker", "127.0.0.1", str(port), "-c", "3", "-d", "0.5",
+                               "-w", "0.1", "-s", "70000"], timeout=BENCH_TIMEOUT)
+    assert rc == 0, err
+    text = out.decode()
+    assert "3 established" in text and "rounds" in text and "deliveries" in text, text
+    assert "to the 2 others" in text and "latency histogram" in text, text
+    assert all(len(ln) <= 80 for ln in text.splitlines()), text
+
+
+class PyBroker:
+    """A one-thread fan-out server: what a client sends goes to the other
+    clients (broadcast), back to the sender (echo), or both. close_after:
+    the second client accepted is closed once that many bytes went to it."""
+
+    def __init__(self, broadcast=True, echo=False, close_after=None):
+        self.broadcast, self.echo, self.close_after = broadcast, echo, close_after
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.closed_one = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        clients = {}  # socket -> bytes sent to it
+        order = []
+        while not self.stop.is_set():
+            for key, _ in sel.select(0.1):
+                s = key.fileobj
+                if s is self.sock:
+                    c, _ = self.sock.accept()
+                    c.setblocking(True)
+                    clients[c] = 0
+                    order.append(c)
+                    sel.register(c, selectors.EVENT_READ)
+                    continue
+                try:
+                    b = s.recv(65536)
+                except OSError:
+                    b = b""
+                if not b:
+                    sel.unregister(s)
+                    clients.pop(s, None)
+                    s.close()
+                    continue
+                for c in list(clients):
+                    if (c is s and self.echo) or (c is not s and self.broadcast):
+                        try:
+                            c.sendall(b)
+                        except OSError:
+                            continue
+                        clients[c] += len(b)
+                        if (self.close_after is not None and not self.closed_one
+                                and len(order) > 1 and c is order[1]
+                                and clients[c] >= self.close_after):
+                            self.closed_one = True
+                            sel.unregister(c)
+                            del clients[c]
+                            c.close()
+        for c in clients:
+            c.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def py_broker():
+    servers = []
+
+    def _make(**kw):
+        s = PyBroker(**kw)
+        servers.append(s)
+        return s
+
+    yield _make
+    for s in servers:
+        s.close()
+
+
+@pytest.mark.parametrize("broadcast", [True, False], ids=["echo+broadcast", "echo-only"])
+def test_broker_bytes_back_at_sender_are_errors(run_duplex, py_broker, broadcast):
+    srv = py_broker(broadcast=broadcast, echo=True)
+    rc, d, err = bench_json(run_duplex, "broker", "127.0.0.1", srv.port, "-c", 3, "-d", 1, "-w", 0)
+    assert rc == 1, (d, err)
+    assert d["verify_errors"] > 0 and d["errors"] >= d["verify_errors"], d
+
+
+def test_broker_server_closing_a_client_is_an_error(run_duplex, py_broker):
+    srv = py_broker(close_after=20000)
+    t0 = time.monotonic()
+    rc, d, err = bench_json(run_duplex, "broker", "127.0.0.1", srv.port, "-c", 4, "-d", 1, "-w", 0)
+    assert time.monotonic() - t0 < 10
+    assert srv.closed_one
+    assert rc == 0, (d, err)
+    assert d["errors"] >= 1 and d["verify_errors"] == 0, d
+    assert d["rounds"] > 0 and d["established"] == 4, d
+
+
+@pytest.mark.parametrize("args", [["-c", "1"], ["-c", "3", "-p", "2"]])
+def test_broker_usage_errors(run_duplex, args):
+    rc, out, err = run_duplex(["bench", "broker", "127.0.0.1", "9", *args])
+    assert rc == 2, (out, err)
+    assert "duplex: bench:" in err and "broker" in err and "duplex bench --help" in err, err
+    assert out == b""
+
+
+def test_broker_refused_port_exits_4(run_duplex):
+    port = free_port()
+    rc, out, err = run_duplex(["bench", "broker", "127.0.0.1", str(port), "-c", "3", "-d", "1"],
+                              timeout=BENCH_TIMEOUT)
+    assert rc == 4, (out, err)
+    assert f"connect 127.0.0.1:{port}" in err and "refused" in err, err
+
+
+def test_broker_against_ncat(run_duplex, spawn):
+    ncat = shutil.which("ncat")
+    if ncat is None:
+        pytest.skip("ncat is not installed")
+    port = free_port()
+    spawn([ncat, "-lk", "--broker", "127.0.0.1", port], name="ncat --broker")
+    wait_listening(port)
+    rc, d, err = bench_json(run_duplex, "broker", "127.0.0.1", port, "-c", 10, "-d", 1, "-w", 0.2)
+    assert rc == 0, err
+    assert d["established"] == 10 and d["rounds"] > 0, d
+    assert d["errors"] == 0 and d["verify_errors"] == 0, d
+    assert d["msgs"] == d["rounds"] * 9, d

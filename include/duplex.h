@@ -459,6 +459,12 @@ enum {
  * memory after dx_pump_stop(). */
 typedef void (*dx_pump_cb)(dx_pump *p, int error, int in_read);
 
+/* Optional: sees every chunk a buffered pump reads (one started without
+ * DX_PUMP_SPLICE) before dst gets it: puts what dst is to get into out,
+ * which has room for 2 * n bytes, and returns how many (e.g. LF -> CRLF, or
+ * the same bytes after logging them). */
+typedef size_t (*dx_pump_filter)(dx_pump *p, const char *in, size_t n, char *out);
+
 /* A pump needs a watcher for its src (reads) and one for its dst (writes).
  * One fd can only have one watcher, and a socket usually carries two pumps
  * (one reading it, one writing it), so each fd is wrapped in a dx_endpoint
@@ -491,6 +497,8 @@ struct dx_pump {
     uint64_t last_activity;   /* read-only: loop time of the last byte moved */
     dx_pump_cb cb;            /* private */
     void *data;               /* public: for the caller */
+    dx_pump_filter filter;    /* public: set after dx_pump_start(), or NULL */
+    void *filter_data;        /* public: for the filter */
 };
 
 /* Prepare an endpoint for fd (fstat tells whether it is a socket). */

@@ -40,10 +40,15 @@ static int spliced(const dx_pump *p) { return p->pipe_r >= 0; }
 /* 1 if the next byte to read from a TCP socket is the urgent mark. */
 static int at_urgent_mark(int fd) { return sockatmark(fd) == 1; }
 
+/* Input a filter may turn into twice as many bytes, read at a time. */
+#define FILTER_CHUNK 16384
+
 static size_t room(const dx_pump *p)
 {
     if (spliced(p))
         return p->pipe_stalled ? 0 : p->pipecap - p->inpipe;
+    if (p->filter) /* what is read may double */
+        return dx_buf_room(&p->buf) / 2;
     return dx_buf_room(&p->buf);
 }
 
@@ -221,6 +226,19 @@ static ssize_t read_some(dx_pump *p)
         return n;
     }
 #endif
+    if (p->filter) {
+        char in[FILTER_CHUNK], out[2 * FILTER_CHUNK];
+        size_t want = room(p) < sizeof in ? room(p) : sizeof in;
+        ssize_t n;
+        do
+            n = read(p->src->fd, in, want);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        if (n > 0)
+            dx_buf_put(&p->buf, out, p->filter(p, in, (size_t)n, out));
+        return n;
+    }
     return dx_buf_read_fd(&p->buf, p->src->fd);
 }
 

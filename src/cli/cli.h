@@ -57,6 +57,8 @@ struct options {
     int no_shutdown;       /* --no-shutdown */
     int recv_only;         /* -d / --recv-only: never read stdin */
     int send_only;         /* --send-only: discard what arrives */
+    int crlf;              /* -C: send a lone LF from stdin as CRLF */
+    const char *hex_dump;  /* --hex-dump FILE ("-": stderr) */
     long quit_after_eof_ms;/* -q SECS; -1: wait for the peer (default) */
     long timeout_ms;       /* -w SECS; 0: none */
     int backlog;           /* --backlog N; 0: the system maximum */
@@ -174,6 +176,11 @@ void exec_stop_children(int timeout_ms); /* SIGTERM, wait, then SIGKILL */
  * exec_close_idle() stops each child whose connection has moved no data for
  * limit_ms, shutting the connection down. */
 int exec_watch_idle(pid_t pid, int fd, const dx_addr *peer);
+
+/* filters.c: -C and --hex-dump on a session's pumps */
+int cli_filters_open(const struct options *o); /* 0, or an exit code (printed) */
+int cli_filters_active(const struct options *o);
+void cli_filters_attach(const struct options *o, dx_pump *up, dx_pump *down);
 void exec_close_idle(const struct options *o, uint64_t limit_ms);
 
 /* udp.c: -u (connect and listen) */

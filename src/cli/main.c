@@ -22,6 +22,11 @@ int main(int argc, char **argv)
         dx_acl_free(&o.acl);
         return rc < 0 ? EXIT_OK : rc; /* rc < 0: --help or --version */
     }
+    rc = cli_filters_open(&o); /* before connecting: a bad path fails at once */
+    if (rc != 0) {
+        dx_acl_free(&o.acl);
+        return rc;
+    }
     cli_process_init();
 
     int err;

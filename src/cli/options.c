@@ -58,6 +58,10 @@ static const char usage_text[] =
 "      --no-shutdown        never shut the write side down; quit when the peer ends\n"
 "  -d, --recv-only          do not read stdin (and do not shut down the write side)\n"
 "      --send-only          send stdin, discard what arrives\n"
+"  -C, --crlf               send a lone LF from stdin as CRLF (for line protocols:\n"
+"                           SMTP, HTTP, IRC typed by hand)\n"
+"      --hex-dump FILE      log every byte sent ('>') and received ('<') to FILE\n"
+"                           as hex and text, 16 bytes a line ('-': stderr)\n"
 "  -z, --zero-io            probe ports: the exit status says whether any accepts\n"
 "                           connections; -v prints each port open or closed\n"
 "  -v, --verbose            print addresses, then bytes each way and duration\n"
@@ -189,13 +193,15 @@ enum {
     OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
     OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
-    OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE,
+    OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP,
 };
 
 enum { OPT_SHOW_OPTS = 0x400 }; /* -O and --show-opts (sockopts.c) */
 
 static const struct option long_opts[] = {
     {"sockopt", required_argument, NULL, 'O'},
+    {"crlf", no_argument, NULL, 'C'},
+    {"hex-dump", required_argument, NULL, OPT_HEX_DUMP},
     {"show-opts", no_argument, NULL, OPT_SHOW_OPTS},
     {"ipv4", no_argument, NULL, '4'},
     {"ipv6", no_argument, NULL, '6'},
@@ -457,7 +463,7 @@ int cli_parse(int argc, char **argv, struct options *o)
     opterr = 0;
 
     int c;
-    while ((c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:Ndzvhe:c:m:O:", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:Ndzvhe:c:m:O:C", long_opts, NULL)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
         case '6': o->family = AF_INET6; break;
@@ -492,6 +498,8 @@ int cli_parse(int argc, char **argv, struct options *o)
         case OPT_NO_SHUTDOWN: o->no_shutdown = 1; break;
         case 'd': o->recv_only = 1; break;
         case OPT_SEND_ONLY: o->send_only = 1; break;
+        case 'C': o->crlf = 1; break;
+        case OPT_HEX_DUMP: o->hex_dump = optarg; break;
         case 'z': o->zero_io = 1; break;
         case 'v': o->verbose++; break;
         case OPT_BACKLOG:
@@ -611,6 +619,11 @@ int cli_parse(int argc, char **argv, struct options *o)
         cli_error("--send-oob and --oob-inline are for TCP: UDP has no urgent data");
         return EXIT_USAGE;
     }
+    if ((o->crlf || o->hex_dump) && (o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
+        cli_error("-C and --hex-dump work on one TCP or Unix stream connection: not with -u, -z "
+                  "or relay");
+        return EXIT_USAGE;
+    }
     if (o->udp)
         o->keep_listening = 0; /* -k: implied by listen -u */
 
@@ -626,9 +639,10 @@ int cli_parse(int argc, char **argv, struct options *o)
         if (many && !o->udp) {
             /* these shape one stdio session; a server's clients end on their own */
             if (o->quit_after_eof_ms >= 0 || o->no_shutdown || o->send_only || o->has_send_oob ||
-                o->progress != PROGRESS_OFF) {
-                cli_error("-q, --no-shutdown, --send-only, --send-oob and --progress shape one "
-                          "connection; they do not apply with -k or a server mode");
+                o->progress != PROGRESS_OFF || o->crlf || o->hex_dump) {
+                cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, -C and "
+                          "--hex-dump shape one connection; they do not apply with -k or a "
+                          "server mode");
                 return EXIT_USAGE;
             }
             /* -w with a server: no traffic for SECS closes that client */

@@ -199,17 +199,21 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
 
     /* one session: large pipes/buffers mean few system calls per byte */
     size_t bufsize = o->bufsize ? o->bufsize : SESSION_BUFSIZE;
+    /* -C and --hex-dump see every byte: no zero-copy then */
+    int splice = cli_filters_active(o) ? 0 : DX_PUMP_SPLICE;
     int rc = 0;
     if (!o->recv_only) {
         rc = dx_pump_start(loop, &s.up, &s.in, &s.sock, bufsize,
-                           DX_PUMP_SPLICE | (o->no_shutdown ? 0 : DX_PUMP_SHUTDOWN), on_up_done, &s);
+                           splice | (o->no_shutdown ? 0 : DX_PUMP_SHUTDOWN), on_up_done, &s);
         s.up_running = rc == 0;
     }
     if (rc == 0) {
         rc = dx_pump_start(loop, &s.down, &s.sock, o->send_only ? NULL : &s.out, bufsize,
-                           o->send_only ? DX_PUMP_DISCARD : DX_PUMP_SPLICE, on_down_done, &s);
+                           o->send_only ? DX_PUMP_DISCARD : splice, on_down_done, &s);
         s.down_running = rc == 0;
     }
+    if (rc == 0)
+        cli_filters_attach(o, s.up_running ? &s.up : NULL, &s.down);
     int urgent_code = rc < 0 ? 0 : urgent_setup(&s, fd);
     if (rc < 0) {
         cli_error("%s: %s", peer_text, dx_strerror(rc));

@@ -643,3 +643,58 @@ TT(teardown_from_callback)
     close(in[1]);
     dx_loop_free(loop);
 }
+
+/* A filter that doubles every byte: the most a filter may write. */
+static size_t double_filter(dx_pump *p, const char *in, size_t n, char *out)
+{
+    size_t *calls = p->filter_data;
+    ++*calls;
+    for (size_t i = 0; i < n; i++)
+        out[2 * i] = out[2 * i + 1] = in[i];
+    return 2 * n;
+}
+
+/* pipe -> filtering pump (small buffer: many rounds of backpressure) -> socket */
+T(filter_doubles_every_byte_with_backpressure)
+{
+    dx_loop *loop = h_loop();
+    int in[2], sv[2];
+    h_pipe(in, 1);
+    h_socketpair(sv, 1);
+    size_t len = 300000;
+    unsigned char *data = random_bytes(len, 7);
+    dx_endpoint e_in, e_s0;
+    dx_endpoint_init(&e_in, in[0]);
+    dx_endpoint_init(&e_s0, sv[0]);
+    struct done d = {0};
+    dx_pump p;
+    cr_assert_eq(dx_pump_start(loop, &p, &e_in, &e_s0, 5000, DX_PUMP_SHUTDOWN, done_cb, &d), 0);
+    size_t calls = 0;
+    p.filter = double_filter;
+    p.filter_data = &calls;
+    struct feeder f = {.data = data, .len = len, .close_at_end = 1};
+    dx_io_init(&f.io, in[1], feeder_cb, &f);
+    cr_assert_eq(dx_io_set(loop, &f.io, DX_WRITE), 0);
+    unsigned char *copy = malloc(2 * len);
+    struct collector c = {.hash = H_FNV_INIT, .copy = copy, .copycap = 2 * len};
+    dx_io_init(&c.io, sv[1], collector_cb, &c);
+    cr_assert_eq(dx_io_set(loop, &c.io, DX_READ), 0);
+
+    h_run(loop);
+    cr_assert_eq(d.calls, 1);
+    cr_assert_eq(d.error, 0, "%s", dx_strerror(d.error));
+    cr_assert(c.eof, "the shutdown at end of input reached the reader");
+    cr_assert_eq(p.bytes_in, len);
+    cr_assert_eq(p.bytes_out, 2 * len);
+    cr_assert_eq(c.got, 2 * len);
+    for (size_t i = 0; i < len; i++)
+        cr_assert(copy[2 * i] == data[i] && copy[2 * i + 1] == data[i], "byte %zu", i);
+    cr_assert_geq(calls, len / 2500, "reads never exceed half the 5000-byte buffer");
+    dx_pump_stop(&p);
+    close(in[0]);
+    close(sv[0]);
+    close(sv[1]);
+    free(copy);
+    free(data);
+    dx_loop_free(loop);
+}

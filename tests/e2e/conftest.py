@@ -4,15 +4,19 @@ Run with:  DUPLEX=/abs/path/build/duplex /usr/bin/python3 -m pytest -q tests/e2e
 
 Rules every test follows:
 - every process is started through the `spawn` fixture (or a helper built on
-  it) and is killed and reaped by PID in the fixture's finalizer;
+  it, or `spawn_limited`) and is killed and reaped by PID in the fixture's
+  finalizer;
 - every wait has a deadline (no unbounded wait(), read() or communicate());
 - only 127.0.0.1, ::1 and Unix paths in a temporary directory, and only ports
   picked by the kernel (port 0) or found free by binding port 0.
 """
 
+import errno
 import hashlib
 import os
 import re
+import resource
+import select
 import shutil
 import signal
 import socket
@@ -285,43 +289,110 @@ def start_listener(start_duplex):
     return _start
 
 
+@pytest.fixture
+def spawn_limited(duplex):
+    """spawn_limited(args, nofile=64, **popen_kw) -> Proc running `duplex
+    ARGS` (any subcommand) with RLIMIT_NOFILE lowered in the child. Killed
+    and reaped by PID at teardown."""
+    procs = []
+
+    def _start(args, nofile=64, **kw):
+        argv = [duplex, *map(str, args)]
+
+        def lower():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        p = Proc(argv, "duplex " + " ".join(map(str, args)), stdin=kw.pop("stdin", subprocess.DEVNULL),
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=lower, close_fds=True, **kw)
+        procs.append(p)
+        return p
+
+    yield _start
+    for p in reversed(procs):
+        p.kill()
+
+
 # ---------------------------------------------------------- ports, peers --
 
 
-def free_port(host="127.0.0.1", family=socket.AF_INET):
-    """A TCP port that was free a moment ago (bound to port 0, then closed)."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
+def free_port(host="127.0.0.1", family=socket.AF_INET, kind=socket.SOCK_STREAM):
+    """A port that was free a moment ago (bound to port 0, then closed): TCP,
+    or UDP with kind=socket.SOCK_DGRAM."""
+    with socket.socket(family, kind) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def _proc_net_listening(port):
-    """True if a TCP socket listens on `port` per /proc/net/tcp{,6}."""
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+def proc_net_sockets(port, proto="tcp", state=None):
+    """How many sockets of `proto` ('tcp' or 'udp') are bound to local port
+    `port`, per /proc/net/PROTO{,6}; with `state` (hex, e.g. '0A' for
+    LISTEN) only those in that state."""
+    n = 0
+    for name in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         try:
             with open(name) as f:
                 next(f)
                 for line in f:
                     parts = line.split()
-                    local, state = parts[1], parts[3]
-                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                        return True
+                    local, st = parts[1], parts[3]
+                    if int(local.rsplit(":", 1)[1], 16) == port and state in (None, st):
+                        n += 1
         except OSError:
             continue
-    return False
+    return n
 
 
-def wait_listening(port, timeout=10, proc=None):
-    """Wait until something listens on `port` without connecting to it (a
-    probe connection would use up a one-shot peer's only accept)."""
+def listeners_on(port):
+    """How many TCP sockets listen on `port` (/proc/net/tcp{,6})."""
+    return proc_net_sockets(port, "tcp", "0A")
+
+
+def wait_listening(port, timeout=10, proc=None, udp=False):
+    """Wait until something listens on TCP `port` (with udp=True: until
+    something is bound to UDP `port`) without connecting to it (a probe
+    connection would use up a one-shot peer's only accept)."""
     deadline = time.monotonic() + timeout
+    what = "bound to UDP port" if udp else "listening on port"
     while time.monotonic() < deadline:
-        if _proc_net_listening(port):
+        if (proc_net_sockets(port, "udp") if udp else listeners_on(port)):
             return
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"{proc.name} exited (rc={proc.poll()}) before listening; stderr={proc.err!r}")
+            pytest.fail(f"{proc.name} exited (rc={proc.poll()}) before "
+                        f"{'binding' if udp else 'listening'}; stderr={proc.err!r}")
         time.sleep(0.02)
-    pytest.fail(f"nothing listening on port {port} after {timeout}s")
+    pytest.fail(f"nothing {what} {port} after {timeout}s")
+
+
+@pytest.fixture
+def full_backlog():
+    """A listener on 127.0.0.1 that never accepts, its queue filled, so that
+    further SYNs are dropped and a connect hangs. Yields the port; skips if
+    the queue cannot be filled on this kernel."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    hung = False
+    try:
+        for _ in range(16):
+            c = socket.socket()
+            c.setblocking(False)
+            fillers.append(c)
+            e = c.connect_ex(("127.0.0.1", port))
+            if e not in (0, errno.EINPROGRESS):
+                continue
+            _, w, _ = select.select([], [c], [], 0.3)
+            if not w:
+                hung = True  # this SYN was dropped: the queue is full
+                break
+        if not hung:
+            pytest.skip("could not fill the listen queue on this kernel (connects never hang)")
+        yield port
+    finally:
+        for c in fillers:
+            c.close()
+        lsock.close()
 
 
 def need(binary):
@@ -339,6 +410,11 @@ def have_ipv6_loopback():
         return True
     except OSError:
         return False
+
+
+def sha(b):
+    """sha256 hex digest of bytes."""
+    return hashlib.sha256(b).hexdigest()
 
 
 def sha256_file(path):
@@ -395,15 +471,23 @@ def random_files(tmp_path_factory):
 
 
 class Server:
-    """A Python TCP (or Unix) server on a fresh port, run by a thread with a
-    `script(conn)` function after accepting one connection. Closed (and the
-    thread joined) by the `server` fixture's finalizer."""
+    """A Python TCP server on a fresh port (or, with `path`, a Unix-socket
+    server on that path), run by a thread with a `script(conn, result)`
+    function after accepting one connection. Closed (and the thread joined)
+    by the `server` fixture's finalizer."""
 
-    def __init__(self, script, host="127.0.0.1", family=socket.AF_INET, backlog=1, accept=True):
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.bind((host, 0))
+    def __init__(self, script, host="127.0.0.1", family=socket.AF_INET, backlog=1, accept=True,
+                 path=None):
+        if path is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(str(path))
+            self.port = None
+        else:
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            self.sock.bind((host, 0))
+            self.port = self.sock.getsockname()[1]
         self.sock.listen(backlog)
-        self.port = self.sock.getsockname()[1]
+        self.path = path
         self.conn = None
         self.error = None
         self.result = {}
@@ -449,7 +533,8 @@ class Server:
 
 @pytest.fixture
 def server():
-    """server(script, **kw) -> Server listening on 127.0.0.1:server.port."""
+    """server(script, **kw) -> Server listening on 127.0.0.1:server.port
+    (server(script, path=P): on the Unix socket P)."""
     servers = []
 
     def _make(script=None, **kw):

@@ -4,20 +4,18 @@ selectors pump for many clients at once, and /proc readers for the server's
 CPU time, memory and children.
 
 Standard library only. Every wait has a deadline; every process is started
-through the conftest `spawn` fixture or the `spawn_rlimit` fixture below and
-is killed and reaped by PID at teardown."""
+through the conftest `spawn` or `spawn_limited` fixture (or `spawn_rlimit`
+below, built on the latter) and is killed and reaped by PID at teardown."""
 
 import errno
 import os
-import resource
 import selectors
 import socket
-import subprocess
 import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, Proc
+from conftest import LISTENING_RE, TIMEOUT, sha
 
 # ------------------------------------------------------------------ sockets --
 
@@ -47,42 +45,37 @@ def name_of(sock):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def recv_exact(sock, n, timeout=TIMEOUT):
-    """Exactly n bytes (fails the test on EOF or deadline)."""
+def _recv_while(sock, more, bufsize, timeout, what):
+    """recv() into a buffer while more(bytes so far) is true, each recv()
+    asking for at most bufsize(bytes so far); returns the bytes. Fails the
+    test on EOF or deadline, describing the wait by what(bytes so far)."""
     deadline = time.monotonic() + timeout
     buf = bytearray()
-    while len(buf) < n:
+    while more(bytes(buf)):
         left = deadline - time.monotonic()
         if left <= 0:
-            pytest.fail(f"timed out: got {len(buf)} of {n} bytes: {bytes(buf[:200])!r}")
+            pytest.fail(f"timed out: {what(bytes(buf))}")
         sock.settimeout(left)
         try:
-            b = sock.recv(n - len(buf))
+            b = sock.recv(bufsize(buf))
         except socket.timeout:
             continue
         if not b:
-            pytest.fail(f"EOF after {len(buf)} of {n} bytes: {bytes(buf[:200])!r}")
+            pytest.fail(f"EOF: {what(bytes(buf))}")
         buf += b
     return bytes(buf)
+
+
+def recv_exact(sock, n, timeout=TIMEOUT):
+    """Exactly n bytes (fails the test on EOF or deadline)."""
+    return _recv_while(sock, lambda b: len(b) < n, lambda b: n - len(b), timeout,
+                       lambda b: f"got {len(b)} of {n} bytes: {b[:200]!r}")
 
 
 def recv_until(sock, predicate, timeout=TIMEOUT):
     """Read until predicate(bytes so far) is true; returns the bytes."""
-    deadline = time.monotonic() + timeout
-    buf = bytearray()
-    while not predicate(bytes(buf)):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            pytest.fail(f"timed out waiting for data; got {bytes(buf[:300])!r}")
-        sock.settimeout(left)
-        try:
-            b = sock.recv(65536)
-        except socket.timeout:
-            continue
-        if not b:
-            pytest.fail(f"EOF while waiting for data; got {bytes(buf[:300])!r}")
-        buf += b
-    return bytes(buf)
+    return _recv_while(sock, lambda b: not predicate(b), lambda b: 65536, timeout,
+                       lambda b: f"waiting for data; got {b[:300]!r}")
 
 
 def recv_line(sock, timeout=TIMEOUT):
@@ -133,6 +126,55 @@ def closed_within(sock, timeout):
 def echo_roundtrip(sock, payload=b"ping\n", timeout=TIMEOUT):
     sock.sendall(payload)
     return recv_exact(sock, len(payload), timeout)
+
+
+def send_then_read_to_eof(sock, data, timeout=TIMEOUT):
+    """Send all of `data`, shut the write side, read to EOF: returns
+    (bytes, 'eof'). `data` must fit the socket buffers when the peer echoes
+    (it is all sent before anything is read)."""
+    sock.sendall(data)
+    sock.shutdown(socket.SHUT_WR)
+    return read_to_eof(sock, timeout)
+
+
+def exchange(port, data, host="127.0.0.1", timeout=TIMEOUT):
+    """A fresh client of host:port sends `data`, half-closes and reads to
+    EOF; returns (bytes, 'eof'). The socket is closed after."""
+    s = connect(port, host=host, timeout=timeout)
+    try:
+        return send_then_read_to_eof(s, data, timeout)
+    finally:
+        s.close()
+
+
+def assert_half_close_echo(port, nbytes):
+    """Against an echo server on port: a client's `nbytes` random bytes
+    (few enough to fit the socket buffers), then its half-close, come back
+    whole and then EOF; and the server goes on to serve the next client."""
+    data = os.urandom(nbytes)
+    back, how = exchange(port, data)
+    assert how == "eof"
+    assert back == data
+    t = connect(port)
+    try:
+        assert echo_roundtrip(t, b"next\n") == b"next\n"
+    finally:
+        t.close()
+
+
+def serves_new_client(port, payload=b"d\n", timeout=1):
+    """True if a fresh client of the echo service on port gets `payload`
+    echoed within `timeout` s (False on a socket error or timeout); the
+    client is closed after. For wait_for(): has a slot been freed?"""
+    d = connect(port)
+    try:
+        d.settimeout(timeout)
+        d.sendall(payload)
+        return d.recv(len(payload) + 8) == payload
+    except OSError:
+        return False
+    finally:
+        d.close()
 
 
 # ------------------------------------------------- many clients, one thread --
@@ -252,6 +294,32 @@ class Pump:
                 pass
 
 
+def assert_pumped_echo(port, payloads, timeout=30):
+    """len(payloads) clients of the echoing service on port at once, each
+    sending its payload and then half-closing (sent and read at the same
+    time, so no echo can deadlock): each gets back exactly its payload, then
+    EOF. The sockets are closed after."""
+    socks = []
+    try:
+        for _ in payloads:
+            socks.append(connect(port))
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    pump = Pump(socks)
+    try:
+        for i, data in enumerate(payloads):
+            pump.send(i, data, shut=True)
+        got = pump.run(timeout=timeout)
+        for i, data in enumerate(payloads):
+            assert pump.eof[i] == "eof", f"client #{i} ({len(data)} bytes): ended by {pump.eof[i]}"
+            assert len(got[i]) == len(data), f"client #{i}: {len(got[i])} of {len(data)} bytes back"
+            assert sha(bytes(got[i])) == sha(data), f"client #{i}: echo differs"
+    finally:
+        pump.close()
+
+
 def open_many(port, n, host="127.0.0.1", timeout=TIMEOUT):
     """n non-blocking connected sockets (connects started in batches so the
     accept queue never overflows)."""
@@ -345,27 +413,17 @@ def open_fds(pid):
 
 
 @pytest.fixture
-def spawn_rlimit(duplex):
+def spawn_rlimit(spawn_limited):
     """spawn_rlimit(args, nofile=64, **popen_kw) -> (Proc, port): runs
     `duplex listen ARGS 127.0.0.1 0` with RLIMIT_NOFILE lowered in the child,
     waits for its listening line. Killed and reaped by PID at teardown."""
-    procs = []
 
     def _start(args, nofile=64, addr="127.0.0.1", **kw):
-        argv = [duplex, "listen", *map(str, args), addr, "0"]
-
-        def lower():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        p = Proc(argv, "duplex " + " ".join(map(str, args)), stdin=kw.pop("stdin", subprocess.DEVNULL),
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=lower, close_fds=True, **kw)
-        procs.append(p)
+        p = spawn_limited(["listen", *args, addr, "0"], nofile=nofile, **kw)
         m = p.wait_err(LISTENING_RE)
         return p, int(m.group(2))
 
-    yield _start
-    for p in reversed(procs):
-        p.kill()
+    return _start
 
 
 @pytest.fixture

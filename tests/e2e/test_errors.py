@@ -1,10 +1,8 @@
 """Error messages ('duplex: <op> <address>: <cause>' on stderr) and exit
 codes: 1 I/O, 2 usage, 3 resolve, 4 connect, 5 timeout, 6 listen."""
 
-import errno
 import os
 import re
-import select
 import socket
 import struct
 import subprocess
@@ -169,38 +167,6 @@ def test_privileged_port_not_root(run_duplex):
 
 
 # ------------------------------------------------------------- timeout: 5 --
-
-
-@pytest.fixture
-def full_backlog():
-    """A listener on 127.0.0.1 that never accepts, its queue filled, so that
-    further SYNs are dropped and a connect hangs. Yields the port; skips if
-    the queue cannot be filled on this kernel."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(0)
-    port = lsock.getsockname()[1]
-    fillers = []
-    hung = False
-    try:
-        for _ in range(16):
-            c = socket.socket()
-            c.setblocking(False)
-            fillers.append(c)
-            e = c.connect_ex(("127.0.0.1", port))
-            if e not in (0, errno.EINPROGRESS):
-                continue
-            _, w, _ = select.select([], [c], [], 0.3)
-            if not w:
-                hung = True  # this SYN was dropped: the queue is full
-                break
-        if not hung:
-            pytest.skip("could not fill the listen queue on this kernel (connects never hang)")
-        yield port
-    finally:
-        for c in fillers:
-            c.close()
-        lsock.close()
 
 
 def test_connect_timeout(full_backlog, run_duplex, backend_env):

@@ -7,11 +7,11 @@ closed, children stopped, Unix path removed) and a second signal that ends
 the process at once.
 
 Loopback and Unix paths only; every process is started through `spawn` (or a
-local Proc with an rlimit) and killed and reaped by PID at teardown.
+`spawn_limited`, which lowers an rlimit) and killed and reaped by PID at
+teardown.
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_faults.py"""
 
 import fcntl
-import hashlib
 import os
 import re
 import resource
@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, Proc
+from conftest import LISTENING_RE, TIMEOUT, sha
 from servers_util import (closed_within, connect, cpu_seconds, echo_roundtrip, name_of, open_fds,
                           open_many, read_to_eof, recv_exact, rss_kib, sockets, wait_for)
 
@@ -35,10 +35,6 @@ __all__ = ["sockets"]  # fixture re-exported from servers_util
 
 RESET_RE = r"duplex: .*(Connection reset by peer|Broken pipe)"
 RSS_LIMIT_KIB = 64 * 1024
-
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
 
 
 def rst_close(sock):
@@ -91,28 +87,6 @@ def reaped_pids():
     pids = []
     yield pids
     kill_pids(pids)
-
-
-@pytest.fixture
-def spawn_limited(duplex):
-    """spawn_limited(args, nofile) -> Proc running `duplex ARGS` with
-    RLIMIT_NOFILE lowered (any subcommand). Killed and reaped at teardown."""
-    procs = []
-
-    def _start(args, nofile=64, **kw):
-        argv = [duplex, *map(str, args)]
-
-        def lower():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        p = Proc(argv, "duplex " + " ".join(map(str, args)), stdin=kw.pop("stdin", subprocess.DEVNULL),
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=lower, close_fds=True, **kw)
-        procs.append(p)
-        return p
-
-    yield _start
-    for p in reversed(procs):
-        p.kill()
 
 
 def listening_port(proc):
@@ -302,19 +276,25 @@ def push_then_reset(port, nbytes=4 << 20):
     return name
 
 
+def assert_still_echoes(proc, port, a, sockets, msg):
+    """After another client's reset: the echoing server (or relay) on port
+    still runs, the client `a` it already had still gets `msg` echoed, and a
+    new client gets 256 KiB echoed."""
+    assert proc.poll() is None, proc.err
+    assert echo_roundtrip(a, msg) == msg
+    b = sockets(connect(port))
+    payload = os.urandom(256 << 10)
+    assert echo_roundtrip(b, payload) == payload
+    assert proc.poll() is None
+
+
 def test_echo_server_survives_a_reset_client(start_listener, sockets, backend_env):
     proc, port = start_listener(["-k", "--echo", "-v"], env=backend_env)
     a = sockets(connect(port))
     assert echo_roundtrip(a, b"before\n") == b"before\n"
     name = push_then_reset(port)
     proc.wait_err(re.escape(name) + r": closed")
-    assert proc.poll() is None, proc.err
-    assert echo_roundtrip(a, b"after\n") == b"after\n"
-    b = sockets(connect(port))
-    payload = os.urandom(256 << 10)
-    b.sendall(payload)
-    assert recv_exact(b, len(payload)) == payload
-    assert proc.poll() is None
+    assert_still_echoes(proc, port, a, sockets, b"after\n")
 
 
 def test_broker_survives_a_reset_client(start_listener, sockets, backend_env):
@@ -348,13 +328,7 @@ def test_relay_survives_a_reset_client(start_listener, start_duplex, sockets, ba
     assert echo_roundtrip(a) == b"ping\n"
     push_then_reset(port)
     time.sleep(0.3)
-    assert proc.poll() is None, proc.err
-    assert echo_roundtrip(a, b"still\n") == b"still\n"
-    b = sockets(connect(port))
-    payload = os.urandom(256 << 10)
-    b.sendall(payload)
-    assert recv_exact(b, len(payload)) == payload
-    assert proc.poll() is None
+    assert_still_echoes(proc, port, a, sockets, b"still\n")
 
 
 # ------------------------------------------------------------- slowloris --
@@ -605,6 +579,18 @@ SIGS = [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
 SIG_IDS = ["SIGINT", "SIGTERM"]
 
 
+def assert_signal_ends(proc, sig, code, port, summary):
+    """`sig` ends the server (no children) with exit code `code`, its
+    statistics line (regex `summary`) printed and its listener on port
+    closed."""
+    proc.popen.send_signal(sig)
+    rc = proc.wait(10)
+    assert rc == code, (rc, proc.err)
+    assert re.search(summary, proc.err), proc.err
+    with pytest.raises(ConnectionRefusedError):
+        connect(port, timeout=2).close()
+
+
 @pytest.mark.parametrize("sig,code", SIGS, ids=SIG_IDS)
 def test_signal_listen_k_verbose(sig, code, start_listener, sockets, backend_env):
     proc, port = start_listener(["-k", "-v"], stdin=subprocess.PIPE, env=backend_env)
@@ -614,12 +600,7 @@ def test_signal_listen_k_verbose(sig, code, start_listener, sockets, backend_env
     b = sockets(connect(port))
     b.sendall(b"two\n")
     proc.wait_out(lambda o: b"two\n" in o)
-    proc.popen.send_signal(sig)
-    rc = proc.wait(10)
-    assert rc == code, (rc, proc.err)
-    assert re.search(r"served 2 clients", proc.err), proc.err
-    with pytest.raises(ConnectionRefusedError):
-        connect(port, timeout=2).close()
+    assert_signal_ends(proc, sig, code, port, r"served 2 clients")
     assert closed_within(b, 2)
 
 
@@ -689,12 +670,7 @@ def test_signal_relay_k(sig, code, start_listener, start_duplex, sockets):
     a.close()
     b = sockets(connect(port))
     assert echo_roundtrip(b) == b"ping\n"
-    proc.popen.send_signal(sig)
-    rc = proc.wait(10)
-    assert rc == code, (rc, proc.err)
-    assert re.search(r"relayed 2 connections", proc.err), proc.err
-    with pytest.raises(ConnectionRefusedError):
-        connect(port, timeout=2).close()
+    assert_signal_ends(proc, sig, code, port, r"relayed 2 connections")
 
 
 @pytest.mark.parametrize("sig,code", SIGS, ids=SIG_IDS)

@@ -6,16 +6,16 @@ thread, no zombies with fork).
 
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_models.py"""
 
-import hashlib
 import os
 import socket
 import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT
-from servers_util import (Pump, children, closed_within, connect, echo_roundtrip, read_to_eof,
-                          recv_exact, sockets, wait_for)
+from conftest import LISTENING_RE, TIMEOUT, listeners_on
+from servers_util import (assert_half_close_echo, assert_pumped_echo, children, closed_within,
+                          connect, echo_roundtrip, read_to_eof, recv_exact, serves_new_client,
+                          sockets, wait_for)
 
 __all__ = ["sockets"]  # fixture re-exported from servers_util
 
@@ -28,10 +28,6 @@ MODELS = {
     "io_uring": ["--model", "io_uring"],
     "threads2": ["--threads", "2"],
 }
-
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
 
 
 @pytest.fixture
@@ -76,46 +72,23 @@ def test_small_message(model, start_model, sockets):
     assert proc.poll() is None
 
 
-def test_4mib_random_with_checksum(model, start_model, sockets):
+def test_4mib_random_with_checksum(model, start_model):
     _, port = start_model(model)
-    data = os.urandom(4 << 20)
-    s = sockets(connect(port))
-    pump = Pump([s])  # sends and reads at once: a blocking echo never deadlocks
-    pump.send(0, data, shut=True)
-    got = pump.run(timeout=30)
-    assert pump.eof[0] == "eof", pump.eof[0]
-    assert len(got[0]) == len(data) and sha(bytes(got[0])) == sha(data)
+    assert_pumped_echo(port, [os.urandom(4 << 20)], timeout=30)
 
 
-def test_half_close_full_echo_then_eof(model, start_model, sockets):
+def test_half_close_full_echo_then_eof(model, start_model):
     proc, port = start_model(model)
-    data = os.urandom(150_000)  # fits the socket buffers: send all, then read
-    s = sockets(connect(port))
-    s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-    back, how = read_to_eof(s)
-    assert how == "eof"
-    assert back == data
-    # and the server goes on
-    t = sockets(connect(port))
-    assert echo_roundtrip(t, b"next\n") == b"next\n"
+    assert_half_close_echo(port, 150_000)  # and the server goes on
     assert proc.poll() is None
 
 
-def test_several_concurrent_clients(model, start_model, sockets):
+def test_several_concurrent_clients(model, start_model):
     """Six clients at once, each its own data, each half-closing; with
     --model iterative they are served one after the other, but all finish."""
     _, port = start_model(model)
     sizes = [1, 1000, 65536, 100_000, 250_001, 1 << 20]
-    payloads = [os.urandom(n) for n in sizes]
-    socks = sockets([connect(port) for _ in sizes])
-    pump = Pump(socks)
-    for i, data in enumerate(payloads):
-        pump.send(i, data, shut=True)
-    got = pump.run(timeout=30)
-    for i, data in enumerate(payloads):
-        assert pump.eof[i] == "eof", f"client #{i}: ended by {pump.eof[i]}"
-        assert len(got[i]) == len(data) and sha(bytes(got[i])) == sha(data), f"client #{i} differs"
+    assert_pumped_echo(port, [os.urandom(n) for n in sizes], timeout=30)
 
 
 def test_second_client_while_first_is_open(model, start_model, sockets):
@@ -184,19 +157,7 @@ def test_max_conns_two(name, start_model, sockets):
     a.shutdown(socket.SHUT_WR)
     assert read_to_eof(a) == (b"", "eof")
     a.close()
-
-    def fresh_is_served():
-        d = connect(port)
-        try:
-            d.settimeout(1)
-            d.sendall(b"d\n")
-            return d.recv(10) == b"d\n"
-        except OSError:
-            return False
-        finally:
-            d.close()
-
-    wait_for(fresh_is_served, 5, "a slot to be free again after one client left")
+    wait_for(lambda: serves_new_client(port), 5, "a slot to be free again after one client left")
 
 
 @pytest.mark.parametrize("name", ["fork", "thread"])
@@ -205,22 +166,6 @@ def test_broker_refused_at_start_up(name, run_duplex):
     assert rc == 2, err
     assert f"--model {name}" in err, err
     assert "listening on" not in err
-
-
-def listeners_on(port):
-    """How many TCP sockets listen on `port` (/proc/net/tcp{,6})."""
-    n = 0
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        n += 1
-        except OSError:
-            continue
-    return n
 
 
 def test_threads_two_runs_two_loops(start_model, sockets):

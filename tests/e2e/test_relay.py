@@ -5,7 +5,6 @@ connections, --max-conns, --idle-timeout, -v and --stats-json, curl interop.
 
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_relay.py"""
 
-import errno
 import hashlib
 import http.server
 import json
@@ -21,15 +20,12 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, free_port, have_ipv6_loopback, need
+from conftest import LISTENING_RE, TIMEOUT, free_port, have_ipv6_loopback, need, sha
 from servers_util import (Pump, closed_within, connect, echo_roundtrip, name_of, open_many,
-                          read_to_eof, recv_exact, sockets, wait_for)
+                          read_to_eof, recv_exact, send_then_read_to_eof, serves_new_client,
+                          sockets, wait_for)
 
 __all__ = ["sockets"]  # fixture re-exported from servers_util
-
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
 
 
 # ------------------------------------------------------------------ helpers --
@@ -87,64 +83,6 @@ def unix_connect(path, timeout=TIMEOUT):
         s.close()
         raise
     return s
-
-
-class UnixServer:
-    """A one-connection Python Unix-socket server running script(conn, result)
-    on a thread; mirrors conftest.Server for AF_UNIX."""
-
-    def __init__(self, path, script):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(4)
-        self.conn = None
-        self.error = None
-        self.result = {}
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(script,), daemon=True)
-        self.thread.start()
-
-    def _run(self, script):
-        try:
-            self.sock.settimeout(TIMEOUT)
-            self.conn, _ = self.sock.accept()
-            self.conn.settimeout(TIMEOUT)
-            script(self.conn, self.result)
-        except Exception as e:
-            self.error = e
-        finally:
-            self.done.set()
-
-    def join(self, timeout=TIMEOUT):
-        if not self.done.wait(timeout):
-            pytest.fail(f"unix server script did not finish within {timeout}s")
-        if self.error:
-            raise self.error
-        return self.result
-
-    def close(self):
-        for s in (self.conn, self.sock):
-            if s is not None:
-                try:
-                    s.close()
-                except OSError:
-                    pass
-        self.thread.join(2)
-
-
-@pytest.fixture
-def unix_server():
-    made = []
-
-    def _make(path, script):
-        s = UnixServer(str(path), script)
-        made.append(s)
-        return s
-
-    yield _make
-    for s in made:
-        s.close()
 
 
 # ------------------------------------------------------ bulk data: 1 GiB --
@@ -250,7 +188,12 @@ def test_one_gib_through_relay_to_echo_target(relay, echo_target, sockets):
 # -------------------------------------------------------------- half-close --
 
 
-def test_client_half_close_reaches_target_which_still_replies(relay, server, sockets):
+@pytest.mark.parametrize("target, size", [("tcp", 100_000), ("unix", 123_457)])
+def test_client_half_close_reaches_target_which_still_replies(target, size, relay, server, tmp_path,
+                                                              sockets):
+    """A TCP client's half-close is passed on to the target (a TCP one, or a
+    Unix-socket one), which still replies after it."""
+
     def script(conn, result):
         data = read_to_eof(conn)[0]  # EOF: the client's shutdown was passed on
         result["got"] = data
@@ -258,18 +201,22 @@ def test_client_half_close_reaches_target_which_still_replies(relay, server, soc
         conn.shutdown(socket.SHUT_WR)
         result["after"] = conn.recv(10)  # the client has nothing more: EOF
 
-    srv = server(script)
-    proc, port = relay("127.0.0.1:0", f"127.0.0.1:{srv.port}", ["--stats-json"])
+    if target == "unix":
+        srv = server(script, path=tmp_path / "target.sock", backlog=4)
+        to, shown = f"unix:{srv.path}", str(srv.path)
+    else:
+        srv = server(script)
+        to = shown = f"127.0.0.1:{srv.port}"
+    proc, port = relay("127.0.0.1:0", to, ["--stats-json"])
     c = sockets(connect(port))
-    data = os.urandom(100_000)
-    c.sendall(data)
-    c.shutdown(socket.SHUT_WR)
-    back, how = read_to_eof(c)
+    data = os.urandom(size)
+    back, how = send_then_read_to_eof(c, data)
     assert how == "eof"
     assert back == b"reply after your EOF: " + sha(data).encode() + b"\n"
     got = srv.join()
     assert got["got"] == data and got["after"] == b""
     stats = json_lines(proc, 1)[0]
+    assert stats["target"] == shown and stats["client"] == name_of(c), stats
     assert stats["bytes_up"] == len(data) and stats["bytes_down"] == len(back), stats
     assert stats["error"] is None, stats
 
@@ -330,29 +277,7 @@ def test_unix_listen_side_removed_on_exit_without_k(relay, echo_target, tmp_path
     assert not os.path.exists(path), "the relay left its Unix socket behind"
 
 
-def test_tcp_client_to_unix_target_half_close(relay, unix_server, tmp_path, sockets):
-    path = tmp_path / "target.sock"
-
-    def script(conn, result):
-        result["got"] = read_to_eof(conn)[0]
-        conn.sendall(b"unix target saw " + str(len(result["got"])).encode() + b" bytes\n")
-        conn.shutdown(socket.SHUT_WR)
-
-    srv = unix_server(path, script)
-    proc, port = relay("127.0.0.1:0", f"unix:{path}", ["--stats-json"])
-    c = sockets(connect(port))
-    data = os.urandom(123_457)
-    c.sendall(data)
-    c.shutdown(socket.SHUT_WR)
-    back, how = read_to_eof(c)
-    assert how == "eof" and back == b"unix target saw 123457 bytes\n"
-    assert srv.join()["got"] == data
-    s = json_lines(proc, 1)[0]
-    assert s["target"] == str(path) and s["client"] == name_of(c), s
-    assert (s["bytes_up"], s["bytes_down"], s["error"]) == (len(data), len(back), None), s
-
-
-def test_unix_to_unix(relay, unix_server, tmp_path, sockets):
+def test_unix_to_unix(relay, server, tmp_path, sockets):
     tpath = tmp_path / "t.sock"
     lpath = str(tmp_path / "l.sock")
 
@@ -361,7 +286,7 @@ def test_unix_to_unix(relay, unix_server, tmp_path, sockets):
         conn.sendall(result["got"][::-1])
         conn.shutdown(socket.SHUT_WR)
 
-    srv = unix_server(tpath, script)
+    srv = server(script, path=tpath, backlog=4)
     relay(f"unix:{lpath}", f"unix:{tpath}")
     c = sockets(unix_connect(lpath))
     c.sendall(b"abcdef")
@@ -472,38 +397,6 @@ def test_target_refused_without_k_exits_nonzero(relay, sockets):
     assert f"127.0.0.1:{tport}" in proc.err and "Connection refused" in proc.err, proc.err
 
 
-@pytest.fixture
-def full_backlog():
-    """A listener that never accepts, its queue filled so that further SYNs
-    are dropped and a connect hangs (as in test_errors.py). Yields its port;
-    skips when the queue cannot be filled."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(0)
-    port = lsock.getsockname()[1]
-    fillers = []
-    hung = False
-    try:
-        for _ in range(16):
-            c = socket.socket()
-            c.setblocking(False)
-            fillers.append(c)
-            e = c.connect_ex(("127.0.0.1", port))
-            if e not in (0, errno.EINPROGRESS):
-                continue
-            _, w, _ = select.select([], [c], [], 0.3)
-            if not w:
-                hung = True
-                break
-        if not hung:
-            pytest.skip("could not fill the listen queue on this kernel")
-        yield port
-    finally:
-        for c in fillers:
-            c.close()
-        lsock.close()
-
-
 def test_connect_timeout_closes_that_client_relay_goes_on(relay, full_backlog, echo_target, sockets):
     proc, port = relay("127.0.0.1:0", f"127.0.0.1:{full_backlog}", ["-w", "1", "--stats-json"])
     a = sockets(connect(port))
@@ -539,19 +432,7 @@ def test_max_conns(relay, echo_target, sockets):
     a.shutdown(socket.SHUT_WR)
     assert read_to_eof(a) == (b"", "eof")
     proc.wait_err(rf"{re.escape(name_of(a))} -> .*sent")
-
-    def fresh_is_served():
-        d = connect(port)
-        try:
-            d.settimeout(1)
-            d.sendall(b"d\n")
-            return d.recv(10) == b"d\n"
-        except OSError:
-            return False
-        finally:
-            d.close()
-
-    wait_for(fresh_is_served, 5, "a slot to be free again after one client left")
+    wait_for(lambda: serves_new_client(port), 5, "a slot to be free again after one client left")
 
 
 def test_idle_timeout(relay, echo_target, sockets):

@@ -2,7 +2,6 @@
 --echo, --broker, --chat, --exec/--sh-exec, and one-client servers without -k.
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e"""
 
-import hashlib
 import os
 import random
 import re
@@ -14,49 +13,27 @@ import time
 import pytest
 
 from conftest import TIMEOUT, have_ipv6_loopback
-from servers_util import (Pump, children, connect, echo_roundtrip, name_of, open_many,
-                          read_to_eof, recv_exact, recv_line, recv_until, rss_kib, sockets,
-                          wait_for)
+from servers_util import (Pump, assert_half_close_echo, assert_pumped_echo, children, connect,
+                          echo_roundtrip, exchange, name_of, open_many, read_to_eof, recv_exact,
+                          recv_line, recv_until, rss_kib, sockets, wait_for)
 
 __all__ = ["sockets"]  # fixture re-exported from servers_util
-
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
 
 
 # ----------------------------------------------------------------- --echo --
 
 
-def test_echo_several_clients_at_once_random_data(start_listener, sockets, backend_env):
+def test_echo_several_clients_at_once_random_data(start_listener, backend_env):
     proc, port = start_listener(["--echo", "-k"], env=backend_env)
     rng = random.Random(1234)
     sizes = [1 << 20, rng.randint(1, 1 << 20), rng.randint(1, 1 << 20), 1, 65536, 300001]
-    payloads = [os.urandom(n) for n in sizes]
-    socks = sockets([connect(port) for _ in sizes])
-    pump = Pump(socks)
-    for i, data in enumerate(payloads):
-        pump.send(i, data, shut=True)  # half-close after sending
-    got = pump.run(timeout=30)
-    for i, data in enumerate(payloads):
-        assert pump.eof[i] == "eof", f"client #{i} ({sizes[i]} bytes): ended by {pump.eof[i]}"
-        assert len(got[i]) == len(data), f"client #{i}: {len(got[i])} of {len(data)} bytes echoed"
-        assert sha(bytes(got[i])) == sha(data), f"client #{i}: echo differs"
+    assert_pumped_echo(port, [os.urandom(n) for n in sizes], timeout=30)  # each half-closes
     assert proc.poll() is None, "the echo server exited"
 
 
-def test_echo_half_close_gets_full_echo_then_eof(start_listener, sockets):
+def test_echo_half_close_gets_full_echo_then_eof(start_listener):
     proc, port = start_listener(["--echo", "-k"])
-    data = os.urandom(200_000)  # fits the socket buffers: send all, then read
-    s = sockets(connect(port))
-    s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-    back, how = read_to_eof(s)
-    assert how == "eof"
-    assert back == data
-    # the server still serves others
-    t = sockets(connect(port))
-    assert echo_roundtrip(t, b"again\n") == b"again\n"
+    assert_half_close_echo(port, 200_000)  # and the server still serves others
 
 
 def test_echo_interleaved_clients_stay_separate(start_listener, sockets):
@@ -317,17 +294,9 @@ def test_k_slow_stdout_pauses_clients_loses_nothing(start_listener):
 # --------------------------------------------------------- --exec/--sh-exec --
 
 
-def test_exec_cat_half_close(start_listener, sockets, backend_env):
+def test_exec_cat_half_close(start_listener, backend_env):
     proc, port = start_listener(["-k", "--exec", "cat"], env=backend_env)
-    data = [os.urandom(1 << 20), os.urandom(12345), b""]
-    socks = sockets([connect(port) for _ in data])
-    pump = Pump(socks)
-    for i, d in enumerate(data):
-        pump.send(i, d, shut=True)
-    got = pump.run(timeout=30)
-    for i, d in enumerate(data):
-        assert pump.eof[i] == "eof"
-        assert sha(bytes(got[i])) == sha(d), f"client #{i}: {len(got[i])} of {len(d)} bytes back"
+    assert_pumped_echo(port, [os.urandom(1 << 20), os.urandom(12345), b""], timeout=30)
 
 
 def test_sh_exec_wc_counts_after_half_close(start_listener, sockets):
@@ -342,13 +311,7 @@ def test_sh_exec_wc_counts_after_half_close(start_listener, sockets):
 
 def test_exec_without_k_serves_one_client_then_exits(start_listener):
     proc, port = start_listener(["--exec", "cat"])
-    s = connect(port)
-    try:
-        s.sendall(b"once\n")
-        s.shutdown(socket.SHUT_WR)
-        assert read_to_eof(s) == (b"once\n", "eof")
-    finally:
-        s.close()
+    assert exchange(port, b"once\n") == (b"once\n", "eof")
     assert proc.wait(TIMEOUT) == 0, proc.err
 
 
@@ -373,13 +336,7 @@ def test_exec_200_connections_leave_no_zombie(start_listener):
     assert children(proc.pid) == []
     assert proc.poll() is None
     # and the server still runs children
-    s = connect(port)
-    try:
-        s.sendall(b"after\n")
-        s.shutdown(socket.SHUT_WR)
-        assert read_to_eof(s) == (b"after\n", "eof")
-    finally:
-        s.close()
+    assert exchange(port, b"after\n") == (b"after\n", "eof")
 
 
 def test_exec_children_count_while_connected(start_listener, sockets):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, have_ipv6_loopback, need
+from conftest import TIMEOUT, free_port, have_ipv6_loopback, need, wait_listening
 
 UDP_LISTENING_RE = re.compile(r"duplex: listening on (\S+):(\d+) \(udp\)\s*$", re.M)
 
@@ -20,37 +20,6 @@ def udp_socket(host="127.0.0.1", family=socket.AF_INET):
     s.settimeout(TIMEOUT)
     s.bind((host, 0))
     return s
-
-
-def free_udp_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _udp_bound(port):
-    for name in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(name) as f:
-                next(f)
-                for line in f:
-                    local = line.split()[1]
-                    if int(local.rsplit(":", 1)[1], 16) == port:
-                        return True
-        except OSError:
-            continue
-    return False
-
-
-def wait_udp_bound(port, proc, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _udp_bound(port):
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.name} exited (rc={proc.poll()}) before binding; stderr={proc.err!r}")
-        time.sleep(0.02)
-    pytest.fail(f"nothing bound to UDP port {port} after {timeout}s")
 
 
 def start_udp_listener(start_duplex, args=(), addr="127.0.0.1", **kw):
@@ -178,7 +147,7 @@ def test_connect_udp_exits_at_eof(run_duplex):
 
 
 def test_connect_udp_refused(run_duplex, backend_env):
-    port = free_udp_port()
+    port = free_port(kind=socket.SOCK_DGRAM)
     rc, out, err = run_duplex(["connect", "-u", "-q", "3", "127.0.0.1", port], stdin=b"anyone?\n",
                               env=backend_env)
     assert rc == 4, err
@@ -237,30 +206,23 @@ def test_udp_in_help(run_duplex):
 # ------------------------------------------------------------------ interop --
 
 
-def test_duplex_connect_to_nc_openbsd_udp(spawn, start_duplex):
-    nc = need("nc.openbsd")
-    port = free_udp_port()
-    peer = spawn([nc, "-u", "-l", "127.0.0.1", port], stdin=subprocess.PIPE, name="nc.openbsd")
-    wait_udp_bound(port, peer)
-    dx = start_duplex(["connect", "-u", "-q", "0.3", "127.0.0.1", port], stdin=subprocess.PIPE)
-    feed(dx, b"hi nc\n")
-    peer.wait_out(lambda b: b == b"hi nc\n")
-    feed(peer, b"hi duplex\n")
-    dx.wait_out(lambda b: b == b"hi duplex\n")
-    dx.close_stdin()
-    assert dx.wait() == 0, dx.err
+def _udp_listen_cmd(peer, port):
+    if peer == "nc.openbsd":
+        return [need("nc.openbsd"), "-u", "-l", "127.0.0.1", port]
+    if peer == "socat":
+        return [need("socat"), "-T", "20", f"UDP-LISTEN:{port},bind=127.0.0.1", "STDIO"]
+    raise AssertionError(peer)
 
 
-def test_duplex_connect_to_socat_udp(spawn, start_duplex):
-    socat = need("socat")
-    port = free_udp_port()
-    peer = spawn([socat, "-T", "20", f"UDP-LISTEN:{port},bind=127.0.0.1", "STDIO"],
-                 stdin=subprocess.PIPE, name="socat")
-    wait_udp_bound(port, peer)
+@pytest.mark.parametrize("peer, hello", [("nc.openbsd", b"hi nc\n"), ("socat", b"hi socat\n")])
+def test_duplex_connect_to_udp_peer(peer, hello, spawn, start_duplex):
+    port = free_port(kind=socket.SOCK_DGRAM)
+    peer_proc = spawn(_udp_listen_cmd(peer, port), stdin=subprocess.PIPE, name=peer)
+    wait_listening(port, proc=peer_proc, udp=True)
     dx = start_duplex(["connect", "-u", "-q", "0.3", "127.0.0.1", port], stdin=subprocess.PIPE)
-    feed(dx, b"hi socat\n")
-    peer.wait_out(lambda b: b == b"hi socat\n")
-    feed(peer, b"hi duplex\n")
+    feed(dx, hello)
+    peer_proc.wait_out(lambda b: b == hello)
+    feed(peer_proc, b"hi duplex\n")
     dx.wait_out(lambda b: b == b"hi duplex\n")
     dx.close_stdin()
     assert dx.wait() == 0, dx.err

@@ -87,7 +87,22 @@ struct options {
     unsigned char send_oob;/* --send-oob: the byte sent as TCP urgent data */
     int oob_inline;        /* --oob-inline: SO_OOBINLINE, urgent data stays in the stream */
     int progress;          /* --progress: PROGRESS_* */
+    const char *proxy_host;/* -x/--proxy: connect through this proxy (proxy.c) */
+    const char *proxy_port;/* its port (default 1080 SOCKS, 3128 HTTP) */
+    int proxy_type;        /* -X/--proxy-type: PROXY_* */
+    const char *proxy_auth;/* --proxy-auth USER:PASS */
 };
+
+/* proxy.c: connect through a SOCKS4(a), SOCKS5 or HTTP CONNECT proxy */
+enum { PROXY_SOCKS5, PROXY_SOCKS4, PROXY_HTTP };
+int cli_proxy_type(const char *text);          /* PROXY_*, or -1 */
+const char *cli_proxy_type_name(int type);     /* "socks5", "socks4", "http" */
+/* Ask the proxy connected on fd (non-blocking) for a connection to
+ * o->host:port, bounded by -w (else 10 s). Returns 0, or a negative code
+ * (DX_ETIMEDOUT, -EINTR on a stop signal, else -ECONNREFUSED and the like)
+ * with why set to "SOCKS5 connect to HOST:PORT: cause". Reads exactly the
+ * proxy's reply: what the target sends next stays in the socket. */
+int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, size_t whylen);
 
 /* progress.c: --progress */
 enum { PROGRESS_OFF, PROGRESS_AUTO, PROGRESS_ALWAYS };

@@ -1,5 +1,7 @@
 /* connect.c: `duplex connect`: resolve, try every address in turn with the
- * -w timeout, then run a stdio session; and -z, which only probes ports. */
+ * -w timeout, then run a stdio session; and -z, which only probes ports.
+ * With -x the connection goes to the proxy, and proxy.c asks it for the
+ * target before the session (or the probe's verdict). */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -13,6 +15,7 @@
 struct attempt {
     const struct options *o;
     int quiet;        /* -z: failures are results, not errors */
+    const char *label;/* "connect", or "connect to proxy" */
     int fd;           /* connected fd, or the last error */
     dx_addr addr;     /* the address that answered (or failed last) */
 };
@@ -27,7 +30,8 @@ static void on_connect(dx_connector *c, int result, const dx_addr *addr, int fin
         snprintf(where, sizeof where, "connect %s", dx_addr_format(addr, text, sizeof text));
         cli_sockopt_error(a->o, c->sockopt_failed, where, result);
     } else if (result < 0 && !a->quiet)
-        cli_error("connect %s: %s", dx_addr_format(addr, text, sizeof text), dx_strerror(result));
+        cli_error("%s %s: %s", a->label ? a->label : "connect", dx_addr_format(addr, text, sizeof text),
+                  dx_strerror(result));
     if (final) {
         a->fd = result;
         a->addr = *addr;
@@ -87,8 +91,8 @@ static int pick_source(const struct options *o, int family, dx_addr *source)
 /* Where to connect for one port: the addresses to try (malloc'd) and the
  * source to bind (-s/-p), keeping only targets of the source's family.
  * Returns the number of addresses, or an exit code negated (reported). */
-static int targets(const struct options *o, const char *port, dx_addr **out, dx_addr *source,
-                   int *has_source)
+static int targets(const struct options *o, const char *host, const char *port, dx_addr **out,
+                   dx_addr *source, int *has_source)
 {
     dx_addr *addrs = NULL;
     int n;
@@ -104,7 +108,7 @@ static int targets(const struct options *o, const char *port, dx_addr **out, dx_
         *out = addrs;
         return 1;
     }
-    n = resolve_or_report(o, o->host, port, 0, &addrs);
+    n = resolve_or_report(o, host, port, 0, &addrs);
     if (n < 0)
         return -cli_exit_code_for(n, 1);
     if (o->source_addr || o->source_port) {
@@ -124,7 +128,7 @@ static int targets(const struct options *o, const char *port, dx_addr **out, dx_
             if (addrs[i].ss.ss_family == family)
                 addrs[m++] = addrs[i];
         if (m == 0 || pick_source(o, family, source) < 0) {
-            cli_error("connect %s: no %s address to match the source address%s%s", o->host,
+            cli_error("connect %s: no %s address to match the source address%s%s", host,
                       family == AF_INET6 ? "IPv6" : "IPv4", o->source_addr ? " " : "",
                       o->source_addr ? o->source_addr : "");
             free(addrs);
@@ -137,8 +141,85 @@ static int targets(const struct options *o, const char *port, dx_addr **out, dx_
     return n;
 }
 
+/* The exit code for a failed proxy handshake (documented in duplex.1):
+ * our deadline 5, -n with a name 3, anything the proxy says or does 4. */
+static int proxy_exit_code(int code)
+{
+    if (code == DX_ETIMEDOUT)
+        return EXIT_TIMEOUT;
+    if (code == DX_EBADADDR)
+        return EXIT_RESOLVE;
+    return EXIT_CONNECT;
+}
+
+/* HOST:PORT as the proxy is asked for it ([V6]:PORT). */
+static void target_text(const struct options *o, int port, char *buf, size_t len)
+{
+    if (strchr(o->host, ':') && o->host[0] != '[')
+        snprintf(buf, len, "[%s]:%d", o->host, port);
+    else
+        snprintf(buf, len, "%s:%d", o->host, port);
+}
+
+/* -x: connect to the proxy, then ask it for the target's port. Returns the
+ * fd, or an exit code negated (reported, except for failures about the
+ * target itself when quiet: they go to why for -z). */
+static int via_proxy(dx_loop *loop, const struct options *o, int port, int quiet, char *proxy_text,
+                     char *why, size_t whylen)
+{
+    dx_addr *addrs, source;
+    int has_source;
+    why[0] = '\0';
+    int n = targets(o, o->proxy_host, o->proxy_port, &addrs, &source, &has_source);
+    if (n < 0)
+        return n;
+    struct attempt a = {.o = o, .label = "connect to proxy"};
+    int fd = connect_any(loop, &a, addrs, n, has_source ? &source : NULL);
+    free(addrs);
+    dx_addr_format(&a.addr, proxy_text, DX_ADDR_STRLEN);
+    if (fd < 0)
+        return -cli_exit_code_for(fd, 1);
+    int rc = cli_proxy_handshake(o, fd, port, why, whylen);
+    if (rc == 0)
+        return fd;
+    close(fd);
+    int about_target = rc == DX_ETIMEDOUT || rc == -ECONNREFUSED || rc == -ENETUNREACH ||
+                       rc == -EHOSTUNREACH || rc == -ECONNABORTED || rc == -ETIMEDOUT;
+    if (!quiet || !about_target) {
+        cli_error("proxy %s: %s", proxy_text, why);
+        why[0] = '\0';
+    }
+    return -proxy_exit_code(rc);
+}
+
+static int probe_proxy(dx_loop *loop, const struct options *o)
+{
+    int any_open = 0;
+    for (int i = 0; i < o->nport_args; i++) {
+        int first = 0, last = 0;
+        dx_parse_port_range(o->port_args[i], &first, &last);
+        for (int port = first; port <= last; port++) {
+            char proxy[DX_ADDR_STRLEN], why[512], target[300];
+            target_text(o, port, target, sizeof target);
+            int fd = via_proxy(loop, o, port, 1, proxy, why, sizeof why);
+            if (fd < 0 && !why[0])
+                return -fd; /* the proxy itself failed: no verdict on any port */
+            if (fd >= 0) {
+                any_open = 1;
+                cli_info(o, "%s open (through proxy %s)", target, proxy);
+                close(fd);
+            } else {
+                cli_info(o, "%s closed (through proxy %s): %s", target, proxy, why);
+            }
+        }
+    }
+    return any_open ? EXIT_OK : EXIT_CONNECT;
+}
+
 static int probe_ports(dx_loop *loop, const struct options *o)
 {
+    if (o->proxy_host)
+        return probe_proxy(loop, o);
     int any_open = 0, failed = 0;
     struct attempt a = {.o = o, .quiet = 1};
     int nargs = o->unix_path ? 1 : o->nport_args;
@@ -151,7 +232,7 @@ static int probe_ports(dx_loop *loop, const struct options *o)
             int has_source;
             char ptext[16], text[DX_ADDR_STRLEN];
             snprintf(ptext, sizeof ptext, "%d", port);
-            int n = targets(o, ptext, &addrs, &source, &has_source);
+            int n = targets(o, o->host, ptext, &addrs, &source, &has_source);
             if (n < 0) {
                 failed = -n;
                 break;
@@ -177,9 +258,22 @@ int cli_connect(const struct options *o, dx_loop *loop)
 {
     if (o->zero_io)
         return probe_ports(loop, o);
+    if (o->proxy_host) {
+        char proxy[DX_ADDR_STRLEN], why[512], target[300];
+        int port = dx_parse_port(o->port);
+        target_text(o, port, target, sizeof target);
+        int fd = via_proxy(loop, o, port, 0, proxy, why, sizeof why);
+        if (fd < 0)
+            return -fd;
+        cli_info(o, "connected to %s through proxy %s (%s)", target, proxy,
+                 cli_proxy_type_name(o->proxy_type));
+        cli_show_opts(o, fd, "connected");
+        cli_stdio_nonblock();
+        return cli_session(loop, o, fd, target);
+    }
     dx_addr *addrs, source;
     int has_source;
-    int n = targets(o, o->port, &addrs, &source, &has_source);
+    int n = targets(o, o->host, o->port, &addrs, &source, &has_source);
     if (n < 0)
         return -n;
 

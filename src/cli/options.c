@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 
 static const char usage_text[] =
@@ -75,6 +76,20 @@ static const char usage_text[] =
 "      --progress[=WHEN]    a status line on stderr: bytes each way, rate, elapsed,\n"
 "                           percentage and ETA when stdin is a file; WHEN: auto\n"
 "                           (default: only if stderr is a terminal), always, never\n"
+"\n"
+"Proxies (connect over TCP; not with listen, relay, -u or -U):\n"
+"  -x, --proxy ADDR[:PORT]  connect through this proxy ([V6]:PORT for IPv6; default\n"
+"                           port 1080 for SOCKS, 3128 for HTTP); -s/-p/-4/-6/-w and\n"
+"                           -O apply to the connection to the proxy. HOST is sent\n"
+"                           to the proxy by name (resolved there) unless it is a\n"
+"                           numeric address or -n is given; -z: a port is open when\n"
+"                           the proxy's handshake succeeds\n"
+"  -X, --proxy-type TYPE    socks5 or 5 (default), socks4 or 4 (SOCKS4a for names;\n"
+"                           IPv4 targets only), http or connect (HTTP CONNECT)\n"
+"      --proxy-auth USER:PASS  SOCKS5 username/password, HTTP Basic\n"
+"                           Proxy-Authorization; SOCKS4: USER is the user id\n"
+"  The handshake is bounded by -w (else 10 s); a failure names the proxy, the\n"
+"  target and the cause (exit 4; 5 when it timed out)\n"
 "\n"
 "Server modes (listen):\n"
 "  -k, --keep-listening     serve many clients at once: what each client sends\n"
@@ -193,7 +208,7 @@ enum {
     OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
     OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
-    OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP,
+    OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_PROXY_AUTH,
 };
 
 enum { OPT_SHOW_OPTS = 0x400 }; /* -O and --show-opts (sockopts.c) */
@@ -243,6 +258,9 @@ static const struct option long_opts[] = {
     {"oob-inline", no_argument, NULL, OPT_OOB_INLINE},
     {"progress", optional_argument, NULL, OPT_PROGRESS},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"proxy", required_argument, NULL, 'x'},
+    {"proxy-type", required_argument, NULL, 'X'},
+    {"proxy-auth", required_argument, NULL, OPT_PROXY_AUTH},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -429,6 +447,104 @@ static int check_port(const char *text)
     return 0;
 }
 
+/* -x ADDR[:PORT]: HOST:PORT, [V6]:PORT, [V6], a bare V6 address or a HOST. */
+static int parse_proxy(struct options *o, const char *text)
+{
+    static char buf[512];
+    size_t n = strlen(text);
+    o->proxy_host = o->proxy_port = NULL;
+    if (n == 0 || n >= sizeof buf)
+        goto bad;
+    if (dx_split_hostport(text, buf, sizeof buf, &o->proxy_host, &o->proxy_port) == 0) {
+        if (!*o->proxy_host)
+            goto bad;
+        return check_port(o->proxy_port);
+    }
+    memcpy(buf, text, n + 1);
+    o->proxy_port = NULL;
+    if (buf[0] == '[') {
+        if (n < 3 || buf[n - 1] != ']')
+            goto bad;
+        buf[n - 1] = '\0';
+        o->proxy_host = buf + 1;
+    } else if (strchr(buf, ':') && strchr(buf, ':') == strrchr(buf, ':')) {
+        goto bad; /* "host:" or ":port" */
+    } else {
+        o->proxy_host = buf; /* a name, IPv4, or a bare IPv6 address */
+    }
+    return 0;
+bad:
+    o->proxy_host = NULL;
+    cli_error("invalid -x/--proxy '%s': expected ADDR, ADDR:PORT or [V6]:PORT", text);
+    return -1;
+}
+
+/* The checks -x needs once the rest of the command line is known. */
+static int check_proxy(struct options *o, int proxy_given)
+{
+    if (!proxy_given) {
+        if (o->proxy_auth || o->proxy_type != PROXY_SOCKS5) {
+            cli_error("-X/--proxy-type and --proxy-auth need -x/--proxy ADDR[:PORT]");
+            return -1;
+        }
+        return 0;
+    }
+    if (o->cmd != CMD_CONNECT || o->udp || o->unix_path) {
+        cli_error("-x/--proxy works with connect over TCP only: not with %s",
+                  o->cmd == CMD_LISTEN ? "listen (-l)" : o->cmd == CMD_RELAY ? "relay"
+                  : o->udp ? "-u (UDP)" : "-U (a Unix socket target)");
+        return -1;
+    }
+    if (!o->proxy_port)
+        o->proxy_port = o->proxy_type == PROXY_HTTP ? "3128" : "1080";
+    if (o->proxy_auth) {
+        const char *colon = strchr(o->proxy_auth, ':');
+        size_t ulen = colon ? (size_t)(colon - o->proxy_auth) : strlen(o->proxy_auth);
+        if (o->proxy_type != PROXY_SOCKS4 && !colon) {
+            cli_error("invalid --proxy-auth: expected USER:PASS");
+            return -1;
+        }
+        if (o->proxy_type == PROXY_SOCKS5 && (ulen == 0 || ulen > 255 || strlen(colon + 1) > 255)) {
+            cli_error("invalid --proxy-auth for SOCKS5: USER and PASS must be 1-255 and "
+                      "0-255 bytes");
+            return -1;
+        }
+        if (o->proxy_type == PROXY_SOCKS4 && ulen > 255) {
+            cli_error("invalid --proxy-auth for SOCKS4: the user id is at most 255 bytes");
+            return -1;
+        }
+        if (o->proxy_type == PROXY_HTTP && ulen + strlen(colon + 1) > 1024) {
+            cli_error("invalid --proxy-auth: USER:PASS is at most 1024 bytes");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* After the target is known: SOCKS4 carries an IPv4 address or a name only. */
+static int check_proxy_target(const struct options *o)
+{
+    char v6[64];
+    unsigned char bin[16];
+    const char *h = o->host;
+    size_t n = strlen(h);
+    if (h[0] == '[' && n >= 2 && n - 2 < sizeof v6) {
+        memcpy(v6, h + 1, n - 2);
+        v6[n - 2] = '\0';
+        h = v6;
+    }
+    if (o->proxy_type == PROXY_SOCKS4 && inet_pton(AF_INET6, h, bin) == 1) {
+        cli_error("-X 4: SOCKS4 carries IPv4 addresses and names only, not the IPv6 "
+                  "address %s (use -X 5 or -X connect)", o->host);
+        return -1;
+    }
+    if (strlen(h) > 255) {
+        cli_error("target host name too long for a proxy (at most 255 bytes): %.40s...", h);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_parse(int argc, char **argv, struct options *o)
 {
     memset(o, 0, sizeof *o);
@@ -437,6 +553,7 @@ int cli_parse(int argc, char **argv, struct options *o)
     o->cmd = CMD_CONNECT;
     o->max_queue = 1u << 20;
     const char *port_flag = NULL;
+    int proxy_given = 0;
     long n;
 
     int argi = 1;
@@ -463,7 +580,7 @@ int cli_parse(int argc, char **argv, struct options *o)
     opterr = 0;
 
     int c;
-    while ((c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:Ndzvhe:c:m:O:C", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:Ndzvhe:c:m:O:Cx:X:", long_opts, NULL)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
         case '6': o->family = AF_INET6; break;
@@ -475,6 +592,22 @@ int cli_parse(int argc, char **argv, struct options *o)
             o->has_send_oob = 1;
             break;
         case OPT_OOB_INLINE: o->oob_inline = 1; break;
+        case 'x':
+            if (parse_proxy(o, optarg) < 0)
+                return EXIT_USAGE;
+            proxy_given = 1;
+            break;
+        case 'X': {
+            int t = cli_proxy_type(optarg);
+            if (t < 0) {
+                cli_error("invalid -X/--proxy-type '%s': expected socks5 (5), socks4 (4) or "
+                          "http (connect)", optarg);
+                return EXIT_USAGE;
+            }
+            o->proxy_type = t;
+            break;
+        }
+        case OPT_PROXY_AUTH: o->proxy_auth = optarg; break;
         case 'l': o->cmd = CMD_LISTEN; break;
         case 'k': o->keep_listening = 1; break;
         case 'p': port_flag = optarg; o->port_flag_given = 1; break;
@@ -624,6 +757,8 @@ int cli_parse(int argc, char **argv, struct options *o)
                   "or relay");
         return EXIT_USAGE;
     }
+    if (check_proxy(o, proxy_given) < 0)
+        return EXIT_USAGE;
     if (o->udp)
         o->keep_listening = 0; /* -k: implied by listen -u */
 
@@ -726,5 +861,7 @@ int cli_parse(int argc, char **argv, struct options *o)
             return EXIT_USAGE;
         }
     }
+    if (proxy_given && check_proxy_target(o) < 0)
+        return EXIT_USAGE;
     return 0;
 }

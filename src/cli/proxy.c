@@ -1,0 +1,447 @@
+/* proxy.c: `duplex connect -x`: once the TCP connection to the proxy is up,
+ * ask it for the target (SOCKS5 RFC 1928 + RFC 1929 auth, SOCKS4/4a, HTTP
+ * CONNECT) on the non-blocking socket with poll(2) and one deadline. The
+ * proxy's reply is read exactly (HTTP: byte by byte up to the blank line), so
+ * the first bytes the target sends stay in the socket for the session. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define HANDSHAKE_DEFAULT_MS 10000
+#define HTTP_REPLY_MAX 16384
+
+static const struct {
+    const char *name;
+    int type;
+} type_names[] = {
+    {"socks5", PROXY_SOCKS5}, {"5", PROXY_SOCKS5}, {"socks4", PROXY_SOCKS4},
+    {"4", PROXY_SOCKS4},      {"http", PROXY_HTTP}, {"connect", PROXY_HTTP},
+};
+
+int cli_proxy_type(const char *text)
+{
+    for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++)
+        if (strcasecmp(text, type_names[i].name) == 0)
+            return type_names[i].type;
+    return -1;
+}
+
+const char *cli_proxy_type_name(int type)
+{
+    return type == PROXY_SOCKS4 ? "socks4" : type == PROXY_HTTP ? "http" : "socks5";
+}
+
+/* One handshake: the socket, its deadline, and where the cause goes. */
+struct hs {
+    int fd;
+    uint64_t deadline_ms;
+    char *why;
+    size_t whylen;
+    const char *what;  /* "SOCKS5 connect to example.org:80" */
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Sets the cause ("WHAT: text") and returns code. */
+static int fail(struct hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct hs *h, int code, const char *fmt, ...)
+{
+    char cause[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cause, sizeof cause, fmt, ap);
+    va_end(ap);
+    snprintf(h->why, h->whylen, "%s: %s", h->what, cause);
+    return code;
+}
+
+/* Wait for events on the socket until the deadline: 0, or a code (set). */
+static int wait_for(struct hs *h, short events)
+{
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= h->deadline_ms)
+            return fail(h, DX_ETIMEDOUT, "timed out");
+        struct pollfd p = {.fd = h->fd, .events = events};
+        int left = (int)(h->deadline_ms - now);
+        int rc = poll(&p, 1, left);
+        if (rc > 0)
+            return 0; /* errors and hang-ups show in the send/recv that follows */
+        if (rc < 0 && errno != EINTR)
+            return fail(h, -errno, "%s", dx_strerror(-errno));
+        if (rc < 0 && cli_stop_signal())
+            return fail(h, -EINTR, "interrupted");
+    }
+}
+
+static int send_all(struct hs *h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    while (len > 0) {
+        ssize_t n = send(h->fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            int rc = wait_for(h, POLLOUT);
+            if (rc < 0)
+                return rc;
+        } else {
+            int e = n < 0 ? errno : EPIPE;
+            return fail(h, -e, "sending to the proxy: %s", dx_strerror(-e));
+        }
+    }
+    return 0;
+}
+
+/* Read exactly len bytes (never more). */
+static int recv_exact(struct hs *h, void *data, size_t len)
+{
+    unsigned char *p = data;
+    while (len > 0) {
+        ssize_t n = recv(h->fd, p, len, 0);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n == 0) {
+            return fail(h, -ECONNRESET, "the proxy closed the connection before its reply "
+                        "was complete (a protocol error, or not a %s proxy)",
+                        strncmp(h->what, "HTTP", 4) == 0 ? "HTTP" : strncmp(h->what, "SOCKS4", 6) == 0
+                        ? "SOCKS4" : "SOCKS5");
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            int rc = wait_for(h, POLLIN);
+            if (rc < 0)
+                return rc;
+        } else {
+            int e = errno;
+            return fail(h, -e, "reading the proxy's reply: %s", dx_strerror(-e));
+        }
+    }
+    return 0;
+}
+
+/* The target as an address when it is numeric (or -n), else 0 (a name).
+ * Returns AF_INET / AF_INET6 with the bytes in addr, 0 for a name. */
+static int target_address(const char *host, unsigned char addr[16], char *bare, size_t barelen)
+{
+    size_t n = strlen(host);
+    if (host[0] == '[' && n >= 2 && n - 2 < barelen) {
+        memcpy(bare, host + 1, n - 2);
+        bare[n - 2] = '\0';
+    } else {
+        snprintf(bare, barelen, "%s", host);
+    }
+    if (inet_pton(AF_INET, bare, addr) == 1)
+        return AF_INET;
+    if (inet_pton(AF_INET6, bare, addr) == 1)
+        return AF_INET6;
+    return 0;
+}
+
+static const char *socks5_reply_text(int rep)
+{
+    static const char *const text[] = {
+        "succeeded",
+        "general SOCKS server failure",
+        "connection not allowed by ruleset",
+        "Network unreachable",
+        "Host unreachable",
+        "Connection refused",
+        "TTL expired",
+        "Command not supported",
+        "Address type not supported",
+    };
+    return rep >= 0 && rep < (int)(sizeof text / sizeof text[0]) ? text[rep] : "unknown error";
+}
+
+static int socks5_reply_code(int rep)
+{
+    switch (rep) {
+    case 3: return -ENETUNREACH;
+    case 4: return -EHOSTUNREACH;
+    case 5: return -ECONNREFUSED;
+    default: return -ECONNABORTED;
+    }
+}
+
+static int socks5(struct hs *h, const struct options *o, int family, const unsigned char *addr,
+                  const char *host, int port)
+{
+    unsigned char buf[600];
+    const char *user = NULL, *pass = NULL;
+    size_t ulen = 0, plen = 0;
+    if (o->proxy_auth) {
+        const char *colon = strchr(o->proxy_auth, ':');
+        user = o->proxy_auth;
+        ulen = (size_t)(colon - user);
+        pass = colon + 1;
+        plen = strlen(pass);
+    }
+    /* greeting: no authentication, and username/password when we have them */
+    unsigned char hello[4] = {5, 1, 0, 2};
+    if (user)
+        hello[1] = 2;
+    int rc = send_all(h, hello, user ? 4 : 3);
+    if (rc == 0)
+        rc = recv_exact(h, buf, 2);
+    if (rc < 0)
+        return rc;
+    if (buf[0] != 5)
+        return fail(h, -EPROTO, "not a SOCKS5 proxy (its reply starts with 0x%02x)", buf[0]);
+    if (buf[1] == 0xff || (buf[1] == 2 && !user) || (buf[1] != 0 && buf[1] != 2))
+        return fail(h, -EACCES, "%s", user ? "the proxy accepts none of our authentication "
+                    "methods (none, username/password)" : "the proxy requires authentication "
+                    "(--proxy-auth USER:PASS)");
+    if (buf[1] == 2) { /* RFC 1929 */
+        size_t k = 0;
+        buf[k++] = 1;
+        buf[k++] = (unsigned char)ulen;
+        memcpy(buf + k, user, ulen);
+        k += ulen;
+        buf[k++] = (unsigned char)plen;
+        memcpy(buf + k, pass, plen);
+        k += plen;
+        rc = send_all(h, buf, k);
+        memset(buf, 0, k);
+        if (rc == 0)
+            rc = recv_exact(h, buf, 2);
+        if (rc < 0)
+            return rc;
+        if (buf[1] != 0)
+            return fail(h, -EACCES, "authentication failed (user '%.*s')", (int)ulen, user);
+    }
+    /* CONNECT */
+    size_t k = 0;
+    buf[k++] = 5;
+    buf[k++] = 1;
+    buf[k++] = 0;
+    if (family == AF_INET) {
+        buf[k++] = 1;
+        memcpy(buf + k, addr, 4);
+        k += 4;
+    } else if (family == AF_INET6) {
+        buf[k++] = 4;
+        memcpy(buf + k, addr, 16);
+        k += 16;
+    } else {
+        size_t n = strlen(host);
+        buf[k++] = 3;
+        buf[k++] = (unsigned char)n;
+        memcpy(buf + k, host, n);
+        k += n;
+    }
+    buf[k++] = (unsigned char)(port >> 8);
+    buf[k++] = (unsigned char)port;
+    rc = send_all(h, buf, k);
+    if (rc == 0)
+        rc = recv_exact(h, buf, 4);
+    if (rc < 0)
+        return rc;
+    if (buf[0] != 5)
+        return fail(h, -EPROTO, "not a SOCKS5 reply (it starts with 0x%02x)", buf[0]);
+    if (buf[1] != 0)
+        return fail(h, socks5_reply_code(buf[1]), "%s (reply %d)", socks5_reply_text(buf[1]), buf[1]);
+    /* BND.ADDR and BND.PORT: read them all, nothing more */
+    size_t rest;
+    if (buf[3] == 1)
+        rest = 4 + 2;
+    else if (buf[3] == 4)
+        rest = 16 + 2;
+    else if (buf[3] == 3) {
+        rc = recv_exact(h, buf, 1);
+        if (rc < 0)
+            return rc;
+        rest = (size_t)buf[0] + 2;
+    } else
+        return fail(h, -EPROTO, "bad address type %d in the proxy's reply", buf[3]);
+    return recv_exact(h, buf, rest);
+}
+
+static int socks4(struct hs *h, const struct options *o, int family, const unsigned char *addr,
+                  const char *host, int port)
+{
+    unsigned char buf[600];
+    size_t k = 0;
+    size_t ulen = 0;
+    if (o->proxy_auth) {
+        const char *colon = strchr(o->proxy_auth, ':');
+        ulen = colon ? (size_t)(colon - o->proxy_auth) : strlen(o->proxy_auth);
+    }
+    buf[k++] = 4;
+    buf[k++] = 1;
+    buf[k++] = (unsigned char)(port >> 8);
+    buf[k++] = (unsigned char)port;
+    if (family == AF_INET) {
+        memcpy(buf + k, addr, 4);
+    } else { /* SOCKS4a: 0.0.0.1 and the name after the user id */
+        memcpy(buf + k, "\0\0\0\1", 4);
+    }
+    k += 4;
+    memcpy(buf + k, o->proxy_auth ? o->proxy_auth : "", ulen);
+    k += ulen;
+    buf[k++] = 0;
+    if (family != AF_INET) {
+        size_t n = strlen(host);
+        memcpy(buf + k, host, n);
+        k += n;
+        buf[k++] = 0;
+    }
+    int rc = send_all(h, buf, k);
+    if (rc == 0)
+        rc = recv_exact(h, buf, 8);
+    if (rc < 0)
+        return rc;
+    if (buf[0] != 0 && buf[0] != 4)
+        return fail(h, -EPROTO, "not a SOCKS4 reply (it starts with 0x%02x)", buf[0]);
+    switch (buf[1]) {
+    case 0x5a:
+        return 0;
+    case 0x5b:
+        return fail(h, -ECONNREFUSED, "request rejected or failed (reply 0x5b)");
+    case 0x5c:
+        return fail(h, -EACCES, "request rejected: the proxy cannot reach identd on this host "
+                    "(reply 0x5c)");
+    case 0x5d:
+        return fail(h, -EACCES, "request rejected: identd reports another user id (reply 0x5d)");
+    default:
+        return fail(h, -EPROTO, "unknown SOCKS4 reply 0x%02x", buf[1]);
+    }
+}
+
+static void base64(const char *in, size_t n, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = (const unsigned char *)in;
+    size_t i = 0, k = 0;
+    for (; i + 2 < n; i += 3) {
+        out[k++] = tab[p[i] >> 2];
+        out[k++] = tab[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
+        out[k++] = tab[((p[i + 1] & 15) << 2) | (p[i + 2] >> 6)];
+        out[k++] = tab[p[i + 2] & 63];
+    }
+    if (i < n) {
+        out[k++] = tab[p[i] >> 2];
+        if (i + 1 < n) {
+            out[k++] = tab[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
+            out[k++] = tab[(p[i + 1] & 15) << 2];
+        } else {
+            out[k++] = tab[(p[i] & 3) << 4];
+            out[k++] = '=';
+        }
+        out[k++] = '=';
+    }
+    out[k] = '\0';
+}
+
+static int http_connect(struct hs *h, const struct options *o, const char *authority)
+{
+    char req[4096], b64[1400];
+    int n = snprintf(req, sizeof req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", authority, authority);
+    if (o->proxy_auth) {
+        base64(o->proxy_auth, strlen(o->proxy_auth), b64);
+        n += snprintf(req + n, sizeof req - (size_t)n, "Proxy-Authorization: Basic %s\r\n", b64);
+        memset(b64, 0, sizeof b64);
+    }
+    n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+    int rc = send_all(h, req, (size_t)n);
+    memset(req, 0, sizeof req);
+    if (rc < 0)
+        return rc;
+    /* the status line and headers, byte by byte up to the blank line */
+    char *reply = malloc(HTTP_REPLY_MAX + 1);
+    if (!reply)
+        return fail(h, -ENOMEM, "%s", dx_strerror(-ENOMEM));
+    size_t len = 0;
+    for (;;) {
+        if (len == HTTP_REPLY_MAX) {
+            free(reply);
+            return fail(h, -EPROTO, "the proxy's reply headers exceed %d bytes", HTTP_REPLY_MAX);
+        }
+        rc = recv_exact(h, reply + len, 1);
+        if (rc < 0) {
+            free(reply);
+            return rc;
+        }
+        len++;
+        if (len >= 4 && memcmp(reply + len - 4, "\r\n\r\n", 4) == 0)
+            break;
+        if (len >= 2 && memcmp(reply + len - 2, "\n\n", 2) == 0)
+            break; /* lenient: bare LF line ends */
+    }
+    reply[len] = '\0';
+    reply[strcspn(reply, "\r\n")] = '\0'; /* the status line */
+    int code = 0, minor = 0, used = 0;
+    if (sscanf(reply, "HTTP/1.%d %3d%n", &minor, &code, &used) < 2 || code < 100 || code > 999) {
+        rc = fail(h, -EPROTO, "not an HTTP reply: '%.60s'", reply);
+        free(reply);
+        return rc;
+    }
+    const char *reason = reply + used;
+    while (*reason == ' ')
+        reason++;
+    if (code / 100 == 2) {
+        free(reply);
+        return 0;
+    }
+    if (code == 407)
+        rc = fail(h, -EACCES, "%s%d %.100s", o->proxy_auth ? "authentication failed: " : "", code,
+                  *reason ? reason : "Proxy Authentication Required");
+    else
+        rc = fail(h, -ECONNREFUSED, "%d %.100s", code, reason);
+    if (code == 407 && !o->proxy_auth)
+        snprintf(h->why + strlen(h->why), h->whylen - strlen(h->why), " (--proxy-auth USER:PASS)");
+    free(reply);
+    return rc;
+}
+
+int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, size_t whylen)
+{
+    char bare[300], authority[320], what[400];
+    unsigned char addr[16];
+    int family = target_address(o->host, addr, bare, sizeof bare);
+    if (family == AF_INET6)
+        snprintf(authority, sizeof authority, "[%s]:%d", bare, port);
+    else
+        snprintf(authority, sizeof authority, "%s:%d", bare, port);
+    snprintf(what, sizeof what, "%s %s", o->proxy_type == PROXY_SOCKS4 ? "SOCKS4 connect to"
+             : o->proxy_type == PROXY_HTTP ? "HTTP CONNECT" : "SOCKS5 connect to", authority);
+    struct hs h = {
+        .fd = fd,
+        .deadline_ms = now_ms() + (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : HANDSHAKE_DEFAULT_MS),
+        .why = why,
+        .whylen = whylen,
+        .what = what,
+    };
+    why[0] = '\0';
+    if (family == 0 && o->numeric)
+        return fail(&h, DX_EBADADDR, "-n: '%s' is not a numeric address", bare);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    switch (o->proxy_type) {
+    case PROXY_SOCKS4:
+        if (family == AF_INET6)
+            return fail(&h, DX_EBADADDR, "SOCKS4 has no IPv6 addresses");
+        return socks4(&h, o, family, addr, bare, port);
+    case PROXY_HTTP:
+        return http_connect(&h, o, authority);
+    default:
+        return socks5(&h, o, family, addr, bare, port);
+    }
+}

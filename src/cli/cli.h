@@ -143,6 +143,7 @@ struct listeners {
     unsigned long exhausted; /* times accept() ran out of descriptors */
     int fatal;             /* accept failed for good */
     int unix_bound;        /* we created the Unix socket file: remove it at the end */
+    int nodelay;           /* the owner forwards small writes: TCP_NODELAY on clients */
     void (*on_client)(struct listeners *l, int fd, const dx_addr *peer);
     void *data;
 };
@@ -210,6 +211,11 @@ int cli_udp_listen(const struct options *o, dx_loop *loop);
  * each; `what`: "listening", "connected", "accepted". */
 void cli_sockopt_error(const struct options *o, int index, const char *where, int code);
 int cli_apply_sockopts(const struct options *o, int fd, const char *where);
+/* TCP_NODELAY on a TCP socket that forwards what it gets (server modes,
+ * relay), unless -O nodelay says otherwise: Nagle would hold each small
+ * write until the previous one is acknowledged, and a receiver that sends
+ * nothing back delays its ACKs (40 ms a message). */
+void cli_default_nodelay(const struct options *o, int fd);
 void cli_show_opts(const struct options *o, int fd, const char *what);
 int cli_sockopt_add(struct options *o, const char *text); /* -O: 0 or EXIT_USAGE (printed) */
 

@@ -33,6 +33,8 @@ static void on_acceptable(dx_loop *loop, dx_io *io, int events)
         dx_addr peer;
         int fd = dx_accept(io->fd, &peer);
         if (fd >= 0) {
+            if (l->nodelay && peer.ss.ss_family != AF_UNIX)
+                cli_default_nodelay(l->o, fd);
             if (l->o->nsockopts > 0 || l->o->show_opts) {
                 char text[DX_ADDR_STRLEN];
                 if (peer.ss.ss_family == AF_UNIX)

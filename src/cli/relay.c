@@ -172,6 +172,8 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
         return;
     }
     c->target_fd = result;
+    if (addr->ss.ss_family != AF_UNIX)
+        cli_default_nodelay(r->o, c->target_fd);
     cli_show_opts(r->o, c->target_fd, "connected");
     dx_endpoint_init(&c->client, c->client_fd);
     dx_endpoint_init(&c->target, c->target_fd);
@@ -324,6 +326,7 @@ int cli_relay(const struct options *o, dx_loop *loop)
         free(r.targets);
         return code;
     }
+    r.l.nodelay = 1; /* small writes pass at once, both ways (the target's too) */
     if (o->idle_timeout_ms) {
         uint64_t period = (uint64_t)o->idle_timeout_ms / 4;
         period = period < 50 ? 50 : period > 1000 ? 1000 : period;

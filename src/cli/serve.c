@@ -540,6 +540,7 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
         *exit_code = code;
         return NULL;
     }
+    sv->l.nodelay = o->mode != MODE_EXEC; /* an exec child's socket is the child's business */
     /* the server's stdio takes part in stdio, broker and chat modes */
     sv->stdio = !o->no_stdio && (o->mode == MODE_STDIO || o->mode == MODE_BROKER || o->mode == MODE_CHAT);
     if (sv->stdio) {

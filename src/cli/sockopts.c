@@ -84,6 +84,17 @@ int cli_apply_sockopts(const struct options *o, int fd, const char *where)
     return rc;
 }
 
+void cli_default_nodelay(const struct options *o, int fd)
+{
+    for (int i = 0; i < o->nsockopts; i++) {
+        const dx_sockopt_desc *d = dx_sockopt_describe(o->sockopts[i].id);
+        if (d && d->level == IPPROTO_TCP && d->optname == TCP_NODELAY)
+            return; /* the user's choice, applied with the other -O */
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* ENOTSUP/EOPNOTSUPP: Unix */
+}
+
 /* ---- --show-opts ---- */
 
 static void show_int(int fd, int level, int name, const char *text, const char *note)

@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from conftest import TIMEOUT, free_port, recv_all
+from servers_util import wait_for
 
 ALL_NAMES = [
     "keepalive", "keepidle", "keepintvl", "keepcnt", "linger", "rcvbuf", "sndbuf", "rcvlowat",
@@ -144,6 +145,47 @@ def test_relay_options_both_sides(start_duplex, server):
     assert srv.join()["data"] == b"relayed"
     # listener, accepted client, connection to the target
     assert opt_values(p.err, "TCP_NODELAY") == ["1", "1", "1"], p.err
+
+
+@pytest.mark.parametrize("mode", ["-k", "--echo", "--broker", "--chat"])
+@pytest.mark.parametrize("extra, want", [([], "1"), (["-O", "nodelay=0"], "0")],
+                         ids=["default", "nodelay=0"])
+def test_server_modes_set_nodelay_on_clients_unless_told(mode, extra, want, start_listener):
+    """Forwarding servers turn Nagle off on each client (a receiver that
+    never sends delays its ACKs, and Nagle would then hold every small
+    message for them); -O nodelay=0 keeps it on."""
+    flags = ["-k"] if mode == "-k" else ["-k", mode]
+    p, port = start_listener([*flags, "--show-opts", *extra])
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
+        wait_for(lambda: len(opt_values(p.err, "TCP_NODELAY")) >= 2, TIMEOUT,
+                 "the accepted client's options")
+    listener, client = opt_values(p.err, "TCP_NODELAY")[:2]
+    assert client == want, p.err
+    assert listener == "0", p.err  # the listening socket itself is left alone
+
+
+def test_one_session_listen_keeps_nagle(start_listener):
+    p, port = start_listener(["--show-opts"])
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as c:
+        p.wait_err(r"socket options \(accepted")
+        c.shutdown(socket.SHUT_WR)
+        assert p.wait() == 0, p.err
+    assert opt_values(p.err, "TCP_NODELAY") == ["0", "0"], p.err
+
+
+def test_relay_sets_nodelay_both_sides_by_default(start_duplex, server):
+    srv = server(drain_server)
+    p = start_duplex(["relay", "--show-opts", "127.0.0.1:0", f"127.0.0.1:{srv.port}"])
+    m = p.wait_err(r"duplex: listening on 127\.0\.0\.1:(\d+)")
+    with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=TIMEOUT) as c:
+        c.sendall(b"relayed")
+        p.wait_err(r"socket options \(connected .*, peer 127\.0\.0\.1:%d\)" % srv.port)
+        c.shutdown(socket.SHUT_WR)
+        assert recv_all(c) == b""
+    assert p.wait() == 0, p.err
+    assert srv.join()["data"] == b"relayed"
+    # listener (untouched), accepted client, connection to the target
+    assert opt_values(p.err, "TCP_NODELAY") == ["0", "1", "1"], p.err
 
 
 # --------------------------------------------------------------- linger=0 --

@@ -427,22 +427,30 @@ static void on_message(struct conn *c, uint64_t now)
         drop(c, 1, 0);
 }
 
-static void on_readable(struct conn *c)
+/* One recv() into W.scratch: the byte count, or 0 when there is nothing
+ * more for now, or -1 once the connection is dropped (an error, or the
+ * server closed it). */
+static ssize_t recv_chunk(struct conn *c)
 {
     for (;;) {
         ssize_t r = recv(c->fd, W.scratch, BLOCK, 0);
-        if (r < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            if (errno == EINTR)
-                continue;
-            drop(c, 1, 0);
+        if (r > 0)
+            return r;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        drop(c, 1, 0);
+        return -1;
+    }
+}
+
+static void on_readable(struct conn *c)
+{
+    for (;;) {
+        ssize_t r = recv_chunk(c);
+        if (r <= 0)
             return;
-        }
-        if (r == 0) {
-            drop(c, 1, 0); /* the server closed */
-            return;
-        }
         if (c->st == C_IDLE || (c->st == C_STREAM && bo.send_only))
             continue; /* idle, --send-only: whatever comes is discarded */
         /* more than was sent: unexpected bytes */
@@ -640,19 +648,9 @@ static void join_tick(uint64_t now)
 static void broker_readable(struct conn *c)
 {
     for (;;) {
-        ssize_t r = recv(c->fd, W.scratch, BLOCK, 0);
-        if (r < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            if (errno == EINTR)
-                continue;
-            drop(c, 1, 0);
+        ssize_t r = recv_chunk(c);
+        if (r <= 0)
             return;
-        }
-        if (r == 0) {
-            drop(c, 1, 0); /* the server closed it */
-            return;
-        }
         /* ACK at once: a delayed ACK would meet a server's Nagle delay and
          * make most rounds 40 ms (receivers send nothing to carry the ACK) */
         int one = 1;

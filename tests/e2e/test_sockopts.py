@@ -131,10 +131,13 @@ def test_listener_options_reach_accepted_socket(start_listener):
     assert opt_values(p.err, "SO_REUSEADDR")[0] == "0"  # -O overrides the default
 
 
-def test_relay_options_both_sides(start_duplex, server):
+@pytest.mark.parametrize("opts, expect", [(["-O", "nodelay=1"], ["1", "1", "1"]),
+                                          # by default on both sides, the listener untouched
+                                          ([], ["0", "1", "1"])],
+                         ids=["nodelay=1", "default"])
+def test_relay_options_both_sides(opts, expect, start_duplex, server):
     srv = server(drain_server)
-    p = start_duplex(["relay", "-O", "nodelay=1", "--show-opts", "127.0.0.1:0",
-                      f"127.0.0.1:{srv.port}"])
+    p = start_duplex(["relay", *opts, "--show-opts", "127.0.0.1:0", f"127.0.0.1:{srv.port}"])
     m = p.wait_err(r"duplex: listening on 127\.0\.0\.1:(\d+)")
     with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=TIMEOUT) as c:
         c.sendall(b"relayed")
@@ -144,7 +147,7 @@ def test_relay_options_both_sides(start_duplex, server):
     assert p.wait() == 0, p.err
     assert srv.join()["data"] == b"relayed"
     # listener, accepted client, connection to the target
-    assert opt_values(p.err, "TCP_NODELAY") == ["1", "1", "1"], p.err
+    assert opt_values(p.err, "TCP_NODELAY") == expect, p.err
 
 
 @pytest.mark.parametrize("mode", ["-k", "--echo", "--broker", "--chat"])
@@ -171,21 +174,6 @@ def test_one_session_listen_keeps_nagle(start_listener):
         c.shutdown(socket.SHUT_WR)
         assert p.wait() == 0, p.err
     assert opt_values(p.err, "TCP_NODELAY") == ["0", "0"], p.err
-
-
-def test_relay_sets_nodelay_both_sides_by_default(start_duplex, server):
-    srv = server(drain_server)
-    p = start_duplex(["relay", "--show-opts", "127.0.0.1:0", f"127.0.0.1:{srv.port}"])
-    m = p.wait_err(r"duplex: listening on 127\.0\.0\.1:(\d+)")
-    with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=TIMEOUT) as c:
-        c.sendall(b"relayed")
-        p.wait_err(r"socket options \(connected .*, peer 127\.0\.0\.1:%d\)" % srv.port)
-        c.shutdown(socket.SHUT_WR)
-        assert recv_all(c) == b""
-    assert p.wait() == 0, p.err
-    assert srv.join()["data"] == b"relayed"
-    # listener (untouched), accepted client, connection to the target
-    assert opt_values(p.err, "TCP_NODELAY") == ["0", "1", "1"], p.err
 
 
 # --------------------------------------------------------------- linger=0 --

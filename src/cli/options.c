@@ -193,8 +193,9 @@ static const char usage_text[] =
 "  1  the connection failed during the exchange (reset, broken pipe)\n"
 "  2  usage error (unknown flag, invalid port or number)\n"
 "  3  name resolution failed (unknown host)\n"
-"  4  connect failed (refused, unreachable); with -z: no port open\n"
-"  5  timed out (connect timeout or idle timeout)\n"
+"  4  connect failed (refused, unreachable; also through a proxy, -x); with -z:\n"
+"     no port open\n"
+"  5  timed out (connect timeout, idle timeout or proxy handshake)\n"
 "  6  cannot listen (address in use, permission denied)\n"
 "  128+N  stopped by signal N (130: SIGINT, 143: SIGTERM), after a clean stop\n";
 
@@ -480,10 +481,10 @@ bad:
 }
 
 /* The checks -x needs once the rest of the command line is known. */
-static int check_proxy(struct options *o, int proxy_given)
+static int check_proxy(struct options *o, int proxy_given, int type_given)
 {
     if (!proxy_given) {
-        if (o->proxy_auth || o->proxy_type != PROXY_SOCKS5) {
+        if (o->proxy_auth || type_given) {
             cli_error("-X/--proxy-type and --proxy-auth need -x/--proxy ADDR[:PORT]");
             return -1;
         }
@@ -553,7 +554,7 @@ int cli_parse(int argc, char **argv, struct options *o)
     o->cmd = CMD_CONNECT;
     o->max_queue = 1u << 20;
     const char *port_flag = NULL;
-    int proxy_given = 0;
+    int proxy_given = 0, proxy_type_given = 0;
     long n;
 
     int argi = 1;
@@ -605,6 +606,7 @@ int cli_parse(int argc, char **argv, struct options *o)
                 return EXIT_USAGE;
             }
             o->proxy_type = t;
+            proxy_type_given = 1;
             break;
         }
         case OPT_PROXY_AUTH: o->proxy_auth = optarg; break;
@@ -757,7 +759,7 @@ int cli_parse(int argc, char **argv, struct options *o)
                   "or relay");
         return EXIT_USAGE;
     }
-    if (check_proxy(o, proxy_given) < 0)
+    if (check_proxy(o, proxy_given, proxy_type_given) < 0)
         return EXIT_USAGE;
     if (o->udp)
         o->keep_listening = 0; /* -k: implied by listen -u */

@@ -18,16 +18,7 @@ mkdir -p "$HERE/results"
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_listen() { # PORT: until something listens on it (asked of ss, not by connecting)
-    for _ in $(seq 100); do
-        ss -Hltn "sport = :$1" | grep -q . && return 0
-        sleep 0.05
-    done
-    return 1
-}
+. "$HERE/lib.sh"
 
 [ -f "$FILE" ] && [ "$(stat -c %s "$FILE")" -eq $((MIB * 1048576)) ] || head -c $((MIB * 1048576)) /dev/urandom > "$FILE"
 cat "$FILE" > /dev/null # into the page cache
@@ -68,7 +59,6 @@ one_run() { # TOOL INPUT(file|pipe) -> MiB/s
     python3 -c "print(f'{$MIB / ($t1 - $t0):.0f}')"
 }
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 iperf_direct() {
     local port

@@ -42,29 +42,7 @@ WORK=$(mktemp -d /tmp/duplex-bench.XXXXXX)
 RAW=$WORK/raw.tsv # kind server conns rss0 rss json
 : > "$RAW"
 PIDS=() # everything started here, killed by PID on exit
-
-descendants() { # PID -> its descendants (one pass over the process table)
-    ps -e -o pid=,ppid= | awk -v root="$1" '
-        { kids[$2] = kids[$2] " " $1 }
-        END { n = split(kids[root], q, " "); i = 1
-              while (i <= n) { p = q[i++]; print p; m = split(kids[p], k, " ")
-                               for (j = 1; j <= m; j++) q[++n] = k[j] } }'
-}
-
-kill_tree() { # PID: stop it and everything it forked
-    local pid=$1 all p
-    all="$pid $(descendants "$pid")"
-    for p in $all; do kill -TERM "$p" 2>/dev/null; done
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        local alive=0
-        for p in $all; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for p in $all; do kill -KILL "$p" 2>/dev/null; done
-    wait "$pid" 2>/dev/null
-    return 0
-}
+. "$HERE/lib.sh"
 
 cleanup() {
     local p
@@ -74,31 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-rss_tree() { # PID -> VmRSS in KiB of it and its descendants (forking servers: summed)
-    ps -e -o pid=,ppid=,rss= | awk -v root="$1" '
-        { kids[$2] = kids[$2] " " $1; rss[$1] = $3 }
-        END { q[1] = root; n = 1; i = 1; t = 0
-              while (i <= n) { p = q[i++]; t += rss[p]; m = split(kids[p], k, " ")
-                               for (j = 1; j <= m; j++) q[++n] = k[j] }
-              print t }'
-}
-
-cpu_tree() { # PID -> CPU clock ticks (user+system) used by it and its live descendants
-    local f=() p
-    for p in "$1" $(descendants "$1"); do f+=("/proc/$p/stat"); done
-    cat "${f[@]}" 2>/dev/null | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
-}
-
-forget() { # PID: no longer ours to kill
-    local p keep=()
-    for p in "${PIDS[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # start_server NAME: sets SPID and SPORT
 start_server() {

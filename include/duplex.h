@@ -448,9 +448,11 @@ enum {
     DX_PUMP_SHUTDOWN = 1, /* at end of input, shutdown(dst, SHUT_WR) if dst is a socket */
     DX_PUMP_DISCARD = 2,  /* read and discard: dst may be NULL */
     DX_PUMP_SPLICE = 4,   /* zero-copy (Linux): sendfile(2) from a regular
-                           * file to a socket, otherwise splice(2) through a
-                           * pipe; falls back to the buffered copy by itself
-                           * where the kernel refuses (a terminal, say) */
+                           * file to a socket; otherwise splice(2) through a
+                           * pipe once a large read shows bulk data (small
+                           * messages are cheaper to copy); falls back to the
+                           * buffered copy by itself where the kernel refuses
+                           * (a terminal, say) */
 };
 
 /* Called once when the pump has finished: its input ended and everything
@@ -490,6 +492,8 @@ struct dx_pump {
     size_t inpipe, pipecap;   /* private: bytes in the pipe, its capacity */
     int pipe_stalled;         /* private: pipe full in pages though not in bytes */
     int sendfile;             /* private: regular file to socket with sendfile(2) */
+    int splice_later;         /* private: DX_PUMP_SPLICE, still buffered */
+    int splice_soon;          /* private: a large read was seen: splice once drained */
     int eof;                  /* read-only: src reached end of input */
     int done;                 /* read-only: finished (callback called) */
     uint64_t bytes_in;        /* read-only: bytes read from src */

@@ -90,6 +90,7 @@ struct collector { /* reads fd until EOF into a hash and a prefix copy */
     size_t copycap;
     size_t expect; /* stop once this many bytes arrived (0: at EOF only) */
     int eof;
+    int stop_loop; /* and then stop the loop too */
 };
 
 static void collector_cb(dx_loop *loop, dx_io *io, int events)
@@ -116,6 +117,8 @@ static void collector_cb(dx_loop *loop, dx_io *io, int events)
         c->got += (size_t)k;
         if (c->expect && c->got >= c->expect) {
             dx_io_stop(loop, io);
+            if (c->stop_loop)
+                dx_loop_stop(loop);
             return;
         }
     }
@@ -694,6 +697,58 @@ T(filter_doubles_every_byte_with_backpressure)
     close(in[0]);
     close(sv[0]);
     close(sv[1]);
+    free(copy);
+    free(data);
+    dx_loop_free(loop);
+}
+
+/* DX_PUMP_SPLICE copies small messages (a splice through a pipe costs more
+ * than read+write for them) and takes a pipe once a large read shows bulk
+ * data: no pipe after 100 small messages, one after a megabyte; the bytes
+ * arrive exact either way. */
+T(splice_waits_for_bulk_data)
+{
+    dx_loop *loop = h_loop();
+    int sv[2], out[2];
+    h_socketpair(sv, 1);
+    h_pipe(out, 1);
+    int nfds = h_count_fds();
+    dx_endpoint e_s1, e_out;
+    dx_endpoint_init(&e_s1, sv[1]);
+    dx_endpoint_init(&e_out, out[1]);
+    struct done d = {0};
+    dx_pump p;
+    cr_assert_eq(dx_pump_start(loop, &p, &e_s1, &e_out, 1 << 20, DX_PUMP_SPLICE, done_cb, &d), 0);
+    unsigned char *copy = malloc(2 << 20);
+    struct collector c = {.hash = H_FNV_INIT, .copy = copy, .copycap = 2 << 20, .stop_loop = 1};
+    dx_io_init(&c.io, out[0], collector_cb, &c);
+    unsigned char msg[100];
+    for (int i = 0; i < 100; i++) {
+        memset(msg, 'a' + i % 26, sizeof msg);
+        h_write_all(sv[0], msg, sizeof msg);
+        c.expect = (size_t)(i + 1) * sizeof msg;
+        cr_assert_eq(dx_io_set(loop, &c.io, DX_READ), 0);
+        cr_assert_not(h_run_for(loop, 5000), "message %d did not come through", i);
+        cr_assert_eq(copy[i * sizeof msg], 'a' + i % 26);
+    }
+    cr_assert_eq(h_count_fds(), nfds, "a pipe was opened for small messages");
+    size_t len = 1 << 20;
+    unsigned char *data = random_bytes(len, 99);
+    struct feeder f = {.data = data, .len = len};
+    dx_io_init(&f.io, sv[0], feeder_cb, &f);
+    cr_assert_eq(dx_io_set(loop, &f.io, DX_WRITE), 0);
+    c.expect = 100 * sizeof msg + len;
+    cr_assert_eq(dx_io_set(loop, &c.io, DX_READ), 0);
+    cr_assert_not(h_run_for(loop, 10000), "the megabyte did not come through");
+    cr_assert_eq(memcmp(copy + 100 * sizeof msg, data, len), 0);
+    cr_assert_eq(h_count_fds(), nfds + 2, "bulk data did not switch to a splice pipe");
+    cr_assert_eq(d.calls, 0);
+    dx_pump_stop(&p);
+    cr_assert_eq(h_count_fds(), nfds, "the pipe outlived the pump");
+    close(sv[0]);
+    close(sv[1]);
+    close(out[0]);
+    close(out[1]);
     free(copy);
     free(data);
     dx_loop_free(loop);

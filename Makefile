@@ -18,6 +18,14 @@ else
 BACKENDS = epoll poll
 endif
 
+# TLS (--ssl) when OpenSSL is installed (Debian: libssl-dev); without it the
+# options are a usage error ("built without TLS")
+HAVE_TLS := $(shell pkg-config --exists openssl 2>/dev/null && echo 1)
+ifeq ($(HAVE_TLS),1)
+CPPFLAGS += -DDX_HAVE_TLS $(shell pkg-config --cflags openssl)
+LDLIBS += $(shell pkg-config --libs openssl)
+endif
+
 LIB_SRCS = $(wildcard src/*.c)
 CLI_SRCS = $(wildcard src/cli/*.c)
 UNIT_SRCS = $(wildcard tests/unit/*.c)

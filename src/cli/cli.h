@@ -91,6 +91,14 @@ struct options {
     const char *proxy_port;/* its port (default 1080 SOCKS, 3128 HTTP) */
     int proxy_type;        /* -X/--proxy-type: PROXY_* */
     const char *proxy_auth;/* --proxy-auth USER:PASS */
+    int tls;               /* --ssl/--tls: TLS client (connect) or server (listen): tls.c */
+    int tls_no_verify;     /* --ssl-no-verify: connect without checking the certificate */
+    int tls_verify;        /* --ssl-verify: listen: require and verify client certificates */
+    const char *tls_cert;  /* --ssl-cert FILE (PEM, the chain may follow) */
+    const char *tls_key;   /* --ssl-key FILE (PEM) */
+    const char *tls_trustfile;  /* --ssl-trustfile FILE: PEM CAs instead of the system store */
+    const char *tls_servername; /* --ssl-servername NAME: SNI and the name checked */
+    const char *tls_alpn;  /* --ssl-alpn PROTO[,PROTO] */
 };
 
 /* proxy.c: connect through a SOCKS4(a), SOCKS5 or HTTP CONNECT proxy */
@@ -103,6 +111,16 @@ const char *cli_proxy_type_name(int type);     /* "socks5", "socks4", "http" */
  * with why set to "SOCKS5 connect to HOST:PORT: cause". Reads exactly the
  * proxy's reply: what the target sends next stays in the socket. */
 int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, size_t whylen);
+
+/* tls.c: --ssl. cli_tls_open() checks the TLS options and loads the
+ * certificates (or makes the ephemeral one) before any socket exists: 0, or
+ * an exit code after printing why (EXIT_USAGE when built without TLS).
+ * cli_tls_session() runs the handshake on fd (connected or accepted, owned:
+ * closed on return), then a stdio session through a TLS bridge; returns the
+ * exit code. cli_tls_close() frees what cli_tls_open() made. */
+int cli_tls_open(const struct options *o);
+int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
+void cli_tls_close(void);
 
 /* progress.c: --progress */
 enum { PROGRESS_OFF, PROGRESS_AUTO, PROGRESS_ALWAYS };

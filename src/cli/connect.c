@@ -1,7 +1,8 @@
 /* connect.c: `duplex connect`: resolve, try every address in turn with the
  * -w timeout, then run a stdio session; and -z, which only probes ports.
  * With -x the connection goes to the proxy, and proxy.c asks it for the
- * target before the session (or the probe's verdict). */
+ * target before the session (or the probe's verdict). With --ssl, tls.c runs
+ * the handshake and the session goes through its bridge. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -269,7 +270,7 @@ int cli_connect(const struct options *o, dx_loop *loop)
                  cli_proxy_type_name(o->proxy_type));
         cli_show_opts(o, fd, "connected");
         cli_stdio_nonblock();
-        return cli_session(loop, o, fd, target);
+        return o->tls ? cli_tls_session(loop, o, fd, target) : cli_session(loop, o, fd, target);
     }
     dx_addr *addrs, source;
     int has_source;
@@ -289,5 +290,5 @@ int cli_connect(const struct options *o, dx_loop *loop)
         cli_info(o, "connected to %s from %s", peer, dx_addr_format(&me, local, sizeof local));
     cli_show_opts(o, fd, "connected");
     cli_stdio_nonblock();
-    return cli_session(loop, o, fd, peer);
+    return o->tls ? cli_tls_session(loop, o, fd, peer) : cli_session(loop, o, fd, peer);
 }

@@ -1,6 +1,7 @@
 /* listen.c: `duplex listen` without a server mode: accept one client and run
  * a stdio session with it, like nc -l. Modes with many clients at once
- * (-k, --echo, --broker, --chat, --exec) live in serve.c and exec.c. */
+ * (-k, --echo, --broker, --chat, --exec) live in serve.c and exec.c. With
+ * --ssl the client's handshake and the TLS bridge are tls.c's. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -49,5 +50,5 @@ int cli_listen_once(const struct options *o, dx_loop *loop)
     if (dx_sock_local(fc.fd, &me) == 0)
         cli_info(o, "accepted %s on %s", fc.peer.ss.ss_family == AF_UNIX ? "a client" : peer,
                  dx_addr_format(&me, local, sizeof local));
-    return cli_session(loop, o, fc.fd, peer);
+    return o->tls ? cli_tls_session(loop, o, fc.fd, peer) : cli_session(loop, o, fc.fd, peer);
 }

@@ -23,6 +23,8 @@ int main(int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc; /* rc < 0: --help or --version */
     }
     rc = cli_filters_open(&o); /* before connecting: a bad path fails at once */
+    if (rc == 0)
+        rc = cli_tls_open(&o); /* the same for certificates and keys */
     if (rc != 0) {
         dx_acl_free(&o.acl);
         return rc;
@@ -35,6 +37,7 @@ int main(int argc, char **argv)
         const char *name = o.backend ? o.backend : getenv("DUPLEX_BACKEND");
         cli_error("event loop backend '%s': %s", name ? name : "(default)",
                   err == -ENOENT ? "unknown or unavailable (try epoll, poll or io_uring)" : dx_strerror(err));
+        cli_tls_close();
         return EXIT_USAGE;
     }
     cli_signals_watch(loop);
@@ -52,6 +55,7 @@ int main(int argc, char **argv)
         rc = EXIT_SIGNAL + cli_stop_signal();
     cli_signals_unwatch(loop);
     dx_loop_free(loop);
+    cli_tls_close();
     dx_acl_free(&o.acl);
     return rc;
 }

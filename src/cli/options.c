@@ -91,6 +91,30 @@ static const char usage_text[] =
 "  The handshake is bounded by -w (else 10 s); a failure names the proxy, the\n"
 "  target and the cause (exit 4; 5 when it timed out)\n"
 "\n"
+"TLS (connect, and listen for one client; TCP or -U; not with -k, server modes,\n"
+"relay, -u or -z):\n"
+"      --ssl, --tls         connect: TLS client; listen: TLS server\n"
+"      --ssl-cert FILE      the certificate (PEM; its chain may follow): the\n"
+"                           server's, or the client's for --ssl-verify servers\n"
+"      --ssl-key FILE       the private key of --ssl-cert (both or neither)\n"
+"      --ssl-trustfile FILE PEM CA certificates: connect: trust these instead of\n"
+"                           the system store; listen: the CAs of client certificates\n"
+"      --ssl-servername NAME  connect: SNI and the name the certificate must\n"
+"                           carry (default: HOST when it is a name; for an IP\n"
+"                           address the address is checked and no SNI is sent)\n"
+"      --ssl-no-verify      connect: do not check the server's certificate\n"
+"      --ssl-verify         listen: require a client certificate signed by a CA\n"
+"                           of --ssl-trustfile (connect: the default already)\n"
+"      --ssl-alpn P[,P]     ALPN protocols to offer (connect) or accept (listen)\n"
+"  connect verifies the server's certificate against the system CA store by\n"
+"  default. listen without --ssl-cert makes an ephemeral self-signed certificate\n"
+"  (EC P-256, CN=duplex, 1 day; -v prints its SHA-256 fingerprint). The\n"
+"  handshake is bounded by -w (else 10 s); a failed handshake or verification\n"
+"  exits 4 (connect) or 1 (listen), 5 on timeout. End of input sends close_notify\n"
+"  and shuts the TCP write side down; the peer's close_notify is end of input.\n"
+"  A peer that closes without close_notify: the data may be truncated (exit 1)\n"
+"  --tls-cert, --tls-key, ... are aliases of the --ssl-* options\n"
+"\n"
 "Server modes (listen):\n"
 "  -k, --keep-listening     serve many clients at once: what each client sends\n"
 "                           goes to stdout, what stdin gives goes to every client;\n"
@@ -193,9 +217,9 @@ static const char usage_text[] =
 "  1  the connection failed during the exchange (reset, broken pipe)\n"
 "  2  usage error (unknown flag, invalid port or number)\n"
 "  3  name resolution failed (unknown host)\n"
-"  4  connect failed (refused, unreachable; also through a proxy, -x); with -z:\n"
-"     no port open\n"
-"  5  timed out (connect timeout, idle timeout or proxy handshake)\n"
+"  4  connect failed (refused, unreachable; also through a proxy, -x; the TLS\n"
+"     handshake or certificate check, --ssl); with -z: no port open\n"
+"  5  timed out (connect timeout, idle timeout, proxy or TLS handshake)\n"
 "  6  cannot listen (address in use, permission denied)\n"
 "  128+N  stopped by signal N (130: SIGINT, 143: SIGTERM), after a clean stop\n";
 
@@ -210,6 +234,8 @@ enum {
     OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_PROXY_AUTH,
+    OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
+    OPT_SSL_VERIFY, OPT_SSL_ALPN,
 };
 
 enum { OPT_SHOW_OPTS = 0x400 }; /* -O and --show-opts (sockopts.c) */
@@ -262,6 +288,22 @@ static const struct option long_opts[] = {
     {"proxy", required_argument, NULL, 'x'},
     {"proxy-type", required_argument, NULL, 'X'},
     {"proxy-auth", required_argument, NULL, OPT_PROXY_AUTH},
+    {"ssl", no_argument, NULL, OPT_SSL},
+    {"tls", no_argument, NULL, OPT_SSL},
+    {"ssl-cert", required_argument, NULL, OPT_SSL_CERT},
+    {"tls-cert", required_argument, NULL, OPT_SSL_CERT},
+    {"ssl-key", required_argument, NULL, OPT_SSL_KEY},
+    {"tls-key", required_argument, NULL, OPT_SSL_KEY},
+    {"ssl-trustfile", required_argument, NULL, OPT_SSL_TRUSTFILE},
+    {"tls-trustfile", required_argument, NULL, OPT_SSL_TRUSTFILE},
+    {"ssl-servername", required_argument, NULL, OPT_SSL_SERVERNAME},
+    {"tls-servername", required_argument, NULL, OPT_SSL_SERVERNAME},
+    {"ssl-no-verify", no_argument, NULL, OPT_SSL_NO_VERIFY},
+    {"tls-no-verify", no_argument, NULL, OPT_SSL_NO_VERIFY},
+    {"ssl-verify", no_argument, NULL, OPT_SSL_VERIFY},
+    {"tls-verify", no_argument, NULL, OPT_SSL_VERIFY},
+    {"ssl-alpn", required_argument, NULL, OPT_SSL_ALPN},
+    {"tls-alpn", required_argument, NULL, OPT_SSL_ALPN},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -546,6 +588,63 @@ static int check_proxy_target(const struct options *o)
     return 0;
 }
 
+/* --ssl and its options, once the rest of the command line is known (the
+ * files themselves are opened by cli_tls_open(), before any socket). */
+static int check_tls(const struct options *o, int tls_opt_given)
+{
+    if (!o->tls) {
+        if (tls_opt_given) {
+            cli_error("--ssl-cert, --ssl-key, --ssl-trustfile, --ssl-servername, --ssl-verify, "
+                      "--ssl-no-verify and --ssl-alpn need --ssl (--tls)");
+            return -1;
+        }
+        return 0;
+    }
+    int many = o->keep_listening || o->mode != MODE_STDIO || o->model != MODEL_LOOP ||
+               o->threads > 1;
+    if (o->cmd == CMD_RELAY || o->udp || o->zero_io || many || o->has_send_oob ||
+        o->oob_inline) {
+        cli_error("--ssl works with connect and one-session listen over TCP or -U: not with %s",
+                  o->cmd == CMD_RELAY ? "relay" : o->udp ? "-u (UDP)" : o->zero_io ? "-z"
+                  : many ? "-k, server modes or models" : "--send-oob/--oob-inline (TLS has "
+                  "no urgent data)");
+        return -1;
+    }
+    if (o->tls_key && !o->tls_cert) {
+        cli_error("--ssl-key needs --ssl-cert FILE (the certificate that goes with the key)");
+        return -1;
+    }
+    if (o->tls_cert && !o->tls_key) {
+        cli_error("--ssl-cert needs --ssl-key FILE (the certificate's private key)");
+        return -1;
+    }
+    if (o->tls_no_verify && (o->tls_verify || o->tls_trustfile)) {
+        cli_error("--ssl-no-verify excludes --ssl-verify and --ssl-trustfile");
+        return -1;
+    }
+    if (o->cmd == CMD_LISTEN) {
+        if (o->tls_servername || o->tls_no_verify) {
+            cli_error("--ssl-servername and --ssl-no-verify are for connect: a server checks "
+                      "client certificates only with --ssl-verify");
+            return -1;
+        }
+        if (o->tls_verify && !o->tls_trustfile) {
+            cli_error("listen --ssl-verify needs --ssl-trustfile FILE: the CAs that sign "
+                      "client certificates");
+            return -1;
+        }
+        if (o->tls_trustfile && !o->tls_verify) {
+            cli_error("listen --ssl-trustfile is for client certificates: add --ssl-verify");
+            return -1;
+        }
+    } else if (o->unix_path && !o->tls_no_verify && !o->tls_servername) {
+        cli_error("connect -U --ssl: a Unix socket has no host name to check the certificate "
+                  "against: give --ssl-servername NAME (or --ssl-no-verify)");
+        return -1;
+    }
+    return 0;
+}
+
 int cli_parse(int argc, char **argv, struct options *o)
 {
     memset(o, 0, sizeof *o);
@@ -554,7 +653,7 @@ int cli_parse(int argc, char **argv, struct options *o)
     o->cmd = CMD_CONNECT;
     o->max_queue = 1u << 20;
     const char *port_flag = NULL;
-    int proxy_given = 0, proxy_type_given = 0;
+    int proxy_given = 0, proxy_type_given = 0, tls_opt_given = 0;
     long n;
 
     int argi = 1;
@@ -610,6 +709,21 @@ int cli_parse(int argc, char **argv, struct options *o)
             break;
         }
         case OPT_PROXY_AUTH: o->proxy_auth = optarg; break;
+        case OPT_SSL: o->tls = 1; break;
+        case OPT_SSL_CERT: o->tls_cert = optarg; tls_opt_given = 1; break;
+        case OPT_SSL_KEY: o->tls_key = optarg; tls_opt_given = 1; break;
+        case OPT_SSL_TRUSTFILE: o->tls_trustfile = optarg; tls_opt_given = 1; break;
+        case OPT_SSL_SERVERNAME:
+            if (!*optarg) {
+                cli_error("--ssl-servername needs a name");
+                return EXIT_USAGE;
+            }
+            o->tls_servername = optarg;
+            tls_opt_given = 1;
+            break;
+        case OPT_SSL_NO_VERIFY: o->tls_no_verify = 1; tls_opt_given = 1; break;
+        case OPT_SSL_VERIFY: o->tls_verify = 1; tls_opt_given = 1; break;
+        case OPT_SSL_ALPN: o->tls_alpn = optarg; tls_opt_given = 1; break;
         case 'l': o->cmd = CMD_LISTEN; break;
         case 'k': o->keep_listening = 1; break;
         case 'p': port_flag = optarg; o->port_flag_given = 1; break;
@@ -760,6 +874,8 @@ int cli_parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     }
     if (check_proxy(o, proxy_given, proxy_type_given) < 0)
+        return EXIT_USAGE;
+    if (check_tls(o, tls_opt_given) < 0)
         return EXIT_USAGE;
     if (o->udp)
         o->keep_listening = 0; /* -k: implied by listen -u */

@@ -1,0 +1,909 @@
+/* tls.c: --ssl/--tls for `duplex connect` and one-session `duplex listen`
+ * (OpenSSL): certificates and the verification policy, the handshake, and a
+ * TLS bridge on the session's event loop.
+ *
+ * Why a bridge: session.c copies between two fds with dx_pump (splice,
+ * filters, -q/-w/--progress, the half-close state machine) and knows nothing
+ * of records or WANT_READ/WANT_WRITE. Rather than teach every pump about
+ * SSL, the bridge moves bytes between the TCP socket (SSL_read/SSL_write,
+ * non-blocking) and one end of a socketpair(AF_UNIX, SOCK_STREAM); the other
+ * end is handed to cli_session() as if it were the connection, so session.c
+ * is unchanged and every session option works the same with TLS. Each
+ * direction has one bounded buffer (TLS_BUFSIZE): a full buffer stops reading
+ * its source (backpressure both ways). The cost is one extra copy through
+ * the socketpair per direction.
+ *
+ * Half-close: the session's shutdown(SHUT_WR) reaches the bridge as EOF on
+ * the socketpair; once the buffer is flushed the bridge sends close_notify
+ * (SSL_shutdown) and shuts the TCP write side down, and goes on reading (TLS
+ * 1.3 and OpenSSL allow reading after sending close_notify). The peer's
+ * close_notify (SSL_ERROR_ZERO_RETURN) becomes shutdown(SHUT_WR) of the
+ * bridge's socketpair end: the session reads EOF. A peer that closes TCP
+ * without close_notify is reported ("the data may be truncated"): the
+ * session still gets EOF and what arrived, but the exit status is 1, since
+ * an attacker on the path can cut a TLS stream that way (ncat ignores it).
+ *
+ * The handshake runs before the session, on the non-blocking socket with
+ * poll(2) and the -w deadline (else 10 s), like proxy.c. SIGPIPE is ignored
+ * for the whole process (stdio.c), so SSL_write on a dead socket fails with
+ * EPIPE; the bridge's own writes to the socketpair use MSG_NOSIGNAL. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#ifndef DX_HAVE_TLS
+
+int cli_tls_open(const struct options *o)
+{
+    if (!o->tls)
+        return 0;
+    cli_error("--ssl: this duplex was built without TLS (install libssl-dev, then rebuild)");
+    return EXIT_USAGE;
+}
+
+int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
+{
+    (void)loop, (void)o, (void)peer_text;
+    close(fd);
+    return EXIT_USAGE;
+}
+
+void cli_tls_close(void) {}
+
+#else
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define HANDSHAKE_DEFAULT_MS 10000
+#define LINGER_DEFAULT_MS 5000     /* flushing after the session ended */
+#define TLS_BUFSIZE (256u << 10)   /* per direction */
+
+static SSL_CTX *ctx;
+static unsigned char alpn_wire[512];
+static unsigned alpn_len;
+
+/* The first verification failure of the handshake (one connection a process). */
+static struct {
+    int err;
+    int depth;
+    X509 *cert; /* the certificate at depth 0 (for the names it carries) */
+} vfail;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* OpenSSL's reason for the last error on this thread, or fallback. */
+static const char *ssl_reason(const char *fallback)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    return r ? r : fallback;
+}
+
+static int verify_cb(int ok, X509_STORE_CTX *sc)
+{
+    if (!ok && !vfail.err) {
+        vfail.err = X509_STORE_CTX_get_error(sc);
+        vfail.depth = X509_STORE_CTX_get_error_depth(sc);
+        X509 *leaf = X509_STORE_CTX_get0_cert(sc);
+        if (leaf && X509_up_ref(leaf))
+            vfail.cert = leaf;
+    }
+    return ok;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl, (void)arg;
+    unsigned char *chosen;
+    if (SSL_select_next_proto(&chosen, outlen, alpn_wire, alpn_len, in, inlen) ==
+        OPENSSL_NPN_NEGOTIATED) {
+        *out = chosen;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK; /* no protocol in common: go on without ALPN */
+}
+
+/* "h2,http/1.1" -> the wire format (length-prefixed). */
+static int parse_alpn(const char *text)
+{
+    alpn_len = 0;
+    const char *p = text;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n > 255 || alpn_len + 1 + n > sizeof alpn_wire) {
+            cli_error("invalid --ssl-alpn '%s': expected PROTO[,PROTO], each 1-255 bytes", text);
+            return -1;
+        }
+        alpn_wire[alpn_len++] = (unsigned char)n;
+        memcpy(alpn_wire + alpn_len, p, n);
+        alpn_len += (unsigned)n;
+        if (!p[n])
+            return 0;
+        p += n + 1;
+    }
+}
+
+/* A file an option names must be readable: say which and why not. */
+static int readable(const char *flag, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cli_error("%s %s: %s", flag, path, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+static void fingerprint(X509 *x, char *out, size_t len)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    out[0] = '\0';
+    if (!X509_digest(x, EVP_sha256(), md, &n))
+        return;
+    size_t at = 0;
+    for (unsigned i = 0; i < n && at + 4 <= len; i++)
+        at += (size_t)snprintf(out + at, len - at, i ? ":%02X" : "%02X", md[i]);
+}
+
+/* listen --ssl without --ssl-cert: an EC P-256 key and a self-signed
+ * certificate for CN=duplex, valid one day, in memory (like ncat). */
+static int ephemeral_cert(const struct options *o)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    BIGNUM *bn = BN_new();
+    int ok = key && x && bn && X509_set_version(x, 2) && BN_rand(bn, 64, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) &&
+             BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
+             X509_gmtime_adj(X509_getm_notBefore(x), -60) &&
+             X509_gmtime_adj(X509_getm_notAfter(x), 86400) && X509_set_pubkey(x, key) &&
+             X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                                        (const unsigned char *)"duplex", -1, -1, 0) &&
+             X509_set_issuer_name(x, X509_get_subject_name(x)) && X509_sign(x, key, EVP_sha256()) &&
+             SSL_CTX_use_certificate(ctx, x) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+    if (ok) {
+        char fp[200];
+        fingerprint(x, fp, sizeof fp);
+        cli_info(o, "tls: ephemeral self-signed certificate (CN=duplex, EC P-256, valid 1 day), "
+                 "SHA-256 fingerprint %s", fp);
+    } else {
+        cli_error("tls: cannot make an ephemeral certificate: %s", ssl_reason("unknown error"));
+    }
+    BN_free(bn);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return ok ? 0 : -1;
+}
+
+int cli_tls_open(const struct options *o)
+{
+    if (!o->tls)
+        return 0;
+    int server = o->cmd == CMD_LISTEN;
+    if (o->tls_alpn && parse_alpn(o->tls_alpn) < 0)
+        return EXIT_USAGE;
+    if ((o->tls_cert && readable("--ssl-cert", o->tls_cert) < 0) ||
+        (o->tls_key && readable("--ssl-key", o->tls_key) < 0) ||
+        (o->tls_trustfile && readable("--ssl-trustfile", o->tls_trustfile) < 0))
+        return EXIT_USAGE;
+    ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (!ctx) {
+        cli_error("tls: %s", ssl_reason("cannot set up OpenSSL"));
+        return EXIT_IO;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    int code = EXIT_USAGE;
+    if (o->tls_cert) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) {
+            cli_error("--ssl-cert %s: not a PEM certificate: %s", o->tls_cert,
+                      ssl_reason("unreadable"));
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1) {
+            if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+                cli_error("--ssl-key %s: does not match the certificate in %s", o->tls_key,
+                          o->tls_cert);
+            else
+                cli_error("--ssl-key %s: not a PEM private key: %s", o->tls_key,
+                          ssl_reason("unreadable"));
+            goto fail;
+        }
+        if (SSL_CTX_check_private_key(ctx) != 1) {
+            cli_error("--ssl-key %s: does not match the certificate in %s", o->tls_key,
+                      o->tls_cert);
+            goto fail;
+        }
+    } else if (server && ephemeral_cert(o) < 0) {
+        code = EXIT_IO;
+        goto fail;
+    }
+    if (o->tls_trustfile && SSL_CTX_load_verify_locations(ctx, o->tls_trustfile, NULL) != 1) {
+        cli_error("--ssl-trustfile %s: no PEM certificate in it: %s", o->tls_trustfile,
+                  ssl_reason("unreadable"));
+        goto fail;
+    }
+    if (server) {
+        if (o->tls_verify) {
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->tls_trustfile);
+            if (names)
+                SSL_CTX_set_client_CA_list(ctx, names);
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+        }
+        if (o->tls_alpn)
+            SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    } else {
+        if (!o->tls_no_verify) {
+            if (!o->tls_trustfile && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+                cli_error("tls: cannot load the system CA store: %s", ssl_reason("unknown error"));
+                code = EXIT_IO;
+                goto fail;
+            }
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+        } else {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        }
+        if (o->tls_alpn && SSL_CTX_set_alpn_protos(ctx, alpn_wire, alpn_len) != 0) {
+            cli_error("--ssl-alpn %s: %s", o->tls_alpn, ssl_reason("refused"));
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    ctx = NULL;
+    return code;
+}
+
+void cli_tls_close(void)
+{
+    SSL_CTX_free(ctx);
+    ctx = NULL;
+    X509_free(vfail.cert);
+    vfail.cert = NULL;
+}
+
+/* ---- names ------------------------------------------------------------ */
+
+/* The names a certificate is for: its DNS and IP subjectAltNames, else its
+ * CN ("duplex", "localhost, 127.0.0.1"). */
+static void cert_names(X509 *x, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens) && at < len; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        char one[300] = "";
+        if (g->type == GEN_DNS) {
+            int n = ASN1_STRING_length(g->d.dNSName);
+            snprintf(one, sizeof one, "%.*s", n > 255 ? 255 : n,
+                     (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+        } else if (g->type == GEN_IPADD) {
+            int n = ASN1_STRING_length(g->d.iPAddress);
+            const unsigned char *ip = ASN1_STRING_get0_data(g->d.iPAddress);
+            if (n == 4 || n == 16)
+                inet_ntop(n == 4 ? AF_INET : AF_INET6, ip, one, sizeof one);
+        }
+        if (one[0])
+            at += (size_t)snprintf(buf + at, len - at, "%s%s", at ? ", " : "", one);
+    }
+    GENERAL_NAMES_free(gens);
+    if (!buf[0] && X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf,
+                                             (int)len) < 0)
+        snprintf(buf, len, "no name");
+}
+
+static void name_text(const X509_NAME *n, char *buf, size_t len)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    buf[0] = '\0';
+    if (!b)
+        return;
+    X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    int k = BIO_read(b, buf, (int)len - 1);
+    buf[k > 0 ? k : 0] = '\0';
+    BIO_free(b);
+}
+
+/* HOST without [brackets]; 1 if it is an IP address. */
+static int strip_host(const char *host, char *buf, size_t len)
+{
+    size_t n = strlen(host);
+    if (host[0] == '[' && n >= 2 && host[n - 1] == ']')
+        snprintf(buf, len, "%.*s", (int)(n - 2), host + 1);
+    else
+        snprintf(buf, len, "%s", host);
+    unsigned char bin[16];
+    return inet_pton(AF_INET, buf, bin) == 1 || inet_pton(AF_INET6, buf, bin) == 1;
+}
+
+/* ---- handshake -------------------------------------------------------- */
+
+/* Why the handshake failed, printed; returns the exit code. */
+static int handshake_failed(const struct options *o, const char *peer, SSL *ssl, int ret,
+                            const char *expected)
+{
+    int server = o->cmd == CMD_LISTEN;
+    int e = SSL_get_error(ssl, ret);
+    int fail_code = server ? EXIT_IO : EXIT_CONNECT;
+    if (vfail.err) {
+        char names[512] = "";
+        if (vfail.cert)
+            cert_names(vfail.cert, names, sizeof names);
+        if (vfail.err == X509_V_ERR_HOSTNAME_MISMATCH)
+            cli_error("tls %s: hostname mismatch: certificate is for %s, not %s "
+                      "(--ssl-servername NAME to check another name)", peer, names, expected);
+        else if (vfail.err == X509_V_ERR_IP_ADDRESS_MISMATCH)
+            cli_error("tls %s: IP address mismatch: certificate is for %s, not %s "
+                      "(--ssl-servername NAME to check a name instead)", peer, names, expected);
+        else if (server)
+            cli_error("tls %s: client certificate verify failed: %s (it must be signed by a CA "
+                      "of --ssl-trustfile)", peer, X509_verify_cert_error_string(vfail.err));
+        else
+            cli_error("tls %s: certificate verify failed: %s (--ssl-trustfile FILE to trust it, "
+                      "--ssl-no-verify to skip the check)", peer,
+                      X509_verify_cert_error_string(vfail.err));
+        return fail_code;
+    }
+    if (e == SSL_ERROR_SYSCALL) {
+        if (errno)
+            cli_error("tls %s: handshake failed: %s", peer, strerror(errno));
+        else
+            cli_error("tls %s: handshake failed: the peer closed the connection", peer);
+        return fail_code;
+    }
+    unsigned long err = ERR_peek_last_error();
+    int reason = ERR_GET_REASON(err);
+    const char *hint = "";
+    if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_HTTP_REQUEST ||
+        reason == SSL_R_PACKET_LENGTH_TOO_LONG || reason == SSL_R_RECORD_LENGTH_MISMATCH)
+        hint = " (does the peer speak TLS?)";
+    else if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+        hint = " (--ssl-verify: the client must give --ssl-cert FILE --ssl-key FILE)";
+    else if (reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED)
+        hint = " (the server wants a client certificate: --ssl-cert FILE --ssl-key FILE)";
+    else if (server && reason >= SSL_AD_REASON_OFFSET)
+        hint = " (the client refused the handshake: is our certificate one it trusts?)";
+    cli_error("tls %s: handshake failed: %s%s", peer, ssl_reason("unknown error"), hint);
+    return fail_code;
+}
+
+/* Run the handshake on fd until done or the deadline. 0, or an exit code
+ * (printed, except for a stop signal). */
+static int handshake(const struct options *o, const char *peer, SSL *ssl, int fd,
+                     const char *expected)
+{
+    int server = o->cmd == CMD_LISTEN;
+    uint64_t limit = o->timeout_ms > 0 ? (uint64_t)o->timeout_ms : HANDSHAKE_DEFAULT_MS;
+    uint64_t deadline = now_ms() + limit;
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int r = server ? SSL_accept(ssl) : SSL_connect(ssl);
+        if (r == 1)
+            return 0;
+        int e = SSL_get_error(ssl, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            return handshake_failed(o, peer, ssl, r, expected);
+        for (;;) {
+            uint64_t now = now_ms();
+            if (now >= deadline) {
+                cli_error("tls %s: handshake timed out after %.3g s", peer, (double)limit / 1000.0);
+                return EXIT_TIMEOUT;
+            }
+            struct pollfd p = {.fd = fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
+            int rc = poll(&p, 1, (int)(deadline - now));
+            if (rc > 0)
+                break;
+            if (rc < 0 && errno == EINTR && cli_stop_signal())
+                return EXIT_IO; /* main.c turns it into 128 + the signal */
+            if (rc < 0 && errno != EINTR) {
+                cli_error("tls %s: poll: %s", peer, strerror(errno));
+                return EXIT_IO;
+            }
+        }
+    }
+}
+
+/* -v: what was negotiated and who the peer is. */
+static void report(const struct options *o, const char *peer, SSL *ssl, const char *expected)
+{
+    if (!o->verbose)
+        return;
+    const unsigned char *alpn = NULL;
+    unsigned alen = 0;
+    SSL_get0_alpn_selected(ssl, &alpn, &alen);
+    cli_info(o, "tls %s: %s, cipher %s, ALPN %.*s", peer, SSL_get_version(ssl),
+             SSL_get_cipher_name(ssl), alen ? (int)alen : 4, alen ? (const char *)alpn : "none");
+    X509 *x = SSL_get1_peer_certificate(ssl);
+    if (x) {
+        char subject[512], issuer[512];
+        name_text(X509_get_subject_name(x), subject, sizeof subject);
+        name_text(X509_get_issuer_name(x), issuer, sizeof issuer);
+        const char *how = o->cmd == CMD_LISTEN ? (o->tls_verify ? "verified" : "not verified")
+                          : o->tls_no_verify   ? "not verified (--ssl-no-verify)"
+                                               : "verified";
+        cli_info(o, "tls %s: peer certificate: subject %s, issuer %s, %s%s%s", peer, subject,
+                 issuer, how, expected && !o->tls_no_verify ? " for " : "",
+                 expected && !o->tls_no_verify ? expected : "");
+        X509_free(x);
+    } else {
+        cli_info(o, "tls %s: peer certificate: none", peer);
+    }
+    if (o->cmd == CMD_CONNECT && o->tls_no_verify)
+        cli_info(o, "tls %s: warning: --ssl-no-verify: the server's certificate is not checked; "
+                 "anyone on the path can read and change the data", peer);
+}
+
+/* ---- the bridge ------------------------------------------------------- */
+
+struct tbuf {
+    unsigned char *data;
+    size_t start, end;
+};
+
+struct bridge {
+    dx_loop *loop;
+    const struct options *o;
+    const char *peer;
+    SSL *ssl;
+    int tcp, pair;
+    dx_io tcp_io, pair_io;
+    dx_timer linger;
+    struct tbuf up;     /* session -> TLS */
+    struct tbuf down;   /* TLS -> session */
+    int up_eof;         /* the session ended its side (EOF on the socketpair) */
+    int up_dead;        /* the peer takes no more: what the session sends is dropped */
+    int close_sent;     /* close_notify sent, TCP write side shut down */
+    int down_eof;       /* the peer ended its side (close_notify, or a bare close) */
+    int down_shut;      /* the socketpair's write side shut down: the session read EOF */
+    int down_dead;      /* the session is gone: what arrives is dropped */
+    int truncated;      /* the peer closed without close_notify */
+    int rd_block;       /* SSL_read waits for this TCP event (DX_READ/DX_WRITE), or 0 */
+    int wr_block;       /* SSL_write/SSL_shutdown waits for this TCP event, or 0 */
+    int pr_block, pw_block; /* the socketpair read/write would block */
+    int retry_len;      /* an SSL_write to repeat with the same length, or 0 */
+    int received_any;
+    int session_over;
+    int failed, exit_code;
+};
+
+static void bridge_stop(struct bridge *b)
+{
+    dx_io_stop(b->loop, &b->tcp_io);
+    dx_io_stop(b->loop, &b->pair_io);
+    dx_timer_stop(b->loop, &b->linger);
+}
+
+static void bridge_fail(struct bridge *b, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void bridge_fail(struct bridge *b, int code, const char *fmt, ...)
+{
+    char cause[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cause, sizeof cause, fmt, ap);
+    va_end(ap);
+    cli_error("tls %s: %s", b->peer, cause);
+    b->failed = 1;
+    b->exit_code = code;
+    bridge_stop(b);
+    dx_loop_stop(b->loop);
+}
+
+/* The cause of a failed SSL_read/SSL_write/SSL_shutdown. */
+static const char *io_cause(int e, int saved_errno)
+{
+    if (e == SSL_ERROR_SYSCALL)
+        return saved_errno ? strerror(saved_errno) : "the connection closed";
+    return ssl_reason("protocol error");
+}
+
+/* A write failed because the peer has gone. After its close_notify OpenSSL
+ * reports any failed write as SSL_ERROR_ZERO_RETURN. */
+static int is_disconnect(int e, int saved_errno)
+{
+    return e == SSL_ERROR_ZERO_RETURN ||
+           (e == SSL_ERROR_SYSCALL &&
+            (saved_errno == EPIPE || saved_errno == ECONNRESET || saved_errno == 0));
+}
+
+static int down_read(struct bridge *b)
+{
+    struct tbuf *d = &b->down;
+    if (b->down_eof || b->rd_block || b->failed)
+        return 0;
+    if (d->end == TLS_BUFSIZE && d->start > 0) {
+        memmove(d->data, d->data + d->start, d->end - d->start);
+        d->end -= d->start;
+        d->start = 0;
+    }
+    if (d->end == TLS_BUFSIZE)
+        return 0; /* full: the session reads first (backpressure) */
+    ERR_clear_error();
+    errno = 0;
+    int n = SSL_read(b->ssl, d->data + d->end, (int)(TLS_BUFSIZE - d->end));
+    int saved = errno;
+    if (n > 0) {
+        d->end += (size_t)n;
+        b->received_any = 1;
+        return 1;
+    }
+    int e = SSL_get_error(b->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        b->rd_block = e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE;
+        return 0;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        b->down_eof = 1;
+        return 1;
+    }
+    unsigned long err = ERR_peek_last_error();
+    if ((e == SSL_ERROR_SYSCALL && saved == 0) ||
+        (e == SSL_ERROR_SSL && ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+        cli_error("tls %s: TLS connection ended without close_notify: the data may be truncated",
+                  b->peer);
+        b->truncated = 1;
+        b->down_eof = 1;
+        return 1;
+    }
+    if (e == SSL_ERROR_SSL && !b->received_any && b->o->cmd == CMD_CONNECT &&
+        ERR_GET_REASON(err) >= SSL_AD_REASON_OFFSET) {
+        /* an alert before any data: the server refused the handshake after
+         * the client's side of it was done (TLS 1.3: a client certificate) */
+        int reason = ERR_GET_REASON(err);
+        bridge_fail(b, EXIT_CONNECT, "handshake failed: %s%s", ssl_reason("alert"),
+                    reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED
+                        ? " (the server wants a client certificate: --ssl-cert FILE --ssl-key FILE)"
+                        : "");
+        return 0;
+    }
+    bridge_fail(b, EXIT_IO, "receive: %s", io_cause(e, saved));
+    return 0;
+}
+
+static int down_write(struct bridge *b)
+{
+    struct tbuf *d = &b->down;
+    int moved = 0;
+    if (d->end > d->start && b->down_dead) {
+        d->start = d->end = 0;
+        return 1;
+    }
+    if (d->end > d->start && !b->pw_block) {
+        ssize_t n = send(b->pair, d->data + d->start, d->end - d->start, MSG_NOSIGNAL);
+        if (n > 0) {
+            d->start += (size_t)n;
+            if (d->start == d->end)
+                d->start = d->end = 0;
+            return 1;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            b->pw_block = 1;
+        else if (n < 0 && errno == EINTR)
+            return 1;
+        else {
+            b->down_dead = 1; /* the session closed its end */
+            d->start = d->end = 0;
+            return 1;
+        }
+    }
+    if (b->down_eof && d->end == d->start && !b->down_shut && !b->down_dead) {
+        shutdown(b->pair, SHUT_WR); /* the session reads end of input */
+        b->down_shut = 1;
+        moved = 1;
+    }
+    return moved;
+}
+
+static int up_read(struct bridge *b)
+{
+    struct tbuf *u = &b->up;
+    if (b->up_eof || b->pr_block)
+        return 0;
+    if (u->end == TLS_BUFSIZE && u->start > 0) {
+        /* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a retried write may move */
+        memmove(u->data, u->data + u->start, u->end - u->start);
+        u->end -= u->start;
+        u->start = 0;
+    }
+    if (u->end == TLS_BUFSIZE)
+        return 0;
+    ssize_t n = read(b->pair, u->data + u->end, TLS_BUFSIZE - u->end);
+    if (n > 0) {
+        u->end += (size_t)n;
+        return 1;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        b->pr_block = 1;
+        return 0;
+    }
+    if (n < 0 && errno == EINTR)
+        return 1;
+    b->up_eof = 1; /* 0: the session shut its side down (or closed) */
+    return 1;
+}
+
+/* The peer is gone after ending its side: drop what the session sends and
+ * make its next write fail (EPIPE), as a plain socket would. */
+static void up_give_up(struct bridge *b)
+{
+    b->up_dead = 1;
+    b->up_eof = 1;
+    b->up.start = b->up.end = 0;
+    shutdown(b->pair, SHUT_RD);
+}
+
+/* A write failed: the peer may have said why before it closed (an alert,
+ * e.g. a refused client certificate). Reading reports that instead; 1 if
+ * it did. */
+static int peer_said_why(struct bridge *b)
+{
+    if (b->down_eof || b->failed)
+        return 0;
+    b->rd_block = 0;
+    down_read(b);
+    return b->failed;
+}
+
+static int up_write(struct bridge *b)
+{
+    struct tbuf *u = &b->up;
+    if (b->up_dead || b->close_sent || b->wr_block || b->failed)
+        return 0;
+    if (u->end > u->start) {
+        size_t avail = u->end - u->start;
+        int len = b->retry_len ? b->retry_len : (int)(avail > (1u << 20) ? (1u << 20) : avail);
+        ERR_clear_error();
+        errno = 0;
+        int n = SSL_write(b->ssl, u->data + u->start, len);
+        int saved = errno;
+        if (n > 0) {
+            u->start += (size_t)n;
+            if (u->start == u->end)
+                u->start = u->end = 0;
+            b->retry_len = 0;
+            return 1;
+        }
+        int e = SSL_get_error(b->ssl, n);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            b->wr_block = e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE;
+            b->retry_len = len;
+            return 0;
+        }
+        if (b->down_eof && is_disconnect(e, saved)) {
+            up_give_up(b);
+            return 1;
+        }
+        const char *cause = io_cause(e, saved);
+        char why[256];
+        snprintf(why, sizeof why, "%s", cause);
+        if (!peer_said_why(b))
+            bridge_fail(b, EXIT_IO, "send: %s", why);
+        return 0;
+    }
+    if (!b->up_eof)
+        return 0;
+    /* end of the session's input, all of it sent: close_notify, then FIN */
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_shutdown(b->ssl);
+    int saved = errno;
+    if (r >= 0) {
+        shutdown(b->tcp, SHUT_WR);
+        b->close_sent = 1;
+        return 1;
+    }
+    int e = SSL_get_error(b->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        b->wr_block = e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE;
+        return 0;
+    }
+    if (b->down_eof && is_disconnect(e, saved)) {
+        b->close_sent = 1; /* the peer had ended and gone: nothing to tell it */
+        return 1;
+    }
+    char why[256];
+    snprintf(why, sizeof why, "%s", io_cause(e, saved));
+    if (!peer_said_why(b))
+        bridge_fail(b, EXIT_IO, "send close_notify: %s", why);
+    return 0;
+}
+
+/* After the session: done once our side is closed (or cannot be). */
+static int bridge_done(const struct bridge *b)
+{
+    return b->failed || b->close_sent || b->up_dead;
+}
+
+static void bridge_step(struct bridge *b)
+{
+    int progress;
+    do {
+        progress = 0;
+        progress |= down_read(b);
+        if (b->failed)
+            return;
+        progress |= down_write(b);
+        progress |= up_read(b);
+        progress |= up_write(b);
+        if (b->failed)
+            return;
+    } while (progress);
+    int tcp_ev = b->rd_block | b->wr_block;
+    int pair_ev = (b->pr_block ? DX_READ : 0) | (b->pw_block ? DX_WRITE : 0);
+    int rc = dx_io_set(b->loop, &b->tcp_io, tcp_ev);
+    if (rc == 0)
+        rc = dx_io_set(b->loop, &b->pair_io, pair_ev);
+    if (rc < 0) {
+        bridge_fail(b, EXIT_IO, "event loop: %s", dx_strerror(rc));
+        return;
+    }
+    if (b->session_over && bridge_done(b)) {
+        bridge_stop(b);
+        dx_loop_stop(b->loop);
+    }
+}
+
+static void on_tcp(dx_loop *loop, dx_io *io, int events)
+{
+    (void)loop;
+    struct bridge *b = io->data;
+    if (events & DX_ERROR)
+        b->rd_block = b->wr_block = 0;
+    if (b->rd_block & events)
+        b->rd_block = 0;
+    if (b->wr_block & events)
+        b->wr_block = 0;
+    bridge_step(b);
+}
+
+static void on_pair(dx_loop *loop, dx_io *io, int events)
+{
+    (void)loop;
+    struct bridge *b = io->data;
+    if (events & (DX_READ | DX_ERROR))
+        b->pr_block = 0;
+    if (events & (DX_WRITE | DX_ERROR))
+        b->pw_block = 0;
+    bridge_step(b);
+}
+
+static void on_linger(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct bridge *b = t->data;
+    bridge_fail(b, EXIT_IO, "could not send the last bytes and close_notify within %.3g s",
+                (double)(b->o->timeout_ms > 0 ? b->o->timeout_ms : LINGER_DEFAULT_MS) / 1000.0);
+}
+
+int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
+{
+    int server = o->cmd == CMD_LISTEN;
+    char expected[300] = "";
+    int code;
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+        cli_error("tls %s: %s", peer_text, ssl_reason("cannot set up the connection"));
+        SSL_free(ssl);
+        close(fd);
+        return EXIT_IO;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (!server) {
+        const char *name = o->tls_servername ? o->tls_servername : o->unix_path ? NULL : o->host;
+        if (name) {
+            int is_ip = strip_host(name, expected, sizeof expected);
+            if (!is_ip)
+                SSL_set_tlsext_host_name(ssl, expected);
+            if (!o->tls_no_verify) {
+                SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), expected) != 1
+                          : SSL_set1_host(ssl, expected) != 1) {
+                    cli_error("tls %s: cannot check the name %s: %s", peer_text, expected,
+                              ssl_reason("invalid"));
+                    SSL_free(ssl);
+                    close(fd);
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    }
+    code = handshake(o, peer_text, ssl, fd, expected);
+    if (code != 0) {
+        SSL_free(ssl);
+        close(fd);
+        return code;
+    }
+    report(o, peer_text, ssl, expected[0] ? expected : NULL);
+
+    int sp[2];
+    struct bridge b;
+    memset(&b, 0, sizeof b);
+    b.up.data = malloc(TLS_BUFSIZE);
+    b.down.data = malloc(TLS_BUFSIZE);
+    if (!b.up.data || !b.down.data ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
+        cli_error("tls %s: %s", peer_text, strerror(b.up.data && b.down.data ? errno : ENOMEM));
+        free(b.up.data);
+        free(b.down.data);
+        SSL_free(ssl);
+        close(fd);
+        return EXIT_IO;
+    }
+    b.loop = loop;
+    b.o = o;
+    b.peer = peer_text;
+    b.ssl = ssl;
+    b.tcp = fd;
+    b.pair = sp[1];
+    dx_io_init(&b.tcp_io, fd, on_tcp, &b);
+    dx_io_init(&b.pair_io, sp[1], on_pair, &b);
+    dx_timer_init(&b.linger, on_linger, &b);
+    bridge_step(&b); /* bytes the handshake already read, the first watchers */
+
+    if (b.failed) {
+        close(sp[0]);
+        code = b.exit_code;
+    } else {
+        code = cli_session(loop, o, sp[0], peer_text); /* closes sp[0] */
+    }
+
+    if (!b.failed && !cli_stop_signal()) {
+        /* send what the session left in the bridge, then close_notify */
+        b.session_over = 1;
+        b.down_dead = 1;
+        bridge_step(&b);
+        if (!bridge_done(&b)) {
+            dx_timer_start(loop, &b.linger,
+                           (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : LINGER_DEFAULT_MS), 0);
+            int rc = dx_loop_run(loop);
+            if (rc < 0 && !b.failed) {
+                cli_error("event loop: %s", dx_strerror(rc));
+                b.failed = 1;
+                b.exit_code = EXIT_IO;
+            }
+        }
+    }
+    bridge_stop(&b);
+    if (code == EXIT_OK && b.failed)
+        code = b.exit_code;
+    if (code == EXIT_OK && b.truncated)
+        code = EXIT_IO;
+    close(sp[1]);
+    SSL_free(ssl);
+    close(fd);
+    free(b.up.data);
+    free(b.down.data);
+    return code;
+}
+
+#endif /* DX_HAVE_TLS */

@@ -1,0 +1,481 @@
+"""TLS: duplex connect --ssl and one-session duplex listen --ssl.
+
+Certificates are made once per session with the openssl CLI in a temporary
+directory: a CA, a server certificate for localhost + 127.0.0.1 signed by it,
+a self-signed one, a client certificate signed by the CA. Peers: openssl
+s_server and s_client, ncat --ssl, curl, and scripted Python servers (the ssl
+module) where the exact close_notify behaviour is the point.
+
+ncat --ssl ends its side with a bare TCP FIN (no close_notify) when its stdin
+ends, which duplex reports as possible truncation (exit 1): the ncat tests use
+--no-shutdown so that ncat only ever closes with close_notify.
+"""
+
+import os
+import re
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import TIMEOUT, free_port, need, recv_all, sha, wait_listening
+
+MiB = 1 << 20
+
+
+# ------------------------------------------------------------ certificates --
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, timeout=30,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """Paths (str) of ca.pem, server.pem/.key (CN and SAN localhost, SAN IP
+    127.0.0.1, signed by the CA), self.pem/.key (self-signed, same names),
+    client.pem/.key (signed by the CA)."""
+    need("openssl")
+    d = tmp_path_factory.mktemp("certs")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=duplex test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    (d / "server.ext").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "extendedKeyUsage=serverAuth\n")
+    (d / "client.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    for name, cn in (("server", "localhost"), ("client", "duplex test client")):
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
+                cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-set_serial", "2" if name == "server" else "3", "-days", "2",
+                "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=d)
+    openssl("req", "-x509", *ec, "-keyout", "self.key", "-out", "self.pem", "-days", "2",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", cwd=d)
+    return {k: str(d / k) for k in ("ca.pem", "server.pem", "server.key", "self.pem", "self.key",
+                                    "client.pem", "client.key")} | {"dir": str(d)}
+
+
+def server_args(certs, name="server"):
+    return ["--ssl-cert", certs[f"{name}.pem"], "--ssl-key", certs[f"{name}.key"]]
+
+
+def tls_listener(start_listener, certs, *extra, name="server", **kw):
+    """duplex listen --ssl with a certificate on 127.0.0.1, port 0."""
+    return start_listener(["--ssl", *server_args(certs, name), *extra], **kw)
+
+
+def feed_later(proc, data, after):
+    """Write data to proc's stdin (a pipe) once after() returns, then close it."""
+
+    def run():
+        after()
+        try:
+            proc.stdin.write(data)
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+        proc.close_stdin()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+# -------------------------------------------------- scripted Python servers --
+
+
+def py_tls_server(server, certs, script, name="server"):
+    """A Python TLS server (one connection) running script(tls_conn, result)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs[f"{name}.pem"], certs[f"{name}.key"])
+
+    def run(conn, result):
+        tls = ctx.wrap_socket(conn, server_side=True)
+        result["tls"] = tls
+        script(tls, result)
+
+    return server(run)
+
+
+def tls_recv_all(tls):
+    chunks = []
+    while True:
+        b = tls.recv(65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+# ------------------------------------------------------------ interop tests --
+
+
+def test_connect_to_openssl_s_server(start_duplex, spawn, certs):
+    port = free_port()
+    s = spawn(["openssl", "s_server", "-accept", port, "-cert", certs["server.pem"], "-key",
+               certs["server.key"], "-naccept", "1", "-quiet"], stdin=subprocess.PIPE,
+              name="s_server")
+    wait_listening(port, proc=s)
+    p = start_duplex(["connect", "-v", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost",
+                      port], stdin=subprocess.PIPE)
+    p.stdin.write(b"hello from duplex\n")
+    p.stdin.flush()
+    s.wait_out(lambda b: b"hello from duplex\n" in b)
+    s.stdin.write(b"hello from s_server\n")
+    s.stdin.flush()
+    p.wait_out(lambda b: b == b"hello from s_server\n")
+    p.close_stdin()  # close_notify: s_server ends the connection (-naccept 1: and exits)
+    assert p.wait() == 0, p.err
+    assert re.search(r"duplex: tls 127\.0\.0\.1:\d+: TLSv1\.3, cipher TLS_\w+, ALPN none", p.err)
+    assert re.search(r"peer certificate: subject CN=localhost, issuer CN=duplex test CA, "
+                     r"verified for localhost", p.err), p.err
+
+
+def test_connect_to_ncat_4mib_each_way_hash(start_duplex, spawn, certs, tmp_path):
+    need("ncat")
+    up, down = os.urandom(4 * MiB), os.urandom(MiB)
+    (tmp_path / "down").write_bytes(down)
+    port = free_port()
+    with open(tmp_path / "down", "rb") as f, open(tmp_path / "ncat.out", "wb") as out:
+        n = spawn(["ncat", "-l", "--ssl", "--no-shutdown", *server_args(certs), "127.0.0.1", port],
+                  stdin=f, stdout=out, name="ncat -l --ssl")
+    wait_listening(port, proc=n)
+    p = start_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "127.0.0.1", port],
+                     stdin=subprocess.PIPE)
+    # the reply first (ncat quits when its peer ends), then 4 MiB and end of input
+    feed_later(p, up, lambda: p.wait_out(lambda b: len(b) >= len(down)))
+    assert p.wait(30) == 0, p.err
+    assert sha(p.out) == sha(down)
+    assert n.wait(10) == 0, n.err
+    assert sha((tmp_path / "ncat.out").read_bytes()) == sha(up)
+
+
+def test_ncat_client_to_listen_4mib_each_way_hash(start_listener, spawn, certs, tmp_path):
+    need("ncat")
+    up, down = os.urandom(4 * MiB), os.urandom(MiB)
+    (tmp_path / "up").write_bytes(up)
+    p, port = tls_listener(start_listener, certs, stdin=subprocess.PIPE)
+    with open(tmp_path / "up", "rb") as f, open(tmp_path / "ncat.out", "wb") as out:
+        n = spawn(["ncat", "--ssl", "--no-shutdown", "--ssl-verify", "--ssl-trustfile",
+                   certs["ca.pem"], "localhost", port], stdin=f, stdout=out, name="ncat --ssl")
+    # duplex answers once it has all 4 MiB, then ends its side (close_notify)
+    feed_later(p, down, lambda: p.wait_out(lambda b: len(b) >= len(up), timeout=30))
+    assert n.wait(30) == 0, n.err
+    assert p.wait(10) == 0, p.err
+    assert sha(p.out) == sha(up)
+    assert sha((tmp_path / "ncat.out").read_bytes()) == sha(down)
+
+
+def test_curl_gets_the_body(start_listener, spawn, certs):
+    need("curl")
+    body = b"hello over TLS\n"
+    resp = (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % len(body)) + body
+    p, port = tls_listener(start_listener, certs, "-v", "--ssl-alpn", "http/1.1", stdin=resp)
+    c = spawn(["curl", "-sS", "--max-time", "10", "--cacert", certs["ca.pem"], "--resolve",
+               f"localhost:{port}:127.0.0.1", f"https://localhost:{port}/"], name="curl")
+    assert c.wait() == 0, c.err
+    assert c.out == body
+    p.wait()
+    assert p.out.startswith(b"GET / HTTP/1.1\r\n"), p.out
+    assert "ALPN http/1.1" in p.err
+
+
+# -------------------------------------------------------------- verifying --
+
+
+def test_self_signed_refused_by_default(run_duplex, start_listener, certs):
+    s, port = tls_listener(start_listener, certs, name="self")
+    rc, out, err = run_duplex(["connect", "--ssl", "127.0.0.1", port], stdin=b"secret")
+    assert rc == 4, err
+    assert (f"duplex: tls 127.0.0.1:{port}: certificate verify failed: self-signed certificate "
+            "(--ssl-trustfile FILE to trust it, --ssl-no-verify to skip the check)") in err
+    assert out == b""
+    assert s.wait() == 1  # the server saw the client's alert: a failed handshake
+    assert "handshake failed" in s.err and b"secret" not in s.out
+
+
+def test_no_verify_works_and_warns(run_duplex, start_listener, certs):
+    s, port = tls_listener(start_listener, certs, name="self", stdin=b"down")
+    rc, out, err = run_duplex(["connect", "-v", "--ssl", "--ssl-no-verify", "127.0.0.1", port],
+                              stdin=b"up")
+    assert rc == 0, err
+    assert out == b"down"
+    assert "warning: --ssl-no-verify" in err
+    assert "not verified (--ssl-no-verify)" in err
+    assert s.wait() == 0 and s.out == b"up"
+
+
+def test_wrong_servername_is_a_hostname_mismatch(run_duplex, start_listener, certs):
+    s, port = tls_listener(start_listener, certs)
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               "--ssl-servername", "example.org", "127.0.0.1", port])
+    assert rc == 4, err
+    assert (f"duplex: tls 127.0.0.1:{port}: hostname mismatch: certificate is for localhost, "
+            "127.0.0.1, not example.org") in err
+
+
+def test_ip_address_checked_without_servername(run_duplex, start_listener, certs):
+    # the ephemeral certificate is for CN=duplex only: 127.0.0.1 is not in it
+    s, port = start_listener(["--ssl"])
+    rc, out, err = run_duplex(["connect", "--ssl", "127.0.0.1", port])
+    assert rc == 4
+    assert "certificate verify failed: self-signed certificate" in err
+    # a CA-signed certificate with IP:127.0.0.1 passes the IP check
+    s, port = tls_listener(start_listener, certs, stdin=b"ok")
+    rc, out, err = run_duplex(["connect", "-v", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               "127.0.0.1", port])
+    assert rc == 0, err
+    assert out == b"ok" and "verified for 127.0.0.1" in err
+
+
+def test_system_store_is_the_default(run_duplex, start_listener, certs):
+    s, port = tls_listener(start_listener, certs)
+    rc, out, err = run_duplex(["connect", "--ssl", "localhost", port], stdin=b"")
+    assert rc == 4
+    assert "certificate verify failed: unable to get local issuer certificate" in err
+    # the same client trusts the CA once the default store (SSL_CERT_FILE) has it
+    s, port = tls_listener(start_listener, certs, stdin=b"trusted")
+    rc, out, err = run_duplex(["connect", "--ssl", "localhost", port],
+                              env={"SSL_CERT_FILE": certs["ca.pem"], "SSL_CERT_DIR": "/nonexistent"})
+    assert rc == 0, err
+    assert out == b"trusted"
+
+
+def test_handshake_timeout(run_duplex, server):
+    srv = server(lambda conn, result: conn.recv(65536) and time.sleep(3))
+    t0 = time.monotonic()
+    rc, out, err = run_duplex(["connect", "--ssl", "-w", "0.5", "127.0.0.1", srv.port])
+    assert rc == 5, err
+    assert f"duplex: tls 127.0.0.1:{srv.port}: handshake timed out after 0.5 s" in err
+    assert time.monotonic() - t0 < 2.5
+
+
+def test_plain_peer_is_a_handshake_failure(run_duplex, server):
+    srv = server(lambda conn, result: conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n" * 4))
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-no-verify", "127.0.0.1", srv.port])
+    assert rc == 4, err
+    assert re.search(rf"duplex: tls 127\.0\.0\.1:{srv.port}: handshake failed: .*"
+                     r"\(does the peer speak TLS\?\)", err), err
+
+
+# -------------------------------------------------------------- half-close --
+
+
+def test_half_close_close_notify_then_reply(start_duplex, server, certs):
+    def script(tls, result):
+        result["req"] = tls_recv_all(tls)  # ends at duplex's close_notify
+        time.sleep(0.2)
+        tls.sendall(b"reply after your end\n")
+        result["tls"] = tls.unwrap()  # our close_notify
+        result["after"] = recv_all(result["tls"])  # duplex shut its TCP write side down
+
+    srv = py_tls_server(server, certs, script)
+    p = start_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost",
+                      srv.port], stdin=b"request\n")
+    assert p.wait() == 0, p.err
+    res = srv.join()
+    assert res["req"] == b"request\n"
+    assert res["after"] == b""
+    assert p.out == b"reply after your end\n"
+
+
+def test_close_without_close_notify_is_reported(start_duplex, server, certs):
+    def script(tls, result):
+        tls.sendall(b"partial")
+        time.sleep(0.2)
+        tls.close()  # a bare TCP close: no close_notify
+
+    srv = py_tls_server(server, certs, script)
+    p = start_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost",
+                      srv.port], stdin=subprocess.PIPE)
+    p.wait_err("without close_notify")
+    p.close_stdin()  # as with a plain half-close, duplex sends until its input ends
+    assert p.wait() == 1, p.err
+    assert p.out == b"partial"
+    assert (f"duplex: tls 127.0.0.1:{srv.port}: TLS connection ended without close_notify: "
+            "the data may be truncated") in p.err
+
+
+def test_listen_half_close_both_ways(start_listener, certs):
+    """duplex listen sends close_notify at end of its stdin and still reads;
+    the client's close_notify then ends the session."""
+    p, port = tls_listener(start_listener, certs, stdin=b"from server")
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        assert tls_recv_all(tls) == b"from server"  # the server's close_notify
+        tls.sendall(b"from client after the server's end")
+        tls.unwrap()
+    assert p.wait() == 0, p.err
+    assert p.out == b"from client after the server's end"
+
+
+def test_reset_while_sending_no_sigpipe(start_duplex, server, certs):
+    def script(tls, result):
+        tls.recv(1000)
+        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        tls.close()  # unread data and linger 0: a reset
+
+    srv = py_tls_server(server, certs, script)
+    p = start_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost",
+                      srv.port], stdin=os.urandom(16 * MiB))
+    rc = p.wait()
+    assert rc == 1, (rc, p.err)  # not killed by SIGPIPE (-13)
+    assert re.search(rf"duplex: tls 127\.0\.0\.1:{srv.port}: (send|receive): "
+                     r"(Connection reset by peer|Broken pipe)", p.err), p.err
+
+
+# ------------------------------------------------------------ ephemeral cert --
+
+
+def test_ephemeral_certificate(run_duplex, start_listener):
+    s, port = start_listener(["-v", "--ssl"], stdin=b"down")
+    s.wait_err(r"tls: ephemeral self-signed certificate \(CN=duplex, EC P-256, valid 1 day\), "
+               r"SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}")
+    rc, out, err = run_duplex(["connect", "-v", "--ssl", "--ssl-no-verify", "127.0.0.1", port],
+                              stdin=b"up")
+    assert rc == 0, err
+    assert out == b"down"
+    assert "peer certificate: subject CN=duplex, issuer CN=duplex" in err
+    assert s.wait() == 0 and s.out == b"up"
+
+
+def test_ephemeral_fingerprint_matches_what_the_client_sees(start_listener, spawn, tmp_path):
+    s, port = start_listener(["-v", "--ssl"])
+    fp = s.wait_err(r"SHA-256 fingerprint (\S+)").group(1)
+    c = spawn(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-showcerts"],
+              name="s_client")
+    c.wait()
+    pem = re.search(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", c.out, re.S)
+    assert pem, c.out
+    (tmp_path / "seen.pem").write_bytes(pem.group(0))
+    x = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-subject", "-in",
+                        str(tmp_path / "seen.pem")], capture_output=True, timeout=10, check=True)
+    assert f"Fingerprint={fp}".encode() in x.stdout, (fp, x.stdout)
+    assert b"CN = duplex" in x.stdout
+
+
+# ------------------------------------------------------- client certificates --
+
+
+def test_client_certificate_required(run_duplex, start_listener, certs):
+    verify = ["--ssl-verify", "--ssl-trustfile", certs["ca.pem"]]
+    s, port = tls_listener(start_listener, certs, *verify)
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost",
+                               port], stdin=subprocess.PIPE)
+    assert rc == 4, err
+    assert "certificate required" in err and "--ssl-cert FILE --ssl-key FILE" in err
+    assert s.wait() == 1
+    assert "handshake failed: peer did not return a certificate" in s.err
+
+    s, port = tls_listener(start_listener, certs, "-v", *verify, stdin=b"welcome")
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               *server_args(certs, "client"), "localhost", port], stdin=b"it's me")
+    assert rc == 0, err
+    assert out == b"welcome"
+    assert s.wait() == 0 and s.out == b"it's me"
+    assert "peer certificate: subject CN=duplex test client, issuer CN=duplex test CA, verified" \
+        in s.err
+
+
+def test_client_certificate_from_another_ca_refused(run_duplex, start_listener, certs):
+    s, port = tls_listener(start_listener, certs, "--ssl-verify", "--ssl-trustfile",
+                           certs["ca.pem"])
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               *server_args(certs, "self"), "localhost", port],
+                              stdin=subprocess.PIPE)
+    assert rc == 4, err
+    assert s.wait() == 1
+    assert "client certificate verify failed" in s.err
+
+
+# ---------------------------------------------------------------- options --
+
+
+def test_alpn_and_unix_socket(start_duplex, run_duplex, certs, tmp_path):
+    path = str(tmp_path / "tls.sock")
+    s = start_duplex(["listen", "-v", "--ssl", *server_args(certs), "--ssl-alpn", "h2,http/1.1",
+                      "-U", path], stdin=b"via unix")
+    s.wait_err("listening on")
+    rc, out, err = run_duplex(["connect", "-v", "--tls", "--tls-trustfile", certs["ca.pem"],
+                               "--ssl-servername", "localhost", "--ssl-alpn", "http/1.1,h2",
+                               "-U", path], stdin=b"hi")
+    assert rc == 0, err
+    assert out == b"via unix"
+    assert "ALPN h2" in err  # the server's preference
+    assert s.wait() == 0 and s.out == b"hi"
+
+
+def test_through_a_socks5_proxy(start_listener, start_duplex, spawn, certs):
+    """-x and --ssl: the TLS handshake runs over the proxied connection and
+    checks the target's name (sent to the proxy by name). microsocks closes
+    both directions when one side ends, so the side that ends first never
+    gets the other's close_notify: it reports possible truncation (exit 1),
+    the other ends normally."""
+    need("microsocks")
+    pport = free_port()
+    m = spawn(["microsocks", "-i", "127.0.0.1", "-p", pport], stdout=subprocess.DEVNULL,
+              name="microsocks")
+    wait_listening(pport, proc=m)
+    s, port = tls_listener(start_listener, certs, stdin=subprocess.PIPE)
+    c = start_duplex(["connect", "-v", "--ssl", "--ssl-trustfile", certs["ca.pem"], "-x",
+                      f"127.0.0.1:{pport}", "localhost", port], stdin=subprocess.PIPE)
+    c.stdin.write(b"hello")
+    c.stdin.flush()
+    s.wait_out(lambda b: b == b"hello")
+    s.stdin.write(b"through the proxy")
+    s.close_stdin()  # the server ends first: close_notify, then the proxy closes both ways
+    c.wait_out(lambda b: b == b"through the proxy")
+    s.wait_err("without close_notify")
+    c.close_stdin()
+    assert c.wait() == 0, c.err
+    assert f"tls localhost:{port}: peer certificate: subject CN=localhost" in c.err
+    assert s.wait() == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["listen", "--ssl", "-k", "0"], "--ssl works with connect and one-session listen"),
+    (["listen", "--ssl", "--echo", "0"], "not with -k, server modes or models"),
+    (["connect", "--ssl", "-u", "127.0.0.1", "9"], "not with -u (UDP)"),
+    (["relay", "--ssl", "0", "127.0.0.1:9"], "not with relay"),
+    (["connect", "--ssl", "-z", "127.0.0.1", "9"], "not with -z"),
+    (["connect", "--ssl", "--send-oob", "x", "127.0.0.1", "9"], "TLS has no urgent data"),
+    (["listen", "--ssl", "--ssl-key", "k.pem", "0"], "--ssl-key needs --ssl-cert FILE"),
+    (["listen", "--ssl", "--ssl-cert", "c.pem", "0"], "--ssl-cert needs --ssl-key FILE"),
+    (["connect", "--ssl-no-verify", "127.0.0.1", "9"], "need --ssl (--tls)"),
+    (["connect", "--ssl", "--ssl-no-verify", "--ssl-trustfile", "ca.pem", "127.0.0.1", "9"],
+     "--ssl-no-verify excludes"),
+    (["listen", "--ssl", "--ssl-verify", "0"], "listen --ssl-verify needs --ssl-trustfile"),
+    (["connect", "--ssl", "-U", "/tmp/x.sock"], "give --ssl-servername NAME"),
+    (["connect", "--ssl", "--ssl-alpn", "a,,b", "127.0.0.1", "9"], "invalid --ssl-alpn"),
+])
+def test_usage_errors(run_duplex, args, message):
+    rc, out, err = run_duplex(args)
+    assert rc == 2, err
+    assert message in err, err
+
+
+def test_missing_files_are_named(run_duplex, certs, tmp_path):
+    missing = str(tmp_path / "nope.pem")
+    for args, flag in ((["listen", "--ssl", "--ssl-cert", missing, "--ssl-key",
+                         certs["server.key"], "127.0.0.1", "0"], "--ssl-cert"),
+                       (["listen", "--ssl", "--ssl-cert", certs["server.pem"], "--ssl-key",
+                         missing, "127.0.0.1", "0"], "--ssl-key"),
+                       (["connect", "--ssl", "--ssl-trustfile", missing, "127.0.0.1", "9"],
+                        "--ssl-trustfile")):
+        rc, out, err = run_duplex(args)
+        assert rc == 2, err
+        assert f"duplex: {flag} {missing}: No such file or directory" in err
+        assert "listening" not in err
+    # a key that does not go with the certificate
+    rc, out, err = run_duplex(["listen", "--ssl", "--ssl-cert", certs["server.pem"], "--ssl-key",
+                               certs["client.key"], "127.0.0.1", "0"])
+    assert rc == 2
+    assert f"--ssl-key {certs['client.key']}: does not match the certificate" in err

@@ -44,18 +44,12 @@ RAW=$WORK/raw.tsv # kind server conns rss0 rss json
 PIDS=() # everything started here, killed by PID on exit
 . "$HERE/lib.sh"
 
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill_tree "$p"; done
-    PIDS=()
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap cleanup_work EXIT
 trap 'exit 130' INT TERM
 
 # start_server NAME: sets SPID and SPORT
 start_server() {
-    local name=$1 log=$WORK/server.log i
+    local name=$1 log=$WORK/server.log
     SPORT=
     : > "$log"
     case $name in
@@ -80,23 +74,7 @@ start_server() {
     esac
     SPID=$!
     PIDS+=("$SPID")
-    local ready=0
-    for i in $(seq 100); do
-        kill -0 "$SPID" 2>/dev/null || break
-        case $name in
-            ncat|socat) ss -Hltn "sport = :$SPORT" 2>/dev/null | grep -q . && ready=1 ;;
-            *) SPORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
-               [ -n "$SPORT" ] && ready=1 ;;
-        esac
-        [ $ready = 1 ] && break
-        sleep 0.05
-    done
-    if [ $ready = 0 ] || ! kill -0 "$SPID" 2>/dev/null; then
-        echo "echo.sh: $name did not start:" >&2
-        cat "$log" >&2
-        return 1
-    fi
-    sleep 0.2 # let it settle before the baseline RSS
+    wait_server echo.sh "$name" "$log"
 }
 
 stop_server() {

@@ -59,3 +59,32 @@ wait_listen() { # PORT: until something listens on it (asked of ss, not by conne
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+cleanup_work() { # the EXIT trap: every process in PIDS (with what it forked), then $WORK
+    local p
+    for p in "${PIDS[@]}"; do kill_tree "$p"; done
+    PIDS=()
+    rm -rf "$WORK"
+}
+
+wait_server() { # SCRIPT NAME LOG: until server SPID listens; SPORT set beforehand is checked
+                # with ss, otherwise read from its "listening on 127.0.0.1:PORT" line in LOG
+    local script=$1 name=$2 log=$3 fixed=$SPORT ready=0
+    for _ in $(seq 100); do
+        kill -0 "$SPID" 2>/dev/null || break
+        if [ -n "$fixed" ]; then
+            ss -Hltn "sport = :$fixed" 2>/dev/null | grep -q . && ready=1
+        else
+            SPORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+            [ -n "$SPORT" ] && ready=1
+        fi
+        [ $ready = 1 ] && break
+        sleep 0.05
+    done
+    if [ $ready = 0 ] || ! kill -0 "$SPID" 2>/dev/null; then
+        echo "$script: $name did not start:" >&2
+        cat "$log" >&2
+        return 1
+    fi
+    sleep 0.2 # let it settle before the baseline RSS
+}

@@ -265,5 +265,10 @@ void cli_remove_on_exit(const char *path);
 void cli_signals_watch(dx_loop *loop);
 void cli_signals_unwatch(dx_loop *loop);
 int cli_stop_signal(void);
+/* Before the loop runs (proxy and TLS handshakes): wait until fd has
+ * events or deadline_ms (cli_now_ms() clock) passes. 0 when it has them,
+ * DX_ETIMEDOUT, -EINTR after a stop signal, or -errno. */
+uint64_t cli_now_ms(void);
+int cli_wait_fd(int fd, short events, uint64_t deadline_ms);
 
 #endif

@@ -51,13 +51,6 @@ struct hs {
     const char *what;  /* "SOCKS5 connect to example.org:80" */
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Sets the cause ("WHAT: text") and returns code. */
 static int fail(struct hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(struct hs *h, int code, const char *fmt, ...)
@@ -74,20 +67,14 @@ static int fail(struct hs *h, int code, const char *fmt, ...)
 /* Wait for events on the socket until the deadline: 0, or a code (set). */
 static int wait_for(struct hs *h, short events)
 {
-    for (;;) {
-        uint64_t now = now_ms();
-        if (now >= h->deadline_ms)
-            return fail(h, DX_ETIMEDOUT, "timed out");
-        struct pollfd p = {.fd = h->fd, .events = events};
-        int left = (int)(h->deadline_ms - now);
-        int rc = poll(&p, 1, left);
-        if (rc > 0)
-            return 0; /* errors and hang-ups show in the send/recv that follows */
-        if (rc < 0 && errno != EINTR)
-            return fail(h, -errno, "%s", dx_strerror(-errno));
-        if (rc < 0 && cli_stop_signal())
-            return fail(h, -EINTR, "interrupted");
-    }
+    int rc = cli_wait_fd(h->fd, events, h->deadline_ms);
+    if (rc == DX_ETIMEDOUT)
+        return fail(h, rc, "timed out");
+    if (rc == -EINTR)
+        return fail(h, rc, "interrupted");
+    if (rc < 0)
+        return fail(h, rc, "%s", dx_strerror(rc));
+    return 0;
 }
 
 static int send_all(struct hs *h, const void *data, size_t len)
@@ -423,7 +410,7 @@ int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, si
              : o->proxy_type == PROXY_HTTP ? "HTTP CONNECT" : "SOCKS5 connect to", authority);
     struct hs h = {
         .fd = fd,
-        .deadline_ms = now_ms() + (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : HANDSHAKE_DEFAULT_MS),
+        .deadline_ms = cli_now_ms() + (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : HANDSHAKE_DEFAULT_MS),
         .why = why,
         .whylen = whylen,
         .what = what,

@@ -9,10 +9,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int saved_flags[2] = {-1, -1};
@@ -118,3 +120,27 @@ void cli_process_init(void)
 }
 
 void cli_remove_on_exit(const char *path) { unix_path_to_remove = path; }
+
+uint64_t cli_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int cli_wait_fd(int fd, short events, uint64_t deadline_ms)
+{
+    for (;;) {
+        uint64_t now = cli_now_ms();
+        if (now >= deadline_ms)
+            return DX_ETIMEDOUT;
+        struct pollfd p = {.fd = fd, .events = events};
+        int rc = poll(&p, 1, (int)(deadline_ms - now));
+        if (rc > 0)
+            return 0; /* errors and hang-ups show in the I/O that follows */
+        if (rc < 0 && errno != EINTR)
+            return -errno;
+        if (rc < 0 && cli_stop_signal())
+            return -EINTR;
+    }
+}

@@ -86,13 +86,6 @@ static struct {
     X509 *cert; /* the certificate at depth 0 (for the names it carries) */
 } vfail;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* OpenSSL's reason for the last error on this thread, or fallback. */
 static const char *ssl_reason(const char *fallback)
 {
@@ -401,7 +394,7 @@ static int handshake(const struct options *o, const char *peer, SSL *ssl, int fd
 {
     int server = o->cmd == CMD_LISTEN;
     uint64_t limit = o->timeout_ms > 0 ? (uint64_t)o->timeout_ms : HANDSHAKE_DEFAULT_MS;
-    uint64_t deadline = now_ms() + limit;
+    uint64_t deadline = cli_now_ms() + limit;
     for (;;) {
         ERR_clear_error();
         errno = 0;
@@ -411,22 +404,16 @@ static int handshake(const struct options *o, const char *peer, SSL *ssl, int fd
         int e = SSL_get_error(ssl, r);
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
             return handshake_failed(o, peer, ssl, r, expected);
-        for (;;) {
-            uint64_t now = now_ms();
-            if (now >= deadline) {
-                cli_error("tls %s: handshake timed out after %.3g s", peer, (double)limit / 1000.0);
-                return EXIT_TIMEOUT;
-            }
-            struct pollfd p = {.fd = fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
-            int rc = poll(&p, 1, (int)(deadline - now));
-            if (rc > 0)
-                break;
-            if (rc < 0 && errno == EINTR && cli_stop_signal())
-                return EXIT_IO; /* main.c turns it into 128 + the signal */
-            if (rc < 0 && errno != EINTR) {
-                cli_error("tls %s: poll: %s", peer, strerror(errno));
-                return EXIT_IO;
-            }
+        int rc = cli_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+        if (rc == DX_ETIMEDOUT) {
+            cli_error("tls %s: handshake timed out after %.3g s", peer, (double)limit / 1000.0);
+            return EXIT_TIMEOUT;
+        }
+        if (rc == -EINTR)
+            return EXIT_IO; /* main.c turns it into 128 + the signal */
+        if (rc < 0) {
+            cli_error("tls %s: poll: %s", peer, dx_strerror(rc));
+            return EXIT_IO;
         }
     }
 }

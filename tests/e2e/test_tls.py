@@ -104,15 +104,6 @@ def py_tls_server(server, certs, script, name="server"):
     return server(run)
 
 
-def tls_recv_all(tls):
-    chunks = []
-    while True:
-        b = tls.recv(65536)
-        if not b:
-            return b"".join(chunks)
-        chunks.append(b)
-
-
 # ------------------------------------------------------------ interop tests --
 
 
@@ -270,7 +261,7 @@ def test_plain_peer_is_a_handshake_failure(run_duplex, server):
 
 def test_half_close_close_notify_then_reply(start_duplex, server, certs):
     def script(tls, result):
-        result["req"] = tls_recv_all(tls)  # ends at duplex's close_notify
+        result["req"] = recv_all(tls)  # ends at duplex's close_notify
         time.sleep(0.2)
         tls.sendall(b"reply after your end\n")
         result["tls"] = tls.unwrap()  # our close_notify
@@ -310,7 +301,7 @@ def test_listen_half_close_both_ways(start_listener, certs):
     ctx = ssl.create_default_context(cafile=certs["ca.pem"])
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
         tls = ctx.wrap_socket(raw, server_hostname="localhost")
-        assert tls_recv_all(tls) == b"from server"  # the server's close_notify
+        assert recv_all(tls) == b"from server"  # the server's close_notify
         tls.sendall(b"from client after the server's end")
         tls.unwrap()
     assert p.wait() == 0, p.err

@@ -12,6 +12,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,7 @@ static void client_close(struct client *c, const char *why);
 /* Clients of every event loop of the process: --max-conns is a total, also
  * with --threads. */
 static atomic_long clients_total;
+static pthread_mutex_t admit_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* stdin is read only while a client is there to take it: with nobody
  * connected, what it gives waits (in the pipe or terminal) for the first
@@ -319,6 +321,33 @@ static void client_on_read(dx_stream *s, const char *data, size_t n)
     }
 }
 
+/* A client served by its own process (--exec, --model fork) or thread
+ * (--model thread). */
+static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, const char *name)
+{
+    struct server *sv = l->data;
+    const struct options *o = sv->o;
+    if (o->mode == MODE_EXEC) {
+        pid_t pid = exec_client(o, fd, peer);
+        if (pid > 0)
+            cli_info(o, "%s: connected, running process %ld", name, (long)pid);
+        /* --idle-timeout: the server keeps a copy of the socket to watch it */
+        if (!(pid > 0 && o->idle_timeout_ms && exec_watch_idle(pid, fd, peer)))
+            close(fd);
+        if (pid > 0 && o->model == MODEL_ITERATIVE) {
+            l->paused = 1; /* the next client when this process has ended (on_sweep) */
+            listeners_watch(l, 0);
+        }
+        return;
+    }
+    int rc = model_spawn(o, fd);
+    if (rc < 0) {
+        cli_error("%s: cannot start a %s: %s", name, o->model == MODEL_FORK ? "process" : "thread",
+                  dx_strerror(rc));
+        close(fd);
+    }
+}
+
 static void on_client(struct listeners *l, int fd, const dx_addr *peer)
 {
     struct server *sv = l->data;
@@ -336,9 +365,19 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         return;
     }
     int spawned = o->mode == MODE_EXEC || o->model == MODEL_FORK || o->model == MODEL_THREAD;
+    /* --threads loops accepting at the same moment must not both take the
+     * last free slot: in-loop clients take theirs with one atomic add, and
+     * spawned ones count once their process or thread exists, so the check
+     * and the spawn are one step under admit_lock. */
+    if (spawned)
+        pthread_mutex_lock(&admit_lock);
     unsigned long busy = spawned ? (unsigned long)(o->mode == MODE_EXEC ? exec_children() : model_clients(o))
-                                 : (unsigned long)atomic_load(&clients_total);
+                                 : (unsigned long)atomic_fetch_add(&clients_total, 1);
     if (o->max_conns && busy >= (unsigned long)o->max_conns) {
+        if (spawned)
+            pthread_mutex_unlock(&admit_lock);
+        else
+            atomic_fetch_sub(&clients_total, 1);
         sv->refused++;
         cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
         close(fd);
@@ -350,32 +389,16 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         listeners_close(l);
         sv->stop_when_idle = 1;
     }
-    if (o->mode == MODE_EXEC) {
-        pid_t pid = exec_client(o, fd, peer);
-        if (pid > 0)
-            cli_info(o, "%s: connected, running process %ld", name, (long)pid);
-        /* --idle-timeout: the server keeps a copy of the socket to watch it */
-        if (!(pid > 0 && o->idle_timeout_ms && exec_watch_idle(pid, fd, peer)))
-            close(fd);
-        if (pid > 0 && o->model == MODEL_ITERATIVE) {
-            l->paused = 1; /* the next client when this process has ended (on_sweep) */
-            listeners_watch(l, 0);
-        }
-        return;
-    }
-    if (o->model == MODEL_FORK || o->model == MODEL_THREAD) {
-        int rc = model_spawn(o, fd);
-        if (rc < 0) {
-            cli_error("%s: cannot start a %s: %s", name, o->model == MODEL_FORK ? "process" : "thread",
-                      dx_strerror(rc));
-            close(fd);
-        }
+    if (spawned) {
+        serve_spawned(l, fd, peer, name);
+        pthread_mutex_unlock(&admit_lock);
         return;
     }
     struct client *c = calloc(1, sizeof *c);
     size_t qcap = o->mode == MODE_ECHO ? ECHO_QUEUE : o->max_queue;
     if (!c || dx_stream_init(sv->loop, &c->st, fd, qcap, client_on_read, client_on_event, c) < 0) {
         cli_error("%s: out of memory, closing", name);
+        atomic_fetch_sub(&clients_total, 1);
         free(c);
         close(fd);
         return;
@@ -388,7 +411,6 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         c->next->prev = c;
     sv->clients = c;
     sv->nclients++;
-    atomic_fetch_add(&clients_total, 1);
     update_stdin(sv);
     cli_info(o, "%s: connected (%lu now)", name, sv->nclients);
     if (o->model == MODEL_ITERATIVE) {

@@ -177,10 +177,12 @@ def test_threads_two_runs_two_loops(start_model, sockets):
         assert echo_roundtrip(s, b"%d\n" % i) == b"%d\n" % i
 
 
-def test_threads_two_max_conns_is_a_total(start_model, sockets):
+@pytest.mark.parametrize("mode", [["--echo"], ["--exec", "cat"]], ids=["echo", "exec"])
+def test_threads_two_max_conns_is_a_total(mode, start_listener, sockets):
     """--max-conns N bounds the clients of the whole server, not of each of
-    the --threads loops."""
-    proc, port = start_model("threads2", ["--max-conns", "2"])
+    the --threads loops, also when both loops accept at the same moment
+    (20 clients connect at once; exactly 2 are served)."""
+    proc, port = start_listener(["-k", *mode, "--threads", "2", "--max-conns", "2"])
     wait_for(lambda: listeners_on(port) == 2, 5, "two SO_REUSEPORT listeners")
     socks = sockets([connect(port, timeout=2) for _ in range(20)])
     served = 0
@@ -191,7 +193,7 @@ def test_threads_two_max_conns_is_a_total(start_model, sockets):
             served += s.recv(1) == b"?"
         except OSError:
             pass
-    assert served == 2, f"--threads 2 --max-conns 2 served {served} clients at once"
+    assert served == 2, f"--threads 2 --max-conns 2 {mode[0]} served {served} clients at once"
 
 
 def test_fork_leaves_no_zombies(start_model):

@@ -121,6 +121,19 @@ int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, si
 int cli_tls_open(const struct options *o);
 int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
 void cli_tls_close(void);
+/* The TLS side of a server with many clients (serve.c), on one loop: each
+ * accepted client's handshake runs in the loop, bounded by -w (else 10 s);
+ * then ready() gets one end of a socketpair to serve as if it were the
+ * client, and a bridge in tls.c carries the bytes both ways until both
+ * sides are done. A failed handshake is a -v line; the server goes on.
+ * cli_tls_server_live() counts clients in handshake or bridged. */
+struct cli_tls_server;
+typedef void (*cli_tls_ready_cb)(void *data, int fd, const dx_addr *peer);
+struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
+                                          cli_tls_ready_cb ready, void *data);
+void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name);
+unsigned cli_tls_server_live(const struct cli_tls_server *ts);
+void cli_tls_server_free(struct cli_tls_server *ts);
 
 /* progress.c: --progress */
 enum { PROGRESS_OFF, PROGRESS_AUTO, PROGRESS_ALWAYS };

@@ -91,8 +91,8 @@ static const char usage_text[] =
 "  The handshake is bounded by -w (else 10 s); a failure names the proxy, the\n"
 "  target and the cause (exit 4; 5 when it timed out)\n"
 "\n"
-"TLS (connect, and listen for one client; TCP or -U; not with -k, server modes,\n"
-"relay, -u or -z):\n"
+"TLS (connect, and listen in every mode with the default model; TCP or -U; not\n"
+"with relay, -u or -z):\n"
 "      --ssl, --tls         connect: TLS client; listen: TLS server\n"
 "      --ssl-cert FILE      the certificate (PEM; its chain may follow): the\n"
 "                           server's, or the client's for --ssl-verify servers\n"
@@ -113,6 +113,9 @@ static const char usage_text[] =
 "  exits 4 (connect) or 1 (listen), 5 on timeout. End of input sends close_notify\n"
 "  and shuts the TCP write side down; the peer's close_notify is end of input.\n"
 "  A peer that closes without close_notify: the data may be truncated (exit 1)\n"
+"  listen -k/--echo/--broker/--chat/--exec --ssl: each client's handshake runs in\n"
+"  the event loop (at most 1024 at once, each bounded by -w, else 10 s); a failed\n"
+"  one is a -v line and the server goes on\n"
 "  --tls-cert, --tls-key, ... are aliases of the --ssl-* options\n"
 "\n"
 "Server modes (listen):\n"
@@ -600,14 +603,19 @@ static int check_tls(const struct options *o, int tls_opt_given)
         }
         return 0;
     }
-    int many = o->keep_listening || o->mode != MODE_STDIO || o->model != MODEL_LOOP ||
-               o->threads > 1;
-    if (o->cmd == CMD_RELAY || o->udp || o->zero_io || many || o->has_send_oob ||
+    int other_model = o->model != MODEL_LOOP;
+    if (o->cmd == CMD_RELAY || o->udp || o->zero_io || other_model || o->has_send_oob ||
         o->oob_inline) {
-        cli_error("--ssl works with connect and one-session listen over TCP or -U: not with %s",
+        cli_error("--ssl works with connect and listen (every mode, with the default model) "
+                  "over TCP or -U: not with %s",
                   o->cmd == CMD_RELAY ? "relay" : o->udp ? "-u (UDP)" : o->zero_io ? "-z"
-                  : many ? "-k, server modes or models" : "--send-oob/--oob-inline (TLS has "
-                  "no urgent data)");
+                  : other_model ? "--model iterative, fork or thread" : "--send-oob/--oob-inline "
+                  "(TLS has no urgent data)");
+        return -1;
+    }
+    if (o->mode == MODE_EXEC && o->idle_timeout_ms) {
+        cli_error("--idle-timeout does not apply to --exec clients over --ssl (the TLS bridge "
+                  "hides the socket's idle time from the server)");
         return -1;
     }
     if (o->tls_key && !o->tls_cert) {

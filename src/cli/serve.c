@@ -55,6 +55,7 @@ struct server {
     dx_timer sweep;            /* --idle-timeout and exec child checks */
     unsigned long nclients, accepted, refused, denied, dropped;
     int stdio;                 /* the server's stdin/stdout take part */
+    struct cli_tls_server *tls; /* --ssl: handshakes and bridges (tls.c) */
     dx_stream in, out;
     int in_open;               /* stdin is being read */
     int out_full;              /* stdout above half: clients paused */
@@ -228,7 +229,8 @@ static void reap(dx_loop *loop, dx_timer *t)
         free(c->line);
         free(c);
     }
-    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0)
+    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 &&
+        cli_tls_server_live(sv->tls) == 0)
         dx_loop_stop(sv->loop);
 }
 
@@ -331,8 +333,9 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
         pid_t pid = exec_client(o, fd, peer);
         if (pid > 0)
             cli_info(o, "%s: connected, running process %ld", name, (long)pid);
-        /* --idle-timeout: the server keeps a copy of the socket to watch it */
-        if (!(pid > 0 && o->idle_timeout_ms && exec_watch_idle(pid, fd, peer)))
+        /* --idle-timeout: the server keeps a copy of the socket to watch it
+         * (with --ssl, fd is the bridge's socketpair: refused at start-up) */
+        if (!(pid > 0 && o->idle_timeout_ms && !o->tls && exec_watch_idle(pid, fd, peer)))
             close(fd);
         if (pid > 0 && o->model == MODEL_ITERATIVE) {
             l->paused = 1; /* the next client when this process has ended (on_sweep) */
@@ -348,22 +351,22 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
     }
 }
 
-static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+static void client_name(const struct server *sv, const dx_addr *peer, char *name, size_t len)
 {
-    struct server *sv = l->data;
+    if (peer->ss.ss_family == AF_UNIX)
+        snprintf(name, len, "%s#%lu", sv->o->unix_path, sv->accepted + 1);
+    else
+        dx_addr_format(peer, name, len);
+}
+
+/* A client to serve: fd is its socket, or with --ssl the session end of
+ * its TLS bridge (the handshake done). */
+static void admit(struct server *sv, int fd, const dx_addr *peer)
+{
+    struct listeners *l = &sv->l;
     const struct options *o = sv->o;
     char name[DX_ADDR_STRLEN];
-    if (peer->ss.ss_family == AF_UNIX)
-        snprintf(name, sizeof name, "%s#%lu", o->unix_path, sv->accepted + 1);
-    else
-        dx_addr_format(peer, name, sizeof name);
-
-    if (!dx_acl_allows(&o->acl, peer)) {
-        sv->denied++;
-        cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
-        close(fd);
-        return;
-    }
+    client_name(sv, peer, name, sizeof name);
     int spawned = o->mode == MODE_EXEC || o->model == MODEL_FORK || o->model == MODEL_THREAD;
     /* --threads loops accepting at the same moment must not both take the
      * last free slot: in-loop clients take theirs with one atomic add, and
@@ -384,7 +387,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         return;
     }
     sv->accepted++;
-    if (!o->keep_listening) {
+    if (!o->keep_listening && !sv->stop_when_idle) {
         /* like nc -l: one client, then the port is free again */
         listeners_close(l);
         sv->stop_when_idle = 1;
@@ -425,6 +428,34 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         dx_stream_shutdown(&c->st);
     if (o->mode == MODE_CHAT)
         chat_notice(sv, c, "joined");
+}
+
+static void on_tls_client(void *data, int fd, const dx_addr *peer) { admit(data, fd, peer); }
+
+static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+{
+    struct server *sv = l->data;
+    const struct options *o = sv->o;
+    if (!dx_acl_allows(&o->acl, peer)) {
+        char name[DX_ADDR_STRLEN];
+        client_name(sv, peer, name, sizeof name);
+        sv->denied++;
+        cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
+        close(fd);
+        return;
+    }
+    if (!sv->tls) {
+        admit(sv, fd, peer);
+        return;
+    }
+    /* --ssl: the handshake first (in the loop), then admit() */
+    if (!o->keep_listening) {
+        listeners_close(l); /* like nc -l: one client */
+        sv->stop_when_idle = 1;
+    }
+    char name[DX_ADDR_STRLEN];
+    client_name(sv, peer, name, sizeof name);
+    cli_tls_server_accept(sv->tls, fd, peer, name);
 }
 
 /* ---- the server's own stdin/stdout ---- */
@@ -489,7 +520,8 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
 {
     struct server *sv = t->data;
     /* exec, fork or thread without -k: done when the one client has gone */
-    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 && model_clients(sv->o) == 0) {
+    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 &&
+        model_clients(sv->o) == 0 && cli_tls_server_live(sv->tls) == 0) {
         dx_loop_stop(loop);
         return;
     }
@@ -563,6 +595,13 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
         return NULL;
     }
     sv->l.nodelay = o->mode != MODE_EXEC; /* an exec child's socket is the child's business */
+    if (o->tls && !(sv->tls = cli_tls_server_new(loop, o, on_tls_client, sv))) {
+        cli_error("out of memory");
+        listeners_close(&sv->l);
+        free(sv);
+        *exit_code = EXIT_IO;
+        return NULL;
+    }
     /* the server's stdio takes part in stdio, broker and chat modes */
     sv->stdio = !o->no_stdio && (o->mode == MODE_STDIO || o->mode == MODE_BROKER || o->mode == MODE_CHAT);
     if (sv->stdio) {
@@ -603,6 +642,8 @@ void serve_close(struct server *sv)
         exec_stop_children(2000); /* stopped by a signal: no orphans left behind */
     while (sv->clients)
         client_close(sv->clients, NULL);
+    cli_tls_server_free(sv->tls);
+    sv->tls = NULL;
     reap(loop, &sv->reaper);
     dx_timer_stop(loop, &sv->reaper);
     dx_timer_stop(loop, &sv->sweep);

@@ -1,6 +1,7 @@
-/* tls.c: --ssl/--tls for `duplex connect` and one-session `duplex listen`
- * (OpenSSL): certificates and the verification policy, the handshake, and a
- * TLS bridge on the session's event loop.
+/* tls.c: --ssl/--tls for `duplex connect` and `duplex listen` (OpenSSL):
+ * certificates and the verification policy, the handshake, and a TLS bridge
+ * on the session's event loop; for servers with many clients, the same per
+ * client with the handshake inside the loop (cli_tls_server_*, at the end).
  *
  * Why a bridge: session.c copies between two fds with dx_pump (splice,
  * filters, -q/-w/--progress, the half-close state machine) and knows nothing
@@ -52,6 +53,27 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
 
 void cli_tls_close(void) {}
 
+struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
+                                          cli_tls_ready_cb ready, void *data)
+{
+    (void)loop, (void)o, (void)ready, (void)data;
+    return NULL;
+}
+
+void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name)
+{
+    (void)ts, (void)peer, (void)name;
+    close(fd);
+}
+
+unsigned cli_tls_server_live(const struct cli_tls_server *ts)
+{
+    (void)ts;
+    return 0;
+}
+
+void cli_tls_server_free(struct cli_tls_server *ts) { (void)ts; }
+
 #else
 
 #include <arpa/inet.h>
@@ -79,12 +101,31 @@ static SSL_CTX *ctx;
 static unsigned char alpn_wire[512];
 static unsigned alpn_len;
 
-/* The first verification failure of the handshake (one connection a process). */
-static struct {
+/* The first verification failure of a handshake, kept per connection (a
+ * server verifies many at once): the SSL's ex_data at vfail_index. */
+struct vfail {
     int err;
     int depth;
     X509 *cert; /* the certificate at depth 0 (for the names it carries) */
-} vfail;
+};
+static int vfail_index = -1;
+
+/* Print why a connection failed: an error for a one-session command, a -v
+ * line for one client of a server that goes on serving the others. */
+static void say(const struct options *o, int one_of_many, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(const struct options *o, int one_of_many, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (one_of_many)
+        cli_info(o, "%s", text);
+    else
+        cli_error("%s", text);
+}
 
 /* OpenSSL's reason for the last error on this thread, or fallback. */
 static const char *ssl_reason(const char *fallback)
@@ -96,12 +137,14 @@ static const char *ssl_reason(const char *fallback)
 
 static int verify_cb(int ok, X509_STORE_CTX *sc)
 {
-    if (!ok && !vfail.err) {
-        vfail.err = X509_STORE_CTX_get_error(sc);
-        vfail.depth = X509_STORE_CTX_get_error_depth(sc);
+    SSL *ssl = X509_STORE_CTX_get_ex_data(sc, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct vfail *vf = ssl ? SSL_get_ex_data(ssl, vfail_index) : NULL;
+    if (!ok && vf && !vf->err) {
+        vf->err = X509_STORE_CTX_get_error(sc);
+        vf->depth = X509_STORE_CTX_get_error_depth(sc);
         X509 *leaf = X509_STORE_CTX_get0_cert(sc);
         if (leaf && X509_up_ref(leaf))
-            vfail.cert = leaf;
+            vf->cert = leaf;
     }
     return ok;
 }
@@ -196,15 +239,17 @@ int cli_tls_open(const struct options *o)
 {
     if (!o->tls)
         return 0;
-    int server = o->cmd == CMD_LISTEN;
+    int server = o->cmd != CMD_CONNECT;
     if (o->tls_alpn && parse_alpn(o->tls_alpn) < 0)
         return EXIT_USAGE;
     if ((o->tls_cert && readable("--ssl-cert", o->tls_cert) < 0) ||
         (o->tls_key && readable("--ssl-key", o->tls_key) < 0) ||
         (o->tls_trustfile && readable("--ssl-trustfile", o->tls_trustfile) < 0))
         return EXIT_USAGE;
+    if (vfail_index < 0)
+        vfail_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-    if (!ctx) {
+    if (!ctx || vfail_index < 0) {
         cli_error("tls: %s", ssl_reason("cannot set up OpenSSL"));
         return EXIT_IO;
     }
@@ -277,8 +322,6 @@ void cli_tls_close(void)
 {
     SSL_CTX_free(ctx);
     ctx = NULL;
-    X509_free(vfail.cert);
-    vfail.cert = NULL;
 }
 
 /* ---- names ------------------------------------------------------------ */
@@ -339,36 +382,37 @@ static int strip_host(const char *host, char *buf, size_t len)
 /* ---- handshake -------------------------------------------------------- */
 
 /* Why the handshake failed, printed; returns the exit code. */
-static int handshake_failed(const struct options *o, const char *peer, SSL *ssl, int ret,
-                            const char *expected)
+static int handshake_failed(const struct options *o, int many, const char *peer, SSL *ssl,
+                            int ret, const char *expected)
 {
-    int server = o->cmd == CMD_LISTEN;
+    int server = o->cmd != CMD_CONNECT;
     int e = SSL_get_error(ssl, ret);
+    int saved = errno;
     int fail_code = server ? EXIT_IO : EXIT_CONNECT;
-    if (vfail.err) {
+    const struct vfail *vf = SSL_get_ex_data(ssl, vfail_index);
+    if (vf && vf->err) {
         char names[512] = "";
-        if (vfail.cert)
-            cert_names(vfail.cert, names, sizeof names);
-        if (vfail.err == X509_V_ERR_HOSTNAME_MISMATCH)
-            cli_error("tls %s: hostname mismatch: certificate is for %s, not %s "
-                      "(--ssl-servername NAME to check another name)", peer, names, expected);
-        else if (vfail.err == X509_V_ERR_IP_ADDRESS_MISMATCH)
-            cli_error("tls %s: IP address mismatch: certificate is for %s, not %s "
-                      "(--ssl-servername NAME to check a name instead)", peer, names, expected);
+        if (vf->cert)
+            cert_names(vf->cert, names, sizeof names);
+        if (vf->err == X509_V_ERR_HOSTNAME_MISMATCH)
+            say(o, many, "tls %s: hostname mismatch: certificate is for %s, not %s "
+                "(--ssl-servername NAME to check another name)", peer, names, expected);
+        else if (vf->err == X509_V_ERR_IP_ADDRESS_MISMATCH)
+            say(o, many, "tls %s: IP address mismatch: certificate is for %s, not %s "
+                "(--ssl-servername NAME to check a name instead)", peer, names, expected);
         else if (server)
-            cli_error("tls %s: client certificate verify failed: %s (it must be signed by a CA "
-                      "of --ssl-trustfile)", peer, X509_verify_cert_error_string(vfail.err));
+            say(o, many, "tls %s: client certificate verify failed: %s (it must be signed by a CA "
+                "of --ssl-trustfile)", peer, X509_verify_cert_error_string(vf->err));
         else
-            cli_error("tls %s: certificate verify failed: %s (--ssl-trustfile FILE to trust it, "
-                      "--ssl-no-verify to skip the check)", peer,
-                      X509_verify_cert_error_string(vfail.err));
+            say(o, many, "tls %s: certificate verify failed: %s (--ssl-trustfile FILE to trust it, "
+                "--ssl-no-verify to skip the check)", peer, X509_verify_cert_error_string(vf->err));
         return fail_code;
     }
     if (e == SSL_ERROR_SYSCALL) {
-        if (errno)
-            cli_error("tls %s: handshake failed: %s", peer, strerror(errno));
+        if (saved)
+            say(o, many, "tls %s: handshake failed: %s", peer, strerror(saved));
         else
-            cli_error("tls %s: handshake failed: the peer closed the connection", peer);
+            say(o, many, "tls %s: handshake failed: the peer closed the connection", peer);
         return fail_code;
     }
     unsigned long err = ERR_peek_last_error();
@@ -383,7 +427,7 @@ static int handshake_failed(const struct options *o, const char *peer, SSL *ssl,
         hint = " (the server wants a client certificate: --ssl-cert FILE --ssl-key FILE)";
     else if (server && reason >= SSL_AD_REASON_OFFSET)
         hint = " (the client refused the handshake: is our certificate one it trusts?)";
-    cli_error("tls %s: handshake failed: %s%s", peer, ssl_reason("unknown error"), hint);
+    say(o, many, "tls %s: handshake failed: %s%s", peer, ssl_reason("unknown error"), hint);
     return fail_code;
 }
 
@@ -392,7 +436,7 @@ static int handshake_failed(const struct options *o, const char *peer, SSL *ssl,
 static int handshake(const struct options *o, const char *peer, SSL *ssl, int fd,
                      const char *expected)
 {
-    int server = o->cmd == CMD_LISTEN;
+    int server = o->cmd != CMD_CONNECT;
     uint64_t limit = o->timeout_ms > 0 ? (uint64_t)o->timeout_ms : HANDSHAKE_DEFAULT_MS;
     uint64_t deadline = cli_now_ms() + limit;
     for (;;) {
@@ -403,7 +447,7 @@ static int handshake(const struct options *o, const char *peer, SSL *ssl, int fd
             return 0;
         int e = SSL_get_error(ssl, r);
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-            return handshake_failed(o, peer, ssl, r, expected);
+            return handshake_failed(o, 0, peer, ssl, r, expected);
         int rc = cli_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
         if (rc == DX_ETIMEDOUT) {
             cli_error("tls %s: handshake timed out after %.3g s", peer, (double)limit / 1000.0);
@@ -433,7 +477,7 @@ static void report(const struct options *o, const char *peer, SSL *ssl, const ch
         char subject[512], issuer[512];
         name_text(X509_get_subject_name(x), subject, sizeof subject);
         name_text(X509_get_issuer_name(x), issuer, sizeof issuer);
-        const char *how = o->cmd == CMD_LISTEN ? (o->tls_verify ? "verified" : "not verified")
+        const char *how = o->cmd != CMD_CONNECT ? (o->tls_verify ? "verified" : "not verified")
                           : o->tls_no_verify   ? "not verified (--ssl-no-verify)"
                                                : "verified";
         cli_info(o, "tls %s: peer certificate: subject %s, issuer %s, %s%s%s", peer, subject,
@@ -462,7 +506,8 @@ struct bridge {
     SSL *ssl;
     int tcp, pair;
     dx_io tcp_io, pair_io;
-    dx_timer linger;
+    dx_timer linger;    /* the handshake's deadline, then the flush's after the session */
+    size_t bufsize;     /* of each tbuf */
     struct tbuf up;     /* session -> TLS */
     struct tbuf down;   /* TLS -> session */
     int up_eof;         /* the session ended its side (EOF on the socketpair) */
@@ -479,6 +524,14 @@ struct bridge {
     int received_any;
     int session_over;
     int failed, exit_code;
+    struct vfail vf;
+    /* a client of a server (cli_tls_server): it frees itself when done */
+    struct cli_tls_server *ts;
+    struct bridge *prev, *next;
+    int handshaking;
+    int released;
+    dx_addr peer_addr;
+    char name[DX_ADDR_STRLEN];
 };
 
 static void bridge_stop(struct bridge *b)
@@ -488,6 +541,10 @@ static void bridge_stop(struct bridge *b)
     dx_timer_stop(b->loop, &b->linger);
 }
 
+static void server_release(struct bridge *b);
+
+/* The bridge cannot go on: a one-session command stops its loop with the
+ * exit code; a server's client is closed and the server goes on. */
 static void bridge_fail(struct bridge *b, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void bridge_fail(struct bridge *b, int code, const char *fmt, ...)
@@ -497,11 +554,14 @@ static void bridge_fail(struct bridge *b, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cause, sizeof cause, fmt, ap);
     va_end(ap);
-    cli_error("tls %s: %s", b->peer, cause);
+    say(b->o, b->ts != NULL, "tls %s: %s", b->peer, cause);
     b->failed = 1;
     b->exit_code = code;
     bridge_stop(b);
-    dx_loop_stop(b->loop);
+    if (b->ts)
+        server_release(b);
+    else
+        dx_loop_stop(b->loop);
 }
 
 /* The cause of a failed SSL_read/SSL_write/SSL_shutdown. */
@@ -526,16 +586,16 @@ static int down_read(struct bridge *b)
     struct tbuf *d = &b->down;
     if (b->down_eof || b->rd_block || b->failed)
         return 0;
-    if (d->end == TLS_BUFSIZE && d->start > 0) {
+    if (d->end == b->bufsize && d->start > 0) {
         memmove(d->data, d->data + d->start, d->end - d->start);
         d->end -= d->start;
         d->start = 0;
     }
-    if (d->end == TLS_BUFSIZE)
+    if (d->end == b->bufsize)
         return 0; /* full: the session reads first (backpressure) */
     ERR_clear_error();
     errno = 0;
-    int n = SSL_read(b->ssl, d->data + d->end, (int)(TLS_BUFSIZE - d->end));
+    int n = SSL_read(b->ssl, d->data + d->end, (int)(b->bufsize - d->end));
     int saved = errno;
     if (n > 0) {
         d->end += (size_t)n;
@@ -554,8 +614,8 @@ static int down_read(struct bridge *b)
     unsigned long err = ERR_peek_last_error();
     if ((e == SSL_ERROR_SYSCALL && saved == 0) ||
         (e == SSL_ERROR_SSL && ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
-        cli_error("tls %s: TLS connection ended without close_notify: the data may be truncated",
-                  b->peer);
+        say(b->o, b->ts != NULL,
+            "tls %s: TLS connection ended without close_notify: the data may be truncated", b->peer);
         b->truncated = 1;
         b->down_eof = 1;
         return 1;
@@ -598,6 +658,8 @@ static int down_write(struct bridge *b)
         else {
             b->down_dead = 1; /* the session closed its end */
             d->start = d->end = 0;
+            if (b->ts)
+                b->session_over = 1;
             return 1;
         }
     }
@@ -614,15 +676,15 @@ static int up_read(struct bridge *b)
     struct tbuf *u = &b->up;
     if (b->up_eof || b->pr_block)
         return 0;
-    if (u->end == TLS_BUFSIZE && u->start > 0) {
+    if (u->end == b->bufsize && u->start > 0) {
         /* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a retried write may move */
         memmove(u->data, u->data + u->start, u->end - u->start);
         u->end -= u->start;
         u->start = 0;
     }
-    if (u->end == TLS_BUFSIZE)
+    if (u->end == b->bufsize)
         return 0;
-    ssize_t n = read(b->pair, u->data + u->end, TLS_BUFSIZE - u->end);
+    ssize_t n = read(b->pair, u->data + u->end, b->bufsize - u->end);
     if (n > 0) {
         u->end += (size_t)n;
         return 1;
@@ -698,6 +760,12 @@ static int up_write(struct bridge *b)
     if (!b->up_eof)
         return 0;
     /* end of the session's input, all of it sent: close_notify, then FIN */
+    if (b->truncated) {
+        /* the peer's bare close was an error to OpenSSL: no more records */
+        shutdown(b->tcp, SHUT_WR);
+        b->close_sent = 1;
+        return 1;
+    }
     ERR_clear_error();
     errno = 0;
     int r = SSL_shutdown(b->ssl);
@@ -723,10 +791,18 @@ static int up_write(struct bridge *b)
     return 0;
 }
 
-/* After the session: done once our side is closed (or cannot be). */
+/* Done once our side is closed (or cannot be) and the session has all
+ * the peer sent (or is gone). */
 static int bridge_done(const struct bridge *b)
 {
-    return b->failed || b->close_sent || b->up_dead;
+    return b->failed || ((b->close_sent || b->up_dead) && (b->down_shut || b->down_dead));
+}
+
+static void start_linger(struct bridge *b)
+{
+    if (!dx_timer_active(&b->linger))
+        dx_timer_start(b->loop, &b->linger,
+                       (uint64_t)(b->o->timeout_ms > 0 ? b->o->timeout_ms : LINGER_DEFAULT_MS), 0);
 }
 
 static void bridge_step(struct bridge *b)
@@ -745,6 +821,13 @@ static void bridge_step(struct bridge *b)
     } while (progress);
     int tcp_ev = b->rd_block | b->wr_block;
     int pair_ev = (b->pr_block ? DX_READ : 0) | (b->pw_block ? DX_WRITE : 0);
+    /* A server's session that has ended its side may close its end (the
+     * client dropped) or only have half-closed: DX_PRI (never raised on a
+     * Unix socket) keeps the fd watched, so that a hang-up arrives as
+     * DX_ERROR. Not once both directions are shut here, where a hang-up
+     * would be our own and would repeat. */
+    if (b->ts && b->up_eof && !b->session_over && !b->down_shut && !b->down_dead)
+        pair_ev |= DX_PRI;
     int rc = dx_io_set(b->loop, &b->tcp_io, tcp_ev);
     if (rc == 0)
         rc = dx_io_set(b->loop, &b->pair_io, pair_ev);
@@ -754,14 +837,28 @@ static void bridge_step(struct bridge *b)
     }
     if (b->session_over && bridge_done(b)) {
         bridge_stop(b);
-        dx_loop_stop(b->loop);
+        if (b->ts)
+            server_release(b);
+        else
+            dx_loop_stop(b->loop);
+    } else if (b->ts && bridge_done(b)) {
+        bridge_stop(b);
+        server_release(b); /* both directions over: the session reads the rest */
+    } else if (b->ts && b->session_over) {
+        start_linger(b);
     }
 }
+
+static void server_handshake(struct bridge *b);
 
 static void on_tcp(dx_loop *loop, dx_io *io, int events)
 {
     (void)loop;
     struct bridge *b = io->data;
+    if (b->handshaking) {
+        server_handshake(b);
+        return;
+    }
     if (events & DX_ERROR)
         b->rd_block = b->wr_block = 0;
     if (b->rd_block & events)
@@ -779,6 +876,13 @@ static void on_pair(dx_loop *loop, dx_io *io, int events)
         b->pr_block = 0;
     if (events & (DX_WRITE | DX_ERROR))
         b->pw_block = 0;
+    if (b->ts && (events & DX_ERROR)) {
+        struct pollfd p = {.fd = b->pair, .events = 0};
+        if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP)) {
+            b->session_over = 1; /* the server closed this client */
+            b->down_dead = 1;
+        }
+    }
     bridge_step(b);
 }
 
@@ -786,22 +890,44 @@ static void on_linger(dx_loop *loop, dx_timer *t)
 {
     (void)loop;
     struct bridge *b = t->data;
+    if (b->handshaking) {
+        say(b->o, 1, "tls %s: handshake timed out after %.3g s", b->peer,
+            (double)(b->o->timeout_ms > 0 ? b->o->timeout_ms : HANDSHAKE_DEFAULT_MS) / 1000.0);
+        bridge_stop(b);
+        server_release(b);
+        return;
+    }
     bridge_fail(b, EXIT_IO, "could not send the last bytes and close_notify within %.3g s",
                 (double)(b->o->timeout_ms > 0 ? b->o->timeout_ms : LINGER_DEFAULT_MS) / 1000.0);
 }
 
+/* SSL_free, and the verification failure its handshake kept. */
+static void ssl_free(SSL *ssl)
+{
+    if (!ssl)
+        return;
+    struct vfail *vf = SSL_get_ex_data(ssl, vfail_index);
+    if (vf) {
+        X509_free(vf->cert);
+        vf->cert = NULL;
+    }
+    SSL_free(ssl);
+}
+
 int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
 {
-    int server = o->cmd == CMD_LISTEN;
+    int server = o->cmd != CMD_CONNECT;
     char expected[300] = "";
     int code;
     SSL *ssl = SSL_new(ctx);
     if (!ssl || SSL_set_fd(ssl, fd) != 1) {
         cli_error("tls %s: %s", peer_text, ssl_reason("cannot set up the connection"));
-        SSL_free(ssl);
+        ssl_free(ssl);
         close(fd);
         return EXIT_IO;
     }
+    struct vfail vf = {0};
+    SSL_set_ex_data(ssl, vfail_index, &vf);
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK))
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -817,7 +943,7 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
                           : SSL_set1_host(ssl, expected) != 1) {
                     cli_error("tls %s: cannot check the name %s: %s", peer_text, expected,
                               ssl_reason("invalid"));
-                    SSL_free(ssl);
+                    ssl_free(ssl);
                     close(fd);
                     return EXIT_USAGE;
                 }
@@ -826,7 +952,7 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
     }
     code = handshake(o, peer_text, ssl, fd, expected);
     if (code != 0) {
-        SSL_free(ssl);
+        ssl_free(ssl);
         close(fd);
         return code;
     }
@@ -835,6 +961,7 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
     int sp[2];
     struct bridge b;
     memset(&b, 0, sizeof b);
+    b.bufsize = TLS_BUFSIZE;
     b.up.data = malloc(TLS_BUFSIZE);
     b.down.data = malloc(TLS_BUFSIZE);
     if (!b.up.data || !b.down.data ||
@@ -842,7 +969,7 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
         cli_error("tls %s: %s", peer_text, strerror(b.up.data && b.down.data ? errno : ENOMEM));
         free(b.up.data);
         free(b.down.data);
-        SSL_free(ssl);
+        ssl_free(ssl);
         close(fd);
         return EXIT_IO;
     }
@@ -886,11 +1013,200 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
     if (code == EXIT_OK && b.truncated)
         code = EXIT_IO;
     close(sp[1]);
-    SSL_free(ssl);
+    ssl_free(ssl);
     close(fd);
     free(b.up.data);
     free(b.down.data);
     return code;
+}
+
+
+/* ---- servers: many TLS clients on one loop ----------------------------- */
+
+/* Handshakes in progress at once on one loop; more clients are refused. */
+#define MAX_HANDSHAKES 1024
+/* A server's client buffers less than a one-session bridge: there may be
+ * thousands (about 2 * 32 KiB plus OpenSSL's own buffers each). */
+#define SERVER_BUFSIZE (32u << 10)
+
+struct cli_tls_server {
+    dx_loop *loop;
+    const struct options *o;
+    cli_tls_ready_cb ready;
+    void *data;
+    struct bridge *live;       /* handshaking or bridging */
+    struct bridge *graveyard;  /* released, freed outside callbacks */
+    dx_timer reaper;
+    unsigned handshaking, bridging;
+};
+
+static void free_bridge(struct bridge *b)
+{
+    ssl_free(b->ssl);
+    if (b->tcp >= 0)
+        close(b->tcp);
+    if (b->pair >= 0)
+        close(b->pair);
+    free(b->up.data);
+    free(b->down.data);
+    free(b);
+}
+
+static void reap_bridges(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct cli_tls_server *ts = t->data;
+    while (ts->graveyard) {
+        struct bridge *b = ts->graveyard;
+        ts->graveyard = b->next;
+        free_bridge(b);
+    }
+}
+
+/* Take a client off the server's list; freed at the next safe point (this
+ * may run inside one of its own callbacks). */
+static void server_release(struct bridge *b)
+{
+    struct cli_tls_server *ts = b->ts;
+    if (b->released)
+        return;
+    b->released = 1;
+    bridge_stop(b);
+    if (b->handshaking)
+        ts->handshaking--;
+    else
+        ts->bridging--;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        ts->live = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    b->prev = NULL;
+    b->next = ts->graveyard;
+    ts->graveyard = b;
+    dx_timer_start(ts->loop, &ts->reaper, 0, 0);
+}
+
+/* The handshake is done: the bridge starts, and the server gets the other
+ * end of the socketpair as if it were the client. */
+static void server_bridge(struct bridge *b)
+{
+    struct cli_tls_server *ts = b->ts;
+    int sp[2];
+    dx_timer_stop(b->loop, &b->linger);
+    report(b->o, b->peer, b->ssl, NULL);
+    b->up.data = malloc(b->bufsize);
+    b->down.data = malloc(b->bufsize);
+    if (!b->up.data || !b->down.data ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
+        say(b->o, 0, "tls %s: %s, closing", b->peer,
+            strerror(b->up.data && b->down.data ? errno : ENOMEM));
+        server_release(b);
+        return;
+    }
+    b->handshaking = 0;
+    ts->handshaking--;
+    ts->bridging++;
+    b->pair = sp[1];
+    dx_io_init(&b->pair_io, sp[1], on_pair, b);
+    ts->ready(ts->data, sp[0], &b->peer_addr);
+    if (!b->released)
+        bridge_step(b); /* bytes the handshake already read, the first watchers */
+}
+
+static void server_handshake(struct bridge *b)
+{
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_accept(b->ssl);
+    if (r == 1) {
+        server_bridge(b);
+        return;
+    }
+    int e = SSL_get_error(b->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        int rc = dx_io_set(b->loop, &b->tcp_io, e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE);
+        if (rc < 0) {
+            say(b->o, 0, "tls %s: event loop: %s", b->peer, dx_strerror(rc));
+            server_release(b);
+        }
+        return;
+    }
+    handshake_failed(b->o, 1, b->peer, b->ssl, r, "");
+    server_release(b);
+}
+
+struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
+                                          cli_tls_ready_cb ready, void *data)
+{
+    struct cli_tls_server *ts = calloc(1, sizeof *ts);
+    if (!ts)
+        return NULL;
+    ts->loop = loop;
+    ts->o = o;
+    ts->ready = ready;
+    ts->data = data;
+    dx_timer_init(&ts->reaper, reap_bridges, ts);
+    return ts;
+}
+
+void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name)
+{
+    const struct options *o = ts->o;
+    if (ts->handshaking >= MAX_HANDSHAKES) {
+        cli_info(o, "%s: refused: %d TLS handshakes in progress", name, MAX_HANDSHAKES);
+        close(fd);
+        return;
+    }
+    struct bridge *b = calloc(1, sizeof *b);
+    SSL *ssl = b ? SSL_new(ctx) : NULL;
+    if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+        say(o, 0, "tls %s: %s, closing", name, b ? ssl_reason("cannot set up the connection")
+                                                 : strerror(ENOMEM));
+        SSL_free(ssl);
+        free(b);
+        close(fd);
+        return;
+    }
+    b->loop = ts->loop;
+    b->o = o;
+    b->ts = ts;
+    b->ssl = ssl;
+    SSL_set_ex_data(ssl, vfail_index, &b->vf);
+    b->tcp = fd;
+    b->pair = -1;
+    b->bufsize = SERVER_BUFSIZE;
+    b->peer_addr = *peer;
+    snprintf(b->name, sizeof b->name, "%s", name);
+    b->peer = b->name;
+    b->handshaking = 1;
+    dx_io_init(&b->tcp_io, fd, on_tcp, b);
+    dx_timer_init(&b->linger, on_linger, b);
+    b->next = ts->live;
+    if (b->next)
+        b->next->prev = b;
+    ts->live = b;
+    ts->handshaking++;
+    dx_timer_start(ts->loop, &b->linger,
+                   (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : HANDSHAKE_DEFAULT_MS), 0);
+    server_handshake(b);
+}
+
+unsigned cli_tls_server_live(const struct cli_tls_server *ts)
+{
+    return ts ? ts->handshaking + ts->bridging : 0;
+}
+
+void cli_tls_server_free(struct cli_tls_server *ts)
+{
+    if (!ts)
+        return;
+    while (ts->live)
+        server_release(ts->live);
+    reap_bridges(ts->loop, &ts->reaper);
+    dx_timer_stop(ts->loop, &ts->reaper);
+    free(ts);
 }
 
 #endif /* DX_HAVE_TLS */

@@ -432,8 +432,11 @@ def test_through_a_socks5_proxy(start_listener, start_duplex, spawn, certs):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["listen", "--ssl", "-k", "0"], "--ssl works with connect and one-session listen"),
-    (["listen", "--ssl", "--echo", "0"], "not with -k, server modes or models"),
+    (["listen", "--ssl", "-k", "--model", "fork", "--echo", "0"],
+     "--ssl works with connect and listen (every mode, with the default model)"),
+    (["listen", "--ssl", "-k", "--model", "iterative", "0"], "not with --model iterative"),
+    (["listen", "--ssl", "-k", "--exec", "cat", "--idle-timeout", "5", "0"],
+     "--idle-timeout does not apply to --exec clients over --ssl"),
     (["connect", "--ssl", "-u", "127.0.0.1", "9"], "not with -u (UDP)"),
     (["relay", "--ssl", "0", "127.0.0.1:9"], "not with relay"),
     (["connect", "--ssl", "-z", "127.0.0.1", "9"], "not with -z"),
@@ -470,3 +473,195 @@ def test_missing_files_are_named(run_duplex, certs, tmp_path):
                                certs["client.key"], "127.0.0.1", "0"])
     assert rc == 2
     assert f"--ssl-key {certs['client.key']}: does not match the certificate" in err
+
+
+# ------------------------------------------- servers: -k and the server modes --
+
+
+def tls_client(certs, port, host="localhost", cert=False, ragged_ok=False, timeout=TIMEOUT):
+    """A Python TLS client connected to 127.0.0.1:port, verifying the server
+    against the test CA. ragged_ok=False: a close without close_notify raises
+    (ssl.SSLEOFError) instead of reading as EOF."""
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    if cert:
+        ctx.load_cert_chain(certs["client.pem"], certs["client.key"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname=host, suppress_ragged_eofs=ragged_ok)
+
+
+def recv_exactly(conn, n, timeout=TIMEOUT):
+    conn.settimeout(timeout)
+    got = bytearray()
+    while len(got) < n:
+        b = conn.recv(min(65536, n - len(got)))
+        assert b, f"EOF after {len(got)} of {n} bytes"
+        got += b
+    return bytes(got)
+
+
+def fds_of(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_echo_many_tls_clients_at_once(start_listener, certs):
+    """-k --echo --ssl: 20 clients at once, 256 KiB each, sent and echoed in
+    pieces; every byte comes back in order, each client's end is a clean
+    close_notify, and the server holds no descriptor afterwards."""
+    p, port = tls_listener(start_listener, certs, "-k", "--echo")
+    # a first client, so that what the loop opens once (io_uring's side
+    # epoll for hang-ups) is in the baseline
+    base = fds_of(p.pid)
+    c = tls_client(certs, port)
+    c.sendall(b"x")
+    assert recv_exactly(c, 1) == b"x"
+    c.unwrap()
+    c.close()
+    wait_for_fds(p.pid, base + 1)
+    base = fds_of(p.pid)
+    conns = [tls_client(certs, port) for _ in range(20)]
+    data = [os.urandom(256 << 10) for _ in conns]
+    for k in range(0, 256 << 10, 32 << 10):
+        for c, d in zip(conns, data):
+            c.sendall(d[k:k + (32 << 10)])
+        for c, d in zip(conns, data):
+            assert recv_exactly(c, 32 << 10) == d[k:k + (32 << 10)]
+    for c in conns:
+        c.unwrap()  # close_notify: the server ends its side too (with its own)
+        c.close()
+    wait_for_fds(p.pid, base)
+    assert p.poll() is None
+
+
+def wait_for_fds(pid, n, timeout=5):
+    deadline = time.monotonic() + timeout
+    while fds_of(pid) > n:
+        assert time.monotonic() < deadline, f"server still holds {fds_of(pid)} fds (was {n})"
+        time.sleep(0.05)
+
+
+def test_half_close_reaches_exec_child_and_reply_follows(start_listener, run_duplex, certs):
+    """--exec 'wc -c' --ssl: the client's close_notify is end of input for the
+    child; its output comes back after it, then the server's close_notify
+    (duplex connect --ssl exits 0 only after a clean close_notify)."""
+    p, port = tls_listener(start_listener, certs, "-k", "--exec", "wc -c")
+    for size in (0, 1, 3 * MiB):
+        rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                                   "localhost", port], stdin=os.urandom(size))
+        assert rc == 0, err
+        assert out.strip() == str(size).encode()
+    assert p.poll() is None
+
+
+def test_broker_over_tls_with_ncat_clients(start_listener, spawn, certs):
+    """--broker --ssl: what one client sends reaches the others (a Python
+    client and ncat --ssl), not itself."""
+    need("ncat")
+    p, port = tls_listener(start_listener, certs, "-v", "-k", "--broker", "--no-stdio")
+    a = tls_client(certs, port)
+    n = spawn(["ncat", "--ssl", "--no-shutdown", "--ssl-verify", "--ssl-trustfile",
+               certs["ca.pem"], "localhost", port], stdin=subprocess.PIPE, name="ncat --ssl")
+    p.wait_err(r"connected \(2 now\)")
+    a.sendall(b"from python\n")
+    n.wait_out(lambda b: b"from python\n" in b)
+    n.stdin.write(b"from ncat\n")
+    n.stdin.flush()
+    assert recv_exactly(a, len(b"from ncat\n")) == b"from ncat\n"
+
+
+def test_chat_over_tls_server_takes_part(start_listener, certs):
+    """--chat --ssl: join notices, prefixed lines, and the server's own
+    stdin/stdout take part."""
+    p, port = tls_listener(start_listener, certs, "-k", "--chat", stdin=subprocess.PIPE)
+    a = tls_client(certs, port)
+    b = tls_client(certs, port)
+    deadline = time.monotonic() + TIMEOUT
+    got = b""
+    while b"joined" not in got:  # b's join notice: b is in the room
+        assert time.monotonic() < deadline, got
+        a.settimeout(TIMEOUT)
+        got += a.recv(4096)
+    a.sendall(b"hello b\n")
+    got = b""
+    while b"hello b" not in got:
+        assert time.monotonic() < deadline, got
+        b.settimeout(TIMEOUT)
+        got += b.recv(4096)
+    assert re.search(rb"\[127\.0\.0\.1:\d+\] hello b\n", got), got
+    p.wait_out(lambda o: b"hello b\n" in o)
+    p.stdin.write(b"from the server\n")
+    p.stdin.flush()
+    got = b""
+    while b"from the server" not in got:
+        assert time.monotonic() < deadline, got
+        a.settimeout(TIMEOUT)
+        got += a.recv(4096)
+
+
+def test_stalled_handshake_does_not_hold_up_others(start_listener, certs):
+    """A client that connects and says nothing is closed after the handshake
+    deadline (-w), while others are served in the meantime; a client that
+    does not speak TLS is refused; the server goes on."""
+    p, port = tls_listener(start_listener, certs, "-v", "-k", "--echo", "-w", "1")
+    mute = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    plain = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    c = tls_client(certs, port)
+    c.sendall(b"ping")
+    assert recv_exactly(c, 4) == b"ping"
+    p.wait_err(r"tls 127\.0\.0\.1:\d+: handshake failed: .*\(does the peer speak TLS\?\)")
+    p.wait_err(r"tls 127\.0\.0\.1:\d+: handshake timed out after 1 s")
+    mute.settimeout(TIMEOUT)
+    assert mute.recv(100) == b""  # closed by the server
+    c.sendall(b"pong")
+    assert recv_exactly(c, 4) == b"pong"
+    for s in (mute, plain, c):
+        s.close()
+
+
+def test_server_closes_idle_client_with_close_notify(start_listener, certs):
+    """--idle-timeout: the server drops an idle TLS client with a proper
+    close_notify (no truncation for the client to fear)."""
+    p, port = tls_listener(start_listener, certs, "-v", "-k", "--echo", "--idle-timeout", "0.3")
+    c = tls_client(certs, port)  # ragged EOF would raise SSLEOFError
+    c.sendall(b"x")
+    assert recv_exactly(c, 1) == b"x"
+    c.settimeout(TIMEOUT)
+    assert c.recv(10) == b""
+    p.wait_err(r"closed: idle for 0\.3 s")
+
+
+def test_client_certificate_required_with_k(start_listener, certs):
+    """-k --ssl-verify: a client without a certificate is refused (-v says
+    why), one with a certificate from the CA is served."""
+    p, port = tls_listener(start_listener, certs, "-v", "-k", "--echo", "--ssl-verify",
+                           "--ssl-trustfile", certs["ca.pem"])
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        c = tls_client(certs, port)
+        c.sendall(b"x")
+        c.settimeout(TIMEOUT)
+        c.recv(1)
+    p.wait_err(r"handshake failed")
+    c = tls_client(certs, port, cert=True)
+    c.sendall(b"ok")
+    assert recv_exactly(c, 2) == b"ok"
+
+
+def test_without_k_one_tls_client_then_exit(start_listener, certs):
+    """listen --ssl --echo without -k: one client, then the server exits 0
+    once the bridge has sent everything and close_notify."""
+    p, port = tls_listener(start_listener, certs, "--echo")
+    c = tls_client(certs, port)
+    data = os.urandom(2 * MiB)
+    c.sendall(data)
+    assert recv_exactly(c, len(data)) == data
+    c.unwrap().close()
+    assert p.wait() == 0, p.err
+
+
+def test_threads_two_over_tls(start_listener, certs):
+    p, port = tls_listener(start_listener, certs, "-k", "--echo", "--threads", "2")
+    conns = [tls_client(certs, port) for _ in range(8)]
+    for i, c in enumerate(conns):
+        c.sendall(b"%d" % i)
+    for i, c in enumerate(conns):
+        assert recv_exactly(c, len(b"%d" % i)) == b"%d" % i

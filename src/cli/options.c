@@ -91,9 +91,10 @@ static const char usage_text[] =
 "  The handshake is bounded by -w (else 10 s); a failure names the proxy, the\n"
 "  target and the cause (exit 4; 5 when it timed out)\n"
 "\n"
-"TLS (connect, and listen in every mode with the default model; TCP or -U; not\n"
-"with relay, -u or -z):\n"
-"      --ssl, --tls         connect: TLS client; listen: TLS server\n"
+"TLS (connect; listen in every mode with the default model; relay; TCP or -U;\n"
+"not with -u or -z):\n"
+"      --ssl, --tls         connect: TLS client; listen: TLS server; relay: TLS\n"
+"                           from its clients, plain bytes to TARGET\n"
 "      --ssl-cert FILE      the certificate (PEM; its chain may follow): the\n"
 "                           server's, or the client's for --ssl-verify servers\n"
 "      --ssl-key FILE       the private key of --ssl-cert (both or neither)\n"
@@ -604,11 +605,10 @@ static int check_tls(const struct options *o, int tls_opt_given)
         return 0;
     }
     int other_model = o->model != MODEL_LOOP;
-    if (o->cmd == CMD_RELAY || o->udp || o->zero_io || other_model || o->has_send_oob ||
-        o->oob_inline) {
-        cli_error("--ssl works with connect and listen (every mode, with the default model) "
-                  "over TCP or -U: not with %s",
-                  o->cmd == CMD_RELAY ? "relay" : o->udp ? "-u (UDP)" : o->zero_io ? "-z"
+    if (o->udp || o->zero_io || other_model || o->has_send_oob || o->oob_inline) {
+        cli_error("--ssl works with connect, listen (every mode, with the default model) "
+                  "and relay (TLS from its clients) over TCP or -U: not with %s",
+                  o->udp ? "-u (UDP)" : o->zero_io ? "-z"
                   : other_model ? "--model iterative, fork or thread" : "--send-oob/--oob-inline "
                   "(TLS has no urgent data)");
         return -1;
@@ -630,19 +630,20 @@ static int check_tls(const struct options *o, int tls_opt_given)
         cli_error("--ssl-no-verify excludes --ssl-verify and --ssl-trustfile");
         return -1;
     }
-    if (o->cmd == CMD_LISTEN) {
+    if (o->cmd != CMD_CONNECT) {
         if (o->tls_servername || o->tls_no_verify) {
             cli_error("--ssl-servername and --ssl-no-verify are for connect: a server checks "
                       "client certificates only with --ssl-verify");
             return -1;
         }
         if (o->tls_verify && !o->tls_trustfile) {
-            cli_error("listen --ssl-verify needs --ssl-trustfile FILE: the CAs that sign "
-                      "client certificates");
+            cli_error("%s --ssl-verify needs --ssl-trustfile FILE: the CAs that sign "
+                      "client certificates", o->cmd == CMD_RELAY ? "relay" : "listen");
             return -1;
         }
         if (o->tls_trustfile && !o->tls_verify) {
-            cli_error("listen --ssl-trustfile is for client certificates: add --ssl-verify");
+            cli_error("%s --ssl-trustfile is for client certificates: add --ssl-verify",
+                      o->cmd == CMD_RELAY ? "relay" : "listen");
             return -1;
         }
     } else if (o->unix_path && !o->tls_no_verify && !o->tls_servername) {

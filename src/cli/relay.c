@@ -27,6 +27,7 @@ struct relay {
     unsigned long nconns, accepted, refused, denied, failed;
     int last_error;         /* of the last failed connection, for the exit status */
     int stop_when_idle;     /* without -k: after the first connection */
+    struct cli_tls_server *tls; /* --ssl: clients speak TLS to us (tls.c) */
 };
 
 struct conn {
@@ -64,7 +65,7 @@ static void reap(dx_loop *loop, dx_timer *t)
         r->graveyard = c->next;
         free(c);
     }
-    if (r->stop_when_idle && r->nconns == 0)
+    if (r->stop_when_idle && r->nconns == 0 && cli_tls_server_live(r->tls) == 0)
         dx_loop_stop(r->loop);
 }
 
@@ -194,21 +195,23 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
     c->pumps_running = 1;
 }
 
-static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+static void client_name(const struct relay *r, const dx_addr *peer, char *name, size_t len)
 {
-    struct relay *r = l->data;
+    if (peer->ss.ss_family == AF_UNIX)
+        snprintf(name, len, "%s#%lu", r->o->unix_path, r->accepted + 1);
+    else
+        dx_addr_format(peer, name, len);
+}
+
+/* A client to relay: fd is its socket, or with --ssl the session end of
+ * its TLS bridge (the handshake done). */
+static void admit(void *data, int fd, const dx_addr *peer)
+{
+    struct relay *r = data;
+    struct listeners *l = &r->l;
     const struct options *o = r->o;
     char name[DX_ADDR_STRLEN];
-    if (peer->ss.ss_family == AF_UNIX)
-        snprintf(name, sizeof name, "%s#%lu", o->unix_path, r->accepted + 1);
-    else
-        dx_addr_format(peer, name, sizeof name);
-    if (!dx_acl_allows(&o->acl, peer)) {
-        r->denied++;
-        cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
-        close(fd);
-        return;
-    }
+    client_name(r, peer, name, sizeof name);
     if (o->max_conns && r->nconns >= (unsigned long)o->max_conns) {
         r->refused++;
         cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
@@ -222,7 +225,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         return;
     }
     r->accepted++;
-    if (!o->keep_listening) {
+    if (!o->keep_listening && !r->stop_when_idle) {
         listeners_close(l);
         r->stop_when_idle = 1;
     }
@@ -246,6 +249,30 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         c->error_where = "connect";
         conn_close(c);
     }
+}
+
+static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+{
+    struct relay *r = l->data;
+    const struct options *o = r->o;
+    char name[DX_ADDR_STRLEN];
+    client_name(r, peer, name, sizeof name);
+    if (!dx_acl_allows(&o->acl, peer)) {
+        r->denied++;
+        cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
+        close(fd);
+        return;
+    }
+    if (!r->tls) {
+        admit(r, fd, peer);
+        return;
+    }
+    /* --ssl: the client's handshake first (in the loop), then admit() */
+    if (!o->keep_listening) {
+        listeners_close(l); /* one client, like without --ssl */
+        r->stop_when_idle = 1;
+    }
+    cli_tls_server_accept(r->tls, fd, peer, name);
 }
 
 static void on_sweep(dx_loop *loop, dx_timer *t)
@@ -327,6 +354,12 @@ int cli_relay(const struct options *o, dx_loop *loop)
         return code;
     }
     r.l.nodelay = 1; /* small writes pass at once, both ways (the target's too) */
+    if (o->tls && !(r.tls = cli_tls_server_new(loop, o, admit, &r))) {
+        cli_error("out of memory");
+        listeners_close(&r.l);
+        free(r.targets);
+        return EXIT_IO;
+    }
     if (o->idle_timeout_ms) {
         uint64_t period = (uint64_t)o->idle_timeout_ms / 4;
         period = period < 50 ? 50 : period > 1000 ? 1000 : period;
@@ -344,6 +377,7 @@ int cli_relay(const struct options *o, dx_loop *loop)
              r.accepted, r.failed, r.refused, r.denied);
     while (r.conns)
         conn_close(r.conns);
+    cli_tls_server_free(r.tls);
     if (progress_enabled(o)) {
         uint64_t up, down;
         relay_totals(&r, &up, &down);

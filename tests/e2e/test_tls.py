@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, free_port, need, recv_all, sha, wait_listening
+from conftest import LISTENING_RE, TIMEOUT, free_port, need, recv_all, sha, wait_listening
 
 MiB = 1 << 20
 
@@ -433,12 +433,12 @@ def test_through_a_socks5_proxy(start_listener, start_duplex, spawn, certs):
 
 @pytest.mark.parametrize("args, message", [
     (["listen", "--ssl", "-k", "--model", "fork", "--echo", "0"],
-     "--ssl works with connect and listen (every mode, with the default model)"),
+     "--ssl works with connect, listen (every mode, with the default model) and relay"),
     (["listen", "--ssl", "-k", "--model", "iterative", "0"], "not with --model iterative"),
     (["listen", "--ssl", "-k", "--exec", "cat", "--idle-timeout", "5", "0"],
      "--idle-timeout does not apply to --exec clients over --ssl"),
     (["connect", "--ssl", "-u", "127.0.0.1", "9"], "not with -u (UDP)"),
-    (["relay", "--ssl", "0", "127.0.0.1:9"], "not with relay"),
+    (["relay", "--ssl", "--ssl-no-verify", "0", "127.0.0.1:9"], "are for connect"),
     (["connect", "--ssl", "-z", "127.0.0.1", "9"], "not with -z"),
     (["connect", "--ssl", "--send-oob", "x", "127.0.0.1", "9"], "TLS has no urgent data"),
     (["listen", "--ssl", "--ssl-key", "k.pem", "0"], "--ssl-key needs --ssl-cert FILE"),
@@ -665,3 +665,47 @@ def test_threads_two_over_tls(start_listener, certs):
         c.sendall(b"%d" % i)
     for i, c in enumerate(conns):
         assert recv_exactly(c, len(b"%d" % i)) == b"%d" % i
+
+
+# ------------------------------------------------- relay: TLS from its clients --
+
+
+def relay_ssl(start_duplex, certs, target, *extra):
+    """duplex relay --ssl (the test server certificate) EXTRA 127.0.0.1:0
+    TARGET; returns (proc, port)."""
+    p = start_duplex(["relay", "--ssl", *server_args(certs), *extra, "127.0.0.1:0", target])
+    m = p.wait_err(LISTENING_RE)
+    return p, int(m.group(2))
+
+
+def test_relay_terminates_tls_4mib_each_way(start_listener, start_duplex, run_duplex, certs):
+    """relay -k --ssl: clients speak TLS to the relay, the target gets plain
+    bytes (here an echo server); 4 MiB round trip intact, then a clean
+    close_notify (duplex connect exits 0), twice in a row."""
+    e, eport = start_listener(["-k", "--echo"])
+    relay, port = relay_ssl(start_duplex, certs, f"127.0.0.1:{eport}", "-k")
+    for _ in range(2):
+        data = os.urandom(4 * MiB)
+        rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                                   "localhost", port], stdin=data, timeout=30)
+        assert rc == 0, err
+        assert sha(out) == sha(data)
+    assert relay.poll() is None
+
+
+def test_curl_https_through_relay_to_plain_http(start_listener, start_duplex, spawn, certs):
+    """relay --ssl in front of a plain HTTP server (one client, no -k): curl
+    gets the body over https, the server saw plain HTTP, the relay exits 0."""
+    need("curl")
+    body = b"plain behind TLS\n"
+    resp = (b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+            % len(body)) + body
+    h, hport = start_listener([], stdin=resp)
+    relay, port = relay_ssl(start_duplex, certs, f"127.0.0.1:{hport}")
+    c = spawn(["curl", "-sS", "--max-time", "10", "--cacert", certs["ca.pem"], "--resolve",
+               f"localhost:{port}:127.0.0.1", f"https://localhost:{port}/"], name="curl")
+    assert c.wait() == 0, c.err
+    assert c.out == body
+    assert h.wait() == 0
+    assert h.out.startswith(b"GET / HTTP/1.1\r\n"), h.out
+    assert relay.wait() == 0, relay.err

@@ -14,13 +14,14 @@ DUPLEX=$1
 make -C "$HERE"
 
 # Benchmarks, one per line. To select: BENCHES="echo" bench/run.sh ...
-BENCHES=${BENCHES:-"echo bulk relay broker"}
+BENCHES=${BENCHES:-"echo bulk relay broker tls"}
 for b in $BENCHES; do
     case $b in
         echo) "$HERE/echo.sh" "$DUPLEX" ;;
         bulk)  "$HERE/bulk.sh"  "$DUPLEX" ;;  # bulk transfer: duplex vs nc / ncat / socat
         relay) "$HERE/relay.sh" "$DUPLEX" ;;  # relay vs socat / haproxy / direct
         broker) "$HERE/broker.sh" "$DUPLEX" ;; # fan-out: duplex --broker vs ncat --broker
+        tls) "$HERE/tls.sh" "$DUPLEX" ;;       # TLS termination: relay --ssl vs socat / stunnel / ncat
         *) echo "run.sh: unknown benchmark $b" >&2; exit 2 ;;
     esac
 done

@@ -591,21 +591,27 @@ static int down_read(struct bridge *b)
         d->end -= d->start;
         d->start = 0;
     }
-    if (d->end == b->bufsize)
-        return 0; /* full: the session reads first (backpressure) */
-    ERR_clear_error();
-    errno = 0;
-    int n = SSL_read(b->ssl, d->data + d->end, (int)(b->bufsize - d->end));
-    int saved = errno;
-    if (n > 0) {
+    /* SSL_read gives one record (16 KiB at most) a call: read all that has
+     * arrived, up to a full buffer, so that one write to the session
+     * carries many records */
+    int got = 0, n, saved;
+    for (;;) {
+        if (d->end == b->bufsize)
+            return got; /* full: the session reads first (backpressure) */
+        ERR_clear_error();
+        errno = 0;
+        n = SSL_read(b->ssl, d->data + d->end, (int)(b->bufsize - d->end));
+        saved = errno;
+        if (n <= 0)
+            break;
         d->end += (size_t)n;
         b->received_any = 1;
-        return 1;
+        got = 1;
     }
     int e = SSL_get_error(b->ssl, n);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         b->rd_block = e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE;
-        return 0;
+        return got;
     }
     if (e == SSL_ERROR_ZERO_RETURN) {
         b->down_eof = 1;

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# bench/tls.sh DUPLEX: TLS in front of a plain server (TLS termination), duplex relay --ssl
+# against socat (OPENSSL-LISTEN, fork), stunnel4 and ncat (--ssl --sh-exec "ncat ..."), side
+# by side in one run:
+#  - throughput: `duplex connect --ssl` sends SIZE MiB through the terminator to a plain sink
+#    (the same client for every terminator; MiB/s, median of RUNS)
+#  - memory: IDLE clients hold a finished TLS handshake each (a Python script); the
+#    terminator's PSS growth per client (its processes summed: socat forks one per client)
+# Writes bench/results/tls-<date>.md. Environment: RUNS (3), SIZE (MiB, 1024), IDLE (500: ncat
+# stops at select()'s 1024 descriptors, two per client).
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+DUPLEX=$(realpath "$1")
+RUNS=${RUNS:-3}
+SIZE=${SIZE:-1024}
+IDLE=${IDLE:-500}
+OUT="$HERE/results/tls-$(date +%F).md"
+WORK=$(mktemp -d)
+PIDS=()
+. "$HERE/lib.sh"
+trap cleanup_work EXIT
+mkdir -p "$HERE/results"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/k.pem" \
+    -out "$WORK/c.pem" -days 1 -subj /CN=localhost 2>/dev/null
+
+pss_tree() { # PID -> PSS in KiB of it and its descendants
+    local p t=0 v
+    for p in "$1" $(descendants "$1"); do
+        v=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null)
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
+start_terminator() { # KIND PORT TARGET_PORT: sets TPID
+    case $1 in
+        duplex) "$DUPLEX" relay -k --ssl --ssl-cert "$WORK/c.pem" --ssl-key "$WORK/k.pem" \
+                    "127.0.0.1:$2" "127.0.0.1:$3" 2>/dev/null & ;;
+        socat) socat "OPENSSL-LISTEN:$2,bind=127.0.0.1,reuseaddr,fork,cert=$WORK/c.pem,key=$WORK/k.pem,verify=0" \
+                   "TCP:127.0.0.1:$3" 2>/dev/null & ;;
+        stunnel)
+            cat > "$WORK/stunnel.conf" <<EOF
+foreground = yes
+pid =
+[t]
+accept = 127.0.0.1:$2
+connect = 127.0.0.1:$3
+cert = $WORK/c.pem
+key = $WORK/k.pem
+EOF
+            stunnel4 "$WORK/stunnel.conf" > /dev/null 2>&1 & ;;
+        ncat) ncat --ssl --ssl-cert "$WORK/c.pem" --ssl-key "$WORK/k.pem" -l -k -m 2000 \
+                  127.0.0.1 "$2" --sh-exec "ncat 127.0.0.1 $3" 2>/dev/null & ;;
+    esac
+    TPID=$!
+    PIDS+=("$TPID")
+    wait_listen "$2"
+}
+
+stop() { kill_tree "$1"; forget "$1"; }
+
+throughput() { # KIND -> MiB/s
+    local sink tport spid t0 t1 rc
+    sink=$(free_port)
+    "$DUPLEX" listen -k --recv-only 127.0.0.1 "$sink" > /dev/null 2>&1 < /dev/null &
+    spid=$!
+    PIDS+=("$spid")
+    wait_listen "$sink"
+    tport=$(free_port)
+    start_terminator "$1" "$tport" "$sink"
+    t0=$(date +%s%N)
+    head -c "${SIZE}M" /dev/zero |
+        timeout 300 "$DUPLEX" connect --ssl --ssl-no-verify 127.0.0.1 "$tport" > /dev/null 2>"$WORK/client.err"
+    rc=$?
+    t1=$(date +%s%N)
+    stop "$TPID"
+    stop "$spid"
+    # socat and stunnel may end without close_notify (exit 1, not a loss here: the
+    # sink counts nothing, the time to send is what is measured)
+    if [ $rc -gt 1 ]; then
+        echo "tls.sh: $1: client failed ($rc): $(cat "$WORK/client.err")" >&2
+        echo 0
+        return
+    fi
+    echo $(( SIZE * 1000000000 / (t1 - t0) ))
+}
+
+idle_memory() { # KIND -> "PSS-per-client-KiB held"
+    local sink tport spid before after held
+    sink=$(free_port)
+    "$DUPLEX" listen -k --recv-only 127.0.0.1 "$sink" > /dev/null 2>&1 < /dev/null &
+    spid=$!
+    PIDS+=("$spid")
+    wait_listen "$sink"
+    tport=$(free_port)
+    start_terminator "$1" "$tport" "$sink"
+    sleep 0.3
+    before=$(pss_tree "$TPID")
+    python3 - "$tport" "$IDLE" "$WORK/held" <<'EOF' &
+import socket, ssl, sys, time
+port, n, flag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+held = []
+for _ in range(n):
+    try:
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+        s.sendall(b"x")  # through the terminator: its connection to the sink is open too
+        held.append(s)
+    except OSError:
+        break
+open(flag, "w").write(str(len(held)))
+time.sleep(120)
+EOF
+    local hpid=$!
+    PIDS+=("$hpid")
+    for _ in $(seq 600); do [ -s "$WORK/held" ] && break; sleep 0.1; done
+    sleep 1
+    held=$(cat "$WORK/held" 2>/dev/null || echo 0)
+    after=$(pss_tree "$TPID")
+    stop "$hpid"
+    rm -f "$WORK/held"
+    stop "$TPID"
+    stop "$spid"
+    if [ "${held:-0}" -gt 0 ]; then
+        echo "$(( (after - before) / held )) $held"
+    else
+        echo "- 0"
+    fi
+}
+
+KINDS=${KINDS:-"duplex socat stunnel ncat"}
+command -v stunnel4 > /dev/null || KINDS=${KINDS/stunnel/}
+command -v socat > /dev/null || KINDS=${KINDS/socat/}
+command -v ncat > /dev/null || KINDS=${KINDS/ncat/}
+
+declare -A TP MEM
+for k in $KINDS; do
+    runs=()
+    for _ in $(seq "$RUNS"); do runs+=("$(throughput "$k")"); done
+    TP[$k]=$(median "${runs[@]}")
+    MEM[$k]=$(idle_memory "$k")
+    echo "tls.sh: $k: ${TP[$k]} MiB/s (runs: ${runs[*]}), idle: ${MEM[$k]}" >&2
+done
+
+{
+    echo "# TLS termination, $(date +%F) ($(nproc) cores, $(uname -r))"
+    echo
+    echo "\`bench/tls.sh\`: \`duplex connect --ssl\` sends $SIZE MiB through each terminator to a plain"
+    echo "\`duplex listen\` sink (median of $RUNS runs); then $IDLE idle TLS clients (Python) and the"
+    echo "terminator's PSS per client (all of its processes). $(openssl version)."
+    echo
+    echo "| terminator | MiB/s | vs duplex | PSS per idle client (KiB) | clients held |"
+    echo "|---|---:|---:|---:|---:|"
+    for k in $KINDS; do
+        set -- ${MEM[$k]}
+        ratio=$(awk -v a="${TP[$k]}" -v b="${TP[duplex]}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
+        echo "| $k | ${TP[$k]} | $ratio | $1 | $2 |"
+    done
+} | tee "$OUT"

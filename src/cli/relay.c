@@ -378,6 +378,7 @@ int cli_relay(const struct options *o, dx_loop *loop)
     while (r.conns)
         conn_close(r.conns);
     cli_tls_server_free(r.tls);
+    r.tls = NULL;
     if (progress_enabled(o)) {
         uint64_t up, down;
         relay_totals(&r, &up, &down);

@@ -23,6 +23,7 @@ import time
 import pytest
 
 from conftest import LISTENING_RE, TIMEOUT, free_port, need, recv_all, sha, wait_listening
+from servers_util import rss_kib
 
 MiB = 1 << 20
 
@@ -656,6 +657,44 @@ def test_without_k_one_tls_client_then_exit(start_listener, certs):
     assert recv_exactly(c, len(data)) == data
     c.unwrap().close()
     assert p.wait() == 0, p.err
+
+
+def test_broker_tls_client_not_reading_is_dropped(start_listener, start_duplex, certs,
+                                                  tmp_path):
+    """--broker --ssl: a TLS client that never reads is dropped (-v says so)
+    while 8 MiB from one TLS client reaches another intact; the server's
+    memory stays bounded (the slow-reader policy holds through the bridge)."""
+    p, port = tls_listener(start_listener, certs, "-v", "-k", "--broker", "--no-stdio",
+                           "--max-queue", "65536")
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(TIMEOUT)
+    raw.connect(("127.0.0.1", port))
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    lazy = ctx.wrap_socket(raw, server_hostname="localhost")
+    lazy_name = "127.0.0.1:%d" % lazy.getsockname()[1]
+    data = os.urandom(8 * MiB)
+    (tmp_path / "up").write_bytes(data)
+    got = tmp_path / "got"
+    with open(got, "wb") as out:
+        recv = start_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "--recv-only",
+                             "localhost", port], stdout=out)
+    p.wait_err(r"connected \(2 now\)")
+    with open(tmp_path / "up", "rb") as f:
+        send = start_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost",
+                             port], stdin=f)
+    deadline = time.monotonic() + 60
+    rss_max = 0
+    while got.stat().st_size < len(data):
+        assert time.monotonic() < deadline, f"receiver got {got.stat().st_size} bytes; {p.err[-400:]}"
+        assert recv.poll() is None, recv.err
+        rss_max = max(rss_max, rss_kib(p.pid))
+        time.sleep(0.05)
+    assert sha(got.read_bytes()) == sha(data)
+    assert send.wait(30) == 0, send.err
+    p.wait_err(re.escape(lazy_name) + r": closed: not reading")
+    assert rss_max < 64 * 1024, f"server RSS reached {rss_max} KiB"
+    lazy.close()
 
 
 def test_threads_two_over_tls(start_listener, certs):

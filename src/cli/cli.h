@@ -124,11 +124,11 @@ void cli_tls_close(void);
 /* The TLS side of a server with many clients (serve.c), on one loop: each
  * accepted client's handshake runs in the loop, bounded by -w (else 10 s);
  * then ready() gets one end of a socketpair to serve as if it were the
- * client, and a bridge in tls.c carries the bytes both ways until both
+ * client (with the TCP connection's two addresses), and a bridge in tls.c carries the bytes both ways until both
  * sides are done. A failed handshake is a -v line; the server goes on.
  * cli_tls_server_live() counts clients in handshake or bridged. */
 struct cli_tls_server;
-typedef void (*cli_tls_ready_cb)(void *data, int fd, const dx_addr *peer);
+typedef void (*cli_tls_ready_cb)(void *data, int fd, const dx_addr *peer, const dx_addr *local);
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
                                           cli_tls_ready_cb ready, void *data);
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name);
@@ -213,7 +213,9 @@ int serve_run(struct server *sv);
 void serve_close(struct server *sv);
 int serve_listen_fd(const struct server *sv);
 void serve_announce(const struct server *sv, const struct options *o);
-pid_t exec_client(const struct options *o, int fd, const dx_addr *peer);
+/* Fork CMD on fd for the client at peer; local is the connection's own
+ * address when fd is not the connection itself (TLS), else NULL. */
+pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local);
 pid_t exec_fork(void);    /* fork, counted and reaped; child gets default signals */
 void exec_init(void);
 int exec_children(void);  /* children still running */

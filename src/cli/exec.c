@@ -173,48 +173,47 @@ int exec_children(void) { return atomic_load(&live_children); }
 
 static void set_env(const char *name, const char *value) { setenv(name, value, 1); }
 
-/* In the child: environment with both ends of the connection (ncat's names
- * too, so scripts written for ncat -e keep working). */
-static void export_addresses(int fd, const dx_addr *peer)
+/* DUPLEX_<WHO>_ADDR/_PORT and NCAT_<NCAT_WHO>_ADDR/_PORT for an IP address
+ * (the host without [brackets]); a Unix peer gives DUPLEX_<WHO>_ADDR only. */
+static void export_endpoint(const char *who, const char *ncat_who, const dx_addr *a)
 {
-    char text[DX_ADDR_STRLEN], port[16];
-    dx_addr local;
-    dx_addr_format(peer, text, sizeof text);
-    int pport = dx_addr_port(peer);
-    if (pport >= 0) {
+    char text[DX_ADDR_STRLEN], name[32], port[16];
+    dx_addr_format(a, text, sizeof text);
+    int p = dx_addr_port(a);
+    char *host = text;
+    if (p >= 0) {
         char *colon = strrchr(text, ':');
         if (colon)
             *colon = '\0';
-        char *host = text;
         if (host[0] == '[') { /* [v6] -> v6 */
             host++;
             host[strlen(host) - 1] = '\0';
         }
-        snprintf(port, sizeof port, "%d", pport);
-        set_env("DUPLEX_PEER_ADDR", host);
-        set_env("DUPLEX_PEER_PORT", port);
-        set_env("NCAT_REMOTE_ADDR", host);
-        set_env("NCAT_REMOTE_PORT", port);
-    } else {
-        set_env("DUPLEX_PEER_ADDR", text);
     }
-    if (dx_sock_local(fd, &local) == 0 && dx_addr_port(&local) >= 0) {
-        dx_addr_format(&local, text, sizeof text);
-        char *colon = strrchr(text, ':');
-        if (colon) {
-            snprintf(port, sizeof port, "%s", colon + 1);
-            *colon = '\0';
-        }
-        char *host = text;
-        if (host[0] == '[') {
-            host++;
-            host[strlen(host) - 1] = '\0';
-        }
-        set_env("DUPLEX_LOCAL_ADDR", host);
-        set_env("DUPLEX_LOCAL_PORT", port);
-        set_env("NCAT_LOCAL_ADDR", host);
-        set_env("NCAT_LOCAL_PORT", port);
-    }
+    snprintf(name, sizeof name, "DUPLEX_%s_ADDR", who);
+    set_env(name, host);
+    if (p < 0)
+        return;
+    snprintf(port, sizeof port, "%d", p);
+    snprintf(name, sizeof name, "DUPLEX_%s_PORT", who);
+    set_env(name, port);
+    snprintf(name, sizeof name, "NCAT_%s_ADDR", ncat_who);
+    set_env(name, host);
+    snprintf(name, sizeof name, "NCAT_%s_PORT", ncat_who);
+    set_env(name, port);
+}
+
+/* In the child: environment with both ends of the connection (ncat's names
+ * too, so scripts written for ncat -e keep working). local: the connection's
+ * own address when fd is not the connection (a TLS bridge), else NULL. */
+static void export_addresses(int fd, const dx_addr *peer, const dx_addr *local)
+{
+    dx_addr mine;
+    export_endpoint("PEER", "REMOTE", peer);
+    if (!local && dx_sock_local(fd, &mine) == 0)
+        local = &mine;
+    if (local && dx_addr_port(local) >= 0)
+        export_endpoint("LOCAL", "LOCAL", local);
 }
 
 /* --exec CMD: split on blanks, no shell (quote-free, like ncat -e). */
@@ -264,7 +263,7 @@ pid_t exec_fork(void)
     return pid;
 }
 
-pid_t exec_client(const struct options *o, int fd, const dx_addr *peer)
+pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local)
 {
     char name[DX_ADDR_STRLEN];
     dx_addr_format(peer, name, sizeof name);
@@ -282,7 +281,7 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer)
         _exit(126);
     if (fd > STDERR_FILENO)
         close(fd);
-    export_addresses(STDIN_FILENO, peer);
+    export_addresses(STDIN_FILENO, peer, local);
     if (o->exec_shell)
         execl("/bin/sh", "sh", "-c", o->exec_cmd, (char *)NULL);
     else

@@ -205,8 +205,9 @@ static void client_name(const struct relay *r, const dx_addr *peer, char *name, 
 
 /* A client to relay: fd is its socket, or with --ssl the session end of
  * its TLS bridge (the handshake done). */
-static void admit(void *data, int fd, const dx_addr *peer)
+static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local)
 {
+    (void)local;
     struct relay *r = data;
     struct listeners *l = &r->l;
     const struct options *o = r->o;
@@ -264,7 +265,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         return;
     }
     if (!r->tls) {
-        admit(r, fd, peer);
+        admit(r, fd, peer, NULL);
         return;
     }
     /* --ssl: the client's handshake first (in the loop), then admit() */

@@ -325,12 +325,13 @@ static void client_on_read(dx_stream *s, const char *data, size_t n)
 
 /* A client served by its own process (--exec, --model fork) or thread
  * (--model thread). */
-static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, const char *name)
+static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local,
+                          const char *name)
 {
     struct server *sv = l->data;
     const struct options *o = sv->o;
     if (o->mode == MODE_EXEC) {
-        pid_t pid = exec_client(o, fd, peer);
+        pid_t pid = exec_client(o, fd, peer, local);
         if (pid > 0)
             cli_info(o, "%s: connected, running process %ld", name, (long)pid);
         /* --idle-timeout: the server keeps a copy of the socket to watch it
@@ -360,8 +361,8 @@ static void client_name(const struct server *sv, const dx_addr *peer, char *name
 }
 
 /* A client to serve: fd is its socket, or with --ssl the session end of
- * its TLS bridge (the handshake done). */
-static void admit(struct server *sv, int fd, const dx_addr *peer)
+ * its TLS bridge (the handshake done; local is then the TCP side's). */
+static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr *local)
 {
     struct listeners *l = &sv->l;
     const struct options *o = sv->o;
@@ -393,7 +394,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer)
         sv->stop_when_idle = 1;
     }
     if (spawned) {
-        serve_spawned(l, fd, peer, name);
+        serve_spawned(l, fd, peer, local, name);
         pthread_mutex_unlock(&admit_lock);
         return;
     }
@@ -430,7 +431,10 @@ static void admit(struct server *sv, int fd, const dx_addr *peer)
         chat_notice(sv, c, "joined");
 }
 
-static void on_tls_client(void *data, int fd, const dx_addr *peer) { admit(data, fd, peer); }
+static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local)
+{
+    admit(data, fd, peer, local);
+}
 
 static void on_client(struct listeners *l, int fd, const dx_addr *peer)
 {
@@ -445,7 +449,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         return;
     }
     if (!sv->tls) {
-        admit(sv, fd, peer);
+        admit(sv, fd, peer, NULL);
         return;
     }
     /* --ssl: the handshake first (in the loop), then admit() */

@@ -1116,7 +1116,8 @@ static void server_bridge(struct bridge *b)
     ts->bridging++;
     b->pair = sp[1];
     dx_io_init(&b->pair_io, sp[1], on_pair, b);
-    ts->ready(ts->data, sp[0], &b->peer_addr);
+    dx_addr local;
+    ts->ready(ts->data, sp[0], &b->peer_addr, dx_sock_local(b->tcp, &local) == 0 ? &local : NULL);
     if (!b->released)
         bridge_step(b); /* bytes the handshake already read, the first watchers */
 }

@@ -553,6 +553,19 @@ def test_half_close_reaches_exec_child_and_reply_follows(start_listener, run_dup
     assert p.poll() is None
 
 
+def test_exec_over_tls_sees_both_tcp_addresses(start_listener, certs):
+    """--sh-exec over --ssl: the child's environment names the TCP
+    connection's two ends (not the bridge's socketpair), in duplex's and
+    ncat's names."""
+    p, port = tls_listener(start_listener, certs, "-k", "--sh-exec",
+                           'echo "$DUPLEX_PEER_ADDR $DUPLEX_PEER_PORT $DUPLEX_LOCAL_ADDR '
+                           '$DUPLEX_LOCAL_PORT $NCAT_LOCAL_PORT $NCAT_REMOTE_PORT"')
+    c = tls_client(certs, port)
+    line = recv_all(c).decode()
+    me = c.getsockname()[1]
+    assert line.split() == ["127.0.0.1", str(me), "127.0.0.1", str(port), str(port), str(me)], line
+
+
 def test_broker_over_tls_with_ncat_clients(start_listener, spawn, certs):
     """--broker --ssl: what one client sends reaches the others (a Python
     client and ncat --ssl), not itself."""

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,14 +60,20 @@ static size_t room(const dx_pump *p)
 
 static size_t pending(const dx_pump *p) { return spliced(p) ? p->inpipe : dx_buf_len(&p->buf); }
 
-/* A sendfile pump has no buffer: it only waits for the socket to take more. */
+/* A sendfile pump has no buffer: it only waits for the socket to take more.
+ * A direct pump has none either: it waits for the pipe to have bytes, or,
+ * when the socket was full, for the socket to take more. */
 static int wants_read(const dx_pump *p)
 {
+    if (p && p->direct)
+        return !p->done && !p->eof && !p->dst_full;
     return p && !p->done && !p->eof && !p->sendfile && room(p) > 0;
 }
 
 static int wants_write(const dx_pump *p)
 {
+    if (p && p->direct)
+        return !p->done && p->dst_full;
     return p && !p->done && (p->sendfile || pending(p) > 0);
 }
 
@@ -133,7 +140,9 @@ static ssize_t splice_nb(int in, int out, size_t n)
 
 /* splice() into a closed socket raises SIGPIPE (there is no MSG_NOSIGNAL
  * for it): block the signal around the call and swallow the one it raised,
- * so that the library keeps its promise never to raise SIGPIPE. */
+ * so that the library keeps its promise never to raise SIGPIPE. A process
+ * that ignores SIGPIPE when the pump starts (the duplex command does) needs
+ * none of that. */
 static ssize_t sendfile_nb(int in, int out, size_t n)
 {
     ssize_t r;
@@ -143,8 +152,11 @@ static ssize_t sendfile_nb(int in, int out, size_t n)
     return r < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : r;
 }
 
-static ssize_t to_socket(ssize_t (*move)(int, int, size_t), int in, int out, size_t n)
+static ssize_t to_socket(const dx_pump *p, ssize_t (*move)(int, int, size_t), int in, int out,
+                         size_t n)
 {
+    if (p->sigpipe_ignored) /* nothing to raise: spare two system calls a move */
+        return move(in, out, n);
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
@@ -165,7 +177,7 @@ static void complete(dx_pump *p);
 static int send_file(dx_pump *p)
 {
     for (int i = 0; i < 64; i++) {
-        ssize_t n = to_socket(sendfile_nb, p->src->fd, p->dst->fd, p->bufsize);
+        ssize_t n = to_socket(p, sendfile_nb, p->src->fd, p->dst->fd, p->bufsize);
         if (n == -EAGAIN)
             return 0;
         if (n == -EINVAL && p->bytes_in == 0) { /* this file cannot: copy it */
@@ -194,12 +206,59 @@ static int send_file(dx_pump *p)
 }
 #endif
 
+#ifdef __linux__
+/* Pipe to socket or socket to pipe: splice(2) straight between them, one
+ * call per chunk and no pipe of our own. EAGAIN does not say which side
+ * would block: bytes still waiting in the source mean the destination is
+ * full. Returns 1 if the pump finished, 0 otherwise. */
+static int splice_direct(dx_pump *p)
+{
+    p->dst_full = 0;
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = p->dst->is_socket ? to_socket(p, splice_nb, p->src->fd, p->dst->fd, p->bufsize)
+                                      : splice_nb(p->src->fd, p->dst->fd, p->bufsize);
+        if ((n == -EAGAIN || n == 0) && p->src->is_socket && at_urgent_mark(p->src->fd))
+            n = -EINVAL; /* TCP splice stops at the urgent mark for good: read() steps over it */
+        if (n == -EAGAIN) {
+            int avail = 0;
+            p->dst_full = ioctl(p->src->fd, FIONREAD, &avail) == 0 && avail > 0;
+            return 0;
+        }
+        if (n == -EINVAL) { /* this fd cannot (or no longer): copy from now on */
+            p->direct = 0;
+            int rc = dx_buf_init(&p->buf, p->bufsize);
+            if (rc < 0) {
+                finish(p, rc, 1);
+                return 1;
+            }
+            return 0;
+        }
+        if (n < 0) {
+            /* one side is a socket: its errors are reading errors when it is
+             * the source (a reset), writing errors when it is the
+             * destination; EPIPE is always the destination's */
+            finish(p, (int)n, p->src->is_socket && n != -EPIPE);
+            return 1;
+        }
+        if (n == 0) {
+            p->eof = 1;
+            complete(p);
+            return 1;
+        }
+        p->bytes_in += (uint64_t)n;
+        p->bytes_out += (uint64_t)n;
+        p->last_activity = p->loop->now;
+    }
+    return 0;
+}
+#endif
+
 /* Move bytes towards dst: returns bytes written, -EAGAIN, or -errno. */
 static ssize_t write_some(dx_pump *p)
 {
 #ifdef __linux__
     if (spliced(p)) {
-        ssize_t n = p->dst->is_socket ? to_socket(splice_nb, p->pipe_r, p->dst->fd, p->inpipe)
+        ssize_t n = p->dst->is_socket ? to_socket(p, splice_nb, p->pipe_r, p->dst->fd, p->inpipe)
                                       : splice_nb(p->pipe_r, p->dst->fd, p->inpipe);
         if (n == -EINVAL && p->bytes_out == 0) {
             int rc = unsplice(p); /* e.g. a terminal: no splice_write */
@@ -297,6 +356,8 @@ static int flush(dx_pump *p)
 #ifdef __linux__
     if (p->sendfile)
         return send_file(p);
+    if (p->direct)
+        return splice_direct(p);
 #endif
     while (pending(p) > 0) {
         ssize_t n = write_some(p);
@@ -323,6 +384,10 @@ static int flush(dx_pump *p)
 /* Returns 1 if the pump finished. */
 static int fill(dx_pump *p)
 {
+#ifdef __linux__
+    if (p->direct)
+        return splice_direct(p);
+#endif
     for (int i = 0; i < READS_PER_WAKEUP && room(p) > 0; i++) {
         /* a read that passes the urgent mark discards the urgent byte
          * (Linux): give the endpoint's DX_PRI callback its chance first */
@@ -401,12 +466,22 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
     if (src->reader || (dst && dst->writer))
         return -EBUSY;
     p->bufsize = bufsize ? bufsize : 64 * 1024;
+    struct sigaction sa;
+    p->sigpipe_ignored = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
     int rc = -ENOSYS;
 #ifdef __linux__
     struct stat st;
     if ((flags & DX_PUMP_SPLICE) && dst && dst->is_socket && fstat(src->fd, &st) == 0 &&
         S_ISREG(st.st_mode)) {
         p->sendfile = 1; /* a regular file into a socket: no buffer at all */
+        rc = 0;
+    } else if ((flags & DX_PUMP_SPLICE) && dst && dst->is_socket && fstat(src->fd, &st) == 0 &&
+               S_ISFIFO(st.st_mode)) {
+        p->direct = 1; /* a pipe into a socket: splice between them, no buffer */
+        rc = 0;
+    } else if ((flags & DX_PUMP_SPLICE) && dst && src->is_socket && fstat(dst->fd, &st) == 0 &&
+               S_ISFIFO(st.st_mode)) {
+        p->direct = 1; /* a socket into a pipe: the same */
         rc = 0;
     } else if ((flags & DX_PUMP_SPLICE) && !(flags & DX_PUMP_DISCARD)) {
         p->splice_later = 1; /* buffered until the data shows it is bulk */

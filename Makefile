@@ -76,11 +76,12 @@ check:
 deps:
 	scripts/install-deps
 
-# Threads are used by --model thread and --threads: their tests under ThreadSanitizer.
+# Threads are used by --model thread and --threads: their tests under ThreadSanitizer
+# (TLS too: one SSL_CTX shared by the --threads loops).
 tsan:
 	$(MAKE) BUILD=build/tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" all
 	DUPLEX=$(abspath build/tsan/duplex) TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
-	  $(PYTEST) $(PYTEST_ARGS) tests/e2e/test_models.py
+	  $(PYTEST) $(PYTEST_ARGS) tests/e2e/test_models.py tests/e2e/test_tls.py::test_threads_two_over_tls
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1

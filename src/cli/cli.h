@@ -92,6 +92,7 @@ struct options {
     int proxy_type;        /* -X/--proxy-type: PROXY_* */
     const char *proxy_auth;/* --proxy-auth USER:PASS */
     int tls;               /* --ssl/--tls: TLS client (connect) or server (listen): tls.c */
+    int tls_target;        /* relay --ssl-target: TLS to TARGET (a client of it) */
     int tls_no_verify;     /* --ssl-no-verify: connect without checking the certificate */
     int tls_verify;        /* --ssl-verify: listen: require and verify client certificates */
     const char *tls_cert;  /* --ssl-cert FILE (PEM, the chain may follow) */
@@ -134,6 +135,17 @@ struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name);
 unsigned cli_tls_server_live(const struct cli_tls_server *ts);
 void cli_tls_server_free(struct cli_tls_server *ts);
+/* relay --ssl-target: a TLS client handshake on fd (connected to TARGET,
+ * owned from here) in the loop, the name checked as connect --ssl checks
+ * it; then connected() gets the session end of a bridge, or -1 when the
+ * handshake failed (said on stderr). Returns a handle to cancel the
+ * handshake with (the owner's connection ended first), or NULL when
+ * connected() was already called. */
+struct cli_tls_conn;
+typedef void (*cli_tls_connected_cb)(void *data, int fd);
+struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
+                                            cli_tls_connected_cb connected, void *data);
+void cli_tls_conn_cancel(struct cli_tls_conn *c);
 
 /* progress.c: --progress */
 enum { PROGRESS_OFF, PROGRESS_AUTO, PROGRESS_ALWAYS };

@@ -95,6 +95,9 @@ static const char usage_text[] =
 "not with -u or -z):\n"
 "      --ssl, --tls         connect: TLS client; listen: TLS server; relay: TLS\n"
 "                           from its clients, plain bytes to TARGET\n"
+"      --ssl-target         relay: TLS to TARGET, checked as connect --ssl checks\n"
+"                           its server (name: TARGET's host or --ssl-servername);\n"
+"                           with --ssl too, TLS on both sides\n"
 "      --ssl-cert FILE      the certificate (PEM; its chain may follow): the\n"
 "                           server's, or the client's for --ssl-verify servers\n"
 "      --ssl-key FILE       the private key of --ssl-cert (both or neither)\n"
@@ -239,7 +242,7 @@ enum {
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
-    OPT_SSL_VERIFY, OPT_SSL_ALPN,
+    OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET,
 };
 
 enum { OPT_SHOW_OPTS = 0x400 }; /* -O and --show-opts (sockopts.c) */
@@ -308,6 +311,8 @@ static const struct option long_opts[] = {
     {"tls-verify", no_argument, NULL, OPT_SSL_VERIFY},
     {"ssl-alpn", required_argument, NULL, OPT_SSL_ALPN},
     {"tls-alpn", required_argument, NULL, OPT_SSL_ALPN},
+    {"ssl-target", no_argument, NULL, OPT_SSL_TARGET},
+    {"tls-target", no_argument, NULL, OPT_SSL_TARGET},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -596,10 +601,15 @@ static int check_proxy_target(const struct options *o)
  * files themselves are opened by cli_tls_open(), before any socket). */
 static int check_tls(const struct options *o, int tls_opt_given)
 {
-    if (!o->tls) {
+    if (o->tls_target && o->cmd != CMD_RELAY) {
+        cli_error("--ssl-target is for relay (TLS to its TARGET): connect and listen take --ssl");
+        return -1;
+    }
+    if (!o->tls && !o->tls_target) {
         if (tls_opt_given) {
             cli_error("--ssl-cert, --ssl-key, --ssl-trustfile, --ssl-servername, --ssl-verify, "
-                      "--ssl-no-verify and --ssl-alpn need --ssl (--tls)");
+                      "--ssl-no-verify and --ssl-alpn need --ssl (--tls)%s",
+                      o->cmd == CMD_RELAY ? " or --ssl-target" : "");
             return -1;
         }
         return 0;
@@ -630,7 +640,19 @@ static int check_tls(const struct options *o, int tls_opt_given)
         cli_error("--ssl-no-verify excludes --ssl-verify and --ssl-trustfile");
         return -1;
     }
-    if (o->cmd != CMD_CONNECT) {
+    if (o->tls_target) {
+        /* relay: the target is checked like connect checks its server */
+        if (o->tls_verify && !o->tls) {
+            cli_error("--ssl-verify is for relay --ssl (client certificates); the target's "
+                      "certificate is checked by default with --ssl-target");
+            return -1;
+        }
+        if (o->tls_verify && !o->tls_trustfile) {
+            cli_error("relay --ssl-verify needs --ssl-trustfile FILE: the CAs that sign client "
+                      "certificates (and, with --ssl-target, the target's)");
+            return -1;
+        }
+    } else if (o->cmd != CMD_CONNECT) {
         if (o->tls_servername || o->tls_no_verify) {
             cli_error("--ssl-servername and --ssl-no-verify are for connect: a server checks "
                       "client certificates only with --ssl-verify");
@@ -733,6 +755,7 @@ int cli_parse(int argc, char **argv, struct options *o)
         case OPT_SSL_NO_VERIFY: o->tls_no_verify = 1; tls_opt_given = 1; break;
         case OPT_SSL_VERIFY: o->tls_verify = 1; tls_opt_given = 1; break;
         case OPT_SSL_ALPN: o->tls_alpn = optarg; tls_opt_given = 1; break;
+        case OPT_SSL_TARGET: o->tls_target = 1; break;
         case 'l': o->cmd = CMD_LISTEN; break;
         case 'k': o->keep_listening = 1; break;
         case 'p': port_flag = optarg; o->port_flag_given = 1; break;
@@ -889,8 +912,16 @@ int cli_parse(int argc, char **argv, struct options *o)
     if (o->udp)
         o->keep_listening = 0; /* -k: implied by listen -u */
 
-    if (o->cmd == CMD_RELAY)
-        return parse_relay(o, pos, npos);
+    if (o->cmd == CMD_RELAY) {
+        int code = parse_relay(o, pos, npos);
+        if (code == 0 && o->tls_target && o->target_unix && !o->tls_no_verify &&
+            !o->tls_servername) {
+            cli_error("relay --ssl-target to a Unix socket: no host name to check the "
+                      "certificate against: give --ssl-servername NAME (or --ssl-no-verify)");
+            code = EXIT_USAGE;
+        }
+        return code;
+    }
 
     if (o->cmd == CMD_LISTEN) {
         if (o->zero_io) {

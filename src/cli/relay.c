@@ -37,6 +37,7 @@ struct conn {
     int client_fd, target_fd;
     dx_connector connector;
     int connecting;
+    struct cli_tls_conn *tls; /* --ssl-target: the handshake with TARGET, while it runs */
     dx_endpoint client, target;
     dx_pump up, down;       /* client -> target, target -> client */
     int pumps_running;
@@ -116,13 +117,19 @@ static void conn_close(struct conn *c)
     struct relay *r = c->r;
     if (c->connecting)
         dx_connect_cancel(&c->connector);
+    if (c->tls) {
+        cli_tls_conn_cancel(c->tls);
+        c->tls = NULL;
+    }
     if (c->pumps_running) {
         dx_pump_stop(&c->up);
         dx_pump_stop(&c->down);
     }
     report(c);
     if (c->error)
-        r->last_error = c->error_where && strcmp(c->error_where, "connect") == 0 ? c->error : -EIO;
+        r->last_error = c->error_where && (strcmp(c->error_where, "connect") == 0 ||
+                                           strcmp(c->error_where, "tls handshake") == 0)
+                            ? c->error : -EIO;
     r->done_up += c->up.bytes_out;
     r->done_down += c->down.bytes_out;
     if (c->target_fd >= 0)
@@ -149,6 +156,25 @@ static void on_pump_done(dx_pump *p, int error, int in_read)
         conn_close(c);
 }
 
+static void start_pumps(struct conn *c);
+
+/* --ssl-target: the handshake with TARGET is over (fd: the session end of
+ * its bridge, or -1: failed, said already). */
+static void on_target_tls(void *data, int fd)
+{
+    struct conn *c = data;
+    c->tls = NULL;
+    if (fd < 0) {
+        c->error = -EPROTO;
+        c->error_where = "tls handshake";
+        c->r->failed++;
+        conn_close(c);
+        return;
+    }
+    c->target_fd = fd;
+    start_pumps(c);
+}
+
 static void on_target(dx_connector *k, int result, const dx_addr *addr, int final)
 {
     struct conn *c = k->data;
@@ -172,10 +198,21 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
         conn_close(c);
         return;
     }
-    c->target_fd = result;
     if (addr->ss.ss_family != AF_UNIX)
-        cli_default_nodelay(r->o, c->target_fd);
-    cli_show_opts(r->o, c->target_fd, "connected");
+        cli_default_nodelay(r->o, result);
+    cli_show_opts(r->o, result, "connected");
+    if (r->o->tls_target) {
+        /* TLS to TARGET first; the pumps then run on the bridge's end */
+        c->tls = cli_tls_server_connect(r->tls, result, r->target_name, on_target_tls, c);
+        return;
+    }
+    c->target_fd = result;
+    start_pumps(c);
+}
+
+static void start_pumps(struct conn *c)
+{
+    struct relay *r = c->r;
     dx_endpoint_init(&c->client, c->client_fd);
     dx_endpoint_init(&c->target, c->target_fd);
     size_t bufsize = r->o->bufsize ? r->o->bufsize : 256 * 1024;
@@ -264,7 +301,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         close(fd);
         return;
     }
-    if (!r->tls) {
+    if (!o->tls) {
         admit(r, fd, peer, NULL);
         return;
     }
@@ -355,7 +392,7 @@ int cli_relay(const struct options *o, dx_loop *loop)
         return code;
     }
     r.l.nodelay = 1; /* small writes pass at once, both ways (the target's too) */
-    if (o->tls && !(r.tls = cli_tls_server_new(loop, o, admit, &r))) {
+    if ((o->tls || o->tls_target) && !(r.tls = cli_tls_server_new(loop, o, admit, &r))) {
         cli_error("out of memory");
         listeners_close(&r.l);
         free(r.targets);

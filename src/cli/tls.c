@@ -38,7 +38,7 @@
 
 int cli_tls_open(const struct options *o)
 {
-    if (!o->tls)
+    if (!o->tls && !o->tls_target)
         return 0;
     cli_error("--ssl: this duplex was built without TLS (install libssl-dev, then rebuild)");
     return EXIT_USAGE;
@@ -74,6 +74,17 @@ unsigned cli_tls_server_live(const struct cli_tls_server *ts)
 
 void cli_tls_server_free(struct cli_tls_server *ts) { (void)ts; }
 
+struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
+                                            cli_tls_connected_cb connected, void *data)
+{
+    (void)ts, (void)name;
+    close(fd);
+    connected(data, -1);
+    return NULL;
+}
+
+void cli_tls_conn_cancel(struct cli_tls_conn *c) { (void)c; }
+
 #else
 
 #include <arpa/inet.h>
@@ -97,7 +108,8 @@ void cli_tls_server_free(struct cli_tls_server *ts) { (void)ts; }
 #define LINGER_DEFAULT_MS 5000     /* flushing after the session ended */
 #define TLS_BUFSIZE (256u << 10)   /* per direction */
 
-static SSL_CTX *ctx;
+static SSL_CTX *ctx;          /* --ssl: this side's */
+static SSL_CTX *target_ctx;   /* relay --ssl-target: the client side towards TARGET */
 static unsigned char alpn_wire[512];
 static unsigned alpn_len;
 
@@ -208,7 +220,7 @@ static void fingerprint(X509 *x, char *out, size_t len)
 
 /* listen --ssl without --ssl-cert: an EC P-256 key and a self-signed
  * certificate for CN=duplex, valid one day, in memory (like ncat). */
-static int ephemeral_cert(const struct options *o)
+static int ephemeral_cert(const struct options *o, SSL_CTX *c)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *x = X509_new();
@@ -220,7 +232,7 @@ static int ephemeral_cert(const struct options *o)
              X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
                                         (const unsigned char *)"duplex", -1, -1, 0) &&
              X509_set_issuer_name(x, X509_get_subject_name(x)) && X509_sign(x, key, EVP_sha256()) &&
-             SSL_CTX_use_certificate(ctx, x) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+             SSL_CTX_use_certificate(c, x) == 1 && SSL_CTX_use_PrivateKey(c, key) == 1;
     if (ok) {
         char fp[200];
         fingerprint(x, fp, sizeof fp);
@@ -235,35 +247,29 @@ static int ephemeral_cert(const struct options *o)
     return ok ? 0 : -1;
 }
 
-int cli_tls_open(const struct options *o)
+/* A context for one side: the server's (certificate or ephemeral one,
+ * client certificates with --ssl-verify, ALPN selection) or a client's
+ * (verification against the system store or --ssl-trustfile, a client
+ * certificate when with_cert, ALPN offer). NULL and *code after printing. */
+static SSL_CTX *new_ctx(const struct options *o, int server, int with_cert, int *code)
 {
-    if (!o->tls)
-        return 0;
-    int server = o->cmd != CMD_CONNECT;
-    if (o->tls_alpn && parse_alpn(o->tls_alpn) < 0)
-        return EXIT_USAGE;
-    if ((o->tls_cert && readable("--ssl-cert", o->tls_cert) < 0) ||
-        (o->tls_key && readable("--ssl-key", o->tls_key) < 0) ||
-        (o->tls_trustfile && readable("--ssl-trustfile", o->tls_trustfile) < 0))
-        return EXIT_USAGE;
-    if (vfail_index < 0)
-        vfail_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-    if (!ctx || vfail_index < 0) {
+    SSL_CTX *c = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    *code = EXIT_USAGE;
+    if (!c) {
         cli_error("tls: %s", ssl_reason("cannot set up OpenSSL"));
-        return EXIT_IO;
+        *code = EXIT_IO;
+        return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_read_ahead(ctx, 1);
-    int code = EXIT_USAGE;
-    if (o->tls_cert) {
-        if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) {
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(c, 1);
+    if (with_cert && o->tls_cert) {
+        if (SSL_CTX_use_certificate_chain_file(c, o->tls_cert) != 1) {
             cli_error("--ssl-cert %s: not a PEM certificate: %s", o->tls_cert,
                       ssl_reason("unreadable"));
             goto fail;
         }
-        if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1) {
+        if (SSL_CTX_use_PrivateKey_file(c, o->tls_key, SSL_FILETYPE_PEM) != 1) {
             if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
                 cli_error("--ssl-key %s: does not match the certificate in %s", o->tls_key,
                           o->tls_cert);
@@ -272,16 +278,18 @@ int cli_tls_open(const struct options *o)
                           ssl_reason("unreadable"));
             goto fail;
         }
-        if (SSL_CTX_check_private_key(ctx) != 1) {
+        if (SSL_CTX_check_private_key(c) != 1) {
             cli_error("--ssl-key %s: does not match the certificate in %s", o->tls_key,
                       o->tls_cert);
             goto fail;
         }
-    } else if (server && ephemeral_cert(o) < 0) {
-        code = EXIT_IO;
-        goto fail;
+    } else if (server) {
+        if (ephemeral_cert(o, c) < 0) {
+            *code = EXIT_IO;
+            goto fail;
+        }
     }
-    if (o->tls_trustfile && SSL_CTX_load_verify_locations(ctx, o->tls_trustfile, NULL) != 1) {
+    if (o->tls_trustfile && SSL_CTX_load_verify_locations(c, o->tls_trustfile, NULL) != 1) {
         cli_error("--ssl-trustfile %s: no PEM certificate in it: %s", o->tls_trustfile,
                   ssl_reason("unreadable"));
         goto fail;
@@ -290,38 +298,68 @@ int cli_tls_open(const struct options *o)
         if (o->tls_verify) {
             STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->tls_trustfile);
             if (names)
-                SSL_CTX_set_client_CA_list(ctx, names);
-            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+                SSL_CTX_set_client_CA_list(c, names);
+            SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
         }
         if (o->tls_alpn)
-            SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+            SSL_CTX_set_alpn_select_cb(c, alpn_select, NULL);
     } else {
         if (!o->tls_no_verify) {
-            if (!o->tls_trustfile && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+            if (!o->tls_trustfile && SSL_CTX_set_default_verify_paths(c) != 1) {
                 cli_error("tls: cannot load the system CA store: %s", ssl_reason("unknown error"));
-                code = EXIT_IO;
+                *code = EXIT_IO;
                 goto fail;
             }
-            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+            SSL_CTX_set_verify(c, SSL_VERIFY_PEER, verify_cb);
         } else {
-            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+            SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
         }
-        if (o->tls_alpn && SSL_CTX_set_alpn_protos(ctx, alpn_wire, alpn_len) != 0) {
+        if (o->tls_alpn && SSL_CTX_set_alpn_protos(c, alpn_wire, alpn_len) != 0) {
             cli_error("--ssl-alpn %s: %s", o->tls_alpn, ssl_reason("refused"));
             goto fail;
         }
     }
-    return 0;
+    return c;
 fail:
-    SSL_CTX_free(ctx);
-    ctx = NULL;
-    return code;
+    SSL_CTX_free(c);
+    return NULL;
+}
+
+int cli_tls_open(const struct options *o)
+{
+    if (!o->tls && !o->tls_target)
+        return 0;
+    if (o->tls_alpn && parse_alpn(o->tls_alpn) < 0)
+        return EXIT_USAGE;
+    if ((o->tls_cert && readable("--ssl-cert", o->tls_cert) < 0) ||
+        (o->tls_key && readable("--ssl-key", o->tls_key) < 0) ||
+        (o->tls_trustfile && readable("--ssl-trustfile", o->tls_trustfile) < 0))
+        return EXIT_USAGE;
+    if (vfail_index < 0)
+        vfail_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (vfail_index < 0) {
+        cli_error("tls: %s", ssl_reason("cannot set up OpenSSL"));
+        return EXIT_IO;
+    }
+    int code = 0;
+    if (o->tls && !(ctx = new_ctx(o, o->cmd != CMD_CONNECT, 1, &code)))
+        return code;
+    /* relay --ssl-target: a client of TARGET; its certificate, if any, is
+     * --ssl-cert's when the relay's own side is not TLS */
+    if (o->tls_target && !(target_ctx = new_ctx(o, 0, !o->tls, &code))) {
+        SSL_CTX_free(ctx);
+        ctx = NULL;
+        return code;
+    }
+    return 0;
 }
 
 void cli_tls_close(void)
 {
     SSL_CTX_free(ctx);
     ctx = NULL;
+    SSL_CTX_free(target_ctx);
+    target_ctx = NULL;
 }
 
 /* ---- names ------------------------------------------------------------ */
@@ -382,10 +420,9 @@ static int strip_host(const char *host, char *buf, size_t len)
 /* ---- handshake -------------------------------------------------------- */
 
 /* Why the handshake failed, printed; returns the exit code. */
-static int handshake_failed(const struct options *o, int many, const char *peer, SSL *ssl,
-                            int ret, const char *expected)
+static int handshake_failed(const struct options *o, int server, int many, const char *peer,
+                            SSL *ssl, int ret, const char *expected)
 {
-    int server = o->cmd != CMD_CONNECT;
     int e = SSL_get_error(ssl, ret);
     int saved = errno;
     int fail_code = server ? EXIT_IO : EXIT_CONNECT;
@@ -447,7 +484,7 @@ static int handshake(const struct options *o, const char *peer, SSL *ssl, int fd
             return 0;
         int e = SSL_get_error(ssl, r);
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-            return handshake_failed(o, 0, peer, ssl, r, expected);
+            return handshake_failed(o, server, 0, peer, ssl, r, expected);
         int rc = cli_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
         if (rc == DX_ETIMEDOUT) {
             cli_error("tls %s: handshake timed out after %.3g s", peer, (double)limit / 1000.0);
@@ -463,7 +500,8 @@ static int handshake(const struct options *o, const char *peer, SSL *ssl, int fd
 }
 
 /* -v: what was negotiated and who the peer is. */
-static void report(const struct options *o, const char *peer, SSL *ssl, const char *expected)
+static void report(const struct options *o, int server, const char *peer, SSL *ssl,
+                   const char *expected)
 {
     if (!o->verbose)
         return;
@@ -477,7 +515,7 @@ static void report(const struct options *o, const char *peer, SSL *ssl, const ch
         char subject[512], issuer[512];
         name_text(X509_get_subject_name(x), subject, sizeof subject);
         name_text(X509_get_issuer_name(x), issuer, sizeof issuer);
-        const char *how = o->cmd != CMD_CONNECT ? (o->tls_verify ? "verified" : "not verified")
+        const char *how = server ? (o->tls_verify ? "verified" : "not verified")
                           : o->tls_no_verify   ? "not verified (--ssl-no-verify)"
                                                : "verified";
         cli_info(o, "tls %s: peer certificate: subject %s, issuer %s, %s%s%s", peer, subject,
@@ -487,7 +525,7 @@ static void report(const struct options *o, const char *peer, SSL *ssl, const ch
     } else {
         cli_info(o, "tls %s: peer certificate: none", peer);
     }
-    if (o->cmd == CMD_CONNECT && o->tls_no_verify)
+    if (!server && o->tls_no_verify)
         cli_info(o, "tls %s: warning: --ssl-no-verify: the server's certificate is not checked; "
                  "anyone on the path can read and change the data", peer);
 }
@@ -532,6 +570,11 @@ struct bridge {
     int released;
     dx_addr peer_addr;
     char name[DX_ADDR_STRLEN];
+    /* a client of a server (relay --ssl-target), from cli_tls_server_connect() */
+    int client;
+    cli_tls_connected_cb connected;
+    void *connected_data;
+    char expected[300];
 };
 
 static void bridge_stop(struct bridge *b)
@@ -542,6 +585,7 @@ static void bridge_stop(struct bridge *b)
 }
 
 static void server_release(struct bridge *b);
+static void handshake_over(struct bridge *b);
 
 /* The bridge cannot go on: a one-session command stops its loop with the
  * exit code; a server's client is closed and the server goes on. */
@@ -897,14 +941,40 @@ static void on_linger(dx_loop *loop, dx_timer *t)
     (void)loop;
     struct bridge *b = t->data;
     if (b->handshaking) {
-        say(b->o, 1, "tls %s: handshake timed out after %.3g s", b->peer,
+        say(b->o, !b->client, "tls %s: handshake timed out after %.3g s", b->peer,
             (double)(b->o->timeout_ms > 0 ? b->o->timeout_ms : HANDSHAKE_DEFAULT_MS) / 1000.0);
-        bridge_stop(b);
-        server_release(b);
+        handshake_over(b);
         return;
     }
     bridge_fail(b, EXIT_IO, "could not send the last bytes and close_notify within %.3g s",
                 (double)(b->o->timeout_ms > 0 ? b->o->timeout_ms : LINGER_DEFAULT_MS) / 1000.0);
+}
+
+/* A client's SNI and the name its server's certificate must carry:
+ * --ssl-servername, else the host connected to (relay: TARGET's), none for
+ * a Unix socket; written to expected. 0, or -1 after printing. */
+static int expect_name(const struct options *o, SSL *ssl, const char *peer, char *expected,
+                       size_t len)
+{
+    const char *name = o->tls_servername;
+    if (!name)
+        name = o->cmd == CMD_RELAY ? (o->target_unix ? NULL : o->target_host)
+                                   : (o->unix_path ? NULL : o->host);
+    expected[0] = '\0';
+    if (!name)
+        return 0;
+    int is_ip = strip_host(name, expected, len);
+    if (!is_ip)
+        SSL_set_tlsext_host_name(ssl, expected);
+    if (o->tls_no_verify)
+        return 0;
+    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), expected) != 1
+              : SSL_set1_host(ssl, expected) != 1) {
+        cli_error("tls %s: cannot check the name %s: %s", peer, expected, ssl_reason("invalid"));
+        return -1;
+    }
+    return 0;
 }
 
 /* SSL_free, and the verification failure its handshake kept. */
@@ -937,24 +1007,10 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK))
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    if (!server) {
-        const char *name = o->tls_servername ? o->tls_servername : o->unix_path ? NULL : o->host;
-        if (name) {
-            int is_ip = strip_host(name, expected, sizeof expected);
-            if (!is_ip)
-                SSL_set_tlsext_host_name(ssl, expected);
-            if (!o->tls_no_verify) {
-                SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-                if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), expected) != 1
-                          : SSL_set1_host(ssl, expected) != 1) {
-                    cli_error("tls %s: cannot check the name %s: %s", peer_text, expected,
-                              ssl_reason("invalid"));
-                    ssl_free(ssl);
-                    close(fd);
-                    return EXIT_USAGE;
-                }
-            }
-        }
+    if (!server && expect_name(o, ssl, peer_text, expected, sizeof expected) < 0) {
+        ssl_free(ssl);
+        close(fd);
+        return EXIT_USAGE;
     }
     code = handshake(o, peer_text, ssl, fd, expected);
     if (code != 0) {
@@ -962,7 +1018,7 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
         close(fd);
         return code;
     }
-    report(o, peer_text, ssl, expected[0] ? expected : NULL);
+    report(o, server, peer_text, ssl, expected[0] ? expected : NULL);
 
     int sp[2];
     struct bridge b;
@@ -1094,6 +1150,17 @@ static void server_release(struct bridge *b)
     dx_timer_start(ts->loop, &ts->reaper, 0, 0);
 }
 
+/* A handshake failed (said already): a target's owner learns it (fd -1),
+ * then the connection goes. */
+static void handshake_over(struct bridge *b)
+{
+    if (b->released)
+        return;
+    if (b->client && b->connected)
+        b->connected(b->connected_data, -1);
+    server_release(b);
+}
+
 /* The handshake is done: the bridge starts, and the server gets the other
  * end of the socketpair as if it were the client. */
 static void server_bridge(struct bridge *b)
@@ -1101,14 +1168,14 @@ static void server_bridge(struct bridge *b)
     struct cli_tls_server *ts = b->ts;
     int sp[2];
     dx_timer_stop(b->loop, &b->linger);
-    report(b->o, b->peer, b->ssl, NULL);
+    report(b->o, !b->client, b->peer, b->ssl, b->expected[0] ? b->expected : NULL);
     b->up.data = malloc(b->bufsize);
     b->down.data = malloc(b->bufsize);
     if (!b->up.data || !b->down.data ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
         say(b->o, 0, "tls %s: %s, closing", b->peer,
             strerror(b->up.data && b->down.data ? errno : ENOMEM));
-        server_release(b);
+        handshake_over(b);
         return;
     }
     b->handshaking = 0;
@@ -1116,8 +1183,13 @@ static void server_bridge(struct bridge *b)
     ts->bridging++;
     b->pair = sp[1];
     dx_io_init(&b->pair_io, sp[1], on_pair, b);
-    dx_addr local;
-    ts->ready(ts->data, sp[0], &b->peer_addr, dx_sock_local(b->tcp, &local) == 0 ? &local : NULL);
+    if (b->client) {
+        b->connected(b->connected_data, sp[0]);
+    } else {
+        dx_addr local;
+        ts->ready(ts->data, sp[0], &b->peer_addr,
+                  dx_sock_local(b->tcp, &local) == 0 ? &local : NULL);
+    }
     if (!b->released)
         bridge_step(b); /* bytes the handshake already read, the first watchers */
 }
@@ -1126,7 +1198,7 @@ static void server_handshake(struct bridge *b)
 {
     ERR_clear_error();
     errno = 0;
-    int r = SSL_accept(b->ssl);
+    int r = b->client ? SSL_connect(b->ssl) : SSL_accept(b->ssl);
     if (r == 1) {
         server_bridge(b);
         return;
@@ -1136,12 +1208,14 @@ static void server_handshake(struct bridge *b)
         int rc = dx_io_set(b->loop, &b->tcp_io, e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE);
         if (rc < 0) {
             say(b->o, 0, "tls %s: event loop: %s", b->peer, dx_strerror(rc));
-            server_release(b);
+            handshake_over(b);
         }
         return;
     }
-    handshake_failed(b->o, 1, b->peer, b->ssl, r, "");
-    server_release(b);
+    /* a server's client is one of many (-v); a target's failure is the
+     * relay's misconfiguration or the target's: always said */
+    handshake_failed(b->o, !b->client, !b->client, b->peer, b->ssl, r, b->expected);
+    handshake_over(b);
 }
 
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
@@ -1158,23 +1232,27 @@ struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o
     return ts;
 }
 
-void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name)
+/* A connection of the server's in handshake: from accept (client 0) or
+ * towards a target (client 1). NULL after printing, fd closed. */
+static struct bridge *new_conn(struct cli_tls_server *ts, int fd, const char *name, int client)
 {
     const struct options *o = ts->o;
-    if (ts->handshaking >= MAX_HANDSHAKES) {
-        cli_info(o, "%s: refused: %d TLS handshakes in progress", name, MAX_HANDSHAKES);
-        close(fd);
-        return;
-    }
     struct bridge *b = calloc(1, sizeof *b);
-    SSL *ssl = b ? SSL_new(ctx) : NULL;
+    SSL *ssl = b ? SSL_new(client ? target_ctx : ctx) : NULL;
     if (!ssl || SSL_set_fd(ssl, fd) != 1) {
         say(o, 0, "tls %s: %s, closing", name, b ? ssl_reason("cannot set up the connection")
                                                  : strerror(ENOMEM));
         SSL_free(ssl);
         free(b);
         close(fd);
-        return;
+        return NULL;
+    }
+    b->client = client;
+    if (client && expect_name(o, ssl, name, b->expected, sizeof b->expected) < 0) {
+        SSL_free(ssl);
+        free(b);
+        close(fd);
+        return NULL;
     }
     b->loop = ts->loop;
     b->o = o;
@@ -1184,7 +1262,6 @@ void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *pee
     b->tcp = fd;
     b->pair = -1;
     b->bufsize = SERVER_BUFSIZE;
-    b->peer_addr = *peer;
     snprintf(b->name, sizeof b->name, "%s", name);
     b->peer = b->name;
     b->handshaking = 1;
@@ -1197,7 +1274,40 @@ void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *pee
     ts->handshaking++;
     dx_timer_start(ts->loop, &b->linger,
                    (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : HANDSHAKE_DEFAULT_MS), 0);
+    return b;
+}
+
+void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name)
+{
+    if (ts->handshaking >= MAX_HANDSHAKES) {
+        cli_info(ts->o, "%s: refused: %d TLS handshakes in progress", name, MAX_HANDSHAKES);
+        close(fd);
+        return;
+    }
+    struct bridge *b = new_conn(ts, fd, name, 0);
+    if (!b)
+        return;
+    b->peer_addr = *peer;
     server_handshake(b);
+}
+
+struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
+                                            cli_tls_connected_cb connected, void *data)
+{
+    struct bridge *b = new_conn(ts, fd, name, 1);
+    if (!b)
+        return NULL;
+    b->connected = connected;
+    b->connected_data = data;
+    server_handshake(b); /* may call connected() already: the caller is ready for it */
+    return b->released || !b->handshaking ? NULL : (struct cli_tls_conn *)b;
+}
+
+void cli_tls_conn_cancel(struct cli_tls_conn *c)
+{
+    struct bridge *b = (struct bridge *)c;
+    if (b && b->handshaking && !b->released)
+        server_release(b);
 }
 
 unsigned cli_tls_server_live(const struct cli_tls_server *ts)

@@ -761,3 +761,93 @@ def test_curl_https_through_relay_to_plain_http(start_listener, start_duplex, sp
     assert h.wait() == 0
     assert h.out.startswith(b"GET / HTTP/1.1\r\n"), h.out
     assert relay.wait() == 0, relay.err
+
+
+# ------------------------------------------------- relay: TLS to its target --
+
+
+def start_relay(start_duplex, target, *extra):
+    """duplex relay EXTRA 127.0.0.1:0 TARGET; returns (proc, port)."""
+    p = start_duplex(["relay", *extra, "127.0.0.1:0", target])
+    return p, int(p.wait_err(LISTENING_RE).group(2))
+
+
+def test_relay_ssl_target_plain_clients_4mib(start_listener, start_duplex, run_duplex, certs):
+    """relay -k --ssl-target: plain clients, TLS to the target (a TLS echo
+    server), whose certificate is checked against --ssl-trustfile for the
+    target's host name; 4 MiB each way intact, twice."""
+    e, eport = tls_listener(start_listener, certs, "-k", "--echo")
+    r, port = start_relay(start_duplex, f"localhost:{eport}", "-v", "-k", "--ssl-target",
+                          "--ssl-trustfile", certs["ca.pem"])
+    for _ in range(2):
+        data = os.urandom(4 * MiB)
+        rc, out, err = run_duplex(["connect", "127.0.0.1", port], stdin=data, timeout=30)
+        assert rc == 0, err
+        assert sha(out) == sha(data)
+    r.wait_err(r"tls 127\.0\.0\.1:\d+: peer certificate: subject CN=localhost, .* verified for "
+               r"localhost")
+    assert r.poll() is None
+
+
+def test_relay_ssl_target_untrusted_refused(start_listener, start_duplex, run_duplex, certs):
+    """Without the target's CA the handshake fails: the relay says why, the
+    client gets nothing, the one-shot relay exits 4 (like connect --ssl)."""
+    e, eport = tls_listener(start_listener, certs, "-k", "--echo")
+    r, port = start_relay(start_duplex, f"localhost:{eport}", "--ssl-target")
+    rc, out, err = run_duplex(["connect", "127.0.0.1", port], stdin=b"secret")
+    assert out == b""
+    assert r.wait() == 4, r.err
+    assert re.search(r"tls 127\.0\.0\.1:\d+: certificate verify failed: unable to get local "
+                     r"issuer certificate", r.err), r.err
+    assert "tls handshake" in r.err
+
+
+def test_relay_ssl_target_name_mismatch(start_listener, start_duplex, run_duplex, certs):
+    e, eport = tls_listener(start_listener, certs, "-k", "--echo")
+    r, port = start_relay(start_duplex, f"127.0.0.1:{eport}", "--ssl-target", "--ssl-trustfile",
+                          certs["ca.pem"], "--ssl-servername", "example.org")
+    rc, out, err = run_duplex(["connect", "127.0.0.1", port], stdin=b"x")
+    assert r.wait() == 4, r.err
+    assert "hostname mismatch: certificate is for localhost, 127.0.0.1, not example.org" in r.err
+
+
+def test_relay_tls_both_sides(start_listener, start_duplex, run_duplex, certs):
+    """relay -k --ssl --ssl-target: TLS from the client (the relay's own
+    certificate) and TLS to the target (checked against the same
+    --ssl-trustfile); bytes intact end to end."""
+    e, eport = tls_listener(start_listener, certs, "-k", "--echo")
+    r, port = start_relay(start_duplex, f"localhost:{eport}", "-k", "--ssl", "--ssl-target",
+                          *server_args(certs), "--ssl-trustfile", certs["ca.pem"])
+    data = os.urandom(MiB)
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost",
+                               port], stdin=data, timeout=30)
+    assert rc == 0, err
+    assert sha(out) == sha(data)
+
+
+def test_curl_plain_http_through_relay_to_openssl_www(start_duplex, spawn, certs):
+    """relay --ssl-target in front of `openssl s_server -www` (an HTTPS-only
+    server): plain curl gets its status page."""
+    need("curl")
+    sport = free_port()
+    s = spawn(["openssl", "s_server", "-accept", sport, "-cert", certs["server.pem"], "-key",
+               certs["server.key"], "-www", "-quiet"], name="s_server -www")
+    wait_listening(sport, proc=s)
+    r, port = start_relay(start_duplex, f"localhost:{sport}", "-k", "--ssl-target",
+                          "--ssl-trustfile", certs["ca.pem"])
+    c = spawn(["curl", "-sS", "--max-time", "10", f"http://127.0.0.1:{port}/"], name="curl")
+    assert c.wait() == 0, c.err
+    assert b"Ciphers supported in s_server binary" in c.out, c.out[:300]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["connect", "--ssl-target", "127.0.0.1", "9"], "--ssl-target is for relay"),
+    (["relay", "--ssl-target", "--ssl-verify", "--ssl-trustfile", "ca.pem", "0", "127.0.0.1:9"],
+     "--ssl-verify is for relay --ssl"),
+    (["relay", "--ssl-target", "0", "unix:/tmp/x.sock"], "give --ssl-servername NAME"),
+    (["relay", "--ssl-alpn", "h2", "0", "127.0.0.1:9"], "need --ssl (--tls) or --ssl-target"),
+])
+def test_relay_ssl_target_usage_errors(run_duplex, args, message):
+    rc, out, err = run_duplex(args)
+    assert rc == 2, err
+    assert message in err, err

@@ -118,7 +118,7 @@ static int nl_dump(int fd, void *req, size_t reqlen, uint32_t seq, nl_cb cb, str
             return -errno;
         if (n == 0)
             return -ECONNRESET;
-        int len = (int)n;
+        long len = (long)n; /* long: NLMSG_OK compares it with a __u32 and with an int */
         for (struct nlmsghdr *m = (struct nlmsghdr *)buf; NLMSG_OK(m, len); m = NLMSG_NEXT(m, len)) {
             if (m->nlmsg_seq != seq)
                 continue;

@@ -352,14 +352,17 @@ def test_slowloris(start_listener, sockets):
         try:
             while not stop.is_set():
                 for i, s in enumerate(slow):
+                    if stop.is_set():  # the test is over: the server may be going away
+                        return
                     s.sendall(b"s")
                     if recv_exact(s, 1, timeout=3) != b"s":
                         slow_err.append(f"slow #{i}: wrong echo")
                         return
                     slow_echoed[i] += 1
                 stop.wait(1.0)
-        except Exception as e:  # reported below
-            slow_err.append(f"slow sender: {e!r}")
+        except BaseException as e:  # pytest.fail() too: reported below, not lost in the thread
+            if not stop.is_set():
+                slow_err.append(f"slow sender: {e!r}")
 
     t = threading.Thread(target=dribble, daemon=True)
     t.start()

@@ -125,11 +125,14 @@ void cli_tls_close(void);
 /* The TLS side of a server with many clients (serve.c), on one loop: each
  * accepted client's handshake runs in the loop, bounded by -w (else 10 s);
  * then ready() gets one end of a socketpair to serve as if it were the
- * client (with the TCP connection's two addresses), and a bridge in tls.c carries the bytes both ways until both
+ * client (with the TCP connection's two addresses and its socket), and a bridge in tls.c carries the bytes both ways until both
  * sides are done. A failed handshake is a -v line; the server goes on.
  * cli_tls_server_live() counts clients in handshake or bridged. */
 struct cli_tls_server;
-typedef void (*cli_tls_ready_cb)(void *data, int fd, const dx_addr *peer, const dx_addr *local);
+/* tcp: the TLS connection's socket, still the bridge's (to watch, e.g. with
+ * TCP_INFO on a dup of it) */
+typedef void (*cli_tls_ready_cb)(void *data, int fd, const dx_addr *peer, const dx_addr *local,
+                                 int tcp);
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
                                           cli_tls_ready_cb ready, void *data);
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name);

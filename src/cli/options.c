@@ -623,11 +623,6 @@ static int check_tls(const struct options *o, int tls_opt_given)
                   "(TLS has no urgent data)");
         return -1;
     }
-    if (o->mode == MODE_EXEC && o->idle_timeout_ms) {
-        cli_error("--idle-timeout does not apply to --exec clients over --ssl (the TLS bridge "
-                  "hides the socket's idle time from the server)");
-        return -1;
-    }
     if (o->tls_key && !o->tls_cert) {
         cli_error("--ssl-key needs --ssl-cert FILE (the certificate that goes with the key)");
         return -1;

@@ -242,9 +242,9 @@ static void client_name(const struct relay *r, const dx_addr *peer, char *name, 
 
 /* A client to relay: fd is its socket, or with --ssl the session end of
  * its TLS bridge (the handshake done). */
-static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local)
+static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
 {
-    (void)local;
+    (void)local, (void)tcp;
     struct relay *r = data;
     struct listeners *l = &r->l;
     const struct options *o = r->o;
@@ -302,7 +302,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         return;
     }
     if (!o->tls) {
-        admit(r, fd, peer, NULL);
+        admit(r, fd, peer, NULL, -1);
         return;
     }
     /* --ssl: the client's handshake first (in the loop), then admit() */

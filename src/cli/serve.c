@@ -326,7 +326,7 @@ static void client_on_read(dx_stream *s, const char *data, size_t n)
 /* A client served by its own process (--exec, --model fork) or thread
  * (--model thread). */
 static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local,
-                          const char *name)
+                          int tcp, const char *name)
 {
     struct server *sv = l->data;
     const struct options *o = sv->o;
@@ -335,9 +335,15 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
         if (pid > 0)
             cli_info(o, "%s: connected, running process %ld", name, (long)pid);
         /* --idle-timeout: the server keeps a copy of the socket to watch it
-         * (with --ssl, fd is the bridge's socketpair: refused at start-up) */
-        if (!(pid > 0 && o->idle_timeout_ms && !o->tls && exec_watch_idle(pid, fd, peer)))
+         * (with --ssl, fd is the bridge's socketpair: a copy of the TCP one) */
+        if (pid > 0 && o->idle_timeout_ms && tcp >= 0) {
+            int copy = dup(tcp);
+            if (copy >= 0 && !exec_watch_idle(pid, copy, peer))
+                close(copy);
             close(fd);
+        } else if (!(pid > 0 && o->idle_timeout_ms && exec_watch_idle(pid, fd, peer))) {
+            close(fd);
+        }
         if (pid > 0 && o->model == MODEL_ITERATIVE) {
             l->paused = 1; /* the next client when this process has ended (on_sweep) */
             listeners_watch(l, 0);
@@ -361,8 +367,9 @@ static void client_name(const struct server *sv, const dx_addr *peer, char *name
 }
 
 /* A client to serve: fd is its socket, or with --ssl the session end of
- * its TLS bridge (the handshake done; local is then the TCP side's). */
-static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr *local)
+ * its TLS bridge (the handshake done; local and tcp are then the TCP
+ * side's, else NULL and -1). */
+static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
 {
     struct listeners *l = &sv->l;
     const struct options *o = sv->o;
@@ -394,7 +401,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         sv->stop_when_idle = 1;
     }
     if (spawned) {
-        serve_spawned(l, fd, peer, local, name);
+        serve_spawned(l, fd, peer, local, tcp, name);
         pthread_mutex_unlock(&admit_lock);
         return;
     }
@@ -431,9 +438,9 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         chat_notice(sv, c, "joined");
 }
 
-static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local)
+static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
 {
-    admit(data, fd, peer, local);
+    admit(data, fd, peer, local, tcp);
 }
 
 static void on_client(struct listeners *l, int fd, const dx_addr *peer)
@@ -449,7 +456,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         return;
     }
     if (!sv->tls) {
-        admit(sv, fd, peer, NULL);
+        admit(sv, fd, peer, NULL, -1);
         return;
     }
     /* --ssl: the handshake first (in the loop), then admit() */

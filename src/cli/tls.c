@@ -1188,7 +1188,7 @@ static void server_bridge(struct bridge *b)
     } else {
         dx_addr local;
         ts->ready(ts->data, sp[0], &b->peer_addr,
-                  dx_sock_local(b->tcp, &local) == 0 ? &local : NULL);
+                  dx_sock_local(b->tcp, &local) == 0 ? &local : NULL, b->tcp);
     }
     if (!b->released)
         bridge_step(b); /* bytes the handshake already read, the first watchers */

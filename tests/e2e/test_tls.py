@@ -436,8 +436,6 @@ def test_through_a_socks5_proxy(start_listener, start_duplex, spawn, certs):
     (["listen", "--ssl", "-k", "--model", "fork", "--echo", "0"],
      "--ssl works with connect, listen (every mode, with the default model) and relay"),
     (["listen", "--ssl", "-k", "--model", "iterative", "0"], "not with --model iterative"),
-    (["listen", "--ssl", "-k", "--exec", "cat", "--idle-timeout", "5", "0"],
-     "--idle-timeout does not apply to --exec clients over --ssl"),
     (["connect", "--ssl", "-u", "127.0.0.1", "9"], "not with -u (UDP)"),
     (["relay", "--ssl", "--ssl-no-verify", "0", "127.0.0.1:9"], "are for connect"),
     (["connect", "--ssl", "-z", "127.0.0.1", "9"], "not with -z"),
@@ -564,6 +562,29 @@ def test_exec_over_tls_sees_both_tcp_addresses(start_listener, certs):
     line = recv_all(c).decode()
     me = c.getsockname()[1]
     assert line.split() == ["127.0.0.1", str(me), "127.0.0.1", str(port), str(port), str(me)], line
+
+
+def test_exec_over_tls_idle_client_closed(start_listener, certs):
+    """--exec over --ssl with --idle-timeout: the server watches the TLS
+    connection's own socket (TCP_INFO on a copy of it), so an idle client is
+    closed and its process stopped; an active one is not."""
+    p, port = tls_listener(start_listener, certs, "-v", "-k", "--exec", "cat", "--idle-timeout",
+                           "0.5")
+    idle = tls_client(certs, port, ragged_ok=True)
+    busy = tls_client(certs, port)
+    idle.sendall(b"x")
+    assert recv_exactly(idle, 1) == b"x"
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # busy talks every 0.1 s
+        busy.sendall(b"y")
+        assert recv_exactly(busy, 1) == b"y"
+        time.sleep(0.1)
+    m = p.wait_err(r"127\.0\.0\.1:(\d+): closed: idle for 0\.5 s \(process \d+ stopped\)")
+    assert int(m.group(1)) == idle.getsockname()[1]
+    idle.settimeout(TIMEOUT)
+    assert idle.recv(10) == b""
+    busy.sendall(b"z")
+    assert recv_exactly(busy, 1) == b"z"
 
 
 def test_broker_over_tls_with_ncat_clients(start_listener, spawn, certs):

@@ -6,6 +6,8 @@
 #    (the same client for every terminator; MiB/s, median of RUNS)
 #  - memory: IDLE clients hold a finished TLS handshake each (a Python script); the
 #    terminator's PSS growth per client (its processes summed: socat forks one per client)
+#  - echo over TLS: duplex listen -k --echo --ssl against ncat --ssl --exec cat and socat
+#    OPENSSL-LISTEN,fork EXEC:cat, with `duplex bench echo --ssl` (and connrate: TLS connects/s)
 # Writes bench/results/tls-<date>.md. Environment: RUNS (3), SIZE (MiB, 1024), IDLE (500: ncat
 # stops at select()'s 1024 descriptors, two per client).
 set -u
@@ -136,6 +138,51 @@ command -v stunnel4 > /dev/null || KINDS=${KINDS/stunnel/}
 command -v socat > /dev/null || KINDS=${KINDS/socat/}
 command -v ncat > /dev/null || KINDS=${KINDS/ncat/}
 
+# Echo over TLS, 64-byte messages, `duplex bench echo --ssl` (client CPU 1, server CPU 0) against
+# duplex listen -k --echo --ssl and the forking peers (ncat --ssl --exec cat, socat
+# OPENSSL-LISTEN,fork EXEC:cat); then full TLS connects per second (connrate: connect,
+# handshake, one byte echoed, close).
+ECHO_CONNS=${ECHO_CONNS:-"10 100 500"}
+ECHO_SECS=${ECHO_SECS:-3}
+start_echo() { # KIND PORT: sets TPID
+    case $1 in
+        duplex) taskset -c 0 "$DUPLEX" listen -k --echo --no-stdio --ssl --ssl-cert "$WORK/c.pem" \
+                    --ssl-key "$WORK/k.pem" 127.0.0.1 "$2" 2>/dev/null & ;;
+        ncat) taskset -c 0 ncat --ssl --ssl-cert "$WORK/c.pem" --ssl-key "$WORK/k.pem" -l -k \
+                  -m 2000 --exec /bin/cat 127.0.0.1 "$2" 2>/dev/null & ;;
+        socat) taskset -c 0 socat "OPENSSL-LISTEN:$2,bind=127.0.0.1,reuseaddr,fork,backlog=4096,cert=$WORK/c.pem,key=$WORK/k.pem,verify=0" \
+                   EXEC:cat 2>/dev/null & ;;
+    esac
+    TPID=$!
+    PIDS+=("$TPID")
+    wait_listen "$2"
+}
+bench_json() { # MODE CONNS PORT -> "msgs/s p99-us"
+    taskset -c 1 "$DUPLEX" bench "$1" --ssl -c "$2" -d "$ECHO_SECS" -w 1 --json 127.0.0.1 "$3" 2>/dev/null |
+        python3 -c 'import json,sys
+try:
+    d = json.loads(sys.stdin.read()); print(round(d["msgs_per_s"]), round(d["p99_us"]))
+except Exception:
+    print("0 -")'
+}
+ECHO_KINDS=${ECHO_KINDS:-"duplex ncat socat"}
+declare -A ECHO CONNRATE
+for k in $ECHO_KINDS; do
+    command -v "$k" > /dev/null || [ "$k" = duplex ] || continue
+    for n in $ECHO_CONNS; do
+        port=$(free_port)
+        start_echo "$k" "$port"
+        ECHO[$k,$n]=$(bench_json echo "$n" "$port")
+        stop "$TPID"
+        echo "tls.sh: echo $k $n: ${ECHO[$k,$n]}" >&2
+    done
+    port=$(free_port)
+    start_echo "$k" "$port"
+    CONNRATE[$k]=$(bench_json connrate 20 "$port")
+    stop "$TPID"
+    echo "tls.sh: connrate $k: ${CONNRATE[$k]}" >&2
+done
+
 declare -A TP MEM
 for k in $KINDS; do
     runs=()
@@ -158,5 +205,23 @@ done
         set -- ${MEM[$k]}
         ratio=$(awk -v a="${TP[$k]}" -v b="${TP[duplex]}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
         echo "| $k | ${TP[$k]} | $ratio | $1 | $2 |"
+    done
+    echo
+    echo "Echo over TLS, 64-byte messages: \`duplex bench echo --ssl\` on CPU 1, the server on CPU 0,"
+    echo "${ECHO_SECS} s after 1 s of warm-up; messages/s (p99 µs). Connects/s: \`duplex bench connrate --ssl -c 20\`"
+    echo "(connect, TLS handshake, one byte echoed, close)."
+    echo
+    printf "| server |"; for n in $ECHO_CONNS; do printf " %s conns |" "$n"; done; echo " TLS connects/s |"
+    printf "|---|"; for n in $ECHO_CONNS; do printf -- "---:|"; done; echo "---:|"
+    for k in $ECHO_KINDS; do
+        [ -n "${CONNRATE[$k]:-}" ] || continue
+        printf "| %s |" "$k"
+        for n in $ECHO_CONNS; do
+            set -- ${ECHO[$k,$n]}
+            ratio=$(awk -v a="$1" -v b="$(echo ${ECHO[duplex,$n]} | cut -d' ' -f1)" 'BEGIN { if (b > 0 && a != b) printf " (%.2fx)", a / b }')
+            printf " %s%s (%s) |" "$1" "$ratio" "$2"
+        done
+        set -- ${CONNRATE[$k]}
+        echo " $1 |"
     done
 } | tee "$OUT"

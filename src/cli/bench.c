@@ -90,6 +90,7 @@ static struct {
     long conns, procs, naddrs, size;
     double secs, warmup;
     int json, send_only, echo_once, procs_given, size_given;
+    int tls;                /* --ssl: each connection is a TLS client (tls.c) */
     const char *backend;
 } bo;
 
@@ -122,12 +123,14 @@ struct report {
 
 /* ---- one worker ------------------------------------------------------------- */
 
-enum cstate { C_BACKOFF, C_CONNECTING, C_WAIT, C_STREAM, C_IDLE, C_JOIN, C_MEMBER, C_DEAD };
+enum cstate { C_BACKOFF, C_CONNECTING, C_HANDSHAKE, C_WAIT, C_STREAM, C_IDLE, C_JOIN, C_MEMBER,
+              C_DEAD };
 enum phase { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_HOLD, PH_DONE };
 
 struct conn {
     dx_io io;
     int fd;
+    struct cli_tls_sock *tls; /* --ssl */
     enum cstate st;
     uint32_t id;      /* slot number (over all workers) */
     uint32_t seq;     /* message number on this slot (broker join: last token) */
@@ -220,6 +223,8 @@ static void set_out(struct conn *c, int out)
 
 static void close_conn(struct conn *c)
 {
+    cli_tls_bench_free(c->tls);
+    c->tls = NULL;
     if (c->fd >= 0) {
         dx_io_stop(W.loop, &c->io);
         close(c->fd);
@@ -308,7 +313,7 @@ static void broker_lost(struct conn *c, enum cstate was);
 static void drop(struct conn *c, int error, int verify)
 {
     enum cstate was = c->st;
-    if (c->st == C_CONNECTING)
+    if (c->st == C_CONNECTING || c->st == C_HANDSHAKE)
         W.inflight--;
     else
         W.nconnected--;
@@ -332,6 +337,15 @@ static int measuring_since(uint64_t t0)
     return W.ph == PH_MEASURE && t0 >= W.measure_at;
 }
 
+/* send() or SSL_write(): bytes, or -errno (-EAGAIN: later). */
+static ssize_t conn_send(struct conn *c, const void *p, size_t n)
+{
+    if (c->tls)
+        return cli_tls_bench_write(c->tls, p, n);
+    ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+    return w >= 0 ? w : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
 /* Send what is left of the current message (throughput: as much as the
  * socket takes, up to 1 MiB per call). 0 ok, -1 error. */
 static int do_send(struct conn *c)
@@ -343,14 +357,13 @@ static int do_send(struct conn *c)
         size_t lim = stream ? (size_t)bo.size : BLOCK;
         if (n > lim)
             n = lim;
-        ssize_t w = send(c->fd, pattern(c, c->sent), (size_t)n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            if (errno == EINTR)
-                continue;
+        ssize_t w = conn_send(c, pattern(c, c->sent), (size_t)n);
+        if (w == -EAGAIN)
+            break;
+        if (w == -EINTR)
+            continue;
+        if (w < 0)
             return -1;
-        }
         c->sent += (uint64_t)w;
         if (stream && W.ph == PH_MEASURE)
             W.rep->bytes_sent += (uint64_t)w;
@@ -432,6 +445,15 @@ static void on_message(struct conn *c, uint64_t now)
  * server closed it). */
 static ssize_t recv_chunk(struct conn *c)
 {
+    if (c->tls) {
+        ssize_t r = cli_tls_bench_read(c->tls, W.scratch, BLOCK);
+        if (r > 0)
+            return r;
+        if (r == -EAGAIN)
+            return 0;
+        drop(c, 1, 0);
+        return -1;
+    }
     for (;;) {
         ssize_t r = recv(c->fd, W.scratch, BLOCK, 0);
         if (r > 0)
@@ -695,8 +717,28 @@ static void on_io(dx_loop *loop, dx_io *io, int events)
             connect_failed(c, rc);
             return;
         }
-        if (events & (DX_WRITE | DX_ERROR))
+        if (!(events & (DX_WRITE | DX_ERROR)))
+            return;
+        if (!bo.tls) {
             on_connected(c);
+            return;
+        }
+        c->tls = cli_tls_bench_new(c->fd);
+        if (!c->tls) {
+            W.inflight--;
+            connect_failed(c, -ENOMEM);
+            return;
+        }
+        c->st = C_HANDSHAKE;
+    }
+    if (c->st == C_HANDSHAKE) { /* --ssl: counted as part of the connect */
+        int rc = cli_tls_bench_handshake(c->tls);
+        if (rc == 0) {
+            on_connected(c);
+        } else if (rc < 0 || dx_io_set(W.loop, &c->io, rc) < 0) {
+            W.inflight--;
+            connect_failed(c, -EPROTO);
+        }
         return;
     }
     if (events & DX_WRITE) {
@@ -1001,13 +1043,13 @@ static void print_json(const struct totals *t)
                  (unsigned long long)r->msgs, t->rate);
         snprintf(stalled, sizeof stalled, ",\"stalled\":%llu", (unsigned long long)r->stalled);
     }
-    printf("{\"mode\":\"%s\",\"host\":\"%s\",\"port\":\"%s\",\"conns\":%ld,\"procs\":%ld,"
+    printf("{\"mode\":\"%s\",\"tls\":%s,\"host\":\"%s\",\"port\":\"%s\",\"conns\":%ld,\"procs\":%ld,"
            "\"size\":%ld,\"secs\":%.1f,\"warmup\":%.1f,\"window_s\":%.3f,"
            "\"msgs\":%llu,\"msgs_per_s\":%.0f,%s\"mib_per_s\":%.2f,\"sent_mib_per_s\":%.2f,"
            "\"rcvd_mib_per_s\":%.2f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
            "\"p999_us\":%.1f,\"max_us\":%.1f,\"established\":%llu,\"errors\":%llu,"
            "\"verify_errors\":%llu,\"connect_errors\":%llu%s%s}\n",
-           mode_names[bo.mode], bo.host, bo.port, bo.conns, bo.procs,
+           mode_names[bo.mode], bo.tls ? "true" : "false", bo.host, bo.port, bo.conns, bo.procs,
            bo.mode == B_CONNRATE ? 1L : bo.size, bo.secs, bo.warmup, t->window,
            (unsigned long long)(broker ? r->deliveries : r->msgs), broker ? t->drate : t->rate,
            rounds, bo.send_only ? t->mib_sent : t->mib_rcvd, t->mib_sent, t->mib_rcvd,
@@ -1021,9 +1063,9 @@ static void print_json(const struct totals *t)
 static void print_text(const struct totals *t)
 {
     const struct report *r = &t->r;
-    printf("duplex bench %s %s %s: %ld connection%s, %ld process%s, %s backend\n",
-           mode_names[bo.mode], bo.host, bo.port, bo.conns, bo.conns == 1 ? "" : "s",
-           bo.procs, bo.procs == 1 ? "" : "es", backend_name);
+    printf("duplex bench %s %s %s: %ld %sconnection%s, %ld process%s, %s backend\n",
+           mode_names[bo.mode], bo.host, bo.port, bo.conns, bo.tls ? "TLS " : "",
+           bo.conns == 1 ? "" : "s", bo.procs, bo.procs == 1 ? "" : "es", backend_name);
     printf("  connections   %llu established\n", (unsigned long long)r->established);
     if (bo.mode == B_IDLE) {
         if (bo.secs > 0)
@@ -1115,8 +1157,12 @@ static int finish(void)
     if (!T->r.ever_connected && T->r.gave_up) {
         dx_addr_format(&W.dst, where, sizeof where);
         int code = T->r.last_connect_error ? T->r.last_connect_error : -ECONNREFUSED;
-        cli_error("bench: connect %s: %s (no connection could be made)", where,
-                  dx_strerror(code));
+        if (bo.tls && code == -EPROTO)
+            cli_error("bench: connect %s: TLS handshake failed (does the server speak TLS?); "
+                      "no connection could be made", where);
+        else
+            cli_error("bench: connect %s: %s (no connection could be made)", where,
+                      dx_strerror(code));
         return EXIT_CONNECT;
     }
     if (bo.json)
@@ -1181,6 +1227,9 @@ static const char bench_usage[] =
 "      --json           print one JSON line instead of the report\n"
 "      --backend NAME   event loop backend: epoll, poll, io_uring (or\n"
 "                       DUPLEX_BACKEND)\n"
+"      --ssl, --tls     every connection is a TLS client (the handshake counts\n"
+"                       as part of the connect; the server's certificate is not\n"
+"                       checked); not with broker\n"
 "  -h, --help           this help\n"
 "\n"
 "Latency (p50, p90, p99, p99.9, max) is measured from the first byte sent to the\n"
@@ -1222,7 +1271,7 @@ static int parse_secs(const char *s, double *out)
     return 0;
 }
 
-enum { OPT_JSON = 300, OPT_SEND_ONLY, OPT_BACKEND };
+enum { OPT_JSON = 300, OPT_SEND_ONLY, OPT_BACKEND, OPT_SSL };
 static const struct option bench_opts[] = {
     {"conns", required_argument, NULL, 'c'},
     {"duration", required_argument, NULL, 'd'},
@@ -1234,6 +1283,8 @@ static const struct option bench_opts[] = {
     {"send-only", no_argument, NULL, OPT_SEND_ONLY},
     {"json", no_argument, NULL, OPT_JSON},
     {"backend", required_argument, NULL, OPT_BACKEND},
+    {"ssl", no_argument, NULL, OPT_SSL},
+    {"tls", no_argument, NULL, OPT_SSL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -1282,6 +1333,7 @@ static int parse_args(int argc, char **argv)
         case OPT_SEND_ONLY: bo.send_only = 1; break;
         case OPT_JSON: bo.json = 1; break;
         case OPT_BACKEND: bo.backend = optarg; break;
+        case OPT_SSL: bo.tls = 1; break;
         case 'h':
             fputs(bench_usage, stdout);
             return -1;
@@ -1314,6 +1366,9 @@ static int parse_args(int argc, char **argv)
         return usage_error("%s", "--send-only applies to throughput only");
     if (bo.echo_once && bo.mode != B_IDLE)
         return usage_error("%s", "--echo-once applies to idle only");
+    if (bo.tls && bo.mode == B_BROKER)
+        return usage_error("%s", "--ssl: echo, connrate, idle and throughput only (broker "
+                           "rounds count raw bytes)");
     if (bo.mode == B_BROKER) {
         if (!conns_given)
             bo.conns = 2;
@@ -1404,6 +1459,8 @@ int cli_bench_main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    if (bo.tls && (rc = cli_tls_bench_init()) != 0)
+        return rc;
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

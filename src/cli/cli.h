@@ -149,6 +149,18 @@ typedef void (*cli_tls_connected_cb)(void *data, int fd);
 struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
                                             cli_tls_connected_cb connected, void *data);
 void cli_tls_conn_cancel(struct cli_tls_conn *c);
+/* duplex bench --ssl: bare non-blocking TLS clients without verification (a
+ * load generator measures the server; it checks every byte that comes back
+ * instead). init: 0, or an exit code after printing (no TLS in this build).
+ * handshake: 0 done, DX_READ/DX_WRITE to wait for, -1 failed. read/write:
+ * bytes, 0 at the peer's end (read), -EAGAIN, or -EIO. */
+struct cli_tls_sock;
+int cli_tls_bench_init(void);
+struct cli_tls_sock *cli_tls_bench_new(int fd);
+int cli_tls_bench_handshake(struct cli_tls_sock *t);
+ssize_t cli_tls_bench_read(struct cli_tls_sock *t, void *buf, size_t n);
+ssize_t cli_tls_bench_write(struct cli_tls_sock *t, const void *buf, size_t n);
+void cli_tls_bench_free(struct cli_tls_sock *t);
 
 /* progress.c: --progress */
 enum { PROGRESS_OFF, PROGRESS_AUTO, PROGRESS_ALWAYS };

@@ -85,10 +85,43 @@ struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, c
 
 void cli_tls_conn_cancel(struct cli_tls_conn *c) { (void)c; }
 
+int cli_tls_bench_init(void)
+{
+    cli_error("bench --ssl: this duplex was built without TLS (install libssl-dev, then rebuild)");
+    return EXIT_USAGE;
+}
+
+struct cli_tls_sock *cli_tls_bench_new(int fd)
+{
+    (void)fd;
+    return NULL;
+}
+
+int cli_tls_bench_handshake(struct cli_tls_sock *t)
+{
+    (void)t;
+    return -1;
+}
+
+ssize_t cli_tls_bench_read(struct cli_tls_sock *t, void *buf, size_t n)
+{
+    (void)t, (void)buf, (void)n;
+    return -EIO;
+}
+
+ssize_t cli_tls_bench_write(struct cli_tls_sock *t, const void *buf, size_t n)
+{
+    (void)t, (void)buf, (void)n;
+    return -EIO;
+}
+
+void cli_tls_bench_free(struct cli_tls_sock *t) { (void)t; }
+
 #else
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1325,5 +1358,70 @@ void cli_tls_server_free(struct cli_tls_server *ts)
     dx_timer_stop(ts->loop, &ts->reaper);
     free(ts);
 }
+
+/* ---- duplex bench --ssl ------------------------------------------------- */
+
+static SSL_CTX *bench_ctx;
+
+int cli_tls_bench_init(void)
+{
+    /* no read-ahead: the bench reads until EAGAIN only while it expects
+     * bytes, so nothing may wait inside OpenSSL unseen by poll */
+    bench_ctx = SSL_CTX_new(TLS_client_method());
+    if (!bench_ctx) {
+        cli_error("bench --ssl: %s", ssl_reason("cannot set up OpenSSL"));
+        return EXIT_IO;
+    }
+    SSL_CTX_set_min_proto_version(bench_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(bench_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_verify(bench_ctx, SSL_VERIFY_NONE, NULL);
+    return 0;
+}
+
+struct cli_tls_sock *cli_tls_bench_new(int fd)
+{
+    SSL *ssl = SSL_new(bench_ctx);
+    if (ssl && SSL_set_fd(ssl, fd) == 1)
+        return (struct cli_tls_sock *)ssl;
+    SSL_free(ssl);
+    return NULL;
+}
+
+int cli_tls_bench_handshake(struct cli_tls_sock *t)
+{
+    SSL *ssl = (SSL *)t;
+    ERR_clear_error();
+    int r = SSL_connect(ssl);
+    if (r == 1)
+        return 0;
+    int e = SSL_get_error(ssl, r);
+    return e == SSL_ERROR_WANT_READ ? DX_READ : e == SSL_ERROR_WANT_WRITE ? DX_WRITE : -1;
+}
+
+ssize_t cli_tls_bench_read(struct cli_tls_sock *t, void *buf, size_t n)
+{
+    SSL *ssl = (SSL *)t;
+    ERR_clear_error();
+    int r = SSL_read(ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return -EAGAIN;
+    return e == SSL_ERROR_ZERO_RETURN ? 0 : -EIO;
+}
+
+ssize_t cli_tls_bench_write(struct cli_tls_sock *t, const void *buf, size_t n)
+{
+    SSL *ssl = (SSL *)t;
+    ERR_clear_error();
+    int r = SSL_write(ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(ssl, r);
+    return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? -EAGAIN : -EIO;
+}
+
+void cli_tls_bench_free(struct cli_tls_sock *t) { SSL_free((SSL *)t); }
 
 #endif /* DX_HAVE_TLS */

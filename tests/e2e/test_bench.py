@@ -402,3 +402,34 @@ def test_broker_against_ncat(run_duplex, spawn):
     assert d["established"] == 10 and d["rounds"] > 0, d
     assert d["errors"] == 0 and d["verify_errors"] == 0, d
     assert d["msgs"] == d["rounds"] * 9, d
+
+
+def test_echo_and_connrate_over_tls(run_duplex, start_listener):
+    """bench --ssl against duplex listen -k --echo --ssl: every connection
+    is a TLS client, every echoed byte checked; connrate counts full TLS
+    connects."""
+    _, port = start_listener(["-k", "--echo", "--no-stdio", "--ssl"])
+    rc, d, err = bench_json(run_duplex, "echo", "--ssl", "127.0.0.1", port, "-c", 20, "-d", 1,
+                            "-w", 0.2)
+    assert rc == 0, err
+    assert d["tls"] is True and d["established"] == 20
+    assert d["msgs"] > 0 and d["errors"] == 0 and d["verify_errors"] == 0
+    check_percentiles(d)
+    rc, d, err = bench_json(run_duplex, "connrate", "--ssl", "127.0.0.1", port, "-c", 4, "-d", 1,
+                            "-w", 0.2)
+    assert rc == 0, err
+    assert d["msgs"] > 0 and d["errors"] == 0
+
+
+def test_tls_against_a_plain_server_exits_4(run_duplex, echo_server):
+    _, port = echo_server
+    rc, out, err = run_duplex(["bench", "echo", "--ssl", "127.0.0.1", str(port), "-c", "3",
+                               "-d", "1"], timeout=BENCH_TIMEOUT)
+    assert rc == 4, (out, err)
+    assert "TLS handshake failed (does the server speak TLS?)" in err, err
+
+
+def test_tls_broker_is_a_usage_error(run_duplex):
+    rc, out, err = run_duplex(["bench", "broker", "--ssl", "127.0.0.1", "9"])
+    assert rc == 2, err
+    assert "--ssl: echo, connrate, idle and throughput only" in err, err

@@ -62,22 +62,27 @@ EOF
 
 stop() { kill_tree "$1"; forget "$1"; }
 
-throughput() { # KIND -> MiB/s
-    local sink tport spid t0 t1 rc
+start_sink_and_terminator() { # KIND: a plain sink, KIND in front of it; sets SPID TPID TPORT
+    local sink
     sink=$(free_port)
     "$DUPLEX" listen -k --recv-only 127.0.0.1 "$sink" > /dev/null 2>&1 < /dev/null &
-    spid=$!
-    PIDS+=("$spid")
+    SPID=$!
+    PIDS+=("$SPID")
     wait_listen "$sink"
-    tport=$(free_port)
-    start_terminator "$1" "$tport" "$sink"
+    TPORT=$(free_port)
+    start_terminator "$1" "$TPORT" "$sink"
+}
+
+throughput() { # KIND -> MiB/s
+    local t0 t1 rc
+    start_sink_and_terminator "$1"
     t0=$(date +%s%N)
     head -c "${SIZE}M" /dev/zero |
-        timeout 300 "$DUPLEX" connect --ssl --ssl-no-verify 127.0.0.1 "$tport" > /dev/null 2>"$WORK/client.err"
+        timeout 300 "$DUPLEX" connect --ssl --ssl-no-verify 127.0.0.1 "$TPORT" > /dev/null 2>"$WORK/client.err"
     rc=$?
     t1=$(date +%s%N)
     stop "$TPID"
-    stop "$spid"
+    stop "$SPID"
     # socat and stunnel may end without close_notify (exit 1, not a loss here: the
     # sink counts nothing, the time to send is what is measured)
     if [ $rc -gt 1 ]; then
@@ -89,17 +94,11 @@ throughput() { # KIND -> MiB/s
 }
 
 idle_memory() { # KIND -> "PSS-per-client-KiB held"
-    local sink tport spid before after held
-    sink=$(free_port)
-    "$DUPLEX" listen -k --recv-only 127.0.0.1 "$sink" > /dev/null 2>&1 < /dev/null &
-    spid=$!
-    PIDS+=("$spid")
-    wait_listen "$sink"
-    tport=$(free_port)
-    start_terminator "$1" "$tport" "$sink"
+    local before after held
+    start_sink_and_terminator "$1"
     sleep 0.3
     before=$(pss_tree "$TPID")
-    python3 - "$tport" "$IDLE" "$WORK/held" <<'EOF' &
+    python3 - "$TPORT" "$IDLE" "$WORK/held" <<'EOF' &
 import socket, ssl, sys, time
 port, n, flag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -125,7 +124,7 @@ EOF
     stop "$hpid"
     rm -f "$WORK/held"
     stop "$TPID"
-    stop "$spid"
+    stop "$SPID"
     if [ "${held:-0}" -gt 0 ]; then
         echo "$(( (after - before) / held )) $held"
     else

@@ -170,43 +170,58 @@ static ssize_t to_socket(const dx_pump *p, ssize_t (*move)(int, int, size_t), in
     return r;
 }
 
-/* File to socket: sendfile(2) moves the page cache straight to the socket,
- * one call, no pipe. Returns 1 if the pump finished, 0 otherwise. */
 static void finish(dx_pump *p, int error, int in_read);
 static void complete(dx_pump *p);
+
+/* This fd cannot be sent or spliced (or no longer): copy through the
+ * buffer from now on. Returns 1 if the pump finished (no memory). */
+static int fall_back_to_copy(dx_pump *p)
+{
+    p->sendfile = p->direct = 0;
+    int rc = dx_buf_init(&p->buf, p->bufsize);
+    if (rc < 0) {
+        finish(p, rc, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* After a sendfile or a direct splice that moved n bytes, 0 at the end of
+ * the source, or failed with -errno (in_read: an error of the source).
+ * Returns 1 if the pump finished. */
+static int moved(dx_pump *p, ssize_t n, int in_read)
+{
+    if (n < 0) {
+        finish(p, (int)n, in_read);
+        return 1;
+    }
+    if (n == 0) {
+        p->eof = 1;
+        complete(p);
+        return 1;
+    }
+    p->bytes_in += (uint64_t)n;
+    p->bytes_out += (uint64_t)n;
+    p->last_activity = p->loop->now;
+    return 0;
+}
+
+/* File to socket: sendfile(2) moves the page cache straight to the socket,
+ * one call, no pipe. Returns 1 if the pump finished, 0 otherwise. */
 static int send_file(dx_pump *p)
 {
     for (int i = 0; i < 64; i++) {
         ssize_t n = to_socket(p, sendfile_nb, p->src->fd, p->dst->fd, p->bufsize);
         if (n == -EAGAIN)
             return 0;
-        if (n == -EINVAL && p->bytes_in == 0) { /* this file cannot: copy it */
-            p->sendfile = 0;
-            int rc = dx_buf_init(&p->buf, p->bufsize);
-            if (rc < 0) {
-                finish(p, rc, 1);
-                return 1;
-            }
-            return 0;
-        }
-        if (n < 0) {
-            finish(p, (int)n, 0);
+        if (n == -EINVAL && p->bytes_in == 0) /* this file cannot: copy it */
+            return fall_back_to_copy(p);
+        if (moved(p, n, 0))
             return 1;
-        }
-        if (n == 0) {
-            p->eof = 1;
-            complete(p);
-            return 1;
-        }
-        p->bytes_in += (uint64_t)n;
-        p->bytes_out += (uint64_t)n;
-        p->last_activity = p->loop->now;
     }
     return 0;
 }
-#endif
 
-#ifdef __linux__
 /* Pipe to socket or socket to pipe: splice(2) straight between them, one
  * call per chunk and no pipe of our own. EAGAIN does not say which side
  * would block: bytes still waiting in the source mean the destination is
@@ -224,30 +239,13 @@ static int splice_direct(dx_pump *p)
             p->dst_full = ioctl(p->src->fd, FIONREAD, &avail) == 0 && avail > 0;
             return 0;
         }
-        if (n == -EINVAL) { /* this fd cannot (or no longer): copy from now on */
-            p->direct = 0;
-            int rc = dx_buf_init(&p->buf, p->bufsize);
-            if (rc < 0) {
-                finish(p, rc, 1);
-                return 1;
-            }
-            return 0;
-        }
-        if (n < 0) {
-            /* one side is a socket: its errors are reading errors when it is
-             * the source (a reset), writing errors when it is the
-             * destination; EPIPE is always the destination's */
-            finish(p, (int)n, p->src->is_socket && n != -EPIPE);
+        if (n == -EINVAL) /* this fd cannot (or no longer) */
+            return fall_back_to_copy(p);
+        /* one side is a socket: its errors are reading errors when it is the
+         * source (a reset), writing errors when it is the destination; EPIPE
+         * is always the destination's */
+        if (moved(p, n, p->src->is_socket && n != -EPIPE))
             return 1;
-        }
-        if (n == 0) {
-            p->eof = 1;
-            complete(p);
-            return 1;
-        }
-        p->bytes_in += (uint64_t)n;
-        p->bytes_out += (uint64_t)n;
-        p->last_activity = p->loop->now;
     }
     return 0;
 }

@@ -123,11 +123,13 @@ int cli_tls_open(const struct options *o);
 int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
 void cli_tls_close(void);
 /* The TLS side of a server with many clients (serve.c), on one loop: each
- * accepted client's handshake runs in the loop, bounded by -w (else 10 s);
+ * accepted client's handshake runs in the loop, bounded by -w (else 10 s),
+ * at most 1024 at once (see cli_tls_server_full);
  * then ready() gets one end of a socketpair to serve as if it were the
  * client (with the TCP connection's two addresses and its socket), and a bridge in tls.c carries the bytes both ways until both
  * sides are done. A failed handshake is a -v line; the server goes on.
  * cli_tls_server_live() counts clients in handshake or bridged. */
+#define CLI_TLS_MAX_HANDSHAKES 1024
 struct cli_tls_server;
 /* tcp: the TLS connection's socket, still the bridge's (to watch, e.g. with
  * TCP_INFO on a dup of it) */
@@ -137,6 +139,9 @@ struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o
                                           cli_tls_ready_cb ready, void *data);
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name);
 unsigned cli_tls_server_live(const struct cli_tls_server *ts);
+/* 1 when CLI_TLS_MAX_HANDSHAKES handshakes are in progress: the owner stops
+ * accepting, and room(data) is called once one has ended; else 0. */
+int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data));
 void cli_tls_server_free(struct cli_tls_server *ts);
 /* relay --ssl-target: a TLS client handshake on fd (connected to TARGET,
  * owned from here) in the loop, the name checked as connect --ssl checks

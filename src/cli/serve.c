@@ -263,7 +263,7 @@ static void client_close(struct client *c, const char *why)
     dx_timer_start(sv->loop, &sv->reaper, 0, 0);
     if (sv->o->mode == MODE_CHAT)
         chat_notice(sv, c, "left");
-    if (sv->l.paused) { /* iterative: this client's turn is over */
+    if (sv->l.paused && sv->o->model == MODEL_ITERATIVE) { /* this client's turn is over */
         sv->l.paused = 0;
         listeners_watch(&sv->l, 1);
     }
@@ -438,6 +438,15 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         chat_notice(sv, c, "joined");
 }
 
+/* A handshake ended after accept() stopped at the cap (on_client). */
+static void tls_room(void *data)
+{
+    struct server *sv = data;
+    sv->l.paused = 0;
+    if (sv->l.n)
+        listeners_watch(&sv->l, 1);
+}
+
 static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
 {
     admit(data, fd, peer, local, tcp);
@@ -467,6 +476,13 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
     char name[DX_ADDR_STRLEN];
     client_name(sv, peer, name, sizeof name);
     cli_tls_server_accept(sv->tls, fd, peer, name);
+    if (l->n && cli_tls_server_full(sv->tls, tls_room)) {
+        /* the next clients wait in the backlog until a handshake ends */
+        cli_info(o, "%d TLS handshakes in progress: not accepting until one ends",
+                 CLI_TLS_MAX_HANDSHAKES);
+        l->paused = 1;
+        listeners_watch(l, 0);
+    }
 }
 
 /* ---- the server's own stdin/stdout ---- */

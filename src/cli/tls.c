@@ -72,6 +72,12 @@ unsigned cli_tls_server_live(const struct cli_tls_server *ts)
     return 0;
 }
 
+int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data))
+{
+    (void)ts, (void)room;
+    return 0;
+}
+
 void cli_tls_server_free(struct cli_tls_server *ts) { (void)ts; }
 
 struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
@@ -1118,8 +1124,9 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
 
 /* ---- servers: many TLS clients on one loop ----------------------------- */
 
-/* Handshakes in progress at once on one loop; more clients are refused. */
-#define MAX_HANDSHAKES 1024
+/* Handshakes in progress at once on one loop: the owner stops accepting
+ * there (cli_tls_server_full) until one ends (its room callback). */
+#define MAX_HANDSHAKES CLI_TLS_MAX_HANDSHAKES
 /* A server's client buffers less than a one-session bridge: there may be
  * thousands (about 2 * 32 KiB plus OpenSSL's own buffers each). */
 #define SERVER_BUFSIZE (32u << 10)
@@ -1133,7 +1140,19 @@ struct cli_tls_server {
     struct bridge *graveyard;  /* released, freed outside callbacks */
     dx_timer reaper;
     unsigned handshaking, bridging;
+    void (*room)(void *data);  /* the owner waits for a handshake to end */
 };
+
+/* A handshake ended: an owner that stopped accepting at the cap may go on. */
+static void handshake_ended(struct cli_tls_server *ts)
+{
+    ts->handshaking--;
+    if (ts->room && ts->handshaking < MAX_HANDSHAKES) {
+        void (*room)(void *) = ts->room;
+        ts->room = NULL;
+        room(ts->data);
+    }
+}
 
 static void free_bridge(struct bridge *b)
 {
@@ -1168,7 +1187,7 @@ static void server_release(struct bridge *b)
     b->released = 1;
     bridge_stop(b);
     if (b->handshaking)
-        ts->handshaking--;
+        handshake_ended(ts);
     else
         ts->bridging--;
     if (b->prev)
@@ -1212,8 +1231,8 @@ static void server_bridge(struct bridge *b)
         return;
     }
     b->handshaking = 0;
-    ts->handshaking--;
     ts->bridging++;
+    handshake_ended(ts);
     b->pair = sp[1];
     dx_io_init(&b->pair_io, sp[1], on_pair, b);
     if (b->client) {
@@ -1346,6 +1365,14 @@ void cli_tls_conn_cancel(struct cli_tls_conn *c)
 unsigned cli_tls_server_live(const struct cli_tls_server *ts)
 {
     return ts ? ts->handshaking + ts->bridging : 0;
+}
+
+int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data))
+{
+    if (ts->handshaking < MAX_HANDSHAKES)
+        return 0;
+    ts->room = room;
+    return 1;
 }
 
 void cli_tls_server_free(struct cli_tls_server *ts)

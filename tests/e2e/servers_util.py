@@ -9,6 +9,7 @@ below, built on the latter) and is killed and reaped by PID at teardown."""
 
 import errno
 import os
+import resource
 import selectors
 import socket
 import time
@@ -457,3 +458,12 @@ def wait_for(cond, timeout, what, interval=0.02):
         if time.monotonic() >= deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def raise_nofile(n):
+    """Raise this process's (the test's) descriptor limit to n, or skip."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        if hard != resource.RLIM_INFINITY and hard < n:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {n}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))

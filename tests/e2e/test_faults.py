@@ -14,7 +14,6 @@ Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_fault
 import fcntl
 import os
 import re
-import resource
 import selectors
 import signal
 import socket
@@ -29,7 +28,8 @@ import pytest
 
 from conftest import LISTENING_RE, TIMEOUT, sha
 from servers_util import (closed_within, connect, cpu_seconds, echo_roundtrip, name_of, open_fds,
-                          open_many, read_to_eof, recv_exact, rss_kib, sockets, wait_for)
+                          open_many, raise_nofile, read_to_eof, recv_exact, rss_kib, sockets,
+                          wait_for)
 
 __all__ = ["sockets"]  # fixture re-exported from servers_util
 
@@ -91,14 +91,6 @@ def reaped_pids():
 
 def listening_port(proc):
     return int(proc.wait_err(LISTENING_RE).group(2))
-
-
-def raise_nofile(n):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < n:
-        if hard != resource.RLIM_INFINITY and hard < n:
-            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {n}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
 
 
 # ------------------------------------------------ peer resets mid-transfer --

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from conftest import LISTENING_RE, TIMEOUT, free_port, need, recv_all, sha, wait_listening
-from servers_util import rss_kib
+from servers_util import raise_nofile, rss_kib
 
 MiB = 1 << 20
 
@@ -651,6 +651,28 @@ def test_stalled_handshake_does_not_hold_up_others(start_listener, certs):
     assert recv_exactly(c, 4) == b"pong"
     for s in (mute, plain, c):
         s.close()
+
+
+def test_handshake_cap_pauses_accept_instead_of_refusing(start_listener, certs):
+    """1100 connections that never speak TLS fill the 1024 handshake slots:
+    the server stops accepting (the rest wait in the backlog) instead of
+    refusing; once the mute ones reach the -w deadline, the waiting ones and
+    a real TLS client that came last are served."""
+    raise_nofile(4096)
+    p, port = tls_listener(start_listener, certs, "-v", "-k", "--echo", "-w", "1")
+    mute = []
+    try:
+        for _ in range(1100):
+            mute.append(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT))
+        p.wait_err(r"1024 TLS handshakes in progress: not accepting until one ends")
+        c = tls_client(certs, port)  # completes once the server accepts it again
+        c.sendall(b"late")
+        assert recv_exactly(c, 4) == b"late"
+        assert "refused" not in p.err, p.err[-500:]
+        c.close()
+    finally:
+        for s in mute:
+            s.close()
 
 
 def test_server_closes_idle_client_with_close_notify(start_listener, certs):

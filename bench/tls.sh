@@ -151,6 +151,7 @@ start_echo() { # KIND PORT: sets TPID
                   -m 2000 --exec /bin/cat 127.0.0.1 "$2" 2>/dev/null & ;;
         socat) taskset -c 0 socat "OPENSSL-LISTEN:$2,bind=127.0.0.1,reuseaddr,fork,backlog=4096,cert=$WORK/c.pem,key=$WORK/k.pem,verify=0" \
                    EXEC:cat 2>/dev/null & ;;
+        anchor_tls) taskset -c 0 "$HERE/build/anchor_tls" "$WORK/c.pem" "$WORK/k.pem" "$2" 2>/dev/null & ;;
     esac
     TPID=$!
     PIDS+=("$TPID")
@@ -164,10 +165,12 @@ try:
 except Exception:
     print("0 -")'
 }
-ECHO_KINDS=${ECHO_KINDS:-"duplex ncat socat"}
+# anchor_tls (bench/anchor_tls.c, `make -C bench`): OpenSSL on epoll by hand, no bridge: the floor
+ECHO_KINDS=${ECHO_KINDS:-"duplex anchor_tls ncat socat"}
+[ -x "$HERE/build/anchor_tls" ] || ECHO_KINDS=${ECHO_KINDS/anchor_tls/}
 declare -A ECHO CONNRATE
 for k in $ECHO_KINDS; do
-    command -v "$k" > /dev/null || [ "$k" = duplex ] || continue
+    command -v "$k" > /dev/null || [ "$k" = duplex ] || [ "$k" = anchor_tls ] || continue
     for n in $ECHO_CONNS; do
         port=$(free_port)
         start_echo "$k" "$port"

@@ -690,6 +690,12 @@ static int down_read(struct bridge *b)
         d->end += (size_t)n;
         b->received_any = 1;
         got = 1;
+        if (!SSL_pending(b->ssl) && !SSL_has_pending(b->ssl)) {
+            /* OpenSSL holds nothing more: another SSL_read would only meet
+             * an empty socket (EAGAIN); the poll says when more arrives */
+            b->rd_block = DX_READ;
+            return got;
+        }
     }
     int e = SSL_get_error(b->ssl, n);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
@@ -773,9 +779,12 @@ static int up_read(struct bridge *b)
     }
     if (u->end == b->bufsize)
         return 0;
-    ssize_t n = read(b->pair, u->data + u->end, b->bufsize - u->end);
+    size_t room = b->bufsize - u->end;
+    ssize_t n = read(b->pair, u->data + u->end, room);
     if (n > 0) {
         u->end += (size_t)n;
+        if ((size_t)n < room)
+            b->pr_block = 1; /* a short read emptied it: no EAGAIN read, the poll says */
         return 1;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

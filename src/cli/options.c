@@ -91,8 +91,8 @@ static const char usage_text[] =
 "  The handshake is bounded by -w (else 10 s); a failure names the proxy, the\n"
 "  target and the cause (exit 4; 5 when it timed out)\n"
 "\n"
-"TLS (connect; listen in every mode with the default model; relay; TCP or -U;\n"
-"not with -u or -z):\n"
+"TLS (connect; listen in every mode, not with --model iterative or fork; relay;\n"
+"TCP or -U; not with -u or -z):\n"
 "      --ssl, --tls         connect: TLS client; listen: TLS server; relay: TLS\n"
 "                           from its clients, plain bytes to TARGET\n"
 "      --ssl-target         relay: TLS to TARGET, checked as connect --ssl checks\n"
@@ -617,12 +617,15 @@ static int check_tls(const struct options *o, int tls_opt_given)
         }
         return 0;
     }
-    int other_model = o->model != MODEL_LOOP;
-    if (o->udp || o->zero_io || other_model || o->has_send_oob || o->oob_inline) {
-        cli_error("--ssl works with connect, listen (every mode, with the default model) "
-                  "and relay (TLS from its clients) over TCP or -U: not with %s",
+    /* iterative: handshakes run in the loop, several at once, so "one client
+     * at a time" could not hold; fork: each child would inherit every other
+     * client's TLS connection (the bridges live in the parent) */
+    int bad_model = o->model == MODEL_ITERATIVE || o->model == MODEL_FORK;
+    if (o->udp || o->zero_io || bad_model || o->has_send_oob || o->oob_inline) {
+        cli_error("--ssl works with connect, listen (every mode; models epoll, poll, io_uring, "
+                  "thread) and relay over TCP or -U: not with %s",
                   o->udp ? "-u (UDP)" : o->zero_io ? "-z"
-                  : other_model ? "--model iterative, fork or thread" : "--send-oob/--oob-inline "
+                  : bad_model ? "--model iterative or fork" : "--send-oob/--oob-inline "
                   "(TLS has no urgent data)");
         return -1;
     }

@@ -12,6 +12,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -337,7 +338,7 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
         /* --idle-timeout: the server keeps a copy of the socket to watch it
          * (with --ssl, fd is the bridge's socketpair: a copy of the TCP one) */
         if (pid > 0 && o->idle_timeout_ms && tcp >= 0) {
-            int copy = dup(tcp);
+            int copy = fcntl(tcp, F_DUPFD_CLOEXEC, 0); /* not for the next children */
             if (copy >= 0 && !exec_watch_idle(pid, copy, peer))
                 close(copy);
             close(fd);

@@ -149,11 +149,13 @@ class Proc:
                 pass
 
     def kill(self):
-        """Kill by PID (SIGKILL) and reap."""
-        if self.popen.poll() is None:
+        """Kill by PID (SIGKILL), with every process it started (an --exec
+        child would otherwise outlive it), and reap."""
+        kids = descendants(self.pid) if self.popen.poll() is None else []
+        for pid in [self.pid, *kids]:
             try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
         try:
             self.popen.wait(timeout=10)
@@ -161,15 +163,43 @@ class Proc:
             pass
         self.close_stdin()
         self._join(2)
-        for f in (self.popen.stdout, self.popen.stderr):
-            if f is not None:
+        for f, t in zip((self.popen.stdout, self.popen.stderr), self._threads_by_pipe()):
+            # a drain thread still reading (a grandchild kept the pipe open)
+            # keeps its pipe: closing it would free the fd number for the
+            # next test's pipe, which that thread would then read from
+            if f is not None and not (t and t.is_alive()):
                 try:
                     f.close()
                 except OSError:
                     pass
 
+    def _threads_by_pipe(self):
+        it = iter(self._threads)
+        return [next(it) if f is not None else None
+                for f in (self.popen.stdout, self.popen.stderr)]
+
     def __repr__(self):
         return f"<Proc {self.name} pid={self.pid}>"
+
+
+def descendants(pid):
+    """Every live process below pid (from /proc/PID/task/TID/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
 
 
 @pytest.fixture

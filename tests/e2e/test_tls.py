@@ -433,9 +433,8 @@ def test_through_a_socks5_proxy(start_listener, start_duplex, spawn, certs):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["listen", "--ssl", "-k", "--model", "fork", "--echo", "0"],
-     "--ssl works with connect, listen (every mode, with the default model) and relay"),
-    (["listen", "--ssl", "-k", "--model", "iterative", "0"], "not with --model iterative"),
+    (["listen", "--ssl", "-k", "--model", "fork", "--echo", "0"], "not with --model iterative or fork"),
+    (["listen", "--ssl", "-k", "--model", "iterative", "0"], "not with --model iterative or fork"),
     (["connect", "--ssl", "-u", "127.0.0.1", "9"], "not with -u (UDP)"),
     (["relay", "--ssl", "--ssl-no-verify", "0", "127.0.0.1:9"], "are for connect"),
     (["connect", "--ssl", "-z", "127.0.0.1", "9"], "not with -z"),
@@ -636,7 +635,9 @@ def test_stalled_handshake_does_not_hold_up_others(start_listener, certs):
     """A client that connects and says nothing is closed after the handshake
     deadline (-w), while others are served in the meantime; a client that
     does not speak TLS is refused; the server goes on."""
-    p, port = tls_listener(start_listener, certs, "-v", "-k", "--echo", "-w", "1")
+    # --idle-timeout: -w alone would also close the served client after 1 s idle
+    p, port = tls_listener(start_listener, certs, "-v", "-k", "--echo", "-w", "1",
+                           "--idle-timeout", "30")
     mute = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     plain = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
@@ -647,6 +648,7 @@ def test_stalled_handshake_does_not_hold_up_others(start_listener, certs):
     p.wait_err(r"tls 127\.0\.0\.1:\d+: handshake timed out after 1 s")
     mute.settimeout(TIMEOUT)
     assert mute.recv(100) == b""  # closed by the server
+    time.sleep(0.3)  # past -w since c's last byte: still served (-w bounds handshakes only here)
     c.sendall(b"pong")
     assert recv_exactly(c, 4) == b"pong"
     for s in (mute, plain, c):
@@ -659,7 +661,8 @@ def test_handshake_cap_pauses_accept_instead_of_refusing(start_listener, certs):
     refusing; once the mute ones reach the -w deadline, the waiting ones and
     a real TLS client that came last are served."""
     raise_nofile(4096)
-    p, port = tls_listener(start_listener, certs, "-v", "-k", "--echo", "-w", "1")
+    p, port = tls_listener(start_listener, certs, "-v", "-k", "--echo", "-w", "1",
+                           "--idle-timeout", "30")
     mute = []
     try:
         for _ in range(1100):
@@ -751,6 +754,66 @@ def test_broker_tls_client_not_reading_is_dropped(start_listener, start_duplex, 
     p.wait_err(re.escape(lazy_name) + r": closed: not reading")
     assert rss_max < 64 * 1024, f"server RSS reached {rss_max} KiB"
     lazy.close()
+
+
+def test_model_thread_over_tls(start_listener, certs):
+    """--model thread --ssl: the handshake and the bridge in the loop, each
+    client's echo in its own thread; 1 MiB each for 4 clients at once."""
+    p, port = tls_listener(start_listener, certs, "-k", "--echo", "--model", "thread")
+    conns = [tls_client(certs, port) for _ in range(4)]
+    data = [os.urandom(MiB) for _ in conns]
+    for k in range(0, MiB, 64 << 10):
+        for c, d in zip(conns, data):
+            c.sendall(d[k:k + (64 << 10)])
+        for c, d in zip(conns, data):
+            assert recv_exactly(c, 64 << 10) == d[k:k + (64 << 10)]
+    for c in conns:
+        c.unwrap()
+        c.close()
+
+
+def test_exec_children_do_not_inherit_other_tls_connections(start_listener, certs):
+    """--exec over --ssl with --idle-timeout: the server's watch copy of a
+    client's TLS socket is close-on-exec, so a later client's process does
+    not hold the first client's connection."""
+    p, port = tls_listener(start_listener, certs, "-k", "--sh-exec", "cat >/dev/null",
+                           "--idle-timeout", "30")
+    first = tls_client(certs, port)
+    second = tls_client(certs, port)
+    deadline = time.monotonic() + TIMEOUT
+    kids = []
+    while len(kids) < 2:
+        assert time.monotonic() < deadline, "the two --exec processes did not start"
+        kids = [int(t) for t in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
+        time.sleep(0.05)
+    mine = {first.getsockname()[1], second.getsockname()[1]}
+    for kid in kids:
+        ports = set()
+        for fd in os.listdir(f"/proc/{kid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{kid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                ports |= socket_ports(link[8:-1]) & mine
+        assert not ports, f"process {kid} holds the TLS connection(s) of port(s) {ports}"
+    first.close()
+    second.close()
+
+
+def socket_ports(inode):
+    """Remote ports of the TCP sockets with this inode (from /proc/net/tcp)."""
+    out = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(name).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[9] == inode:
+                out.add(int(f[2].split(":")[1], 16))
+    return out
 
 
 def test_threads_two_over_tls(start_listener, certs):

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, sha
+from conftest import LISTENING_RE, TIMEOUT, descendants, sha
 from servers_util import (closed_within, connect, cpu_seconds, echo_roundtrip, name_of, open_fds,
                           open_many, raise_nofile, read_to_eof, recv_exact, rss_kib, sockets,
                           wait_for)
@@ -41,26 +41,6 @@ def rst_close(sock):
     """Close with SO_LINGER {1, 0}: the kernel sends a reset."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-
-
-def descendants(pid):
-    """Every descendant pid of `pid`, from /proc/PID/task/*/children."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                continue
-            out.extend(kids)
-            todo.extend(kids)
-    return out
 
 
 def alive(pid):

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from conftest import LISTENING_RE, TIMEOUT, free_port, need, recv_all, sha, wait_listening
-from servers_util import raise_nofile, rss_kib
+from servers_util import children, raise_nofile, rss_kib
 
 MiB = 1 << 20
 
@@ -784,7 +784,7 @@ def test_exec_children_do_not_inherit_other_tls_connections(start_listener, cert
     kids = []
     while len(kids) < 2:
         assert time.monotonic() < deadline, "the two --exec processes did not start"
-        kids = [int(t) for t in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
+        kids = [k for k, _ in children(p.pid)]
         time.sleep(0.05)
     mine = {first.getsockname()[1], second.getsockname()[1]}
     for kid in kids:

@@ -140,8 +140,8 @@ struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name);
 unsigned cli_tls_server_live(const struct cli_tls_server *ts);
 /* 1 when CLI_TLS_MAX_HANDSHAKES handshakes are in progress: the owner stops
- * accepting, and room(data) is called once one has ended; else 0. */
-int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data));
+ * accepting, and room(room_data) is called once one has ended; else 0. */
+int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data), void *room_data);
 void cli_tls_server_free(struct cli_tls_server *ts);
 /* relay --ssl-target: a TLS client handshake on fd (connected to TARGET,
  * owned from here) in the loop, the name checked as connect --ssl checks
@@ -218,6 +218,13 @@ void listeners_watch(struct listeners *l, int on);
 /* Print "listening on ..." (listeners_open does, unless o->quiet). */
 void listeners_announce(const struct listeners *l, const struct options *o);
 void listeners_close(struct listeners *l);
+/* --ssl servers (serve.c, relay.c): fd's handshake starts in ts, whose ready
+ * callback then admits the client. Without -k the port closes first (one
+ * client, like nc -l): returns 1 then, and the owner stops when idle. At
+ * the cap of handshakes in progress, accepting waits for one to end. */
+struct cli_tls_server;
+int listeners_tls_accept(struct listeners *l, struct cli_tls_server *ts, int fd,
+                         const dx_addr *peer, const char *name);
 
 /* Open a socket on every local address the options name, for listen (TCP or
  * Unix) and listen -u alike: no host gives one dual-stack IPv6 socket (IPv4

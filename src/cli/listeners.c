@@ -243,3 +243,29 @@ void listeners_close(struct listeners *l)
         l->unix_bound = 0;
     }
 }
+
+/* A handshake ended after accepting stopped at the cap. */
+static void resume_after_tls(void *data)
+{
+    struct listeners *l = data;
+    l->paused = 0;
+    if (l->n)
+        listeners_watch(l, 1);
+}
+
+int listeners_tls_accept(struct listeners *l, struct cli_tls_server *ts, int fd,
+                         const dx_addr *peer, const char *name)
+{
+    int one_client = !l->o->keep_listening;
+    if (one_client)
+        listeners_close(l);
+    cli_tls_server_accept(ts, fd, peer, name);
+    if (l->n && cli_tls_server_full(ts, resume_after_tls, l)) {
+        /* the next clients wait in the backlog until a handshake ends */
+        cli_info(l->o, "%d TLS handshakes in progress: not accepting until one ends",
+                 CLI_TLS_MAX_HANDSHAKES);
+        l->paused = 1;
+        listeners_watch(l, 0);
+    }
+    return one_client;
+}

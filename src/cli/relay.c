@@ -289,15 +289,6 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     }
 }
 
-/* A handshake ended after accept() stopped at the cap (on_client). */
-static void tls_room(void *data)
-{
-    struct relay *r = data;
-    r->l.paused = 0;
-    if (r->l.n)
-        listeners_watch(&r->l, 1);
-}
-
 static void on_client(struct listeners *l, int fd, const dx_addr *peer)
 {
     struct relay *r = l->data;
@@ -314,19 +305,8 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         admit(r, fd, peer, NULL, -1);
         return;
     }
-    /* --ssl: the client's handshake first (in the loop), then admit() */
-    if (!o->keep_listening) {
-        listeners_close(l); /* one client, like without --ssl */
+    if (listeners_tls_accept(l, r->tls, fd, peer, name))
         r->stop_when_idle = 1;
-    }
-    cli_tls_server_accept(r->tls, fd, peer, name);
-    if (l->n && cli_tls_server_full(r->tls, tls_room)) {
-        /* the next clients wait in the backlog until a handshake ends */
-        cli_info(o, "%d TLS handshakes in progress: not accepting until one ends",
-                 CLI_TLS_MAX_HANDSHAKES);
-        l->paused = 1;
-        listeners_watch(l, 0);
-    }
 }
 
 static void on_sweep(dx_loop *loop, dx_timer *t)

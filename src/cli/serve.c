@@ -439,15 +439,6 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         chat_notice(sv, c, "joined");
 }
 
-/* A handshake ended after accept() stopped at the cap (on_client). */
-static void tls_room(void *data)
-{
-    struct server *sv = data;
-    sv->l.paused = 0;
-    if (sv->l.n)
-        listeners_watch(&sv->l, 1);
-}
-
 static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
 {
     admit(data, fd, peer, local, tcp);
@@ -469,21 +460,10 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         admit(sv, fd, peer, NULL, -1);
         return;
     }
-    /* --ssl: the handshake first (in the loop), then admit() */
-    if (!o->keep_listening) {
-        listeners_close(l); /* like nc -l: one client */
-        sv->stop_when_idle = 1;
-    }
     char name[DX_ADDR_STRLEN];
     client_name(sv, peer, name, sizeof name);
-    cli_tls_server_accept(sv->tls, fd, peer, name);
-    if (l->n && cli_tls_server_full(sv->tls, tls_room)) {
-        /* the next clients wait in the backlog until a handshake ends */
-        cli_info(o, "%d TLS handshakes in progress: not accepting until one ends",
-                 CLI_TLS_MAX_HANDSHAKES);
-        l->paused = 1;
-        listeners_watch(l, 0);
-    }
+    if (listeners_tls_accept(l, sv->tls, fd, peer, name))
+        sv->stop_when_idle = 1;
 }
 
 /* ---- the server's own stdin/stdout ---- */

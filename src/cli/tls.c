@@ -72,9 +72,9 @@ unsigned cli_tls_server_live(const struct cli_tls_server *ts)
     return 0;
 }
 
-int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data))
+int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data), void *room_data)
 {
-    (void)ts, (void)room;
+    (void)ts, (void)room, (void)room_data;
     return 0;
 }
 
@@ -1150,6 +1150,7 @@ struct cli_tls_server {
     dx_timer reaper;
     unsigned handshaking, bridging;
     void (*room)(void *data);  /* the owner waits for a handshake to end */
+    void *room_data;
 };
 
 /* A handshake ended: an owner that stopped accepting at the cap may go on. */
@@ -1159,7 +1160,7 @@ static void handshake_ended(struct cli_tls_server *ts)
     if (ts->room && ts->handshaking < MAX_HANDSHAKES) {
         void (*room)(void *) = ts->room;
         ts->room = NULL;
-        room(ts->data);
+        room(ts->room_data);
     }
 }
 
@@ -1376,11 +1377,12 @@ unsigned cli_tls_server_live(const struct cli_tls_server *ts)
     return ts ? ts->handshaking + ts->bridging : 0;
 }
 
-int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data))
+int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data), void *room_data)
 {
     if (ts->handshaking < MAX_HANDSHAKES)
         return 0;
     ts->room = room;
+    ts->room_data = room_data;
     return 1;
 }
 

@@ -947,14 +947,14 @@ static void bridge_step(struct bridge *b)
     }
 }
 
-static void server_handshake(struct bridge *b);
+static void loop_handshake(struct bridge *b);
 
 static void on_tcp(dx_loop *loop, dx_io *io, int events)
 {
     (void)loop;
     struct bridge *b = io->data;
     if (b->handshaking) {
-        server_handshake(b);
+        loop_handshake(b);
         return;
     }
     if (events & DX_ERROR)
@@ -1223,9 +1223,10 @@ static void handshake_over(struct bridge *b)
     server_release(b);
 }
 
-/* The handshake is done: the bridge starts, and the server gets the other
- * end of the socketpair as if it were the client. */
-static void server_bridge(struct bridge *b)
+/* The handshake is done: the bridge starts, and the owner gets the other
+ * end of the socketpair as if it were the connection (ready() for an
+ * accepted client, connected() for a target). */
+static void start_bridge(struct bridge *b)
 {
     struct cli_tls_server *ts = b->ts;
     int sp[2];
@@ -1256,13 +1257,14 @@ static void server_bridge(struct bridge *b)
         bridge_step(b); /* bytes the handshake already read, the first watchers */
 }
 
-static void server_handshake(struct bridge *b)
+/* One step of an accepted client's or a target's handshake, in the loop. */
+static void loop_handshake(struct bridge *b)
 {
     ERR_clear_error();
     errno = 0;
     int r = b->client ? SSL_connect(b->ssl) : SSL_accept(b->ssl);
     if (r == 1) {
-        server_bridge(b);
+        start_bridge(b);
         return;
     }
     int e = SSL_get_error(b->ssl, r);
@@ -1350,7 +1352,7 @@ void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *pee
     if (!b)
         return;
     b->peer_addr = *peer;
-    server_handshake(b);
+    loop_handshake(b);
 }
 
 struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
@@ -1361,7 +1363,7 @@ struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, c
         return NULL;
     b->connected = connected;
     b->connected_data = data;
-    server_handshake(b); /* may call connected() already: the caller is ready for it */
+    loop_handshake(b); /* may call connected() already: the caller is ready for it */
     return b->released || !b->handshaking ? NULL : (struct cli_tls_conn *)b;
 }
 

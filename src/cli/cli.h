@@ -218,6 +218,10 @@ void listeners_watch(struct listeners *l, int on);
 /* Print "listening on ..." (listeners_open does, unless o->quiet). */
 void listeners_announce(const struct listeners *l, const struct options *o);
 void listeners_close(struct listeners *l);
+/* A client's name in messages: ADDR:PORT, or PATH#N for the Nth client of
+ * a Unix socket (which has no address of its own). */
+void listeners_client_name(const struct listeners *l, const dx_addr *peer, unsigned long n,
+                           char *name, size_t len);
 /* --ssl servers (serve.c, relay.c): fd's handshake starts in ts, whose ready
  * callback then admits the client. Without -k the port closes first (one
  * client, like nc -l): returns 1 then, and the owner stops when idle. At

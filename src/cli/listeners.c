@@ -269,3 +269,12 @@ int listeners_tls_accept(struct listeners *l, struct cli_tls_server *ts, int fd,
     }
     return one_client;
 }
+
+void listeners_client_name(const struct listeners *l, const dx_addr *peer, unsigned long n,
+                           char *name, size_t len)
+{
+    if (peer->ss.ss_family == AF_UNIX)
+        snprintf(name, len, "%s#%lu", l->o->unix_path, n);
+    else
+        dx_addr_format(peer, name, len);
+}

@@ -232,14 +232,6 @@ static void start_pumps(struct conn *c)
     c->pumps_running = 1;
 }
 
-static void client_name(const struct relay *r, const dx_addr *peer, char *name, size_t len)
-{
-    if (peer->ss.ss_family == AF_UNIX)
-        snprintf(name, len, "%s#%lu", r->o->unix_path, r->accepted + 1);
-    else
-        dx_addr_format(peer, name, len);
-}
-
 /* A client to relay: fd is its socket, or with --ssl the session end of
  * its TLS bridge (the handshake done). */
 static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
@@ -249,7 +241,7 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     struct listeners *l = &r->l;
     const struct options *o = r->o;
     char name[DX_ADDR_STRLEN];
-    client_name(r, peer, name, sizeof name);
+    listeners_client_name(&r->l, peer, r->accepted + 1, name, sizeof name);
     if (o->max_conns && r->nconns >= (unsigned long)o->max_conns) {
         r->refused++;
         cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
@@ -294,7 +286,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
     struct relay *r = l->data;
     const struct options *o = r->o;
     char name[DX_ADDR_STRLEN];
-    client_name(r, peer, name, sizeof name);
+    listeners_client_name(&r->l, peer, r->accepted + 1, name, sizeof name);
     if (!dx_acl_allows(&o->acl, peer)) {
         r->denied++;
         cli_info(o, "%s: refused: not allowed by --allow/--deny", name);

@@ -359,14 +359,6 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
     }
 }
 
-static void client_name(const struct server *sv, const dx_addr *peer, char *name, size_t len)
-{
-    if (peer->ss.ss_family == AF_UNIX)
-        snprintf(name, len, "%s#%lu", sv->o->unix_path, sv->accepted + 1);
-    else
-        dx_addr_format(peer, name, len);
-}
-
 /* A client to serve: fd is its socket, or with --ssl the session end of
  * its TLS bridge (the handshake done; local and tcp are then the TCP
  * side's, else NULL and -1). */
@@ -375,7 +367,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
     struct listeners *l = &sv->l;
     const struct options *o = sv->o;
     char name[DX_ADDR_STRLEN];
-    client_name(sv, peer, name, sizeof name);
+    listeners_client_name(&sv->l, peer, sv->accepted + 1, name, sizeof name);
     int spawned = o->mode == MODE_EXEC || o->model == MODEL_FORK || o->model == MODEL_THREAD;
     /* --threads loops accepting at the same moment must not both take the
      * last free slot: in-loop clients take theirs with one atomic add, and
@@ -450,7 +442,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
     const struct options *o = sv->o;
     if (!dx_acl_allows(&o->acl, peer)) {
         char name[DX_ADDR_STRLEN];
-        client_name(sv, peer, name, sizeof name);
+        listeners_client_name(&sv->l, peer, sv->accepted + 1, name, sizeof name);
         sv->denied++;
         cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
         close(fd);
@@ -461,7 +453,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
         return;
     }
     char name[DX_ADDR_STRLEN];
-    client_name(sv, peer, name, sizeof name);
+    listeners_client_name(&sv->l, peer, sv->accepted + 1, name, sizeof name);
     if (listeners_tls_accept(l, sv->tls, fd, peer, name))
         sv->stop_when_idle = 1;
 }

@@ -334,6 +334,15 @@ static SSL_CTX *new_ctx(const struct options *o, int server, int with_cert, int 
         goto fail;
     }
     if (server) {
+        /* resumed sessions must come from this server's context: without an
+         * id context OpenSSL refuses every resumption once client
+         * certificates are verified ("session id context uninitialized") */
+        static const unsigned char sid_ctx[] = "duplex";
+        if (SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1) != 1) {
+            cli_error("tls: %s", ssl_reason("cannot set the session id context"));
+            *code = EXIT_IO;
+            goto fail;
+        }
         if (o->tls_verify) {
             STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->tls_trustfile);
             if (names)

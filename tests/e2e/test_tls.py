@@ -957,3 +957,51 @@ def test_relay_ssl_target_usage_errors(run_duplex, args, message):
     rc, out, err = run_duplex(args)
     assert rc == 2, err
     assert message in err, err
+
+
+# ------------------------------------------- session resumption, --ssl-verify --
+
+
+def s_client(spawn, port, certs, *extra):
+    return spawn(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile",
+                  certs["ca.pem"], "-cert", certs["client.pem"], "-key", certs["client.key"],
+                  *extra], stdin=subprocess.PIPE, name="s_client")
+
+
+def resumes(spawn, port, certs):
+    """TLS 1.2 (s_client -reconnect: session ids) and TLS 1.3 (a Python
+    client offers the ticket of its first connection): both resumed. Before
+    the session id context, the server refused both (alert 80)."""
+    c = s_client(spawn, port, certs, "-tls1_2", "-reconnect")
+    c.close_stdin()
+    c.wait()
+    assert re.search(rb"^Reused, TLSv1\.2", c.out, re.M), c.out[-2000:] + c.err.encode()
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    ctx.load_cert_chain(certs["client.pem"], certs["client.key"])
+    session = None
+    for i in range(2):
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+            tls = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+            tls.sendall(b"ping %d" % i)
+            assert recv_exactly(tls, 6) == b"ping %d" % i  # the ticket came before the echo
+            assert tls.version() == "TLSv1.3"
+            assert tls.session_reused == (i == 1), i
+            session = tls.session
+            tls.unwrap()
+
+
+def test_session_resumption_with_client_certificates(start_listener, spawn, certs, tmp_path):
+    p, port = tls_listener(start_listener, certs, "-k", "--echo", "--ssl-verify",
+                           "--ssl-trustfile", certs["ca.pem"])
+    resumes(spawn, port, certs)
+    assert "session id context uninitialized" not in p.err
+    assert p.poll() is None
+
+
+def test_session_resumption_relay_ssl_verify(start_listener, start_duplex, spawn, certs,
+                                             tmp_path):
+    e, eport = start_listener(["-k", "--echo"])
+    r, port = relay_ssl(start_duplex, certs, f"127.0.0.1:{eport}", "-k", "--ssl-verify",
+                        "--ssl-trustfile", certs["ca.pem"])
+    resumes(spawn, port, certs)
+    assert r.poll() is None

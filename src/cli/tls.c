@@ -718,8 +718,12 @@ static int down_read(struct bridge *b)
     unsigned long err = ERR_peek_last_error();
     if ((e == SSL_ERROR_SYSCALL && saved == 0) ||
         (e == SSL_ERROR_SSL && ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+        /* most clients end so after a complete transfer (ncat, many HTTP
+         * clients): a warning, not a failure; only the protocol can tell a
+         * cut (a length, a checksum), which is why it is always said */
         say(b->o, b->ts != NULL,
-            "tls %s: TLS connection ended without close_notify: the data may be truncated", b->peer);
+            "tls %s: warning: TLS connection ended without close_notify: the data may be "
+            "truncated", b->peer);
         b->truncated = 1;
         b->down_eof = 1;
         return 1;
@@ -1129,8 +1133,6 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
     bridge_stop(&b);
     if (code == EXIT_OK && b.failed)
         code = b.exit_code;
-    if (code == EXIT_OK && b.truncated)
-        code = EXIT_IO;
     close(sp[1]);
     ssl_free(ssl);
     close(fd);

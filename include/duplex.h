@@ -181,7 +181,10 @@ enum {
     DX_RESOLVE_DGRAM = 4,   /* for a datagram (UDP) socket instead of a stream */
 };
 
-/* Resolve host (NULL or "" for the wildcard/loopback per getaddrinfo) and
+/* Resolve host (NULL for the wildcard with DX_RESOLVE_PASSIVE, else the
+ * loopback, per getaddrinfo; "" is the wildcard too, but DX_EBADADDR
+ * without DX_RESOLVE_PASSIVE: an empty peer name is a mistake, not a
+ * request for the loopback; "[]" is DX_EBADADDR) and
  * port text (number or service name) for a stream socket (a UDP socket with
  * DX_RESOLVE_DGRAM). family: AF_UNSPEC,
  * AF_INET or AF_INET6. On success returns the number of addresses (>= 1) and

@@ -114,8 +114,13 @@ int dx_resolve(const char *host, const char *port, int family, int flags, dx_add
         hostbuf[n - 2] = '\0';
         host = hostbuf;
     }
-    if (host && !*host)
+    if (host && !*host) {
+        /* "" for a bind is every address; for a peer it is a missing name,
+         * not the loopback getaddrinfo would make of it (NULL asks for that) */
+        if (!(flags & DX_RESOLVE_PASSIVE))
+            return DX_EBADADDR;
         host = NULL;
+    }
 
     char portbuf[16];
     snprintf(portbuf, sizeof portbuf, "%d", p);

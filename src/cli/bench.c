@@ -1358,6 +1358,9 @@ static int parse_args(int argc, char **argv)
         return usage_error("%s", npos < 3 ? "HOST and PORT are needed" : "too many arguments");
     bo.host = argv[optind + 1];
     bo.port = argv[optind + 2];
+    if (!*bo.host)
+        return usage_error("%s", "the HOST is empty: give a name or an address (127.0.0.1 or ::1 "
+                           "for this machine)");
     if (dx_parse_port(bo.port) <= 0)
         return usage_error("invalid port '%s': expected 1-65535 or a service name", bo.port);
     if (bo.mode != B_IDLE && bo.secs <= 0)

@@ -449,6 +449,18 @@ static int parse_endpoint(const char *text, char *buf, size_t buflen, int listen
     return 0;
 }
 
+/* A host to connect to: never empty ("" would mean loopback to getaddrinfo,
+ * and no name at all to the TLS certificate check). */
+static int check_target_host(const char *what, const char *host)
+{
+    if (host && !*host) {
+        cli_error("%s: the HOST is empty: give a name or an address (127.0.0.1 or ::1 for "
+                  "this machine)", what);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_relay(struct options *o, char **pos, int npos)
 {
     static char lbuf[512], tbuf[512];
@@ -465,7 +477,8 @@ static int parse_relay(struct options *o, char **pos, int npos)
     }
     if (parse_endpoint(pos[0], lbuf, sizeof lbuf, 1, &o->host, &o->port, &o->unix_path) < 0 ||
         parse_endpoint(pos[1], tbuf, sizeof tbuf, 0, &o->target_host, &o->target_port,
-                       &o->target_unix) < 0)
+                       &o->target_unix) < 0 ||
+        check_target_host("relay TARGET", o->target_host) < 0)
         return EXIT_USAGE;
     return 0;
 }
@@ -1013,6 +1026,8 @@ int cli_parse(int argc, char **argv, struct options *o)
         cli_usage_short();
         return EXIT_USAGE;
     }
+    if (check_target_host("connect", o->host) < 0)
+        return EXIT_USAGE;
     for (int i = 0; i < o->nport_args; i++) {
         int first, last;
         if (o->zero_io ? dx_parse_port_range(o->port_args[i], &first, &last) < 0

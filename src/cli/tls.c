@@ -299,7 +299,11 @@ static SSL_CTX *new_ctx(const struct options *o, int server, int with_cert, int 
         *code = EXIT_IO;
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1) {
+        cli_error("tls: cannot require TLS 1.2 or later: %s", ssl_reason("unknown error"));
+        *code = EXIT_IO;
+        goto fail;
+    }
     SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_read_ahead(c, 1);
     if (with_cert && o->tls_cert) {
@@ -1025,8 +1029,17 @@ static int expect_name(const struct options *o, SSL *ssl, const char *peer, char
     if (!name)
         return 0;
     int is_ip = strip_host(name, expected, len);
-    if (!is_ip)
-        SSL_set_tlsext_host_name(ssl, expected);
+    /* "" would clear the name to check (any certificate of a trusted CA
+     * would do): options.c refuses it; fail closed all the same */
+    if (!expected[0] || strlen(name) >= len) {
+        cli_error("tls %s: no name to check the certificate against", peer);
+        return -1;
+    }
+    ERR_clear_error();
+    if (!is_ip && SSL_set_tlsext_host_name(ssl, expected) != 1) {
+        cli_error("tls %s: cannot send the name %s (SNI): %s", peer, expected, ssl_reason("invalid"));
+        return -1;
+    }
     if (o->tls_no_verify)
         return 0;
     SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);

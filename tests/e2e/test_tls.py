@@ -960,6 +960,104 @@ def test_relay_ssl_target_usage_errors(run_duplex, args, message):
     assert message in err, err
 
 
+# ------------------------------------- names: empty hosts, addresses not listed --
+
+
+def leaf_cert(certs, name, san):
+    """A server certificate signed by the test CA for exactly san
+    ("IP:127.0.0.2", "DNS:localhost"); returns --ssl-cert/--ssl-key args."""
+    d = certs["dir"]
+    if not os.path.exists(os.path.join(d, f"{name}.pem")):
+        (open(os.path.join(d, f"{name}.ext"), "w")).write(
+            f"subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
+                f"/CN={name}", cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-set_serial", str(abs(hash(name)) % 100000 + 10), "-days", "2",
+                "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=d)
+    return ["--ssl-cert", os.path.join(d, f"{name}.pem"), "--ssl-key", os.path.join(d, f"{name}.key")]
+
+
+def test_empty_host_never_means_loopback(run_duplex, start_listener, certs):
+    """An empty HOST used to connect to the loopback and clear the name the
+    certificate is checked for (any certificate of a trusted CA passed):
+    now a usage error before any connection, with TLS or without."""
+    s, port = tls_listener(start_listener, certs, stdin=b"must not be read")
+    for host_args in (["", str(port)], [f"[]:{port}"]):
+        rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                                   *host_args], stdin=b"secret")
+        assert rc == 2, err
+        assert "the HOST is empty" in err, err
+        assert out == b""
+    assert s.poll() is None  # no client ever came
+    rc, out, err = run_duplex(["connect", "127.0.0.1", str(port)], stdin=b"")  # it still listens
+    assert s.wait() != 0 and b"secret" not in s.out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["connect", "", "9"], "the HOST is empty"),
+    (["connect", "[]:9"], "the HOST is empty"),
+    (["connect", "-u", "", "9"], "the HOST is empty"),
+    (["connect", "-z", "", "9"], "the HOST is empty"),
+    (["connect", "-x", "[]:1080", "127.0.0.1", "9"], "invalid -x/--proxy"),
+    (["relay", "--ssl-target", "0", "[]:443"], "relay TARGET: the HOST is empty"),
+    (["relay", "0", "[]:443"], "relay TARGET: the HOST is empty"),
+    (["connect", "--ssl", "--ssl-servername", "", "127.0.0.1", "9"], "--ssl-servername needs a name"),
+    (["relay", "--ssl-target", "--ssl-servername", "", "0", "127.0.0.1:9"],
+     "--ssl-servername needs a name"),
+    (["bench", "echo", "", "9"], "the HOST is empty"),
+])
+def test_empty_host_is_a_usage_error(run_duplex, args, message):
+    rc, out, err = run_duplex(args)
+    assert rc == 2, err
+    assert message in err, err
+
+
+def test_ca_signed_certificate_for_another_ip_refused(run_duplex, start_listener, certs):
+    """A certificate of a trusted CA for IP:127.0.0.2 only: accepted at
+    127.0.0.2, refused at 127.0.0.3 (the IP check, not the chain)."""
+    cert = leaf_cert(certs, "ip2", "IP:127.0.0.2")
+    s, port = start_listener(["--ssl", *cert], addr="127.0.0.2", stdin=b"ok")
+    rc, out, err = run_duplex(["connect", "-v", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               "127.0.0.2", str(port)])
+    assert rc == 0, err
+    assert out == b"ok" and "verified for 127.0.0.2" in err
+    s, port = start_listener(["--ssl", *cert], addr="127.0.0.3", stdin=b"secret")
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               "127.0.0.3", str(port)])
+    assert rc == 4, err
+    assert out == b""
+    assert (f"tls 127.0.0.3:{port}: IP address mismatch: certificate is for 127.0.0.2, not "
+            "127.0.0.3") in err
+
+
+def test_ca_signed_name_certificate_reached_by_ip_refused(run_duplex, start_listener,
+                                                          start_duplex, certs):
+    """A certificate of a trusted CA for DNS:localhost only: accepted by
+    name, refused by IP address (connect and relay --ssl-target alike)."""
+    cert = leaf_cert(certs, "nameonly", "DNS:localhost")
+    s, port = start_listener(["--ssl", *cert], stdin=b"ok")
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost",
+                               str(port)])
+    assert rc == 0, err
+    assert out == b"ok"
+    s, port = start_listener(["--ssl", *cert], stdin=b"secret")
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "127.0.0.1",
+                               str(port)])
+    assert rc == 4, err
+    assert out == b""
+    assert (f"tls 127.0.0.1:{port}: IP address mismatch: certificate is for localhost, not "
+            "127.0.0.1") in err
+    e, eport = start_listener(["-k", "--echo", "--ssl", *cert])
+    r, rport = start_relay(start_duplex, f"127.0.0.1:{eport}", "--ssl-target", "--ssl-trustfile",
+                           certs["ca.pem"])
+    rc, out, err = run_duplex(["connect", "127.0.0.1", str(rport)], stdin=b"secret")
+    assert out == b""
+    assert r.wait() == 4, r.err
+    assert "IP address mismatch: certificate is for localhost, not 127.0.0.1" in r.err
+
+
 # ------------------------------------------- session resumption, --ssl-verify --
 
 

@@ -254,6 +254,12 @@ T(resolve_passive_wildcard)
     cr_assert_eq(n, 1, "%s", dx_strerror(n));
     cr_assert_str_eq(dx_addr_format(&out[0], buf, sizeof buf), "127.0.0.1:8080");
     free(out);
+
+    /* not passive: "" is a missing peer name, not the loopback */
+    out = NULL;
+    cr_assert_eq(dx_resolve("", "8080", AF_INET, 0, &out), DX_EBADADDR);
+    cr_assert_eq(dx_resolve("", "8080", AF_UNSPEC, DX_RESOLVE_DGRAM, &out), DX_EBADADDR);
+    cr_assert_null(out);
 }
 
 /* ---- dx_addr_unix ---- */

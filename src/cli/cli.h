@@ -100,6 +100,7 @@ struct options {
     const char *tls_trustfile;  /* --ssl-trustfile FILE: PEM CAs instead of the system store */
     const char *tls_servername; /* --ssl-servername NAME: SNI and the name checked */
     const char *tls_alpn;  /* --ssl-alpn PROTO[,PROTO] */
+    const char *tls_pin;   /* --ssl-pin PIN[;PIN]: the server's certificate or key (tls.c) */
 };
 
 /* proxy.c: connect through a SOCKS4(a), SOCKS5 or HTTP CONNECT proxy */

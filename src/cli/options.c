@@ -110,6 +110,11 @@ static const char usage_text[] =
 "                           no SNI is sent)\n"
 "      --ssl-no-verify      connect (relay --ssl-target): do not check the\n"
 "                           server's certificate\n"
+"      --ssl-pin PIN[;PIN]  connect (relay --ssl-target): trust exactly that\n"
+"                           certificate instead of CAs and names: sha256//BASE64\n"
+"                           (its public key, as curl's --pinnedpubkey) or its\n"
+"                           SHA-256 fingerprint (hex, colons optional); -v\n"
+"                           prints both for the server's certificate\n"
 "      --ssl-verify         listen: require a client certificate signed by a CA\n"
 "                           of --ssl-trustfile (connect: the default already)\n"
 "      --ssl-alpn P[,P]     ALPN protocols to offer (connect) or accept (listen)\n"
@@ -247,7 +252,7 @@ enum {
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
-    OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET,
+    OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN,
 };
 
 enum { OPT_SHOW_OPTS = 0x400 }; /* -O and --show-opts (sockopts.c) */
@@ -318,6 +323,8 @@ static const struct option long_opts[] = {
     {"tls-alpn", required_argument, NULL, OPT_SSL_ALPN},
     {"ssl-target", no_argument, NULL, OPT_SSL_TARGET},
     {"tls-target", no_argument, NULL, OPT_SSL_TARGET},
+    {"ssl-pin", required_argument, NULL, OPT_SSL_PIN},
+    {"tls-pin", required_argument, NULL, OPT_SSL_PIN},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -626,7 +633,7 @@ static int check_tls(const struct options *o, int tls_opt_given)
     if (!o->tls && !o->tls_target) {
         if (tls_opt_given) {
             cli_error("--ssl-cert, --ssl-key, --ssl-trustfile, --ssl-servername, --ssl-verify, "
-                      "--ssl-no-verify and --ssl-alpn need --ssl (--tls)%s",
+                      "--ssl-no-verify, --ssl-pin and --ssl-alpn need --ssl (--tls)%s",
                       o->cmd == CMD_RELAY ? " or --ssl-target" : "");
             return -1;
         }
@@ -656,6 +663,22 @@ static int check_tls(const struct options *o, int tls_opt_given)
         cli_error("--ssl-no-verify excludes --ssl-verify and --ssl-trustfile");
         return -1;
     }
+    if (o->tls_pin) {
+        /* the pin is the whole check of the server's certificate: a CA list
+         * for it would be ignored, and --ssl-no-verify contradicts it */
+        int server_side = o->cmd == CMD_LISTEN || (o->cmd == CMD_RELAY && !o->tls_target);
+        int trust_for_clients = o->cmd == CMD_RELAY && o->tls && o->tls_verify;
+        if (server_side) {
+            cli_error("--ssl-pin checks the server's certificate: it is for connect --ssl and "
+                      "relay --ssl-target");
+            return -1;
+        }
+        if (o->tls_no_verify || (o->tls_trustfile && !trust_for_clients)) {
+            cli_error("--ssl-pin replaces the CA and name check: it excludes --ssl-no-verify "
+                      "and --ssl-trustfile");
+            return -1;
+        }
+    }
     if (o->tls_target) {
         /* relay: the target is checked like connect checks its server */
         if (o->tls_verify && !o->tls) {
@@ -684,7 +707,7 @@ static int check_tls(const struct options *o, int tls_opt_given)
                       o->cmd == CMD_RELAY ? "relay" : "listen");
             return -1;
         }
-    } else if (o->unix_path && !o->tls_no_verify && !o->tls_servername) {
+    } else if (o->unix_path && !o->tls_no_verify && !o->tls_servername && !o->tls_pin) {
         cli_error("connect -U --ssl: a Unix socket has no host name to check the certificate "
                   "against: give --ssl-servername NAME (or --ssl-no-verify)");
         return -1;
@@ -772,6 +795,7 @@ int cli_parse(int argc, char **argv, struct options *o)
         case OPT_SSL_VERIFY: o->tls_verify = 1; tls_opt_given = 1; break;
         case OPT_SSL_ALPN: o->tls_alpn = optarg; tls_opt_given = 1; break;
         case OPT_SSL_TARGET: o->tls_target = 1; break;
+        case OPT_SSL_PIN: o->tls_pin = optarg; tls_opt_given = 1; break; /* checked by tls.c */
         case 'l': o->cmd = CMD_LISTEN; break;
         case 'k': o->keep_listening = 1; break;
         case 'p': port_flag = optarg; o->port_flag_given = 1; break;
@@ -931,7 +955,7 @@ int cli_parse(int argc, char **argv, struct options *o)
     if (o->cmd == CMD_RELAY) {
         int code = parse_relay(o, pos, npos);
         if (code == 0 && o->tls_target && o->target_unix && !o->tls_no_verify &&
-            !o->tls_servername) {
+            !o->tls_servername && !o->tls_pin) {
             cli_error("relay --ssl-target to a Unix socket: no host name to check the "
                       "certificate against: give --ssl-servername NAME (or --ssl-no-verify)");
             code = EXIT_USAGE;

@@ -257,6 +257,129 @@ static void fingerprint(X509 *x, char *out, size_t len)
         at += (size_t)snprintf(out + at, len - at, i ? ":%02X" : "%02X", md[i]);
 }
 
+/* The SHA-256 of the certificate's DER SubjectPublicKeyInfo (what curl's
+ * --pinnedpubkey sha256// pins: it survives a renewal with the same key). */
+static int spki_sha256(X509 *x, unsigned char md[32])
+{
+    unsigned char *der = NULL;
+    unsigned n = 0;
+    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    int ok = len > 0 && EVP_Digest(der, (size_t)len, md, &n, EVP_sha256(), NULL) && n == 32;
+    OPENSSL_free(der);
+    return ok ? 0 : -1;
+}
+
+/* "sha256//BASE64" of the certificate's public key, as --ssl-pin takes it. */
+static void spki_text(X509 *x, char *out, size_t len)
+{
+    unsigned char md[32], b64[48];
+    out[0] = '\0';
+    if (spki_sha256(x, md) == 0 && EVP_EncodeBlock(b64, md, 32) == 44)
+        snprintf(out, len, "sha256//%s", (const char *)b64);
+}
+
+/* --ssl-pin: the certificates a client trusts, instead of CAs and names:
+ * a public key (sha256//BASE64) or a certificate (its SHA-256 fingerprint,
+ * hex, colons allowed), several separated by ';'. */
+#define MAX_PINS 16
+static struct pin {
+    int spki;                /* 1: of the public key, 0: of the certificate */
+    unsigned char md[32];
+} pins[MAX_PINS];
+static int npins;
+
+static int hexval(int ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+static int parse_one_pin(const char *p, size_t n, struct pin *pin)
+{
+    if (n > 8 && strncmp(p, "sha256//", 8) == 0) {
+        unsigned char in[45], out[48], again[48];
+        if (n - 8 != 44 || p[n - 1] != '=' || p[n - 2] == '=')
+            return -1;
+        memcpy(in, p + 8, 44);
+        in[44] = '\0';
+        /* decodes 33 bytes (the padding counts); canonical if it encodes back */
+        if (EVP_DecodeBlock(out, in, 44) != 33 || EVP_EncodeBlock(again, out, 32) != 44 ||
+            memcmp(again, in, 44) != 0)
+            return -1;
+        memcpy(pin->md, out, 32);
+        pin->spki = 1;
+        return 0;
+    }
+    size_t digits = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == ':' && digits % 2 == 0 && digits > 0 && i + 1 < n && p[i + 1] != ':')
+            continue; /* between two bytes */
+        int v = hexval((unsigned char)p[i]);
+        if (v < 0 || digits >= 64)
+            return -1;
+        if (digits % 2 == 0)
+            pin->md[digits / 2] = (unsigned char)(v << 4);
+        else
+            pin->md[digits / 2] |= (unsigned char)v;
+        digits++;
+    }
+    pin->spki = 0;
+    return digits == 64 ? 0 : -1;
+}
+
+static int parse_pins(const char *text)
+{
+    npins = 0;
+    for (const char *p = text;;) {
+        size_t n = strcspn(p, ";");
+        if (npins == MAX_PINS || parse_one_pin(p, n, &pins[npins]) < 0) {
+            cli_error("invalid --ssl-pin '%s': expected sha256//BASE64 (the SHA-256 of the "
+                      "server's public key, as curl's --pinnedpubkey) or the SHA-256 fingerprint "
+                      "of its certificate (64 hex digits, colons allowed); at most %d, "
+                      "separated by ';'", text, MAX_PINS);
+            return -1;
+        }
+        npins++;
+        if (!p[n])
+            return 0;
+        p += n + 1;
+    }
+}
+
+static int pin_matches(X509 *x)
+{
+    unsigned char cert_md[EVP_MAX_MD_SIZE], key_md[32];
+    unsigned n = 0;
+    int have_cert = X509_digest(x, EVP_sha256(), cert_md, &n) && n == 32;
+    int have_key = spki_sha256(x, key_md) == 0;
+    for (int i = 0; i < npins; i++) {
+        if (pins[i].spki ? have_key && memcmp(pins[i].md, key_md, 32) == 0
+                         : have_cert && memcmp(pins[i].md, cert_md, 32) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* With --ssl-pin, the whole check of the server's certificate (instead of
+ * X509_verify_cert: no CA, no name): its leaf must be one pinned. */
+static int pin_verify(X509_STORE_CTX *sc, void *arg)
+{
+    (void)arg;
+    X509 *leaf = X509_STORE_CTX_get0_cert(sc);
+    if (leaf && pin_matches(leaf))
+        return 1;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(sc, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct vfail *vf = ssl ? SSL_get_ex_data(ssl, vfail_index) : NULL;
+    X509_STORE_CTX_set_error(sc, X509_V_ERR_APPLICATION_VERIFICATION);
+    if (vf && !vf->err) {
+        vf->err = X509_V_ERR_APPLICATION_VERIFICATION;
+        vf->depth = 0;
+        if (leaf && X509_up_ref(leaf))
+            vf->cert = leaf;
+    }
+    return 0;
+}
+
 /* listen --ssl without --ssl-cert: an EC P-256 key and a self-signed
  * certificate for CN=duplex, valid one day, in memory (like ncat). */
 static int ephemeral_cert(const struct options *o, SSL_CTX *c)
@@ -356,7 +479,10 @@ static SSL_CTX *new_ctx(const struct options *o, int server, int with_cert, int 
         if (o->tls_alpn)
             SSL_CTX_set_alpn_select_cb(c, alpn_select, NULL);
     } else {
-        if (!o->tls_no_verify) {
+        if (o->tls_pin) {
+            SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+            SSL_CTX_set_cert_verify_callback(c, pin_verify, NULL);
+        } else if (!o->tls_no_verify) {
             if (!o->tls_trustfile && SSL_CTX_set_default_verify_paths(c) != 1) {
                 cli_error("tls: cannot load the system CA store: %s", ssl_reason("unknown error"));
                 *code = EXIT_IO;
@@ -381,7 +507,7 @@ int cli_tls_open(const struct options *o)
 {
     if (!o->tls && !o->tls_target)
         return 0;
-    if (o->tls_alpn && parse_alpn(o->tls_alpn) < 0)
+    if ((o->tls_alpn && parse_alpn(o->tls_alpn) < 0) || (o->tls_pin && parse_pins(o->tls_pin) < 0))
         return EXIT_USAGE;
     if ((o->tls_cert && readable("--ssl-cert", o->tls_cert) < 0) ||
         (o->tls_key && readable("--ssl-key", o->tls_key) < 0) ||
@@ -483,7 +609,16 @@ static int handshake_failed(const struct options *o, int server, int many, const
         char names[512] = "";
         if (vf->cert)
             cert_names(vf->cert, names, sizeof names);
-        if (vf->err == X509_V_ERR_HOSTNAME_MISMATCH)
+        if (vf->err == X509_V_ERR_APPLICATION_VERIFICATION && o->tls_pin && !server) {
+            char fp[200] = "", key[64] = "";
+            if (vf->cert) {
+                fingerprint(vf->cert, fp, sizeof fp);
+                spki_text(vf->cert, key, sizeof key);
+            }
+            say(o, many, "tls %s: certificate pin mismatch: expected %s, got public key %s, "
+                "certificate SHA-256 fingerprint %s", peer, o->tls_pin, key[0] ? key : "none",
+                fp[0] ? fp : "none");
+        } else if (vf->err == X509_V_ERR_HOSTNAME_MISMATCH)
             say(o, many, "tls %s: hostname mismatch: certificate is for %s, not %s "
                 "(--ssl-servername NAME to check another name)", peer, names, expected);
         else if (vf->err == X509_V_ERR_IP_ADDRESS_MISMATCH)
@@ -569,10 +704,18 @@ static void report(const struct options *o, int server, const char *peer, SSL *s
         name_text(X509_get_issuer_name(x), issuer, sizeof issuer);
         const char *how = server ? (o->tls_verify ? "verified" : "not verified")
                           : o->tls_no_verify   ? "not verified (--ssl-no-verify)"
+                          : o->tls_pin         ? "pinned (--ssl-pin)"
                                                : "verified";
+        int named = expected && !server && !o->tls_no_verify && !o->tls_pin;
         cli_info(o, "tls %s: peer certificate: subject %s, issuer %s, %s%s%s", peer, subject,
-                 issuer, how, expected && !o->tls_no_verify ? " for " : "",
-                 expected && !o->tls_no_verify ? expected : "");
+                 issuer, how, named ? " for " : "", named ? expected : "");
+        /* the same fingerprint the ephemeral server prints, and the key's
+         * hash: either is an --ssl-pin */
+        char fp[200], key[64];
+        fingerprint(x, fp, sizeof fp);
+        spki_text(x, key, sizeof key);
+        cli_info(o, "tls %s: peer certificate SHA-256 fingerprint %s, public key %s", peer, fp,
+                 key);
         X509_free(x);
     } else {
         cli_info(o, "tls %s: peer certificate: none", peer);
@@ -1040,8 +1183,8 @@ static int expect_name(const struct options *o, SSL *ssl, const char *peer, char
         cli_error("tls %s: cannot send the name %s (SNI): %s", peer, expected, ssl_reason("invalid"));
         return -1;
     }
-    if (o->tls_no_verify)
-        return 0;
+    if (o->tls_no_verify || o->tls_pin)
+        return 0; /* nothing to check, or the pin is the whole check */
     SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), expected) != 1
               : SSL_set1_host(ssl, expected) != 1) {

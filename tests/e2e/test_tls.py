@@ -1128,3 +1128,116 @@ def test_ncat_client_bare_close_after_complete_upload_exits_0(start_listener, sp
     assert sha(p.out) == sha(up)
     assert re.search(r"duplex: tls 127\.0\.0\.1:\d+: warning: TLS connection ended without "
                      r"close_notify: the data may be truncated", p.err), p.err
+
+
+# -------------------------------------------- fingerprints and --ssl-pin --
+
+
+def cert_pins(path):
+    """(hex fingerprint with colons, sha256//BASE64 of the public key) of a PEM
+    certificate, computed by the openssl CLI."""
+    fp = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", path],
+                        capture_output=True, text=True, check=True, timeout=10).stdout
+    fp = fp.strip().split("=", 1)[1]
+    pub = subprocess.run(["openssl", "x509", "-noout", "-pubkey", "-in", path],
+                         capture_output=True, check=True, timeout=10).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub,
+                         capture_output=True, check=True, timeout=10).stdout
+    import base64
+    import hashlib
+    return fp, "sha256//" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def test_verbose_client_prints_the_server_fingerprint(run_duplex, start_listener, certs):
+    fp, key = cert_pins(certs["server.pem"])
+    s, port = tls_listener(start_listener, certs, stdin=b"x")
+    rc, out, err = run_duplex(["connect", "-v", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               "localhost", str(port)])
+    assert rc == 0, err
+    assert (f"tls 127.0.0.1:{port}: peer certificate SHA-256 fingerprint {fp}, public key "
+            f"{key}") in err, err
+
+
+def test_ephemeral_server_fingerprint_is_the_clients_pin(run_duplex, start_listener):
+    """What `listen --ssl -v` prints for its ephemeral certificate is what a
+    client prints with -v and what --ssl-pin takes."""
+    s, port = start_listener(["-v", "--ssl"], stdin=b"pinned")
+    fp = s.wait_err(r"SHA-256 fingerprint (\S+)").group(1)
+    rc, out, err = run_duplex(["connect", "-v", "--ssl", "--ssl-pin", fp, "127.0.0.1", str(port)],
+                              stdin=b"up")
+    assert rc == 0, err
+    assert out == b"pinned"
+    assert f"peer certificate SHA-256 fingerprint {fp}" in err
+    assert "pinned (--ssl-pin)" in err
+    assert s.wait() == 0 and s.out == b"up"
+
+
+def test_pin_trusts_a_self_signed_server(run_duplex, start_listener, certs):
+    fp, key = cert_pins(certs["self.pem"])
+    other_fp, other_key = cert_pins(certs["server.pem"])
+    for pin in (fp, fp.replace(":", "").lower(), key, f"{other_key};{key}"):
+        s, port = tls_listener(start_listener, certs, name="self", stdin=b"down")
+        rc, out, err = run_duplex(["connect", "--ssl", "--ssl-pin", pin, "127.0.0.1", str(port)],
+                                  stdin=b"up")
+        assert rc == 0, (pin, err)
+        assert out == b"down"
+        assert s.wait() == 0 and s.out == b"up"
+
+
+def test_pin_mismatch_fails_closed(run_duplex, start_listener, certs):
+    """A pin that is not the server's: exit 4, naming what was expected and
+    what came, even for a certificate the system store would trust."""
+    fp, key = cert_pins(certs["server.pem"])
+    self_fp, self_key = cert_pins(certs["self.pem"])
+    for pin in (self_fp, self_key):
+        s, port = tls_listener(start_listener, certs, stdin=b"secret")
+        rc, out, err = run_duplex(["connect", "--ssl", "--ssl-pin", pin, "localhost", str(port)],
+                                  stdin=b"up", env={"SSL_CERT_FILE": certs["ca.pem"]})
+        assert rc == 4, err
+        assert out == b""
+        assert (f"tls 127.0.0.1:{port}: certificate pin mismatch: expected {pin}, got public key "
+                f"{key}, certificate SHA-256 fingerprint {fp}") in err, err
+        assert b"up" not in s.out
+
+
+def test_relay_ssl_target_pin(start_listener, start_duplex, run_duplex, certs):
+    fp, key = cert_pins(certs["self.pem"])
+    e, eport = tls_listener(start_listener, certs, "-k", "--echo", name="self")
+    r, port = start_relay(start_duplex, f"127.0.0.1:{eport}", "-k", "--ssl-target", "--ssl-pin",
+                          key)
+    rc, out, err = run_duplex(["connect", "127.0.0.1", str(port)], stdin=b"via pin")
+    assert rc == 0, err
+    assert out == b"via pin"
+    other_fp, other_key = cert_pins(certs["server.pem"])
+    r, port = start_relay(start_duplex, f"127.0.0.1:{eport}", "--ssl-target", "--ssl-pin",
+                          other_fp)
+    rc, out, err = run_duplex(["connect", "127.0.0.1", str(port)], stdin=b"secret")
+    assert out == b""
+    assert r.wait() == 4, r.err
+    assert f"certificate pin mismatch: expected {other_fp}, got public key {key}" in r.err
+
+
+@pytest.mark.parametrize("pin", [
+    "", "sha256//", "sha256//abc", "sha256//" + "A" * 44, "sha1//" + "A" * 43 + "=",
+    "AB" * 31, "AB" * 33, "G" + "A" * 63, "AB:" * 31 + "A", ":" + "AB" * 32, "AB::" + "AB" * 31,
+    "AB" * 32 + ";",
+])
+def test_malformed_pin_is_a_usage_error(run_duplex, pin):
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-pin", pin, "127.0.0.1", "9"])
+    assert rc == 2, err
+    assert "invalid --ssl-pin" in err, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["listen", "--ssl", "--ssl-pin", "AB" * 32, "0"], "--ssl-pin checks the server's"),
+    (["relay", "--ssl", "--ssl-pin", "AB" * 32, "0", "127.0.0.1:9"], "--ssl-pin checks the server's"),
+    (["connect", "--ssl-pin", "AB" * 32, "127.0.0.1", "9"], "need --ssl (--tls)"),
+    (["connect", "--ssl", "--ssl-no-verify", "--ssl-pin", "AB" * 32, "127.0.0.1", "9"],
+     "excludes --ssl-no-verify and --ssl-trustfile"),
+    (["connect", "--ssl", "--ssl-trustfile", "ca.pem", "--ssl-pin", "AB" * 32, "127.0.0.1", "9"],
+     "excludes --ssl-no-verify and --ssl-trustfile"),
+])
+def test_pin_usage_errors(run_duplex, args, message):
+    rc, out, err = run_duplex(args)
+    assert rc == 2, err
+    assert message in err, err

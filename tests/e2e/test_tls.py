@@ -1241,3 +1241,17 @@ def test_pin_usage_errors(run_duplex, args, message):
     rc, out, err = run_duplex(args)
     assert rc == 2, err
     assert message in err, err
+
+
+def test_pin_over_a_unix_socket_needs_no_servername(start_duplex, run_duplex, certs, tmp_path):
+    """-U has no host name to check; a pin needs none (it was 'give
+    --ssl-servername NAME' before --ssl-pin)."""
+    fp, key = cert_pins(certs["self.pem"])
+    path = str(tmp_path / "tls.sock")
+    s = start_duplex(["listen", "-v", "--ssl", *server_args(certs, "self"), "-U", path],
+                     stdin=b"unix")
+    s.wait_err("listening on")
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-pin", key, "-U", path], stdin=b"hi")
+    assert rc == 0, err
+    assert out == b"unix"
+    assert s.wait() == 0 and s.out == b"hi"

@@ -125,7 +125,9 @@ struct dx_io {
 void dx_io_init(dx_io *io, int fd, dx_io_cb cb, void *data);
 
 /* Watch for `events` (DX_READ|DX_WRITE|DX_PRI); 0 stops the watcher. May be called
- * from any callback, for any watcher. A regular file or other fd that the
+ * from any callback, for any watcher. The callback runs from the loop, never
+ * inside this call, even for an fd that is ready already; a watcher stopped
+ * during a round gets none of that round's remaining events. A regular file or other fd that the
  * multiplexer refuses (epoll says EPERM) is treated as always ready, since
  * reads and writes on it never block. Returns 0, -EEXIST if another watcher
  * already watches the fd, or -errno from the backend. */
@@ -150,7 +152,8 @@ struct dx_timer {
 void dx_timer_init(dx_timer *t, dx_timer_cb cb, void *data);
 
 /* Start (or restart) a timer due after_ms from the loop's now, then every
- * repeat_ms if repeat_ms > 0. Returns 0 or -ENOMEM. */
+ * repeat_ms if repeat_ms > 0. The callback runs from the loop, never inside
+ * this call (also at 0 ms). Returns 0 or -ENOMEM. */
 int dx_timer_start(dx_loop *loop, dx_timer *t, uint64_t after_ms, uint64_t repeat_ms);
 
 /* Stop a timer; safe if not started. */
@@ -490,16 +493,18 @@ enum {
                            * (a terminal, say) */
 };
 
-/* Called once when the pump has finished: its input ended and everything
- * read was written (error 0), or an error stopped it (error < 0, from
- * reading if `in_read`, else from writing). The callback may free the pump's
- * memory after dx_pump_stop(). */
+/* Called once, from the loop (never inside dx_pump_start()), when the pump
+ * has finished: its input ended and everything read was written (error 0),
+ * or an error stopped it (error < 0, from reading if `in_read`, else from
+ * writing). The callback may free the pump's memory after dx_pump_stop(),
+ * and stop and free the other pump and the endpoints too. */
 typedef void (*dx_pump_cb)(dx_pump *p, int error, int in_read);
 
 /* Optional: sees every chunk a buffered pump reads (one started without
  * DX_PUMP_SPLICE) before dst gets it: puts what dst is to get into out,
  * which has room for 2 * n bytes, and returns how many (e.g. LF -> CRLF, or
- * the same bytes after logging them). */
+ * the same bytes after logging them). It runs in the middle of the pump's
+ * work: it must not stop or free the pump or its endpoints. */
 typedef size_t (*dx_pump_filter)(dx_pump *p, const char *in, size_t n, char *out);
 
 /* A pump needs a watcher for its src (reads) and one for its dst (writes).
@@ -599,7 +604,8 @@ ssize_t dx_dgram_recv(int fd, void *buf, size_t cap, dx_addr *from, int *truncat
 typedef struct dx_stream dx_stream;
 
 /* Data arrived: n > 0 bytes valid only during the call; n == 0 is the end
- * of input (the peer shut its side down). */
+ * of input (the peer shut its side down). Called from the loop; it may close
+ * and free the stream (and others). */
 typedef void (*dx_stream_read_cb)(dx_stream *s, const char *data, size_t n);
 /* Something happened (always called from the loop): error < 0 (read or
  * write failed: the stream is unusable, close it; the callback may free it),
@@ -639,7 +645,8 @@ int dx_stream_init(dx_loop *loop, dx_stream *s, int fd, size_t queue_cap,
 
 /* Arm or disarm the read callback (backpressure: disarm while the consumer
  * is full). Each read passes at most 64 KiB and at most half of queue_cap.
- * Return 0 or -errno from the loop. */
+ * The callback runs from the loop, never inside dx_stream_read_start(), even
+ * when data is waiting. Return 0 or -errno from the loop. */
 int dx_stream_read_start(dx_stream *s);
 int dx_stream_read_stop(dx_stream *s);
 

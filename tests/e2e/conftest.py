@@ -397,9 +397,10 @@ def wait_listening(port, timeout=10, proc=None, udp=False):
 class Backlog:
     """A listener on 127.0.0.1 that does not accept, its queue filled, so that
     further SYNs are dropped and a connect hangs (`hung` False if the queue
-    could not be filled on this kernel). release() accepts the fillers, so
-    that the next (retransmitted) SYN is answered; accept_other() then takes
-    the first connection that is not a filler's."""
+    could not be filled on this kernel; the last filler is then the one whose
+    SYN hangs). release() accepts the fillers, so that the next
+    (retransmitted) SYN is answered; accept_other() then takes the first
+    connection that is not a filler's."""
 
     def __init__(self):
         self.lsock = socket.socket()
@@ -416,12 +417,11 @@ class Backlog:
             if e not in (0, errno.EINPROGRESS):
                 c.close()
                 continue
+            self.fillers.append(c)
             _, w, _ = select.select([], [c], [], 0.3)
             if not w:
                 self.hung = True  # this SYN was dropped: the queue is full
-                c.close()         # (its retransmissions would take the room)
                 break
-            self.fillers.append(c)
 
     def release(self):
         ports = {c.getsockname()[1] for c in self.fillers}

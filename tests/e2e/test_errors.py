@@ -39,7 +39,8 @@ def test_reset_right_after_handshake_is_an_exchange_failure(backlog, start_duple
     is a failure of the exchange (exit 1), not a refused connect (exit 4)."""
     port = backlog.port
     cli = start_duplex(["connect", "127.0.0.1", port], stdin=subprocess.PIPE, env=backend_env)
-    wait_for(lambda: proc_net_sockets(port, state="02", remote=True), TIMEOUT, "duplex's SYN")
+    # the backlog's last filler hangs in SYN-SENT too
+    wait_for(lambda: proc_net_sockets(port, state="02", remote=True) >= 2, TIMEOUT, "duplex's SYN")
     os.kill(cli.pid, signal.SIGSTOP)
     try:
         backlog.release()  # duplex's retransmitted SYN is answered by the kernel
@@ -47,7 +48,9 @@ def test_reset_right_after_handshake_is_an_exchange_failure(backlog, start_duple
         theirs = conn.getpeername()[1]
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()  # RST: duplex's socket leaves the table once it has it
-        wait_for(lambda: not proc_net_sockets(theirs), TIMEOUT, "the reset to arrive")
+        # (only ESTABLISHED counts: an older connection between the same
+        # ports may linger in TIME-WAIT)
+        wait_for(lambda: not proc_net_sockets(theirs, state="01"), TIMEOUT, "the reset to arrive")
     finally:
         os.kill(cli.pid, signal.SIGCONT)
     rc = cli.wait()

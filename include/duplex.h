@@ -6,7 +6,16 @@
  *   -errno for system errors, DX_E* (below) for resolver and library errors.
  *   dx_strerror() turns any code into text. The library never prints, exits
  *   or aborts; an allocation failure is -ENOMEM.
- * - Callbacks: a call that takes a callback and fails never calls it.
+ * - Callbacks run from the loop (dx_loop_run()) only, never from inside a
+ *   call the program made (the rule libuv and libev users rely on): what a
+ *   call finds out (a write that failed because the peer reset, a connect
+ *   that failed or succeeded at once) is reported on the loop's next
+ *   iteration. So after any dx_* call the caller's objects are as it left
+ *   them. Any callback may free its own object (after stopping it: a stream
+ *   after dx_stream_close(), a pump after dx_pump_stop(), a connector after
+ *   dx_connect_cancel() or its final callback), and may stop and free other
+ *   objects too: a stopped object gets no callback afterwards. A call that
+ *   takes a callback and fails (returns < 0) never calls it.
  * - Ownership: the caller owns every struct it passes in (watchers, timers,
  *   pumps are embedded in the caller's memory, like libev watchers) and must
  *   keep it alive while it is started. Handles returned by *_new() are freed
@@ -85,8 +94,10 @@ const char *dx_loop_backend(const dx_loop *loop);
 const char *const *dx_backends(void);
 
 /* Run until dx_loop_stop() is called or nothing is left to wait for (no
- * started watcher, no started timer). Returns 0, or a negative code if the
- * multiplexer failed. */
+ * started watcher, no started timer, no deferred report). Each iteration:
+ * deferred reports (failures found during calls), then the wait, the fd
+ * callbacks, the timers. Returns 0, or a negative code if the multiplexer
+ * failed. */
 int dx_loop_run(dx_loop *loop);
 
 /* Make dx_loop_run() return after the current iteration. Safe in callbacks. */
@@ -114,7 +125,9 @@ struct dx_io {
 void dx_io_init(dx_io *io, int fd, dx_io_cb cb, void *data);
 
 /* Watch for `events` (DX_READ|DX_WRITE|DX_PRI); 0 stops the watcher. May be called
- * from any callback, for any watcher. A regular file or other fd that the
+ * from any callback, for any watcher. The callback runs from the loop, never
+ * inside this call, even for an fd that is ready already; a watcher stopped
+ * during a round gets none of that round's remaining events. A regular file or other fd that the
  * multiplexer refuses (epoll says EPERM) is treated as always ready, since
  * reads and writes on it never block. Returns 0, -EEXIST if another watcher
  * already watches the fd, or -errno from the backend. */
@@ -139,7 +152,8 @@ struct dx_timer {
 void dx_timer_init(dx_timer *t, dx_timer_cb cb, void *data);
 
 /* Start (or restart) a timer due after_ms from the loop's now, then every
- * repeat_ms if repeat_ms > 0. Returns 0 or -ENOMEM. */
+ * repeat_ms if repeat_ms > 0. The callback runs from the loop, never inside
+ * this call (also at 0 ms). Returns 0 or -ENOMEM. */
 int dx_timer_start(dx_loop *loop, dx_timer *t, uint64_t after_ms, uint64_t repeat_ms);
 
 /* Stop a timer; safe if not started. */
@@ -147,6 +161,17 @@ void dx_timer_stop(dx_loop *loop, dx_timer *t);
 
 /* 1 if the timer is started. */
 int dx_timer_active(const dx_timer *t);
+
+/* Private: a callback the loop runs on its next iteration. The library
+ * embeds one in the objects that report from the loop what a call found
+ * out (dx_stream, dx_connector); never touch it. */
+typedef struct dx__later {
+    struct dx__later *next, *prev; /* private */
+    void (*cb)(dx_loop *loop, struct dx__later *l); /* private */
+    void *data;                    /* private */
+    uint64_t pass;                 /* private */
+    int queued;                    /* private */
+} dx__later;
 
 /* ---- addresses --------------------------------------------------------- */
 
@@ -374,7 +399,13 @@ typedef struct dx_connector dx_connector;
 
 /* Called once per address that fails (fd < 0 in result, addr the address
  * tried), and once at the end: with result >= 0 the connected fd (the callee
- * owns it), or the last error of the last address. `final` tells which. */
+ * owns it), or the last error of the last address. `final` tells which.
+ * Always called from the loop. An address that accepted the connection is
+ * the last one tried: if the peer resets it before the connector sees it
+ * complete, the final result is that error (-ECONNRESET) with
+ * c->established set: a failure of the exchange, not of the connect. A
+ * failure callback that is not final may call dx_connect_cancel() and then
+ * free the connector; after the final one the connector may be freed. */
 typedef void (*dx_connect_cb)(dx_connector *c, int result, const dx_addr *addr, int final);
 
 struct dx_connector {
@@ -394,6 +425,11 @@ struct dx_connector {
     int nsockopts;        /* private */
     int sockopt_failed;   /* read-only: in a failure callback, the index in sockopts
                            * the kernel refused (the result is its -errno), else -1 */
+    int established;      /* read-only: in the final callback, 1 if addr took the
+                           * connection (result is the fd, or the reset that followed) */
+    dx__later later;      /* private: reports an address that failed at once */
+    int later_error;      /* private */
+    int *alive;           /* private: cleared by a cancel during a failure callback */
 };
 
 /* Try each of addrs in turn, each attempt bounded by timeout_ms (0: only
@@ -410,7 +446,9 @@ int dx_connect_async_opts(dx_loop *loop, dx_connector *c, const dx_addr *addrs, 
                           const dx_addr *source, uint64_t timeout_ms, const dx_sockopt *opts,
                           int nopts, dx_connect_cb cb, void *data);
 
-/* Abandon a connect in progress (the callback is not called again). */
+/* Abandon a connect in progress (the callback is not called again, even
+ * for a failure already found). Safe from any callback, twice, and on a
+ * zero-initialised connector; the memory may be freed on return. */
 void dx_connect_cancel(dx_connector *c);
 
 /* ---- bounded byte buffer ------------------------------------------------- */
@@ -458,16 +496,18 @@ enum {
                            * (a terminal, say) */
 };
 
-/* Called once when the pump has finished: its input ended and everything
- * read was written (error 0), or an error stopped it (error < 0, from
- * reading if `in_read`, else from writing). The callback may free the pump's
- * memory after dx_pump_stop(). */
+/* Called once, from the loop (never inside dx_pump_start()), when the pump
+ * has finished: its input ended and everything read was written (error 0),
+ * or an error stopped it (error < 0, from reading if `in_read`, else from
+ * writing). The callback may free the pump's memory after dx_pump_stop(),
+ * and stop and free the other pump and the endpoints too. */
 typedef void (*dx_pump_cb)(dx_pump *p, int error, int in_read);
 
 /* Optional: sees every chunk a buffered pump reads (one started without
  * DX_PUMP_SPLICE) before dst gets it: puts what dst is to get into out,
  * which has room for 2 * n bytes, and returns how many (e.g. LF -> CRLF, or
- * the same bytes after logging them). */
+ * the same bytes after logging them). It runs in the middle of the pump's
+ * work: it must not stop or free the pump or its endpoints. */
 typedef size_t (*dx_pump_filter)(dx_pump *p, const char *in, size_t n, char *out);
 
 /* A pump needs a watcher for its src (reads) and one for its dst (writes).
@@ -567,10 +607,12 @@ ssize_t dx_dgram_recv(int fd, void *buf, size_t cap, dx_addr *from, int *truncat
 typedef struct dx_stream dx_stream;
 
 /* Data arrived: n > 0 bytes valid only during the call; n == 0 is the end
- * of input (the peer shut its side down). */
+ * of input (the peer shut its side down). Called from the loop; it may close
+ * and free the stream (and others). */
 typedef void (*dx_stream_read_cb)(dx_stream *s, const char *data, size_t n);
-/* Something happened: error < 0 (read or write failed: the stream is
- * unusable, close it), or error == 0 when the output queue has drained
+/* Something happened (always called from the loop): error < 0 (read or
+ * write failed: the stream is unusable, close it; the callback may free it),
+ * or error == 0 when the output queue has drained
  * below half of its capacity after having been more than half full (time to
  * resume a paused producer), or when a shutdown asked for with
  * dx_stream_shutdown() has been done (shut_done is then 1). */
@@ -593,6 +635,8 @@ struct dx_stream {
     dx_stream_read_cb read_cb;   /* private */
     dx_stream_event_cb event_cb; /* private */
     void *data;               /* public: for the caller */
+    dx__later later;          /* private: reports a failure found during a call */
+    int later_error;          /* private */
 };
 
 /* Wrap fd (socket, pipe, terminal or file; non-blocking) with an output queue
@@ -604,14 +648,19 @@ int dx_stream_init(dx_loop *loop, dx_stream *s, int fd, size_t queue_cap,
 
 /* Arm or disarm the read callback (backpressure: disarm while the consumer
  * is full). Each read passes at most 64 KiB and at most half of queue_cap.
- * Return 0 or -errno from the loop. */
+ * The callback runs from the loop, never inside dx_stream_read_start(), even
+ * when data is waiting. Return 0 or -errno from the loop. */
 int dx_stream_read_start(dx_stream *s);
 int dx_stream_read_stop(dx_stream *s);
 
 /* Queue n bytes for writing, all or nothing: returns 0, or -ENOBUFS when
  * they do not fit (nothing queued: the caller chooses to wait or to drop the
  * peer), -EPIPE after dx_stream_shutdown() or a failure. Bytes are written
- * at once when the queue is empty and the fd takes them. */
+ * at once when the queue is empty and the fd takes them. If that write
+ * fails (the peer reset), the call still returns 0 and the stream is failed
+ * (s->failed, later writes -EPIPE); event_cb gets the error from the loop,
+ * never from inside this call, so the caller may go on using the stream
+ * until then. */
 int dx_stream_write(dx_stream *s, const void *data, size_t n);
 
 /* Bytes queued and free room in the output queue. */
@@ -619,11 +668,16 @@ size_t dx_stream_queued(const dx_stream *s);
 size_t dx_stream_room(const dx_stream *s);
 
 /* Shut the write side down (SHUT_WR) once the queue has drained. If the
- * queue is empty this happens at once (shut_done is 1 on return, no event). */
+ * queue is empty, or the call drains it, this happens at once (shut_done is
+ * 1 on return, no event); otherwise event_cb(0) says so from the loop. A
+ * failure found by the call is reported to event_cb from the loop. */
 void dx_stream_shutdown(dx_stream *s);
 
 /* Stop all watching and free the queue (queued bytes are dropped); the fd
- * is not closed. Safe to call from the stream's own callbacks and twice. */
+ * is not closed. No callback of the stream runs afterwards, not even a
+ * failure already found and waiting to be reported. Safe from any callback
+ * (the stream's own or another object's) and twice; the memory may be freed
+ * on return. */
 void dx_stream_close(dx_stream *s);
 
 

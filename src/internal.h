@@ -38,6 +38,9 @@ struct dx_loop {
     size_t nheap, capheap;
     struct dx__fired { int fd, events; } *fired; /* filled by wait() */
     int nfired, capfired;
+    int firing;             /* index in fired being dispatched, -1 outside dispatch */
+    dx__later *later_head, *later_tail; /* deferred callbacks, in queue order */
+    uint64_t later_pass;    /* run_later() rounds, see there */
     uint64_t now;
     uint64_t timer_pass;    /* run_timers() rounds, see there */
     int stop;
@@ -46,5 +49,15 @@ struct dx_loop {
 /* Called by a backend's wait() for each ready fd; events are DX_* bits.
  * Returns 0 or -ENOMEM. */
 int dx__loop_fired(dx_loop *loop, int fd, int events);
+
+/* Deferred callbacks: what a call finds out (a failed write, an immediate
+ * connect failure) is reported from the loop, never from inside the call
+ * (see the rule at the top of duplex.h). dx__later_queue() runs l->cb on the
+ * loop's next iteration (once, however often it is queued); it allocates
+ * nothing, so it cannot fail. dx__later_cancel() forgets it; safe if not
+ * queued. Both are safe from any callback. */
+void dx__later_init(dx__later *l, void (*cb)(dx_loop *loop, dx__later *l), void *data);
+void dx__later_queue(dx_loop *loop, dx__later *l);
+void dx__later_cancel(dx_loop *loop, dx__later *l);
 
 #endif

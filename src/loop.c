@@ -53,6 +53,7 @@ dx_loop *dx_loop_new(const char *backend, int *err)
         return NULL;
     }
     loop->now = monotonic_ms();
+    loop->firing = -1;
     for (size_t i = 0; backends[i]; i++) {
         if (backend && strcmp(backend, backends[i]->name) != 0)
             continue;
@@ -81,6 +82,8 @@ void dx_loop_free(dx_loop *loop)
     for (int fd = 0; fd < loop->nios; fd++)
         if (loop->ios[fd])
             loop->ios[fd]->active = 0;
+    while (loop->later_head)
+        dx__later_cancel(loop, loop->later_head);
     free(loop->ios);
     free(loop->heap);
     free(loop->fired);
@@ -146,6 +149,13 @@ int dx_io_set(dx_loop *loop, dx_io *io, int events)
             return rc;
     }
     if (events == 0) {
+        /* events of this round not yet dispatched were for this watcher:
+         * forget them, or a watcher started on the same fd number later in
+         * the round (the fd closed and reused: accept, connect) would get
+         * them. A callback may stop another object's watcher. */
+        for (int i = loop->firing + 1; loop->firing >= 0 && i < loop->nfired; i++)
+            if (loop->fired[i].fd == fd)
+                loop->fired[i].fd = -1;
         loop->ios[fd] = NULL;
         loop->nactive--;
         if (io->always_ready) {
@@ -302,11 +312,66 @@ static void run_timers(dx_loop *loop)
     }
 }
 
+/* ---- deferred callbacks: an intrusive queue, nothing allocated ---- */
+
+void dx__later_init(dx__later *l, void (*cb)(dx_loop *loop, dx__later *l), void *data)
+{
+    memset(l, 0, sizeof *l);
+    l->cb = cb;
+    l->data = data;
+}
+
+void dx__later_queue(dx_loop *loop, dx__later *l)
+{
+    if (l->queued)
+        return;
+    l->queued = 1;
+    l->pass = loop->later_pass;
+    l->next = NULL;
+    l->prev = loop->later_tail;
+    if (loop->later_tail)
+        loop->later_tail->next = l;
+    else
+        loop->later_head = l;
+    loop->later_tail = l;
+}
+
+void dx__later_cancel(dx_loop *loop, dx__later *l)
+{
+    if (!l->queued)
+        return;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        loop->later_head = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    else
+        loop->later_tail = l->prev;
+    l->next = l->prev = NULL;
+    l->queued = 0;
+}
+
+/* Callbacks queued during this pass wait for the next iteration (as timers
+ * do), so a callback that queues another cannot starve the fd watchers. A
+ * callback may cancel any other (an object it frees). */
+static void run_later(dx_loop *loop)
+{
+    uint64_t pass = ++loop->later_pass;
+    while (loop->later_head && !loop->stop) {
+        dx__later *l = loop->later_head;
+        if (l->pass == pass)
+            break;
+        dx__later_cancel(loop, l);
+        l->cb(loop, l); /* may free l's owner: touch nothing after */
+    }
+}
+
 /* ---- running ---- */
 
 static int next_timeout(const dx_loop *loop)
 {
-    if (loop->nalways > 0)
+    if (loop->nalways > 0 || loop->later_head)
         return 0;
     if (loop->nheap == 0)
         return -1;
@@ -330,14 +395,20 @@ static void run_always_ready(dx_loop *loop)
 int dx_loop_run(dx_loop *loop)
 {
     loop->stop = 0;
-    while (!loop->stop && (loop->nactive > 0 || loop->nheap > 0)) {
+    while (!loop->stop && (loop->nactive > 0 || loop->nheap > 0 || loop->later_head)) {
+        run_later(loop);
+        if (loop->stop || (loop->nactive == 0 && loop->nheap == 0 && !loop->later_head))
+            break; /* the deferred callbacks were the last work */
         loop->nfired = 0;
         int rc = loop->backend->wait(loop, next_timeout(loop));
         if (rc < 0 && rc != -EINTR)
             return rc;
         loop->now = monotonic_ms();
-        for (int i = 0; i < loop->nfired && !loop->stop; i++)
+        for (int i = 0; i < loop->nfired && !loop->stop; i++) {
+            loop->firing = i;
             dispatch(loop, loop->fired[i].fd, loop->fired[i].events);
+        }
+        loop->firing = -1;
         if (loop->nalways > 0 && !loop->stop)
             run_always_ready(loop);
         run_timers(loop);

@@ -263,10 +263,16 @@ int dx_connect_result(int fd)
         return -errno;
     if (err)
         return -err;
-    /* writable without error but not connected would be odd; check */
+    /* writable without error but not connected would be odd; check. A reset
+     * that arrives between the two calls leaves its error for a second look
+     * (the connection was made: ECONNRESET, not a refusal). */
     dx_addr peer;
-    if (dx_sock_peer(fd, &peer) < 0)
+    if (dx_sock_peer(fd, &peer) < 0) {
+        len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err)
+            return -err;
         return -ENOTCONN;
+    }
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #define READ_CHUNK (64 * 1024)
 
 static void stream_cb(dx_loop *loop, dx_io *io, int events);
+static void report_later(dx_loop *loop, dx__later *l);
 
 static ssize_t direct_write(dx_stream *s, const char *p, size_t n)
 {
@@ -55,6 +56,7 @@ int dx_stream_init(dx_loop *loop, dx_stream *s, int fd, size_t queue_cap,
     s->data = data;
     s->last_activity = loop->now;
     dx_io_init(&s->io, fd, stream_cb, s);
+    dx__later_init(&s->later, report_later, s);
     return 0;
 }
 
@@ -68,16 +70,39 @@ static void fail(dx_stream *s, int error)
     s->event_cb(s, error);
 }
 
-/* Write what is queued. Returns 0, 1 if a pending shutdown was just done,
- * or -1 if the stream failed. */
-static int flush(dx_stream *s)
+static void report_later(dx_loop *loop, dx__later *l)
 {
+    (void)loop;
+    dx_stream *s = l->data;
+    s->event_cb(s, s->later_error);
+}
+
+/* A failure found inside a call the program made (dx_stream_write(),
+ * dx_stream_shutdown()): the stream is failed at once (later writes get
+ * -EPIPE) but the event callback runs from the loop, since the caller may
+ * free the stream in it and then return into code that still uses it. */
+static void fail_later(dx_stream *s, int error)
+{
+    if (s->failed)
+        return;
+    dx_io_stop(s->loop, &s->io);
+    s->failed = 1;
+    s->later_error = error;
+    dx__later_queue(s->loop, &s->later);
+}
+
+/* Write what is queued. Returns 0, 1 if a pending shutdown was just done,
+ * or -1 if the stream failed (reported at once from the loop's callback,
+ * or deferred with `in_call`, inside a call of the program). */
+static int flush(dx_stream *s, int in_call)
+{
+    void (*report)(dx_stream *, int) = in_call ? fail_later : fail;
     while (dx_buf_len(&s->out) > 0) {
         ssize_t n = dx_buf_write_fd(&s->out, s->io.fd, s->is_socket);
         if (n == -EAGAIN)
             break;
         if (n < 0) {
-            fail(s, (int)n);
+            report(s, (int)n);
             return -1;
         }
         s->bytes_out += (uint64_t)n;
@@ -88,7 +113,7 @@ static int flush(dx_stream *s)
     if (dx_buf_len(&s->out) == 0 && s->shut_pending && !s->shut_done) {
         s->shut_done = 1;
         if (s->is_socket && shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
-            fail(s, -errno);
+            report(s, -errno);
             return -1;
         }
         return 1;
@@ -101,7 +126,7 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
     (void)loop;
     dx_stream *s = io->data;
     if (events & (DX_WRITE | DX_ERROR) && dx_buf_len(&s->out) > 0) {
-        int rc = flush(s);
+        int rc = flush(s, 0);
         if (rc < 0)
             return;
         if (rc == 1 || (s->above_half && dx_buf_len(&s->out) <= s->queue_cap / 2)) {
@@ -160,8 +185,8 @@ int dx_stream_write(dx_stream *s, const void *data, size_t n)
         /* write through: most writes never touch the queue or the loop */
         ssize_t w = direct_write(s, p, n);
         if (w < 0 && w != -EAGAIN) {
-            fail(s, (int)w);
-            return 0; /* the failure has been reported through event_cb */
+            fail_later(s, (int)w);
+            return 0; /* event_cb gets the failure from the loop */
         }
         if (w > 0) {
             p += w;
@@ -172,7 +197,7 @@ int dx_stream_write(dx_stream *s, const void *data, size_t n)
         if (n == 0)
             return 0;
         if (!s->out.data && dx_buf_init(&s->out, s->queue_cap) < 0) {
-            fail(s, -ENOMEM);
+            fail_later(s, -ENOMEM);
             return 0;
         }
     }
@@ -190,7 +215,7 @@ void dx_stream_shutdown(dx_stream *s)
     if (s->shut_pending || s->failed)
         return;
     s->shut_pending = 1;
-    if (flush(s) >= 0)
+    if (flush(s, 1) >= 0)
         update(s);
 }
 
@@ -199,6 +224,7 @@ void dx_stream_close(dx_stream *s)
     if (!s->loop)
         return;
     dx_io_stop(s->loop, &s->io);
+    dx__later_cancel(s->loop, &s->later); /* a closed stream hears nothing more */
     dx_buf_free(&s->out);
     s->loop = NULL;
     s->failed = 1;

@@ -19,6 +19,7 @@ struct attempt {
     const char *label;/* "connect", or "connect to proxy" */
     int fd;           /* connected fd, or the last error */
     dx_addr addr;     /* the address that answered (or failed last) */
+    int established;  /* it took the connection (then reset it, if fd < 0) */
 };
 
 static void on_connect(dx_connector *c, int result, const dx_addr *addr, int final)
@@ -30,12 +31,16 @@ static void on_connect(dx_connector *c, int result, const dx_addr *addr, int fin
         char where[DX_ADDR_STRLEN + 16];
         snprintf(where, sizeof where, "connect %s", dx_addr_format(addr, text, sizeof text));
         cli_sockopt_error(a->o, c->sockopt_failed, where, result);
+    } else if (result < 0 && c->established && !a->quiet) {
+        /* connected, then reset at once: the exchange failed (exit 1) */
+        cli_error("receive from %s: %s", dx_addr_format(addr, text, sizeof text), dx_strerror(result));
     } else if (result < 0 && !a->quiet)
         cli_error("%s %s: %s", a->label ? a->label : "connect", dx_addr_format(addr, text, sizeof text),
                   dx_strerror(result));
     if (final) {
         a->fd = result;
         a->addr = *addr;
+        a->established = c->established;
         dx_loop_stop(c->loop); /* other watchers (the signal pipe) stay */
     }
 }
@@ -46,6 +51,7 @@ static int connect_any(dx_loop *loop, struct attempt *a, const dx_addr *addrs, i
 {
     dx_connector c;
     a->fd = DX_ENOADDR;
+    a->established = 0;
     int rc = dx_connect_async_opts(loop, &c, addrs, n, source, (uint64_t)a->o->timeout_ms,
                                    a->o->sockopts, a->o->nsockopts, on_connect, a);
     if (rc < 0)
@@ -179,7 +185,7 @@ static int via_proxy(dx_loop *loop, const struct options *o, int port, int quiet
     free(addrs);
     dx_addr_format(&a.addr, proxy_text, DX_ADDR_STRLEN);
     if (fd < 0)
-        return -cli_exit_code_for(fd, 1);
+        return a.established ? -EXIT_IO : -cli_exit_code_for(fd, 1);
     int rc = cli_proxy_handshake(o, fd, port, why, whylen);
     if (rc == 0)
         return fd;
@@ -240,10 +246,11 @@ static int probe_ports(dx_loop *loop, const struct options *o)
             }
             int fd = connect_any(loop, &a, addrs, n, has_source ? &source : NULL);
             dx_addr_format(&a.addr, text, sizeof text);
-            if (fd >= 0) {
+            if (fd >= 0 || a.established) { /* a reset after the handshake: open too */
                 any_open = 1;
                 cli_info(o, "%s open", text);
-                close(fd);
+                if (fd >= 0)
+                    close(fd);
             } else {
                 cli_info(o, "%s closed: %s", text, dx_strerror(fd));
             }
@@ -282,7 +289,7 @@ int cli_connect(const struct options *o, dx_loop *loop)
     int fd = connect_any(loop, &a, addrs, n, has_source ? &source : NULL);
     free(addrs);
     if (fd < 0)
-        return cli_exit_code_for(fd, 1);
+        return a.established ? EXIT_IO : cli_exit_code_for(fd, 1);
     char peer[DX_ADDR_STRLEN], local[DX_ADDR_STRLEN];
     dx_addr me;
     dx_addr_format(&a.addr, peer, sizeof peer);

@@ -193,7 +193,7 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
     }
     if (result < 0) {
         c->error = result;
-        c->error_where = "connect";
+        c->error_where = k->established ? "target" : "connect"; /* reset once connected: exit 1 */
         r->failed++;
         conn_close(c);
         return;

@@ -353,10 +353,11 @@ def free_port(host="127.0.0.1", family=socket.AF_INET, kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
-def proc_net_sockets(port, proto="tcp", state=None):
+def proc_net_sockets(port, proto="tcp", state=None, remote=False):
     """How many sockets of `proto` ('tcp' or 'udp') are bound to local port
-    `port`, per /proc/net/PROTO{,6}; with `state` (hex, e.g. '0A' for
-    LISTEN) only those in that state."""
+    `port` (with remote=True: connected to remote port `port`), per
+    /proc/net/PROTO{,6}; with `state` (hex, e.g. '0A' for LISTEN, '02' for
+    SYN-SENT) only those in that state."""
     n = 0
     for name in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         try:
@@ -364,7 +365,7 @@ def proc_net_sockets(port, proto="tcp", state=None):
                 next(f)
                 for line in f:
                     parts = line.split()
-                    local, st = parts[1], parts[3]
+                    local, st = parts[2 if remote else 1], parts[3]
                     if int(local.rsplit(":", 1)[1], 16) == port and state in (None, st):
                         n += 1
         except OSError:
@@ -393,36 +394,85 @@ def wait_listening(port, timeout=10, proc=None, udp=False):
     pytest.fail(f"nothing {what} {port} after {timeout}s")
 
 
-@pytest.fixture
-def full_backlog():
-    """A listener on 127.0.0.1 that never accepts, its queue filled, so that
-    further SYNs are dropped and a connect hangs. Yields the port; skips if
-    the queue cannot be filled on this kernel."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(0)
-    port = lsock.getsockname()[1]
-    fillers = []
-    hung = False
-    try:
+class Backlog:
+    """A listener on 127.0.0.1 that does not accept, its queue filled, so that
+    further SYNs are dropped and a connect hangs (`hung` False if the queue
+    could not be filled on this kernel; the last filler is then the one whose
+    SYN hangs). release() accepts the fillers, so that the next
+    (retransmitted) SYN is answered; accept_other() then takes the first
+    connection that is not a filler's."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(0)
+        self.port = self.lsock.getsockname()[1]
+        self.fillers = []
+        self.accepted = []
+        self.hung = False
         for _ in range(16):
             c = socket.socket()
             c.setblocking(False)
-            fillers.append(c)
-            e = c.connect_ex(("127.0.0.1", port))
+            e = c.connect_ex(("127.0.0.1", self.port))
             if e not in (0, errno.EINPROGRESS):
+                c.close()
                 continue
+            self.fillers.append(c)
             _, w, _ = select.select([], [c], [], 0.3)
             if not w:
-                hung = True  # this SYN was dropped: the queue is full
+                self.hung = True  # this SYN was dropped: the queue is full
                 break
-        if not hung:
-            pytest.skip("could not fill the listen queue on this kernel (connects never hang)")
-        yield port
-    finally:
-        for c in fillers:
+
+    def release(self):
+        ports = {c.getsockname()[1] for c in self.fillers}
+        self.lsock.setblocking(False)
+        while ports:
+            try:
+                conn, peer = self.lsock.accept()
+            except BlockingIOError:
+                break
+            self.accepted.append(conn)
+            ports.discard(peer[1])
+
+    def accept_other(self, timeout=TIMEOUT):
+        ports = {c.getsockname()[1] for c in self.fillers}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.lsock], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            try:
+                conn, peer = self.lsock.accept()
+            except BlockingIOError:
+                continue
+            if peer[1] not in ports:
+                return conn
+            self.accepted.append(conn)
+        pytest.fail(f"no connection to the released backlog on port {self.port} after {timeout}s")
+
+    def close(self):
+        for c in self.fillers + self.accepted:
             c.close()
-        lsock.close()
+        self.lsock.close()
+
+
+@pytest.fixture
+def backlog():
+    """A Backlog (see there); skips if the queue cannot be filled here."""
+    b = Backlog()
+    try:
+        if not b.hung:
+            pytest.skip("could not fill the listen queue on this kernel (connects never hang)")
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def full_backlog(backlog):
+    """The port of a Backlog: a listener whose SYNs are dropped (a connect
+    to it hangs)."""
+    return backlog.port
 
 
 def need(binary):

@@ -3,6 +3,7 @@ codes: 1 I/O, 2 usage, 3 resolve, 4 connect, 5 timeout, 6 listen."""
 
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -10,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import free_port, recv_all
+from conftest import TIMEOUT, free_port, proc_net_sockets, recv_all
+from servers_util import wait_for
 
 # ------------------------------------------------------------- connect: 4 --
 
@@ -28,6 +30,33 @@ def test_connection_refused_netcat_style(run_duplex):
     rc, _, err = run_duplex([f"127.0.0.1:{port}"])
     assert rc == 4, err
     assert f"duplex: connect 127.0.0.1:{port}: Connection refused" in err
+
+
+def test_reset_right_after_handshake_is_an_exchange_failure(backlog, start_duplex, backend_env):
+    """Issue 10 item 15: the server accepts and resets at once, before duplex
+    has looked at its connect (made certain here: duplex is stopped while its
+    SYN is answered and the reset arrives). The connection was made, so this
+    is a failure of the exchange (exit 1), not a refused connect (exit 4)."""
+    port = backlog.port
+    cli = start_duplex(["connect", "127.0.0.1", port], stdin=subprocess.PIPE, env=backend_env)
+    # the backlog's last filler hangs in SYN-SENT too
+    wait_for(lambda: proc_net_sockets(port, state="02", remote=True) >= 2, TIMEOUT, "duplex's SYN")
+    os.kill(cli.pid, signal.SIGSTOP)
+    try:
+        backlog.release()  # duplex's retransmitted SYN is answered by the kernel
+        conn = backlog.accept_other()
+        theirs = conn.getpeername()[1]
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # RST: duplex's socket leaves the table once it has it
+        # (only ESTABLISHED counts: an older connection between the same
+        # ports may linger in TIME-WAIT)
+        wait_for(lambda: not proc_net_sockets(theirs, state="01"), TIMEOUT, "the reset to arrive")
+    finally:
+        os.kill(cli.pid, signal.SIGCONT)
+    rc = cli.wait()
+    assert rc == 1, (rc, cli.err)
+    assert f"duplex: receive from 127.0.0.1:{port}: Connection reset by peer" in cli.err, cli.err
+    assert f"duplex: connect 127.0.0.1:{port}" not in cli.err, cli.err
 
 
 def test_unix_connect_missing_path(run_duplex, tmp_path):

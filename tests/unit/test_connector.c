@@ -422,3 +422,63 @@ T(data_then_reset_before_completion)
     close(lfd);
     dx_loop_free(x.loop);
 }
+
+/* Issue 10 item 15: the peer accepts and resets at once, with nothing sent,
+ * before the loop sees the connect complete. The first address took the
+ * connection: it is the last one tried (a second address would make a
+ * second connection), and the final report says the reset came after the
+ * connection was made (an exchange failure, not a refused connect). */
+T(reset_right_after_handshake_is_not_a_connect_failure)
+{
+    int port1, port2;
+    int lfd1 = h_listen4(4, &port1);
+    int lfd2 = h_listen4(4, &port2);
+    dx_addr addrs[2] = {h_addr4(port1), h_addr4(port2)};
+    struct ctx x = {.loop = h_loop()};
+    dx_connector c;
+    cr_assert_eq(start(&x, &c, addrs, 2, NULL, 5000), 0);
+    cr_assert(h_wait_fd(lfd1, POLLIN, 5000) & POLLIN, "the handshake did not complete");
+    int sfd = accept(lfd1, NULL, NULL);
+    cr_assert_geq(sfd, 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    cr_assert_eq(setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(sfd); /* sends RST */
+    /* wait (without the loop) until the reset has reached the connecting
+     * socket; c.fd is private, read here only to know when */
+    cr_assert(h_wait_fd(c.fd, POLLIN, 5000) & (POLLERR | POLLHUP), "no reset seen");
+    h_run(x.loop);
+    cr_assert_eq(x.ncalls, 1, "%d callbacks: another address was tried", x.ncalls);
+    cr_assert_eq(x.calls[0].final, 1);
+    cr_assert_eq(x.calls[0].addr, &addrs[0]);
+    cr_assert(x.calls[0].result == -ECONNRESET || x.calls[0].result == -EPIPE, "%s",
+              dx_strerror(x.calls[0].result));
+    cr_assert_eq(c.established, 1, "the reset was reported as a connect failure");
+    cr_assert_eq(h_wait_fd(lfd2, POLLIN, 0), 0, "the second address got a connection");
+    close(lfd1);
+    close(lfd2);
+    dx_loop_free(x.loop);
+}
+
+/* established also marks an ordinary success, and stays 0 for refusals. */
+T(established_only_when_connected)
+{
+    int port;
+    int lfd = h_listen4(4, &port);
+    dx_addr addrs[2] = {h_addr4(h_closed_port()), h_addr4(port)};
+    struct ctx x = {.loop = h_loop()};
+    dx_connector c;
+    cr_assert_eq(start(&x, &c, addrs, 1, NULL, 5000), 0);
+    h_run(x.loop);
+    cr_assert_eq(x.ncalls, 1);
+    cr_assert_eq(x.calls[0].result, -ECONNREFUSED);
+    cr_assert_eq(c.established, 0);
+    x.ncalls = 0;
+    cr_assert_eq(start(&x, &c, addrs, 2, NULL, 5000), 0);
+    h_run(x.loop);
+    cr_assert_eq(x.ncalls, 2);
+    cr_assert_geq(x.calls[1].result, 0);
+    cr_assert_eq(c.established, 1);
+    close(x.calls[1].result);
+    close(lfd);
+    dx_loop_free(x.loop);
+}

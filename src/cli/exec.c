@@ -16,38 +16,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 /* Children still running: to stop them when the server stops, and to watch
- * their connections for --idle-timeout. A fixed table (reserved address
- * space: untouched slots cost no memory) because the SIGCHLD handler clears
- * slots at any moment and must never meet one being moved by realloc; the
- * loops of --threads claim slots under a lock. */
+ * their connections for --idle-timeout. One reaper: the SIGCHLD handler only
+ * wakes the first server loop (a byte in chld_pipe), which waits for the
+ * children under child_lock; a child is forked and recorded under that lock
+ * too, so whichever thread forks it and whichever loop reaps it, it is in the
+ * table before it can be reaped (--threads). A fixed table (reserved address
+ * space: untouched slots cost no memory) because a second stop signal reads
+ * it from a handler (exec_kill_all) and must never meet one being moved by
+ * realloc. */
 #define MAX_CHILDREN 65536
 static atomic_int live_children;
-static volatile pid_t child_pid[MAX_CHILDREN]; /* 0: free; cleared by the handler */
-static int child_sock[MAX_CHILDREN];           /* the server's copy of its socket + 1; 0: none */
-static atomic_size_t child_used;               /* slots ever used: scans stop there */
+static _Atomic pid_t child_pid[MAX_CHILDREN]; /* 0: free; written under child_lock */
+static int child_sock[MAX_CHILDREN];          /* the server's copy of its socket + 1; 0: none */
+static atomic_size_t child_used;              /* slots ever used: scans stop there */
 static pthread_mutex_t child_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void forget_child(pid_t pid)
-{
-    size_t used = atomic_load(&child_used);
-    for (size_t i = 0; i < used; i++)
-        if (child_pid[i] == pid)
-            child_pid[i] = 0;
-}
+static int chld_pipe[2] = {-1, -1}; /* SIGCHLD -> the reaper's loop */
+static int fail_pipe[2] = {-1, -1}; /* a child whose exec failed writes its errno here */
+static dx_io reaper_io;
+static dx_loop *reaper_loop;
+static atomic_ulong exec_failures;
 
 static void on_sigchld(int sig)
 {
     (void)sig;
     int saved = errno;
-    pid_t pid;
-    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
-        atomic_fetch_sub(&live_children, 1);
-        forget_child(pid);
-    }
+    (void)!write(chld_pipe[1], "", 1); /* full: the reaper is woken already */
     errno = saved;
 }
 
@@ -60,39 +59,96 @@ static void drop_sock(size_t i)
     }
 }
 
-/* Called with SIGCHLD blocked, so the child cannot be reaped before it is
- * in the table. */
-static void remember_child(pid_t pid)
+void exec_reap(void)
 {
     pthread_mutex_lock(&child_lock);
+    size_t used = atomic_load(&child_used);
+    pid_t pid;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
+        for (size_t i = 0; i < used; i++) {
+            if (child_pid[i] == pid) {
+                child_pid[i] = 0;
+                drop_sock(i); /* its client sees the end now, not at the next sweep */
+                atomic_fetch_sub(&live_children, 1);
+                break;
+            }
+        }
+    }
+    /* written by the children before they exited, so complete by now */
+    int err;
+    while (read(fail_pipe[0], &err, sizeof err) == (ssize_t)sizeof err)
+        atomic_fetch_add(&exec_failures, 1);
+    pthread_mutex_unlock(&child_lock);
+}
+
+unsigned long exec_failed(void) { return atomic_load(&exec_failures); }
+
+static void on_chld_pipe(dx_loop *loop, dx_io *io, int events)
+{
+    (void)loop, (void)events;
+    char buf[64];
+    while (read(io->fd, buf, sizeof buf) > 0)
+        ;
+    exec_reap();
+}
+
+/* A free slot of the table, or -1 when full. Lock held. */
+static ssize_t free_slot(void)
+{
     size_t used = atomic_load(&child_used), i;
     for (i = 0; i < used && child_pid[i] != 0; i++)
         ;
-    if (i == used && used < MAX_CHILDREN)
-        atomic_store(&child_used, ++used);
-    if (i < used) {
-        drop_sock(i);
-        child_pid[i] = pid;
+    if (i == used) {
+        if (used == MAX_CHILDREN)
+            return -1;
+        atomic_store(&child_used, used + 1);
     }
-    pthread_mutex_unlock(&child_lock);
+    drop_sock(i);
+    return (ssize_t)i;
+}
+
+static void kill_children(int sig)
+{
+    size_t used = atomic_load(&child_used);
+    for (size_t i = 0; i < used; i++) {
+        pid_t pid = child_pid[i];
+        if (pid > 0)
+            kill(-pid, sig);
+    }
+}
+
+void exec_kill_all(void)
+{
+    if (atomic_load(&live_children) > 0)
+        kill_children(SIGKILL); /* async-signal-safe: atomics and kill() only */
+}
+
+/* Wait up to timeout_ms for the children to end (reaping them). */
+static void wait_children(int timeout_ms)
+{
+    for (int waited = 0;; waited += 10) {
+        exec_reap();
+        if (atomic_load(&live_children) <= 0 || waited >= timeout_ms)
+            return;
+        usleep(10000);
+    }
 }
 
 void exec_stop_children(int timeout_ms)
 {
+    exec_reap();
     if (atomic_load(&live_children) <= 0)
         return;
-    size_t used = atomic_load(&child_used);
-    for (size_t i = 0; i < used; i++)
-        if (child_pid[i] > 0)
-            kill(-child_pid[i], SIGTERM);
-    /* wait for them (the SIGCHLD handler reaps), then insist */
-    for (int waited = 0; atomic_load(&live_children) > 0 && waited < timeout_ms; waited += 10)
-        usleep(10000);
-    for (size_t i = 0; i < used; i++)
-        if (child_pid[i] > 0)
-            kill(-child_pid[i], SIGKILL);
-    for (int waited = 0; atomic_load(&live_children) > 0 && waited < 1000; waited += 10)
-        usleep(10000);
+    pthread_mutex_lock(&child_lock);
+    kill_children(SIGTERM);
+    pthread_mutex_unlock(&child_lock);
+    wait_children(timeout_ms);
+    if (atomic_load(&live_children) <= 0)
+        return;
+    pthread_mutex_lock(&child_lock);
+    kill_children(SIGKILL); /* they ignored SIGTERM: no orphans left behind */
+    pthread_mutex_unlock(&child_lock);
+    wait_children(1000);
 }
 
 int exec_watch_idle(pid_t pid, int fd, const dx_addr *peer)
@@ -159,14 +215,41 @@ void exec_close_idle(const struct options *o, uint64_t limit_ms)
 #endif
 }
 
-void exec_init(void)
+int exec_init(dx_loop *loop)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigchld;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-    sigaction(SIGCHLD, &sa, NULL);
+    pthread_mutex_lock(&child_lock);
+    int rc = 0;
+    if (chld_pipe[0] < 0) {
+        if (pipe2(chld_pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
+            pipe2(fail_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+            rc = -errno;
+            goto out;
+        }
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_sigchld;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+        sigaction(SIGCHLD, &sa, NULL);
+    }
+    if (!reaper_loop) { /* the first server's loop reaps for every loop */
+        dx_io_init(&reaper_io, chld_pipe[0], on_chld_pipe, NULL);
+        if ((rc = dx_io_set(loop, &reaper_io, DX_READ)) == 0)
+            reaper_loop = loop;
+    }
+out:
+    pthread_mutex_unlock(&child_lock);
+    return rc;
+}
+
+void exec_detach(dx_loop *loop)
+{
+    pthread_mutex_lock(&child_lock);
+    if (reaper_loop == loop) {
+        dx_io_stop(loop, &reaper_io);
+        reaper_loop = NULL;
+    }
+    pthread_mutex_unlock(&child_lock);
 }
 
 int exec_children(void) { return atomic_load(&live_children); }
@@ -216,50 +299,152 @@ static void export_addresses(int fd, const dx_addr *peer, const dx_addr *local)
         export_endpoint("LOCAL", "LOCAL", local);
 }
 
-/* --exec CMD: split on blanks, no shell (quote-free, like ncat -e). */
-static void run_plain(const char *cmd)
+/* --exec CMD split on blanks, no shell (quote-free, like ncat -e): a
+ * NULL-ended argv of any length in one allocation (free() it), or NULL. */
+static char **split_command(const char *cmd)
 {
-    char *copy = strdup(cmd);
-    char *argv[64];
-    int argc = 0;
-    for (char *tok = strtok(copy, " \t"); tok && argc < 63; tok = strtok(NULL, " \t"))
+    size_t n = 0, len = strlen(cmd);
+    for (const char *p = cmd; *p;) {
+        p += strspn(p, " \t");
+        if (*p)
+            n++;
+        p += strcspn(p, " \t");
+    }
+    char **argv = malloc((n + 1) * sizeof *argv + len + 1);
+    if (!argv)
+        return NULL;
+    char *copy = (char *)(argv + n + 1), *save = NULL;
+    memcpy(copy, cmd, len + 1);
+    size_t argc = 0;
+    for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
         argv[argc++] = tok;
     argv[argc] = NULL;
-    if (argc == 0)
-        _exit(127);
-    execvp(argv[0], argv);
+    return argv;
+}
+
+/* 0 if path is a file we may execute, else the errno execve would give. */
+static int runnable(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return errno;
+    if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+        return EACCES;
+    return 0;
+}
+
+/* The command's program found as execvp will look for it: 0 or an errno. */
+static int find_program(const char *name)
+{
+    if (strchr(name, '/'))
+        return runnable(name);
+    const char *path = getenv("PATH");
+    char defpath[256];
+    if (!path) {
+        size_t n = confstr(_CS_PATH, defpath, sizeof defpath);
+        path = n > 0 && n <= sizeof defpath ? defpath : "/bin:/usr/bin";
+    }
+    int err = ENOENT;
+    for (const char *dir = path;; dir++) {
+        size_t dlen = strcspn(dir, ":");
+        char *full = malloc(dlen + strlen(name) + 2);
+        if (!full)
+            return ENOMEM;
+        /* an empty entry is the current directory, as for execvp */
+        sprintf(full, "%.*s%s%s", (int)dlen, dir, dlen ? "/" : "", name);
+        int e = runnable(full);
+        free(full);
+        if (e == 0)
+            return 0;
+        if (e == EACCES)
+            err = EACCES; /* found, but not runnable: execvp says so too */
+        dir += dlen;
+        if (!*dir)
+            return err;
+    }
+}
+
+int exec_check(const struct options *o)
+{
+    if (o->mode != MODE_EXEC)
+        return 0;
+    const char *flag = o->exec_shell ? "--sh-exec" : "--exec";
+    if (o->exec_shell) {
+        int e = runnable("/bin/sh");
+        if (e)
+            cli_error("%s: /bin/sh: %s", flag, strerror(e));
+        return e ? EXIT_USAGE : 0;
+    }
+    char **argv = split_command(o->exec_cmd);
+    if (!argv) {
+        cli_error("out of memory");
+        return EXIT_IO;
+    }
+    int code = 0;
+    if (!argv[0]) {
+        cli_error("%s needs a command", flag);
+        code = EXIT_USAGE;
+    } else {
+        int e = find_program(argv[0]);
+        if (e) {
+            cli_error("%s %s: %s", flag, argv[0], strerror(e));
+            code = EXIT_USAGE;
+        }
+    }
+    free(argv);
+    return code;
+}
+
+/* In a child that goes on running duplex code (--model fork): nothing of
+ * the server's but fd stays open, above all not its listening sockets (the
+ * port must be free once the server is gone). */
+void exec_close_inherited(int keep)
+{
+    int max = (int)sysconf(_SC_OPEN_MAX);
+#ifdef SYS_close_range
+    if (keep > STDERR_FILENO + 1 && syscall(SYS_close_range, STDERR_FILENO + 1, keep - 1, 0) < 0)
+        goto slow;
+    if (syscall(SYS_close_range, keep > STDERR_FILENO ? keep + 1 : STDERR_FILENO + 1, ~0U, 0) < 0)
+        goto slow;
+    return;
+slow:
+#endif
+    for (int fd = STDERR_FILENO + 1; fd < max; fd++)
+        if (fd != keep)
+            close(fd);
 }
 
 pid_t exec_fork(void)
 {
-    /* count before fork so the SIGCHLD of a quick child cannot come first */
-    atomic_fetch_add(&live_children, 1);
-    sigset_t chld, old;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, &old); /* remembered before it can be reaped */
-    pid_t pid = fork();
-    if (pid < 0) {
-        atomic_fetch_sub(&live_children, 1);
-        sigprocmask(SIG_SETMASK, &old, NULL);
+    /* forked and recorded in one step under the lock the reaper takes:
+     * never reaped before it is in the table */
+    pthread_mutex_lock(&child_lock);
+    ssize_t slot = free_slot();
+    if (slot < 0) {
+        pthread_mutex_unlock(&child_lock);
+        errno = EAGAIN;
         return -1;
     }
-    /* each child leads its own process group, so that stopping it stops
-     * what it started too (sh -c forks its commands) */
-    if (pid == 0)
-        setpgid(0, 0);
-    if (pid > 0) {
-        setpgid(pid, pid); /* both sides: whichever runs first */
-        remember_child(pid);
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    pid_t pid = fork();
     if (pid == 0) {
+        /* the child: its copy of child_lock stays locked, and unused */
+        setpgid(0, 0); /* its own process group, so that stopping it stops
+                        * what it started too (sh -c forks its commands) */
         signal(SIGPIPE, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
+        return 0;
     }
+    int saved = errno;
+    if (pid > 0) {
+        setpgid(pid, pid); /* both sides: whichever runs first */
+        child_pid[slot] = pid;
+        atomic_fetch_add(&live_children, 1);
+    }
+    pthread_mutex_unlock(&child_lock);
+    errno = saved;
     return pid;
 }
 
@@ -282,10 +467,17 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx
     if (fd > STDERR_FILENO)
         close(fd);
     export_addresses(STDIN_FILENO, peer, local);
-    if (o->exec_shell)
+    if (o->exec_shell) {
         execl("/bin/sh", "sh", "-c", o->exec_cmd, (char *)NULL);
-    else
-        run_plain(o->exec_cmd);
-    fprintf(stderr, "duplex: exec %s: %s\n", o->exec_cmd, strerror(errno));
+    } else {
+        char **argv = split_command(o->exec_cmd);
+        if (argv && argv[0])
+            execvp(argv[0], argv);
+        else if (!argv)
+            errno = ENOMEM;
+    }
+    int err = errno;
+    fprintf(stderr, "duplex: exec %s: %s\n", o->exec_cmd, strerror(err));
+    (void)!write(fail_pipe[1], &err, sizeof err); /* for the server's exit status */
     _exit(127);
 }

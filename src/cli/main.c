@@ -25,6 +25,8 @@ int main(int argc, char **argv)
     rc = cli_filters_open(&o); /* before connecting: a bad path fails at once */
     if (rc == 0)
         rc = cli_tls_open(&o); /* the same for certificates and keys */
+    if (rc == 0)
+        rc = exec_check(&o); /* and for an --exec program that cannot be run */
     if (rc != 0) {
         dx_acl_free(&o.acl);
         return rc;

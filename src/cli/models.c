@@ -21,7 +21,8 @@
 static atomic_int live_threads;
 
 /* Echo until end of input, then pass the half-close on. Blocking I/O, an
- * idle timeout through SO_RCVTIMEO. */
+ * idle timeout through SO_RCVTIMEO and SO_SNDTIMEO: a client that sends
+ * nothing, or stops reading what comes back, is closed after it. */
 static void echo_blocking(int fd, long idle_timeout_ms)
 {
     char buf[64 * 1024];
@@ -29,6 +30,7 @@ static void echo_blocking(int fd, long idle_timeout_ms)
     if (idle_timeout_ms > 0) {
         struct timeval tv = {idle_timeout_ms / 1000, (idle_timeout_ms % 1000) * 1000};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     }
     for (;;) {
         ssize_t n = read(fd, buf, sizeof buf);
@@ -76,6 +78,7 @@ int model_spawn(const struct options *o, int fd)
         if (pid < 0)
             return -errno;
         if (pid == 0) {
+            exec_close_inherited(fd); /* the listening sockets above all */
             echo_blocking(fd, o->idle_timeout_ms);
             _exit(0);
         }
@@ -174,6 +177,7 @@ int cli_serve_threads(const struct options *o, dx_loop *loop)
     serve_announce(sv, o);
     cli_info(o, "serving with %d event loops on %d threads", started + 1, started + 1);
     code = serve_run(sv);
+    serve_end(o); /* the totals of every loop; no child left behind */
     serve_close(sv);
     return code; /* the process ends, and the other loops with it */
 }

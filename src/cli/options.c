@@ -162,7 +162,7 @@ static const char usage_text[] =
 "                           thread per client); fork and thread serve --echo\n"
 "                           and --exec only\n"
 "      --threads N          N event loops on N threads sharing the port\n"
-"                           (SO_REUSEPORT), for --echo and --exec\n"
+"                           (SO_REUSEPORT), for -k --echo and -k --exec\n"
 "\n"
 "Options for sockets (connect, listen, relay):\n"
 "  -O, --sockopt NAME=VALUE set a socket option (repeatable; the last of a NAME\n"

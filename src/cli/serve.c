@@ -54,7 +54,10 @@ struct server {
     struct client *graveyard;  /* closed clients waiting to be freed */
     dx_timer reaper;           /* frees the graveyard outside callbacks */
     dx_timer sweep;            /* --idle-timeout and exec child checks */
-    unsigned long nclients, accepted, refused, denied, dropped;
+    unsigned long nclients;
+    /* atomic: the -v totals of --threads sum every loop's (serve_report) */
+    atomic_ulong accepted, refused, denied, dropped;
+    struct server *next_server; /* in all_servers */
     int stdio;                 /* the server's stdin/stdout take part */
     struct cli_tls_server *tls; /* --ssl: handshakes and bridges (tls.c) */
     dx_stream in, out;
@@ -71,6 +74,9 @@ static void client_close(struct client *c, const char *why);
  * with --threads. */
 static atomic_long clients_total;
 static pthread_mutex_t admit_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Every server of the process (one per --threads loop), for the totals. */
+static struct server *all_servers;
+static pthread_mutex_t servers_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* stdin is read only while a client is there to take it: with nobody
  * connected, what it gives waits (in the pipe or terminal) for the first
@@ -566,6 +572,11 @@ static int check_model(const struct options *o)
                   o->model == MODEL_FORK ? "processes" : "threads");
         return EXIT_USAGE;
     }
+    if (o->threads > 1 && !o->keep_listening) {
+        cli_error("--threads runs event loops for many clients at once: it needs -k (without -k "
+                  "one client is served, by one loop)");
+        return EXIT_USAGE;
+    }
     if (o->threads > 1 && (shares_state || o->model != MODEL_LOOP)) {
         cli_error("--threads runs independent event loops: it serves --echo or --exec with the "
                   "default model only (clients of broker, chat and stdio modes share state)");
@@ -586,9 +597,14 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
     sv->loop = loop;
     dx_timer_init(&sv->reaper, reap, sv);
     dx_timer_init(&sv->sweep, on_sweep, sv);
-    if (o->mode == MODE_EXEC || o->model == MODEL_FORK)
-        exec_init();
-    int code = listeners_open(&sv->l, o, loop, on_client, sv);
+    int code = 0;
+    if ((o->mode == MODE_EXEC || o->model == MODEL_FORK) && (code = exec_init(loop)) < 0) {
+        cli_error("child reaper: %s", dx_strerror(code));
+        free(sv);
+        *exit_code = EXIT_IO;
+        return NULL;
+    }
+    code = listeners_open(&sv->l, o, loop, on_client, sv);
     if (code != 0) {
         free(sv);
         *exit_code = code;
@@ -617,6 +633,10 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
     uint64_t period = o->idle_timeout_ms ? (uint64_t)o->idle_timeout_ms / 4 : SWEEP_MS;
     period = period < 50 ? 50 : period > SWEEP_MS ? SWEEP_MS : period;
     dx_timer_start(loop, &sv->sweep, period, period);
+    pthread_mutex_lock(&servers_lock);
+    sv->next_server = all_servers;
+    all_servers = sv;
+    pthread_mutex_unlock(&servers_lock);
     return sv;
 }
 
@@ -630,16 +650,45 @@ int serve_run(struct server *sv)
     int rc = dx_loop_run(sv->loop);
     if (rc < 0)
         cli_error("event loop: %s", dx_strerror(rc));
-    cli_info(sv->o, "served %lu clients; refused %lu (limit), %lu (access list); dropped %lu slow",
-             sv->accepted, sv->refused, sv->denied, sv->dropped);
-    return rc < 0 || sv->l.fatal ? EXIT_IO : EXIT_OK;
+    /* without -k, the one client's command could not be run: not a success */
+    int failed = !sv->o->keep_listening && exec_failed() > 0;
+    return rc < 0 || sv->l.fatal || failed ? EXIT_IO : EXIT_OK;
+}
+
+static void serve_report(const struct options *o)
+{
+    unsigned long accepted = 0, refused = 0, denied = 0, dropped = 0;
+    pthread_mutex_lock(&servers_lock);
+    for (struct server *sv = all_servers; sv; sv = sv->next_server) {
+        accepted += sv->accepted;
+        refused += sv->refused;
+        denied += sv->denied;
+        dropped += sv->dropped;
+    }
+    pthread_mutex_unlock(&servers_lock);
+    cli_info(o, "served %lu clients; refused %lu (limit), %lu (access list); dropped %lu slow",
+             accepted, refused, denied, dropped);
+}
+
+void serve_end(const struct options *o)
+{
+    serve_report(o);
+    if (o->mode == MODE_EXEC || o->model == MODEL_FORK)
+        exec_stop_children(2000); /* every way out: no orphans left behind */
 }
 
 void serve_close(struct server *sv)
 {
     dx_loop *loop = sv->loop;
-    if (cli_stop_signal() && (sv->o->mode == MODE_EXEC || sv->o->model == MODEL_FORK))
-        exec_stop_children(2000); /* stopped by a signal: no orphans left behind */
+    pthread_mutex_lock(&servers_lock);
+    for (struct server **p = &all_servers; *p; p = &(*p)->next_server) {
+        if (*p == sv) {
+            *p = sv->next_server;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&servers_lock);
+    exec_detach(loop);
     while (sv->clients)
         client_close(sv->clients, NULL);
     cli_tls_server_free(sv->tls);
@@ -666,6 +715,7 @@ int cli_serve(const struct options *o, dx_loop *loop)
     if (!sv)
         return code;
     code = serve_run(sv);
+    serve_end(o);
     serve_close(sv);
     return code;
 }

@@ -32,11 +32,11 @@ static void restore_stdio(void)
 
 static void on_fatal_signal(int sig)
 {
+    exec_kill_all(); /* --exec children ignoring SIGTERM must not outlive us */
     restore_stdio();
     if (unix_path_to_remove)
         unlink(unix_path_to_remove);
-    signal(sig, SIG_DFL);
-    raise(sig);
+    _exit(EXIT_SIGNAL + sig); /* the documented status, as after the first signal */
 }
 
 static void on_stop_signal(int sig)

@@ -693,3 +693,27 @@ def test_second_sigint_ends_at_once(start_listener, sockets, reaped_pids):
     took = time.monotonic() - t0
     assert took < 1.0, f"the second SIGINT took {took:.2f}s"
     assert rc in (-signal.SIGINT, 130), rc
+
+
+def test_second_sigint_kills_children_that_ignore_sigterm(start_listener, sockets, reaped_pids):
+    """The second SIGINT ends duplex at once (exit 130) and takes the --exec
+    children and what they started with it (SIGKILL to their process
+    groups): none is left orphaned."""
+    proc, port = start_listener(["-k", "-v", "--sh-exec", "trap '' TERM; sleep 100; :"])
+    sockets([connect(port) for _ in range(2)])
+    wait_for(lambda: len([p for p in descendants(proc.pid) if _comm(p) == "sleep"]) >= 2, 5,
+             "two `sleep 100` processes")
+    pids = descendants(proc.pid)
+    reaped_pids.extend(pids)
+    proc.popen.send_signal(signal.SIGINT)
+    # the first stop is under way (totals printed, then children sent SIGTERM
+    # and given 2 s): the second SIGINT comes during that grace period
+    wait_for(lambda: re.search(r"served 2 clients", proc.err), 5, "the statistics line")
+    proc.popen.send_signal(signal.SIGINT)
+    try:
+        rc = proc.popen.wait(5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the second SIGINT did not end duplex; stderr={proc.err!r}")
+    assert rc == 130, (rc, proc.err)
+    wait_for(lambda: not any(alive(p) for p in pids), 3,
+             f"{pids} to be gone ({[(p, _comm(p)) for p in pids if alive(p)]} left)")

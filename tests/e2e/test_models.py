@@ -7,6 +7,9 @@ thread, no zombies with fork).
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_models.py"""
 
 import os
+import re
+import select
+import signal
 import socket
 import time
 
@@ -14,8 +17,8 @@ import pytest
 
 from conftest import LISTENING_RE, TIMEOUT, listeners_on
 from servers_util import (assert_half_close_echo, assert_pumped_echo, children, closed_within,
-                          connect, echo_roundtrip, read_to_eof, recv_exact, serves_new_client,
-                          sockets, wait_for)
+                          connect, echo_roundtrip, exchange, read_to_eof, recv_exact,
+                          serves_new_client, sockets, wait_for)
 
 __all__ = ["sockets"]  # fixture re-exported from servers_util
 
@@ -214,3 +217,105 @@ def test_fork_leaves_no_zombies(start_model):
     assert proc.poll() is None
     # and no stray live children either, once every client has gone
     wait_for(lambda: not children(proc.pid), 5, f"children to exit: {children(proc.pid)}")
+
+
+def test_threads_without_k_is_a_usage_error(run_duplex):
+    """Without -k one client is served: --threads cannot apply, and is
+    refused at start-up instead of letting each loop take a client of its
+    own (the extra ones were cut off at exit, with exit status 0)."""
+    for mode in (["--echo"], ["--exec", "cat"]):
+        rc, out, err = run_duplex(["listen", *mode, "--threads", "2", "127.0.0.1", "0"])
+        assert rc == 2, (mode, rc, err)
+        assert "--threads" in err and "-k" in err, err
+        assert "listening on" not in err
+
+
+def flood_until_stuck(sock, limit=64 << 20, timeout=TIMEOUT):
+    """Send without ever reading until the server stops taking bytes (it
+    is then blocked sending its echo to us, our receive buffer full);
+    returns the bytes sent."""
+    sock.setblocking(False)
+    chunk = b"x" * 65536
+    sent = 0
+    deadline = time.monotonic() + timeout
+    while sent < limit and time.monotonic() < deadline:
+        try:
+            sent += sock.send(chunk)
+        except BlockingIOError:
+            _, w, _ = select.select([], [sock], [], 0.5)
+            if not w:
+                return sent
+    pytest.fail(f"the server kept reading ({sent} bytes sent): it did not block on its echo")
+
+
+@pytest.mark.parametrize("name", ["fork", "thread"])
+def test_idle_timeout_closes_clients_that_stop_reading(name, start_model, sockets):
+    """Two clients that send but never read fill --max-conns 2; the
+    server's echo to them blocks. --idle-timeout must close them (a send
+    making no progress for that long), so that a new client is served."""
+    proc, port = start_model(name, ["--max-conns", "2", "--idle-timeout", "1", "-v"])
+    floods = sockets([connect(port, rcvbuf=4096) for _ in range(2)])
+    for s in floods:
+        assert flood_until_stuck(s) > 0
+    # (no check that a third client is refused meanwhile: the first flood's
+    # timeout may already have run out on a busy machine)
+    wait_for(lambda: serves_new_client(port), 15,
+             f"--model {name}: a client served after --idle-timeout closed the non-reading ones")
+    assert proc.poll() is None
+
+
+def test_fork_children_do_not_hold_the_listening_socket(start_model, start_duplex, sockets):
+    """After the fork server is killed (SIGKILL: it cannot clean up), the
+    child serving a client goes on, but the port is free: a connect is
+    refused and a new server can listen there."""
+    proc, port = start_model("fork")
+    s = sockets(connect(port))
+    assert echo_roundtrip(s, b"alive\n") == b"alive\n"
+    kids = [pid for pid, _ in children(proc.pid)]
+    assert kids
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.popen.wait(10)
+        assert echo_roundtrip(s, b"still served\n") == b"still served\n"
+        assert listeners_on(port) == 0, "a child of the killed server still listens"
+        with pytest.raises(ConnectionRefusedError):
+            connect(port, timeout=2).close()
+        again = start_duplex(["listen", "-k", "-v", "--echo", "127.0.0.1", str(port)])
+        assert int(again.wait_err(LISTENING_RE).group(2)) == port
+        t = sockets(connect(port))
+        assert echo_roundtrip(t, b"new server\n") == b"new server\n"
+    finally:
+        for pid in kids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_threads_verbose_totals_count_every_loop(start_listener, sockets):
+    """-v totals at exit are the whole server's, not the first loop's:
+    exactly the clients served and refused, whichever loop took them."""
+    proc, port = start_listener(["-k", "-v", "--echo", "--threads", "2", "--max-conns", "2"])
+    wait_for(lambda: listeners_on(port) == 2, 5, "two SO_REUSEPORT listeners")
+    held = sockets([connect(port), connect(port)])
+    for s in held:
+        assert echo_roundtrip(s, b"held\n") == b"held\n"
+    refused = 6
+    for _ in range(refused):
+        c = connect(port)
+        try:
+            assert closed_within(c, 5), "a client past --max-conns 2 was served"
+        finally:
+            c.close()
+    wait_for(lambda: proc.err.count("refused: --max-conns") == refused, 5, "the refusals")
+    for s in held:
+        s.shutdown(socket.SHUT_WR)
+        assert read_to_eof(s) == (b"", "eof")
+    wait_for(lambda: proc.err.count("closed: finished") == 2, 5, "the held clients to be closed")
+    more = 22  # over two loops: all on one loop has a chance of 2**-22
+    for i in range(more):
+        assert exchange(port, b"%d\n" % i) == (b"%d\n" % i, "eof")
+        wait_for(lambda: proc.err.count("closed: finished") == 3 + i, 5, f"client {i} closed")
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 143, proc.err
+    assert re.search(rf"served {2 + more} clients?; refused {refused} \(limit\)", proc.err), proc.err

@@ -370,3 +370,72 @@ def test_exec_env_from_second_source_address(start_listener, sockets):
     s = sockets(connect(port, source="127.0.0.2"))
     out, _ = read_to_eof(s)
     assert out == f"127.0.0.2|{s.getsockname()[1]}|127.0.0.2|{s.getsockname()[1]}\n".encode()
+
+
+def test_exec_passes_100_arguments(start_listener):
+    """--exec CMD has no fixed limit on its words (62 were kept, silently)."""
+    words = [f"a{i}" for i in range(1, 101)]
+    proc, port = start_listener(["--exec", " ".join(["echo", *words])])
+    out, how = exchange(port, b"")
+    assert how == "eof"
+    assert out.split() == [w.encode() for w in words]
+    assert proc.wait(TIMEOUT) == 0, proc.err
+
+
+def test_exec_threads_500_short_lived_children_each_end_promptly(start_listener):
+    """--threads 2 --exec with --idle-timeout (the server keeps a copy of
+    each socket to watch it): 500 children that print a line and exit. Each
+    client gets its line and then EOF at once, never after the idle
+    timeout: a child reaped by the other loop before it was recorded kept
+    its slot, and the client's socket, open."""
+    proc, port = start_listener(["-k", "--exec", "echo hi", "--threads", "2",
+                                 "--idle-timeout", "60"])
+    total, batch = 500, 50
+    for start in range(0, total, batch):
+        socks = open_many(port, batch)
+        pump = Pump(socks)
+        try:
+            got = pump.run(timeout=20)
+            for i in range(batch):
+                assert pump.eof[i] == "eof" and bytes(got[i]) == b"hi\n", (start + i, got[i])
+        finally:
+            pump.close()
+    assert proc.poll() is None
+    wait_for(lambda: not children(proc.pid), 10, f"children to be reaped: {children(proc.pid)}")
+
+
+@pytest.mark.parametrize("flag", ["--exec", "-e"])
+@pytest.mark.parametrize("prog,cause", [
+    ("/no/such/prog", "No such file or directory"),
+    ("no-such-program-duplex", "No such file or directory"),
+    ("NOTEXEC", "Permission denied"),
+    ("DIR", "Permission denied"),
+])
+def test_exec_program_checked_at_start_up(flag, prog, cause, run_duplex, tmp_path):
+    """A program that cannot be run is a usage error at start-up, not a
+    failure (and exit 0) when a client comes."""
+    if prog == "NOTEXEC":
+        prog = str(tmp_path / "script")
+        with open(prog, "w") as f:
+            f.write("#!/bin/sh\necho hi\n")
+        os.chmod(prog, 0o644)
+    elif prog == "DIR":
+        prog = str(tmp_path)
+    rc, out, err = run_duplex(["listen", "-k", flag, f"{prog} arg", "127.0.0.1", "0"])
+    assert rc == 2, (rc, err)
+    assert f"duplex: --exec {prog}: {cause}" in err, err
+    assert "listening on" not in err
+
+
+def test_exec_failure_when_a_client_comes_is_reported(start_listener, tmp_path):
+    """The program was there at start-up and is gone when the client comes:
+    the failure is printed and the one-client server exits non-zero."""
+    prog = tmp_path / "gone.sh"
+    prog.write_text("#!/bin/sh\necho hi\n")
+    prog.chmod(0o755)
+    proc, port = start_listener(["--exec", str(prog)])
+    prog.unlink()
+    out, how = exchange(port, b"")
+    assert (out, how) == (b"", "eof")
+    assert proc.wait(TIMEOUT) == 1, proc.err
+    assert f"duplex: exec {prog}: No such file or directory" in proc.err, proc.err

@@ -54,7 +54,7 @@ struct server {
     struct client *graveyard;  /* closed clients waiting to be freed */
     dx_timer reaper;           /* frees the graveyard outside callbacks */
     dx_timer sweep;            /* --idle-timeout and exec child checks */
-    unsigned long nclients, accepted, refused, denied, dropped;
+    unsigned long nclients, accepted, refused, dropped; /* denied: l.denied */
     int stdio;                 /* the server's stdin/stdout take part */
     struct cli_tls_server *tls; /* --ssl: handshakes and bridges (tls.c) */
     dx_stream in, out;
@@ -436,18 +436,10 @@ static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr
     admit(data, fd, peer, local, tcp);
 }
 
+/* A client the access list allows (listeners.c has asked it). */
 static void on_client(struct listeners *l, int fd, const dx_addr *peer)
 {
     struct server *sv = l->data;
-    const struct options *o = sv->o;
-    if (!dx_acl_allows(&o->acl, peer)) {
-        char name[DX_ADDR_STRLEN];
-        listeners_client_name(&sv->l, peer, sv->accepted + 1, name, sizeof name);
-        sv->denied++;
-        cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
-        close(fd);
-        return;
-    }
     if (!sv->tls) {
         admit(sv, fd, peer, NULL, -1);
         return;
@@ -631,7 +623,7 @@ int serve_run(struct server *sv)
     if (rc < 0)
         cli_error("event loop: %s", dx_strerror(rc));
     cli_info(sv->o, "served %lu clients; refused %lu (limit), %lu (access list); dropped %lu slow",
-             sv->accepted, sv->refused, sv->denied, sv->dropped);
+             sv->accepted, sv->refused, sv->l.denied, sv->dropped);
     return rc < 0 || sv->l.fatal ? EXIT_IO : EXIT_OK;
 }
 

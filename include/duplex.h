@@ -691,7 +691,10 @@ typedef struct dx_cidr {
 } dx_cidr;
 
 /* Parse "10.0.0.0/8", "192.168.1.7", "::1", "2001:db8::/32". Host bits
- * beyond the prefix are cleared. Returns 0 or DX_EBADADDR. */
+ * beyond the prefix are cleared. An IPv4-mapped IPv6 rule is stored as the
+ * IPv4 one it names (::ffff:10.0.0.0/104 is 10.0.0.0/8, family AF_INET);
+ * with a prefix shorter than /96 (which would reach beyond the mapped
+ * range) it is refused. Returns 0 or DX_EBADADDR. */
 int dx_cidr_parse(dx_cidr *out, const char *text);
 
 /* 1 if the address (IPv4, IPv6, or IPv4-mapped IPv6 matched as IPv4) lies
@@ -709,9 +712,12 @@ typedef struct dx_acl {
  * -ENOMEM. The dx_acl starts zero-initialised. */
 int dx_acl_add(dx_acl *acl, const char *rule, int allow);
 
-/* Add every rule of a file: one per line, blank lines and '#' comments
- * ignored. Returns the number of rules, -errno if the file cannot be read,
- * or DX_EBADADDR (with *bad_line set to the 1-based line) for a bad rule. */
+/* Add every rule of a file: rules separated by whitespace (one or several
+ * a line, lines of any length), '#' starts a comment to the end of the
+ * line, blank lines are ignored. Returns the number of rules, -errno if the
+ * file cannot be read, or DX_EBADADDR (with *bad_line set to the 1-based
+ * line) for a word that is not a rule or a line holding a NUL byte. On an
+ * error no rule of the file is added. */
 int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line);
 
 /* 1 if the address may connect. Unix socket peers are always allowed. */

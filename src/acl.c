@@ -1,6 +1,8 @@
 /* acl.c: allow/deny lists of IPv4/IPv6 networks (CIDR), for servers that
  * refuse clients by address. IPv4-mapped IPv6 peers (dual-stack sockets)
- * are matched as the IPv4 addresses they are. */
+ * are matched as the IPv4 addresses they are, and rules written as mapped
+ * addresses (::ffff:10.0.0.0/104) are stored as the IPv4 ones (10.0.0.0/8),
+ * so that both sides are compared in the same form. */
 #define _GNU_SOURCE
 #include "duplex.h"
 
@@ -11,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The first 12 bytes of an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
+static const unsigned char v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 int dx_cidr_parse(dx_cidr *out, const char *text)
 {
@@ -46,6 +51,19 @@ int dx_cidr_parse(dx_cidr *out, const char *text)
         if (v > bits)
             return DX_EBADADDR;
         out->prefix = v;
+    }
+    /* ::ffff:a.b.c.d/96+N is a.b.c.d/N. Shorter than /96 it would also
+     * cover IPv6 addresses that are not IPv4 ones: refused as ambiguous
+     * rather than guessed at (checked before the host bits are cleared,
+     * which would make it a plain IPv6 rule). */
+    if (out->family == AF_INET6 && memcmp(out->addr, v4mapped_prefix, sizeof v4mapped_prefix) == 0) {
+        if (out->prefix < 96)
+            return DX_EBADADDR;
+        memmove(out->addr, out->addr + 12, 4);
+        memset(out->addr + 4, 0, 12);
+        out->family = AF_INET;
+        out->prefix -= 96;
+        bits = 32;
     }
     /* clear host bits so that 10.1.2.3/8 means 10.0.0.0/8 */
     for (int i = 0; i < bits / 8; i++) {
@@ -112,34 +130,47 @@ int dx_acl_add(dx_acl *acl, const char *rule, int allow)
     return 0;
 }
 
+/* Whitespace between rules, as isspace() in the C locale. */
+#define RULE_SEPARATORS " \t\n\v\f\r"
+
 int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line)
 {
     FILE *f = fopen(path, "re");
     if (!f)
         return -errno;
-    char line[512];
+    /* all of the file or none of it: a bad line undoes the rules before it */
+    size_t nallow = acl->nallow, ndeny = acl->ndeny;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
     int lineno = 0, count = 0, rc = 0;
-    while (fgets(line, sizeof line, f)) {
+    /* whole lines, however long: a fixed buffer would cut a long comment
+     * and read its tail as a rule */
+    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
         lineno++;
+        if (memchr(line, '\0', (size_t)len)) {
+            rc = DX_EBADADDR; /* what follows a NUL would be lost unseen */
+            break;
+        }
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
-        char *p = line;
-        while (isspace((unsigned char)*p))
-            p++;
-        char *end = p + strlen(p);
-        while (end > p && isspace((unsigned char)end[-1]))
-            *--end = '\0';
-        if (!*p)
-            continue;
-        rc = dx_acl_add(acl, p, allow);
-        if (rc < 0) {
-            if (bad_line)
-                *bad_line = lineno;
-            break;
+        char *save = NULL;
+        for (char *rule = strtok_r(line, RULE_SEPARATORS, &save); rule && rc == 0;
+             rule = strtok_r(NULL, RULE_SEPARATORS, &save)) {
+            rc = dx_acl_add(acl, rule, allow);
+            count += rc == 0;
         }
-        count++;
     }
+    if (rc == 0 && !feof(f))
+        rc = errno ? -errno : -EIO; /* a read error, or no memory for the line */
+    if (rc == DX_EBADADDR && bad_line)
+        *bad_line = lineno;
+    if (rc < 0) {
+        acl->nallow = nallow;
+        acl->ndeny = ndeny;
+    }
+    free(line);
     fclose(f);
     return rc < 0 ? rc : count;
 }

@@ -5,6 +5,7 @@
 
 #include "duplex.h"
 
+#include <stdatomic.h>
 #include <sys/types.h>
 
 /* Exit codes: documented in --help, README.md and docs/duplex.1. */
@@ -208,6 +209,7 @@ struct listeners {
     int fatal;             /* accept failed for good */
     int unix_bound;        /* we created the Unix socket file: remove it at the end */
     int nodelay;           /* the owner forwards small writes: TCP_NODELAY on clients */
+    atomic_ulong denied;   /* clients refused by the access list (read by other loops: --threads totals) */
     void (*on_client)(struct listeners *l, int fd, const dx_addr *peer);
     void *data;
 };
@@ -216,6 +218,12 @@ struct listeners {
 int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
                    void (*on_client)(struct listeners *, int, const dx_addr *), void *data);
 void listeners_watch(struct listeners *l, int on);
+/* The access list (--allow/--deny, --allowfile/--denyfile) for a client at
+ * peer: 1 to serve it, else 0 (with report: after a -v line naming it and
+ * the rule), and the caller drops it. Every accepted connection passes it
+ * before the owner's on_client (Unix clients, which have no address, are
+ * not asked); listen -u asks it about each datagram's sender. */
+int listeners_admit(const struct options *o, const dx_addr *peer, const char *name, int report);
 /* Print "listening on ..." (listeners_open does, unless o->quiet). */
 void listeners_announce(const struct listeners *l, const struct options *o);
 void listeners_close(struct listeners *l);

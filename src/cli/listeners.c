@@ -1,9 +1,14 @@
 /* listeners.c: the listening sockets of `duplex listen`: bind every requested
  * address (dual-stack by default), report them, accept without ever letting a
- * transient error or descriptor exhaustion stop or spin the server. */
+ * transient error or descriptor exhaustion stop or spin the server, and admit
+ * only the clients the access list allows: every path that takes clients
+ * (one-client listen, -k and every server mode, --model, --threads, relay,
+ * TLS or not) accepts here, so none can skip it; listen -u asks the same
+ * listeners_admit() about each datagram's sender. */
 #define _GNU_SOURCE
 #include "cli.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,37 @@ static void on_resume(dx_loop *loop, dx_timer *t)
         listeners_watch(l, 1);
 }
 
+/* "127.0.0.0/8" */
+static const char *cidr_format(const dx_cidr *c, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (!inet_ntop(c->family, c->addr, host, sizeof host))
+        snprintf(host, sizeof host, "?");
+    snprintf(buf, len, "%s/%d", host, c->prefix);
+    return buf;
+}
+
+int listeners_admit(const struct options *o, const dx_addr *peer, const char *name, int report)
+{
+    const dx_acl *acl = &o->acl;
+    if (dx_acl_allows(acl, peer))
+        return 1;
+    if (report) {
+        /* which rule: the first deny rule it matches, else no allow rule */
+        char why[DX_ADDR_STRLEN + 32] = "matches no allow rule";
+        for (size_t i = 0; i < acl->ndeny; i++) {
+            if (dx_cidr_match(&acl->deny[i], peer)) {
+                char rule[DX_ADDR_STRLEN];
+                snprintf(why, sizeof why, "matches deny rule %s",
+                         cidr_format(&acl->deny[i], rule, sizeof rule));
+                break;
+            }
+        }
+        cli_info(o, "%s: refused: not allowed by --allow/--deny (%s)", name, why);
+    }
+    return 0;
+}
+
 static void on_acceptable(dx_loop *loop, dx_io *io, int events)
 {
     (void)events;
@@ -33,6 +69,14 @@ static void on_acceptable(dx_loop *loop, dx_io *io, int events)
         dx_addr peer;
         int fd = dx_accept(io->fd, &peer);
         if (fd >= 0) {
+            if (peer.ss.ss_family != AF_UNIX) {
+                char name[DX_ADDR_STRLEN];
+                if (!listeners_admit(l->o, &peer, dx_addr_format(&peer, name, sizeof name), 1)) {
+                    l->denied++;
+                    close(fd); /* like ncat: closed at once, nothing sent */
+                    continue;
+                }
+            }
             if (l->nodelay && peer.ss.ss_family != AF_UNIX)
                 cli_default_nodelay(l->o, fd);
             if (l->o->nsockopts > 0 || l->o->show_opts) {

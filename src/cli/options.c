@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
@@ -148,11 +149,14 @@ static const char usage_text[] =
 "      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
 "  -m, --max-conns N        at most N clients at once; more are closed at once\n"
 "      --allow RULE         accept only these clients (address or CIDR range,\n"
-"                           IPv4 or IPv6; repeatable)\n"
+"                           IPv4 or IPv6; repeatable); every listen, relay and\n"
+"                           listen -u (datagram senders)\n"
 "      --deny RULE          refuse these clients (repeatable; wins over --allow)\n"
-"      --allowfile FILE     --allow for each line of FILE ('#' comments)\n"
-"      --denyfile FILE      --deny for each line of FILE\n"
-"      --idle-timeout SECS  close a client after SECS without traffic\n"
+"      --allowfile FILE     --allow for each rule of FILE (several a line,\n"
+"                           '#' comments)\n"
+"      --denyfile FILE      --deny for each rule of FILE\n"
+"      --idle-timeout SECS  close a client after SECS without traffic (also the\n"
+"                           one client of listen; not with -u)\n"
 "      --max-queue BYTES    bytes that may wait for one client (default 1048576);\n"
 "                           above half, senders pause; a client held above half\n"
 "                           for 2 s is dropped as not reading\n"
@@ -377,7 +381,11 @@ static int set_mode(struct options *o, enum mode m, const char *flag)
 static int add_rule(struct options *o, const char *rule, int allow)
 {
     int rc = dx_acl_add(&o->acl, rule, allow);
-    if (rc < 0)
+    if (rc < 0 && strncasecmp(rule, "::ffff:", 7) == 0 && strchr(rule, '/'))
+        cli_error("invalid %s rule '%s': an IPv4-mapped rule (::ffff:a.b.c.d) takes a prefix "
+                  "of /96 to /128 (/104 is a.b.c.d/8); a shorter one would reach beyond IPv4",
+                  allow ? "--allow" : "--deny", rule);
+    else if (rc < 0)
         cli_error("invalid %s rule '%s': expected an IPv4/IPv6 address or CIDR range "
                   "(10.0.0.0/8, 2001:db8::/32)", allow ? "--allow" : "--deny", rule);
     return rc;
@@ -388,11 +396,24 @@ static int add_rule_file(struct options *o, const char *path, int allow)
     int line = 0;
     int rc = dx_acl_add_file(&o->acl, path, allow, &line);
     if (rc == DX_EBADADDR)
-        cli_error("%s %s: line %d: expected an address or CIDR range", allow ? "--allowfile" : "--denyfile",
+        cli_error("%s %s:%d: not an address or CIDR range (10.0.0.0/8, 2001:db8::/32; "
+                  "several a line, '#' starts a comment)", allow ? "--allowfile" : "--denyfile",
                   path, line);
     else if (rc < 0)
         cli_error("%s %s: %s", allow ? "--allowfile" : "--denyfile", path, dx_strerror(rc));
     return rc;
+}
+
+/* The access list matches IP addresses: on a Unix socket, whose clients
+ * have none, it would let every client in. */
+static int check_acl_applies(const struct options *o)
+{
+    if (o->unix_path && (o->acl.nallow || o->acl.ndeny)) {
+        cli_error("--allow/--deny (and their files) match IP addresses: clients of the Unix "
+                  "socket %s have none (use the socket file's permissions)", o->unix_path);
+        return -1;
+    }
+    return 0;
 }
 
 static int set_model(struct options *o, const char *name)
@@ -931,10 +952,15 @@ int cli_parse(int argc, char **argv, struct options *o)
     }
 
     if (o->udp && (o->unix_path || o->zero_io || o->cmd == CMD_RELAY || o->mode != MODE_STDIO ||
-                   o->model != MODEL_LOOP || o->threads > 1 || o->max_conns ||
-                   o->idle_timeout_ms || o->acl.nallow || o->acl.ndeny)) {
-        cli_error("-u works with connect and listen over IP only: -U, -z, relay, server "
-                  "modes and client limits do not apply");
+                   o->model != MODEL_LOOP || o->threads > 1)) {
+        cli_error("-u works with connect and listen over IP only: -U, -z, relay and server "
+                  "modes do not apply");
+        return EXIT_USAGE;
+    }
+    /* listen -u takes --allow/--deny (each datagram's sender is checked) */
+    if (o->udp && (o->max_conns || o->idle_timeout_ms)) {
+        cli_error("--max-conns and --idle-timeout count and close connections: UDP has none "
+                  "(-w SECS ends listen -u after SECS without traffic)");
         return EXIT_USAGE;
     }
     if (o->udp && (o->has_send_oob || o->oob_inline)) {
@@ -955,6 +981,8 @@ int cli_parse(int argc, char **argv, struct options *o)
 
     if (o->cmd == CMD_RELAY) {
         int code = parse_relay(o, pos, npos);
+        if (code == 0 && check_acl_applies(o) < 0)
+            code = EXIT_USAGE;
         if (code == 0 && o->tls_target && o->target_unix && !o->tls_no_verify &&
             !o->tls_servername && !o->tls_pin) {
             cli_error("relay --ssl-target to a Unix socket: no host name to check the "
@@ -988,7 +1016,7 @@ int cli_parse(int argc, char **argv, struct options *o)
                 cli_error("unexpected argument '%s' after -U PATH", pos[0]);
                 return EXIT_USAGE;
             }
-            return 0;
+            return check_acl_applies(o) < 0 ? EXIT_USAGE : 0;
         }
         o->host = o->source_addr;
         if (npos == 1 && !port_flag && strchr(pos[0], ':') && pos[0][0] != ':' &&

@@ -24,7 +24,7 @@ struct relay {
     dx_timer reaper, sweep, progress_timer;
     struct progress progress;
     uint64_t done_up, done_down; /* bytes of finished connections */
-    unsigned long nconns, accepted, refused, denied, failed;
+    unsigned long nconns, accepted, refused, failed; /* denied: l.denied */
     int last_error;         /* of the last failed connection, for the exit status */
     int stop_when_idle;     /* without -k: after the first connection */
     struct cli_tls_server *tls; /* --ssl: clients speak TLS to us (tls.c) */
@@ -281,18 +281,13 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     }
 }
 
+/* A client the access list allows (listeners.c has asked it). */
 static void on_client(struct listeners *l, int fd, const dx_addr *peer)
 {
     struct relay *r = l->data;
     const struct options *o = r->o;
     char name[DX_ADDR_STRLEN];
     listeners_client_name(&r->l, peer, r->accepted + 1, name, sizeof name);
-    if (!dx_acl_allows(&o->acl, peer)) {
-        r->denied++;
-        cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
-        close(fd);
-        return;
-    }
     if (!o->tls) {
         admit(r, fd, peer, NULL, -1);
         return;
@@ -400,7 +395,7 @@ int cli_relay(const struct options *o, dx_loop *loop)
     if (rc < 0)
         cli_error("event loop: %s", dx_strerror(rc));
     cli_info(o, "relayed %lu connections; %lu failed; refused %lu (limit), %lu (access list)",
-             r.accepted, r.failed, r.refused, r.denied);
+             r.accepted, r.failed, r.refused, (unsigned long)atomic_load(&r.l.denied));
     while (r.conns)
         conn_close(r.conns);
     cli_tls_server_free(r.tls);

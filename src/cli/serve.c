@@ -55,8 +55,9 @@ struct server {
     dx_timer reaper;           /* frees the graveyard outside callbacks */
     dx_timer sweep;            /* --idle-timeout and exec child checks */
     unsigned long nclients;
-    /* atomic: the -v totals of --threads sum every loop's (serve_report) */
-    atomic_ulong accepted, refused, denied, dropped;
+    /* atomic: the -v totals of --threads sum every loop's (serve_report);
+     * clients refused by the access list are counted in l.denied */
+    atomic_ulong accepted, refused, dropped;
     struct server *next_server; /* in all_servers */
     int stdio;                 /* the server's stdin/stdout take part */
     struct cli_tls_server *tls; /* --ssl: handshakes and bridges (tls.c) */
@@ -442,18 +443,10 @@ static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr
     admit(data, fd, peer, local, tcp);
 }
 
+/* A client the access list allows (listeners.c has asked it). */
 static void on_client(struct listeners *l, int fd, const dx_addr *peer)
 {
     struct server *sv = l->data;
-    const struct options *o = sv->o;
-    if (!dx_acl_allows(&o->acl, peer)) {
-        char name[DX_ADDR_STRLEN];
-        listeners_client_name(&sv->l, peer, sv->accepted + 1, name, sizeof name);
-        sv->denied++;
-        cli_info(o, "%s: refused: not allowed by --allow/--deny", name);
-        close(fd);
-        return;
-    }
     if (!sv->tls) {
         admit(sv, fd, peer, NULL, -1);
         return;
@@ -662,7 +655,7 @@ static void serve_report(const struct options *o)
     for (struct server *sv = all_servers; sv; sv = sv->next_server) {
         accepted += sv->accepted;
         refused += sv->refused;
-        denied += sv->denied;
+        denied += atomic_load(&sv->l.denied);
         dropped += sv->dropped;
     }
     pthread_mutex_unlock(&servers_lock);

@@ -65,18 +65,25 @@ static void on_quit_timer(dx_loop *loop, dx_timer *t)
     end_session(t->data, EXIT_OK);
 }
 
+/* How long the session may go without traffic: --idle-timeout (one-client
+ * listen; the server modes have their own sweep), else -w; 0: no limit. */
+static uint64_t idle_limit(const struct options *o)
+{
+    return (uint64_t)(o->idle_timeout_ms > 0 ? o->idle_timeout_ms : o->timeout_ms > 0 ? o->timeout_ms : 0);
+}
+
 static void on_idle_timer(dx_loop *loop, dx_timer *t)
 {
     struct session *s = t->data;
     uint64_t last = s->up.last_activity > s->down.last_activity ? s->up.last_activity
                                                                 : s->down.last_activity;
-    uint64_t now = dx_loop_now(loop);
-    if (now - last >= (uint64_t)s->o->timeout_ms) {
-        cli_error("%s: no traffic for %.3g s, closing", s->peer, (double)s->o->timeout_ms / 1000.0);
+    uint64_t now = dx_loop_now(loop), limit = idle_limit(s->o);
+    if (now - last >= limit) {
+        cli_error("%s: no traffic for %.3g s, closing", s->peer, (double)limit / 1000.0);
         end_session(s, EXIT_TIMEOUT);
         return;
     }
-    dx_timer_start(loop, t, last + (uint64_t)s->o->timeout_ms - now, 0);
+    dx_timer_start(loop, t, last + limit - now, 0);
 }
 
 /* stdin ended (or failed), or the socket refused our bytes. */
@@ -221,8 +228,8 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     } else if (urgent_code) {
         end_session(&s, urgent_code);
     } else {
-        if (o->timeout_ms > 0)
-            dx_timer_start(loop, &s.idle_timer, (uint64_t)o->timeout_ms, 0);
+        if (idle_limit(o) > 0)
+            dx_timer_start(loop, &s.idle_timer, idle_limit(o), 0);
         if (progress_enabled(o)) {
             progress_init(&s.progress, dx_loop_now(loop), o->recv_only ? -1 : STDIN_FILENO);
             dx_timer_start(loop, &s.progress_timer, 500, 500);

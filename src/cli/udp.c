@@ -49,6 +49,8 @@ struct udp {
     dx_timer quit_timer, idle_timer;
     uint64_t started, last_activity;
     uint64_t dgrams_out, bytes_out, dgrams_in, bytes_in;
+    uint64_t dgrams_denied;     /* server: dropped by --allow/--deny */
+    dx_addr last_denied;        /* server: said once while it keeps sending */
     int exit_code, over;
 };
 
@@ -216,6 +218,26 @@ static void heard_from(struct udp *u, int sock_index, const dx_addr *from)
     cli_info(u->o, "datagram from %s", u->peer_text);
 }
 
+/* listen -u: the access list for a datagram's sender (listeners.c's own
+ * check, as for accepted clients); one -v line while a refused sender
+ * keeps sending. 1 if it may be heard. */
+static int admit_sender(struct udp *u, const dx_addr *from)
+{
+    if (!u->o->acl.nallow && !u->o->acl.ndeny)
+        return 1;
+    int again = u->dgrams_denied && u->last_denied.len == from->len &&
+                memcmp(&u->last_denied.ss, &from->ss, from->len) == 0;
+    char addr[DX_ADDR_STRLEN], name[DX_ADDR_STRLEN + 16];
+    snprintf(name, sizeof name, "datagram from %s", peer_format(from, addr, sizeof addr));
+    if (listeners_admit(u->o, from, name, !again)) {
+        u->last_denied.len = 0;
+        return 1;
+    }
+    u->dgrams_denied++;
+    u->last_denied = *from;
+    return 0;
+}
+
 static void on_socket(dx_loop *loop, dx_io *io, int events)
 {
     struct udp *u = io->data;
@@ -236,6 +258,8 @@ static void on_socket(dx_loop *loop, dx_io *io, int events)
                 continue;
             break;
         }
+        if (u->server && !admit_sender(u, &from))
+            continue; /* dropped unread: nothing to stdout, no reply to it */
         u->dgrams_in++;
         u->bytes_in += (uint64_t)n;
         u->last_activity = dx_loop_now(loop);
@@ -311,6 +335,9 @@ static int run(struct udp *u)
                  u->server && !u->have_peer ? "udp" : u->peer_text, (unsigned long long)u->dgrams_out,
                  (unsigned long long)u->bytes_out, (unsigned long long)u->dgrams_in,
                  (unsigned long long)u->bytes_in, (double)(dx_loop_now(loop) - u->started) / 1000.0);
+        if (u->dgrams_denied)
+            cli_info(u->o, "udp: dropped %llu datagrams refused by --allow/--deny",
+                     (unsigned long long)u->dgrams_denied);
     }
     for (int i = 0; i < u->nsock; i++) {
         dx_io_stop(loop, &u->sock[i]);

@@ -196,7 +196,7 @@ def test_bad_rule_file_line_and_missing_file(run_duplex, tmp_path):
     f.write_text("# ok\n127.0.0.1\nnot-an-address\n")
     rc, _, err = run_duplex(["listen", "-k", "--allowfile", str(f), "127.0.0.1", "0"])
     assert rc == 2, err
-    assert "line 3" in err
+    assert f"{f}:3: not an address or CIDR range" in err
     rc, _, err = run_duplex(["listen", "-k", "--denyfile", str(tmp_path / "missing"), "127.0.0.1", "0"])
     assert rc == 2, err
     assert "--denyfile" in err

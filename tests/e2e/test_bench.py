@@ -238,7 +238,7 @@ def test_bench_help(run_duplex):
         assert word in text
     assert all(len(ln) <= 80 for ln in text.splitlines())
     rc, out, _ = run_duplex(["--help"])
-    assert rc == 0 and b"duplex bench" in out
+    assert rc == 0 and b"bench MODE HOST PORT" in out
 
 
 def test_unknown_backend_exit_2(run_duplex):

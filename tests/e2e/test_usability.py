@@ -1,0 +1,126 @@
+"""What a newcomer trips on (issue 10, items 24, 25, 27, 30, 31): mistyped
+commands, addresses that need a hint, errors that name the right step, a
+bench that measured nothing, help that fits a screen, plural forms,
+--version's features, --progress into a file, --show-opts notes."""
+
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+
+from conftest import LISTENING_RE, free_port
+from servers_util import connect, recv_line, wait_for
+
+# ------------------------------------------- item 24: commands and hints --
+
+
+@pytest.mark.parametrize("word, meant", [
+    ("conect", "connect"), ("connnect", "connect"), ("lisen", "listen"), ("lsiten", "listen"),
+    ("rely", "relay"), ("socket", "sockets"), ("bnech", "bench"), ("hlep", "help"),
+])
+def test_near_miss_command_is_unknown(word, meant, run_duplex):
+    rc, out, err = run_duplex([word, "127.0.0.1", "80"])
+    assert rc == 2, err
+    assert f"duplex: unknown command '{word}' (did you mean {meant}?)" in err, err
+    assert out == b""
+
+
+def test_near_miss_after_flags(run_duplex):
+    rc, _, err = run_duplex(["-v", "conect", "127.0.0.1", "80"])
+    assert rc == 2, err
+    assert "unknown command 'conect' (did you mean connect?)" in err, err
+
+
+def test_unknown_word_with_arguments_that_are_not_a_port(run_duplex):
+    rc, _, err = run_duplex(["frobnicate", "a", "b"])
+    assert rc == 2, err
+    assert "duplex: unknown command 'frobnicate'" in err, err
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]"])
+def test_netcat_spelling_still_connects(host, run_duplex):
+    """`duplex HOST PORT`: a first word far from every command name, followed
+    by a port, is a host (here: a closed port, so the connect is refused)."""
+    port = free_port()
+    if host == "[::1]" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    rc, _, err = run_duplex([host, port])
+    assert rc == 4, err
+    assert "Connection refused" in err and "unknown command" not in err, err
+
+
+def test_netcat_spelling_host_port_as_one(run_duplex):
+    port = free_port()
+    rc, _, err = run_duplex([f"localhost:{port}"])
+    assert rc == 4, err
+    assert "Connection refused" in err, err
+
+
+@pytest.mark.parametrize("args", [["help"], ["help", "help"]])
+def test_help_command_is_the_summary(args, run_duplex):
+    rc, out, err = run_duplex(args)
+    assert rc == 0, err
+    _, summary, _ = run_duplex(["--help"])
+    assert out == summary and out.startswith(b"usage: duplex")
+
+
+@pytest.mark.parametrize("cmd", ["connect", "listen", "relay", "sockets", "bench"])
+def test_help_command_names_a_command(cmd, run_duplex):
+    rc, out, err = run_duplex(["help", cmd])
+    assert rc == 0, err
+    _, direct, _ = run_duplex([cmd, "--help"])
+    assert out == direct and f"duplex {cmd}".encode() in out
+
+
+def test_help_unknown_command(run_duplex):
+    rc, out, err = run_duplex(["help", "lisen"])
+    assert rc == 2 and out == b""
+    assert "unknown command 'lisen' (did you mean listen?)" in err, err
+
+
+@pytest.mark.parametrize("args, shown", [
+    (["-l", "24700", "24701"], "0.0.96.124"),
+    (["listen", "24700", "24701"], "0.0.96.124"),
+    (["listen", "127.1", "0"], "127.0.0.1"),
+    (["listen", "-s", "0x7f000001", "0"], "127.0.0.1"),
+    (["listen", "-u", "24700", "0"], "0.0.96.124"),
+    (["relay", "24700:0", "127.0.0.1:9"], "0.0.96.124"),
+    (["connect", "-s", "24700", "127.0.0.1", "9"], "0.0.96.124"),
+])
+def test_old_inet_aton_forms_refused_as_local_address(args, shown, run_duplex):
+    """inet_aton reads '24700' as 0.0.96.124: `duplex -l 24700 24701` (two
+    ports meant) used to bind that. A local address must be written in full."""
+    rc, out, err = run_duplex(args)
+    assert rc == 2, err
+    assert "listening on" not in err and out == b""
+    assert re.search(r"^duplex: .*'(24700|127\.1|0x7f000001)' is .*not a", err, re.M), err
+    assert shown in err, err
+
+
+@pytest.mark.parametrize("args", [["::1:8080"], ["connect", "::1:8080"]])
+def test_bare_ipv6_with_port_gets_the_bracket_hint(args, run_duplex):
+    rc, _, err = run_duplex(args)
+    assert rc == 2, err
+    assert "did you mean [::1]:8080?" in err, err
+
+
+def test_listen_bare_ipv6_with_port_gets_the_bracket_hint(run_duplex):
+    rc, _, err = run_duplex(["listen", "::1:8080"])
+    assert rc == 2, err
+    assert "did you mean [::1]:8080?" in err, err
+
+
+def test_relay_bare_ipv6_target_gets_the_bracket_hint(run_duplex):
+    rc, _, err = run_duplex(["relay", "0", "::1:8080"])
+    assert rc == 2, err
+    assert "did you mean [::1]:8080?" in err, err
+
+
+@pytest.mark.parametrize("cmd", ["connect", "listen"])
+def test_path_gets_the_unix_hint(cmd, run_duplex, tmp_path):
+    path = str(tmp_path / "x.sock")
+    rc, _, err = run_duplex([cmd, path])
+    assert rc == 2, err
+    assert f"duplex {cmd} -U {path}" in err, err

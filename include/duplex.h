@@ -343,7 +343,9 @@ int dx_connect_start(const dx_addr *addr, const dx_addr *source);
  * new socket, before bind() and connect(), so that SO_RCVBUF, SO_SNDBUF,
  * SO_BINDTODEVICE, SO_MARK, TCP_MAXSEG take effect for the connection. If
  * the kernel refuses one, returns its -errno and stores its index in *failed
- * (if not NULL; -1 otherwise). */
+ * (if not NULL; -1 otherwise). If binding to source fails, returns its
+ * -errno and stores DX_FAILED_BIND in *failed. */
+#define DX_FAILED_BIND (-2)
 int dx_connect_start_opts(const dx_addr *addr, const dx_addr *source, const dx_sockopt *opts,
                           int nopts, int *failed);
 
@@ -391,6 +393,8 @@ struct dx_connector {
     int nsockopts;        /* private */
     int sockopt_failed;   /* read-only: in a failure callback, the index in sockopts
                            * the kernel refused (the result is its -errno), else -1 */
+    int bind_failed;      /* read-only: in a failure callback, 1 when binding to the
+                           * source failed (the result is its -errno), else 0 */
 };
 
 /* Try each of addrs in turn, each attempt bounded by timeout_ms (0: only

@@ -361,8 +361,24 @@ int cli_udp_connect(const struct options *o, dx_loop *loop)
         if (has < 0)
             continue; /* no source address of this family */
         tried++;
-        fd = dx_dgram_connect(&addrs[i], has == 0 ? &source : NULL);
         dx_addr_format(&addrs[i], text, sizeof text);
+        if (has == 0) {
+            /* bind first on our own, so that a bad -s/-p is named as such */
+            fd = dx_dgram_bind(&source, NULL);
+            if (fd < 0) {
+                char stext[DX_ADDR_STRLEN];
+                cli_error("bind %s: %s", cli_local_text(&source, stext, sizeof stext),
+                          dx_strerror(fd));
+                continue;
+            }
+            if (connect(fd, (const struct sockaddr *)&addrs[i].ss, addrs[i].len) < 0) {
+                int e = -errno;
+                close(fd);
+                fd = e;
+            }
+        } else {
+            fd = dx_dgram_connect(&addrs[i], NULL);
+        }
         if (fd < 0)
             cli_error("connect %s: %s", text, dx_strerror(fd));
         else

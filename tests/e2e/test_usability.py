@@ -124,3 +124,35 @@ def test_path_gets_the_unix_hint(cmd, run_duplex, tmp_path):
     rc, _, err = run_duplex([cmd, path])
     assert rc == 2, err
     assert f"duplex {cmd} -U {path}" in err, err
+
+
+# ------------------------------------------- item 25: the bind is named --
+
+
+@pytest.mark.parametrize("udp", [False, True])
+def test_source_address_not_local_names_the_bind(udp, run_duplex):
+    """-s with an address that is not ours (TEST-NET-1, nothing is sent):
+    the bind failed, not the connect to the target."""
+    port = free_port()
+    rc, _, err = run_duplex(["connect", *(["-u"] if udp else []), "-s", "192.0.2.1", "127.0.0.1", port])
+    assert rc == 4, err
+    assert "duplex: bind 192.0.2.1: Cannot assign requested address" in err, err
+    assert f"connect 127.0.0.1:{port}" not in err, err
+
+
+def test_source_port_in_use_names_the_bind(run_duplex):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        sport = held.getsockname()[1]
+        target = free_port()
+        rc, _, err = run_duplex(["connect", "-p", sport, "127.0.0.1", target])
+    assert rc == 4, err
+    assert re.search(rf"^duplex: bind (0\.0\.0\.0|127\.0\.0\.1):{sport}: Address already in use$", err, re.M), err
+
+
+def test_source_bind_through_a_proxy_names_the_bind(run_duplex):
+    port = free_port()
+    rc, _, err = run_duplex(["connect", "-x", f"127.0.0.1:{port}", "-s", "192.0.2.1", "example.com", "80"])
+    assert rc == 4, err
+    assert "duplex: bind 192.0.2.1: Cannot assign requested address" in err, err

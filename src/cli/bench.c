@@ -1105,9 +1105,10 @@ static void print_text(const struct totals *t)
         printf("  latency µs    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
                v[0], v[1], v[2], v[3], v[4]);
     }
-    printf("  errors        %llu (%llu wrong or unexpected bytes, %llu failed connects)%s\n",
+    printf("  errors        %llu (%llu wrong or unexpected byte%s, %llu failed connect%s)%s\n",
            (unsigned long long)(r->errors + (uint64_t)t->lost),
-           (unsigned long long)r->verify_errors, (unsigned long long)r->connect_errors,
+           (unsigned long long)r->verify_errors, cli_s(r->verify_errors),
+           (unsigned long long)r->connect_errors, cli_s(r->connect_errors),
            t->lost ? ", workers lost" : "");
     if (r->stalled)
         printf("  stalled       %llu receiver%s still waiting for the last round at the end\n",

@@ -183,6 +183,7 @@ void progress_show(struct progress *p, uint64_t now_ms, uint64_t sent, uint64_t 
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_info(const struct options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_exit_code_for(int code, int during_connect);
+const char *cli_s(unsigned long long n); /* plural "s", or "" for 1 */
 const char *cli_local_text(const dx_addr *a, char *buf, size_t len); /* "ADDR" or "ADDR:PORT" */
 void cli_usage_short(void);
 

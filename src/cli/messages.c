@@ -30,6 +30,12 @@ void cli_info(const struct options *o, const char *fmt, ...)
     va_end(ap);
 }
 
+/* "s" or "": "%llu byte%s", n, cli_s(n) (1 byte, 2 bytes, 0 bytes) */
+const char *cli_s(unsigned long long n)
+{
+    return n == 1 ? "" : "s";
+}
+
 int cli_exit_code_for(int code, int during_connect)
 {
     if (code == DX_ETOOLONG)

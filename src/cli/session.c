@@ -240,9 +240,9 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     uint64_t ms = dx_loop_now(loop) - s.started;
     if (progress_enabled(o))
         progress_show(&s.progress, dx_loop_now(loop), s.up.bytes_out, s.down.bytes_in, 1);
-    cli_info(o, "%s: sent %llu bytes, received %llu bytes in %.3f s", peer_text,
-             (unsigned long long)s.up.bytes_out, (unsigned long long)s.down.bytes_in,
-             (double)ms / 1000.0);
+    cli_info(o, "%s: sent %llu byte%s, received %llu byte%s in %.3f s", peer_text,
+             (unsigned long long)s.up.bytes_out, cli_s(s.up.bytes_out),
+             (unsigned long long)s.down.bytes_in, cli_s(s.down.bytes_in), (double)ms / 1000.0);
     close(fd);
     return s.exit_code;
 }

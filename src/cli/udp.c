@@ -307,10 +307,12 @@ static int run(struct udp *u)
         }
         end_udp(u, u->exit_code);
         dx_loop_update_time(loop);
-        cli_info(u->o, "%s: sent %llu datagrams (%llu bytes), received %llu datagrams (%llu bytes) in %.3f s",
+        cli_info(u->o, "%s: sent %llu datagram%s (%llu byte%s), received %llu datagram%s (%llu byte%s) in %.3f s",
                  u->server && !u->have_peer ? "udp" : u->peer_text, (unsigned long long)u->dgrams_out,
-                 (unsigned long long)u->bytes_out, (unsigned long long)u->dgrams_in,
-                 (unsigned long long)u->bytes_in, (double)(dx_loop_now(loop) - u->started) / 1000.0);
+                 cli_s(u->dgrams_out), (unsigned long long)u->bytes_out, cli_s(u->bytes_out),
+                 (unsigned long long)u->dgrams_in, cli_s(u->dgrams_in),
+                 (unsigned long long)u->bytes_in, cli_s(u->bytes_in),
+                 (double)(dx_loop_now(loop) - u->started) / 1000.0);
     }
     for (int i = 0; i < u->nsock; i++) {
         dx_io_stop(loop, &u->sock[i]);

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from conftest import LISTENING_RE, free_port
-from servers_util import connect, recv_line, wait_for
+from servers_util import connect, recv_exact, wait_for
 
 # ------------------------------------------- item 24: commands and hints --
 
@@ -156,3 +156,52 @@ def test_source_bind_through_a_proxy_names_the_bind(run_duplex):
     rc, _, err = run_duplex(["connect", "-x", f"127.0.0.1:{port}", "-s", "192.0.2.1", "example.com", "80"])
     assert rc == 4, err
     assert "duplex: bind 192.0.2.1: Cannot assign requested address" in err, err
+
+
+# ---------------------------------------------- item 31: counts, plurals --
+
+
+def test_session_counts_singular(start_listener, run_duplex):
+    """connect -v to an echo server, one byte each way: '1 byte', not '1 bytes'."""
+    _, port = start_listener(["-k", "--echo", "--no-stdio"])
+    rc, out, err = run_duplex(["connect", "-v", "127.0.0.1", port], stdin=b"x")
+    assert rc == 0, err
+    assert out == b"x"
+    assert re.search(r"sent 1 byte, received 1 byte in ", err), err
+
+
+def test_server_counts_singular(start_listener):
+    """listen -k -v: a client of one byte closes with '(sent 0 bytes,
+    received 1 byte)' and the summary says 'served 1 client;'."""
+    proc, port = start_listener(["-k", "-v", "--no-stdio"])
+    c = connect(port)
+    c.sendall(b"x")
+    c.close()
+    proc.wait_err(r"\(sent 0 bytes, received 1 byte\)")
+    proc.popen.terminate()
+    assert proc.wait() == 143, proc.err
+    assert re.search(r"^duplex: served 1 client; refused 0 \(limit\)", proc.err, re.M), proc.err
+
+
+def test_relay_counts_singular(start_duplex, start_listener):
+    _, target = start_listener(["-k", "--echo", "--no-stdio"])
+    relay = start_duplex(["relay", "-v", "127.0.0.1:0", f"127.0.0.1:{target}"])
+    port = int(relay.wait_err(LISTENING_RE).group(2))
+    c = connect(port)
+    c.sendall(b"x")
+    assert recv_exact(c, 1, 5) == b"x"
+    c.close()
+    relay.wait_err(r"sent 1 byte, received 1 byte in ")
+    relay.popen.terminate()
+    assert relay.wait() == 143, relay.err
+    assert re.search(r"^duplex: relayed 1 connection; 0 failed", relay.err, re.M), relay.err
+
+
+def test_udp_counts_singular(run_duplex):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        rc, _, err = run_duplex(["connect", "-u", "-v", "127.0.0.1", port], stdin=b"x")
+        assert s.recv(10) == b"x"
+    assert rc == 0, err
+    assert re.search(r"sent 1 datagram \(1 byte\), received 0 datagrams \(0 bytes\)", err), err

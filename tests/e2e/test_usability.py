@@ -205,3 +205,25 @@ def test_udp_counts_singular(run_duplex):
         assert s.recv(10) == b"x"
     assert rc == 0, err
     assert re.search(r"sent 1 datagram \(1 byte\), received 0 datagrams \(0 bytes\)", err), err
+
+
+# ----------------------------------- item 31: --show-opts says what is so --
+
+
+def test_show_opts_says_doubled_only_for_values_set(run_duplex):
+    """Without -O rcvbuf/sndbuf the buffers are the kernel's defaults:
+    nothing was 'requested', so nothing was doubled."""
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(4)
+        port = lsock.getsockname()[1]
+        rc, _, err = run_duplex(["connect", "-q", "0", "--show-opts", "127.0.0.1", port], stdin=b"")
+        assert rc == 0, err
+        bufs = [ln for ln in err.splitlines() if re.match(r"duplex: option SO_(RCV|SND)BUF = \d+", ln)]
+        assert len(bufs) == 2, err
+        assert not any("doubl" in ln for ln in bufs), bufs
+        rc, _, err = run_duplex(["connect", "-q", "0", "--show-opts", "-O", "rcvbuf=65536",
+                                 "127.0.0.1", port], stdin=b"")
+        assert rc == 0, err
+        assert re.search(r"^duplex: option SO_RCVBUF = \d+ \(kernel doubles", err, re.M), err
+        assert not re.search(r"^duplex: option SO_SNDBUF = .*doubl", err, re.M), err

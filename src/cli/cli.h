@@ -174,6 +174,8 @@ struct progress {
     uint64_t total;  /* bytes expected from stdin (a regular file), or 0 */
     double rate;     /* bytes/s, smoothed */
     int shown;
+    int tty;         /* stderr is a terminal: one line rewritten in place */
+    uint64_t line_ms;/* not a terminal: when the last plain line was written */
 };
 int progress_enabled(const struct options *o);
 void progress_init(struct progress *p, uint64_t now_ms, int fd_in);

@@ -127,7 +127,8 @@ static const char help_options[] =
 "                           duplex: urgent data: 'C'\n"
 "      --progress[=WHEN]    a status line on stderr: bytes each way, rate, elapsed,\n"
 "                           percentage and ETA when stdin is a file; WHEN: auto\n"
-"                           (default: only if stderr is a terminal), always, never\n";
+"                           (default: only if stderr is a terminal), always, never;\n"
+"                           not a terminal: a plain line every 5 s and at the end\n";
 
 static const char help_proxy[] =
 "Proxies (connect over TCP; not with listen, relay, -u or -U):\n"
@@ -1169,6 +1170,10 @@ int cli_parse(int argc, char **argv, struct options *o)
     if ((o->crlf || o->hex_dump) && (o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
         cli_error("-C and --hex-dump work on one TCP or Unix stream connection: not with -u, -z "
                   "or relay");
+        return EXIT_USAGE;
+    }
+    if (o->progress != PROGRESS_OFF && (o->udp || o->zero_io)) {
+        cli_error("--progress shows a stream's bytes: not with %s", o->udp ? "-u (UDP)" : "-z");
         return EXIT_USAGE;
     }
     if (o->stats_json && o->cmd != CMD_RELAY) {

@@ -227,3 +227,56 @@ def test_show_opts_says_doubled_only_for_values_set(run_duplex):
         assert rc == 0, err
         assert re.search(r"^duplex: option SO_RCVBUF = \d+ \(kernel doubles", err, re.M), err
         assert not re.search(r"^duplex: option SO_SNDBUF = .*doubl", err, re.M), err
+
+
+# ------------------------------- item 31: --progress into a file or pipe --
+
+
+def test_progress_always_not_a_terminal_writes_plain_lines(start_listener, run_duplex, tmp_path):
+    """--progress=always with stderr into a pipe: no '\\r' or escape
+    sequence; the final status is a line of its own."""
+    _, port = start_listener(["-k", "--no-stdio"])
+    data = tmp_path / "data"
+    data.write_bytes(b"z" * 200000)
+    with open(data, "rb") as f:
+        rc, _, err = run_duplex(["connect", "-q", "0", "--progress=always", "127.0.0.1", port], stdin=f)
+    assert rc == 0, err
+    assert "\r" not in err and "\x1b" not in err, repr(err)
+    assert re.search(r"^duplex: sent 195\.3 KiB, received 0 B, .*/s, \d\d:\d\d 100%$", err, re.M), repr(err)
+
+
+def test_progress_on_a_terminal_rewrites_one_line(start_listener, spawn, duplex, tmp_path):
+    import pty
+    _, port = start_listener(["-k", "--no-stdio"])
+    data = tmp_path / "data"
+    data.write_bytes(b"z" * 1000)
+    master, slave = pty.openpty()
+    try:
+        with open(data, "rb") as f:
+            p = spawn([duplex, "connect", "-q", "0", "--progress", "127.0.0.1", port], stdin=f,
+                      stderr=slave)
+            os.close(slave)
+            slave = -1
+            assert p.wait() == 0
+        got = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert b"\r\x1b[Kduplex: sent 1000 B" in got, got
+
+
+@pytest.mark.parametrize("args", [["-u", "127.0.0.1", "9"], ["-z", "127.0.0.1", "9"],
+                                  ["listen", "-u", "127.0.0.1", "0"]])
+def test_progress_where_it_cannot_apply_is_a_usage_error(args, run_duplex):
+    rc, _, err = run_duplex(["--progress=always", *args])
+    assert rc == 2, err
+    assert "duplex: --progress" in err, err

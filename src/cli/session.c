@@ -121,6 +121,10 @@ static void on_down_done(dx_pump *p, int error, int in_read)
         end_session(s, EXIT_IO);
         return;
     }
+    /* A server that closes at once (its --max-conns or access list refused
+     * us) looks like an empty session: say so to whoever is watching. */
+    if (s->down.bytes_in == 0 && s->up.bytes_out == 0 && (s->o->verbose || s->stdin_tty))
+        cli_error("%s: connection closed by peer before any data", s->peer);
     /* With stdin still open the peer may only have half-closed and still
      * read what we send; keep sending, unless nobody is there to type it
      * (a terminal) or the user asked not to wait for our own end. */

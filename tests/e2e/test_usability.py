@@ -280,3 +280,46 @@ def test_progress_where_it_cannot_apply_is_a_usage_error(args, run_duplex):
     rc, _, err = run_duplex(["--progress=always", *args])
     assert rc == 2, err
     assert "duplex: --progress" in err, err
+
+
+# ------------------------- item 31: a client the server refuses is told --
+
+
+@pytest.mark.parametrize("limit", [["--deny", "127.0.0.1"], ["-m", "1"]], ids=["deny", "max-conns"])
+def test_refused_client_told_with_v(limit, start_listener, start_duplex, run_duplex):
+    """The server closes a refused client at once (and says so with -v);
+    `duplex connect -v` says the peer closed before any data."""
+    srv, port = start_listener(["-k", "-v", "--no-stdio", *limit])
+    if "-m" in limit:
+        holder = start_duplex(["connect", "127.0.0.1", port], stdin=subprocess.PIPE)
+        srv.wait_err(r"127\.0\.0\.1:\d+: connected \(1 now\)")
+    rc, out, err = run_duplex(["connect", "-v", "127.0.0.1", port])
+    assert rc == 0, err
+    assert out == b""
+    assert re.search(rf"^duplex: 127\.0\.0\.1:{port}: connection closed by peer before any data$",
+                     err, re.M), err
+    srv.wait_err(r"refused")
+
+
+def test_refused_client_told_on_a_terminal(start_listener, spawn, duplex):
+    """Without -v, on a terminal (nobody would otherwise notice the empty
+    session), the same line."""
+    import pty
+    _, port = start_listener(["-k", "--no-stdio", "--deny", "127.0.0.1"])
+    master, slave = pty.openpty()
+    try:
+        p = spawn([duplex, "connect", "127.0.0.1", port], stdin=slave)
+        assert p.wait() == 0, p.err
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert f"duplex: 127.0.0.1:{port}: connection closed by peer before any data" in p.err, p.err
+
+
+def test_empty_reply_not_reported_when_data_was_sent(start_listener, run_duplex):
+    """A client that sent something is not 'closed before any data' (a sink
+    closing after reading is a normal end)."""
+    _, port = start_listener(["-k", "--no-stdio"])
+    rc, _, err = run_duplex(["connect", "-v", "-q", "0", "127.0.0.1", port], stdin=b"x")
+    assert rc == 0, err
+    assert "before any data" not in err, err

@@ -19,16 +19,14 @@
  * below in cli_help(). Kept in step with docs/duplex.1. */
 static const char help_summary[] =
 "usage: duplex COMMAND [options] ARGS\n"
-"\n"
 "Commands:\n"
 "  connect HOST PORT      connect, then copy stdin <-> socket; -U PATH a Unix\n"
-"                         socket, -u UDP, -z probe ports, -x via a proxy, --ssl TLS\n"
+"                         socket, -u UDP, -z probe ports, -x proxy, --ssl TLS\n"
 "  listen [ADDR] PORT     accept one client, then copy stdin <-> socket; serve\n"
 "                         many with -k, --echo, --broker, --chat, -e CMD\n"
 "  relay LISTEN TARGET    accept on LISTEN, connect each client to TARGET\n"
 "  sockets                list TCP, UDP and Unix sockets (like ss)\n"
-"  bench MODE HOST PORT   load-test a server: echo, connrate, idle, throughput,\n"
-"                         broker\n"
+"  bench MODE HOST PORT   load-test a server (echo, connrate, throughput, ...)\n"
 "  help [COMMAND]         this summary, or a command's options\n"
 "Netcat style: 'duplex HOST PORT' connects, 'duplex -l [ADDR] PORT' listens.\n"
 "\n"
@@ -40,12 +38,9 @@ static const char help_summary[] =
 "  -p PORT, -s ADDR  connect: source port and address; listen: port, address\n"
 "  --ssl         TLS;  -O NAME=VALUE  a socket option;  --show-opts  print them\n"
 "  --version     version and built-in features (backends, TLS)\n"
-"\n"
 "Exit status: 0 ok, 1 failed during the exchange, 2 usage error, 3 name not\n"
 "resolved, 4 connect failed, 5 timed out, 6 cannot listen, 128+N signal N.\n"
-"\n"
-"Details: duplex COMMAND --help (connect, listen, relay, sockets, bench), and\n"
-"man duplex.\n";
+"Details: duplex COMMAND --help, and man duplex.\n";
 
 static const char help_connect_usage[] =
 "usage: duplex connect [options] HOST PORT      connect, then copy stdin <-> socket\n"
@@ -100,8 +95,8 @@ static const char help_options[] =
 "  -p, --port PORT          connect: local source port; listen: the port\n"
 "  -s, --source ADDR        connect: local source address; listen: the address\n"
 "  -n, --numeric            numeric addresses only, no DNS\n"
-"  -w, --timeout SECS       bound the connect (and a proxy or TLS handshake); quit\n"
-"                           after SECS without traffic (listen -k and server\n"
+"  -w, --timeout SECS       bound the connect (and a proxy or TLS handshake);\n"
+"                           quit after SECS without traffic (listen -k, server\n"
 "                           modes: close a client idle for SECS, unless an\n"
 "                           idle timeout is given)\n"
 "  -q, --quit-after SECS    quit SECS after end of input (0: at once); default:\n"
@@ -127,8 +122,9 @@ static const char help_options[] =
 "                           duplex: urgent data: 'C'\n"
 "      --progress[=WHEN]    a status line on stderr: bytes each way, rate, elapsed,\n"
 "                           percentage and ETA when stdin is a file; WHEN: auto\n"
-"                           (default: only if stderr is a terminal), always, never;\n"
-"                           not a terminal: a plain line every 5 s and at the end\n";
+"                           (default: only if stderr is a terminal), always,\n"
+"                           never; not a terminal: a plain line every 5 s and\n"
+"                           at the end\n";
 
 static const char help_proxy[] =
 "Proxies (connect over TCP; not with listen, relay, -u or -U):\n"

@@ -323,3 +323,202 @@ def test_empty_reply_not_reported_when_data_was_sent(start_listener, run_duplex)
     rc, _, err = run_duplex(["connect", "-v", "-q", "0", "127.0.0.1", port], stdin=b"x")
     assert rc == 0, err
     assert "before any data" not in err, err
+
+
+# --------------------------- item 30: help in layers, completion, install --
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def help_text(run_duplex, *args):
+    rc, out, err = run_duplex([*args, "--help"])
+    assert rc == 0, err
+    return out.decode()
+
+
+def listed(text, flag):
+    """flag is described in text (as an option entry or named in one)."""
+    return re.search(rf"(^|[\s,\[(/]){re.escape(flag)}($|[\s,=\[\]):/])", text, re.M) is not None
+
+
+def described(text, flag):
+    """flag has an entry of its own (an option line starting with it)."""
+    return re.search(rf"^\s{{2,}}(-\w, )?{re.escape(flag)}([\s,=\[]|$)", text, re.M) is not None
+
+
+def test_summary_fits_one_screen(run_duplex):
+    text = help_text(run_duplex)
+    lines = text.splitlines()
+    assert len(lines) <= 24, f"duplex --help is {len(lines)} lines"
+    assert all(len(ln) <= 80 for ln in lines), [ln for ln in lines if len(ln) > 80]
+    for cmd in ("connect", "listen", "relay", "sockets", "bench", "help"):
+        assert re.search(rf"^\s+{cmd}\b", text, re.M), f"the summary does not list {cmd}"
+    for code in range(7):
+        assert re.search(rf"\b{code} [a-z]", text), f"exit code {code} not in the summary"
+    assert "duplex COMMAND --help" in text
+
+
+CONNECT_FLAGS = ["-4", "-6", "-U", "-u", "-p", "-s", "-n", "-w", "-q", "-z", "-v", "-C",
+                 "--hex-dump", "--send-oob", "--progress", "-x", "--proxy", "-X", "--proxy-auth",
+                 "--ssl", "--ssl-servername", "--ssl-no-verify", "--ssl-trustfile", "--ssl-alpn",
+                 "-O", "--show-opts", "--buffer-size", "--backend", "--send-only", "--recv-only"]
+LISTEN_FLAGS = ["-k", "--echo", "--broker", "--chat", "-e", "--exec", "-c", "--sh-exec",
+                "--no-stdio", "-m", "--max-conns", "--allow", "--deny", "--allowfile",
+                "--denyfile", "--idle-timeout", "--max-queue", "--model", "--threads", "--ssl",
+                "--ssl-cert", "--ssl-key", "--ssl-verify", "--backlog", "--reuseport", "-O",
+                "-U", "-u", "-w", "-v"]
+SERVER_ONLY = ["--echo", "--broker", "--chat", "--max-conns", "--model", "--threads"]
+RELAY_FLAGS = ["-k", "-w", "-v", "--json", "--stats-json", "-m", "--allow", "--deny",
+               "--idle-timeout", "--ssl", "--ssl-target", "-O", "--show-opts", "--backend"]
+
+
+def test_connect_help_lists_connect_flags(run_duplex):
+    text = help_text(run_duplex, "connect")
+    missing = [f for f in CONNECT_FLAGS if not listed(text, f)]
+    assert not missing, f"connect --help does not list {missing}"
+    wrong = [f for f in SERVER_ONLY if described(text, f)]
+    assert not wrong, f"connect --help lists server flags {wrong}"
+
+
+def test_listen_help_lists_listen_flags(run_duplex):
+    text = help_text(run_duplex, "listen")
+    missing = [f for f in LISTEN_FLAGS if not listed(text, f)]
+    assert not missing, f"listen --help does not list {missing}"
+    assert not described(text, "--proxy-auth"), "listen --help describes proxy flags"
+    assert help_text(run_duplex, "-l") == text
+
+
+def test_relay_help_lists_relay_flags(run_duplex):
+    text = help_text(run_duplex, "relay")
+    missing = [f for f in RELAY_FLAGS if not listed(text, f)]
+    assert not missing, f"relay --help does not list {missing}"
+    wrong = [f for f in ("--echo", "--chat", "--proxy", "--send-oob") if described(text, f)]
+    assert not wrong, f"relay --help lists flags relay refuses: {wrong}"
+
+
+def test_json_is_an_alias_for_relay_and_refused_elsewhere(start_duplex, start_listener, run_duplex):
+    _, target = start_listener(["-k", "--echo", "--no-stdio"])
+    relay = start_duplex(["relay", "--json", "127.0.0.1:0", f"127.0.0.1:{target}"])
+    port = int(relay.wait_err(LISTENING_RE).group(2))
+    c = connect(port)
+    c.sendall(b"ab")
+    assert recv_exact(c, 2, 5) == b"ab"
+    c.close()
+    line = relay.wait_out(lambda o: o.endswith(b"\n")).decode()
+    import json
+    d = json.loads(line.splitlines()[0])
+    assert d["client"] and d["target"], d
+    for cmd in (["connect", "127.0.0.1", "9"], ["listen", "0"]):
+        for flag in ("--json", "--stats-json"):
+            rc, _, err = run_duplex([cmd[0], flag, *cmd[1:]])
+            assert rc == 2 and "--json" in err, (cmd, flag, err)
+
+
+def test_version_lists_features(run_duplex):
+    rc, out, err = run_duplex(["--version"])
+    assert rc == 0, err
+    text = out.decode()
+    assert re.match(r"duplex \d+\.\d+\.\d+\S*\n", text), text
+    m = re.search(r"^backends: (.+)$", text, re.M)
+    assert m and "epoll" in m.group(1).split() and "poll" in m.group(1).split(), text
+    assert re.search(r"^io_uring: (yes|no|built in, unavailable)", text, re.M), text
+    tls = re.search(r"^tls: (yes \(OpenSSL [^)]+\)|no)", text, re.M)
+    assert tls, text
+    # what --version says is what the build does
+    probe = ["connect", "--ssl", "--ssl-no-verify", "-w", "1", "127.0.0.1", str(free_port())]
+    rc, _, err = run_duplex(probe)
+    if tls.group(1) == "no":
+        assert rc == 2 and "TLS" in err, err
+    else:
+        assert rc == 4, err
+    uring = re.search(r"^io_uring: (\S+)", text, re.M).group(1)
+    rc, _, err = run_duplex(["connect", "--backend", "io_uring", "127.0.0.1", str(free_port())])
+    assert (rc == 4) == (uring == "yes"), (uring, rc, err)
+
+
+def _bash_complete(duplex, words):
+    script = (f'source {REPO}/completions/duplex.bash\n'
+              f'COMP_WORDS=({" ".join(words)}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))\n'
+              '_duplex; printf "%s\\n" "${COMPREPLY[@]}"\n')
+    env = dict(os.environ, PATH=os.path.dirname(duplex) + ":" + os.environ["PATH"])
+    r = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, timeout=15, env=env)
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.decode().split())
+
+
+@pytest.mark.parametrize("words, want, unwanted", [
+    (["duplex", "con"], {"connect"}, set()),
+    (["duplex", "connect", "--pro"], {"--proxy", "--proxy-type", "--proxy-auth", "--progress"}, set()),
+    (["duplex", "listen", "--ch"], {"--chat"}, set()),
+    (["duplex", "-l", "--ec"], {"--echo"}, set()),
+    (["duplex", "connect", "--ec"], set(), {"--echo"}),
+    (["duplex", "relay", "--js"], {"--json"}, set()),
+    (["duplex", "help", "l"], {"listen"}, set()),
+    (["duplex", "bench", "t"], {"throughput"}, set()),
+    (["duplex", "bench", "echo", "--wa"], {"--warmup"}, set()),
+    (["duplex", "listen", "--model", "i"], {"iterative", "io_uring"}, set()),
+])
+def test_bash_completion(duplex, words, want, unwanted):
+    got = _bash_complete(duplex, words)
+    assert want <= got, got
+    assert not (unwanted & got), got
+
+
+@pytest.mark.skipif(not __import__("shutil").which("zsh"), reason="zsh not installed")
+def test_zsh_completion(duplex):
+    """An interactive zsh on a pty with completions/ in fpath: TAB after
+    `duplex listen --ch` completes --chat (read until it shows, bounded)."""
+    import pty
+    import select
+    import time
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe("zsh", ["zsh", "-f", "-i"],
+                   {"PATH": os.path.dirname(duplex) + ":/usr/bin:/bin", "TERM": "dumb", "HOME": "/tmp"})
+    try:
+        def read_until(pat, timeout=10):
+            buf, deadline = b"", time.monotonic() + timeout
+            while pat not in buf and time.monotonic() < deadline:
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if r:
+                    try:
+                        buf += os.read(fd, 4096)
+                    except OSError:
+                        break
+            return buf
+        os.write(fd, f"PS1='READY> '; fpath=({REPO}/completions $fpath); "
+                     "autoload -Uz compinit; compinit -u -D; echo set""up-done\n".encode())
+        assert b"setup-done" in read_until(b"setup-done\r\n"), "zsh did not start"
+        os.write(fd, b"duplex listen --ch\t")
+        got = read_until(b"--chat")
+        assert b"--chat" in got, got[-300:]
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def test_make_install_then_uninstall(duplex, tmp_path):
+    """make install puts the binary, library, header, man page and both
+    completion files; make uninstall removes exactly those, nothing else."""
+    build = os.path.dirname(duplex)
+    if not os.path.isfile(os.path.join(build, "libduplex.a")) or \
+            os.path.commonpath([build, REPO]) != REPO:
+        pytest.skip("DUPLEX is not a build of this tree")
+    dest = tmp_path / "dest"
+    keep = dest / "usr" / "bin" / "someone-else"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("not ours\n")
+    common = ["make", "-s", "-C", REPO, f"BUILD={os.path.relpath(build, REPO)}",
+              f"DESTDIR={dest}", "PREFIX=/usr"]
+    r = subprocess.run(common + ["install"], capture_output=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert files == sorted([
+        "usr/bin/duplex", "usr/bin/someone-else", "usr/include/duplex.h", "usr/lib/libduplex.a",
+        "usr/share/man/man1/duplex.1", "usr/share/bash-completion/completions/duplex",
+        "usr/share/zsh/site-functions/_duplex"]), files
+    r = subprocess.run(common + ["uninstall"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert files == ["usr/bin/someone-else"], files

@@ -1132,13 +1132,22 @@ int cli_parse(int argc, char **argv, struct options *o)
     char **pos = argv + optind;
     int npos = argc - optind;
     /* flags before the subcommand: `duplex -v connect HOST PORT` */
-    if (argi == 1 && npos > 0 && (strcmp(pos[0], "connect") == 0 || strcmp(pos[0], "listen") == 0)) {
+    if (argi == 1 && npos > 0 && (strcmp(pos[0], "connect") == 0 || strcmp(pos[0], "listen") == 0 ||
+                                  strcmp(pos[0], "relay") == 0)) {
         if (pos[0][0] == 'l')
             o->cmd = CMD_LISTEN;
+        else if (pos[0][0] == 'r')
+            o->cmd = CMD_RELAY;
         pos++;
         npos--;
-    }
-    else if (argi == 1 && npos > 0 && o->cmd == CMD_CONNECT && !o->unix_path &&
+    } else if (argi == 1 && npos > 0 && (strcmp(pos[0], "sockets") == 0 ||
+                                         strcmp(pos[0], "bench") == 0 ||
+                                         strcmp(pos[0], "help") == 0)) {
+        /* their flags are their own: `duplex -v bench` would mean -v of connect */
+        cli_error("'%s' must be the first word: duplex %s%s", pos[0], pos[0],
+                  strcmp(pos[0], "help") == 0 ? " [COMMAND]" : " [its options]");
+        return EXIT_USAGE;
+    } else if (argi == 1 && npos > 0 && o->cmd == CMD_CONNECT && !o->unix_path &&
              check_command_word(o, pos, npos) != 0)
         return EXIT_USAGE;
     static char split_buf[512];

@@ -33,6 +33,20 @@ def test_near_miss_after_flags(run_duplex):
     assert "unknown command 'conect' (did you mean connect?)" in err, err
 
 
+def test_relay_after_flags_is_the_relay_command(start_duplex):
+    """`duplex -v relay LISTEN TARGET`, as `duplex -v connect ...` works: not
+    a connect to a host named 'relay'."""
+    p = start_duplex(["-v", "relay", "127.0.0.1:0", f"127.0.0.1:{free_port()}"])
+    p.wait_err(LISTENING_RE)
+
+
+@pytest.mark.parametrize("word", ["help", "sockets", "bench"])
+def test_own_flag_commands_after_flags(word, run_duplex):
+    rc, out, err = run_duplex(["-v", word])
+    assert rc == 2 and out == b"", err
+    assert f"duplex: '{word}' must be the first word" in err, err
+
+
 def test_unknown_word_with_arguments_that_are_not_a_port(run_duplex):
     rc, _, err = run_duplex(["frobnicate", "a", "b"])
     assert rc == 2, err

@@ -1,4 +1,4 @@
-# duplex: plain Makefile. make, make test, make check (ASan+UBSan), make install.
+# duplex: plain Makefile. make, make test, make check (ASan+UBSan), make install, make uninstall.
 CC ?= cc
 PREFIX ?= /usr/local
 BUILD ?= build
@@ -37,7 +37,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?= -q
 
-.PHONY: all deps test unit e2e check tsan install clean bench fuzz fuzz-build fuzz-smoke
+.PHONY: all deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke
 
 all: $(BUILD)/duplex $(BUILD)/libduplex.a
 
@@ -83,12 +83,25 @@ tsan:
 	DUPLEX=$(abspath build/tsan/duplex) TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
 	  $(PYTEST) $(PYTEST_ARGS) tests/e2e/test_models.py tests/e2e/test_tls.py::test_threads_two_over_tls
 
+# What install puts where; uninstall removes exactly these files (never a
+# directory: /usr/local/bin is not ours).
+BASH_COMPLETION_DIR ?= $(PREFIX)/share/bash-completion/completions
+ZSH_COMPLETION_DIR ?= $(PREFIX)/share/zsh/site-functions
+INSTALLED = $(PREFIX)/bin/duplex $(PREFIX)/lib/libduplex.a $(PREFIX)/include/duplex.h \
+	$(PREFIX)/share/man/man1/duplex.1 $(BASH_COMPLETION_DIR)/duplex $(ZSH_COMPLETION_DIR)/_duplex
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(BASH_COMPLETION_DIR) $(DESTDIR)$(ZSH_COMPLETION_DIR)
 	install -m 755 $(BUILD)/duplex $(DESTDIR)$(PREFIX)/bin/duplex
 	install -m 644 $(BUILD)/libduplex.a $(DESTDIR)$(PREFIX)/lib/libduplex.a
 	install -m 644 include/duplex.h $(DESTDIR)$(PREFIX)/include/duplex.h
 	install -m 644 docs/duplex.1 $(DESTDIR)$(PREFIX)/share/man/man1/duplex.1
+	install -m 644 completions/duplex.bash $(DESTDIR)$(BASH_COMPLETION_DIR)/duplex
+	install -m 644 completions/_duplex $(DESTDIR)$(ZSH_COMPLETION_DIR)/_duplex
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 # The end-to-end scenarios under valgrind memcheck (epoll backend): errors or
 # definitely lost bytes fail.

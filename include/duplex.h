@@ -371,7 +371,9 @@ int dx_connect_start(const dx_addr *addr, const dx_addr *source);
  * new socket, before bind() and connect(), so that SO_RCVBUF, SO_SNDBUF,
  * SO_BINDTODEVICE, SO_MARK, TCP_MAXSEG take effect for the connection. If
  * the kernel refuses one, returns its -errno and stores its index in *failed
- * (if not NULL; -1 otherwise). */
+ * (if not NULL; -1 otherwise). If binding to source fails, returns its
+ * -errno and stores DX_FAILED_BIND in *failed. */
+#define DX_FAILED_BIND (-2)
 int dx_connect_start_opts(const dx_addr *addr, const dx_addr *source, const dx_sockopt *opts,
                           int nopts, int *failed);
 
@@ -430,6 +432,8 @@ struct dx_connector {
     dx__later later;      /* private: reports an address that failed at once */
     int later_error;      /* private */
     int *alive;           /* private: cleared by a cancel during a failure callback */
+    int bind_failed;      /* read-only: in a failure callback, 1 when binding to the
+                           * source failed (the result is its -errno), else 0 */
 };
 
 /* Try each of addrs in turn, each attempt bounded by timeout_ms (0: only

@@ -104,6 +104,10 @@ static void try_next(dx_connector *c)
     const dx_addr *a = &c->addrs[c->next++];
     int fd = dx_connect_start_opts(a, c->has_source ? &c->source : NULL, c->sockopts,
                                    c->nsockopts, &c->sockopt_failed);
+    /* the stage that failed: an option (its index), the source bind, or neither */
+    c->bind_failed = c->sockopt_failed == DX_FAILED_BIND;
+    if (c->bind_failed)
+        c->sockopt_failed = -1;
     if (fd < 0) {
         defer_failure(c, fd);
         return;

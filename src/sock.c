@@ -230,8 +230,11 @@ int dx_connect_start_opts(const dx_addr *addr, const dx_addr *source, const dx_s
         int one = 1;
         if (dx_addr_port(source) > 0)
             (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, (const struct sockaddr *)&source->ss, source->len) < 0)
+        if (bind(fd, (const struct sockaddr *)&source->ss, source->len) < 0) {
+            if (failed)
+                *failed = DX_FAILED_BIND;
             return fail_close(fd);
+        }
     }
     while (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
         if (errno == EINTR)

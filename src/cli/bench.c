@@ -1105,9 +1105,10 @@ static void print_text(const struct totals *t)
         printf("  latency µs    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
                v[0], v[1], v[2], v[3], v[4]);
     }
-    printf("  errors        %llu (%llu wrong or unexpected bytes, %llu failed connects)%s\n",
+    printf("  errors        %llu (%llu wrong or unexpected byte%s, %llu failed connect%s)%s\n",
            (unsigned long long)(r->errors + (uint64_t)t->lost),
-           (unsigned long long)r->verify_errors, (unsigned long long)r->connect_errors,
+           (unsigned long long)r->verify_errors, cli_s(r->verify_errors),
+           (unsigned long long)r->connect_errors, cli_s(r->connect_errors),
            t->lost ? ", workers lost" : "");
     if (r->stalled)
         printf("  stalled       %llu receiver%s still waiting for the last round at the end\n",
@@ -1147,6 +1148,32 @@ static void add_report(struct totals *t, const struct report *one)
 static struct totals *T;
 static int report_rc;
 
+/* A run that measured nothing is a failure, whatever the error count says
+ * (a server that reads and never answers gives 0 messages and 0 errors):
+ * why, or NULL when something was measured. */
+static const char *nothing_measured(const struct report *r)
+{
+    switch (bo.mode) {
+    case B_ECHO:
+        return r->msgs ? NULL : "no message came back whole (does the server echo?)";
+    case B_CONNRATE:
+        return r->msgs ? NULL : "no connect-echo-close cycle completed (does the server echo?)";
+    case B_THROUGHPUT:
+        if (bo.send_only)
+            return r->bytes_sent ? NULL : "no byte could be sent";
+        return r->bytes_rcvd ? NULL : "no byte came back (does the server echo? --send-only "
+                                      "measures sending alone)";
+    case B_BROKER:
+        return r->msgs ? NULL : "no round completed (does the server send each client's bytes "
+                                "to the other clients?)";
+    case B_IDLE:
+        return r->established ? NULL : "no connection stayed open";
+    case B_NMODES:
+        break;
+    }
+    return NULL;
+}
+
 /* Print the merged report; returns the exit code it implies. */
 static int finish(void)
 {
@@ -1172,7 +1199,14 @@ static int finish(void)
     fflush(stdout);
     if (T->r.verify_errors)
         return EXIT_IO;
-    return T->lost ? EXIT_IO : EXIT_OK;
+    if (T->lost)
+        return EXIT_IO;
+    const char *why = nothing_measured(&T->r);
+    if (why && !got_term) {
+        cli_error("bench: measured nothing: %s", why);
+        return EXIT_IO;
+    }
+    return EXIT_OK;
 }
 
 static void ready_inprocess(void)
@@ -1238,8 +1272,10 @@ static const char bench_usage[] =
 "log-linear histogram (within about 3 %). Errors count failed connects, resets,\n"
 "early end of input and wrong bytes; a failed connection is reopened.\n"
 "\n"
-"Exit status: 0 ok, 1 a byte came back wrong (or a worker died), 2 usage error,\n"
-"3 unknown host, 4 no connection could be made at all.\n";
+"Exit status: 0 ok, 1 a byte came back wrong, a worker died, or the run\n"
+"measured nothing (no message, cycle, byte or round came back; idle: no\n"
+"connection stayed open), 2 usage error, 3 unknown host, 4 no connection could\n"
+"be made at all.\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {

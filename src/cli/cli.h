@@ -176,6 +176,8 @@ struct progress {
     uint64_t total;  /* bytes expected from stdin (a regular file), or 0 */
     double rate;     /* bytes/s, smoothed */
     int shown;
+    int tty;         /* stderr is a terminal: one line rewritten in place */
+    uint64_t line_ms;/* not a terminal: when the last plain line was written */
 };
 int progress_enabled(const struct options *o);
 void progress_init(struct progress *p, uint64_t now_ms, int fd_in);
@@ -185,6 +187,8 @@ void progress_show(struct progress *p, uint64_t now_ms, uint64_t sent, uint64_t 
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_info(const struct options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_exit_code_for(int code, int during_connect);
+const char *cli_s(unsigned long long n); /* plural "s", or "" for 1 */
+const char *cli_local_text(const dx_addr *a, char *buf, size_t len); /* "ADDR" or "ADDR:PORT" */
 void cli_usage_short(void);
 
 /* options.c: returns 0 and fills o, or prints the problem and returns

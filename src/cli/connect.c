@@ -20,13 +20,19 @@ struct attempt {
     int fd;           /* connected fd, or the last error */
     dx_addr addr;     /* the address that answered (or failed last) */
     int established;  /* it took the connection (then reset it, if fd < 0) */
+    const dx_addr *source; /* -s/-p: the address bound first, or NULL */
 };
 
 static void on_connect(dx_connector *c, int result, const dx_addr *addr, int final)
 {
     struct attempt *a = c->data;
     char text[DX_ADDR_STRLEN];
-    if (result < 0 && c->sockopt_failed >= 0) {
+    if (result < 0 && c->bind_failed && a->source) {
+        /* the source address (-s/-p) is at fault, not the target: say so, even with -z */
+        if (final || !a->quiet)
+            cli_error("bind %s: %s", cli_local_text(a->source, text, sizeof text),
+                      dx_strerror(result));
+    } else if (result < 0 && c->sockopt_failed >= 0) {
         /* a refused -O option is a configuration error, even with -z */
         char where[DX_ADDR_STRLEN + 16];
         snprintf(where, sizeof where, "connect %s", dx_addr_format(addr, text, sizeof text));
@@ -52,6 +58,7 @@ static int connect_any(dx_loop *loop, struct attempt *a, const dx_addr *addrs, i
     dx_connector c;
     a->fd = DX_ENOADDR;
     a->established = 0;
+    a->source = source;
     int rc = dx_connect_async_opts(loop, &c, addrs, n, source, (uint64_t)a->o->timeout_ms,
                                    a->o->sockopts, a->o->nsockopts, on_connect, a);
     if (rc < 0)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 void cli_error(const char *fmt, ...)
 {
@@ -29,6 +30,12 @@ void cli_info(const struct options *o, const char *fmt, ...)
     va_end(ap);
 }
 
+/* "s" or "": "%llu byte%s", n, cli_s(n) (1 byte, 2 bytes, 0 bytes) */
+const char *cli_s(unsigned long long n)
+{
+    return n == 1 ? "" : "s";
+}
+
 int cli_exit_code_for(int code, int during_connect)
 {
     if (code == DX_ETOOLONG)
@@ -38,4 +45,20 @@ int cli_exit_code_for(int code, int during_connect)
     if (code == DX_ETIMEDOUT || code == -ETIMEDOUT)
         return EXIT_TIMEOUT;
     return during_connect ? EXIT_CONNECT : EXIT_IO;
+}
+
+/* A local address to bind as the user gave it: 10.0.0.1, or 10.0.0.1:5000 /
+ * [::1]:5000 when a port was asked for (-p). */
+const char *cli_local_text(const dx_addr *a, char *buf, size_t len)
+{
+    dx_addr_format(a, buf, len);
+    size_t n = strlen(buf);
+    if (dx_addr_port(a) == 0 && n > 2 && strcmp(buf + n - 2, ":0") == 0) {
+        buf[n - 2] = '\0';
+        if (buf[0] == '[' && buf[n - 3] == ']') {
+            memmove(buf, buf + 1, n - 4);
+            buf[n - 4] = '\0';
+        }
+    }
+    return buf;
 }

@@ -175,7 +175,8 @@ int cli_serve_threads(const struct options *o, dx_loop *loop)
     for (int i = 0; i < started; i++)
         sem_wait(&opened);
     serve_announce(sv, o);
-    cli_info(o, "serving with %d event loops on %d threads", started + 1, started + 1);
+    cli_info(o, "serving with %d event loop%s on %d thread%s", started + 1, cli_s((unsigned)started + 1),
+             started + 1, cli_s((unsigned)started + 1));
     code = serve_run(sv);
     serve_end(o); /* the totals of every loop; no child left behind */
     serve_close(sv);

@@ -11,37 +11,81 @@
 #include <strings.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#ifdef DX_HAVE_TLS
+#include <openssl/crypto.h>
+#endif
 
-static const char usage_text[] =
+/* --help: `duplex --help` is a one-screen summary; `duplex COMMAND --help`
+ * (or `duplex help COMMAND`) the details, put together from the sections
+ * below in cli_help(). Kept in step with docs/duplex.1. */
+static const char help_summary[] =
+"usage: duplex COMMAND [options] ARGS\n"
+"Commands:\n"
+"  connect HOST PORT      connect, then copy stdin <-> socket; -U PATH a Unix\n"
+"                         socket, -u UDP, -z probe ports, -x proxy, --ssl TLS\n"
+"  listen [ADDR] PORT     accept one client, then copy stdin <-> socket; serve\n"
+"                         many with -k, --echo, --broker, --chat, -e CMD\n"
+"  relay LISTEN TARGET    accept on LISTEN, connect each client to TARGET\n"
+"  sockets                list TCP, UDP and Unix sockets (like ss)\n"
+"  bench MODE HOST PORT   load-test a server (echo, connrate, throughput, ...)\n"
+"  help [COMMAND]         this summary, or a command's options\n"
+"Netcat style: 'duplex HOST PORT' connects, 'duplex -l [ADDR] PORT' listens.\n"
+"\n"
+"Most used options (connect and listen):\n"
+"  -v            print addresses, then bytes each way and duration\n"
+"  -4, -6        IPv4 or IPv6 only;  -n  numeric addresses, no DNS\n"
+"  -w SECS       connect timeout and idle timeout\n"
+"  -k            listen: keep listening, serve many clients\n"
+"  -p PORT, -s ADDR  connect: source port and address; listen: port, address\n"
+"  --ssl         TLS;  -O NAME=VALUE  a socket option;  --show-opts  print them\n"
+"  --version     version and built-in features (backends, TLS)\n"
+"Exit status: 0 ok, 1 failed during the exchange, 2 usage error, 3 name not\n"
+"resolved, 4 connect failed, 5 timed out, 6 cannot listen, 128+N signal N.\n"
+"Details: duplex COMMAND --help, and man duplex.\n";
+
+static const char help_connect_usage[] =
 "usage: duplex connect [options] HOST PORT      connect, then copy stdin <-> socket\n"
-"       duplex listen  [options] [ADDR] PORT    accept a client, then copy stdin <-> socket\n"
-"       duplex connect|listen [options] -U PATH a Unix socket (@NAME: abstract)\n"
+"       duplex connect [options] -U PATH        a Unix socket (@NAME: abstract)\n"
 "       duplex connect -z [options] HOST PORT[-PORT]...  probe ports, exchange nothing\n"
 "       duplex [options] HOST PORT              netcat style: same as connect\n"
+"Without a command word, a first word one or two letters from a command name\n"
+"(conect, lisen) is an unknown command, not a host: write 'duplex connect HOST\n"
+"PORT' for such a host.\n";
+
+static const char help_listen_usage[] =
+"usage: duplex listen [options] [ADDR] PORT     accept a client, then copy stdin <-> socket\n"
+"       duplex listen [options] -U PATH         a Unix socket (@NAME: abstract)\n"
+"       duplex listen -k|--echo|--broker|--chat|-e CMD [options] [ADDR] PORT\n"
+"                                               serve many clients (Server modes)\n"
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
-"       duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
+"ADDR is a local address (a bare number such as 24700 is refused: one PORT only).\n";
+
+static const char help_relay_usage[] =
+"usage: duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
 "                                               to TARGET, copy both ways\n"
-"       duplex sockets [-altuxpenrH46] [--sport P] [--dport P] [--state S] [--json]\n"
-"                                               list TCP, UDP and Unix sockets (like ss)\n"
 "\n"
 "Relay addresses: PORT or ADDR:PORT to listen on, HOST:PORT to connect to, [V6]:PORT,\n"
 "unix:PATH (or a path starting with / or .) for Unix sockets. -w bounds each connect;\n"
 "-v prints each connection's bytes and duration; --stats-json prints them as JSON\n"
 "lines on stdout. --max-conns, --allow/--deny, --idle-timeout apply.\n"
 "\n"
-"duplex bench echo|connrate|idle|throughput|broker HOST PORT [-c CONNS]\n"
-"       [-d SECS] [-w WARMUP] [-s SIZE] [-p PROCS] [--json]: load generator for a\n"
-"server: messages/s (echo, connrate), MiB/s (throughput), rounds and deliveries/s\n"
-"(broker: fan-out servers), latency p50/p90/p99/p99.9, errors; every byte\n"
-"received is checked (exit 1 if one is wrong, 4 if nothing connects). A report\n"
-"and a latency histogram, or one JSON line with --json.\n"
-"'duplex bench --help' lists its own flags.\n"
-"\n"
+"Options:\n"
+"  -4, -6, -n, -v, -k       as for connect and listen (see duplex listen --help)\n"
+"  -w, --timeout SECS       bound each connect to TARGET (and TLS handshakes)\n"
+"      --json, --stats-json each connection's bytes and duration as one JSON line\n"
+"                           on stdout\n"
+"  -m, --max-conns N        at most N clients at once; more are closed at once\n"
+"      --allow RULE, --deny RULE, --allowfile FILE, --denyfile FILE\n"
+"                           accept only, or refuse, these clients (as listen)\n"
+"      --idle-timeout SECS  close a connection after SECS without traffic\n";
+
+static const char help_host[] =
 "HOST may be a name, an IPv4 address or an IPv6 address ([::1] or ::1); HOST:PORT and\n"
 "[V6]:PORT are accepted as one argument. PORT is 0-65535 or a service name (http).\n"
 "Listening with no ADDR takes every IPv4 and IPv6 address; port 0 picks a free port\n"
-"and prints it ('duplex: listening on ADDR:PORT').\n"
-"\n"
+"and prints it ('duplex: listening on ADDR:PORT').\n";
+
+static const char help_options[] =
 "Options:\n"
 "  -4, --ipv4               IPv4 only\n"
 "  -6, --ipv6               IPv6 only\n"
@@ -52,7 +96,10 @@ static const char usage_text[] =
 "  -p, --port PORT          connect: local source port; listen: the port\n"
 "  -s, --source ADDR        connect: local source address; listen: the address\n"
 "  -n, --numeric            numeric addresses only, no DNS\n"
-"  -w, --timeout SECS       connect timeout, and quit after SECS without traffic\n"
+"  -w, --timeout SECS       bound the connect (and a proxy or TLS handshake);\n"
+"                           quit after SECS without traffic (listen -k, server\n"
+"                           modes: close a client idle for SECS, unless an\n"
+"                           idle timeout is given)\n"
 "  -q, --quit-after SECS    quit SECS after end of input (0: at once); default:\n"
 "                           wait until the peer ends its side too\n"
 "  -N                       shut the write side down at end of input (the default;\n"
@@ -76,8 +123,11 @@ static const char usage_text[] =
 "                           duplex: urgent data: 'C'\n"
 "      --progress[=WHEN]    a status line on stderr: bytes each way, rate, elapsed,\n"
 "                           percentage and ETA when stdin is a file; WHEN: auto\n"
-"                           (default: only if stderr is a terminal), always, never\n"
-"\n"
+"                           (default: only if stderr is a terminal), always,\n"
+"                           never; not a terminal: a plain line every 5 s and\n"
+"                           at the end\n";
+
+static const char help_proxy[] =
 "Proxies (connect over TCP; not with listen, relay, -u or -U):\n"
 "  -x, --proxy ADDR[:PORT]  connect through this proxy ([V6]:PORT for IPv6; default\n"
 "                           port 1080 for SOCKS, 3128 for HTTP); -s/-p/-4/-6/-w and\n"
@@ -90,8 +140,9 @@ static const char usage_text[] =
 "      --proxy-auth USER:PASS  SOCKS5 username/password, HTTP Basic\n"
 "                           Proxy-Authorization; SOCKS4: USER is the user id\n"
 "  The handshake is bounded by -w (else 10 s); a failure names the proxy, the\n"
-"  target and the cause (exit 4; 5 when it timed out)\n"
-"\n"
+"  target and the cause (exit 4; 5 when it timed out)\n";
+
+static const char help_tls[] =
 "TLS (connect; listen in every mode, not with --model iterative or fork; relay;\n"
 "TCP or -U; not with -u or -z):\n"
 "      --ssl, --tls         connect: TLS client; listen: TLS server; relay: TLS\n"
@@ -132,8 +183,9 @@ static const char usage_text[] =
 "  listen -k/--echo/--broker/--chat/--exec --ssl: each client's handshake runs in\n"
 "  the event loop (each bounded by -w, else 10 s; at 1024 at once, accepting\n"
 "  waits for one to end); a failed one is a -v line and the server goes on\n"
-"  --tls-cert, --tls-key, ... are aliases of the --ssl-* options\n"
-"\n"
+"  --tls-cert, --tls-key, ... are aliases of the --ssl-* options\n";
+
+static const char help_server[] =
 "Server modes (listen):\n"
 "  -k, --keep-listening     serve many clients at once: what each client sends\n"
 "                           goes to stdout, what stdin gives goes to every client;\n"
@@ -166,8 +218,9 @@ static const char usage_text[] =
 "                           thread per client); fork and thread serve --echo\n"
 "                           and --exec only\n"
 "      --threads N          N event loops on N threads sharing the port\n"
-"                           (SO_REUSEPORT), for -k --echo and -k --exec\n"
-"\n"
+"                           (SO_REUSEPORT), for -k --echo and -k --exec\n";
+
+static const char help_sockopts[] =
 "Options for sockets (connect, listen, relay):\n"
 "  -O, --sockopt NAME=VALUE set a socket option (repeatable; the last of a NAME\n"
 "                           wins): on a listener before bind() and again on each\n"
@@ -194,8 +247,9 @@ static const char usage_text[] =
 "    user_timeout              milliseconds (TCP_USER_TIMEOUT)\n"
 "    tos                       0-255 (IP_TOS; IPV6_TCLASS on IPv6)\n"
 "    maxseg                    bytes, 88-32767 (TCP_MAXSEG)\n"
-"    congestion                an algorithm name (TCP_CONGESTION: cubic, reno)\n"
-"\n"
+"    congestion                an algorithm name (TCP_CONGESTION: cubic, reno)\n";
+
+static const char help_tuning[] =
 "Tuning:\n"
 "      --backlog N          listen queue length (default: the kernel maximum,\n"
 "                           /proc/sys/net/core/somaxconn)\n"
@@ -205,13 +259,15 @@ static const char usage_text[] =
 "      --backend NAME       event loop backend: epoll, poll, io_uring (or\n"
 "                           DUPLEX_BACKEND)\n"
 "  -h, --help               this help\n"
-"      --version            print the version\n"
-"\n"
+"      --version            print the version\n";
+
+static const char help_eof[] =
 "End of input: when stdin ends, duplex shuts down the write side of the socket\n"
 "(the peer reads EOF) and keeps printing what the peer sends until it closes its\n"
 "side; it exits when both directions have ended. When stdin is a terminal, the\n"
-"end of the peer's side also ends the session.\n"
-"\n"
+"end of the peer's side also ends the session.\n";
+
+static const char help_udp[] =
 "UDP (-u): connect sends each read from stdin as one datagram (a line from a\n"
 "terminal; from a pipe or file, whatever one read returns, at most 65507 bytes)\n"
 "and writes each datagram received to stdout; it exits at end of stdin (-q SECS:\n"
@@ -220,20 +276,9 @@ static const char usage_text[] =
 "of peers and sends stdin to the last peer heard (stdin is read only once one\n"
 "has been heard); -v prints a peer when it differs from the previous one; it\n"
 "runs on after end of stdin (-q SECS: quit SECS later). -w: quit after SECS\n"
-"without a datagram either way. -k is implied.\n"
-"\n"
-"duplex sockets (its own flags; 'duplex sockets --help' has them all): lists\n"
-"sockets from the kernel's sock_diag netlink interface, else /proc/net\n"
-"(DUPLEX_SOCKETS_PROC=1 forces /proc/net), in columns Netid State Recv-Q Send-Q\n"
-"Local Address:Port Peer Address:Port Process. Default: connected TCP, UDP and\n"
-"Unix sockets. -a all states, -l listening only, -t/-u/-x TCP/UDP/Unix, -4/-6,\n"
-"-p owning processes, -e uid and inode, -n numeric ports, -r host names,\n"
-"-H no header, --sport/--dport PORT, --state STATE (established, listening,\n"
-"time-wait, close-wait, syn-sent, ...), --json: one array of objects with the\n"
-"fields netid family state recv_q send_q local_addr local_port peer_addr\n"
-"peer_port path peer_inode inode uid user processes. Exit 1 if the kernel\n"
-"refuses both netlink and /proc/net.\n"
-"\n"
+"without a datagram either way. -k is implied.\n";
+
+static const char help_exit[] =
 "Exit status:\n"
 "  0  success (with -z: at least one port open)\n"
 "  1  the connection failed during the exchange (reset, broken pipe)\n"
@@ -244,6 +289,82 @@ static const char usage_text[] =
 "  5  timed out (connect timeout, idle timeout, proxy or TLS handshake)\n"
 "  6  cannot listen (address in use, permission denied)\n"
 "  128+N  stopped by signal N (130: SIGINT, 143: SIGTERM), after a clean stop\n";
+
+static const char *near_command(const char *word);
+
+/* --version: the version, then what this build can do (scripts and bug
+ * reports: which backends, whether --ssl works, with which OpenSSL). */
+static void print_version(void)
+{
+    int uring = 0;
+    printf("duplex %s\n", DX_VERSION);
+    printf("backends:");
+    for (const char *const *b = dx_backends(); *b; b++) {
+        printf(" %s", *b);
+        uring |= strcmp(*b, "io_uring") == 0;
+    }
+    printf("\n");
+    if (uring) {
+        /* compiled in; the kernel (or a seccomp policy) may still refuse it */
+        int err = 0;
+        dx_loop *loop = dx_loop_new("io_uring", &err);
+        printf("io_uring: %s\n", loop ? "yes" : "built in, unavailable on this system");
+        if (loop)
+            dx_loop_free(loop);
+    } else {
+        printf("io_uring: no (built without liburing)\n");
+    }
+#ifdef DX_HAVE_TLS
+    printf("tls: yes (%s)\n", OpenSSL_version(OPENSSL_VERSION));
+#else
+    printf("tls: no (built without OpenSSL)\n");
+#endif
+}
+
+/* Print the help of cmd ("connect", "listen", "relay"; NULL: the summary)
+ * on stdout. Returns -1 (exit 0), or EXIT_USAGE for an unknown command. */
+static int cli_help(const char *cmd)
+{
+    const char *const *parts;
+    static const char *const connect_parts[] = {help_connect_usage, help_host, help_options,
+                                                help_proxy, help_tls, help_sockopts, help_tuning,
+                                                help_eof, help_udp, help_exit, NULL};
+    static const char *const listen_parts[] = {help_listen_usage, help_host, help_options,
+                                               help_server, help_tls, help_sockopts, help_tuning,
+                                               help_eof, help_udp, help_exit, NULL};
+    static const char *const relay_parts[] = {help_relay_usage, help_tls, help_sockopts,
+                                              help_tuning, help_exit, NULL};
+    static const char *const summary_parts[] = {help_summary, NULL};
+    if (!cmd)
+        parts = summary_parts;
+    else if (strcmp(cmd, "connect") == 0)
+        parts = connect_parts;
+    else if (strcmp(cmd, "listen") == 0)
+        parts = listen_parts;
+    else if (strcmp(cmd, "relay") == 0)
+        parts = relay_parts;
+    else if (strcmp(cmd, "sockets") == 0 || strcmp(cmd, "bench") == 0) {
+        char *argv[] = {(char *)cmd, (char *)"--help", NULL};
+        int rc = cmd[0] == 's' ? cli_sockets_main(2, argv) : cli_bench_main(2, argv);
+        return rc == EXIT_OK ? -1 : rc;
+    } else if (strcmp(cmd, "help") == 0) {
+        parts = summary_parts;
+    } else {
+        const char *near = near_command(cmd);
+        if (near)
+            cli_error("help: unknown command '%s' (did you mean %s?)", cmd, near);
+        else
+            cli_error("help: unknown command '%s': expected connect, listen, relay, sockets or "
+                      "bench", cmd);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; parts[i]; i++) {
+        if (i > 0)
+            fputc('\n', stdout);
+        fputs(parts[i], stdout);
+    }
+    return -1;
+}
 
 void cli_usage_short(void)
 {
@@ -302,6 +423,7 @@ static const struct option long_opts[] = {
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
     {"model", required_argument, NULL, OPT_MODEL},
     {"stats-json", no_argument, NULL, OPT_STATS_JSON},
+    {"json", no_argument, NULL, OPT_STATS_JSON}, /* the spelling bench and sockets use */
     {"udp", no_argument, NULL, 'u'},
     {"send-oob", required_argument, NULL, OPT_SEND_OOB},
     {"oob-inline", no_argument, NULL, OPT_OOB_INLINE},
@@ -444,6 +566,130 @@ static int set_model(struct options *o, const char *name)
     return -1;
 }
 
+/* ---- the command word and what a newcomer mistypes ---- */
+
+static const char *const command_names[] = {"connect", "listen", "relay", "sockets", "bench",
+                                            "help", NULL};
+
+/* Optimal string alignment distance (insertions, deletions, substitutions,
+ * adjacent transpositions) between two short words; 99 when either is long. */
+static int edit_distance(const char *a, const char *b)
+{
+    enum { MAXW = 32 };
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= MAXW || lb >= MAXW)
+        return 99;
+    int d[MAXW + 1][MAXW + 1];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            int cost = (a[i - 1] | 0x20) != (b[j - 1] | 0x20);
+            int v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The command a mistyped word is close to: within 2 edits of a name of 6
+ * letters or more (connect, listen, sockets), 1 of a shorter one (relay,
+ * bench, help). A word with a dot, colon, slash or bracket, or all digits,
+ * is an address, never a command. NULL when none is close. */
+static const char *near_command(const char *word)
+{
+    if (!*word || strpbrk(word, ".:/[@") || strspn(word, "0123456789") == strlen(word))
+        return NULL;
+    for (const char *const *c = command_names; *c; c++) {
+        int d = edit_distance(word, *c);
+        if (d > 0 && d <= (strlen(*c) >= 6 ? 2 : 1))
+            return *c;
+    }
+    return NULL;
+}
+
+/* Netcat spelling (no command word): `duplex HOST PORT`. The first word is
+ * a host unless it is close to a command name (`duplex conect host 80`), or
+ * it is followed by more than one argument of which the second is not a
+ * port (`duplex frobnicate a b`, and no -z). Returns 0, or EXIT_USAGE after
+ * printing. Documented in docs/duplex.1 (COMMANDS). */
+static int check_command_word(const struct options *o, char **pos, int npos)
+{
+    const char *near = near_command(pos[0]);
+    int first, last;
+    if (near) {
+        cli_error("unknown command '%s' (did you mean %s?)", pos[0], near);
+    } else if (npos > 2 && !strpbrk(pos[0], ".:/[@") &&
+               (o->zero_io ? dx_parse_port_range(pos[1], &first, &last) < 0
+                           : dx_parse_port(pos[1]) < 0)) {
+        cli_error("unknown command '%s': expected connect, listen, relay, sockets, bench or help "
+                  "(or netcat style: duplex HOST PORT)", pos[0]);
+    } else {
+        return 0;
+    }
+    cli_usage_short();
+    return EXIT_USAGE;
+}
+
+/* What a HOST-and-PORT argument that did not split probably meant: a bare
+ * IPv6 address with a port glued on (::1:8080 -> [::1]:8080), or a Unix
+ * socket path (-U PATH). Writes " (did you mean ...?)" or "" into buf. */
+static const char *address_hint(const char *arg, const char *cmd, char *buf, size_t len)
+{
+    unsigned char bin[16];
+    char host[128];
+    const char *colon = strrchr(arg, ':');
+    size_t hlen = colon ? (size_t)(colon - arg) : 0;
+    buf[0] = '\0';
+    if (arg[0] == '/' || arg[0] == '@' || strncmp(arg, "./", 2) == 0 ||
+        strncmp(arg, "../", 3) == 0 ||
+        (strlen(arg) > 5 && strcmp(arg + strlen(arg) - 5, ".sock") == 0)) {
+        if (strcmp(cmd, "relay") == 0)
+            snprintf(buf, len, " (a Unix socket? unix:%s)", arg);
+        else
+            snprintf(buf, len, " (a Unix socket? duplex %s -U %s)", cmd, arg);
+    } else if (arg[0] != '[' && colon && hlen > 0 && hlen < sizeof host &&
+               memchr(arg, ':', hlen) && colon[1] && dx_parse_port(colon + 1) >= 0) {
+        memcpy(host, arg, hlen);
+        host[hlen] = '\0';
+        if (inet_pton(AF_INET6, host, bin) == 1)
+            snprintf(buf, len, " (did you mean [%s]:%s? an IPv6 address takes brackets before "
+                     ":PORT)", host, colon + 1);
+    }
+    return buf;
+}
+
+/* An address to bind to (listen ADDR, -s, relay's LISTEN): refuse what
+ * inet_aton() would read in its old forms: a bare number (`duplex -l 24700
+ * 24701` would bind 0.0.96.124) and short or hex forms (127.1, 0x7f.1). */
+static int check_local_host(const char *what, const char *host)
+{
+    struct in_addr a;
+    unsigned char bin[4];
+    if (!host || inet_aton(host, &a) == 0 || inet_pton(AF_INET, host, bin) == 1)
+        return 0;
+    char full[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &a, full, sizeof full);
+    if (strspn(host, "0123456789") == strlen(host))
+        cli_error("%s '%s' is a bare number, not an address (it would mean %s): %s", what, host,
+                  full, strcmp(what, "-s") == 0 ? "a source port is -p PORT"
+                  : strncmp(what, "relay", 5) == 0 ? "LISTEN is PORT or ADDR:PORT"
+                  : "listen takes one PORT: duplex listen [ADDR] PORT");
+    else
+        cli_error("%s '%s' is not a dotted-quad IPv4 address: write it in full (%s)", what, host,
+                  full);
+    return -1;
+}
+
 /* A relay endpoint: "unix:PATH", a path ("/", ".", "@"), "HOST:PORT",
  * "[V6]:PORT", or (listen side only) a bare PORT. */
 static int parse_endpoint(const char *text, char *buf, size_t buflen, int listen_side,
@@ -467,10 +713,14 @@ static int parse_endpoint(const char *text, char *buf, size_t buflen, int listen
         return 0;
     }
     if (dx_split_hostport(text, buf, buflen, host, port) < 0) {
-        cli_error("invalid relay %s '%s': expected %sHOST:PORT, [V6]:PORT or unix:PATH",
-                  listen_side ? "listen address" : "target", text, listen_side ? "PORT, " : "");
+        char hint[300];
+        cli_error("invalid relay %s '%s': expected %sHOST:PORT, [V6]:PORT or unix:PATH%s",
+                  listen_side ? "listen address" : "target", text, listen_side ? "PORT, " : "",
+                  address_hint(text, "relay", hint, sizeof hint));
         return -1;
     }
+    if (listen_side && check_local_host("relay listen address", *host) < 0)
+        return -1;
     if (dx_parse_port(*port) < 0) {
         cli_error("invalid port '%s' in '%s': expected 0-65535 or a service name", *port, text);
         return -1;
@@ -761,6 +1011,12 @@ int cli_parse(int argc, char **argv, struct options *o)
         /* main.c hands `sockets` over before cli_parse(); this is for other callers */
         int rc = cli_sockets_main(argc - 1, argv + 1);
         return rc == EXIT_OK ? -1 : rc;
+    } else if (argc > 1 && strcmp(argv[1], "help") == 0) {
+        if (argc > 3) {
+            cli_error("help takes one COMMAND: duplex help [connect|listen|relay|sockets|bench]");
+            return EXIT_USAGE;
+        }
+        return cli_help(argc > 2 ? argv[2] : NULL);
     } else if (argc > 1 && strcmp(argv[1], "bench") == 0) {
         int brc = cli_bench_main(argc - 1, argv + 1); /* main.c dispatches first */
         return brc == EXIT_OK ? -1 : brc;
@@ -916,8 +1172,11 @@ int cli_parse(int argc, char **argv, struct options *o)
                 return EXIT_USAGE;
             o->max_queue = (size_t)n;
             break;
-        case 'h': fputs(usage_text, stdout); return -1;
-        case OPT_VERSION: printf("duplex %s\n", DX_VERSION); return -1;
+        case 'h':
+            return cli_help(argi == 1 && o->cmd == CMD_CONNECT ? NULL
+                            : o->cmd == CMD_CONNECT ? "connect"
+                            : o->cmd == CMD_LISTEN ? "listen" : "relay");
+        case OPT_VERSION: print_version(); return -1;
         case ':':
             cli_error("option '%s' needs a value", argv[optind - 1]);
             cli_usage_short();
@@ -934,12 +1193,24 @@ int cli_parse(int argc, char **argv, struct options *o)
     char **pos = argv + optind;
     int npos = argc - optind;
     /* flags before the subcommand: `duplex -v connect HOST PORT` */
-    if (argi == 1 && npos > 0 && (strcmp(pos[0], "connect") == 0 || strcmp(pos[0], "listen") == 0)) {
+    if (argi == 1 && npos > 0 && (strcmp(pos[0], "connect") == 0 || strcmp(pos[0], "listen") == 0 ||
+                                  strcmp(pos[0], "relay") == 0)) {
         if (pos[0][0] == 'l')
             o->cmd = CMD_LISTEN;
+        else if (pos[0][0] == 'r')
+            o->cmd = CMD_RELAY;
         pos++;
         npos--;
-    }
+    } else if (argi == 1 && npos > 0 && (strcmp(pos[0], "sockets") == 0 ||
+                                         strcmp(pos[0], "bench") == 0 ||
+                                         strcmp(pos[0], "help") == 0)) {
+        /* their flags are their own: `duplex -v bench` would mean -v of connect */
+        cli_error("'%s' must be the first word: duplex %s%s", pos[0], pos[0],
+                  strcmp(pos[0], "help") == 0 ? " [COMMAND]" : " [its options]");
+        return EXIT_USAGE;
+    } else if (argi == 1 && npos > 0 && o->cmd == CMD_CONNECT && !o->unix_path &&
+             check_command_word(o, pos, npos) != 0)
+        return EXIT_USAGE;
     static char split_buf[512];
 
     if (o->recv_only && o->send_only) {
@@ -970,6 +1241,15 @@ int cli_parse(int argc, char **argv, struct options *o)
     if ((o->crlf || o->hex_dump) && (o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
         cli_error("-C and --hex-dump work on one TCP or Unix stream connection: not with -u, -z "
                   "or relay");
+        return EXIT_USAGE;
+    }
+    if (o->progress != PROGRESS_OFF && (o->udp || o->zero_io)) {
+        cli_error("--progress shows a stream's bytes: not with %s", o->udp ? "-u (UDP)" : "-z");
+        return EXIT_USAGE;
+    }
+    if (o->stats_json && o->cmd != CMD_RELAY) {
+        cli_error("--json (--stats-json) is for relay, bench and sockets: connect and listen "
+                  "print their figures with -v");
         return EXIT_USAGE;
     }
     if (check_proxy(o, proxy_given, proxy_type_given) < 0)
@@ -1043,12 +1323,21 @@ int cli_parse(int argc, char **argv, struct options *o)
             cli_error("give the local address once: -s ADDR or ADDR PORT");
             return EXIT_USAGE;
         }
-        return check_port(o->port) < 0 ? EXIT_USAGE : 0;
+        if (dx_parse_port(o->port) < 0) {
+            char hint[300];
+            cli_error("invalid port '%s': expected 0-65535 or a service name%s", o->port,
+                      address_hint(o->port, "listen", hint, sizeof hint));
+            return EXIT_USAGE;
+        }
+        return check_local_host("listen address", o->host) < 0
+                   ? EXIT_USAGE : 0;
     }
 
     /* connect */
     o->source_port = port_flag;
     if (port_flag && check_port(port_flag) < 0)
+        return EXIT_USAGE;
+    if (check_local_host("-s", o->source_addr) < 0)
         return EXIT_USAGE;
     if (o->keep_listening || o->mode != MODE_STDIO || o->max_conns || o->idle_timeout_ms ||
         o->acl.nallow || o->acl.ndeny || o->model != MODEL_LOOP || o->threads > 1) {
@@ -1074,8 +1363,14 @@ int cli_parse(int argc, char **argv, struct options *o)
             cli_error("too many arguments: connect takes HOST PORT (several ports only with -z)");
             return EXIT_USAGE;
         }
+    } else if (npos == 0) {
+        cli_error("connect needs HOST and PORT");
+        cli_usage_short();
+        return EXIT_USAGE;
     } else {
-        cli_error(npos == 0 ? "connect needs HOST and PORT" : "connect needs a PORT after HOST");
+        char hint[300];
+        cli_error("connect needs a PORT after HOST%s", address_hint(pos[0], "connect", hint,
+                                                                      sizeof hint));
         cli_usage_short();
         return EXIT_USAGE;
     }

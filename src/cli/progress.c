@@ -1,12 +1,16 @@
 /* progress.c: --progress: one status line on stderr, rewritten in place
  * (bytes each way, rate, elapsed, and percentage/ETA when the input size is
- * known, e.g. stdin redirected from a file). */
+ * known, e.g. stdin redirected from a file). When stderr is not a terminal
+ * (--progress=always into a log), plain lines instead: no carriage return or
+ * escape sequence, one every PLAIN_EVERY_MS at most, and the final one. */
 #define _GNU_SOURCE
 #include "cli.h"
 
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#define PLAIN_EVERY_MS 5000
 
 static void human(char *buf, size_t len, double v)
 {
@@ -41,6 +45,8 @@ void progress_init(struct progress *p, uint64_t now_ms, int fd_in)
     p->rate = 0;
     p->total = 0;
     p->shown = 0;
+    p->tty = isatty(STDERR_FILENO);
+    p->line_ms = now_ms;
     if (fd_in >= 0 && fstat(fd_in, &st) == 0 && S_ISREG(st.st_mode)) {
         off_t at = lseek(fd_in, 0, SEEK_CUR);
         if (at >= 0 && st.st_size > at)
@@ -77,6 +83,15 @@ void progress_show(struct progress *p, uint64_t now_ms, uint64_t sent, uint64_t 
         } else {
             snprintf(pct, sizeof pct, " %3.0f%%", frac * 100.0);
         }
+    }
+    if (!p->tty) {
+        if (!final && now_ms - p->line_ms < PLAIN_EVERY_MS)
+            return;
+        p->line_ms = now_ms;
+        fprintf(stderr, "duplex: sent %s, received %s, %s/s, %s%s\n", s, r, rate, el, pct);
+        fflush(stderr);
+        p->shown = 1;
+        return;
     }
     fprintf(stderr, "\r\033[Kduplex: sent %s, received %s, %s/s, %s%s%s", s, r, rate, el, pct,
             final ? "\n" : "");

@@ -92,9 +92,9 @@ static void report(struct conn *c)
     if (c->error)
         cli_error("%s -> %s: %s%s%s", c->name, r->target_name, c->error_where ? c->error_where : "",
                   c->error_where ? ": " : "", err);
-    cli_info(r->o, "%s -> %s: sent %llu bytes, received %llu bytes in %.3f s", c->name,
-             r->target_name, (unsigned long long)c->up.bytes_out,
-             (unsigned long long)c->down.bytes_out, (double)ms / 1000.0);
+    cli_info(r->o, "%s -> %s: sent %llu byte%s, received %llu byte%s in %.3f s", c->name,
+             r->target_name, (unsigned long long)c->up.bytes_out, cli_s(c->up.bytes_out),
+             (unsigned long long)c->down.bytes_out, cli_s(c->down.bytes_out), (double)ms / 1000.0);
     if (r->o->stats_json) {
         printf("{\"client\":");
         json_string(stdout, c->name);
@@ -394,8 +394,8 @@ int cli_relay(const struct options *o, dx_loop *loop)
     int rc = dx_loop_run(loop);
     if (rc < 0)
         cli_error("event loop: %s", dx_strerror(rc));
-    cli_info(o, "relayed %lu connections; %lu failed; refused %lu (limit), %lu (access list)",
-             r.accepted, r.failed, r.refused, (unsigned long)atomic_load(&r.l.denied));
+    cli_info(o, "relayed %lu connection%s; %lu failed; refused %lu (limit), %lu (access list)",
+             r.accepted, cli_s(r.accepted), r.failed, r.refused, (unsigned long)atomic_load(&r.l.denied));
     while (r.conns)
         conn_close(r.conns);
     cli_tls_server_free(r.tls);

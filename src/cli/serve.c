@@ -134,7 +134,7 @@ static int out_write(struct server *sv, const void *data, size_t n)
     int rc = dx_stream_write(&sv->out, data, n);
     if (rc == -ENOBUFS) {
         /* cannot happen while reads pause above half; never drop silently */
-        cli_error("stdout: cannot keep up, %zu bytes lost", n);
+        cli_error("stdout: cannot keep up, %zu byte%s lost", n, cli_s(n));
         return rc;
     }
     if (!sv->out_full && dx_stream_queued(&sv->out) > STDOUT_QUEUE / 2) {
@@ -152,7 +152,8 @@ static void client_send(struct client *c, const void *data, size_t n)
     int rc = dx_stream_write(&c->st, data, n);
     if (rc == -ENOBUFS) { /* only if a reader outran the pause: never lose silently */
         char why[96];
-        snprintf(why, sizeof why, "not reading (%zu bytes queued)", dx_stream_queued(&c->st));
+        snprintf(why, sizeof why, "not reading (%zu byte%s queued)", dx_stream_queued(&c->st),
+                 cli_s(dx_stream_queued(&c->st)));
         c->sv->dropped++;
         client_close(c, why);
         return;
@@ -249,8 +250,9 @@ static void client_close(struct client *c, const char *why)
         return;
     c->dead = 1;
     if (why)
-        cli_info(sv->o, "%s: closed: %s (sent %llu bytes, received %llu bytes)", c->name, why,
-                 (unsigned long long)c->st.bytes_out, (unsigned long long)c->st.bytes_in);
+        cli_info(sv->o, "%s: closed: %s (sent %llu byte%s, received %llu byte%s)", c->name, why,
+                 (unsigned long long)c->st.bytes_out, cli_s(c->st.bytes_out),
+                 (unsigned long long)c->st.bytes_in, cli_s(c->st.bytes_in));
     if (sv->o->mode == MODE_CHAT && c->linelen > 0)
         chat_say(sv, c, c->line, c->linelen); /* the last line had no newline */
     if (c->congested)
@@ -538,8 +540,9 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
         next = c->next;
         if (c->congested && now - c->congested_since >= CONGESTED_DROP_MS) {
             char why[96];
-            snprintf(why, sizeof why, "not reading (%zu bytes queued for %d s)",
-                     dx_stream_queued(&c->st), CONGESTED_DROP_MS / 1000);
+            snprintf(why, sizeof why, "not reading (%zu byte%s queued for %d s)",
+                     dx_stream_queued(&c->st), cli_s(dx_stream_queued(&c->st)),
+                     CONGESTED_DROP_MS / 1000);
             sv->dropped++;
             client_close(c, why);
             continue;
@@ -659,8 +662,8 @@ static void serve_report(const struct options *o)
         dropped += sv->dropped;
     }
     pthread_mutex_unlock(&servers_lock);
-    cli_info(o, "served %lu clients; refused %lu (limit), %lu (access list); dropped %lu slow",
-             accepted, refused, denied, dropped);
+    cli_info(o, "served %lu client%s; refused %lu (limit), %lu (access list); dropped %lu slow",
+             accepted, cli_s(accepted), refused, denied, dropped);
 }
 
 void serve_end(const struct options *o)

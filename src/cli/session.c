@@ -128,6 +128,10 @@ static void on_down_done(dx_pump *p, int error, int in_read)
         end_session(s, EXIT_IO);
         return;
     }
+    /* A server that closes at once (its --max-conns or access list refused
+     * us) looks like an empty session: say so to whoever is watching. */
+    if (s->down.bytes_in == 0 && s->up.bytes_out == 0 && (s->o->verbose || s->stdin_tty))
+        cli_error("%s: connection closed by peer before any data", s->peer);
     /* With stdin still open the peer may only have half-closed and still
      * read what we send; keep sending, unless nobody is there to type it
      * (a terminal) or the user asked not to wait for our own end. */
@@ -247,9 +251,9 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     uint64_t ms = dx_loop_now(loop) - s.started;
     if (progress_enabled(o))
         progress_show(&s.progress, dx_loop_now(loop), s.up.bytes_out, s.down.bytes_in, 1);
-    cli_info(o, "%s: sent %llu bytes, received %llu bytes in %.3f s", peer_text,
-             (unsigned long long)s.up.bytes_out, (unsigned long long)s.down.bytes_in,
-             (double)ms / 1000.0);
+    cli_info(o, "%s: sent %llu byte%s, received %llu byte%s in %.3f s", peer_text,
+             (unsigned long long)s.up.bytes_out, cli_s(s.up.bytes_out),
+             (unsigned long long)s.down.bytes_in, cli_s(s.down.bytes_in), (double)ms / 1000.0);
     close(fd);
     return s.exit_code;
 }

@@ -107,7 +107,16 @@ static void show_int(int fd, int level, int name, const char *text, const char *
         fprintf(stderr, "duplex: option %s = %d%s\n", text, v, note ? note : "");
 }
 
-static void show_table(int fd, int id)
+/* The value -O gave for id (the last one wins), or NULL. */
+static const dx_sockopt *given(const struct options *o, int id)
+{
+    for (int i = o->nsockopts - 1; i >= 0; i--)
+        if (o->sockopts[i].id == id)
+            return &o->sockopts[i];
+    return NULL;
+}
+
+static void show_table(const struct options *o, int fd, int id)
 {
     dx_sockopt v;
     const char *name = dx_sockopt_name(id);
@@ -118,9 +127,20 @@ static void show_table(int fd, int id)
         return;
     }
     const char *note = "";
+    char buf_note[96];
     const dx_sockopt_desc *d = dx_sockopt_describe(id);
-    if (d->level == SOL_SOCKET && (d->optname == SO_RCVBUF || d->optname == SO_SNDBUF))
-        note = " (kernel doubles the requested value)";
+    const dx_sockopt *set = given(o, id);
+    if (d->level == SOL_SOCKET && (d->optname == SO_RCVBUF || d->optname == SO_SNDBUF) && set) {
+        /* only about a value the user asked for: the default is the kernel's own */
+        if (v.value.num == 2 * set->value.num)
+            note = " (kernel doubles the requested value)";
+        else {
+            snprintf(buf_note, sizeof buf_note, " (asked for %lld: the kernel doubles it, within "
+                     "net.core.%s)", set->value.num, d->optname == SO_RCVBUF ? "rmem_max"
+                     : "wmem_max");
+            note = buf_note;
+        }
+    }
     else if (d->type == DX_SOCKOPT_LINGER && v.value.num == 0)
         note = " (close sends a reset)";
     fprintf(stderr, "duplex: option %s = %s%s\n", name, dx_sockopt_format(&v, text, sizeof text), note);
@@ -188,19 +208,19 @@ void cli_show_opts(const struct options *o, int fd, const char *what)
     int shown[64] = {0};
     for (size_t i = 0; i < sizeof fixed_all / sizeof fixed_all[0]; i++) {
         int id = find_id(fixed_all[i]);
-        show_table(fd, id);
+        show_table(o, fd, id);
         shown[id] = 1;
         if (i == 2 && tcp) /* keepalive timings next to SO_KEEPALIVE, then TCP_NODELAY */
             for (size_t j = 0; j < sizeof fixed_tcp / sizeof fixed_tcp[0]; j++) {
                 int tid = find_id(fixed_tcp[j]);
-                show_table(fd, tid);
+                show_table(o, fd, tid);
                 shown[tid] = 1;
             }
     }
     for (int i = 0; i < o->nsockopts; i++) {
         int id = o->sockopts[i].id;
         if (id >= 0 && id < 64 && !shown[id]) {
-            show_table(fd, id);
+            show_table(o, fd, id);
             shown[id] = 1;
         }
     }

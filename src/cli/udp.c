@@ -331,13 +331,15 @@ static int run(struct udp *u)
         }
         end_udp(u, u->exit_code);
         dx_loop_update_time(loop);
-        cli_info(u->o, "%s: sent %llu datagrams (%llu bytes), received %llu datagrams (%llu bytes) in %.3f s",
+        cli_info(u->o, "%s: sent %llu datagram%s (%llu byte%s), received %llu datagram%s (%llu byte%s) in %.3f s",
                  u->server && !u->have_peer ? "udp" : u->peer_text, (unsigned long long)u->dgrams_out,
-                 (unsigned long long)u->bytes_out, (unsigned long long)u->dgrams_in,
-                 (unsigned long long)u->bytes_in, (double)(dx_loop_now(loop) - u->started) / 1000.0);
+                 cli_s(u->dgrams_out), (unsigned long long)u->bytes_out, cli_s(u->bytes_out),
+                 (unsigned long long)u->dgrams_in, cli_s(u->dgrams_in),
+                 (unsigned long long)u->bytes_in, cli_s(u->bytes_in),
+                 (double)(dx_loop_now(loop) - u->started) / 1000.0);
         if (u->dgrams_denied)
-            cli_info(u->o, "udp: dropped %llu datagrams refused by --allow/--deny",
-                     (unsigned long long)u->dgrams_denied);
+            cli_info(u->o, "udp: dropped %llu datagram%s refused by --allow/--deny",
+                     (unsigned long long)u->dgrams_denied, cli_s(u->dgrams_denied));
     }
     for (int i = 0; i < u->nsock; i++) {
         dx_io_stop(loop, &u->sock[i]);
@@ -388,8 +390,24 @@ int cli_udp_connect(const struct options *o, dx_loop *loop)
         if (has < 0)
             continue; /* no source address of this family */
         tried++;
-        fd = dx_dgram_connect(&addrs[i], has == 0 ? &source : NULL);
         dx_addr_format(&addrs[i], text, sizeof text);
+        if (has == 0) {
+            /* bind first on our own, so that a bad -s/-p is named as such */
+            fd = dx_dgram_bind(&source, NULL);
+            if (fd < 0) {
+                char stext[DX_ADDR_STRLEN];
+                cli_error("bind %s: %s", cli_local_text(&source, stext, sizeof stext),
+                          dx_strerror(fd));
+                continue;
+            }
+            if (connect(fd, (const struct sockaddr *)&addrs[i].ss, addrs[i].len) < 0) {
+                int e = -errno;
+                close(fd);
+                fd = e;
+            }
+        } else {
+            fd = dx_dgram_connect(&addrs[i], NULL);
+        }
         if (fd < 0)
             cli_error("connect %s: %s", text, dx_strerror(fd));
         else

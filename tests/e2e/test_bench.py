@@ -238,7 +238,7 @@ def test_bench_help(run_duplex):
         assert word in text
     assert all(len(ln) <= 80 for ln in text.splitlines())
     rc, out, _ = run_duplex(["--help"])
-    assert rc == 0 and b"duplex bench" in out
+    assert rc == 0 and b"bench MODE HOST PORT" in out
 
 
 def test_unknown_backend_exit_2(run_duplex):
@@ -433,3 +433,37 @@ def test_tls_broker_is_a_usage_error(run_duplex):
     rc, out, err = run_duplex(["bench", "broker", "--ssl", "127.0.0.1", "9"])
     assert rc == 2, err
     assert "--ssl: echo, connrate, idle and throughput only" in err, err
+
+
+# ------------------------------------------------ a run that measured nothing --
+
+
+@pytest.fixture
+def sink_server(start_listener):
+    """`duplex listen -k --no-stdio`: reads every client, answers nothing."""
+    return start_listener(["-k", "--no-stdio"])
+
+
+@pytest.mark.parametrize("mode", ["echo", "connrate", "throughput", "broker"])
+@pytest.mark.parametrize("json_out", [True, False], ids=["json", "text"])
+def test_nothing_measured_is_a_failure(run_duplex, sink_server, mode, json_out):
+    """Against a server that never answers, every mode used to report 0
+    messages, 0 errors and exit 0."""
+    _, port = sink_server
+    args = ["bench", mode, "127.0.0.1", str(port), "-c", "2", "-d", "0.5", "-w", "0.1"]
+    rc, out, err = run_duplex(args + (["--json"] if json_out else []), timeout=BENCH_TIMEOUT)
+    assert rc == 1, (rc, out, err)
+    assert "duplex: bench: measured nothing: " in err, err
+    if json_out:
+        d = json.loads(out.decode())
+        assert d["msgs"] == 0 and d["errors"] == 0 or mode == "broker", d
+    else:
+        assert b"duplex bench " + mode.encode() in out
+
+
+def test_send_only_against_a_sink_measured_something(run_duplex, sink_server):
+    _, port = sink_server
+    rc, d, err = bench_json(run_duplex, "throughput", "127.0.0.1", port, "-d", 0.5, "-w", 0.1,
+                            "--send-only")
+    assert rc == 0, err
+    assert d["sent_mib_per_s"] > 0 and "measured nothing" not in err

@@ -311,15 +311,18 @@ def test_connection_reset_during_exchange(server, start_duplex):
 
 
 def test_help(run_duplex):
-    rc, out, err = run_duplex(["--help"])
-    assert rc == 0, err
-    text = out.decode()
-    assert text.startswith("usage: duplex"), text[:100]
-    for code in range(7):
-        assert re.search(rf"^\s+{code}\s+\S", text, re.M), f"--help does not describe exit code {code}"
-    for flag in ["-l", "-k", "-U", "-w", "-q", "-z", "-v", "-d", "-N", "--no-shutdown",
-                 "--send-only", "--recv-only", "--backend"]:
-        assert flag in text, f"--help does not mention {flag}"
+    """The details are in `duplex connect --help` and `duplex listen --help`
+    (`duplex --help` is the summary: test_usability.py)."""
+    for cmd in ("connect", "listen"):
+        rc, out, err = run_duplex([cmd, "--help"])
+        assert rc == 0, err
+        text = out.decode()
+        assert text.startswith("usage: duplex"), text[:100]
+        for code in range(7):
+            assert re.search(rf"^\s+{code}\s+\S", text, re.M), f"{cmd} --help does not describe exit code {code}"
+        for flag in ["-k" if cmd == "listen" else "-z", "-U", "-w", "-q", "-v", "-d", "-N",
+                     "--no-shutdown", "--send-only", "--recv-only", "--backend"]:
+            assert flag in text, f"{cmd} --help does not mention {flag}"
 
 
 def test_help_short(run_duplex):
@@ -331,7 +334,7 @@ def test_help_short(run_duplex):
 def test_version(run_duplex):
     rc, out, err = run_duplex(["--version"])
     assert rc == 0, err
-    assert re.fullmatch(rb"duplex \d+\.\d+\.\d+\S*\n", out), out
+    assert re.match(rb"duplex \d+\.\d+\.\d+\S*\n", out), out
 
 
 def test_unknown_backend(run_duplex):
@@ -350,10 +353,11 @@ def test_unknown_backend_env(run_duplex):
     assert "nosuch" in err
 
 
-def test_help_describes_each_option_once(run_duplex):
+@pytest.mark.parametrize("cmd", ["connect", "listen", "relay"])
+def test_help_describes_each_option_once(cmd, run_duplex):
     """--help is the contract: an option described twice (possibly with two
     meanings) is a documentation bug."""
-    rc, out, _ = run_duplex(["--help"])
+    rc, out, _ = run_duplex([cmd, "--help"])
     assert rc == 0
     seen = {}
     for line in out.decode().splitlines():
@@ -362,4 +366,4 @@ def test_help_describes_each_option_once(run_duplex):
             for name in filter(None, m.groups()):
                 seen.setdefault(name, []).append(line.strip())
     dups = {k: v for k, v in seen.items() if len(v) > 1}
-    assert not dups, f"options described more than once in --help: {dups}"
+    assert not dups, f"options described more than once in {cmd} --help: {dups}"

@@ -28,7 +28,7 @@ def any_backend_env(request, run_duplex):
 
 def _inline_flags(run_duplex):
     flags = [["--oob-inline"]]
-    rc, out, _ = run_duplex(["--help"])
+    rc, out, _ = run_duplex(["connect", "--help"])
     if b"oobinline" in out:
         flags.append(["-O", "oobinline=1"])
     return flags

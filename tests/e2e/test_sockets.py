@@ -353,4 +353,4 @@ def test_usage_errors(run_duplex):
 def test_main_help_mentions_sockets(run_duplex):
     rc, out, err = run_duplex(["--help"])
     assert rc == 0
-    assert b"duplex sockets" in out
+    assert b"sockets" in out and b"duplex COMMAND --help" in out

@@ -367,7 +367,7 @@ def test_peercred_on_unix_accept(start_duplex, tmp_path):
 
 
 def test_help_lists_every_name(run_duplex):
-    rc, out, _ = run_duplex(["--help"])
+    rc, out, _ = run_duplex(["connect", "--help"])
     assert rc == 0
     text = out.decode()
     assert "Options for sockets" in text

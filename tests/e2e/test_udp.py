@@ -198,7 +198,7 @@ def test_udp_usage_errors(run_duplex, args):
 
 
 def test_udp_in_help(run_duplex):
-    rc, out, err = run_duplex(["--help"])
+    rc, out, err = run_duplex(["connect", "--help"])
     assert rc == 0
     assert b"-u, --udp" in out
 

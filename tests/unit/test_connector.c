@@ -10,6 +10,7 @@ struct call {
     int result, final;
     const dx_addr *addr;
     uint64_t at;
+    int bind_failed;  /* c->bind_failed in the callback */
 };
 
 struct ctx {
@@ -26,7 +27,7 @@ static void conn_cb(dx_connector *c, int result, const dx_addr *addr, int final)
     struct ctx *x = c->data;
     cr_assert_not(x->in_async, "callback ran inside dx_connect_async");
     cr_assert_lt(x->ncalls, 8, "too many callbacks");
-    x->calls[x->ncalls++] = (struct call){result, final, addr, h_now_ms()};
+    x->calls[x->ncalls++] = (struct call){result, final, addr, h_now_ms(), c->bind_failed};
     if (final && result >= 0) {
         /* the connector no longer watches the fd: the owner can */
         dx_io io;
@@ -479,6 +480,36 @@ T(established_only_when_connected)
     cr_assert_geq(x.calls[1].result, 0);
     cr_assert_eq(c.established, 1);
     close(x.calls[1].result);
+    close(lfd);
+    dx_loop_free(x.loop);
+}
+
+/* The source bind failing is told apart from the connect failing (the
+ * command names the bind: "bind 127.0.0.1:PORT: Address already in use"). */
+T(bind_failure_is_marked)
+{
+    int port, held;
+    int lfd = h_listen4(0, &port);
+    int hfd = h_listen4(0, &held); /* a listener holds this port: binding it fails */
+    dx_addr target = h_addr4(port), source = h_addr4(held);
+    struct ctx x = {.loop = h_loop()};
+    dx_connector c;
+    cr_assert_eq(start(&x, &c, &target, 1, &source, 1000), 0);
+    h_run(x.loop);
+    cr_assert_eq(x.ncalls, 1);
+    cr_assert_eq(x.calls[0].result, -EADDRINUSE, "%s", dx_strerror(x.calls[0].result));
+    cr_assert_eq(x.calls[0].bind_failed, 1);
+    cr_assert_eq(c.sockopt_failed, -1);
+
+    /* a refused connect from a good source: not the bind */
+    dx_addr closed = h_addr4(h_closed_port()), any = h_addr4(0);
+    x.ncalls = 0;
+    cr_assert_eq(start(&x, &c, &closed, 1, &any, 1000), 0);
+    h_run(x.loop);
+    cr_assert_eq(x.ncalls, 1);
+    cr_assert_eq(x.calls[0].result, -ECONNREFUSED, "%s", dx_strerror(x.calls[0].result));
+    cr_assert_eq(x.calls[0].bind_failed, 0);
+    close(hfd);
     close(lfd);
     dx_loop_free(x.loop);
 }

@@ -167,6 +167,31 @@ def test_chat_ipv6_names(start_listener, sockets):
     assert recv_line(a) == f"[{bn}] hi\n".encode()
 
 
+def test_chat_stdin_lines_follow_the_client_rules(start_listener, sockets):
+    """The server's own lines (stdin) are assembled and cut as a client's
+    are: a line that arrives in two reads is one line, one over 4096 bytes
+    goes in pieces of 4096 (nothing cut off), and the last one, without a
+    newline, at the end of stdin."""
+    proc, port = start_listener(["--chat", "-k"], stdin=subprocess.PIPE)
+    a = sockets(connect(port))
+    proc.wait_out(lambda o: f"* {name_of(a)} joined (1 connected)\n".encode() in o)
+    proc.stdin.write(b"one ")
+    proc.stdin.flush()
+    time.sleep(0.2)  # the rest in a second read (passes either way: it must not split)
+    proc.stdin.write(b"line\n")
+    proc.stdin.flush()
+    assert recv_line(a) == b"[server] one line\n"
+    long = bytes(random.choice(b"abcdefghij") for _ in range(10000))
+    proc.stdin.write(long + b"\n")
+    proc.stdin.flush()
+    want = b"".join(b"[server] " + long[i:i + 4096] + b"\n" for i in range(0, len(long), 4096))
+    assert recv_exact(a, len(want)) == want
+    proc.stdin.write(b"tail")
+    proc.close_stdin()
+    assert recv_line(a) == b"[server] tail\n"
+    assert proc.poll() is None
+
+
 # ------------------------------------------------------------ default -k --
 
 

@@ -499,8 +499,9 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
     }
     if (!sv->reading_paused)
         dx_stream_read_start(&c->st);
-    /* stdin has already ended: this client gets end-of-input at once */
-    if (o->mode == MODE_STDIO && sv->stdio && !sv->in_open)
+    /* stdin has already ended: this client gets end-of-input at once (not
+     * with -d or --no-stdio: stdin is not read then, it does not end) */
+    if (o->mode == MODE_STDIO && sv->in_ended)
         dx_stream_shutdown(&c->st);
     if (o->mode == MODE_CHAT)
         chat_notice(sv, c, "joined", sv->nclients);

@@ -250,6 +250,41 @@ def test_k_stdin_waits_for_a_client(start_listener, sockets, mode):
     assert proc.poll() is None
 
 
+def assert_no_eof_yet(sock):
+    """What the socket holds has arrived, and no end-of-input with it."""
+    sock.setblocking(False)
+    try:
+        while True:
+            assert sock.recv(65536) != b"", "the server shut this client down"
+    except BlockingIOError:
+        pass
+    finally:
+        sock.setblocking(True)
+
+
+@pytest.mark.parametrize("flag", ["-d", "--no-stdio"])
+@pytest.mark.parametrize("mode", [[], ["--broker"], ["--chat"]], ids=["stdio", "broker", "chat"])
+def test_k_stdin_not_read_does_not_end_clients(start_listener, sockets, mode, flag):
+    """-d means stdin is not read (and --no-stdio leaves it out): it never
+    ends, so no client gets end-of-input from it; they talk both ways."""
+    proc, port = start_listener(["-k", "-v", flag, *mode])  # stdin /dev/null: would end at once
+    a = sockets(connect(port))
+    proc.wait_err(re.escape(name_of(a)) + r": connected")
+    b = sockets(connect(port))
+    proc.wait_err(re.escape(name_of(b)) + r": connected")
+    # b was admitted after a: a shutdown of a's side would have reached it
+    assert_no_eof_yet(a)
+    a.sendall(b"from a\n")
+    if mode:
+        recv_until(b, lambda got: b"from a\n" in got)
+    elif flag == "-d":
+        proc.wait_out(lambda o: o == b"from a\n")
+    for s in (a, b):
+        assert_no_eof_yet(s)
+    assert re.search(r": closed", proc.err) is None, proc.err
+    assert proc.poll() is None
+
+
 def test_k_two_clients_send_at_once_nothing_lost(start_listener, sockets):
     proc, port = start_listener(["-k", "--recv-only"])
     a, b = sockets([connect(port), connect(port)])

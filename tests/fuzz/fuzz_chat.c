@@ -9,7 +9,7 @@
  * at '\n' or after CHAT_LINE_MAX bytes) as "[A] line", with a '\n' added
  * where missing, the same whatever the chunking.
  * Each input runs twice: the second time with clients that never read
- * (tiny queues, newer than B so before it in the list) between A and B.
+ * (tiny queues, most of them alike, newer than B so before it in the list) between A and B.
  * They fill up, pausing A (its input kept back) and are dropped, as the
  * sweep does, in the middle of broadcasts, each drop a notice to the
  * others: B must still get every line of A, in order. */
@@ -142,7 +142,7 @@ static void run(const uint8_t *data, size_t size, int slow)
         CHECK(setsockopt(z[i][0], SOL_SOCKET, SO_SNDBUF, &one, sizeof one) == 0);
         char name[8];
         snprintf(name, sizeof name, "S%d", i);
-        client_new(&sv, z[i][0], name, 256 * (size_t)(i + 1));
+        client_new(&sv, z[i][0], name, i == 0 ? 512 : 256);
     }
     struct client *ca = client_new(&sv, a[0], "A", opts.max_queue);
 

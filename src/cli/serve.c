@@ -7,7 +7,11 @@
  * drains, so a reader slower than the senders loses nothing; a recipient that
  * stays congested for CONGESTED_DROP_MS is dropped as not reading, so one
  * stuck client stalls the others for at most that long and memory stays
- * bounded. The server's own stdout is never dropped: it only pauses reading. */
+ * bounded. The server's own stdout is never dropped: it only pauses reading.
+ * A chat read pauses in the middle (one read can be thousands of lines):
+ * the rest is kept and passed on first when reading resumes (on_resume).
+ * A closed client stays in the list, dead, until reap() runs from the
+ * loop, so no loop over the clients is disturbed by a close it causes. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -573,7 +577,7 @@ static void stdin_on_read(dx_stream *s, const char *data, size_t n)
     }
     /* the same lines as a client's: assembled across reads, cut in pieces */
     if (chat_input(sv, NULL, &sv->stdin_in, data, n) < 0)
-        cli_error("stdin: out of memory, %zu bytes lost", n);
+        cli_error("stdin: out of memory, input lost");
     else if (sv->stdin_in.rest)
         dx_stream_read_stop(s); /* the recipients are full: on_resume() goes on */
 }

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from servers_util import Pump, connect, name_of, sockets, wait_for
+from servers_util import Pump, connect, name_of, sockets
 
 __all__ = ["sockets"]  # fixture re-exported from servers_util
 
@@ -43,6 +43,73 @@ def received_tail(needle):
     return done
 
 
+def flood_and_check(proc, readers, sender, name, payload, want, timeout):
+    """`sender` sends `payload` unpaced while `readers` read: each must get
+    the lines `want` from `name`, in order, without being closed. The
+    sockets are left open (who closes a client is checked after)."""
+    pump = Pump(readers + [sender])
+    k = len(readers)
+    try:
+        pump.send(k, payload)
+        done_reader = received_tail(f"[{name}] ".encode() + want[-1] + b"\n")
+        got = pump.run(done=lambda i, d: (not len(pump.out[i])) if i == k else
+                       (done_reader(i, d) or pump.eof[i] is not None), timeout=timeout)
+        for i in range(k):
+            assert pump.eof[i] is None, f"reader #{i} was closed: {proc.err[-600:]!r}"
+            said = lines_from(got[i], name)
+            assert len(said) == len(want), f"reader #{i}: {len(said)} of {len(want)} lines"
+            assert said == want, f"reader #{i}: lines lost or out of order"
+    finally:
+        pump.sel.close()  # the sockets stay open (the `sockets` fixture closes them)
+
+
+class PipeOut:
+    """A pipe for a server's stdout, read by a thread (after `delay` s:
+    blocked meanwhile) into .out; close() after the server has been killed."""
+
+    def __init__(self, delay=0):
+        self.r, self.w = os.pipe()
+        self.out = bytearray()
+        self.cond = threading.Condition()
+        self.delay = delay
+        self.thread = None
+
+    def start(self):
+        os.close(self.w)
+        self.rfile = os.fdopen(self.r, "rb", buffering=0)
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self):
+        time.sleep(self.delay)
+        while True:
+            b = self.rfile.read(1 << 20)
+            with self.cond:
+                if not b:
+                    return
+                self.out.extend(b)
+                self.cond.notify_all()
+
+    def wait(self, pred, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not pred(self.out):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"stdout: timed out waiting for {what}")
+                self.cond.wait(min(left, 0.2))
+            return bytes(self.out)
+
+    def wait_for(self, needle, timeout=60):
+        return self.wait(lambda o: o.find(needle, max(0, len(o) - len(needle) - (1 << 20))) >= 0,
+                         repr(needle), timeout)
+
+    def close(self):
+        if self.thread:
+            self.thread.join(10)
+            self.rfile.close()
+
+
 # --------------------------------------------------- drops during a broadcast --
 
 
@@ -60,24 +127,11 @@ def test_chat_drops_during_a_broadcast_do_not_disturb_the_others(start_listener,
     n = 50000
     lines = [b"%06d" % i for i in range(n)]
     healthy_names = [name_of(s) for s in healthy + [sender]]
-    pump = Pump(healthy + [sender])
-    try:
-        pump.send(3, b"".join(l + b"\n" for l in lines))
-        last = f"[{sn}] {n - 1:06d}\n".encode()
-        done_reader = received_tail(last)
-        got = pump.run(done=lambda i, d: (not len(pump.out[i])) if i == 3 else
-                       (done_reader(i, d) or pump.eof[i] is not None), timeout=60)
-        for i in range(3):
-            assert pump.eof[i] is None, f"healthy client #{i} was closed: {proc.err[-600:]!r}"
-            said = lines_from(got[i], sn)
-            assert len(said) == n, f"healthy client #{i}: {len(said)} of {n} lines"
-            assert said == lines, f"healthy client #{i}: lines lost or out of order"
-        for s in slow:
-            proc.wait_err(re.escape(name_of(s)) + r": closed: not reading")
-        for name in healthy_names:
-            assert name + ": closed" not in proc.err
-    finally:
-        pump.close()
+    flood_and_check(proc, healthy, sender, sn, b"".join(l + b"\n" for l in lines), lines, 60)
+    for s in slow:
+        proc.wait_err(re.escape(name_of(s)) + r": closed: not reading")
+    for name in healthy_names:
+        assert name + ": closed" not in proc.err
     out = proc.wait_out(lambda o: o.find(f"[{sn}] {n - 1:06d}\n".encode()) >= 0)
     assert lines_from(out, sn) == lines, "stdout: lines lost or out of order"
     assert "lost" not in proc.err, proc.err[-600:]
@@ -100,37 +154,11 @@ def flood_chat(start_duplex, sockets, listen_args, connect_fn, stdout_delay):
     stdout (read by the test after `stdout_delay` s: blocked meanwhile).
     Every reader, and stdout, gets every line in order; nobody is dropped;
     no stdout byte is lost."""
-    r, w = os.pipe()
+    out = PipeOut(stdout_delay)
     try:
-        proc = start_duplex(["listen", "--chat", "-k", "-v", *listen_args], stdout=w)
+        proc = start_duplex(["listen", "--chat", "-k", "-v", *listen_args], stdout=out.w)
     finally:
-        os.close(w)
-    rfile = os.fdopen(r, "rb", buffering=0)
-    out = bytearray()
-    cond = threading.Condition()
-
-    def drain():
-        time.sleep(stdout_delay)  # stdout blocked meanwhile
-        while True:
-            b = rfile.read(1 << 20)
-            with cond:
-                if not b:
-                    return
-                out.extend(b)
-                cond.notify_all()
-
-    t = threading.Thread(target=drain, daemon=True)
-    t.start()
-
-    def wait_stdout(needle, timeout=60):
-        deadline = time.monotonic() + timeout
-        with cond:
-            while out.find(needle, max(0, len(out) - len(needle) - (1 << 20))) < 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    pytest.fail(f"stdout: no {needle!r}; stderr={proc.err[-600:]!r}")
-                cond.wait(min(left, 0.2))
-
+        out.start()
     try:
         m = proc.wait_err(r"listening on (\S+)")
         socks, names = [], []
@@ -138,32 +166,18 @@ def flood_chat(start_duplex, sockets, listen_args, connect_fn, stdout_delay):
             socks.append(sockets(connect_fn(m)))
             names.append(proc.wait_err(r"duplex: (\S+): connected \(%d now\)" % k).group(1))
         readers, flooder, fname = socks[:3], socks[3], names[3]
-        wait_stdout(f"* {fname} joined (4 connected)\n".encode(), timeout=15)
+        out.wait_for(f"* {fname} joined (4 connected)\n".encode(), timeout=15)
         n = 40000
         want = [b""] * 65536 + [b"%06d" % i for i in range(n)]
-        pump = Pump(readers + [flooder])
-        try:
-            pump.send(3, b"\n" * 65536 + b"".join(b"%06d\n" % i for i in range(n)))
-            last = f"[{fname}] {n - 1:06d}\n".encode()
-            done_reader = received_tail(last)
-            got = pump.run(done=lambda i, d: (not len(pump.out[i])) if i == 3 else
-                           (done_reader(i, d) or pump.eof[i] is not None), timeout=90)
-            for i in range(3):
-                assert pump.eof[i] is None, f"reader #{i} was closed: {proc.err[-600:]!r}"
-                said = lines_from(got[i], fname)
-                assert len(said) == len(want), f"reader #{i}: {len(said)} of {len(want)} lines"
-                assert said == want, f"reader #{i}: lines lost or out of order"
-        finally:
-            pump.close()
-        wait_stdout(f"[{fname}] {n - 1:06d}\n".encode())
-        with cond:
-            assert lines_from(out, fname) == want, "stdout: lines lost or out of order"
+        flood_and_check(proc, readers, flooder, fname,
+                        b"\n" * 65536 + b"".join(b"%06d\n" % i for i in range(n)), want, 90)
+        text = out.wait_for(f"[{fname}] {n - 1:06d}\n".encode())
+        assert lines_from(text, fname) == want, "stdout: lines lost or out of order"
         assert "not reading" not in proc.err and "lost" not in proc.err, proc.err[-600:]
         assert proc.poll() is None
     finally:
         proc.kill()
-        t.join(10)
-        rfile.close()
+        out.close()
 
 
 def test_chat_flood_of_lines_paced_by_readers(start_duplex, sockets):
@@ -190,23 +204,11 @@ def test_broker_unpaced_sender_slow_reader_loses_nothing(start_listener, sockets
     paced by the test): the reader's queue passes half, reading from the
     sender pauses until it drains (congestion), and every byte arrives, in
     order, at the reader and at stdout; nobody is dropped."""
-    r, w = os.pipe()
+    out = PipeOut()
     try:
-        proc, port = start_listener(["--broker", "-k", "-v", "--max-queue", "65536"], stdout=w)
+        proc, port = start_listener(["--broker", "-k", "-v", "--max-queue", "65536"], stdout=out.w)
     finally:
-        os.close(w)
-    rfile = os.fdopen(r, "rb", buffering=0)
-    out = bytearray()
-
-    def drain():
-        while True:
-            b = rfile.read(1 << 20)
-            if not b:
-                return
-            out.extend(b)
-
-    t = threading.Thread(target=drain, daemon=True)
-    t.start()
+        out.start()
     try:
         reader = sockets(connect(port, rcvbuf=8192))
         proc.wait_err(re.escape(name_of(reader)) + r": connected")
@@ -242,11 +244,10 @@ def test_broker_unpaced_sender_slow_reader_loses_nothing(start_listener, sockets
         st.join(30)
         assert not err, err
         assert bytes(got) == data, "reader: bytes lost or reordered"
-        wait_for(lambda: len(out) >= total, 30, f"stdout: {total} bytes")
-        assert len(out) == total and bytes(out) == data, f"stdout: {len(out)} of {total} bytes"
+        text = out.wait(lambda o: len(o) >= total, f"{total} bytes", 30)
+        assert len(text) == total and text == data, f"stdout: {len(text)} of {total} bytes"
         assert "closed" not in proc.err, proc.err[-600:]
         assert "lost" not in proc.err, proc.err[-600:]
     finally:
         proc.kill()
-        t.join(10)
-        rfile.close()
+        out.close()

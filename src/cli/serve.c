@@ -7,7 +7,11 @@
  * drains, so a reader slower than the senders loses nothing; a recipient that
  * stays congested for CONGESTED_DROP_MS is dropped as not reading, so one
  * stuck client stalls the others for at most that long and memory stays
- * bounded. The server's own stdout is never dropped: it only pauses reading. */
+ * bounded. The server's own stdout is never dropped: it only pauses reading.
+ * A chat read pauses in the middle (one read can be thousands of lines):
+ * the rest is kept and passed on first when reading resumes (on_resume).
+ * A closed client stays in the list, dead, until reap() runs from the
+ * loop, so no loop over the clients is disturbed by a close it causes. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -32,16 +36,27 @@
 /* Sweep period for congestion and idle checks. */
 #define SWEEP_MS 250
 
+/* Chat input of one sender (a client or the server's stdin): the line
+ * being assembled, and what was read but not yet split because the
+ * recipients filled up (the sender is not read until it has been). */
+struct chat_in {
+    char *line;          /* the partial line received so far */
+    size_t linelen;
+    char *rest;          /* input not yet split: rest[rest_at..rest_end) */
+    size_t rest_at, rest_end;
+};
+
 struct client {
     struct server *sv;
-    struct client *prev, *next;
+    struct client *prev, *next; /* in sv->clients until reaped, dead or not */
+    struct client *next_dead;   /* in sv->graveyard once closed */
     int fd;
     dx_stream st;
     char name[DX_ADDR_STRLEN];
-    char *line;          /* chat: the partial line received so far */
-    size_t linelen;
+    struct chat_in in;   /* chat */
+    unsigned long left_count; /* chat: clients still connected when it left */
     int in_eof;          /* the client ended its side */
-    int dead;            /* closed; freed at the next safe point */
+    int dead;            /* closed; unlinked and freed by reap() */
     int congested;       /* its queue is more than half full */
     uint64_t congested_since;
 };
@@ -50,9 +65,10 @@ struct server {
     const struct options *o;
     dx_loop *loop;
     struct listeners l;
-    struct client *clients;    /* live clients, newest first */
-    struct client *graveyard;  /* closed clients waiting to be freed */
+    struct client *clients;    /* clients, newest first (dead ones until reaped) */
+    struct client *graveyard, *grave_last; /* closed clients, oldest first */
     dx_timer reaper;           /* frees the graveyard outside callbacks */
+    dx_timer resume;           /* backlog, then reading, once recipients drained */
     dx_timer sweep;            /* --idle-timeout and exec child checks */
     unsigned long nclients;
     /* atomic: the -v totals of --threads sum every loop's (serve_report);
@@ -63,6 +79,8 @@ struct server {
     struct cli_tls_server *tls; /* --ssl: handshakes and bridges (tls.c) */
     dx_stream in, out;
     int in_open;               /* stdin is being read */
+    int in_ended;              /* stdin was read to its end (not -d, not --no-stdio) */
+    struct chat_in stdin_in;   /* chat: the server's own lines */
     int out_full;              /* stdout above half: clients paused */
     unsigned long ncongested;  /* clients whose queue is above half */
     int reading_paused;        /* senders are not read (out_full or ncongested) */
@@ -86,27 +104,31 @@ static void update_stdin(struct server *sv)
 {
     if (!sv->in_open)
         return;
-    if (sv->nclients > 0 && !sv->reading_paused)
+    if (sv->nclients > 0 && !sv->reading_paused && !sv->stdin_in.rest)
         dx_stream_read_start(&sv->in);
     else
         dx_stream_read_stop(&sv->in);
 }
 
-/* Senders are read only while every recipient keeps up (stdout included). */
+/* A recipient (stdout included) is more than half full: senders wait. */
+static int recipients_full(const struct server *sv) { return sv->out_full || sv->ncongested > 0; }
+
+/* Senders are read only while every recipient keeps up (stdout included).
+ * Pausing is at once; resuming goes through on_resume(), from the loop, as
+ * it first passes on the input kept back (chat) and may close clients. */
 static void update_reading(struct server *sv)
 {
-    int pause = sv->out_full || sv->ncongested > 0;
-    if (pause == sv->reading_paused)
+    if (!recipients_full(sv)) {
+        if (sv->reading_paused)
+            dx_timer_start(sv->loop, &sv->resume, 0, 0);
         return;
-    sv->reading_paused = pause;
-    for (struct client *c = sv->clients; c; c = c->next) {
-        if (c->in_eof || c->dead)
-            continue;
-        if (pause)
-            dx_stream_read_stop(&c->st);
-        else
-            dx_stream_read_start(&c->st);
     }
+    if (sv->reading_paused)
+        return;
+    sv->reading_paused = 1;
+    for (struct client *c = sv->clients; c; c = c->next)
+        if (!c->in_eof && !c->dead)
+            dx_stream_read_stop(&c->st);
     update_stdin(sv);
 }
 
@@ -189,53 +211,111 @@ static void chat_say(struct server *sv, struct client *from, const char *text, s
         out_write(sv, msg, len);
 }
 
-static void chat_notice(struct server *sv, struct client *about, const char *what)
+static void chat_notice(struct server *sv, struct client *about, const char *what,
+                        unsigned long connected)
 {
     char msg[DX_ADDR_STRLEN + 96];
-    int n = snprintf(msg, sizeof msg, "* %s %s (%lu connected)\n", about->name, what, sv->nclients);
+    int n = snprintf(msg, sizeof msg, "* %s %s (%lu connected)\n", about->name, what, connected);
     broadcast(sv, about, msg, (size_t)n);
     out_write(sv, msg, (size_t)n);
 }
 
-/* Split what a client sent into lines; keep the unfinished rest. */
-static void chat_input(struct client *c, const char *data, size_t n)
+/* Split what a sender (`from`, NULL: the server's stdin) gave into lines,
+ * cut at '\n' or after CHAT_LINE_MAX bytes, each said once complete; the
+ * unfinished one stays in `in`. Stops as soon as a recipient is more than
+ * half full, so the work of one read is bounded by the recipients' room,
+ * whatever it holds (64 KiB of newlines are 65,536 prefixed lines): returns
+ * the bytes taken, fewer than n then. */
+static size_t chat_split(struct server *sv, struct client *from, struct chat_in *in, const char *data,
+                         size_t n)
 {
-    struct server *sv = c->sv;
-    while (n > 0 && !c->dead) {
-        const char *nl = memchr(data, '\n', n);
-        size_t take = nl ? (size_t)(nl - data) + 1 : n;
-        if (!c->line && !(c->line = malloc(CHAT_LINE_MAX))) {
-            client_close(c, "out of memory");
-            return;
+    size_t done = 0;
+    while (done < n && !(from && from->dead) && !recipients_full(sv)) {
+        const char *nl = memchr(data + done, '\n', n - done);
+        size_t take = nl ? (size_t)(nl - (data + done)) + 1 : n - done;
+        if (!in->line && !(in->line = malloc(CHAT_LINE_MAX))) {
+            if (from)
+                client_close(from, "out of memory");
+            else
+                cli_error("stdin: out of memory, %zu bytes lost", n - done);
+            return n;
         }
-        size_t room = CHAT_LINE_MAX - c->linelen;
+        size_t room = CHAT_LINE_MAX - in->linelen;
         if (take > room)
             take = room;
-        memcpy(c->line + c->linelen, data, take);
-        c->linelen += take;
-        data += take;
-        n -= take;
-        if (c->line[c->linelen - 1] == '\n' || c->linelen == CHAT_LINE_MAX) {
-            chat_say(sv, c, c->line, c->linelen);
-            c->linelen = 0;
+        memcpy(in->line + in->linelen, data + done, take);
+        in->linelen += take;
+        done += take;
+        if (in->line[in->linelen - 1] == '\n' || in->linelen == CHAT_LINE_MAX) {
+            chat_say(sv, from, in->line, in->linelen);
+            in->linelen = 0;
         }
     }
-    if (c->linelen == 0) {
-        free(c->line); /* idle clients hold no line buffer */
-        c->line = NULL;
+    if (in->linelen == 0) {
+        free(in->line); /* idle senders hold no line buffer */
+        in->line = NULL;
     }
+    return done;
+}
+
+/* A sender's input: what the recipients have no room for yet is kept in
+ * in->rest (the caller stops reading the sender; on_resume() goes on).
+ * Returns 0, or -ENOMEM. */
+static int chat_input(struct server *sv, struct client *from, struct chat_in *in, const char *data,
+                      size_t n)
+{
+    size_t took = chat_split(sv, from, in, data, n);
+    if (took == n || (from && from->dead))
+        return 0;
+    if (!(in->rest = malloc(n - took)))
+        return -ENOMEM;
+    memcpy(in->rest, data + took, n - took);
+    in->rest_at = 0;
+    in->rest_end = n - took;
+    return 0;
+}
+
+/* Pass on the input kept back, as far as the recipients take it: 1 when
+ * all of it has gone (or the sender has), else 0. */
+static int chat_backlog(struct server *sv, struct client *from, struct chat_in *in)
+{
+    if (!in->rest)
+        return 1;
+    in->rest_at += chat_split(sv, from, in, in->rest + in->rest_at, in->rest_end - in->rest_at);
+    if (in->rest_at < in->rest_end && !(from && from->dead))
+        return 0;
+    free(in->rest);
+    in->rest = NULL;
+    return 1;
 }
 
 /* ---- client life ---- */
 
+/* Closed clients leave the list here, from the loop, never inside a loop
+ * over the clients: a broadcast or sweep that closes one goes on unharmed. */
 static void reap(dx_loop *loop, dx_timer *t)
 {
     (void)loop;
     struct server *sv = t->data;
     while (sv->graveyard) {
         struct client *c = sv->graveyard;
-        sv->graveyard = c->next;
-        free(c->line);
+        if (!(sv->graveyard = c->next_dead))
+            sv->grave_last = NULL;
+        if (sv->o->mode == MODE_CHAT) {
+            /* said here, not in client_close(), which may run inside a
+             * broadcast; these may close more clients (queued behind) */
+            if (c->in.linelen > 0)
+                chat_say(sv, c, c->in.line, c->in.linelen); /* the last line had no newline */
+            chat_notice(sv, c, "left", c->left_count);
+        }
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            sv->clients = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        free(c->in.line);
+        free(c->in.rest);
         free(c);
     }
     if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 &&
@@ -253,26 +333,22 @@ static void client_close(struct client *c, const char *why)
         cli_info(sv->o, "%s: closed: %s (sent %llu byte%s, received %llu byte%s)", c->name, why,
                  (unsigned long long)c->st.bytes_out, cli_s(c->st.bytes_out),
                  (unsigned long long)c->st.bytes_in, cli_s(c->st.bytes_in));
-    if (sv->o->mode == MODE_CHAT && c->linelen > 0)
-        chat_say(sv, c, c->line, c->linelen); /* the last line had no newline */
     if (c->congested)
         set_congested(c, 0);
     dx_stream_close(&c->st);
     close(c->fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        sv->clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
     sv->nclients--;
+    c->left_count = sv->nclients;
     atomic_fetch_sub(&clients_total, 1);
     update_stdin(sv);
-    c->next = sv->graveyard;
-    sv->graveyard = c;
+    /* still linked (dead) until reap(): a loop over the clients that got
+     * here (broadcast, sweep) keeps valid next pointers and skips it */
+    if (sv->grave_last)
+        sv->grave_last->next_dead = c;
+    else
+        sv->graveyard = c;
+    sv->grave_last = c;
     dx_timer_start(sv->loop, &sv->reaper, 0, 0);
-    if (sv->o->mode == MODE_CHAT)
-        chat_notice(sv, c, "left");
     if (sv->l.paused && sv->o->model == MODEL_ITERATIVE) { /* this client's turn is over */
         sv->l.paused = 0;
         listeners_watch(&sv->l, 1);
@@ -325,7 +401,10 @@ static void client_on_read(dx_stream *s, const char *data, size_t n)
         out_write(sv, data, n);
         break;
     case MODE_CHAT:
-        chat_input(c, data, n);
+        if (chat_input(sv, c, &c->in, data, n) < 0)
+            client_close(c, "out of memory");
+        else if (c->in.rest)
+            dx_stream_read_stop(s); /* the recipients are full: on_resume() goes on */
         break;
     default:
         out_write(sv, data, n);
@@ -433,11 +512,12 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
     }
     if (!sv->reading_paused)
         dx_stream_read_start(&c->st);
-    /* stdin has already ended: this client gets end-of-input at once */
-    if (o->mode == MODE_STDIO && sv->stdio && !sv->in_open)
+    /* stdin has already ended: this client gets end-of-input at once (not
+     * with -d or --no-stdio: stdin is not read then, it does not end) */
+    if (o->mode == MODE_STDIO && sv->in_ended)
         dx_stream_shutdown(&c->st);
     if (o->mode == MODE_CHAT)
-        chat_notice(sv, c, "joined");
+        chat_notice(sv, c, "joined", sv->nclients);
 }
 
 static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
@@ -461,34 +541,46 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
 
 /* ---- the server's own stdin/stdout ---- */
 
+/* No more input on stdin (its end or a read error). */
+static void stdin_ended(struct server *sv)
+{
+    sv->in_open = 0;
+    sv->in_ended = 1;
+    dx_stream_close(&sv->in);
+    /* chat: the last line had no newline */
+    struct chat_in *in = &sv->stdin_in;
+    if (in->linelen > 0)
+        chat_say(sv, NULL, in->line, in->linelen);
+    free(in->line);
+    in->line = NULL;
+    in->linelen = 0;
+    /* stdio mode: clients get end-of-input */
+    if (sv->o->mode == MODE_STDIO) {
+        for (struct client *c = sv->clients; c; c = c->next) {
+            if (c->dead)
+                continue;
+            dx_stream_shutdown(&c->st);
+            client_maybe_done(c);
+        }
+    }
+}
+
 static void stdin_on_read(dx_stream *s, const char *data, size_t n)
 {
     struct server *sv = s->data;
     if (n == 0) {
-        sv->in_open = 0;
-        dx_stream_close(&sv->in);
-        /* no more input: clients get end-of-input (stdio mode) */
-        if (sv->o->mode == MODE_STDIO) {
-            struct client *next;
-            for (struct client *c = sv->clients; c; c = next) {
-                next = c->next;
-                dx_stream_shutdown(&c->st);
-                client_maybe_done(c);
-            }
-        }
+        stdin_ended(sv);
         return;
     }
     if (sv->o->mode != MODE_CHAT) {
         broadcast(sv, NULL, data, n);
         return;
     }
-    while (n > 0) { /* one chat line per line typed */
-        const char *nl = memchr(data, '\n', n);
-        size_t take = nl ? (size_t)(nl - data) + 1 : n;
-        chat_say(sv, NULL, data, take);
-        data += take;
-        n -= take;
-    }
+    /* the same lines as a client's: assembled across reads, cut in pieces */
+    if (chat_input(sv, NULL, &sv->stdin_in, data, n) < 0)
+        cli_error("stdin: out of memory, input lost");
+    else if (sv->stdin_in.rest)
+        dx_stream_read_stop(s); /* the recipients are full: on_resume() goes on */
 }
 
 static void stdin_on_event(dx_stream *s, int error)
@@ -496,8 +588,7 @@ static void stdin_on_event(dx_stream *s, int error)
     struct server *sv = s->data;
     if (error < 0) {
         cli_error("read stdin: %s", dx_strerror(error));
-        sv->in_open = 0;
-        dx_stream_close(&sv->in);
+        stdin_ended(sv);
     }
 }
 
@@ -516,6 +607,27 @@ static void stdout_on_event(dx_stream *s, int error)
 }
 
 /* ---- timers ---- */
+
+/* The recipients have drained: pass on the input kept back (chat), then
+ * read the senders again; if the recipients fill up first, the next drain
+ * comes back here (update_reading). */
+static void on_resume(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct server *sv = t->data;
+    if (!sv->reading_paused || recipients_full(sv))
+        return;
+    for (struct client *c = sv->clients; c; c = c->next)
+        if (!c->dead && !chat_backlog(sv, c, &c->in))
+            return;
+    if (!chat_backlog(sv, NULL, &sv->stdin_in) || recipients_full(sv))
+        return; /* (the backlog's last line may have filled one) */
+    sv->reading_paused = 0;
+    for (struct client *c = sv->clients; c; c = c->next)
+        if (!c->in_eof && !c->dead)
+            dx_stream_read_start(&c->st);
+    update_stdin(sv);
+}
 
 static void on_sweep(dx_loop *loop, dx_timer *t)
 {
@@ -538,6 +650,8 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
     struct client *next;
     for (struct client *c = sv->clients; c; c = next) {
         next = c->next;
+        if (c->dead)
+            continue;
         if (c->congested && now - c->congested_since >= CONGESTED_DROP_MS) {
             char why[96];
             snprintf(why, sizeof why, "not reading (%zu byte%s queued for %d s)",
@@ -592,6 +706,7 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
     sv->o = o;
     sv->loop = loop;
     dx_timer_init(&sv->reaper, reap, sv);
+    dx_timer_init(&sv->resume, on_resume, sv);
     dx_timer_init(&sv->sweep, on_sweep, sv);
     int code = 0;
     if ((o->mode == MODE_EXEC || o->model == MODEL_FORK) && (code = exec_init(loop)) < 0) {
@@ -685,12 +800,15 @@ void serve_close(struct server *sv)
     }
     pthread_mutex_unlock(&servers_lock);
     exec_detach(loop);
-    while (sv->clients)
-        client_close(sv->clients, NULL);
+    for (struct client *c = sv->clients; c; c = c->next)
+        client_close(c, NULL);
     cli_tls_server_free(sv->tls);
     sv->tls = NULL;
     reap(loop, &sv->reaper);
     dx_timer_stop(loop, &sv->reaper);
+    dx_timer_stop(loop, &sv->resume);
+    free(sv->stdin_in.line);
+    free(sv->stdin_in.rest);
     dx_timer_stop(loop, &sv->sweep);
     if (sv->in_open)
         dx_stream_close(&sv->in);

@@ -167,6 +167,31 @@ def test_chat_ipv6_names(start_listener, sockets):
     assert recv_line(a) == f"[{bn}] hi\n".encode()
 
 
+def test_chat_stdin_lines_follow_the_client_rules(start_listener, sockets):
+    """The server's own lines (stdin) are assembled and cut as a client's
+    are: a line that arrives in two reads is one line, one over 4096 bytes
+    goes in pieces of 4096 (nothing cut off), and the last one, without a
+    newline, at the end of stdin."""
+    proc, port = start_listener(["--chat", "-k"], stdin=subprocess.PIPE)
+    a = sockets(connect(port))
+    proc.wait_out(lambda o: f"* {name_of(a)} joined (1 connected)\n".encode() in o)
+    proc.stdin.write(b"one ")
+    proc.stdin.flush()
+    time.sleep(0.2)  # the rest in a second read (passes either way: it must not split)
+    proc.stdin.write(b"line\n")
+    proc.stdin.flush()
+    assert recv_line(a) == b"[server] one line\n"
+    long = bytes(random.choice(b"abcdefghij") for _ in range(10000))
+    proc.stdin.write(long + b"\n")
+    proc.stdin.flush()
+    want = b"".join(b"[server] " + long[i:i + 4096] + b"\n" for i in range(0, len(long), 4096))
+    assert recv_exact(a, len(want)) == want
+    proc.stdin.write(b"tail")
+    proc.close_stdin()
+    assert recv_line(a) == b"[server] tail\n"
+    assert proc.poll() is None
+
+
 # ------------------------------------------------------------ default -k --
 
 
@@ -222,6 +247,41 @@ def test_k_stdin_waits_for_a_client(start_listener, sockets, mode):
     time.sleep(0.3)
     b = sockets(connect(port))
     recv_until(b, lambda got: b"between clients\n" in got)
+    assert proc.poll() is None
+
+
+def assert_no_eof_yet(sock):
+    """What the socket holds has arrived, and no end-of-input with it."""
+    sock.setblocking(False)
+    try:
+        while True:
+            assert sock.recv(65536) != b"", "the server shut this client down"
+    except BlockingIOError:
+        pass
+    finally:
+        sock.setblocking(True)
+
+
+@pytest.mark.parametrize("flag", ["-d", "--no-stdio"])
+@pytest.mark.parametrize("mode", [[], ["--broker"], ["--chat"]], ids=["stdio", "broker", "chat"])
+def test_k_stdin_not_read_does_not_end_clients(start_listener, sockets, mode, flag):
+    """-d means stdin is not read (and --no-stdio leaves it out): it never
+    ends, so no client gets end-of-input from it; they talk both ways."""
+    proc, port = start_listener(["-k", "-v", flag, *mode])  # stdin /dev/null: would end at once
+    a = sockets(connect(port))
+    proc.wait_err(re.escape(name_of(a)) + r": connected")
+    b = sockets(connect(port))
+    proc.wait_err(re.escape(name_of(b)) + r": connected")
+    # b was admitted after a: a shutdown of a's side would have reached it
+    assert_no_eof_yet(a)
+    a.sendall(b"from a\n")
+    if mode:
+        recv_until(b, lambda got: b"from a\n" in got)
+    elif flag == "-d":
+        proc.wait_out(lambda o: o == b"from a\n")
+    for s in (a, b):
+        assert_no_eof_yet(s)
+    assert re.search(r": closed", proc.err) is None, proc.err
     assert proc.poll() is None
 
 

@@ -289,6 +289,81 @@ def test_http_proxy_407(run_duplex, server):
     assert "topsecret" not in err
 
 
+@pytest.mark.parametrize("reply,words", [
+    (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP reply: 'HTTP/1.1 2000 OK'"),
+    (b"HTTP/1.1 200OK\r\n\r\n", "not an HTTP reply"),
+    (b"HTTP/1.1  200 OK\r\n\r\n", "not an HTTP reply"),
+    (b"HTTP/1.1 +20 OK\r\n\r\n", "not an HTTP reply"),
+    (b"HTTP/1.x 200 OK\r\n\r\n", "not an HTTP reply"),
+    (b"HTTP/1.1 200 OK\0junk\r\n\r\n", "not an HTTP reply: 'HTTP/1.1 200 OK\\x00junk'"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad header line in the HTTP reply: 'no colon here'"),
+    (b"HTTP/1.1 403 \x1b[2J\x1b]0;owned\x07\r\n\r\n", "'HTTP/1.1 403 \\x1b[2J\\x1b]0;owned\\x07'"),
+    (b"HTTP/1.1 403 Forbidden \x9b31m\r\n\r\n", "403 Forbidden \\x9b31m"),
+])
+def test_http_reply_parsed_strictly(run_duplex, server, reply, words):
+    """The status line is `HTTP/1.D SP DDD SP reason` and headers are
+    `name: value`: anything else is refused (exit 4, nothing printed, the
+    target's bytes never reach stdout) and shown escaped, so that a proxy
+    cannot write control sequences to the user's terminal."""
+
+    def script(conn, result):
+        recv_until(conn, b"\r\n\r\n")
+        conn.sendall(reply + b"HELLO")
+        try:
+            recv_all(conn)
+        except ConnectionResetError:
+            pass  # duplex closes with HELLO unread: a reset
+        conn.close()
+
+    srv = server(script)
+    rc, out, err = run_duplex(["connect", "-X", "http", "-x", f"127.0.0.1:{srv.port}",
+                               "example.org", "443"])
+    srv.join()
+    assert rc == 4, err
+    assert out == b""
+    assert words in err, err
+    assert "\x1b" not in err and "\x9b" not in err and "\x07" not in err
+
+
+def test_socks5_auth_reply_version_checked(run_duplex, server):
+    """RFC 1929: the username/password reply starts with version 1; a proxy
+    answering 05 00 there is not speaking the protocol: refused."""
+
+    def script(conn, result):
+        recv_exact(conn, 4)
+        conn.sendall(b"\x05\x02")
+        recv_exact(conn, 2 + 1 + 1 + 6)  # 01 01 u 06 secret
+        conn.sendall(b"\x05\x00" + b"\x05\x00\x00\x01" + bytes(6))
+        try:
+            recv_all(conn)
+        except ConnectionResetError:
+            pass
+        conn.close()
+
+    srv = server(script)
+    rc, out, err = run_duplex(["connect", "-x", f"127.0.0.1:{srv.port}", "--proxy-auth", "u:secret",
+                               "127.0.0.1", "80"])
+    srv.join()
+    assert rc == 4, err
+    assert "not a username/password reply (it starts with 0x05)" in err
+
+
+def test_http_reply_without_reason(run_duplex, server):
+    """`HTTP/1.1 200` with no reason phrase (some proxies): accepted."""
+
+    def script(conn, result):
+        recv_until(conn, b"\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 200\r\nVia: x\r\n\r\nHELLO")
+        conn.close()
+
+    srv = server(script)
+    rc, out, err = run_duplex(["connect", "-X", "http", "-x", f"127.0.0.1:{srv.port}",
+                               "example.org", "443"])
+    srv.join()
+    assert rc == 0, err
+    assert out == b"HELLO"
+
+
 @pytest.mark.parametrize("host,args,atyp,addr", [
     ("localhost", [], 3, b"\x09localhost"),
     ("127.0.0.1", [], 1, socket.inet_aton("127.0.0.1")),

@@ -321,13 +321,17 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Seconds as "N" or "N.NNN", 0 .. one year; stored in milliseconds. */
-static int parse_seconds(const char *flag, const char *text, long *ms)
+/* Seconds as "N" or "N.NNN", 0 .. one year; stored in milliseconds (a
+ * value above 0 is at least 1 ms: 0 would mean "no limit"). Decimal only:
+ * no sign, space, hex or "inf". */
+static int parse_seconds(const char *flag, const char *text, int64_t *ms)
 {
     char *end;
     errno = 0;
     double v = strtod(text, &end);
-    if (!*text || *end || errno || v != v || v < 0) {
+    if (!(*text >= '0' && *text <= '9') && *text != '.')
+        end = (char *)text; /* refused below */
+    if (!*text || *end || errno || v != v || v < 0 || strpbrk(text, "xX")) {
         cli_error("invalid %s value '%s': expected seconds (e.g. 5 or 0.5)", flag, text);
         return -1;
     }
@@ -335,7 +339,9 @@ static int parse_seconds(const char *flag, const char *text, long *ms)
         cli_error("%s too large: %s (at most 31536000 seconds)", flag, text);
         return -1;
     }
-    *ms = (long)(v * 1000.0 + 0.5);
+    *ms = (int64_t)(v * 1000.0 + 0.5);
+    if (*ms == 0 && v > 0)
+        *ms = 1;
     return 0;
 }
 
@@ -767,7 +773,7 @@ int cli_parse(int argc, char **argv, struct options *o)
                 return EXIT_USAGE;
             break;
         case 'q': {
-            long ms;
+            int64_t ms;
             /* nc's -q takes a negative value for "forever" */
             if (strcmp(optarg, "-1") == 0)
                 ms = -1;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -135,7 +136,9 @@ int cli_wait_fd(int fd, short events, uint64_t deadline_ms)
         if (now >= deadline_ms)
             return DX_ETIMEDOUT;
         struct pollfd p = {.fd = fd, .events = events};
-        int rc = poll(&p, 1, (int)(deadline_ms - now));
+        /* poll takes an int: a -w of more than 24.8 days waits in steps */
+        uint64_t left = deadline_ms - now;
+        int rc = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
         if (rc > 0)
             return 0; /* errors and hang-ups show in the I/O that follows */
         if (rc < 0 && errno != EINTR)

@@ -55,6 +55,7 @@ struct options {
     int verbose;           /* -v (repeatable) */
     int zero_io;           /* -z */
     int no_shutdown;       /* --no-shutdown */
+    int eof_shutdown;      /* -N: pass the end of stdin on, even through a proxy (-x) */
     int recv_only;         /* -d / --recv-only: never read stdin */
     int send_only;         /* --send-only: discard what arrives */
     int crlf;              /* -C: send a lone LF from stdin as CRLF */
@@ -316,6 +317,7 @@ int cli_serve_threads(const struct options *o, dx_loop *loop);
  * SIGINT/SIGTERM/SIGHUP; SIGPIPE ignored; a Unix socket path to unlink if a
  * signal ends the process (NULL: none). */
 void cli_stdio_nonblock(void);
+void cli_stdout_close(void);
 void cli_process_init(void);
 void cli_remove_on_exit(const char *path);
 /* SIGINT/SIGTERM/SIGHUP stop this loop; cli_stop_signal() then says which

@@ -54,11 +54,11 @@ static const char usage_text[] =
 "  -w, --timeout SECS       connect timeout, and quit after SECS without traffic\n"
 "  -q, --quit-after SECS    quit SECS after end of input (0: at once); default:\n"
 "                           wait until the peer ends its side too\n"
-"  -N                       shut the write side down at end of input (the default;\n"
-"                           accepted for OpenBSD nc users)\n"
+"  -N                       shut the write side down at end of input (the default,\n"
+"                           except through a proxy -x, as OpenBSD nc)\n"
 "      --no-shutdown        never shut the write side down; quit when the peer ends\n"
 "  -d, --recv-only          do not read stdin (and do not shut down the write side)\n"
-"      --send-only          send stdin, discard what arrives\n"
+"      --send-only          send stdin, discard what arrives; quit at end of input\n"
 "  -C, --crlf               send a lone LF from stdin as CRLF (for line protocols:\n"
 "                           SMTP, HTTP, IRC typed by hand)\n"
 "      --hex-dump FILE      log every byte sent ('>') and received ('<') to FILE\n"
@@ -782,7 +782,7 @@ int cli_parse(int argc, char **argv, struct options *o)
             o->quit_after_eof_ms = ms;
             break;
         }
-        case 'N': break; /* shutting down at end of input is already the default */
+        case 'N': o->eof_shutdown = 1; break; /* the default, except through a proxy */
         case OPT_NO_SHUTDOWN: o->no_shutdown = 1; break;
         case 'd': o->recv_only = 1; break;
         case OPT_SEND_ONLY: o->send_only = 1; break;
@@ -887,6 +887,10 @@ int cli_parse(int argc, char **argv, struct options *o)
     }
     static char split_buf[512];
 
+    if (o->eof_shutdown && o->no_shutdown) {
+        cli_error("-N and --no-shutdown exclude each other");
+        return EXIT_USAGE;
+    }
     if (o->recv_only && o->send_only) {
         cli_error("--recv-only and --send-only exclude each other");
         return EXIT_USAGE;

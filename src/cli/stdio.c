@@ -96,6 +96,28 @@ void cli_stdio_nonblock(void)
     atexit(restore_stdio);
 }
 
+/* The peer ended its side: end stdout too, so that the consumer of a pipe
+ * (`duplex listen 9000 | tar x`) sees its end of input now, not when duplex
+ * exits. fd 1 becomes /dev/null (never a free slot a socket could take),
+ * its flags put back first. Nothing to gain, and stdin's flags to keep, when
+ * stdout is a terminal or the very file stdin is (a socket from inetd). */
+void cli_stdout_close(void)
+{
+    struct stat in, out;
+    if (fstat(STDOUT_FILENO, &out) < 0 || isatty(STDOUT_FILENO))
+        return;
+    if (fstat(STDIN_FILENO, &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+        return;
+    int nfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (nfd < 0)
+        return;
+    if (saved_flags[1] >= 0)
+        fcntl(STDOUT_FILENO, F_SETFL, saved_flags[1]);
+    saved_flags[1] = -1;
+    dup2(nfd, STDOUT_FILENO);
+    close(nfd);
+}
+
 void cli_process_init(void)
 {
     /* With fd 0, 1 or 2 closed, the first socket would take its place and

@@ -7,8 +7,10 @@ the point (SOCKS4/4a requests, SOCKS5 address types, a reply followed by
 target bytes in the same segment, a proxy that never answers).
 
 None of these proxies passes a half-close on: when the client ends its side
-they close both. So the exchanges below let the reply arrive before stdin
-ends, then check that the target sees the end of input.
+they close both. So through a proxy duplex does not pass the end of stdin
+on unless -N asks for it (as OpenBSD nc): the exchanges below give -N, let
+the reply arrive before stdin ends, then check that the target sees the end
+of input; test_reply_after_stdin_ends checks the default.
 """
 
 import base64
@@ -66,11 +68,11 @@ def exchange_target(server, up_size, down):
 
 
 def run_exchange(start_duplex, server, args, size=MiB, target_host="127.0.0.1"):
-    """duplex ARGS TARGET PORT through a proxy: `size` random bytes up,
+    """duplex -N ARGS TARGET PORT through a proxy: `size` random bytes up,
     `size` others down, then stdin ends; returns (proc, target result)."""
     up, down = os.urandom(size), os.urandom(size)
     srv = exchange_target(server, len(up), down)
-    p = start_duplex([*args, target_host, srv.port], stdin=subprocess.PIPE)
+    p = start_duplex([*args, "-N", target_host, srv.port], stdin=subprocess.PIPE)
 
     def feed():
         try:
@@ -208,8 +210,8 @@ def _tinyproxy_exchange(start_duplex, server, tinyproxy, size=MiB):
     up, down = os.urandom(size), os.urandom(size)
     srv = exchange_target(server, len(up), down)
     pport = tinyproxy([srv.port])
-    p = start_duplex(["connect", "-v", "-X", "connect", "-x", f"127.0.0.1:{pport}", "127.0.0.1",
-                      srv.port], stdin=subprocess.PIPE)
+    p = start_duplex(["connect", "-v", "-N", "-X", "connect", "-x", f"127.0.0.1:{pport}",
+                      "127.0.0.1", srv.port], stdin=subprocess.PIPE)
     t = threading.Thread(target=lambda: (p.stdin.write(up), p.stdin.flush()), daemon=True)
     t.start()
     out = p.wait_out(lambda b: len(b) >= len(down))
@@ -246,6 +248,60 @@ def test_http_ncat_proxy(start_duplex, server, spawn):
     assert f"through proxy 127.0.0.1:{pport} (http)" in p.err
 
 
+def http_target(server, reply=b"HTTP/1.0 200 OK\r\n\r\nthe page\n"):
+    """A target that reads a request up to its empty line, answers, closes."""
+
+    def script(conn, result):
+        result["req"] = recv_until(conn, b"\r\n\r\n")
+        conn.sendall(reply)
+        conn.close()
+
+    return server(script)
+
+
+@pytest.mark.parametrize("kind", ["socks5", "http"])
+def test_reply_after_stdin_ends(run_duplex, server, microsocks, tinyproxy, kind):
+    """`printf 'GET / ...' | duplex connect -x PROXY host port`: stdin ends
+    before the target answers. microsocks and tinyproxy close both
+    directions when the client half-closes, so duplex does not pass the end
+    of stdin on through a proxy (OpenBSD nc does the same without -N): the
+    page arrives, exit 0. It used to print nothing and exit 0."""
+    srv = http_target(server)
+    pport = microsocks() if kind == "socks5" else tinyproxy([srv.port])
+    rc, out, err = run_duplex(["connect", "-X", kind, "-x", f"127.0.0.1:{pport}", "127.0.0.1",
+                               srv.port], stdin=b"GET / HTTP/1.0\r\n\r\n")
+    res = srv.join()
+    assert res["req"] == b"GET / HTTP/1.0\r\n\r\n"
+    assert rc == 0, err
+    assert out == b"HTTP/1.0 200 OK\r\n\r\nthe page\n"
+
+
+def test_minus_n_through_proxy_passes_the_end_on(run_duplex, server, microsocks):
+    """-N through a proxy: the end of stdin is passed on (the target sees
+    EOF); -v says so when nothing came back, since the proxy may have
+    dropped the reply on the half-close."""
+
+    def script(conn, result):
+        result["data"] = recv_all(conn)
+        conn.close()
+
+    srv = server(script)
+    pport = microsocks()
+    rc, out, err = run_duplex(["connect", "-v", "-N", "-x", f"127.0.0.1:{pport}", "127.0.0.1",
+                               srv.port], stdin=b"some data\n")
+    res = srv.join()
+    assert res["data"] == b"some data\n"
+    assert rc == 0, err
+    assert out == b""
+    assert "nothing received after our end of input" in err, err
+
+
+def test_minus_n_and_no_shutdown_exclude_each_other(run_duplex):
+    rc, _, err = run_duplex(["connect", "-N", "--no-shutdown", "127.0.0.1", "1"])
+    assert rc == 2, err
+    assert "-N and --no-shutdown exclude each other" in err
+
+
 # ----------------------------------------------------- scripted proxies --
 
 
@@ -260,7 +316,7 @@ def test_http_reply_and_target_bytes_in_one_segment(run_duplex, server):
         conn.close()
 
     srv = server(script)
-    rc, out, err = run_duplex(["connect", "-X", "connect", "-x", f"127.0.0.1:{srv.port}",
+    rc, out, err = run_duplex(["connect", "-N", "-X", "connect", "-x", f"127.0.0.1:{srv.port}",
                                "--proxy-auth", "user:pa:ss", "example.org", "8443"])
     res = srv.join()
     assert rc == 0, err
@@ -389,7 +445,7 @@ def test_socks5_request_bytes(run_duplex, server, host, args, atyp, addr):
         conn.close()
 
     srv = server(script)
-    rc, out, err = run_duplex(["connect", *args, "-x", f"127.0.0.1:{srv.port}", host, "4242"])
+    rc, out, err = run_duplex(["connect", "-N", *args, "-x", f"127.0.0.1:{srv.port}", host, "4242"])
     res = srv.join()
     assert rc == 0, err
     assert res["hello"] == b"\x05\x01\x00"
@@ -402,6 +458,10 @@ def test_numeric_flag_with_a_name(run_duplex, server):
     rc, out, err = run_duplex(["connect", "-n", "-x", f"127.0.0.1:{srv.port}", "localhost", "80"])
     assert rc == 3, err
     assert "not a numeric address" in err
+
+
+# The scripted proxies below read to EOF, as a proxy that passes a half-close
+# on: the sessions give -N.
 
 
 def socks4_script(reply_code, payload=b""):
@@ -419,7 +479,7 @@ def socks4_script(reply_code, payload=b""):
 
 def test_socks4_ipv4_request_with_userid(run_duplex, server):
     srv = server(socks4_script(0x5A, b"hi from target"))
-    rc, out, err = run_duplex(["connect", "-X", "4", "-x", f"127.0.0.1:{srv.port}",
+    rc, out, err = run_duplex(["connect", "-N", "-X", "4", "-x", f"127.0.0.1:{srv.port}",
                                "--proxy-auth", "alice", "10.1.2.3", "8080"], stdin=b"ping")
     res = srv.join()
     assert rc == 0, err
@@ -432,8 +492,8 @@ def test_socks4_ipv4_request_with_userid(run_duplex, server):
 
 def test_socks4a_name(run_duplex, server):
     srv = server(socks4_script(0x5A))
-    rc, out, err = run_duplex(["connect", "-v", "--proxy-type", "socks4", "-x", f"127.0.0.1:{srv.port}",
-                               "localhost", "443"])
+    rc, out, err = run_duplex(["connect", "-v", "-N", "--proxy-type", "socks4", "-x",
+                               f"127.0.0.1:{srv.port}", "localhost", "443"])
     res = srv.join()
     assert rc == 0, err
     head = res["head"]

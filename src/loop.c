@@ -288,7 +288,8 @@ int dx_timer_start(dx_loop *loop, dx_timer *t, uint64_t after_ms, uint64_t repea
         loop->heap = h;
         loop->capheap = cap;
     }
-    t->when = loop->now + after_ms;
+    /* saturate: a huge after_ms means "never", not a wrap to the past */
+    t->when = after_ms > UINT64_MAX - loop->now ? UINT64_MAX : loop->now + after_ms;
     t->repeat = repeat_ms;
     t->pass = loop->timer_pass;
     heap_set(loop, loop->nheap++, t);

@@ -1345,11 +1345,11 @@ static int parse_args(int argc, char **argv)
             break;
         case 'd':
             if (parse_secs(optarg, &bo.secs) < 0)
-                return usage_error("invalid duration '%s': expected seconds >= 0", optarg);
+                return usage_error("invalid duration '%s': expected 0-1000000 seconds", optarg);
             break;
         case 'w':
             if (parse_secs(optarg, &bo.warmup) < 0)
-                return usage_error("invalid warm-up '%s': expected seconds >= 0", optarg);
+                return usage_error("invalid warm-up '%s': expected 0-1000000 seconds", optarg);
             break;
         case 's':
             if (parse_long(optarg, 1, 1L << 24, &bo.size) < 0)

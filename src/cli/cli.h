@@ -56,12 +56,13 @@ struct options {
     int verbose;           /* -v (repeatable) */
     int zero_io;           /* -z */
     int no_shutdown;       /* --no-shutdown */
+    int eof_shutdown;      /* -N: pass the end of stdin on, even through a proxy (-x) */
     int recv_only;         /* -d / --recv-only: never read stdin */
     int send_only;         /* --send-only: discard what arrives */
     int crlf;              /* -C: send a lone LF from stdin as CRLF */
     const char *hex_dump;  /* --hex-dump FILE ("-": stderr) */
-    long quit_after_eof_ms;/* -q SECS; -1: wait for the peer (default) */
-    long timeout_ms;       /* -w SECS; 0: none */
+    int64_t quit_after_eof_ms; /* -q SECS; -1: wait for the peer (default) */
+    int64_t timeout_ms;    /* -w SECS; 0: none (ms values: 64 bits, up to a year) */
     int backlog;           /* --backlog N; 0: the system maximum */
     int reuseport;         /* --reuseport */
     const char *backend;   /* --backend NAME (else DUPLEX_BACKEND, else best) */
@@ -71,7 +72,7 @@ struct options {
     int exec_shell;        /* --sh-exec: run through /bin/sh -c */
     int no_stdio;          /* --no-stdio: the server's stdin/stdout take no part */
     long max_conns;        /* --max-conns; 0: no limit */
-    long idle_timeout_ms;  /* --idle-timeout; 0: none */
+    int64_t idle_timeout_ms; /* --idle-timeout; 0: none */
     size_t max_queue;      /* --max-queue: bytes queued for one client before it is dropped */
     dx_acl acl;            /* --allow, --deny, --allowfile, --denyfile */
     enum model model;      /* --model */
@@ -344,6 +345,7 @@ int cli_serve_threads(const struct options *o, dx_loop *loop);
  * SIGINT/SIGTERM/SIGHUP; SIGPIPE ignored; a Unix socket path to unlink if a
  * signal ends the process (NULL: none). */
 void cli_stdio_nonblock(void);
+void cli_stdout_close(void);
 void cli_process_init(void);
 void cli_remove_on_exit(const char *path);
 /* SIGINT/SIGTERM/SIGHUP stop this loop; cli_stop_signal() then says which

@@ -102,11 +102,11 @@ static const char help_options[] =
 "                           idle timeout is given)\n"
 "  -q, --quit-after SECS    quit SECS after end of input (0: at once); default:\n"
 "                           wait until the peer ends its side too\n"
-"  -N                       shut the write side down at end of input (the default;\n"
-"                           accepted for OpenBSD nc users)\n"
+"  -N                       shut the write side down at end of input (the default,\n"
+"                           except through a proxy -x, as OpenBSD nc)\n"
 "      --no-shutdown        never shut the write side down; quit when the peer ends\n"
 "  -d, --recv-only          do not read stdin (and do not shut down the write side)\n"
-"      --send-only          send stdin, discard what arrives\n"
+"      --send-only          send stdin, discard what arrives; quit at end of input\n"
 "  -C, --crlf               send a lone LF from stdin as CRLF (for line protocols:\n"
 "                           SMTP, HTTP, IRC typed by hand)\n"
 "      --hex-dump FILE      log every byte sent ('>') and received ('<') to FILE\n"
@@ -457,13 +457,17 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Seconds as "N" or "N.NNN", 0 .. one year; stored in milliseconds. */
-static int parse_seconds(const char *flag, const char *text, long *ms)
+/* Seconds as "N" or "N.NNN", 0 .. one year; stored in milliseconds (a
+ * value above 0 is at least 1 ms: 0 would mean "no limit"). Decimal only:
+ * no sign, space, hex or "inf". */
+static int parse_seconds(const char *flag, const char *text, int64_t *ms)
 {
     char *end;
     errno = 0;
     double v = strtod(text, &end);
-    if (!*text || *end || errno || v != v || v < 0) {
+    if (!(*text >= '0' && *text <= '9') && *text != '.')
+        end = (char *)text; /* refused below */
+    if (!*text || *end || errno || v != v || v < 0 || strpbrk(text, "xX")) {
         cli_error("invalid %s value '%s': expected seconds (e.g. 5 or 0.5)", flag, text);
         return -1;
     }
@@ -471,7 +475,9 @@ static int parse_seconds(const char *flag, const char *text, long *ms)
         cli_error("%s too large: %s (at most 31536000 seconds)", flag, text);
         return -1;
     }
-    *ms = (long)(v * 1000.0 + 0.5);
+    *ms = (int64_t)(v * 1000.0 + 0.5);
+    if (*ms == 0 && v > 0)
+        *ms = 1;
     return 0;
 }
 
@@ -1084,7 +1090,7 @@ int cli_parse(int argc, char **argv, struct options *o)
                 return EXIT_USAGE;
             break;
         case 'q': {
-            long ms;
+            int64_t ms;
             /* nc's -q takes a negative value for "forever" */
             if (strcmp(optarg, "-1") == 0)
                 ms = -1;
@@ -1093,7 +1099,7 @@ int cli_parse(int argc, char **argv, struct options *o)
             o->quit_after_eof_ms = ms;
             break;
         }
-        case 'N': break; /* shutting down at end of input is already the default */
+        case 'N': o->eof_shutdown = 1; break; /* the default, except through a proxy */
         case OPT_NO_SHUTDOWN: o->no_shutdown = 1; break;
         case 'd': o->recv_only = 1; break;
         case OPT_SEND_ONLY: o->send_only = 1; break;
@@ -1213,6 +1219,10 @@ int cli_parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     static char split_buf[512];
 
+    if (o->eof_shutdown && o->no_shutdown) {
+        cli_error("-N and --no-shutdown exclude each other");
+        return EXIT_USAGE;
+    }
     if (o->recv_only && o->send_only) {
         cli_error("--recv-only and --send-only exclude each other");
         return EXIT_USAGE;

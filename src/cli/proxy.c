@@ -210,6 +210,8 @@ static int socks5(struct hs *h, const struct options *o, int family, const unsig
             rc = recv_exact(h, buf, 2);
         if (rc < 0)
             return rc;
+        if (buf[0] != 1) /* RFC 1929: the sub-negotiation's version */
+            return fail(h, -EPROTO, "not a username/password reply (it starts with 0x%02x)", buf[0]);
         if (buf[1] != 0)
             return fail(h, -EACCES, "authentication failed (user '%.*s')", (int)ulen, user);
     }
@@ -336,6 +338,78 @@ static void base64(const char *in, size_t n, char *out)
     out[k] = '\0';
 }
 
+/* At most the first n bytes of in, for a message: bytes other than
+ * printable ASCII as \xNN (a proxy's reply must not drive the terminal). */
+static void escaped(const char *in, size_t n, char *out, size_t outlen)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 5 <= outlen; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            out[k++] = (char)c;
+        else
+            k += (size_t)snprintf(out + k, outlen - k, "\\x%02x", c);
+    }
+    out[k] = '\0';
+}
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* A field value or reason phrase: visible bytes, spaces and tabs only. */
+static int is_text(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* The reply head (len bytes up to the blank line), strictly: the status
+ * line `HTTP/1.D SP DDD [SP reason]` (the reason may be missing, as some
+ * proxies send it), then `name: value` lines; each line ends with CRLF (or a
+ * bare LF). Returns the status code with the reason phrase (reason, its
+ * length rlen), or -1 with the faulty line (bad, its length blen). */
+static int http_reply_check(const char *reply, size_t len, const char **reason, size_t *rlen,
+                            const char **bad, size_t *blen)
+{
+    const char *end = memchr(reply, '\n', len);
+    size_t n = end ? (size_t)(end - reply) : len;
+    if (n > 0 && reply[n - 1] == '\r')
+        n--;
+    *bad = reply;
+    *blen = n;
+    const char *c = reply + 9;
+    if (n < 12 || memcmp(reply, "HTTP/1.", 7) != 0 || !is_digit(reply[7]) || reply[8] != ' ' ||
+        !is_digit(c[0]) || c[0] == '0' || !is_digit(c[1]) || !is_digit(c[2]) ||
+        (n > 12 && c[3] != ' ') || !is_text(reply, n) || !end)
+        return -1;
+    /* the header lines, up to the empty one */
+    for (const char *p = end + 1; p < reply + len;) {
+        const char *e = memchr(p, '\n', (size_t)(reply + len - p));
+        if (!e)
+            break; /* not reached: the head ends with a line end */
+        size_t m = (size_t)(e - p);
+        if (m > 0 && p[m - 1] == '\r')
+            m--;
+        if (m == 0)
+            break;
+        const char *colon = memchr(p, ':', m);
+        int folded = p[0] == ' ' || p[0] == '\t'; /* obsolete line folding */
+        if (!is_text(p, m) || (!folded && (!colon || colon == p || memchr(p, ' ', (size_t)(colon - p)) ||
+                                           memchr(p, '\t', (size_t)(colon - p))))) {
+            *bad = p;
+            *blen = m;
+            return -1;
+        }
+        p = e + 1;
+    }
+    *reason = c + 4;
+    *rlen = n > 12 ? n - 13 : 0;
+    return (c[0] - '0') * 100 + (c[1] - '0') * 10 + (c[2] - '0');
+}
+
 static int http_connect(struct hs *h, const struct options *o, const char *authority)
 {
     char req[4096], b64[1400];
@@ -366,31 +440,32 @@ static int http_connect(struct hs *h, const struct options *o, const char *autho
             return rc;
         }
         len++;
-        if (len >= 4 && memcmp(reply + len - 4, "\r\n\r\n", 4) == 0)
+        /* the empty line: CRLF, or a bare LF, after the last line's end */
+        if (reply[len - 1] == '\n' && len >= 2 &&
+            (reply[len - 2] == '\n' || (len >= 3 && reply[len - 2] == '\r' && reply[len - 3] == '\n')))
             break;
-        if (len >= 2 && memcmp(reply + len - 2, "\n\n", 2) == 0)
-            break; /* lenient: bare LF line ends */
     }
-    reply[len] = '\0';
-    reply[strcspn(reply, "\r\n")] = '\0'; /* the status line */
-    int code = 0, minor = 0, used = 0;
-    if (sscanf(reply, "HTTP/1.%d %3d%n", &minor, &code, &used) < 2 || code < 100 || code > 999) {
-        rc = fail(h, -EPROTO, "not an HTTP reply: '%.60s'", reply);
+    const char *reason, *bad;
+    size_t rlen = 0, blen;
+    char shown[4 * 100 + 1];
+    int code = http_reply_check(reply, len, &reason, &rlen, &bad, &blen);
+    if (code < 0) {
+        escaped(bad, blen < 60 ? blen : 60, shown, sizeof shown);
+        rc = fail(h, -EPROTO, "%s: '%s'", bad == reply ? "not an HTTP reply"
+                  : "bad header line in the HTTP reply", shown);
         free(reply);
         return rc;
     }
-    const char *reason = reply + used;
-    while (*reason == ' ')
-        reason++;
+    escaped(reason, rlen < 100 ? rlen : 100, shown, sizeof shown);
     if (code / 100 == 2) {
         free(reply);
         return 0;
     }
     if (code == 407)
-        rc = fail(h, -EACCES, "%s%d %.100s", o->proxy_auth ? "authentication failed: " : "", code,
-                  *reason ? reason : "Proxy Authentication Required");
+        rc = fail(h, -EACCES, "%s%d %s", o->proxy_auth ? "authentication failed: " : "", code,
+                  *shown ? shown : "Proxy Authentication Required");
     else
-        rc = fail(h, -ECONNREFUSED, "%d %.100s", code, reason);
+        rc = fail(h, -ECONNREFUSED, "%d %s", code, shown);
     if (code == 407 && !o->proxy_auth)
         snprintf(h->why + strlen(h->why), h->whylen - strlen(h->why), " (--proxy-auth USER:PASS)");
     free(reply);

@@ -1,14 +1,20 @@
 /* session.c: one connection wired to stdio: two one-way pumps (stdin ->
  * socket, socket -> stdout) and the half-close state machine that decides
- * when the session is over (-q, --no-shutdown, -d, --send-only, -w). */
+ * when the session is over (-q, --no-shutdown, -N, -d, --send-only, -w).
+ * The half-close is symmetric: the end of stdin shuts the socket's write
+ * side down, the end of the socket closes stdout (once all is written). */
 #define _GNU_SOURCE
 #include "cli.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 
 #define SESSION_BUFSIZE (1u << 20)
 
@@ -21,7 +27,10 @@ struct session {
     dx_pump down;           /* socket -> stdout */
     int up_running, down_running;
     int stdin_tty;
+    int pass_eof;           /* the end of stdin shuts the socket's write side down */
+    int tcp;                /* the socket is TCP (not Unix, not the TLS bridge) */
     dx_timer quit_timer;    /* -q after end of input */
+    dx_timer drain_timer;   /* --send-only: until the peer has all we sent */
     dx_timer idle_timer;    /* -w without traffic */
     dx_timer progress_timer;/* --progress */
     struct progress progress;
@@ -43,6 +52,7 @@ static void end_session(struct session *s, int exit_code)
         dx_pump_stop(&s->down);
     s->up_running = s->down_running = 0;
     dx_timer_stop(s->loop, &s->quit_timer);
+    dx_timer_stop(s->loop, &s->drain_timer);
     dx_timer_stop(s->loop, &s->idle_timer);
     dx_timer_stop(s->loop, &s->progress_timer);
     dx_loop_stop(s->loop);
@@ -86,6 +96,24 @@ static void on_idle_timer(dx_loop *loop, dx_timer *t)
     dx_timer_start(loop, t, last + limit - now, 0);
 }
 
+/* --send-only, after the end of stdin: nothing is ever read, so quit, once
+ * the peer has acknowledged all we sent (TCP; SIOCOUTQ counts what is not):
+ * closing with bytes unread sends a reset, which would lose those still on
+ * the way. */
+static void on_drain_timer(dx_loop *loop, dx_timer *t)
+{
+    struct session *s = t->data;
+    int queued = 0;
+#ifdef SIOCOUTQ
+    if (!s->tcp || ioctl(s->sock.fd, SIOCOUTQ, &queued) < 0)
+        queued = 0;
+#endif
+    if (queued <= 0)
+        end_session(s, EXIT_OK);
+    else
+        dx_timer_start(loop, t, 5, 0);
+}
+
 /* stdin ended (or failed), or the socket refused our bytes. */
 static void on_up_done(dx_pump *p, int error, int in_read)
 {
@@ -102,6 +130,10 @@ static void on_up_done(dx_pump *p, int error, int in_read)
             cli_error("send to %s: %s", s->peer, dx_strerror(error));
             end_session(s, EXIT_IO);
         }
+        return;
+    }
+    if (s->o->send_only) {
+        on_drain_timer(s->loop, &s->drain_timer);
         return;
     }
     if (!s->down_running) {
@@ -128,14 +160,21 @@ static void on_down_done(dx_pump *p, int error, int in_read)
         end_session(s, EXIT_IO);
         return;
     }
+    /* all the peer sent is out: the reader of our stdout sees its end now */
+    if (!s->o->send_only)
+        cli_stdout_close();
+    if (s->o->proxy_host && s->pass_eof && !s->up_running && s->down.bytes_in == 0)
+        cli_info(s->o, "%s: the connection ended with nothing received after our end of input "
+                 "(-N: a proxy that closes both directions on a half-close loses the reply)",
+                 s->peer);
     /* A server that closes at once (its --max-conns or access list refused
      * us) looks like an empty session: say so to whoever is watching. */
     if (s->down.bytes_in == 0 && s->up.bytes_out == 0 && (s->o->verbose || s->stdin_tty))
         cli_error("%s: connection closed by peer before any data", s->peer);
     /* With stdin still open the peer may only have half-closed and still
      * read what we send; keep sending, unless nobody is there to type it
-     * (a terminal) or the user asked not to wait for our own end. */
-    if (!s->up_running || s->stdin_tty || s->o->no_shutdown)
+     * (a terminal) or our end is never passed on (--no-shutdown, a proxy). */
+    if (!s->up_running || s->stdin_tty || !s->pass_eof)
         end_session(s, EXIT_OK);
 }
 
@@ -201,7 +240,15 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     s.peer = peer_text;
     s.started = dx_loop_now(loop);
     s.stdin_tty = !o->recv_only && isatty(STDIN_FILENO);
+    /* Through a proxy, as OpenBSD nc without -N: proxies (microsocks,
+     * tinyproxy, ncat) close both directions when the client half-closes,
+     * and the target's reply would be lost. -N passes the end on anyway. */
+    s.pass_eof = !o->no_shutdown && (!o->proxy_host || o->eof_shutdown);
+    dx_addr me;
+    s.tcp = dx_sock_local(fd, &me) == 0 &&
+            (me.ss.ss_family == AF_INET || me.ss.ss_family == AF_INET6);
     dx_timer_init(&s.quit_timer, on_quit_timer, &s);
+    dx_timer_init(&s.drain_timer, on_drain_timer, &s);
     dx_timer_init(&s.idle_timer, on_idle_timer, &s);
     dx_timer_init(&s.progress_timer, on_progress_timer, &s);
     dx_endpoint_init(&s.sock, fd);
@@ -215,7 +262,7 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     int rc = 0;
     if (!o->recv_only) {
         rc = dx_pump_start(loop, &s.up, &s.in, &s.sock, bufsize,
-                           splice | (o->no_shutdown ? 0 : DX_PUMP_SHUTDOWN), on_up_done, &s);
+                           splice | (s.pass_eof ? DX_PUMP_SHUTDOWN : 0), on_up_done, &s);
         s.up_running = rc == 0;
     }
     if (rc == 0) {

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -95,6 +96,28 @@ void cli_stdio_nonblock(void)
     atexit(restore_stdio);
 }
 
+/* The peer ended its side: end stdout too, so that the consumer of a pipe
+ * (`duplex listen 9000 | tar x`) sees its end of input now, not when duplex
+ * exits. fd 1 becomes /dev/null (never a free slot a socket could take),
+ * its flags put back first. Nothing to gain, and stdin's flags to keep, when
+ * stdout is a terminal or the very file stdin is (a socket from inetd). */
+void cli_stdout_close(void)
+{
+    struct stat in, out;
+    if (fstat(STDOUT_FILENO, &out) < 0 || isatty(STDOUT_FILENO))
+        return;
+    if (fstat(STDIN_FILENO, &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+        return;
+    int nfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (nfd < 0)
+        return;
+    if (saved_flags[1] >= 0)
+        fcntl(STDOUT_FILENO, F_SETFL, saved_flags[1]);
+    saved_flags[1] = -1;
+    dup2(nfd, STDOUT_FILENO);
+    close(nfd);
+}
+
 void cli_process_init(void)
 {
     /* With fd 0, 1 or 2 closed, the first socket would take its place and
@@ -135,7 +158,9 @@ int cli_wait_fd(int fd, short events, uint64_t deadline_ms)
         if (now >= deadline_ms)
             return DX_ETIMEDOUT;
         struct pollfd p = {.fd = fd, .events = events};
-        int rc = poll(&p, 1, (int)(deadline_ms - now));
+        /* poll takes an int: a -w of more than 24.8 days waits in steps */
+        uint64_t left = deadline_ms - now;
+        int rc = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
         if (rc > 0)
             return 0; /* errors and hang-ups show in the I/O that follows */
         if (rc < 0 && errno != EINTR)

@@ -146,7 +146,7 @@ static int send_pending(struct udp *u)
 static void on_stdin_eof(struct udp *u)
 {
     u->stdin_eof = 1;
-    long q = u->o->quit_after_eof_ms;
+    int64_t q = u->o->quit_after_eof_ms;
     if (q > 0)
         dx_timer_start(u->loop, &u->quit_timer, (uint64_t)q, 0);
     else if (q == 0 || !u->server)

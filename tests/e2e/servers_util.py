@@ -10,6 +10,7 @@ below, built on the latter) and is killed and reaped by PID at teardown."""
 import errno
 import os
 import resource
+import select
 import selectors
 import socket
 import time
@@ -458,6 +459,23 @@ def wait_for(cond, timeout, what, interval=0.02):
         if time.monotonic() >= deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def read_pipe_to_eof(fd, timeout=TIMEOUT):
+    """Read a pipe (an fd) until every writer has closed it; returns the
+    bytes, fails on deadline (a process's stdout as a consumer sees it)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"the pipe did not end within {timeout}s; read {data[:200]!r}")
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            b = os.read(fd, 65536)
+            if not b:
+                return data
+            data += b
 
 
 def raise_nofile(n):

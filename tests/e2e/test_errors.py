@@ -142,6 +142,31 @@ def test_bad_values_and_combinations(args, run_duplex):
     assert err.startswith("duplex: "), err
 
 
+@pytest.mark.parametrize("args,words", [
+    (["connect", "-w", "31536001", "127.0.0.1", "1"], "-w too large: 31536001 (at most 31536000 seconds)"),
+    (["connect", "-q", "31536000.5", "127.0.0.1", "1"], "-q too large"),
+    (["listen", "-k", "--idle-timeout", "1e9", "127.0.0.1", "0"], "--idle-timeout too large"),
+    (["connect", "-w", "1e400", "127.0.0.1", "1"], "invalid -w value '1e400'"),
+    (["connect", "-w", "inf", "127.0.0.1", "1"], "invalid -w value 'inf'"),
+    (["connect", "-w", "nan", "127.0.0.1", "1"], "invalid -w value 'nan'"),
+    (["connect", "-w", "0x10", "127.0.0.1", "1"], "invalid -w value '0x10'"),
+    (["connect", "-w", " 5", "127.0.0.1", "1"], "invalid -w value ' 5'"),
+    (["connect", "-w", "+5", "127.0.0.1", "1"], "invalid -w value '+5'"),
+    (["connect", "-q", "-2", "127.0.0.1", "1"], "invalid -q value '-2'"),
+    (["connect", "-O", "rcvtimeo=31536001", "127.0.0.1", "1"], "rcvtimeo"),
+    (["bench", "echo", "127.0.0.1", "1", "-d", "1e7"], "invalid duration '1e7': expected 0-1000000 seconds"),
+    (["bench", "echo", "127.0.0.1", "1", "-w", "1e7"], "invalid warm-up '1e7': expected 0-1000000 seconds"),
+])
+def test_time_values_range_checked(run_duplex, args, words):
+    """Every option that takes a time is checked when it is parsed: a value
+    out of range, or not a plain decimal number of seconds, is a usage
+    error naming the flag (values in milliseconds never overflow later)."""
+    rc, out, err = run_duplex(args)
+    assert rc == 2, err
+    assert words in err, err
+    assert out == b""
+
+
 # ------------------------------------------------------------- resolve: 3 --
 
 
@@ -216,6 +241,38 @@ def test_connect_timeout_fractional(full_backlog, run_duplex):
     elapsed = time.monotonic() - t0
     assert rc == 5, err
     assert 0.25 <= elapsed < 2.0, elapsed
+
+
+def test_timeout_under_a_millisecond_still_limits(full_backlog, run_duplex):
+    """-w 0.0001 rounds to 0 ms, which would mean "no limit": it is 1 ms."""
+    rc, _, err = run_duplex(["connect", "-w", "0.0001", "127.0.0.1", full_backlog], timeout=10)
+    assert rc == 5, err
+    assert "timed out" in err
+
+
+@pytest.mark.parametrize("secs", ["4294968", "31536000"])
+def test_huge_timeout_waits(run_duplex, server, secs):
+    """-w of more than 24.8 days (2^31 ms) is a long wait: the proxy answers
+    after a second and duplex is still waiting, then runs the session. (The
+    int cast in cli_wait_fd made poll wait 704 ms, then forever, rather than
+    until the deadline: no bounded test tells that from 49 days.)"""
+
+    def script(conn, result):
+        buf = b""
+        while not buf.endswith(b"\r\n\r\n"):
+            b = conn.recv(1)
+            assert b, buf
+            buf += b
+        time.sleep(1.0)  # a slow proxy: longer than poll's first, wrapped, 704 ms
+        conn.sendall(b"HTTP/1.1 200 OK\r\n\r\nHELLO")
+        conn.close()
+
+    srv = server(script)
+    rc, out, err = run_duplex(["connect", "-w", secs, "-X", "http", "-x", f"127.0.0.1:{srv.port}",
+                               "127.0.0.1", "80"], timeout=20)
+    srv.join()
+    assert rc == 0, err
+    assert out == b"HELLO"
 
 
 def test_z_with_timeout_on_hung_port(full_backlog, run_duplex):

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import TIMEOUT, LISTENING_RE, free_port, have_ipv6_loopback, recv_all
+from servers_util import read_pipe_to_eof
 
 needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")
 
@@ -418,6 +419,44 @@ def test_N_is_accepted(start_listener, start_duplex):
     _exchange(start_duplex, lst, ["-N", "127.0.0.1", port])
 
 
+# ---------------------------------------- the peer's end closes stdout --
+
+
+@pytest.mark.parametrize("side", ["listen", "connect"])
+def test_peer_end_closes_stdout(side, server, start_listener, start_duplex):
+    """`duplex listen 9000 | tar x`: when the peer ends its side, duplex
+    closes its stdout at once, so the consumer sees its end of input though
+    duplex's stdin is still open (it used to wait for duplex to exit); duplex
+    still sends what stdin brings, and exits when that ends too."""
+    r, w = os.pipe()
+    try:
+        if side == "listen":
+            dp, port = start_listener(stdin=subprocess.PIPE, stdout=w)
+            peer = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        else:
+            srv = server(accept=False)
+            dp = start_duplex(["connect", "127.0.0.1", srv.port],
+                              stdin=subprocess.PIPE, stdout=w)
+            srv.sock.settimeout(TIMEOUT)
+            peer, _ = srv.sock.accept()
+        os.close(w)
+        w = None
+        with peer:
+            peer.sendall(b"the archive\n")
+            peer.shutdown(socket.SHUT_WR)
+            assert read_pipe_to_eof(r) == b"the archive\n"
+            assert dp.poll() is None, dp.err  # stdin is open: still running
+            dp.stdin.write(b"still sending\n")
+            dp.stdin.flush()
+            dp.close_stdin()
+            assert recv_all(peer) == b"still sending\n"
+        assert dp.wait() == 0, dp.err
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
+
+
 # ------------------------------------------------------ -d / --send-only --
 
 
@@ -465,6 +504,55 @@ def test_send_only_discards_what_arrives(server, start_duplex):
     srv.conn.close()
     assert cli.wait() == 0, cli.err
     assert cli.out == b""
+
+
+@pytest.mark.parametrize("size", [4, 8 << 20])
+def test_send_only_quits_at_end_of_stdin(server, start_duplex, size):
+    """--send-only reads nothing, so it quits once stdin has ended and the
+    peer has every byte, though the peer keeps its side open (it used to
+    wait for the peer). The peer also sends all along: closing with its
+    bytes unread resets the connection, which must not cost ours."""
+    data = os.urandom(size)
+    done = threading.Event()
+
+    def script(conn, res):
+        def chatter():
+            try:
+                while not done.is_set():
+                    conn.sendall(b"noise\n" * 100)
+            except OSError:
+                pass
+
+        t = threading.Thread(target=chatter, daemon=True)
+        t.start()
+        got = bytearray()
+        try:
+            while len(got) < size:
+                b = conn.recv(1 << 20)
+                if not b:
+                    break
+                got += b
+            res["eof"] = conn.recv(1) == b""
+        except ConnectionResetError:
+            res["eof"] = "reset"
+        res["got"] = bytes(got)
+        done.wait(TIMEOUT)  # our side stays open until duplex has exited
+
+    srv = server(script)
+    cli = start_duplex(["connect", "--send-only", "127.0.0.1", srv.port], stdin=data)
+    rc = cli.wait()
+    done.set()
+    res = srv.join()
+    assert rc == 0, cli.err
+    assert res["got"] == data
+    assert cli.out == b""
+
+
+def test_send_only_listener_quits_at_end_of_stdin(start_listener):
+    lst, port = start_listener(["--send-only"], stdin=b"abc\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as c:
+        assert recv_all(c) == b"abc\n"  # our side stays open
+        assert lst.wait() == 0, lst.err
 
 
 def test_d_and_send_only_exclude_each_other(run_duplex):

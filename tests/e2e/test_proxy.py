@@ -7,8 +7,10 @@ the point (SOCKS4/4a requests, SOCKS5 address types, a reply followed by
 target bytes in the same segment, a proxy that never answers).
 
 None of these proxies passes a half-close on: when the client ends its side
-they close both. So the exchanges below let the reply arrive before stdin
-ends, then check that the target sees the end of input.
+they close both. So through a proxy duplex does not pass the end of stdin
+on unless -N asks for it (as OpenBSD nc): the exchanges below give -N, let
+the reply arrive before stdin ends, then check that the target sees the end
+of input; test_reply_after_stdin_ends checks the default.
 """
 
 import base64
@@ -66,11 +68,11 @@ def exchange_target(server, up_size, down):
 
 
 def run_exchange(start_duplex, server, args, size=MiB, target_host="127.0.0.1"):
-    """duplex ARGS TARGET PORT through a proxy: `size` random bytes up,
+    """duplex -N ARGS TARGET PORT through a proxy: `size` random bytes up,
     `size` others down, then stdin ends; returns (proc, target result)."""
     up, down = os.urandom(size), os.urandom(size)
     srv = exchange_target(server, len(up), down)
-    p = start_duplex([*args, target_host, srv.port], stdin=subprocess.PIPE)
+    p = start_duplex([*args, "-N", target_host, srv.port], stdin=subprocess.PIPE)
 
     def feed():
         try:
@@ -208,8 +210,8 @@ def _tinyproxy_exchange(start_duplex, server, tinyproxy, size=MiB):
     up, down = os.urandom(size), os.urandom(size)
     srv = exchange_target(server, len(up), down)
     pport = tinyproxy([srv.port])
-    p = start_duplex(["connect", "-v", "-X", "connect", "-x", f"127.0.0.1:{pport}", "127.0.0.1",
-                      srv.port], stdin=subprocess.PIPE)
+    p = start_duplex(["connect", "-v", "-N", "-X", "connect", "-x", f"127.0.0.1:{pport}",
+                      "127.0.0.1", srv.port], stdin=subprocess.PIPE)
     t = threading.Thread(target=lambda: (p.stdin.write(up), p.stdin.flush()), daemon=True)
     t.start()
     out = p.wait_out(lambda b: len(b) >= len(down))
@@ -246,6 +248,60 @@ def test_http_ncat_proxy(start_duplex, server, spawn):
     assert f"through proxy 127.0.0.1:{pport} (http)" in p.err
 
 
+def http_target(server, reply=b"HTTP/1.0 200 OK\r\n\r\nthe page\n"):
+    """A target that reads a request up to its empty line, answers, closes."""
+
+    def script(conn, result):
+        result["req"] = recv_until(conn, b"\r\n\r\n")
+        conn.sendall(reply)
+        conn.close()
+
+    return server(script)
+
+
+@pytest.mark.parametrize("kind", ["socks5", "http"])
+def test_reply_after_stdin_ends(run_duplex, server, microsocks, tinyproxy, kind):
+    """`printf 'GET / ...' | duplex connect -x PROXY host port`: stdin ends
+    before the target answers. microsocks and tinyproxy close both
+    directions when the client half-closes, so duplex does not pass the end
+    of stdin on through a proxy (OpenBSD nc does the same without -N): the
+    page arrives, exit 0. It used to print nothing and exit 0."""
+    srv = http_target(server)
+    pport = microsocks() if kind == "socks5" else tinyproxy([srv.port])
+    rc, out, err = run_duplex(["connect", "-X", kind, "-x", f"127.0.0.1:{pport}", "127.0.0.1",
+                               srv.port], stdin=b"GET / HTTP/1.0\r\n\r\n")
+    res = srv.join()
+    assert res["req"] == b"GET / HTTP/1.0\r\n\r\n"
+    assert rc == 0, err
+    assert out == b"HTTP/1.0 200 OK\r\n\r\nthe page\n"
+
+
+def test_minus_n_through_proxy_passes_the_end_on(run_duplex, server, microsocks):
+    """-N through a proxy: the end of stdin is passed on (the target sees
+    EOF); -v says so when nothing came back, since the proxy may have
+    dropped the reply on the half-close."""
+
+    def script(conn, result):
+        result["data"] = recv_all(conn)
+        conn.close()
+
+    srv = server(script)
+    pport = microsocks()
+    rc, out, err = run_duplex(["connect", "-v", "-N", "-x", f"127.0.0.1:{pport}", "127.0.0.1",
+                               srv.port], stdin=b"some data\n")
+    res = srv.join()
+    assert res["data"] == b"some data\n"
+    assert rc == 0, err
+    assert out == b""
+    assert "nothing received after our end of input" in err, err
+
+
+def test_minus_n_and_no_shutdown_exclude_each_other(run_duplex):
+    rc, _, err = run_duplex(["connect", "-N", "--no-shutdown", "127.0.0.1", "1"])
+    assert rc == 2, err
+    assert "-N and --no-shutdown exclude each other" in err
+
+
 # ----------------------------------------------------- scripted proxies --
 
 
@@ -260,7 +316,7 @@ def test_http_reply_and_target_bytes_in_one_segment(run_duplex, server):
         conn.close()
 
     srv = server(script)
-    rc, out, err = run_duplex(["connect", "-X", "connect", "-x", f"127.0.0.1:{srv.port}",
+    rc, out, err = run_duplex(["connect", "-N", "-X", "connect", "-x", f"127.0.0.1:{srv.port}",
                                "--proxy-auth", "user:pa:ss", "example.org", "8443"])
     res = srv.join()
     assert rc == 0, err
@@ -289,6 +345,81 @@ def test_http_proxy_407(run_duplex, server):
     assert "topsecret" not in err
 
 
+@pytest.mark.parametrize("reply,words", [
+    (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP reply: 'HTTP/1.1 2000 OK'"),
+    (b"HTTP/1.1 200OK\r\n\r\n", "not an HTTP reply"),
+    (b"HTTP/1.1  200 OK\r\n\r\n", "not an HTTP reply"),
+    (b"HTTP/1.1 +20 OK\r\n\r\n", "not an HTTP reply"),
+    (b"HTTP/1.x 200 OK\r\n\r\n", "not an HTTP reply"),
+    (b"HTTP/1.1 200 OK\0junk\r\n\r\n", "not an HTTP reply: 'HTTP/1.1 200 OK\\x00junk'"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad header line in the HTTP reply: 'no colon here'"),
+    (b"HTTP/1.1 403 \x1b[2J\x1b]0;owned\x07\r\n\r\n", "'HTTP/1.1 403 \\x1b[2J\\x1b]0;owned\\x07'"),
+    (b"HTTP/1.1 403 Forbidden \x9b31m\r\n\r\n", "403 Forbidden \\x9b31m"),
+])
+def test_http_reply_parsed_strictly(run_duplex, server, reply, words):
+    """The status line is `HTTP/1.D SP DDD SP reason` and headers are
+    `name: value`: anything else is refused (exit 4, nothing printed, the
+    target's bytes never reach stdout) and shown escaped, so that a proxy
+    cannot write control sequences to the user's terminal."""
+
+    def script(conn, result):
+        recv_until(conn, b"\r\n\r\n")
+        conn.sendall(reply + b"HELLO")
+        try:
+            recv_all(conn)
+        except ConnectionResetError:
+            pass  # duplex closes with HELLO unread: a reset
+        conn.close()
+
+    srv = server(script)
+    rc, out, err = run_duplex(["connect", "-X", "http", "-x", f"127.0.0.1:{srv.port}",
+                               "example.org", "443"])
+    srv.join()
+    assert rc == 4, err
+    assert out == b""
+    assert words in err, err
+    assert "\x1b" not in err and "\x9b" not in err and "\x07" not in err
+
+
+def test_socks5_auth_reply_version_checked(run_duplex, server):
+    """RFC 1929: the username/password reply starts with version 1; a proxy
+    answering 05 00 there is not speaking the protocol: refused."""
+
+    def script(conn, result):
+        recv_exact(conn, 4)
+        conn.sendall(b"\x05\x02")
+        recv_exact(conn, 2 + 1 + 1 + 6)  # 01 01 u 06 secret
+        conn.sendall(b"\x05\x00" + b"\x05\x00\x00\x01" + bytes(6))
+        try:
+            recv_all(conn)
+        except ConnectionResetError:
+            pass
+        conn.close()
+
+    srv = server(script)
+    rc, out, err = run_duplex(["connect", "-x", f"127.0.0.1:{srv.port}", "--proxy-auth", "u:secret",
+                               "127.0.0.1", "80"])
+    srv.join()
+    assert rc == 4, err
+    assert "not a username/password reply (it starts with 0x05)" in err
+
+
+def test_http_reply_without_reason(run_duplex, server):
+    """`HTTP/1.1 200` with no reason phrase (some proxies): accepted."""
+
+    def script(conn, result):
+        recv_until(conn, b"\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 200\r\nVia: x\r\n\r\nHELLO")
+        conn.close()
+
+    srv = server(script)
+    rc, out, err = run_duplex(["connect", "-X", "http", "-x", f"127.0.0.1:{srv.port}",
+                               "example.org", "443"])
+    srv.join()
+    assert rc == 0, err
+    assert out == b"HELLO"
+
+
 @pytest.mark.parametrize("host,args,atyp,addr", [
     ("localhost", [], 3, b"\x09localhost"),
     ("127.0.0.1", [], 1, socket.inet_aton("127.0.0.1")),
@@ -314,7 +445,7 @@ def test_socks5_request_bytes(run_duplex, server, host, args, atyp, addr):
         conn.close()
 
     srv = server(script)
-    rc, out, err = run_duplex(["connect", *args, "-x", f"127.0.0.1:{srv.port}", host, "4242"])
+    rc, out, err = run_duplex(["connect", "-N", *args, "-x", f"127.0.0.1:{srv.port}", host, "4242"])
     res = srv.join()
     assert rc == 0, err
     assert res["hello"] == b"\x05\x01\x00"
@@ -327,6 +458,10 @@ def test_numeric_flag_with_a_name(run_duplex, server):
     rc, out, err = run_duplex(["connect", "-n", "-x", f"127.0.0.1:{srv.port}", "localhost", "80"])
     assert rc == 3, err
     assert "not a numeric address" in err
+
+
+# The scripted proxies below read to EOF, as a proxy that passes a half-close
+# on: the sessions give -N.
 
 
 def socks4_script(reply_code, payload=b""):
@@ -344,7 +479,7 @@ def socks4_script(reply_code, payload=b""):
 
 def test_socks4_ipv4_request_with_userid(run_duplex, server):
     srv = server(socks4_script(0x5A, b"hi from target"))
-    rc, out, err = run_duplex(["connect", "-X", "4", "-x", f"127.0.0.1:{srv.port}",
+    rc, out, err = run_duplex(["connect", "-N", "-X", "4", "-x", f"127.0.0.1:{srv.port}",
                                "--proxy-auth", "alice", "10.1.2.3", "8080"], stdin=b"ping")
     res = srv.join()
     assert rc == 0, err
@@ -357,8 +492,8 @@ def test_socks4_ipv4_request_with_userid(run_duplex, server):
 
 def test_socks4a_name(run_duplex, server):
     srv = server(socks4_script(0x5A))
-    rc, out, err = run_duplex(["connect", "-v", "--proxy-type", "socks4", "-x", f"127.0.0.1:{srv.port}",
-                               "localhost", "443"])
+    rc, out, err = run_duplex(["connect", "-v", "-N", "--proxy-type", "socks4", "-x",
+                               f"127.0.0.1:{srv.port}", "localhost", "443"])
     res = srv.join()
     assert rc == 0, err
     head = res["head"]

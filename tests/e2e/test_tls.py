@@ -24,7 +24,7 @@ import time
 import pytest
 
 from conftest import LISTENING_RE, TIMEOUT, free_port, need, recv_all, sha, wait_listening
-from servers_util import children, raise_nofile, rss_kib
+from servers_util import children, raise_nofile, read_pipe_to_eof, rss_kib
 
 MiB = 1 << 20
 
@@ -308,6 +308,42 @@ def test_listen_half_close_both_ways(start_listener, certs):
         tls.unwrap()
     assert p.wait() == 0, p.err
     assert p.out == b"from client after the server's end"
+
+
+def test_peer_end_closes_stdout(start_listener, start_duplex, certs):
+    """The peer's close_notify closes duplex's stdout at once (a consumer
+    sees its end) while duplex's stdin is still open and still sent."""
+    lst, port = tls_listener(start_listener, certs, stdin=b"from server\n")
+    r, w = os.pipe()
+    try:
+        p = start_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost", port],
+                         stdin=subprocess.PIPE, stdout=w)
+        os.close(w)
+        w = None
+        assert read_pipe_to_eof(r) == b"from server\n"
+        assert p.poll() is None, p.err
+        p.stdin.write(b"from client\n")
+        p.stdin.flush()
+        p.close_stdin()
+        assert p.wait() == 0, p.err
+        assert lst.wait() == 0, lst.err
+        assert lst.out == b"from client\n"
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
+
+
+def test_send_only_quits_at_end_of_stdin(start_listener, start_duplex, certs):
+    """--send-only over TLS: quits once stdin has ended and close_notify is
+    out, though the server keeps its side open."""
+    lst, port = tls_listener(start_listener, certs, stdin=subprocess.PIPE)
+    p = start_duplex(["connect", "--send-only", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                      "localhost", port], stdin=b"upload\n")
+    assert p.wait() == 0, p.err
+    lst.wait_out(lambda b: b == b"upload\n")
+    lst.close_stdin()
+    assert lst.wait() == 0, lst.err
 
 
 def test_reset_while_sending_no_sigpipe(start_duplex, server, certs):

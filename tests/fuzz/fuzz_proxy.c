@@ -4,7 +4,9 @@
  * the proxy's side of the conversation, waiting in a socketpair (then end of
  * input) when cli_proxy_handshake() from src/cli/proxy.c runs. It must
  * return 0 or a negative code with a reason, never read past the reply, and
- * never hang (the bytes end, then EOF). */
+ * never hang (the bytes end, then EOF). An HTTP CONNECT it accepts has a
+ * 2xx status line by the grammar (`HTTP/1.1 2000` is no 200), and the bytes
+ * after the reply's empty line are left in the socket, all of them. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -18,6 +20,28 @@
 #define MAX_REPLY 65536
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Checked here independently of proxy.c: the reply starts with a status
+ * line `HTTP/1.D 2DD` then a space or the line end. Returns where the head
+ * ends (after the empty line), or 0 when the reply is not an accepted one. */
+static size_t http_ok_head(const uint8_t *p, size_t n)
+{
+    const uint8_t *nl = memchr(p, '\n', n);
+    if (!nl)
+        return 0;
+    size_t line = (size_t)(nl - p);
+    if (line > 0 && p[line - 1] == '\r')
+        line--;
+    if (line < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' || p[7] > '9' || p[8] != ' ' ||
+        p[9] != '2' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9' ||
+        (line > 12 && p[12] != ' '))
+        return 0;
+    for (size_t i = (size_t)(nl - p) + 1; i < n; i++) {
+        if (p[i] == '\n' && (p[i - 1] == '\n' || (p[i - 1] == '\r' && p[i - 2] == '\n')))
+            return i + 1;
+    }
+    return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -46,6 +70,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(memchr(why, '\0', sizeof why) != NULL);
     if (rc < 0)
         CHECK(why[0] != '\0'); /* a failure always says why */
+    if (rc == 0 && o.proxy_type == PROXY_HTTP) {
+        size_t head = http_ok_head(data + 1, n);
+        CHECK(head > 0);
+        static char rest[MAX_REPLY];
+        size_t got = 0;
+        ssize_t k;
+        while ((k = read(sv[1], rest + got, sizeof rest - got)) > 0)
+            got += (size_t)k;
+        CHECK(got == n - head && memcmp(rest, data + 1 + head, got) == 0);
+    }
     close(sv[0]);
     close(sv[1]);
     return 0;

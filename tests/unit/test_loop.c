@@ -668,6 +668,33 @@ T(timer_fires_not_early)
     dx_loop_free(loop);
 }
 
+/* A delay near UINT64_MAX ms means "never": now + delay must not wrap
+ * round to a time in the past and fire at once. */
+static dx_timer *far_timer;
+
+static void stop_far_cb(dx_loop *loop, dx_timer *t)
+{
+    (*(int *)t->data)++;
+    dx_timer_stop(loop, far_timer);
+}
+
+T(timer_huge_delay_does_not_wrap)
+{
+    dx_loop *loop = h_loop();
+    int far = 0, near = 0;
+    dx_timer tf, tn;
+    dx_timer_init(&tf, count_timer_cb, &far);
+    dx_timer_init(&tn, stop_far_cb, &near);
+    far_timer = &tf;
+    dx_loop_update_time(loop);
+    cr_assert_eq(dx_timer_start(loop, &tf, UINT64_MAX - 1, 0), 0);
+    cr_assert_eq(dx_timer_start(loop, &tn, 20, 0), 0);
+    cr_assert_eq(dx_loop_run(loop), 0);
+    cr_assert_eq(near, 1);
+    cr_assert_eq(far, 0, "a timer due in 584 million years fired");
+    dx_loop_free(loop);
+}
+
 T(timer_stop_before_firing)
 {
     dx_loop *loop = h_loop();

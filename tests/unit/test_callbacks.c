@@ -77,6 +77,19 @@ static void s_event(dx_stream *s, int error)
     }
 }
 
+/* Writes until the socket is full and the rest waits in the stream's queue
+ * (the peer does not read; the loop is not run). Returns what is queued. */
+static size_t fill_socket(dx_stream *st)
+{
+    static char junk[256 * 1024];
+    size_t queued = 0;
+    for (int i = 0; i < 64 && queued == 0; i++) {
+        cr_assert_eq(dx_stream_write(st, junk, sizeof junk), 0);
+        queued = dx_stream_queued(st);
+    }
+    return queued;
+}
+
 T(stream_write_failure_reported_from_loop)
 {
     dx_loop *loop = h_loop();
@@ -112,14 +125,7 @@ T(stream_shutdown_failure_reported_from_loop)
     struct sctx x = {0};
     g_in_call = g_inside = g_calls = 0;
     cr_assert_eq(dx_stream_init(loop, &x.st, fds[0], 1 << 20, s_read, s_event, &x), 0);
-    /* fill the socket so that the rest waits in the queue (the peer does
-     * not read), without running the loop */
-    static char junk[256 * 1024];
-    size_t queued = 0;
-    for (int i = 0; i < 64 && queued == 0; i++) {
-        cr_assert_eq(dx_stream_write(&x.st, junk, sizeof junk), 0);
-        queued = dx_stream_queued(&x.st);
-    }
+    size_t queued = fill_socket(&x.st);
     cr_assert_gt(queued, 0, "the socket took everything");
     reset_close(fds[1]);
     wait_reset(fds[0]);
@@ -142,12 +148,7 @@ T(stream_shutdown_done_reported_from_loop)
     struct sctx x = {0};
     g_in_call = g_inside = g_calls = 0;
     cr_assert_eq(dx_stream_init(loop, &x.st, fds[0], 1 << 20, s_read, s_event, &x), 0);
-    static char junk[256 * 1024];
-    size_t queued = 0;
-    for (int i = 0; i < 64 && queued == 0; i++) {
-        cr_assert_eq(dx_stream_write(&x.st, junk, sizeof junk), 0);
-        queued = dx_stream_queued(&x.st);
-    }
+    size_t queued = fill_socket(&x.st);
     cr_assert_gt(queued, 0);
     CALL(dx_stream_shutdown(&x.st));
     cr_assert_eq(g_calls, 0);

@@ -7,6 +7,22 @@ WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-pro
 CPPFLAGS += -Iinclude -Isrc
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
+# Windows: `make windows` cross-compiles with mingw-w64 (this same Makefile,
+# run again with WINDOWS=1 into build/windows) and copies the program to
+# build/duplex.exe: one statically linked PE32+ console program.
+WIN_CC ?= x86_64-w64-mingw32-gcc-posix
+WIN_BUILD = build/windows
+ifeq ($(WINDOWS),1)
+# POSIX-only files (multiplexers Windows lacks, the Linux socket lister):
+# their features are refused at run time, naming the platform.
+WIN_LIB_EXCLUDE = src/os_posix.c src/backend_epoll.c src/backend_poll.c src/backend_uring.c
+WIN_CLI_EXCLUDE =
+LIB_SRCS = $(filter-out $(WIN_LIB_EXCLUDE),$(wildcard src/*.c))
+CLI_SRCS = $(filter-out $(WIN_CLI_EXCLUDE),$(wildcard src/cli/*.c))
+CPPFLAGS += -D_WIN32_WINNT=0x0601 -D__USE_MINGW_ANSI_STDIO=1
+LDLIBS += -static -pthread -lws2_32 -liphlpapi
+EXE = .exe
+else
 LDLIBS += -pthread
 # io_uring backend when liburing is installed (Debian: liburing-dev)
 HAVE_URING := $(shell test -f /usr/include/liburing.h && echo 1)
@@ -26,8 +42,10 @@ CPPFLAGS += -DDX_HAVE_TLS $(shell pkg-config --cflags openssl)
 LDLIBS += $(shell pkg-config --libs openssl)
 endif
 
-LIB_SRCS = $(wildcard src/*.c)
+LIB_SRCS = $(filter-out src/os_win32.c src/backend_wsapoll.c,$(wildcard src/*.c))
 CLI_SRCS = $(wildcard src/cli/*.c)
+EXE =
+endif
 UNIT_SRCS = $(wildcard tests/unit/*.c)
 
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -37,9 +55,13 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?= -q
 
-.PHONY: all deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke
+.PHONY: all windows test-windows deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke
 
-all: $(BUILD)/duplex $(BUILD)/libduplex.a
+all: $(BUILD)/duplex$(EXE) $(BUILD)/libduplex.a
+
+windows:
+	$(MAKE) WINDOWS=1 CC=$(WIN_CC) AR=x86_64-w64-mingw32-ar BUILD=$(WIN_BUILD) all
+	cp $(WIN_BUILD)/duplex.exe $(BUILD)/duplex.exe
 
 $(BUILD)/%.o: %.c include/duplex.h $(wildcard src/*.h) $(wildcard src/cli/*.h)
 	@mkdir -p $(dir $@)
@@ -47,9 +69,9 @@ $(BUILD)/%.o: %.c include/duplex.h $(wildcard src/*.h) $(wildcard src/cli/*.h)
 
 $(BUILD)/libduplex.a: $(LIB_OBJS)
 	rm -f $@
-	ar rcs $@ $^
+	$(AR) rcs $@ $^
 
-$(BUILD)/duplex: $(CLI_OBJS) $(BUILD)/libduplex.a
+$(BUILD)/duplex$(EXE): $(CLI_OBJS) $(BUILD)/libduplex.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libduplex.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libduplex.a tests/unit/helpers.h
@@ -134,12 +156,12 @@ $(FUZZ_BUILD)/obj/%.o: %.c include/duplex.h $(wildcard src/*.h) $(wildcard src/c
 
 $(FUZZ_BUILD)/libduplex.a: $(FUZZ_LIB_OBJS)
 	rm -f $@
-	ar rcs $@ $^
+	$(AR) rcs $@ $^
 
 # the CLI without main.c (fuzz_chat includes serve.c: the archive's copy is never pulled in)
 $(FUZZ_BUILD)/libcli.a: $(FUZZ_CLI_OBJS)
 	rm -f $@
-	ar rcs $@ $^
+	$(AR) rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libcli.a $(FUZZ_BUILD)/libduplex.a $(wildcard src/cli/*.c)
 	$(FUZZ_CC) $(FUZZ_WARN) $(CPPFLAGS) -Isrc/cli $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -o $@ \

@@ -29,8 +29,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#ifdef _WIN32
+#include <winsock2.h> /* struct sockaddr, sockaddr_storage; link with -lws2_32 */
+#include <ws2tcpip.h>
+#include <sys/types.h>
+#else
 #include <sys/socket.h>
 #include <sys/types.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {

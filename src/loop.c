@@ -4,6 +4,7 @@
  * stopped or replaced it). */
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
+#include "os.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -32,12 +33,7 @@ const char *const *dx_backends(void)
     return names;
 }
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+static uint64_t monotonic_ms(void) { return dx__os_now_ms(); }
 
 dx_loop *dx_loop_new(const char *backend, int *err)
 {

@@ -30,6 +30,7 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <sys/types.h>
+#include <io.h>
 #define DX_OS_NAME "Windows"
 #define DX_OS_WINDOWS 1
 #ifndef SHUT_RD
@@ -45,9 +46,14 @@
 #endif
 typedef int dx__socklen; /* Winsock's socklen_t is int */
 #else
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <unistd.h>
 #define DX_OS_NAME "POSIX"
 #define DX_OS_WINDOWS 0
@@ -74,6 +80,19 @@ const char *dx__os_strerror(int errnum);
  * on 127.0.0.1 port 0, accepted peer checked against the connecting one).
  * 0 or -errno. Used for wake-ups and for bridging a console to the loop. */
 int dx__socketpair(int fds[2]);
+
+/* Descriptors in general. On Windows every descriptor the library and the
+ * command handle is a socket (the console, pipes and child processes are
+ * bridged to loopback sockets by the command), so these are the socket
+ * calls there; on POSIX they are read/write/close, for any kind of fd. */
+ssize_t dx__fd_read(int fd, void *buf, size_t n);
+ssize_t dx__fd_write(int fd, const void *buf, size_t n);
+int dx__fd_close(int fd);
+
+/* poll(2) on POSIX, WSAPoll on Windows (sockets only); struct pollfd and
+ * POLLIN/POLLOUT/POLLPRI/POLLERR/POLLHUP/POLLNVAL exist on both. -1 with
+ * errno set on failure. */
+int dx__os_poll(struct pollfd *fds, unsigned long n, int timeout_ms);
 
 #ifdef _WIN32
 /* Winsock wrappers: same arguments and results as the POSIX calls, errno
@@ -116,6 +135,10 @@ int dx__sock_errno(void);
 #define dx__sock_getsockname getsockname
 #define dx__sock_getpeername getpeername
 #define dx__sock_errno() (errno)
+#define dx__fd_read read
+#define dx__fd_write write
+#define dx__fd_close close
+#define dx__os_poll(fds, n, t) poll((fds), (nfds_t)(n), (t))
 #endif
 
 #endif

@@ -345,6 +345,11 @@ int cli_serve_threads(const struct options *o, dx_loop *loop);
  * SIGINT/SIGTERM/SIGHUP; SIGPIPE ignored; a Unix socket path to unlink if a
  * signal ends the process (NULL: none). */
 void cli_stdio_nonblock(void);
+/* The descriptors the loop reads stdin from and writes stdout to: 0 and 1
+ * on POSIX; on Windows the loop's ends of the console bridge (sockets that
+ * threads copy to and from the console or pipes; see stdio_win32.c). */
+int cli_stdin_fd(void);
+int cli_stdout_fd(void);
 void cli_stdout_close(void);
 void cli_process_init(void);
 void cli_remove_on_exit(const char *path);

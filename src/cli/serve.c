@@ -733,9 +733,9 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
     sv->stdio = !o->no_stdio && (o->mode == MODE_STDIO || o->mode == MODE_BROKER || o->mode == MODE_CHAT);
     if (sv->stdio) {
         cli_stdio_nonblock();
-        dx_stream_init(loop, &sv->out, STDOUT_FILENO, STDOUT_QUEUE, NULL, stdout_on_event, sv);
+        dx_stream_init(loop, &sv->out, cli_stdout_fd(), STDOUT_QUEUE, NULL, stdout_on_event, sv);
         if (!o->recv_only) {
-            dx_stream_init(loop, &sv->in, STDIN_FILENO, 0, stdin_on_read, stdin_on_event, sv);
+            dx_stream_init(loop, &sv->in, cli_stdin_fd(), 0, stdin_on_read, stdin_on_event, sv);
             sv->in_open = dx_stream_read_start(&sv->in) == 0;
             update_stdin(sv); /* no client yet */
         }

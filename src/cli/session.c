@@ -252,8 +252,8 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     dx_timer_init(&s.idle_timer, on_idle_timer, &s);
     dx_timer_init(&s.progress_timer, on_progress_timer, &s);
     dx_endpoint_init(&s.sock, fd);
-    dx_endpoint_init(&s.in, STDIN_FILENO);
-    dx_endpoint_init(&s.out, STDOUT_FILENO);
+    dx_endpoint_init(&s.in, cli_stdin_fd());
+    dx_endpoint_init(&s.out, cli_stdout_fd());
 
     /* one session: large pipes/buffers mean few system calls per byte */
     size_t bufsize = o->bufsize ? o->bufsize : SESSION_BUFSIZE;

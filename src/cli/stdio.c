@@ -73,6 +73,9 @@ void cli_signals_unwatch(dx_loop *loop) { dx_io_stop(loop, &wake_io); }
 
 int cli_stop_signal(void) { return stop_signal; }
 
+int cli_stdin_fd(void) { return STDIN_FILENO; }
+int cli_stdout_fd(void) { return STDOUT_FILENO; }
+
 void cli_stdio_nonblock(void)
 {
     static int done;

@@ -160,7 +160,7 @@ static void on_stdin(dx_loop *loop, dx_io *io, int events)
     struct udp *u = io->data;
     if (u->in_pending || u->stdin_eof)
         return;
-    ssize_t n = read(STDIN_FILENO, u->inbuf, DGRAM_MAX);
+    ssize_t n = read(cli_stdin_fd(), u->inbuf, DGRAM_MAX);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n < 0) {
@@ -182,7 +182,7 @@ static void on_stdin(dx_loop *loop, dx_io *io, int events)
 static int flush_out(struct udp *u)
 {
     while (u->outoff < u->outlen) {
-        ssize_t n = write(STDOUT_FILENO, u->outbuf + u->outoff, u->outlen - u->outoff);
+        ssize_t n = write(cli_stdout_fd(), u->outbuf + u->outoff, u->outlen - u->outoff);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -307,8 +307,8 @@ static int run(struct udp *u)
     } else {
         dx_loop_update_time(loop);
         u->started = u->last_activity = dx_loop_now(loop);
-        dx_io_init(&u->in, STDIN_FILENO, on_stdin, u);
-        dx_io_init(&u->out, STDOUT_FILENO, on_stdout, u);
+        dx_io_init(&u->in, cli_stdin_fd(), on_stdin, u);
+        dx_io_init(&u->out, cli_stdout_fd(), on_stdout, u);
         dx_timer_init(&u->quit_timer, on_quit_timer, u);
         dx_timer_init(&u->idle_timer, on_idle_timer, u);
         cli_stdio_nonblock();

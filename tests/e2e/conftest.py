@@ -15,20 +15,16 @@ Rules every test follows:
   picked by the kernel (port 0) or found free by binding port 0.
 """
 
-import errno
 import os
 import resource
-import select
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from dxtest import (  # noqa: E402,F401  (re-exported for the test modules)
-    LISTENING_RE, TIMEOUT, Proc, RandomFile, Server, Spawner, descendants, free_port,
+    LISTENING_RE, TIMEOUT, Backlog, Proc, RandomFile, Server, Spawner, descendants, free_port,
     have_ipv6_loopback, listeners_on, need, proc_net_sockets, recv_all, sha, sha256_file,
     wait_listening, write_random)
 
@@ -142,68 +138,6 @@ def spawn_limited(duplex):
 
 
 # ---------------------------------------------------------- ports, peers --
-
-class Backlog:
-    """A listener on 127.0.0.1 that does not accept, its queue filled, so that
-    further SYNs are dropped and a connect hangs (`hung` False if the queue
-    could not be filled on this kernel; the last filler is then the one whose
-    SYN hangs). release() accepts the fillers, so that the next
-    (retransmitted) SYN is answered; accept_other() then takes the first
-    connection that is not a filler's."""
-
-    def __init__(self):
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(0)
-        self.port = self.lsock.getsockname()[1]
-        self.fillers = []
-        self.accepted = []
-        self.hung = False
-        for _ in range(16):
-            c = socket.socket()
-            c.setblocking(False)
-            e = c.connect_ex(("127.0.0.1", self.port))
-            if e not in (0, errno.EINPROGRESS):
-                c.close()
-                continue
-            self.fillers.append(c)
-            _, w, _ = select.select([], [c], [], 0.3)
-            if not w:
-                self.hung = True  # this SYN was dropped: the queue is full
-                break
-
-    def release(self):
-        ports = {c.getsockname()[1] for c in self.fillers}
-        self.lsock.setblocking(False)
-        while ports:
-            try:
-                conn, peer = self.lsock.accept()
-            except BlockingIOError:
-                break
-            self.accepted.append(conn)
-            ports.discard(peer[1])
-
-    def accept_other(self, timeout=TIMEOUT):
-        ports = {c.getsockname()[1] for c in self.fillers}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([self.lsock], [], [], max(0.0, deadline - time.monotonic()))
-            if not r:
-                break
-            try:
-                conn, peer = self.lsock.accept()
-            except BlockingIOError:
-                continue
-            if peer[1] not in ports:
-                return conn
-            self.accepted.append(conn)
-        pytest.fail(f"no connection to the released backlog on port {self.port} after {timeout}s")
-
-    def close(self):
-        for c in self.fillers + self.accepted:
-            c.close()
-        self.lsock.close()
-
 
 @pytest.fixture
 def backlog():

@@ -8,9 +8,11 @@ a Spawner starts is killed by PID (with group=True: its whole process group)
 and reaped by Spawner.cleanup().
 """
 
+import errno
 import hashlib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -309,6 +311,68 @@ def wait_listening(port, timeout=10, proc=None, udp=False):
                         f"{'binding' if udp else 'listening'}; stderr={proc.err!r}")
         time.sleep(0.02)
     pytest.fail(f"nothing {what} {port} after {timeout}s")
+
+
+class Backlog:
+    """A listener on 127.0.0.1 that does not accept, its queue filled, so that
+    further SYNs are dropped and a connect hangs (`hung` False if the queue
+    could not be filled on this kernel; the last filler is then the one whose
+    SYN hangs). release() accepts the fillers, so that the next
+    (retransmitted) SYN is answered; accept_other() then takes the first
+    connection that is not a filler's."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(0)
+        self.port = self.lsock.getsockname()[1]
+        self.fillers = []
+        self.accepted = []
+        self.hung = False
+        for _ in range(16):
+            c = socket.socket()
+            c.setblocking(False)
+            e = c.connect_ex(("127.0.0.1", self.port))
+            if e not in (0, errno.EINPROGRESS):
+                c.close()
+                continue
+            self.fillers.append(c)
+            _, w, _ = select.select([], [c], [], 0.3)
+            if not w:
+                self.hung = True  # this SYN was dropped: the queue is full
+                break
+
+    def release(self):
+        ports = {c.getsockname()[1] for c in self.fillers}
+        self.lsock.setblocking(False)
+        while ports:
+            try:
+                conn, peer = self.lsock.accept()
+            except BlockingIOError:
+                break
+            self.accepted.append(conn)
+            ports.discard(peer[1])
+
+    def accept_other(self, timeout=TIMEOUT):
+        ports = {c.getsockname()[1] for c in self.fillers}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.lsock], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            try:
+                conn, peer = self.lsock.accept()
+            except BlockingIOError:
+                continue
+            if peer[1] not in ports:
+                return conn
+            self.accepted.append(conn)
+        pytest.fail(f"no connection to the released backlog on port {self.port} after {timeout}s")
+
+    def close(self):
+        for c in self.fillers + self.accepted:
+            c.close()
+        self.lsock.close()
 
 
 def need(binary):

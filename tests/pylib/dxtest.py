@@ -125,6 +125,19 @@ class Proc:
                 self._cond.wait(min(left, 0.2))
             return bytes(self._out)
 
+    def wait_out_eof(self, timeout=TIMEOUT):
+        """Wait until stdout ends (the program closed it, or exited);
+        returns everything it wrote."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._eof["out"]:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"{self.name}: stdout still open after {timeout}s; "
+                                f"stdout={bytes(self._out)[-300:]!r} stderr={self._err.decode('utf-8', 'replace')!r}")
+                self._cond.wait(min(left, 0.2))
+            return bytes(self._out)
+
     # -- life ---------------------------------------------------------------
 
     def poll(self):

@@ -45,7 +45,7 @@ LDLIBS += $(shell pkg-config --libs openssl)
 endif
 
 LIB_SRCS = $(filter-out src/%_win32.c src/backend_wsapoll.c,$(wildcard src/*.c))
-CLI_SRCS = $(wildcard src/cli/*.c)
+CLI_SRCS = $(filter-out %_win32.c,$(wildcard src/cli/*.c))
 EXE =
 endif
 UNIT_SRCS = $(wildcard tests/unit/*.c)

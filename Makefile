@@ -16,7 +16,7 @@ ifeq ($(WINDOWS),1)
 # POSIX-only files (multiplexers Windows lacks, the Linux socket lister):
 # their features are refused at run time, naming the platform.
 WIN_LIB_EXCLUDE = src/os_posix.c src/backend_epoll.c src/backend_poll.c src/backend_uring.c
-WIN_CLI_EXCLUDE =
+WIN_CLI_EXCLUDE = src/cli/stdio.c src/cli/exec.c src/cli/sockets.c
 LIB_SRCS = $(filter-out $(WIN_LIB_EXCLUDE),$(wildcard src/*.c))
 CLI_SRCS = $(filter-out $(WIN_CLI_EXCLUDE),$(wildcard src/cli/*.c))
 CPPFLAGS += -D_WIN32_WINNT=0x0601 -D__USE_MINGW_ANSI_STDIO=1
@@ -43,7 +43,7 @@ LDLIBS += $(shell pkg-config --libs openssl)
 endif
 
 LIB_SRCS = $(filter-out src/os_win32.c src/backend_wsapoll.c,$(wildcard src/*.c))
-CLI_SRCS = $(wildcard src/cli/*.c)
+CLI_SRCS = $(filter-out %_win32.c,$(wildcard src/cli/*.c))
 EXE =
 endif
 UNIT_SRCS = $(wildcard tests/unit/*.c)

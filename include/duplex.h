@@ -59,8 +59,13 @@ enum {
     DX_ETIMEDOUT = -10005,   /* a deadline set by the caller expired */
 };
 
-/* Text for any code returned by this library (static storage, never NULL). */
+/* Text for any code returned by this library (static storage, never NULL).
+ * The same text on every platform ("Connection refused"). */
 const char *dx_strerror(int code);
+
+/* Close a socket (or, on POSIX, any fd): closesocket() on Windows, close()
+ * on POSIX, so a program needs no #ifdef. Returns 0 or -errno. */
+int dx_close(int fd);
 
 /* 1 if code came from name resolution (getaddrinfo). */
 int dx_is_resolver_error(int code);

@@ -363,6 +363,9 @@ void cli_stdio_nonblock(void);
  * on POSIX; on Windows the loop's ends of the console bridge (sockets that
  * threads copy to and from the console or pipes; see stdio_win32.c). */
 int cli_stdin_fd(void);
+/* Before cli_stdin_fd(): this command never reads stdin (-d): on Windows no
+ * thread is started to read it (its bytes stay for whoever reads next). */
+void cli_stdin_never_read(void);
 int cli_stdout_fd(void);
 void cli_stdout_close(void);
 void cli_process_init(void);

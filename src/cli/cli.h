@@ -8,6 +8,15 @@
 #include <stdatomic.h>
 #include <sys/types.h>
 
+/* printf-style checking of the command's message helpers. mingw-w64 checks
+ * plain `printf` against msvcrt, which knows no %zu nor %llu; the build uses
+ * __USE_MINGW_ANSI_STDIO=1 (C99 formats), so check against that. */
+#ifdef _WIN32
+#define CLI_PRINTF(fmt, args) __attribute__((format(gnu_printf, fmt, args)))
+#else
+#define CLI_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#endif
+
 /* Exit codes: documented in --help, README.md and docs/duplex.1. */
 enum {
     EXIT_OK = 0,
@@ -185,8 +194,8 @@ void progress_init(struct progress *p, uint64_t now_ms, int fd_in);
 void progress_show(struct progress *p, uint64_t now_ms, uint64_t sent, uint64_t received, int final);
 
 /* messages.c */
-void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void cli_info(const struct options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
+void cli_info(const struct options *o, const char *fmt, ...) CLI_PRINTF(2, 3);
 int cli_exit_code_for(int code, int during_connect);
 const char *cli_s(unsigned long long n); /* plural "s", or "" for 1 */
 const char *cli_local_text(const dx_addr *a, char *buf, size_t len); /* "ADDR" or "ADDR:PORT" */
@@ -199,6 +208,11 @@ int cli_parse(int argc, char **argv, struct options *o);
 /* session.c: copy stdin to the socket and the socket to stdout until both
  * directions end. Takes ownership of fd (closes it). Returns an exit code. */
 int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
+/* --send-only's drain: > 0 while bytes sent on the TCP socket fd may still
+ * be unacknowledged by the peer, 0 when all are (or nobody can tell).
+ * fin_sent: our write side is shut down. Linux: SIOCOUTQ (session.c);
+ * Windows: the connection's TCP state (session_win32.c). */
+int cli_tcp_unacked(int fd, int fin_sent);
 
 /* listeners.c: the listening sockets of `duplex listen` */
 #define MAX_LISTENERS 16
@@ -349,6 +363,9 @@ void cli_stdio_nonblock(void);
  * on POSIX; on Windows the loop's ends of the console bridge (sockets that
  * threads copy to and from the console or pipes; see stdio_win32.c). */
 int cli_stdin_fd(void);
+/* Before cli_stdin_fd(): this command never reads stdin (-d): on Windows no
+ * thread is started to read it (its bytes stay for whoever reads next). */
+void cli_stdin_never_read(void);
 int cli_stdout_fd(void);
 void cli_stdout_close(void);
 void cli_process_init(void);

@@ -5,12 +5,12 @@
  * the handshake and the session goes through its bridge. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 struct attempt {
@@ -196,7 +196,7 @@ static int via_proxy(dx_loop *loop, const struct options *o, int port, int quiet
     int rc = cli_proxy_handshake(o, fd, port, why, whylen);
     if (rc == 0)
         return fd;
-    close(fd);
+    dx__fd_close(fd);
     int about_target = rc == DX_ETIMEDOUT || rc == -ECONNREFUSED || rc == -ENETUNREACH ||
                        rc == -EHOSTUNREACH || rc == -ECONNABORTED || rc == -ETIMEDOUT;
     if (!quiet || !about_target) {
@@ -221,7 +221,7 @@ static int probe_proxy(dx_loop *loop, const struct options *o)
             if (fd >= 0) {
                 any_open = 1;
                 cli_info(o, "%s open (through proxy %s)", target, proxy);
-                close(fd);
+                dx__fd_close(fd);
             } else {
                 cli_info(o, "%s closed (through proxy %s): %s", target, proxy, why);
             }
@@ -257,7 +257,7 @@ static int probe_ports(dx_loop *loop, const struct options *o)
                 any_open = 1;
                 cli_info(o, "%s open", text);
                 if (fd >= 0)
-                    close(fd);
+                    dx__fd_close(fd);
             } else {
                 cli_info(o, "%s closed: %s", text, dx_strerror(fd));
             }

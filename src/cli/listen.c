@@ -4,6 +4,7 @@
  * --ssl the client's handshake and the TLS bridge are tls.c's. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,8 +7,8 @@
  * listeners_admit() about each datagram's sender. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +73,7 @@ static void on_acceptable(dx_loop *loop, dx_io *io, int events)
                 char name[DX_ADDR_STRLEN];
                 if (!listeners_admit(l->o, &peer, dx_addr_format(&peer, name, sizeof name), 1)) {
                     l->denied++;
-                    close(fd); /* like ncat: closed at once, nothing sent */
+                    dx__fd_close(fd); /* like ncat: closed at once, nothing sent */
                     continue;
                 }
             }
@@ -87,7 +87,7 @@ static void on_acceptable(dx_loop *loop, dx_io *io, int events)
                     dx_addr_format(&peer, text, sizeof text);
                 /* mostly inherited from the listener; set again so that all hold */
                 if (l->o->nsockopts > 0 && cli_apply_sockopts(l->o, fd, text) < 0) {
-                    close(fd);
+                    dx__fd_close(fd);
                     continue;
                 }
                 cli_show_opts(l->o, fd, "accepted");
@@ -140,7 +140,7 @@ static int keep(void *ctx, int fd)
 {
     struct listeners *l = ctx;
     if (l->n == MAX_LISTENERS) {
-        close(fd);
+        dx__fd_close(fd);
         return 0;
     }
     dx_io_init(&l->io[l->n++], fd, on_acceptable, l);
@@ -275,7 +275,7 @@ void listeners_close(struct listeners *l)
 {
     for (int i = 0; i < l->n; i++) {
         dx_io_stop(l->loop, &l->io[i]);
-        close(l->io[i].fd);
+        dx__fd_close(l->io[i].fd);
     }
     l->n = 0;
     l->watching = 0;

@@ -5,6 +5,7 @@
  * N event loops on N threads, each with its own SO_REUSEPORT listener. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -28,18 +28,22 @@ static void echo_blocking(int fd, long idle_timeout_ms)
     char buf[64 * 1024];
     dx_set_nonblock(fd, 0);
     if (idle_timeout_ms > 0) {
+#ifdef _WIN32
+        DWORD tv = (DWORD)idle_timeout_ms; /* Winsock takes milliseconds */
+#else
         struct timeval tv = {idle_timeout_ms / 1000, (idle_timeout_ms % 1000) * 1000};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+#endif
+        dx__sock_setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        dx__sock_setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     }
     for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
+        ssize_t n = dx__sock_recv(fd, buf, sizeof buf, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
         for (ssize_t off = 0; off < n;) {
-            ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+            ssize_t w = dx__sock_send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
             if (w < 0 && errno == EINTR)
                 continue;
             if (w < 0)
@@ -47,9 +51,9 @@ static void echo_blocking(int fd, long idle_timeout_ms)
             off += w;
         }
     }
-    shutdown(fd, SHUT_WR);
+    dx__sock_shutdown(fd, SHUT_WR);
 out:
-    close(fd);
+    dx__sock_close(fd);
 }
 
 struct thread_client {
@@ -82,7 +86,7 @@ int model_spawn(const struct options *o, int fd)
             echo_blocking(fd, o->idle_timeout_ms);
             _exit(0);
         }
-        close(fd);
+        dx__sock_close(fd);
         return 0;
     }
     struct thread_client *tc = malloc(sizeof *tc);

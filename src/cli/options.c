@@ -2,6 +2,7 @@
  * checks, and the --help text (kept in step with docs/duplex.1). */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -9,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <arpa/inet.h>
-#include <sys/socket.h>
 #ifdef DX_HAVE_TLS
 #include <openssl/crypto.h>
 #endif
@@ -350,9 +349,9 @@ static int cli_help(const char *cmd)
     } else if (strcmp(cmd, "help") == 0) {
         parts = summary_parts;
     } else {
-        const char *near = near_command(cmd);
-        if (near)
-            cli_error("help: unknown command '%s' (did you mean %s?)", cmd, near);
+        const char *guess = near_command(cmd);
+        if (guess)
+            cli_error("help: unknown command '%s' (did you mean %s?)", cmd, guess);
         else
             cli_error("help: unknown command '%s': expected connect, listen, relay, sockets or "
                       "bench", cmd);
@@ -572,6 +571,39 @@ static int set_model(struct options *o, const char *name)
     return -1;
 }
 
+/* --backend NAME (else DUPLEX_BACKEND) is one this build has: the message
+ * lists those, and names the platform for one it cannot have (epoll and
+ * io_uring on Windows). A backend built in but unavailable at run time
+ * (io_uring under seccomp) is for dx_loop_new() to say. */
+static int check_backend(const struct options *o)
+{
+    const char *name = o->backend, *what = "--backend";
+    if (!name || !*name) {
+        name = getenv("DUPLEX_BACKEND");
+        what = "DUPLEX_BACKEND";
+    }
+    if (!name || !*name)
+        return 0;
+    char names[128] = "";
+    for (const char *const *b = dx_backends(); *b; b++) {
+        if (strcmp(name, *b) == 0)
+            return 0;
+        strncat(names, names[0] ? ", " : "", sizeof names - strlen(names) - 1);
+        strncat(names, *b, sizeof names - strlen(names) - 1);
+    }
+    static const char *const known[] = {"epoll", "poll", "io_uring", "wsapoll", NULL};
+    int is_known = 0;
+    for (int i = 0; known[i]; i++)
+        is_known |= strcmp(name, known[i]) == 0;
+    if (is_known && DX_OS_WINDOWS)
+        cli_error("%s %s is not available on %s (this build has: %s)", what, name, DX_OS_NAME, names);
+    else if (is_known)
+        cli_error("%s %s is not built into this duplex (it has: %s)", what, name, names);
+    else
+        cli_error("unknown %s '%s': expected %s", what, name, names);
+    return -1;
+}
+
 /* ---- the command word and what a newcomer mistypes ---- */
 
 static const char *const command_names[] = {"connect", "listen", "relay", "sockets", "bench",
@@ -630,10 +662,10 @@ static const char *near_command(const char *word)
  * printing. Documented in docs/duplex.1 (COMMANDS). */
 static int check_command_word(const struct options *o, char **pos, int npos)
 {
-    const char *near = near_command(pos[0]);
+    const char *guess = near_command(pos[0]);
     int first, last;
-    if (near) {
-        cli_error("unknown command '%s' (did you mean %s?)", pos[0], near);
+    if (guess) {
+        cli_error("unknown command '%s' (did you mean %s?)", pos[0], guess);
     } else if (npos > 2 && !strpbrk(pos[0], ".:/[@") &&
                (o->zero_io ? dx_parse_port_range(pos[1], &first, &last) < 0
                            : dx_parse_port(pos[1]) < 0)) {
@@ -674,6 +706,22 @@ static const char *address_hint(const char *arg, const char *cmd, char *buf, siz
     return buf;
 }
 
+/* inet_aton(): Winsock has only inet_addr(), which reads the same old forms
+ * (127.1, 0x7f.1, a bare number) but cannot tell 255.255.255.255 from a
+ * failure: that one is a full dotted quad, which the caller accepts anyway. */
+static int legacy_aton(const char *text, struct in_addr *a)
+{
+#ifdef _WIN32
+    unsigned long v = inet_addr(text);
+    if (v == INADDR_NONE)
+        return 0;
+    a->s_addr = v;
+    return 1;
+#else
+    return inet_aton(text, a);
+#endif
+}
+
 /* An address to bind to (listen ADDR, -s, relay's LISTEN): refuse what
  * inet_aton() would read in its old forms: a bare number (`duplex -l 24700
  * 24701` would bind 0.0.96.124) and short or hex forms (127.1, 0x7f.1). */
@@ -681,7 +729,7 @@ static int check_local_host(const char *what, const char *host)
 {
     struct in_addr a;
     unsigned char bin[4];
-    if (!host || inet_aton(host, &a) == 0 || inet_pton(AF_INET, host, bin) == 1)
+    if (!host || legacy_aton(host, &a) == 0 || inet_pton(AF_INET, host, bin) == 1)
         return 0;
     char full[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &a, full, sizeof full);
@@ -1219,6 +1267,8 @@ int cli_parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     static char split_buf[512];
 
+    if (check_backend(o) < 0)
+        return EXIT_USAGE;
     if (o->eof_shutdown && o->no_shutdown) {
         cli_error("-N and --no-shutdown exclude each other");
         return EXIT_USAGE;

@@ -5,17 +5,14 @@
  * the first bytes the target sends stay in the socket for the session. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #define HANDSHAKE_DEFAULT_MS 10000
@@ -52,7 +49,7 @@ struct hs {
 };
 
 /* Sets the cause ("WHAT: text") and returns code. */
-static int fail(struct hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct hs *h, int code, const char *fmt, ...) CLI_PRINTF(3, 4);
 static int fail(struct hs *h, int code, const char *fmt, ...)
 {
     char cause[256];
@@ -81,7 +78,7 @@ static int send_all(struct hs *h, const void *data, size_t len)
 {
     const unsigned char *p = data;
     while (len > 0) {
-        ssize_t n = send(h->fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = dx__sock_send(h->fd, p, len, MSG_NOSIGNAL);
         if (n > 0) {
             p += n;
             len -= (size_t)n;
@@ -102,7 +99,7 @@ static int recv_exact(struct hs *h, void *data, size_t len)
 {
     unsigned char *p = data;
     while (len > 0) {
-        ssize_t n = recv(h->fd, p, len, 0);
+        ssize_t n = dx__sock_recv(h->fd, p, len, 0);
         if (n > 0) {
             p += n;
             len -= (size_t)n;
@@ -493,9 +490,7 @@ int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, si
     why[0] = '\0';
     if (family == 0 && o->numeric)
         return fail(&h, DX_EBADADDR, "-n: '%s' is not a numeric address", bare);
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0 && !(fl & O_NONBLOCK))
-        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    (void)dx_set_nonblock(fd, 1);
     switch (o->proxy_type) {
     case PROXY_SOCKS4:
         if (family == AF_INET6)

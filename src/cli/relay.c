@@ -5,6 +5,7 @@
  * refuses closes that client only: the relay goes on. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -133,8 +134,8 @@ static void conn_close(struct conn *c)
     r->done_up += c->up.bytes_out;
     r->done_down += c->down.bytes_out;
     if (c->target_fd >= 0)
-        close(c->target_fd);
-    close(c->client_fd);
+        dx__fd_close(c->target_fd);
+    dx__fd_close(c->client_fd);
     conn_list_remove(c);
     r->nconns--;
     c->next = r->graveyard;
@@ -245,13 +246,13 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     if (o->max_conns && r->nconns >= (unsigned long)o->max_conns) {
         r->refused++;
         cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
-        close(fd);
+        dx__fd_close(fd);
         return;
     }
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
         cli_error("%s: out of memory, closing", name);
-        close(fd);
+        dx__fd_close(fd);
         return;
     }
     r->accepted++;

@@ -14,9 +14,12 @@
  * loop, so no loop over the clients is disturbed by a close it causes. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
+#ifndef _WIN32
 #include <fcntl.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -336,7 +339,7 @@ static void client_close(struct client *c, const char *why)
     if (c->congested)
         set_congested(c, 0);
     dx_stream_close(&c->st);
-    close(c->fd);
+    dx__fd_close(c->fd);
     sv->nclients--;
     c->left_count = sv->nclients;
     atomic_fetch_sub(&clients_total, 1);
@@ -426,12 +429,16 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
         /* --idle-timeout: the server keeps a copy of the socket to watch it
          * (with --ssl, fd is the bridge's socketpair: a copy of the TCP one) */
         if (pid > 0 && o->idle_timeout_ms && tcp >= 0) {
+#ifdef _WIN32
+            int copy = -1; /* tcp is only set with --ssl, which Windows builds lack */
+#else
             int copy = fcntl(tcp, F_DUPFD_CLOEXEC, 0); /* not for the next children */
+#endif
             if (copy >= 0 && !exec_watch_idle(pid, copy, peer))
-                close(copy);
-            close(fd);
+                dx__fd_close(copy);
+            dx__fd_close(fd);
         } else if (!(pid > 0 && o->idle_timeout_ms && exec_watch_idle(pid, fd, peer))) {
-            close(fd);
+            dx__fd_close(fd);
         }
         if (pid > 0 && o->model == MODEL_ITERATIVE) {
             l->paused = 1; /* the next client when this process has ended (on_sweep) */
@@ -443,7 +450,7 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
     if (rc < 0) {
         cli_error("%s: cannot start a %s: %s", name, o->model == MODEL_FORK ? "process" : "thread",
                   dx_strerror(rc));
-        close(fd);
+        dx__fd_close(fd);
     }
 }
 
@@ -472,7 +479,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
             atomic_fetch_sub(&clients_total, 1);
         sv->refused++;
         cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
-        close(fd);
+        dx__fd_close(fd);
         return;
     }
     sv->accepted++;
@@ -492,7 +499,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         cli_error("%s: out of memory, closing", name);
         atomic_fetch_sub(&clients_total, 1);
         free(c);
-        close(fd);
+        dx__fd_close(fd);
         return;
     }
     c->sv = sv;

@@ -5,15 +5,17 @@
  * side down, the end of the socket closes stdout (once all is written). */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <sys/ioctl.h>
 #ifdef __linux__
 #include <linux/sockios.h>
+#endif
 #endif
 
 #define SESSION_BUFSIZE (1u << 20)
@@ -96,22 +98,34 @@ static void on_idle_timer(dx_loop *loop, dx_timer *t)
     dx_timer_start(loop, t, last + limit - now, 0);
 }
 
+#ifndef _WIN32
+/* Linux: SIOCOUTQ counts the bytes the peer has not acknowledged yet
+ * (elsewhere: unknown, 0). Windows: session_win32.c. */
+int cli_tcp_unacked(int fd, int fin_sent)
+{
+    (void)fin_sent;
+    int queued = 0;
+#ifdef SIOCOUTQ
+    if (ioctl(fd, SIOCOUTQ, &queued) < 0)
+        queued = 0;
+#else
+    (void)fd;
+#endif
+    return queued;
+}
+#endif
+
 /* --send-only, after the end of stdin: nothing is ever read, so quit, once
- * the peer has acknowledged all we sent (TCP; SIOCOUTQ counts what is not):
- * closing with bytes unread sends a reset, which would lose those still on
- * the way. */
+ * the peer has acknowledged all we sent (TCP: cli_tcp_unacked()): closing
+ * with bytes unread sends a reset, which would lose those still on the way. */
 static void on_drain_timer(dx_loop *loop, dx_timer *t)
 {
     struct session *s = t->data;
-    int queued = 0;
-#ifdef SIOCOUTQ
-    if (!s->tcp || ioctl(s->sock.fd, SIOCOUTQ, &queued) < 0)
-        queued = 0;
-#endif
+    int queued = s->tcp ? cli_tcp_unacked(s->sock.fd, s->pass_eof) : 0;
     if (queued <= 0)
         end_session(s, EXIT_OK);
     else
-        dx_timer_start(loop, t, 5, 0);
+        dx_timer_start(loop, t, DX_OS_WINDOWS ? 20 : 5, 0);
 }
 
 /* stdin ended (or failed), or the socket refused our bytes. */
@@ -186,7 +200,7 @@ static void on_urgent(dx_endpoint *e)
     unsigned char c;
     ssize_t n;
     do
-        n = recv(e->fd, &c, 1, MSG_OOB);
+        n = dx__sock_recv(e->fd, &c, 1, MSG_OOB);
     while (n < 0 && errno == EINTR);
     if (n == 1) {
         if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
@@ -208,22 +222,22 @@ static int urgent_setup(struct session *s, int fd)
 {
     const struct options *o = s->o;
     int on = 1;
-    socklen_t len = sizeof on;
-    if (o->oob_inline && setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &on, sizeof on) < 0)
-        cli_info(o, "--oob-inline: %s", strerror(errno)); /* e.g. a Unix socket */
+    dx__socklen len = sizeof on;
+    if (o->oob_inline && dx__sock_setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &on, sizeof on) < 0)
+        cli_info(o, "--oob-inline: %s", dx_strerror(-errno)); /* e.g. a Unix socket */
     /* inline (--oob-inline or -O oobinline=1): the byte is in the stream */
     if (s->sock.is_socket &&
-        (getsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &on, &len) < 0 || !on)) {
+        (dx__sock_getsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &on, &len) < 0 || !on)) {
         s->sock.data = s;
         dx_endpoint_watch_pri(s->loop, &s->sock, on_urgent);
     }
     if (o->has_send_oob) {
         ssize_t n;
         do
-            n = send(fd, &o->send_oob, 1, MSG_OOB | MSG_NOSIGNAL);
+            n = dx__sock_send(fd, &o->send_oob, 1, MSG_OOB | MSG_NOSIGNAL);
         while (n < 0 && errno == EINTR);
         if (n < 0) {
-            cli_error("send urgent data to %s: %s", s->peer, strerror(errno));
+            cli_error("send urgent data to %s: %s", s->peer, dx_strerror(-errno));
             return EXIT_IO;
         }
         cli_info(o, "sent urgent data to %s", s->peer);
@@ -301,6 +315,6 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     cli_info(o, "%s: sent %llu byte%s, received %llu byte%s in %.3f s", peer_text,
              (unsigned long long)s.up.bytes_out, cli_s(s.up.bytes_out),
              (unsigned long long)s.down.bytes_in, cli_s(s.down.bytes_in), (double)ms / 1000.0);
-    close(fd);
+    dx__fd_close(fd);
     return s.exit_code;
 }

@@ -2,13 +2,11 @@
  * --show-opts (what the kernel reports for a socket once it is set up). */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 
 /* "keepalive, keepidle, ..." */
 static void key_list(char *buf, size_t len)
@@ -40,6 +38,12 @@ int cli_sockopt_add(struct options *o, const char *text)
         else
             cli_error("invalid -O %s value '%s'%s: expected %s", d->key, eq + 1,
                       rc == -ERANGE ? " (out of range)" : "", d->expects);
+        return EXIT_USAGE;
+    }
+    const dx_sockopt_desc *d = dx_sockopt_describe(opt.id);
+    if (d && d->optname < 0) {
+        /* in the table on every platform (same ids), but not in this one's kernel */
+        cli_error("-O %s: socket option %s is not available on %s", d->key, d->name, DX_OS_NAME);
         return EXIT_USAGE;
     }
     for (int i = 0; i < o->nsockopts; i++) {
@@ -92,7 +96,7 @@ void cli_default_nodelay(const struct options *o, int fd)
             return; /* the user's choice, applied with the other -O */
     }
     int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* ENOTSUP/EOPNOTSUPP: Unix */
+    (void)dx__sock_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* ENOTSUP/EOPNOTSUPP: Unix */
 }
 
 /* ---- --show-opts ---- */
@@ -100,8 +104,8 @@ void cli_default_nodelay(const struct options *o, int fd)
 static void show_int(int fd, int level, int name, const char *text, const char *note)
 {
     int v = 0;
-    socklen_t len = sizeof v;
-    if (getsockopt(fd, level, name, &v, &len) < 0)
+    dx__socklen len = sizeof v;
+    if (dx__sock_getsockopt(fd, level, name, &v, &len) < 0)
         fprintf(stderr, "duplex: option %s = ? (%s)\n", text, dx_strerror(-errno));
     else
         fprintf(stderr, "duplex: option %s = %d%s\n", text, v, note ? note : "");
@@ -120,6 +124,8 @@ static void show_table(const struct options *o, int fd, int id)
 {
     dx_sockopt v;
     const char *name = dx_sockopt_name(id);
+    if (dx_sockopt_describe(id)->optname < 0)
+        return; /* not on this platform (SO_REUSEPORT on Windows) */
     int rc = dx_sockopt_get(fd, id, &v);
     char text[64];
     if (rc < 0) {
@@ -130,7 +136,8 @@ static void show_table(const struct options *o, int fd, int id)
     char buf_note[96];
     const dx_sockopt_desc *d = dx_sockopt_describe(id);
     const dx_sockopt *set = given(o, id);
-    if (d->level == SOL_SOCKET && (d->optname == SO_RCVBUF || d->optname == SO_SNDBUF) && set) {
+    if (!DX_OS_WINDOWS && d->level == SOL_SOCKET && (d->optname == SO_RCVBUF || d->optname == SO_SNDBUF) &&
+        set) {
         /* only about a value the user asked for: the default is the kernel's own */
         if (v.value.num == 2 * set->value.num)
             note = " (kernel doubles the requested value)";
@@ -176,6 +183,7 @@ void cli_show_opts(const struct options *o, int fd, const char *what)
         return;
     dx_addr me, peer;
     char local[DX_ADDR_STRLEN] = "?", remote[DX_ADDR_STRLEN] = "";
+    me.ss.ss_family = AF_UNSPEC;
     if (dx_sock_local(fd, &me) == 0)
         dx_addr_format(&me, local, sizeof local);
     if (dx_sock_peer(fd, &peer) == 0)
@@ -186,17 +194,29 @@ void cli_show_opts(const struct options *o, int fd, const char *what)
         fprintf(stderr, "duplex: socket options (%s %s):\n", what, local);
 
     int domain = 0, proto = 0;
-    socklen_t len = sizeof domain;
-    (void)getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    dx__socklen len = sizeof domain;
+#ifdef SO_DOMAIN
+    (void)dx__sock_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
     len = sizeof proto;
-    (void)getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len);
+    (void)dx__sock_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len);
+#else
+    /* Windows has neither SO_DOMAIN nor SO_PROTOCOL: the address tells the
+     * family; a stream socket of an IP family is TCP */
+    int type = 0;
+    domain = me.ss.ss_family;
+    (void)dx__sock_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+    if ((domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM)
+        proto = IPPROTO_TCP;
+#endif
     int tcp = proto == IPPROTO_TCP && domain != AF_UNIX;
 
     show_int(fd, SOL_SOCKET, SO_ACCEPTCONN, "SO_ACCEPTCONN", NULL);
+#ifdef SO_DOMAIN
     show_int(fd, SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN",
              domain == AF_INET ? " (AF_INET)" : domain == AF_INET6 ? " (AF_INET6)"
              : domain == AF_UNIX ? " (AF_UNIX)" : NULL);
     show_int(fd, SOL_SOCKET, SO_PROTOCOL, "SO_PROTOCOL", tcp ? " (IPPROTO_TCP)" : NULL);
+#endif
     show_int(fd, SOL_SOCKET, SO_TYPE, "SO_TYPE", " (SOCK_STREAM)");
     show_int(fd, SOL_SOCKET, SO_ERROR, "SO_ERROR", NULL);
 
@@ -224,6 +244,7 @@ void cli_show_opts(const struct options *o, int fd, const char *what)
             shown[id] = 1;
         }
     }
+#ifdef SO_PEERCRED
     if (domain == AF_UNIX && !(what && strcmp(what, "listening") == 0)) {
         struct ucred cred;
         len = sizeof cred;
@@ -233,7 +254,8 @@ void cli_show_opts(const struct options *o, int fd, const char *what)
         else
             fprintf(stderr, "duplex: option SO_PEERCRED = ? (%s)\n", dx_strerror(-errno));
     }
-    if (!sysctls_shown) {
+#endif
+    if (!sysctls_shown && !DX_OS_WINDOWS) { /* Linux's /proc/sys/net/core */
         sysctls_shown = 1;
         show_sysctls();
     }

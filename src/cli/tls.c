@@ -35,19 +35,27 @@
 #include <unistd.h>
 
 #ifndef DX_HAVE_TLS
+#include "os.h"
+
+/* Why there is no TLS, for the message. */
+#ifdef _WIN32
+#define NO_TLS_WHY "the Windows build has no TLS: OpenSSL for mingw-w64 is not packaged"
+#else
+#define NO_TLS_WHY "install libssl-dev, then rebuild"
+#endif
 
 int cli_tls_open(const struct options *o)
 {
     if (!o->tls && !o->tls_target)
         return 0;
-    cli_error("--ssl: this duplex was built without TLS (install libssl-dev, then rebuild)");
+    cli_error("--ssl: this duplex was built without TLS (" NO_TLS_WHY ")");
     return EXIT_USAGE;
 }
 
 int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
 {
     (void)loop, (void)o, (void)peer_text;
-    close(fd);
+    dx__fd_close(fd);
     return EXIT_USAGE;
 }
 
@@ -63,7 +71,7 @@ struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name)
 {
     (void)ts, (void)peer, (void)name;
-    close(fd);
+    dx__fd_close(fd);
 }
 
 unsigned cli_tls_server_live(const struct cli_tls_server *ts)
@@ -84,7 +92,7 @@ struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, c
                                             cli_tls_connected_cb connected, void *data)
 {
     (void)ts, (void)name;
-    close(fd);
+    dx__fd_close(fd);
     connected(data, -1);
     return NULL;
 }
@@ -93,7 +101,7 @@ void cli_tls_conn_cancel(struct cli_tls_conn *c) { (void)c; }
 
 int cli_tls_bench_init(void)
 {
-    cli_error("bench --ssl: this duplex was built without TLS (install libssl-dev, then rebuild)");
+    cli_error("bench --ssl: this duplex was built without TLS (" NO_TLS_WHY ")");
     return EXIT_USAGE;
 }
 
@@ -164,7 +172,7 @@ static int vfail_index = -1;
 /* Print why a connection failed: an error for a one-session command, a -v
  * line for one client of a server that goes on serving the others. */
 static void say(const struct options *o, int one_of_many, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    CLI_PRINTF(3, 4);
 static void say(const struct options *o, int one_of_many, const char *fmt, ...)
 {
     char text[1024];
@@ -785,7 +793,7 @@ static void handshake_over(struct bridge *b);
 /* The bridge cannot go on: a one-session command stops its loop with the
  * exit code; a server's client is closed and the server goes on. */
 static void bridge_fail(struct bridge *b, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    CLI_PRINTF(3, 4);
 static void bridge_fail(struct bridge *b, int code, const char *fmt, ...)
 {
     char cause[512];

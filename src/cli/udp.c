@@ -15,19 +15,29 @@
  *   heard). End of stdin does not end it (-q SECS does). */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
-#include <netinet/in.h>
 
 #define DGRAM_MAX 65507          /* the largest UDP payload over IPv4 */
 #define RECV_BUF (64 * 1024)     /* holds any datagram */
 #define RECVS_PER_WAKEUP 16      /* fairness with stdin and the timers */
 #define MAX_SOCKS MAX_LISTENERS
+
+/* An ICMP port unreachable answering a datagram: Linux reports it as
+ * ECONNREFUSED; Windows as WSAECONNRESET (UDP has no other reset), and its
+ * SO_ERROR holds WSA codes, not errno values. */
+#ifdef _WIN32
+#define IS_REFUSED(err) ((err) == -ECONNREFUSED || (err) == -ECONNRESET)
+#define SO_ERROR_REFUSED(e) ((e) == WSAECONNREFUSED || (e) == WSAECONNRESET)
+#else
+#define IS_REFUSED(err) ((err) == -ECONNREFUSED)
+#define SO_ERROR_REFUSED(e) ((e) == ECONNREFUSED)
+#endif
 
 struct udp {
     dx_loop *loop;
@@ -106,9 +116,9 @@ static void update(struct udp *u)
  * the server. Returns 1 if the session is over. */
 static int socket_error(struct udp *u, int err, int sending)
 {
-    if (err == -ECONNREFUSED) {
+    if (IS_REFUSED(err)) {
         /* an ICMP port unreachable answered one of our datagrams */
-        cli_error("send %s: %s", u->peer_text, dx_strerror(err));
+        cli_error("send %s: %s", u->peer_text, dx_strerror(-ECONNREFUSED));
         if (!u->server) {
             end_udp(u, EXIT_CONNECT);
             return 1;
@@ -160,11 +170,11 @@ static void on_stdin(dx_loop *loop, dx_io *io, int events)
     struct udp *u = io->data;
     if (u->in_pending || u->stdin_eof)
         return;
-    ssize_t n = read(cli_stdin_fd(), u->inbuf, DGRAM_MAX);
+    ssize_t n = dx__fd_read(cli_stdin_fd(), u->inbuf, DGRAM_MAX);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n < 0) {
-        cli_error("read stdin: %s", strerror(errno));
+        cli_error("read stdin: %s", dx_strerror(-errno));
         end_udp(u, EXIT_IO);
         return;
     }
@@ -182,13 +192,13 @@ static void on_stdin(dx_loop *loop, dx_io *io, int events)
 static int flush_out(struct udp *u)
 {
     while (u->outoff < u->outlen) {
-        ssize_t n = write(cli_stdout_fd(), u->outbuf + u->outoff, u->outlen - u->outoff);
+        ssize_t n = dx__fd_write(cli_stdout_fd(), u->outbuf + u->outoff, u->outlen - u->outoff);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 0;
         if (n < 0) {
-            cli_error("write stdout: %s", strerror(errno));
+            cli_error("write stdout: %s", dx_strerror(-errno));
             end_udp(u, EXIT_IO);
             return 1;
         }
@@ -323,9 +333,10 @@ static int run(struct udp *u)
         if (!u->server && u->exit_code == EXIT_OK) {
             /* an ICMP error may have arrived with the last datagrams */
             int err = 0;
-            socklen_t len = sizeof err;
-            if (getsockopt(u->sock[0].fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ECONNREFUSED) {
-                cli_error("send %s: %s", u->peer_text, dx_strerror(-err));
+            dx__socklen len = sizeof err;
+            if (dx__sock_getsockopt(u->sock[0].fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+                SO_ERROR_REFUSED(err)) {
+                cli_error("send %s: %s", u->peer_text, dx_strerror(-ECONNREFUSED));
                 u->exit_code = EXIT_CONNECT;
             }
         }
@@ -343,7 +354,7 @@ static int run(struct udp *u)
     }
     for (int i = 0; i < u->nsock; i++) {
         dx_io_stop(loop, &u->sock[i]);
-        close(u->sock[i].fd);
+        dx__fd_close(u->sock[i].fd);
     }
     free(u->inbuf);
     free(u->outbuf);
@@ -400,9 +411,9 @@ int cli_udp_connect(const struct options *o, dx_loop *loop)
                           dx_strerror(fd));
                 continue;
             }
-            if (connect(fd, (const struct sockaddr *)&addrs[i].ss, addrs[i].len) < 0) {
+            if (dx__sock_connect(fd, (const struct sockaddr *)&addrs[i].ss, addrs[i].len) < 0) {
                 int e = -errno;
-                close(fd);
+                dx__fd_close(fd);
                 fd = e;
             }
         } else {
@@ -444,7 +455,7 @@ static int keep(void *ctx, int fd)
 {
     struct udp *u = ctx;
     if (u->nsock == MAX_SOCKS) {
-        close(fd);
+        dx__fd_close(fd);
         return 0;
     }
     dx_io_init(&u->sock[u->nsock++], fd, on_socket, u);
@@ -469,7 +480,7 @@ int cli_udp_listen(const struct options *o, dx_loop *loop)
     int rc = bind_all(&u);
     if (rc < 0) {
         for (int i = 0; i < u.nsock; i++)
-            close(u.sock[i].fd);
+            dx__fd_close(u.sock[i].fd);
         return cli_exit_code_for(rc, 0) == EXIT_RESOLVE ? EXIT_RESOLVE : EXIT_LISTEN;
     }
     int announce = o->verbose || dx_parse_port(o->port) == 0;

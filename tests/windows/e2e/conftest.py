@@ -94,10 +94,13 @@ class Wine:
         self.env.pop("DISPLAY", None)
         self.env.pop("WAYLAND_DISPLAY", None)
 
-    def socket_path(self):
-        """Where the wineserver of PREFIX puts its socket."""
-        st = os.stat(PREFIX)
-        return f"/tmp/.wine-{os.getuid()}/server-{st.st_dev:x}-{st.st_ino:x}/socket"
+    def server_ready(self):
+        """The wineserver made its socket: it works in its server directory
+        (where that is differs: Debian's wine uses /tmp/wine-XXXXXX/server-DEV-INODE)."""
+        try:
+            return os.path.exists(f"/proc/{self.server.pid}/cwd/socket")
+        except OSError:
+            return False
 
     def start(self):
         shutil.rmtree(PREFIX, ignore_errors=True)
@@ -106,27 +109,33 @@ class Wine:
         self.server = subprocess.Popen([WINESERVER, "-f", "-p"], env=self.env, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                        start_new_session=True)
-        sock = self.socket_path()
         deadline = time.monotonic() + 30
-        while not os.path.exists(sock):
+        while not self.server_ready():
             if self.server.poll() is not None:
                 err = self.server.stderr.read().decode("utf-8", "replace")
                 pytest.fail(f"wineserver exited (rc={self.server.returncode}): {err}", pytrace=False)
             if time.monotonic() > deadline:
-                pytest.fail(f"wineserver made no socket ({sock}) within 30 s", pytrace=False)
+                pytest.fail("wineserver made no socket within 30 s", pytrace=False)
             time.sleep(0.05)
-        # make the prefix now, with a bounded wait, rather than in the first test
-        boot = subprocess.Popen([WINE64, "wineboot.exe", "--init"], env=self.env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        # make the prefix now, with a bounded wait, rather than in the first
+        # test. Its output goes to a file, not a pipe: the services it starts
+        # (services.exe, winedevice.exe...) inherit it and live on with the
+        # persistent server, so a pipe would never reach its end.
+        log = os.path.join(PREFIX, "wineboot.log")
+        with open(log, "wb") as f:
+            boot = subprocess.Popen([WINE64, "wineboot.exe", "--init"], env=self.env,
+                                    stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         try:
-            out, _ = boot.communicate(timeout=PREFIX_TIMEOUT)
+            rc = boot.wait(timeout=PREFIX_TIMEOUT)
         except subprocess.TimeoutExpired:
             os.killpg(boot.pid, signal.SIGKILL)
             boot.wait(10)
             pytest.fail(f"wineboot --init did not finish within {PREFIX_TIMEOUT} s", pytrace=False)
-        if boot.returncode != 0:
-            pytest.fail(f"wineboot --init failed (rc={boot.returncode}): {out[-2000:]!r}", pytrace=False)
+        if rc != 0:
+            with open(log, "rb") as f:
+                out = f.read()
+            pytest.fail(f"wineboot --init failed (rc={rc}): {out[-2000:]!r}", pytrace=False)
 
     def stop(self):
         if self.server is None:

@@ -106,11 +106,9 @@ def test_end_of_stdin_reaches_peer_while_other_way_goes_on(server, start_exe):
     assert sha(p.out) == sha(reply) and len(p.out) == len(reply)
 
 
-def test_peer_end_closes_stdout_and_stdin_still_flows(server, start_exe):
-    """The peer ends first: duplex.exe closes its stdout at once (all the
-    peer sent written), keeps sending its stdin until it ends, then exits 0."""
-    first = seeded_bytes(256 << 10, 4)
-    later = b"written after the peer's end\n"
+def peer_ends_first(server, start_exe, first):
+    """A peer that sends `first`, ends its side, then reads to its end;
+    duplex.exe connected to it, stdin a pipe kept open. Returns (srv, proc)."""
 
     def script(conn, result):
         conn.sendall(first)
@@ -118,15 +116,34 @@ def test_peer_end_closes_stdout_and_stdin_still_flows(server, start_exe):
         result["got"] = recv_all(conn)
 
     srv = server(script)
-    p = start_exe(["connect", "127.0.0.1", srv.port], stdin=subprocess.PIPE)
-    out = p.wait_out_eof()
-    assert out == first
+    return srv, start_exe(["connect", "127.0.0.1", srv.port], stdin=subprocess.PIPE)
+
+
+def test_peer_end_then_stdin_still_flows(server, start_exe):
+    """The peer ends first: duplex.exe writes all it sent, keeps sending
+    its stdin until that ends, then exits 0."""
+    first = seeded_bytes(256 << 10, 4)
+    later = b"written after the peer's end\n"
+    srv, p = peer_ends_first(server, start_exe, first)
+    p.wait_out(lambda out: len(out) >= len(first))
     assert p.poll() is None, p.err  # still running: its stdin is open
     p.stdin.write(later)
     p.stdin.flush()
     p.close_stdin()
-    got = srv.join()["got"]
-    assert got == later
+    assert srv.join()["got"] == later
+    assert p.wait() == 0, p.err
+    assert p.out == first
+
+
+def test_peer_end_closes_stdout_at_once(server, start_exe):
+    """The peer ends first: duplex.exe closes its stdout at once (all the
+    peer sent written), while its stdin is still open, so that the reader
+    of a pipe (`duplex listen 9000 | tar x`) sees its end of input."""
+    first = seeded_bytes(256 << 10, 6)
+    srv, p = peer_ends_first(server, start_exe, first)
+    assert p.wait_out_eof() == first
+    assert p.poll() is None, p.err
+    p.close_stdin()
     assert p.wait() == 0, p.err
 
 

@@ -7,7 +7,13 @@
  *   and becomes EINPROGRESS there only.
  * - Texts: msvcrt's strerror() knows nothing past 42 (and words some of
  *   those differently), so dx__os_strerror() carries glibc's texts.
- * - WSAStartup once (InitOnceExecuteOnce), WSACleanup at exit.
+ * - WSAStartup once (InitOnceExecuteOnce). No WSACleanup at exit, on
+ *   purpose: WSACleanup resets the sockets still open ("reset and
+ *   deallocated as if closesocket was called") and may drop data a closed
+ *   socket still had to send, where the process's own exit closes them
+ *   gracefully (a FIN after the pending bytes, as on POSIX). A netcat ends
+ *   with connections open: the peer must see the end of the data, not a
+ *   reset.
  * - Sockets are created non-inheritable (WSA_FLAG_NO_HANDLE_INHERIT, and
  *   SetHandleInformation for accepted ones and as a fallback): Windows'
  *   close-on-exec.
@@ -27,8 +33,6 @@
 static INIT_ONCE init_once = INIT_ONCE_STATIC_INIT;
 static int init_rc;
 
-static void cleanup(void) { WSACleanup(); }
-
 static BOOL CALLBACK do_init(PINIT_ONCE once, PVOID param, PVOID *ctx)
 {
     (void)once;
@@ -38,9 +42,7 @@ static BOOL CALLBACK do_init(PINIT_ONCE once, PVOID param, PVOID *ctx)
     int e = WSAStartup(MAKEWORD(2, 2), &wd);
     if (e != 0)
         init_rc = -dx__os_errno(e);
-    else
-        atexit(cleanup);
-    return TRUE;
+    return TRUE; /* no WSACleanup at exit: see the top of the file */
 }
 
 int dx__os_init(void)
@@ -516,25 +518,38 @@ int dx__os_poll(struct pollfd *fds, unsigned long n, int timeout_ms)
         return 0;
     }
     /* POLLPRI makes the Microsoft provider fail the whole call with
-     * WSAEINVAL: ask for POLLRDBAND (urgent data) instead, then restore */
-    short saved[64];
-    int patched = 0;
-    for (unsigned long i = 0; i < n && i < 64; i++) {
+     * WSAEINVAL (wine accepts it): ask for POLLRDBAND (urgent data)
+     * instead, then give the caller its own events back */
+    unsigned long npri = 0;
+    for (unsigned long i = 0; i < n; i++)
+        npri += (fds[i].events & POLLPRI) != 0;
+    if (npri == 0) {
+        int r = WSAPoll(fds, n, timeout_ms);
+        if (r < 0)
+            dx__sock_errno();
+        return r;
+    }
+    short small[64], *saved = n <= 64 ? small : malloc(n * sizeof *saved);
+    if (!saved) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (unsigned long i = 0; i < n; i++) {
         saved[i] = fds[i].events;
-        if (fds[i].events & POLLPRI) {
+        if (fds[i].events & POLLPRI)
             fds[i].events = (short)((fds[i].events & ~POLLPRI) | POLLRDBAND);
-            patched = 1;
-        }
     }
     int r = WSAPoll(fds, n, timeout_ms);
     int e = r < 0 ? dx__sock_errno() : 0;
-    if (patched) {
-        for (unsigned long i = 0; i < n && i < 64; i++) {
-            fds[i].events = saved[i];
-            if ((saved[i] & POLLPRI) && (fds[i].revents & POLLRDBAND))
-                fds[i].revents |= POLLPRI;
-        }
+    for (unsigned long i = 0; i < n; i++) {
+        if ((saved[i] & POLLPRI) && (fds[i].revents & POLLRDBAND))
+            fds[i].revents |= POLLPRI;
+        if (!(saved[i] & POLLRDBAND)) /* POLLIN contains it */
+            fds[i].revents &= ~POLLRDBAND; /* asked for on the caller's behalf */
+        fds[i].events = saved[i];
     }
+    if (saved != small)
+        free(saved);
     if (r < 0)
         errno = e;
     return r;

@@ -517,13 +517,16 @@ int dx__os_poll(struct pollfd *fds, unsigned long n, int timeout_ms)
         Sleep(timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
         return 0;
     }
-    /* POLLPRI makes the Microsoft provider fail the whole call with
-     * WSAEINVAL (wine accepts it): ask for POLLRDBAND (urgent data)
-     * instead, then give the caller its own events back */
-    unsigned long npri = 0;
+    /* The Microsoft provider fails the whole call (WSAEINVAL) for any
+     * events bit but POLLRDNORM, POLLRDBAND and POLLWRNORM: POLLPRI (wine
+     * accepts it), and POLLERR/POLLHUP/POLLNVAL, which poll(2) ignores in
+     * `events`. Ask for POLLRDBAND (urgent data) in POLLPRI's place, drop
+     * the others, then give the caller its own events back. */
+    const short ok = POLLRDNORM | POLLRDBAND | POLLWRNORM;
+    unsigned long nbad = 0;
     for (unsigned long i = 0; i < n; i++)
-        npri += (fds[i].events & POLLPRI) != 0;
-    if (npri == 0) {
+        nbad += (fds[i].events & ~ok) != 0;
+    if (nbad == 0) {
         int r = WSAPoll(fds, n, timeout_ms);
         if (r < 0)
             dx__sock_errno();
@@ -536,8 +539,10 @@ int dx__os_poll(struct pollfd *fds, unsigned long n, int timeout_ms)
     }
     for (unsigned long i = 0; i < n; i++) {
         saved[i] = fds[i].events;
+        short ev = (short)(fds[i].events & ok);
         if (fds[i].events & POLLPRI)
-            fds[i].events = (short)((fds[i].events & ~POLLPRI) | POLLRDBAND);
+            ev |= POLLRDBAND;
+        fds[i].events = ev;
     }
     int r = WSAPoll(fds, n, timeout_ms);
     int e = r < 0 ? dx__sock_errno() : 0;

@@ -61,6 +61,9 @@ int dx_dgram_connect(const dx_addr *peer, const dx_addr *source)
         return fd;
     if (source && dx__sock_bind(fd, (const struct sockaddr *)&source->ss, source->len) < 0)
         return fail(fd);
+    /* Windows: the refusal is reported on a connected socket, as on Linux */
+    if (dx__sock_udp_icmp_errors(fd, 1) < 0)
+        return fail(fd);
     int rc;
     do
         rc = dx__sock_connect(fd, (const struct sockaddr *)&peer->ss, peer->len);
@@ -77,6 +80,8 @@ ssize_t dx_dgram_send(int fd, const void *data, size_t n, const dx_addr *to)
         r = dx__sock_sendto(fd, data, n, MSG_NOSIGNAL, to ? (const struct sockaddr *)&to->ss : NULL,
                    to ? to->len : 0);
     while (r < 0 && errno == EINTR);
+    if (r < 0 && DX_OS_WINDOWS && errno == ECONNRESET)
+        return -ECONNREFUSED; /* Winsock's word for an ICMP port unreachable */
     if (r < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     return r;

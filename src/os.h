@@ -138,6 +138,14 @@ ssize_t dx__getline(char **line, size_t *cap, FILE *f);
  * next recvfrom() of an unconnected socket). The fd or -errno. */
 int dx__sock_open(int family, int type);
 
+/* Whether an ICMP port unreachable is reported on this UDP socket (as
+ * -ECONNREFUSED by the next send or receive). Windows: SIO_UDP_CONNRESET,
+ * which dx__sock_open() turns off (an unconnected socket would otherwise
+ * fail its next recvfrom() with WSAECONNRESET) and dx_dgram_connect() turns
+ * back on (a connected socket reports the refusal, as on Linux). POSIX: the
+ * kernel reports it on connected sockets only; nothing to set. 0 or -errno. */
+int dx__sock_udp_icmp_errors(int fd, int on);
+
 /* accept() giving a non-blocking, close-on-exec fd, or -errno (-EAGAIN when
  * the queue is empty; EINTR is retried). */
 int dx__sock_accept_nb(int fd, struct sockaddr *sa, dx__socklen *len);
@@ -207,6 +215,7 @@ int dx__os_errno(int native);
 #define dx__sock_getpeername getpeername
 #define dx__sock_errno() (errno)
 #define dx__os_errno(e) (e)
+#define dx__sock_udp_icmp_errors(fd, on) ((void)(fd), (void)(on), 0)
 #define dx__fd_read read
 #define dx__fd_write write
 #define dx__fd_close close

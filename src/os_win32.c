@@ -311,18 +311,24 @@ int dx__sock_open(int family, int type)
     if (fd < 0)
         return -errno;
     int rc = dx__sock_nonblock(fd, 1);
-    if (rc == 0 && type == SOCK_DGRAM) {
-        /* an ICMP port unreachable would make the next recvfrom() of this
-         * socket fail with WSAECONNRESET, even unconnected: turn that off */
-        BOOL off = FALSE;
-        DWORD got = 0;
-        (void)WSAIoctl(S(fd), SIO_UDP_CONNRESET, &off, sizeof off, NULL, 0, &got, NULL, NULL);
-    }
+    /* an ICMP port unreachable would make the next recvfrom() of this
+     * socket fail with WSAECONNRESET, even unconnected: turn that off */
+    if (rc == 0 && type == SOCK_DGRAM)
+        (void)dx__sock_udp_icmp_errors(fd, 0);
     if (rc < 0) {
         closesocket(S(fd));
         return rc;
     }
     return fd;
+}
+
+int dx__sock_udp_icmp_errors(int fd, int on)
+{
+    BOOL v = on ? TRUE : FALSE;
+    DWORD got = 0;
+    if (WSAIoctl(S(fd), SIO_UDP_CONNRESET, &v, sizeof v, NULL, 0, &got, NULL, NULL) != 0)
+        return -dx__sock_errno();
+    return 0;
 }
 
 int dx__sock_accept_nb(int lfd, struct sockaddr *sa, dx__socklen *len)
@@ -411,12 +417,16 @@ ssize_t dx__sock_recvfrom_trunc(int fd, void *buf, size_t cap, struct sockaddr *
     int r = recvfrom(S(fd), buf, clamp(cap), 0, sa, len);
     if (r != SOCKET_ERROR)
         return r;
-    if (WSAGetLastError() == WSAEMSGSIZE) {
+    int w = WSAGetLastError();
+    if (w == WSAEMSGSIZE) {
         /* Winsock fills the buffer, drops the rest and says WSAEMSGSIZE */
         *truncated = 1;
         return clamp(cap);
     }
-    return sock_fail();
+    /* a datagram socket: WSAECONNRESET is an ICMP port unreachable,
+     * which POSIX calls ECONNREFUSED */
+    errno = w == WSAECONNRESET ? ECONNREFUSED : dx__os_errno(w);
+    return -1;
 }
 
 int dx__sock_setsockopt(int fd, int level, int name, const void *val, dx__socklen len)

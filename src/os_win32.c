@@ -476,7 +476,31 @@ int dx__os_is_socket(int fd)
 
 /* ---- descriptors: every one is a socket on Windows ---- */
 
-ssize_t dx__fd_read(int fd, void *buf, size_t n) { return dx__sock_recv(fd, buf, n, 0); }
+/* recv() said 0 on a socket. Wine reports a connection the peer reset as an
+ * end of stream (recv 0, SO_ERROR 0) where Windows and POSIX say
+ * ECONNRESET; only send() tells (WSAECONNRESET). A zero-byte send sends
+ * nothing on a stream socket and tells the two apart: 0 for a real end
+ * (the peer's FIN: the send succeeds; our own shutdown: WSAESHUTDOWN), -1
+ * with errno ECONNRESET for a reset. On Windows recv() reports the reset
+ * itself, so this never finds one there. Datagram sockets are left alone
+ * (0 is an empty datagram; a zero-byte send would send one). */
+static ssize_t end_or_reset(int fd)
+{
+    int type = 0, len = sizeof type;
+    if (getsockopt(S(fd), SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0 || type != SOCK_STREAM)
+        return 0;
+    if (send(S(fd), "", 0, 0) == SOCKET_ERROR && WSAGetLastError() == WSAECONNRESET) {
+        errno = ECONNRESET;
+        return -1;
+    }
+    return 0;
+}
+
+ssize_t dx__fd_read(int fd, void *buf, size_t n)
+{
+    ssize_t r = dx__sock_recv(fd, buf, n, 0);
+    return r == 0 && n > 0 ? end_or_reset(fd) : r;
+}
 ssize_t dx__fd_write(int fd, const void *buf, size_t n) { return dx__sock_send(fd, buf, n, 0); }
 int dx__fd_close(int fd) { return dx__sock_close(fd); }
 
@@ -494,7 +518,7 @@ ssize_t dx__fd_readv(int fd, const struct iovec *iov, int n)
     DWORD got = 0, flags = 0;
     if (WSARecv(S(fd), b, (DWORD)n, &got, &flags, NULL, NULL) != 0)
         return sock_fail();
-    return (ssize_t)got;
+    return got == 0 && n > 0 ? end_or_reset(fd) : (ssize_t)got;
 }
 
 ssize_t dx__fd_writev(int fd, const struct iovec *iov, int n, int is_socket)

@@ -461,6 +461,65 @@ static void test_pump_copies_and_shuts_down(void)
     dx_loop_free(loop);
 }
 
+/* ---- a pump with a DX_PRI handler: the urgent byte apart, the rest in order ---- */
+
+static char urgent_got[8];
+static int nurgent;
+
+static void on_urgent(dx_endpoint *e)
+{
+    char c;
+    while (dx__sock_recv(e->fd, &c, 1, MSG_OOB) == 1 && nurgent < (int)sizeof urgent_got)
+        urgent_got[nurgent++] = c;
+}
+
+static void test_pump_with_urgent_data(void)
+{
+    dx_loop *loop = dx_loop_new(NULL, NULL);
+    CHECK(loop != NULL);
+    int in[2], out[2];
+    CHECK_INT(dx__socketpair(in), 0);
+    CHECK_INT(dx__socketpair(out), 0);
+    nurgent = 0;
+    pump_done = 0;
+    CHECK_INT(dx__fd_write(in[0], "abc", 3), 3);
+    CHECK_INT(dx__sock_send(in[0], "!", 1, MSG_OOB), 1);
+    CHECK_INT(dx__fd_write(in[0], "def", 3), 3);
+    CHECK_INT(dx__sock_shutdown(in[0], SHUT_WR), 0);
+    dx_endpoint src, dst;
+    dx_endpoint_init(&src, in[1]);
+    dx_endpoint_init(&dst, out[0]);
+    dx_pump p;
+    CHECK_INT(dx_pump_start(loop, &p, &src, &dst, 0, DX_PUMP_SHUTDOWN, on_pump, NULL), 0);
+    CHECK_INT(dx_endpoint_watch_pri(loop, &src, on_urgent), 0);
+    dx_timer guard;
+    dx_timer_init(&guard, on_guard, NULL);
+    dx_timer_start(loop, &guard, 5000, 0);
+    while (!pump_done && dx_timer_active(&guard))
+        CHECK_INT(run_a_bit(loop), 0);
+    dx_timer_stop(loop, &guard);
+    dx_endpoint_watch_pri(loop, &src, NULL);
+    char buf[32];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf && (n = dx__fd_read(out[1], buf + got, sizeof buf - got)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    tap_note("pump with urgent data: normal \"%s\", urgent %d byte(s) '%c'", buf, nurgent,
+             nurgent ? urgent_got[0] : '-');
+    CHECK(pump_done);
+    CHECK_INT(pump_error, 0);
+    CHECK_STR(buf, "abcdef");
+    CHECK_INT(nurgent, 1);
+    CHECK_INT(urgent_got[0], '!');
+    dx_pump_stop(&p);
+    for (int i = 0; i < 2; i++) {
+        dx_close(in[i]);
+        dx_close(out[i]);
+    }
+    dx_loop_free(loop);
+}
+
 /* ---- a peer's reset reaches a stream as -ECONNRESET ---- */
 
 static int reset_error = 1;
@@ -579,5 +638,5 @@ static void test_socket_values_stay_small(void)
 TAP_MAIN(T(test_backends_list_wsapoll), T(test_timers_fire_in_order),
          T(test_watcher_sees_readability), T(test_pri_sees_urgent_byte),
          T(test_stream_echo_through_listen_accept_connector), T(test_connector_refused),
-         T(test_connector_deadline_on_full_backlog), T(test_pump_copies_and_shuts_down), T(test_stream_sees_peer_reset), T(test_fin_is_end_not_reset),
+         T(test_connector_deadline_on_full_backlog), T(test_pump_copies_and_shuts_down), T(test_pump_with_urgent_data), T(test_stream_sees_peer_reset), T(test_fin_is_end_not_reset),
          T(test_socket_values_stay_small))

@@ -30,7 +30,8 @@
  *   Every fd the library takes on Windows must be a socket: consoles, pipes
  *   and files cannot be watched by WSAPoll (bridge them to a socket pair).
  * - WSAStartup() is done by the library, once, in dx_loop_new() and before
- *   its first socket or name resolution; WSACleanup() runs at exit.
+ *   its first socket or name resolution. The library never calls
+ *   WSACleanup(): it would reset the connections still open at exit.
  * - Errors are the same -errno values and texts as on Linux
  *   (dx_strerror(-ECONNREFUSED) is "Connection refused"): Winsock's
  *   WSAE* codes are translated.

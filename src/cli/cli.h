@@ -87,6 +87,9 @@ struct options {
     enum model model;      /* --model */
     int threads;           /* --threads N: N event loops sharing the port */
     int quiet;             /* internal: do not announce the listening address */
+    int shared_listener;   /* internal, --threads on Windows (no SO_REUSEPORT): 1 + a listening
+                            * socket to serve (this loop's copy of the first loop's), open none;
+                            * 0: none */
     const char *target_host, *target_port, *target_unix; /* relay TARGET */
     int stats_json;        /* relay --stats-json */
 #define MAX_SOCKOPTS 40

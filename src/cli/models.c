@@ -111,6 +111,34 @@ int model_spawn(const struct options *o, int fd)
 
 /* ---- --threads N: N loops sharing the port ---- */
 
+#ifdef _WIN32
+/* Windows has no SO_REUSEPORT: every loop watches a copy of the first
+ * loop's listening socket (WSAPoll wakes them all, one accept() wins, the
+ * others get EAGAIN and go on). 1 + the copy (non-blocking, not inherited
+ * by --exec children), or 0 with errno set. */
+static int share_listener(int fd)
+{
+    WSAPROTOCOL_INFOW info;
+    if (WSADuplicateSocketW((SOCKET)fd, GetCurrentProcessId(), &info) != 0) {
+        dx__sock_errno();
+        return 0;
+    }
+    SOCKET s = WSASocketW(FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, &info, 0,
+                          WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (s == INVALID_SOCKET) {
+        dx__sock_errno();
+        return 0;
+    }
+    if (dx__sock_nonblock((int)s, 1) < 0) {
+        int e = errno;
+        dx__sock_close((int)s);
+        errno = e;
+        return 0;
+    }
+    return (int)s + 1;
+}
+#endif
+
 struct loop_thread {
     struct options o;
     char port[16];
@@ -144,7 +172,7 @@ int cli_serve_threads(const struct options *o, dx_loop *loop)
 {
     /* the first loop binds (port 0 resolved here), the others join it */
     struct options first = *o;
-    first.reuseport = 1;
+    first.reuseport = !DX_OS_WINDOWS; /* Windows: the loops share one socket instead */
     first.threads = 1;
     first.quiet = 1; /* announced once every loop listens: no client lands early on one */
     static sem_t opened;
@@ -169,6 +197,13 @@ int cli_serve_threads(const struct options *o, dx_loop *loop)
         ts[i].o.quiet = 1;
         snprintf(ts[i].port, sizeof ts[i].port, "%d", port);
         ts[i].o.port = ts[i].port;
+#ifdef _WIN32
+        if (!(ts[i].o.shared_listener = share_listener(serve_listen_fd(sv)))) {
+            cli_error("--threads: cannot share the listening socket with thread %d: %s", i + 2,
+                      strerror(errno));
+            break;
+        }
+#endif
         ts[i].opened = &opened;
         if (pthread_create(&ts[i].tid, NULL, loop_thread_main, &ts[i]) != 0) {
             cli_error("--threads: cannot start thread %d: %s", i + 2, strerror(errno));

@@ -30,7 +30,8 @@
  *   Every fd the library takes on Windows must be a socket: consoles, pipes
  *   and files cannot be watched by WSAPoll (bridge them to a socket pair).
  * - WSAStartup() is done by the library, once, in dx_loop_new() and before
- *   its first socket or name resolution; WSACleanup() runs at exit.
+ *   its first socket or name resolution. The library never calls
+ *   WSACleanup(): it would reset the connections still open at exit.
  * - Errors are the same -errno values and texts as on Linux
  *   (dx_strerror(-ECONNREFUSED) is "Connection refused"): Winsock's
  *   WSAE* codes are translated.
@@ -38,7 +39,8 @@
  *   non-inheritable (close-on-exec); listeners use SO_EXCLUSIVEADDRUSE
  *   instead of SO_REUSEADDR. Unix sockets are refused (-EAFNOSUPPORT),
  *   pumps copy through their buffer (no splice), options Windows lacks are
- *   -ENOPROTOOPT, and dx_sock_list()/dx_sock_procs() are -ENOSYS.
+ *   -ENOPROTOOPT, dx_sock_list() reads the IP Helper tables (TCP and UDP;
+ *   no queues, owners or inodes) and dx_sock_procs() is -ENOSYS.
  */
 #ifndef DUPLEX_H
 #define DUPLEX_H
@@ -804,7 +806,8 @@ typedef struct dx_sockinfo {
  * /proc/net only. No DX_SL_TCP/UDP/UNIX bit: all three. On success *out is
  * a malloc'd array (free() it; NULL when empty), *source (if not NULL) says
  * DX_SL_NETLINK and/or DX_SL_PROC, and the count is returned. On failure
- * (-errno: both ways refused), nothing is allocated. */
+ * (-errno: both ways refused), nothing is allocated. Windows: TCP and UDP
+ * from the IP Helper tables, *source 0, DX_SL_NETLINK/DX_SL_PROC -ENOSYS. */
 int dx_sock_list(unsigned flags, dx_sockinfo **out, unsigned *source);
 
 /* ss's name for a DX_SS_* state ("ESTAB", "LISTEN", "UNCONN", "TIME-WAIT",

@@ -67,7 +67,8 @@ struct iovec {
 };
 /* Listening sockets: exclusive use of the address. On Windows SO_REUSEADDR
  * would let another process bind the same port and steal connections;
- * SO_EXCLUSIVEADDRUSE forbids that (TIME_WAIT never blocks a rebind there). */
+ * SO_EXCLUSIVEADDRUSE forbids that. A restarted server still rebinds its
+ * port while old connections sit in TIME_WAIT (tests/windows/unit). */
 #define DX_SO_LISTEN_ADDR SO_EXCLUSIVEADDRUSE
 #else
 #include <arpa/inet.h>

@@ -7,7 +7,13 @@
  *   and becomes EINPROGRESS there only.
  * - Texts: msvcrt's strerror() knows nothing past 42 (and words some of
  *   those differently), so dx__os_strerror() carries glibc's texts.
- * - WSAStartup once (InitOnceExecuteOnce), WSACleanup at exit.
+ * - WSAStartup once (InitOnceExecuteOnce). No WSACleanup at exit, on
+ *   purpose: WSACleanup resets the sockets still open ("reset and
+ *   deallocated as if closesocket was called") and may drop data a closed
+ *   socket still had to send, where the process's own exit closes them
+ *   gracefully (a FIN after the pending bytes, as on POSIX). A netcat ends
+ *   with connections open: the peer must see the end of the data, not a
+ *   reset.
  * - Sockets are created non-inheritable (WSA_FLAG_NO_HANDLE_INHERIT, and
  *   SetHandleInformation for accepted ones and as a fallback): Windows'
  *   close-on-exec.
@@ -27,8 +33,6 @@
 static INIT_ONCE init_once = INIT_ONCE_STATIC_INIT;
 static int init_rc;
 
-static void cleanup(void) { WSACleanup(); }
-
 static BOOL CALLBACK do_init(PINIT_ONCE once, PVOID param, PVOID *ctx)
 {
     (void)once;
@@ -38,9 +42,7 @@ static BOOL CALLBACK do_init(PINIT_ONCE once, PVOID param, PVOID *ctx)
     int e = WSAStartup(MAKEWORD(2, 2), &wd);
     if (e != 0)
         init_rc = -dx__os_errno(e);
-    else
-        atexit(cleanup);
-    return TRUE;
+    return TRUE; /* no WSACleanup at exit: see the top of the file */
 }
 
 int dx__os_init(void)
@@ -307,6 +309,11 @@ int dx__sock_socket(int family, int type, int protocol)
 
 int dx__sock_open(int family, int type)
 {
+    /* Unix sockets: Windows 10 1803+ has AF_UNIX stream sockets, wine 8
+     * has none (WSAEAFNOSUPPORT): refused the same way everywhere, so what
+     * runs is what the tests ran */
+    if (family == AF_UNIX)
+        return -EAFNOSUPPORT;
     int fd = dx__sock_socket(family, type, 0);
     if (fd < 0)
         return -errno;
@@ -469,7 +476,31 @@ int dx__os_is_socket(int fd)
 
 /* ---- descriptors: every one is a socket on Windows ---- */
 
-ssize_t dx__fd_read(int fd, void *buf, size_t n) { return dx__sock_recv(fd, buf, n, 0); }
+/* recv() said 0 on a socket. Wine reports a connection the peer reset as an
+ * end of stream (recv 0, SO_ERROR 0) where Windows and POSIX say
+ * ECONNRESET; only send() tells (WSAECONNRESET). A zero-byte send sends
+ * nothing on a stream socket and tells the two apart: 0 for a real end
+ * (the peer's FIN: the send succeeds; our own shutdown: WSAESHUTDOWN), -1
+ * with errno ECONNRESET for a reset. On Windows recv() reports the reset
+ * itself, so this never finds one there. Datagram sockets are left alone
+ * (0 is an empty datagram; a zero-byte send would send one). */
+static ssize_t end_or_reset(int fd)
+{
+    int type = 0, len = sizeof type;
+    if (getsockopt(S(fd), SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0 || type != SOCK_STREAM)
+        return 0;
+    if (send(S(fd), "", 0, 0) == SOCKET_ERROR && WSAGetLastError() == WSAECONNRESET) {
+        errno = ECONNRESET;
+        return -1;
+    }
+    return 0;
+}
+
+ssize_t dx__fd_read(int fd, void *buf, size_t n)
+{
+    ssize_t r = dx__sock_recv(fd, buf, n, 0);
+    return r == 0 && n > 0 ? end_or_reset(fd) : r;
+}
 ssize_t dx__fd_write(int fd, const void *buf, size_t n) { return dx__sock_send(fd, buf, n, 0); }
 int dx__fd_close(int fd) { return dx__sock_close(fd); }
 
@@ -487,7 +518,7 @@ ssize_t dx__fd_readv(int fd, const struct iovec *iov, int n)
     DWORD got = 0, flags = 0;
     if (WSARecv(S(fd), b, (DWORD)n, &got, &flags, NULL, NULL) != 0)
         return sock_fail();
-    return (ssize_t)got;
+    return got == 0 && n > 0 ? end_or_reset(fd) : (ssize_t)got;
 }
 
 ssize_t dx__fd_writev(int fd, const struct iovec *iov, int n, int is_socket)
@@ -515,26 +546,44 @@ int dx__os_poll(struct pollfd *fds, unsigned long n, int timeout_ms)
         Sleep(timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
         return 0;
     }
-    /* POLLPRI makes the Microsoft provider fail the whole call with
-     * WSAEINVAL: ask for POLLRDBAND (urgent data) instead, then restore */
-    short saved[64];
-    int patched = 0;
-    for (unsigned long i = 0; i < n && i < 64; i++) {
+    /* The Microsoft provider fails the whole call (WSAEINVAL) for any
+     * events bit but POLLRDNORM, POLLRDBAND and POLLWRNORM: POLLPRI (wine
+     * accepts it), and POLLERR/POLLHUP/POLLNVAL, which poll(2) ignores in
+     * `events`. Ask for POLLRDBAND (urgent data) in POLLPRI's place, drop
+     * the others, then give the caller its own events back. */
+    const short ok = POLLRDNORM | POLLRDBAND | POLLWRNORM;
+    unsigned long nbad = 0;
+    for (unsigned long i = 0; i < n; i++)
+        nbad += (fds[i].events & ~ok) != 0;
+    if (nbad == 0) {
+        int r = WSAPoll(fds, n, timeout_ms);
+        if (r < 0)
+            dx__sock_errno();
+        return r;
+    }
+    short small[64], *saved = n <= 64 ? small : malloc(n * sizeof *saved);
+    if (!saved) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (unsigned long i = 0; i < n; i++) {
         saved[i] = fds[i].events;
-        if (fds[i].events & POLLPRI) {
-            fds[i].events = (short)((fds[i].events & ~POLLPRI) | POLLRDBAND);
-            patched = 1;
-        }
+        short ev = (short)(fds[i].events & ok);
+        if (fds[i].events & POLLPRI)
+            ev |= POLLRDBAND;
+        fds[i].events = ev;
     }
     int r = WSAPoll(fds, n, timeout_ms);
     int e = r < 0 ? dx__sock_errno() : 0;
-    if (patched) {
-        for (unsigned long i = 0; i < n && i < 64; i++) {
-            fds[i].events = saved[i];
-            if ((saved[i] & POLLPRI) && (fds[i].revents & POLLRDBAND))
-                fds[i].revents |= POLLPRI;
-        }
+    for (unsigned long i = 0; i < n; i++) {
+        if ((saved[i] & POLLPRI) && (fds[i].revents & POLLRDBAND))
+            fds[i].revents |= POLLPRI;
+        if (!(saved[i] & POLLRDBAND)) /* POLLIN contains it */
+            fds[i].revents &= ~POLLRDBAND; /* asked for on the caller's behalf */
+        fds[i].events = saved[i];
     }
+    if (saved != small)
+        free(saved);
     if (r < 0)
         errno = e;
     return r;

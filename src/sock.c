@@ -20,6 +20,8 @@ static int fail_close(int fd)
 int dx_somaxconn(void)
 {
     int v = SOMAXCONN;
+    if (DX_OS_WINDOWS) /* SOMAXCONN there means "the provider's maximum" */
+        return v;
     FILE *f = fopen("/proc/sys/net/core/somaxconn", DX_FOPEN_READ);
     if (f) {
         if (fscanf(f, "%d", &v) != 1)

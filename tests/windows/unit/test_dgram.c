@@ -155,10 +155,18 @@ static void test_wsapoll_pollpri_quirk(void)
     int r = WSAPoll(&p, 1, 0);
     int e = r < 0 ? WSAGetLastError() : 0;
     tap_note("raw WSAPoll with POLLPRI: %d (WSA error %d)", r, e);
+    p.events = POLLRDNORM | POLLHUP;
+    r = WSAPoll(&p, 1, 0);
+    e = r < 0 ? WSAGetLastError() : 0;
+    tap_note("raw WSAPoll with POLLHUP in events: %d (WSA error %d)", r, e);
     /* dx__os_poll asks for POLLRDBAND instead: never WSAEINVAL */
     struct pollfd q = {(SOCKET)(intptr_t)fds[0], POLLPRI | POLLRDNORM, 0};
     CHECK(dx__os_poll(&q, 1, 0) >= 0);
     CHECK_INT(q.events, POLLPRI | POLLRDNORM); /* the caller's events are restored */
+    /* return-only bits in events (poll(2) ignores them; WSAPoll refuses) */
+    struct pollfd h = {(SOCKET)(intptr_t)fds[0], POLLIN | POLLHUP | POLLERR, 0};
+    CHECK(dx__os_poll(&h, 1, 0) >= 0);
+    CHECK_INT(h.events, POLLIN | POLLHUP | POLLERR);
     /* no sockets: sleeps instead of failing */
     uint64_t t0 = dx__os_now_ms();
     CHECK_INT(dx__os_poll(NULL, 0, 30), 0);

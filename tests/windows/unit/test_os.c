@@ -189,6 +189,31 @@ static void test_second_listener_same_port_refused(void)
     dx_close(l2);
 }
 
+static void test_relisten_with_time_wait(void)
+{
+    dx_addr a;
+    dx_addr_ip(&a, "127.0.0.1", 0);
+    int l = dx_listen(&a, NULL);
+    CHECK(l >= 0);
+    CHECK_INT(dx_sock_local(l, &a), 0);
+    int c = dx_connect_start(&a, NULL);
+    CHECK(c >= 0);
+    CHECK(wait_for(c, POLLWRNORM, 5000) & POLLWRNORM);
+    CHECK(wait_for(l, POLLRDNORM, 5000) & POLLRDNORM);
+    int s = dx_accept(l, NULL);
+    CHECK(s >= 0);
+    CHECK_INT(dx_close(s), 0); /* the server closes first: TIME_WAIT on its side */
+    CHECK(wait_for(c, POLLRDNORM, 5000) != 0);
+    char b[4];
+    CHECK_INT(dx__fd_read(c, b, sizeof b), 0);
+    CHECK_INT(dx_close(c), 0);
+    CHECK_INT(dx_close(l), 0);
+    /* a restarted server gets its port back at once */
+    l = dx_listen(&a, NULL);
+    CHECK(l >= 0);
+    dx_close(l);
+}
+
 static void test_accept_would_block(void)
 {
     dx_addr a;
@@ -224,6 +249,38 @@ static void test_sockopts_windows_lacks(void)
     dx_close(s);
 }
 
+static void test_ipv6_loopback(void)
+{
+    dx_addr a;
+    CHECK_INT(dx_addr_ip(&a, "::1", 0), 0);
+    int l = dx_listen(&a, NULL);
+    if (l == -EADDRNOTAVAIL || l == -EAFNOSUPPORT) {
+        tap_note("no IPv6 loopback here: %s", dx_strerror(l));
+        return;
+    }
+    CHECK(l >= 0);
+    CHECK_INT(dx_sock_local(l, &a), 0);
+    char buf[DX_ADDR_STRLEN];
+    CHECK(strncmp(dx_addr_format(&a, buf, sizeof buf), "[::1]:", 6) == 0);
+    int c = dx_connect_start(&a, NULL);
+    CHECK(c >= 0);
+    CHECK(wait_for(c, POLLWRNORM, 5000) & POLLWRNORM);
+    CHECK_INT(dx_connect_result(c), 0);
+    CHECK(wait_for(l, POLLRDNORM, 5000) & POLLRDNORM);
+    dx_addr peer;
+    int s = dx_accept(l, &peer);
+    CHECK(s >= 0);
+    CHECK_INT(peer.ss.ss_family, AF_INET6);
+    dx_close(s);
+    dx_close(c);
+    dx_close(l);
+}
+
+static void test_somaxconn(void)
+{
+    CHECK_INT(dx_somaxconn(), SOMAXCONN); /* Windows: the provider's maximum */
+}
+
 static void test_unix_sockets(void)
 {
     dx_addr a;
@@ -242,5 +299,7 @@ static void test_unix_sockets(void)
 TAP_MAIN(T(test_connect_refused), T(test_strerror_glibc_texts), T(test_errno_mapping),
          T(test_resolver_error_text), T(test_socketpair_both_ways_and_half_close),
          T(test_buf_read_would_block), T(test_handles_not_inheritable),
-         T(test_second_listener_same_port_refused), T(test_accept_would_block),
-         T(test_sockopts_windows_lacks), T(test_unix_sockets))
+         T(test_second_listener_same_port_refused), T(test_relisten_with_time_wait),
+         T(test_accept_would_block),
+         T(test_sockopts_windows_lacks), T(test_ipv6_loopback), T(test_somaxconn),
+         T(test_unix_sockets))

@@ -238,12 +238,11 @@ def test_access_list_refuses_a_client(exe_listener, sockets, rule, why):
 
 def cmds(target):
     """The children each platform has: (a line filter for --exec, an
-    interactive line reader for --sh-exec, the peer's address for --sh-exec)."""
+    interactive line reader for --sh-exec). More --exec tests (environment,
+    binary data, failures): test_process.py."""
     if target.windows:
-        return ("find.exe ap",
-                'cmd.exe /v:on /c "set /p L=&echo got !L!"',
-                "echo %DUPLEX_PEER_ADDR% %DUPLEX_PEER_PORT%")
-    return ("grep ap", 'read L; echo "got $L"', 'echo "$DUPLEX_PEER_ADDR" "$DUPLEX_PEER_PORT"')
+        return "find.exe ap", 'cmd.exe /v:on /c "set /p L=&echo got !L!"'
+    return "grep ap", 'read L; echo "got $L"'
 
 
 def lines(b):
@@ -253,7 +252,7 @@ def lines(b):
 def test_exec_child_per_client(target, exe_listener, sockets):
     """--exec: each of 3 clients at once gets its own child, which reads the
     client's bytes to their end and answers."""
-    filt, _, _ = cmds(target)
+    filt, _ = cmds(target)
     proc, port = exe_listener(["-k", "--exec", filt])
     n = 3
     clients = [sockets(connect(port)) for _ in range(n)]
@@ -270,7 +269,7 @@ def test_exec_child_per_client(target, exe_listener, sockets):
 def test_sh_exec_answers_before_the_end(target, exe_listener, sockets):
     """--sh-exec: a child reads a line and answers while the client's side
     is still open (a conversation, not a batch)."""
-    _, reader, _ = cmds(target)
+    _, reader = cmds(target)
     proc, port = exe_listener(["-k", "--sh-exec", reader])
     c = sockets(connect(port))
     c.sendall(b"hello\n")
@@ -279,24 +278,7 @@ def test_sh_exec_answers_before_the_end(target, exe_listener, sockets):
     assert recv_all(c).strip() == b""
 
 
-def test_sh_exec_environment(target, exe_listener, sockets):
-    """The child knows its client: DUPLEX_PEER_ADDR and DUPLEX_PEER_PORT."""
-    _, _, env = cmds(target)
-    proc, port = exe_listener(["-k", "--sh-exec", env])
-    c = sockets(connect(port))
-    host, cport = c.getsockname()[:2]
-    c.shutdown(socket.SHUT_WR)
-    assert lines(recv_all(c)) == [f"{host} {cport}".encode()]
-
-
-def test_exec_unknown_program_exit_2(run_exe):
-    rc, out, err = run_exe(["listen", "-k", "--exec", "no-such-program-dx", "127.0.0.1", "0"])
-    assert rc == 2, err
-    assert "no-such-program-dx" in err, err
-    assert "listening on" not in err
-
-
-def test_exec_clients_lines_in_stats(exe_listener, sockets):
+def test_verbose_client_lines(exe_listener, sockets):
     """-v on a server: the accepted and closed lines per client."""
     proc, port = exe_listener(["-k", "--echo", "-v"])
     c = sockets(connect(port))

@@ -1,6 +1,7 @@
-"""duplex.exe: Ctrl-C (SIGINT to the wine process arrives as CTRL_C_EVENT:
-the clean stop and exit 130 of Linux), the session flags (-C, --hex-dump,
--q, --send-only), a SOCKS5 proxy (-x, microsocks) and duplex bench."""
+"""duplex.exe sessions: Ctrl-C in a session (SIGINT to the wine process
+arrives as CTRL_C_EVENT: the clean stop and exit 130 of Linux; servers:
+test_process.py), the session flags (-C, --hex-dump, -q, --send-only) and a
+SOCKS5 proxy (-x, microsocks)."""
 
 import re
 import signal
@@ -8,26 +9,9 @@ import socket
 import subprocess
 import threading
 
-import pytest
-
-from conftest import (TIMEOUT, connect, free_port, listening_port, need, recv_all, recv_exact, seeded_bytes, sha,
-                      wait_listening)
+from conftest import TIMEOUT, free_port, need, recv_all, recv_exact, seeded_bytes, sha, wait_listening
 
 # ----------------------------------------------------------------- Ctrl-C --
-
-
-def test_ctrl_c_stops_a_server_exit_130(exe_listener, sockets):
-    proc, port = exe_listener(["-k", "--echo"])
-    c = sockets(connect(port))
-    c.sendall(b"ping\n")
-    assert c.recv(5) == b"ping\n"
-    proc.popen.send_signal(signal.SIGINT)
-    assert proc.wait() == 130, proc.err
-    c.settimeout(TIMEOUT)
-    try:
-        assert c.recv(1) == b""
-    except ConnectionResetError:
-        pass
 
 
 def test_ctrl_c_stops_a_session_exit_130(server, start_exe):
@@ -117,26 +101,3 @@ def test_socks5_proxy_microsocks(server, spawn, start_exe):
     assert p.wait() == 0, p.err
     assert srv.join()["got"] == b"question\n"
     assert p.out == b"answer through the proxy\n"
-
-
-# ------------------------------------------------------------------ bench --
-
-
-def test_bench_echo_against_linux_server(start_linux, run_exe):
-    echo = start_linux(["listen", "-k", "--echo", "127.0.0.1", "0"])
-    port = listening_port(echo)
-    rc, out, err = run_exe(["bench", "echo", "127.0.0.1", port, "-c", "4", "-d", "1"], timeout=60)
-    assert rc == 0, err
-    text = out.decode()
-    assert re.search(r"connections +4 established", text), text
-    assert re.search(r"errors +0 ", text), text
-    m = re.search(r"messages +(\d+) ", text)
-    assert m and int(m.group(1)) > 0, text
-
-
-@pytest.mark.parametrize("n", [2])
-def test_bench_processes_refused_on_windows(windows_only, run_exe, n):
-    """bench -p N forks workers: one process only on Windows (exit 2)."""
-    rc, out, err = run_exe(["bench", "echo", "127.0.0.1", "9", "-p", str(n), "-d", "1"])
-    assert rc == 2, err
-    assert "Windows" in err, err

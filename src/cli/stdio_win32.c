@@ -159,8 +159,15 @@ static DWORD WINAPI stdout_main(LPVOID arg)
         stdout_pair[1] = -1;
         return 1;
     }
-    if (!discard && !std_is_console(out) && GetFileType(out) == FILE_TYPE_PIPE)
-        CloseHandle(out); /* the reader's end of input */
+    if (!discard && !std_is_console(out) && GetFileType(out) == FILE_TYPE_PIPE) {
+        /* the reader's end of input; through the C runtime when fd 1 is this
+         * handle, so that it forgets it too (and clears the std handle): a
+         * printf() must never reach whatever object reuses the number */
+        if (_get_osfhandle(1) == (intptr_t)out)
+            _close(1);
+        else
+            CloseHandle(out);
+    }
     return 0;
 }
 

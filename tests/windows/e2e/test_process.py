@@ -218,7 +218,9 @@ def test_sockets_lists_our_listener_and_connection(exe_listener, run_exe):
     with connect(port) as s:
         s.sendall(b"x")
         assert recv_exact(s, 1) == b"x"
-        rc, out, err = run_exe(["sockets", "-atn", "--sport", port])
+        # wine lists TCP slowly (an owner lookup per socket): seconds with
+        # a thousand sockets on the host
+        rc, out, err = run_exe(["sockets", "-atn", "--sport", port], timeout=120)
         assert rc == 0, err
         lines = out.decode().splitlines()
         assert any(f"LISTEN" in l and f"127.0.0.1:{port} " in l for l in lines), out

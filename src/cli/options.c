@@ -1297,6 +1297,14 @@ static int parse(int argc, char **argv, struct options *o)
 
     if (check_backend(o) < 0)
         return EXIT_USAGE;
+    if (o->reuseport) {
+        /* the same table -O uses: SO_REUSEPORT is not on every platform */
+        const dx_sockopt_desc *d = dx_sockopt_describe(dx_sockopt_lookup("reuseport", 9));
+        if (d && d->optname < 0) {
+            cli_error("--reuseport: %s is not available on %s", d->name, DX_OS_NAME);
+            return EXIT_USAGE;
+        }
+    }
     if (o->eof_shutdown && o->no_shutdown) {
         cli_error("-N and --no-shutdown exclude each other");
         return EXIT_USAGE;

@@ -13,8 +13,10 @@ static void key_list(char *buf, size_t len)
 {
     buf[0] = '\0';
     for (int id = 0; dx_sockopt_describe(id); id++) {
+        if (dx_sockopt_describe(id)->optname < 0)
+            continue; /* not on this platform */
         size_t used = strlen(buf);
-        snprintf(buf + used, len - used, "%s%s", id ? ", " : "", dx_sockopt_describe(id)->key);
+        snprintf(buf + used, len - used, "%s%s", used ? ", " : "", dx_sockopt_describe(id)->key);
     }
 }
 

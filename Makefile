@@ -14,9 +14,11 @@ WIN_CC ?= x86_64-w64-mingw32-gcc-posix
 WIN_BUILD = build/windows
 ifeq ($(WINDOWS),1)
 # POSIX-only files (multiplexers Windows lacks, the Linux socket lister):
-# their features are refused at run time, naming the platform.
-WIN_LIB_EXCLUDE = src/os_posix.c src/backend_epoll.c src/backend_poll.c src/backend_uring.c
-WIN_CLI_EXCLUDE =
+# their features are refused at run time, naming the platform. Where a
+# concern differs, src/foo_win32.c stands in for src/foo.c.
+WIN_LIB_EXCLUDE = src/os_posix.c src/backend_epoll.c src/backend_poll.c src/backend_uring.c \
+	src/diag.c
+WIN_CLI_EXCLUDE = src/cli/stdio.c src/cli/exec.c src/cli/sockets.c
 LIB_SRCS = $(filter-out $(WIN_LIB_EXCLUDE),$(wildcard src/*.c))
 CLI_SRCS = $(filter-out $(WIN_CLI_EXCLUDE),$(wildcard src/cli/*.c))
 CPPFLAGS += -D_WIN32_WINNT=0x0601 -D__USE_MINGW_ANSI_STDIO=1
@@ -42,7 +44,7 @@ CPPFLAGS += -DDX_HAVE_TLS $(shell pkg-config --cflags openssl)
 LDLIBS += $(shell pkg-config --libs openssl)
 endif
 
-LIB_SRCS = $(filter-out src/os_win32.c src/backend_wsapoll.c,$(wildcard src/*.c))
+LIB_SRCS = $(filter-out src/%_win32.c src/backend_wsapoll.c,$(wildcard src/*.c))
 CLI_SRCS = $(filter-out %_win32.c,$(wildcard src/cli/*.c))
 EXE =
 endif
@@ -55,7 +57,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?= -q
 
-.PHONY: all windows test-windows deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke
+.PHONY: all windows unit-windows win-unit-bins test-windows e2e-windows deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke
 
 all: $(BUILD)/duplex$(EXE) $(BUILD)/libduplex.a
 
@@ -73,6 +75,48 @@ $(BUILD)/libduplex.a: $(LIB_OBJS)
 
 $(BUILD)/duplex$(EXE): $(CLI_OBJS) $(BUILD)/libduplex.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libduplex.a $(LDLIBS)
+
+# Windows unit tests (tests/windows/unit, a TAP harness of their own): built
+# with mingw-w64 and run under wine, each in its build directory, with a
+# throw-away WINEPREFIX under build/. A failing test or a crash fails the target.
+WINE ?= /usr/lib/wine/wine64
+WIN_WINEPREFIX = $(abspath build/wineprefix)
+WIN_UNIT_SRCS = $(wildcard tests/windows/unit/test_*.c)
+WIN_UNIT_BINS = $(WIN_UNIT_SRCS:tests/windows/unit/%.c=$(WIN_BUILD)/tests/%.exe)
+
+win-unit-bins: $(WIN_UNIT_BINS)
+
+$(WIN_BUILD)/tests/%.exe: tests/windows/unit/%.c $(WIN_BUILD)/libduplex.a tests/windows/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -Wno-missing-prototypes $(CPPFLAGS) $(CFLAGS) $< -o $@ $(WIN_BUILD)/libduplex.a $(LDFLAGS) $(LDLIBS)
+
+unit-windows:
+	$(MAKE) WINDOWS=1 CC=$(WIN_CC) AR=x86_64-w64-mingw32-ar BUILD=$(WIN_BUILD) win-unit-bins
+	@mkdir -p $(WIN_WINEPREFIX)
+	@pass=0; fail=0; for t in $(WIN_UNIT_BINS); do \
+	  echo "== $$t (wine)"; log=$$t.log; \
+	  (cd $(dir $(firstword $(WIN_UNIT_BINS))) && WINEPREFIX=$(WIN_WINEPREFIX) WINEDEBUG=-all \
+	    WINEDLLOVERRIDES="mscoree,mshtml=" \
+	    $(WINE) $$(basename $$t)) > $$log 2>&1; rc=$$?; \
+	  grep -v '^wine: ' $$log; \
+	  p=$$(grep -c '^ok ' $$log); f=$$(grep -c '^not ok ' $$log); \
+	  if [ $$rc -ne 0 ] && [ $$f -eq 0 ]; then f=1; echo "** $$t exited $$rc"; fi; \
+	  pass=$$((pass + p)); fail=$$((fail + f)); \
+	done; echo "unit-windows: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+# End-to-end tests of duplex.exe under wine against Linux peers (ncat, socat,
+# nc, Python, the Linux duplex): tests/windows/e2e (one throw-away wine prefix
+# and one persistent wineserver per run, both under build/). Missing wine or
+# mingw fail them; DUPLEX_WINDOWS_OPTIONAL=1 makes them skip instead.
+e2e-windows: windows $(BUILD)/duplex
+	DUPLEX_EXE=$(abspath $(BUILD)/duplex.exe) DUPLEX=$(abspath $(BUILD)/duplex) \
+	  $(PYTEST) $(PYTEST_ARGS) tests/windows/e2e
+
+# The Windows port's tests: the platform layer's unit tests, then the
+# end-to-end tests (one after the other: both build into build/windows).
+test-windows:
+	$(MAKE) unit-windows
+	$(MAKE) e2e-windows
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libduplex.a tests/unit/helpers.h
 	@mkdir -p $(dir $@)

@@ -23,6 +23,24 @@
  * - Descriptors the library creates are non-blocking and close-on-exec.
  * - Nothing here raises SIGPIPE: sockets are written with MSG_NOSIGNAL. Pipes
  *   still raise it, so a program writing to a pipe should ignore SIGPIPE.
+ *
+ * On Windows (built with mingw-w64, linked with -lws2_32; the same API):
+ * - A socket is an int: the SOCKET handle, -1 for none. Close it with
+ *   dx_close() (closesocket(); close() on POSIX), so code needs no #ifdef.
+ *   Every fd the library takes on Windows must be a socket: consoles, pipes
+ *   and files cannot be watched by WSAPoll (bridge them to a socket pair).
+ * - WSAStartup() is done by the library, once, in dx_loop_new() and before
+ *   its first socket or name resolution. The library never calls
+ *   WSACleanup(): it would reset the connections still open at exit.
+ * - Errors are the same -errno values and texts as on Linux
+ *   (dx_strerror(-ECONNREFUSED) is "Connection refused"): Winsock's
+ *   WSAE* codes are translated.
+ * - The one backend is "wsapoll" (WSAPoll). Sockets are created
+ *   non-inheritable (close-on-exec); listeners use SO_EXCLUSIVEADDRUSE
+ *   instead of SO_REUSEADDR. Unix sockets are refused (-EAFNOSUPPORT),
+ *   pumps copy through their buffer (no splice), options Windows lacks are
+ *   -ENOPROTOOPT, dx_sock_list() reads the IP Helper tables (TCP and UDP;
+ *   no queues, owners or inodes) and dx_sock_procs() is -ENOSYS.
  */
 #ifndef DUPLEX_H
 #define DUPLEX_H
@@ -59,8 +77,13 @@ enum {
     DX_ETIMEDOUT = -10005,   /* a deadline set by the caller expired */
 };
 
-/* Text for any code returned by this library (static storage, never NULL). */
+/* Text for any code returned by this library (static storage, never NULL).
+ * The same text on every platform ("Connection refused"). */
 const char *dx_strerror(int code);
+
+/* Close a socket (or, on POSIX, any fd): closesocket() on Windows, close()
+ * on POSIX, so a program needs no #ifdef. Returns 0 or -errno. */
+int dx_close(int fd);
 
 /* 1 if code came from name resolution (getaddrinfo). */
 int dx_is_resolver_error(int code);
@@ -83,8 +106,9 @@ enum { DX_READ = 1, DX_WRITE = 2, DX_ERROR = 4, DX_PRI = 8 };
 typedef void (*dx_io_cb)(dx_loop *loop, dx_io *io, int events);
 typedef void (*dx_timer_cb)(dx_loop *loop, dx_timer *timer);
 
-/* Create a loop. backend: "epoll", "poll", or NULL for the best available
- * (epoll on Linux, poll elsewhere); the environment variable DUPLEX_BACKEND
+/* Create a loop. backend: "epoll", "poll", "io_uring", "wsapoll" (Windows),
+ * or NULL for the best available (epoll on Linux, wsapoll on Windows, poll
+ * elsewhere); the environment variable DUPLEX_BACKEND
  * overrides NULL. On failure returns NULL and stores a code in *err (if
  * err is not NULL): -ENOENT for an unknown or unavailable backend. */
 dx_loop *dx_loop_new(const char *backend, int *err);
@@ -394,7 +418,9 @@ int dx_sock_local(int fd, dx_addr *out);
 int dx_sock_peer(int fd, dx_addr *out);
 
 /* Put an fd in non-blocking mode (on) or back (off). Returns the previous
- * file status flags or -errno, so a caller can restore them with fcntl. */
+ * file status flags or -errno, so a caller can restore them with fcntl.
+ * Windows: sockets only (ioctlsocket FIONBIO), returns 0 (Winsock cannot
+ * tell the previous mode). */
 int dx_set_nonblock(int fd, int on);
 
 /* The kernel's cap on listen backlogs (/proc/sys/net/core/somaxconn), or
@@ -780,7 +806,8 @@ typedef struct dx_sockinfo {
  * /proc/net only. No DX_SL_TCP/UDP/UNIX bit: all three. On success *out is
  * a malloc'd array (free() it; NULL when empty), *source (if not NULL) says
  * DX_SL_NETLINK and/or DX_SL_PROC, and the count is returned. On failure
- * (-errno: both ways refused), nothing is allocated. */
+ * (-errno: both ways refused), nothing is allocated. Windows: TCP and UDP
+ * from the IP Helper tables, *source 0, DX_SL_NETLINK/DX_SL_PROC -ENOSYS. */
 int dx_sock_list(unsigned flags, dx_sockinfo **out, unsigned *source);
 
 /* ss's name for a DX_SS_* state ("ESTAB", "LISTEN", "UNCONN", "TIME-WAIT",

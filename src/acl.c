@@ -4,12 +4,10 @@
  * addresses (::ffff:10.0.0.0/104) are stored as the IPv4 ones (10.0.0.0/8),
  * so that both sides are compared in the same form. */
 #define _GNU_SOURCE
-#include "duplex.h"
+#include "os.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,7 +133,7 @@ int dx_acl_add(dx_acl *acl, const char *rule, int allow)
 
 int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line)
 {
-    FILE *f = fopen(path, "re");
+    FILE *f = fopen(path, DX_FOPEN_READ);
     if (!f)
         return -errno;
     /* all of the file or none of it: a bad line undoes the rules before it */
@@ -146,7 +144,7 @@ int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line)
     int lineno = 0, count = 0, rc = 0;
     /* whole lines, however long: a fixed buffer would cut a long comment
      * and read its tail as a rule */
-    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
+    while (rc == 0 && (len = dx__getline(&line, &cap, f)) >= 0) {
         lineno++;
         if (memchr(line, '\0', (size_t)len)) {
             rc = DX_EBADADDR; /* what follows a NUL would be lost unseen */

@@ -1,17 +1,16 @@
 /* addr.c: parse, resolve and format socket addresses (IPv4, IPv6, Unix),
  * always through sockaddr_storage so callers never care about the family. */
 #define _GNU_SOURCE
-#include "duplex.h"
+#include "os.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
+#ifdef _WIN32
+#include <afunix.h> /* struct sockaddr_un (Windows 10 1803+) */
+#endif
 
 /* A decimal number in [0, max]; no sign, no spaces, no trailing junk. */
 static int parse_uint(const char *s, long max)
@@ -40,6 +39,7 @@ int dx_parse_port(const char *text)
     for (const char *p = text; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
             return DX_EBADPORT;
+    dx__os_init(); /* Windows: the resolver needs WSAStartup */
     struct servent *se = getservbyname(text, "tcp");
     return se ? ntohs((uint16_t)se->s_port) : DX_EBADPORT;
 }
@@ -94,9 +94,15 @@ int dx_split_hostport(const char *text, char *buf, size_t buflen, const char **h
 
 static int eai_code(int e)
 {
+#ifdef _WIN32
+    /* Winsock's EAI_* are WSA error numbers (EAI_NONAME is 11001): store
+     * glibc's magnitudes instead, so codes and texts match Linux */
+    return DX_EAI_BASE - dx__os_eai_mag(e);
+#else
     if (e == EAI_SYSTEM)
         return errno ? -errno : DX_ENOADDR;
     return DX_EAI_BASE - (e < 0 ? -e : e);
+#endif
 }
 
 int dx_resolve(const char *host, const char *port, int family, int flags, dx_addr **out)
@@ -132,6 +138,7 @@ int dx_resolve(const char *host, const char *port, int family, int flags, dx_add
     hints.ai_flags = AI_NUMERICSERV | ((flags & DX_RESOLVE_PASSIVE) ? AI_PASSIVE : 0) |
                      ((flags & DX_RESOLVE_NUMERIC) ? AI_NUMERICHOST : 0);
     errno = 0;
+    dx__os_init(); /* Windows: the resolver needs WSAStartup */
     int e = getaddrinfo(host, portbuf, &hints, &res);
     if (e != 0)
         return eai_code(e);
@@ -152,7 +159,7 @@ int dx_resolve(const char *host, const char *port, int family, int flags, dx_add
             continue;
         int dup = 0;
         for (int i = 0; i < count && !dup; i++)
-            dup = list[i].len == ai->ai_addrlen && memcmp(&list[i].ss, ai->ai_addr, ai->ai_addrlen) == 0;
+            dup = (size_t)list[i].len == (size_t)ai->ai_addrlen && memcmp(&list[i].ss, ai->ai_addr, ai->ai_addrlen) == 0;
         if (dup)
             continue;
         memcpy(&list[count].ss, ai->ai_addr, ai->ai_addrlen);
@@ -241,7 +248,7 @@ char *dx_addr_format(const dx_addr *a, char *buf, size_t buflen)
     case AF_UNIX: {
         const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
         size_t off = offsetof(struct sockaddr_un, sun_path);
-        size_t n = a->len > off ? a->len - off : 0;
+        size_t n = (size_t)a->len > off ? (size_t)a->len - off : 0;
         if (n == 0) {
             snprintf(buf, buflen, "(unnamed)");
         } else if (sun->sun_path[0] == '\0') {

@@ -3,13 +3,11 @@
  * of the ring in one system call. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "os.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 int dx_buf_init(dx_buf *b, size_t cap)
 {
@@ -101,7 +99,7 @@ ssize_t dx_buf_read_fd(dx_buf *b, int fd)
         return -ENOBUFS;
     ssize_t n;
     do
-        n = readv(fd, iov, k);
+        n = dx__fd_readv(fd, iov, k);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
@@ -116,20 +114,9 @@ ssize_t dx_buf_write_fd(dx_buf *b, int fd, int is_socket)
     if (k == 0)
         return 0;
     ssize_t n;
-    do {
-        if (is_socket) {
-            struct msghdr msg = {0};
-            msg.msg_iov = iov;
-            msg.msg_iovlen = (size_t)k;
-#ifdef MSG_NOSIGNAL
-            n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-#else
-            n = sendmsg(fd, &msg, 0); /* BSD: SO_NOSIGPIPE or SIGPIPE ignored */
-#endif
-        } else {
-            n = writev(fd, iov, k);
-        }
-    } while (n < 0 && errno == EINTR);
+    do
+        n = dx__fd_writev(fd, iov, k, is_socket); /* sockets: no SIGPIPE */
+    while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     consume(b, (size_t)n);

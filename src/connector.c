@@ -9,10 +9,10 @@
  * the exchange, not to the connect. */
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
+#include "os.h"
 
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
 static void try_next(dx_connector *c);
 
@@ -45,7 +45,7 @@ static void report_failure(dx_connector *c, int error)
 static void fail_attempt(dx_connector *c, int error)
 {
     finish_attempt(c);
-    close(c->fd);
+    dx__sock_close(c->fd);
     report_failure(c, error);
 }
 
@@ -62,7 +62,7 @@ static void on_writable(dx_loop *loop, dx_io *io, int events)
     int rc = dx_connect_result(c->fd);
     if (rc < 0 && reset_after_handshake(rc)) {
         finish_attempt(c);
-        close(c->fd);
+        dx__sock_close(c->fd);
         c->fd = -1;
         c->established = 1; /* this address answered: no other is tried */
         c->cb(c, rc, &c->addrs[c->next - 1], 1);
@@ -116,7 +116,7 @@ static void try_next(dx_connector *c)
     dx_io_init(&c->io, fd, on_writable, c);
     int rc = dx_io_set(c->loop, &c->io, DX_WRITE);
     if (rc < 0) {
-        close(fd);
+        dx__sock_close(fd);
         c->fd = -1;
         defer_failure(c, rc);
         return;
@@ -171,7 +171,7 @@ void dx_connect_cancel(dx_connector *c)
     dx__later_cancel(c->loop, &c->later);
     if (c->fd >= 0) {
         dx_io_stop(c->loop, &c->io);
-        close(c->fd);
+        dx__sock_close(c->fd);
     }
     c->fd = -1;
 }

@@ -5,23 +5,18 @@
  * as ECONNREFUSED. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "os.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-static int dgram_socket(int family)
-{
-    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    return fd < 0 ? -errno : fd;
-}
+/* Windows: SIO_UDP_CONNRESET is turned off there (see os.h) */
+static int dgram_socket(int family) { return dx__sock_open(family, SOCK_DGRAM); }
 
 static int fail(int fd)
 {
     int e = errno;
-    close(fd);
+    dx__sock_close(fd);
     return -e;
 }
 
@@ -36,15 +31,20 @@ int dx_dgram_bind(const dx_addr *addr, const dx_listen_opts *opts)
     int on = 1;
     if (family == AF_INET6) {
         int v6only = opts ? opts->v6only : 0;
-        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
+        if (dx__sock_setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, (const void *)&v6only, sizeof v6only) < 0)
             return fail(fd);
     }
 #ifdef SO_REUSEPORT
     if (opts && opts->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
         return fail(fd);
+#else
+    if (opts && opts->reuseport) {
+        dx__sock_close(fd);
+        return -ENOPROTOOPT;
+    }
 #endif
     (void)on;
-    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0)
+    if (dx__sock_bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0)
         return fail(fd);
     return fd;
 }
@@ -59,11 +59,14 @@ int dx_dgram_connect(const dx_addr *peer, const dx_addr *source)
     int fd = dgram_socket(family);
     if (fd < 0)
         return fd;
-    if (source && bind(fd, (const struct sockaddr *)&source->ss, source->len) < 0)
+    if (source && dx__sock_bind(fd, (const struct sockaddr *)&source->ss, source->len) < 0)
+        return fail(fd);
+    /* Windows: the refusal is reported on a connected socket, as on Linux */
+    if (dx__sock_udp_icmp_errors(fd, 1) < 0)
         return fail(fd);
     int rc;
     do
-        rc = connect(fd, (const struct sockaddr *)&peer->ss, peer->len);
+        rc = dx__sock_connect(fd, (const struct sockaddr *)&peer->ss, peer->len);
     while (rc < 0 && errno == EINTR);
     if (rc < 0)
         return fail(fd);
@@ -74,9 +77,11 @@ ssize_t dx_dgram_send(int fd, const void *data, size_t n, const dx_addr *to)
 {
     ssize_t r;
     do
-        r = sendto(fd, data, n, MSG_NOSIGNAL, to ? (const struct sockaddr *)&to->ss : NULL,
+        r = dx__sock_sendto(fd, data, n, MSG_NOSIGNAL, to ? (const struct sockaddr *)&to->ss : NULL,
                    to ? to->len : 0);
     while (r < 0 && errno == EINTR);
+    if (r < 0 && DX_OS_WINDOWS && errno == ECONNRESET)
+        return -ECONNREFUSED; /* Winsock's word for an ICMP port unreachable */
     if (r < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     return r;
@@ -85,26 +90,22 @@ ssize_t dx_dgram_send(int fd, const void *data, size_t n, const dx_addr *to)
 ssize_t dx_dgram_recv(int fd, void *buf, size_t cap, dx_addr *from, int *truncated)
 {
     struct sockaddr_storage ss;
-    struct iovec iov = {.iov_base = buf, .iov_len = cap};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_name = &ss;
-    mh.msg_namelen = sizeof ss;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
+    dx__socklen sslen;
+    int trunc = 0;
     ssize_t r;
-    do
-        r = recvmsg(fd, &mh, 0);
-    while (r < 0 && errno == EINTR);
+    do {
+        sslen = sizeof ss;
+        r = dx__sock_recvfrom_trunc(fd, buf, cap, (struct sockaddr *)&ss, &sslen, &trunc);
+    } while (r < 0 && errno == EINTR);
     if (r < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     if (truncated)
-        *truncated = (mh.msg_flags & MSG_TRUNC) != 0;
+        *truncated = trunc;
     if (from) {
         memset(from, 0, sizeof *from);
-        if (mh.msg_namelen > 0 && mh.msg_namelen <= sizeof ss) {
-            memcpy(&from->ss, &ss, mh.msg_namelen);
-            from->len = mh.msg_namelen;
+        if (sslen > 0 && (size_t)sslen <= sizeof ss) {
+            memcpy(&from->ss, &ss, (size_t)sslen);
+            from->len = (socklen_t)sslen;
         }
     }
     return r;

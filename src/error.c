@@ -1,9 +1,8 @@
 /* error.c: one error convention: >= 0 success, -errno or DX_E* failure.
  * dx_strerror() is the only place that turns a code into text. */
 #define _POSIX_C_SOURCE 200809L
-#include "duplex.h"
+#include "os.h"
 
-#include <netdb.h>
 #include <string.h>
 
 const char *dx_strerror(int code)
@@ -18,10 +17,14 @@ const char *dx_strerror(int code)
     }
     if (dx_is_resolver_error(code)) {
         int mag = DX_EAI_BASE - code;
+#ifdef _WIN32
+        return dx__os_gai_strerror(mag); /* Winsock's texts differ from glibc's */
+#else
         return gai_strerror(EAI_NONAME < 0 ? -mag : mag);
+#endif
     }
     if (code < 0 && code > -4096)
-        return strerror(-code);
+        return dx__os_strerror(-code);
     return "Unknown error";
 }
 

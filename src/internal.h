@@ -18,7 +18,11 @@ struct dx__backend {
     int (*wait)(dx_loop *loop, int timeout_ms);
 };
 
+#ifdef _WIN32
+extern const struct dx__backend dx__backend_wsapoll; /* the only one on Windows */
+#else
 extern const struct dx__backend dx__backend_poll;
+#endif
 #ifdef __linux__
 extern const struct dx__backend dx__backend_epoll;
 #define DX_HAVE_EPOLL 1

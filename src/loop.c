@@ -18,7 +18,11 @@ static const struct dx__backend *const backends[] = {
 #ifdef DX_HAVE_EPOLL
     &dx__backend_epoll,
 #endif
+#ifdef _WIN32
+    &dx__backend_wsapoll,
+#else
     &dx__backend_poll,
+#endif
 #ifdef DX_HAVE_URING
     &dx__backend_uring,
 #endif
@@ -37,7 +41,13 @@ static uint64_t monotonic_ms(void) { return dx__os_now_ms(); }
 
 dx_loop *dx_loop_new(const char *backend, int *err)
 {
-    int rc = -ENOENT;
+    int rc = dx__os_init(); /* Windows: WSAStartup, once per process */
+    if (rc < 0) {
+        if (err)
+            *err = rc;
+        return NULL;
+    }
+    rc = -ENOENT;
     if (!backend || !*backend)
         backend = getenv("DUPLEX_BACKEND");
     if (backend && !*backend)

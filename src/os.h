@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef _WIN32
 #include <winsock2.h>
@@ -44,7 +45,31 @@
 #ifndef MSG_DONTWAIT
 #define MSG_DONTWAIT 0 /* every library socket is non-blocking already */
 #endif
+#ifndef EHOSTDOWN
+#define EHOSTDOWN 160 /* not in mingw's errno.h: WSAEHOSTDOWN maps to it */
+#endif
+#ifndef ESHUTDOWN
+#define ESHUTDOWN 161
+#endif
+#ifndef ESOCKTNOSUPPORT
+#define ESOCKTNOSUPPORT 162
+#endif
+#ifndef ENONET
+#define ENONET 163
+#endif
 typedef int dx__socklen; /* Winsock's socklen_t is int */
+/* fopen() mode for reading a file, close-on-exec where the C runtime can */
+#define DX_FOPEN_READ "r"
+/* scatter/gather segments, as POSIX's (WSABUF differs: dx__fd_readv converts) */
+struct iovec {
+    void *iov_base;
+    size_t iov_len;
+};
+/* Listening sockets: exclusive use of the address. On Windows SO_REUSEADDR
+ * would let another process bind the same port and steal connections;
+ * SO_EXCLUSIVEADDRUSE forbids that. A restarted server still rebinds its
+ * port while old connections sit in TIME_WAIT (tests/windows/unit). */
+#define DX_SO_LISTEN_ADDR SO_EXCLUSIVEADDRUSE
 #else
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -57,7 +82,14 @@ typedef int dx__socklen; /* Winsock's socklen_t is int */
 #include <unistd.h>
 #define DX_OS_NAME "POSIX"
 #define DX_OS_WINDOWS 0
+#include <sys/uio.h>
 typedef socklen_t dx__socklen;
+/* fopen() mode for reading a file, close-on-exec where the C runtime can */
+#define DX_FOPEN_READ "re"
+/* Listening sockets: SO_REUSEADDR, so a restarted server rebinds at once
+ * while old connections sit in TIME_WAIT (another process still cannot
+ * bind the port while the listener lives). */
+#define DX_SO_LISTEN_ADDR SO_REUSEADDR
 #endif
 
 /* Once per process, before the first socket (WSAStartup on Windows; the
@@ -94,6 +126,46 @@ int dx__fd_close(int fd);
  * errno set on failure. */
 int dx__os_poll(struct pollfd *fds, unsigned long n, int timeout_ms);
 
+/* getline(3) (msvcrt has none): a whole line of any length into *line. */
+#ifdef _WIN32
+ssize_t dx__getline(char **line, size_t *cap, FILE *f);
+#else
+#define dx__getline getline
+#endif
+
+/* A new socket of family and type (SOCK_STREAM, SOCK_DGRAM), non-blocking
+ * and close-on-exec (Windows: not inheritable; UDP sockets get
+ * SIO_UDP_CONNRESET off so an ICMP port unreachable does not fail the
+ * next recvfrom() of an unconnected socket). The fd or -errno. */
+int dx__sock_open(int family, int type);
+
+/* Whether an ICMP port unreachable is reported on this UDP socket (as
+ * -ECONNREFUSED by the next send or receive). Windows: SIO_UDP_CONNRESET,
+ * which dx__sock_open() turns off (an unconnected socket would otherwise
+ * fail its next recvfrom() with WSAECONNRESET) and dx_dgram_connect() turns
+ * back on (a connected socket reports the refusal, as on Linux). POSIX: the
+ * kernel reports it on connected sockets only; nothing to set. 0 or -errno. */
+int dx__sock_udp_icmp_errors(int fd, int on);
+
+/* accept() giving a non-blocking, close-on-exec fd, or -errno (-EAGAIN when
+ * the queue is empty; EINTR is retried). */
+int dx__sock_accept_nb(int fd, struct sockaddr *sa, dx__socklen *len);
+
+/* readv(2) on any fd, and writev(2) (sendmsg with MSG_NOSIGNAL when
+ * is_socket) over n segments. -1 with errno set on failure. */
+ssize_t dx__fd_readv(int fd, const struct iovec *iov, int n);
+ssize_t dx__fd_writev(int fd, const struct iovec *iov, int n, int is_socket);
+
+/* recvfrom() of one datagram that also says (*truncated = 1) whether it was
+ * longer than cap; the first cap bytes are returned either way. -1 with
+ * errno set on failure. */
+ssize_t dx__sock_recvfrom_trunc(int fd, void *buf, size_t cap, struct sockaddr *sa,
+                                dx__socklen *len, int *truncated);
+
+/* sockatmark(): 1 if the next byte to read is the urgent mark, 0 if not,
+ * -1 with errno set on failure. */
+int dx__sock_atmark(int fd);
+
 #ifdef _WIN32
 /* Winsock wrappers: same arguments and results as the POSIX calls, errno
  * set from WSAGetLastError() on failure. */
@@ -116,8 +188,16 @@ int dx__sock_getsockname(int fd, struct sockaddr *sa, dx__socklen *len);
 int dx__sock_getpeername(int fd, struct sockaddr *sa, dx__socklen *len);
 /* ioctlsocket(FIONBIO); returns the old state (0/1) or -errno, as dx_set_nonblock. */
 int dx__sock_nonblock(int fd, int on);
+/* A getaddrinfo() error (a WSA number on Windows) as the magnitude of
+ * glibc's EAI_* code (EAI_NONAME 11001 -> 2), and glibc's text for one. */
+int dx__os_eai_mag(int e);
+const char *dx__os_gai_strerror(int mag);
 /* Set errno from WSAGetLastError() (for a Winsock call made directly) and return it. */
 int dx__sock_errno(void);
+/* A native socket error code (what getsockopt(SO_ERROR) stores, a WSAE*
+ * value) as a POSIX errno value: WSAECONNREFUSED -> ECONNREFUSED. The
+ * identity on POSIX. */
+int dx__os_errno(int native);
 #else
 #define dx__sock_socket socket
 #define dx__sock_close close
@@ -135,6 +215,8 @@ int dx__sock_errno(void);
 #define dx__sock_getsockname getsockname
 #define dx__sock_getpeername getpeername
 #define dx__sock_errno() (errno)
+#define dx__os_errno(e) (e)
+#define dx__sock_udp_icmp_errors(fd, on) ((void)(fd), (void)(on), 0)
 #define dx__fd_read read
 #define dx__fd_write write
 #define dx__fd_close close

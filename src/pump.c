@@ -8,18 +8,19 @@
  * for the next write to drain it, instead of spinning on a readable source. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "os.h"
 
 #include <errno.h>
+#include <string.h>
+#ifdef __linux__ /* splice(2), sendfile(2), SIGPIPE; Windows: buffered copy, no SIGPIPE */
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <time.h>
-#include <unistd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
+#endif
 
 /* Reads per wake-up: enough to fill a large buffer, few enough that one busy
  * source cannot starve the other watchers of the loop. */
@@ -29,17 +30,16 @@ static void endpoint_cb(dx_loop *loop, dx_io *io, int events);
 
 void dx_endpoint_init(dx_endpoint *e, int fd)
 {
-    struct stat st;
     memset(e, 0, sizeof *e);
     e->fd = fd;
-    e->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    e->is_socket = dx__os_is_socket(fd);
     dx_io_init(&e->io, fd, endpoint_cb, e);
 }
 
 static int spliced(const dx_pump *p) { return p->pipe_r >= 0; }
 
 /* 1 if the next byte to read from a TCP socket is the urgent mark. */
-static int at_urgent_mark(int fd) { return sockatmark(fd) == 1; }
+static int at_urgent_mark(int fd) { return dx__sock_atmark(fd) == 1; }
 
 /* A read at least this large means bulk data: worth splice(2). Below it,
  * read()+write() of a small message is cheaper than two splices through a
@@ -80,8 +80,8 @@ static int wants_write(const dx_pump *p)
 static void close_pipe(dx_pump *p)
 {
     if (p->pipe_r >= 0) {
-        close(p->pipe_r);
-        close(p->pipe_w);
+        dx__fd_close(p->pipe_r);
+        dx__fd_close(p->pipe_w);
     }
     p->pipe_r = p->pipe_w = -1;
 }
@@ -302,7 +302,7 @@ static ssize_t read_some(dx_pump *p)
         size_t want = room(p) < sizeof in ? room(p) : sizeof in;
         ssize_t n;
         do
-            n = read(p->src->fd, in, want);
+            n = dx__fd_read(p->src->fd, in, want);
         while (n < 0 && errno == EINTR);
         if (n < 0)
             return errno == EWOULDBLOCK ? -EAGAIN : -errno;
@@ -339,7 +339,7 @@ static void complete(dx_pump *p)
 {
     if ((p->flags & DX_PUMP_SHUTDOWN) && p->dst && p->dst->is_socket) {
         /* ENOTCONN: the peer is already gone, nothing left to tell it */
-        if (shutdown(p->dst->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+        if (dx__sock_shutdown(p->dst->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
             finish(p, -errno, 0);
             return;
         }
@@ -464,10 +464,10 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
     if (src->reader || (dst && dst->writer))
         return -EBUSY;
     p->bufsize = bufsize ? bufsize : 64 * 1024;
-    struct sigaction sa;
-    p->sigpipe_ignored = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
     int rc = -ENOSYS;
 #ifdef __linux__
+    struct sigaction sa;
+    p->sigpipe_ignored = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
     struct stat st;
     if ((flags & DX_PUMP_SPLICE) && dst && dst->is_socket && fstat(src->fd, &st) == 0 &&
         S_ISREG(st.st_mode)) {

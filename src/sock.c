@@ -1,57 +1,28 @@
 /* sock.c: socket creation, listen/accept/connect, all non-blocking and
  * close-on-exec from the first system call (no fcntl window before exec). */
 #define _GNU_SOURCE
-#include "duplex.h"
+#include "os.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-static int new_socket(int family)
-{
-#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    return fd < 0 ? -errno : fd;
-#else
-    int fd = socket(family, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -errno;
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || dx_set_nonblock(fd, 1) < 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    return fd;
-#endif
-}
+static int new_socket(int family) { return dx__sock_open(family, SOCK_STREAM); }
 
 static int fail_close(int fd)
 {
     int e = errno;
-    close(fd);
+    dx__sock_close(fd);
     return -e;
-}
-
-int dx_set_nonblock(int fd, int on)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0)
-        return -errno;
-    int nfl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
-    if (nfl != fl && fcntl(fd, F_SETFL, nfl) < 0)
-        return -errno;
-    return fl;
 }
 
 int dx_somaxconn(void)
 {
     int v = SOMAXCONN;
-    FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+    if (DX_OS_WINDOWS) /* SOMAXCONN there means "the provider's maximum" */
+        return v;
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", DX_FOPEN_READ);
     if (f) {
         if (fscanf(f, "%d", &v) != 1)
             v = SOMAXCONN;
@@ -71,11 +42,18 @@ int dx_listen(const dx_addr *addr, const dx_listen_opts *opts)
         return fd;
     int one = 1;
     if (family != AF_UNIX) {
-        if (!opts->no_reuseaddr && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+        /* SO_REUSEADDR on POSIX, SO_EXCLUSIVEADDRUSE on Windows (os.h) */
+        if (!opts->no_reuseaddr &&
+            dx__sock_setsockopt(fd, SOL_SOCKET, DX_SO_LISTEN_ADDR, (const void *)&one, sizeof one) < 0)
             return fail_close(fd);
 #ifdef SO_REUSEPORT
         if (opts->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
             return fail_close(fd);
+#else
+        if (opts->reuseport) {
+            dx__sock_close(fd);
+            return -ENOPROTOOPT;
+        }
 #endif
     }
     if (opts->sockopt_failed)
@@ -83,20 +61,20 @@ int dx_listen(const dx_addr *addr, const dx_listen_opts *opts)
     if (opts->nsockopts > 0) {
         int rc = dx_sockopt_apply_all(fd, opts->sockopts, opts->nsockopts, opts->sockopt_failed);
         if (rc < 0) {
-            close(fd);
+            dx__sock_close(fd);
             return rc;
         }
     }
     if (family == AF_INET6) {
         int v6only = opts->v6only ? 1 : 0;
         /* best effort: some systems force v6only, then -4 binds separately */
-        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+        (void)dx__sock_setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, (const void *)&v6only, sizeof v6only);
     }
-    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0)
+    if (dx__sock_bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0)
         return fail_close(fd);
     /* a backlog above somaxconn is silently capped by the kernel */
     int backlog = opts->backlog > 0 ? opts->backlog : dx_somaxconn();
-    if (listen(fd, backlog) < 0)
+    if (dx__sock_listen(fd, backlog) < 0)
         return fail_close(fd);
     return fd;
 }
@@ -134,6 +112,13 @@ static int unix_listening(const char *path)
 }
 #endif
 
+#ifdef _WIN32
+int dx_unix_unlink_stale(const char *path)
+{
+    (void)path;
+    return -EAFNOSUPPORT; /* no Unix sockets in this Windows build */
+}
+#else
 int dx_unix_unlink_stale(const char *path)
 {
     struct stat st;
@@ -161,28 +146,17 @@ int dx_unix_unlink_stale(const char *path)
         return 0;
     return unlink(path) == 0 ? 1 : -errno;
 }
+#endif
 
 int dx_accept(int listen_fd, dx_addr *peer)
 {
     dx_addr tmp;
     if (!peer)
         peer = &tmp;
-    for (;;) {
-        peer->len = sizeof peer->ss;
-#ifdef __linux__
-        int fd = accept4(listen_fd, (struct sockaddr *)&peer->ss, &peer->len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-#else
-        int fd = accept(listen_fd, (struct sockaddr *)&peer->ss, &peer->len);
-        if (fd >= 0 && (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || dx_set_nonblock(fd, 1) < 0))
-            return fail_close(fd);
-#endif
-        if (fd >= 0)
-            return fd;
-        if (errno == EINTR)
-            continue;
-        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    }
+    dx__socklen len = sizeof peer->ss;
+    int fd = dx__sock_accept_nb(listen_fd, (struct sockaddr *)&peer->ss, &len);
+    peer->len = fd >= 0 ? (socklen_t)len : 0;
+    return fd;
 }
 
 int dx_accept_error_is_exhaustion(int code)
@@ -222,24 +196,24 @@ int dx_connect_start_opts(const dx_addr *addr, const dx_addr *source, const dx_s
     if (nopts > 0) {
         int rc = dx_sockopt_apply_all(fd, opts, nopts, failed);
         if (rc < 0) {
-            close(fd);
+            dx__sock_close(fd);
             return rc;
         }
     }
     if (source) {
         int one = 1;
         if (dx_addr_port(source) > 0)
-            (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, (const struct sockaddr *)&source->ss, source->len) < 0) {
+            (void)dx__sock_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, (const void *)&one, sizeof one);
+        if (dx__sock_bind(fd, (const struct sockaddr *)&source->ss, source->len) < 0) {
             if (failed)
                 *failed = DX_FAILED_BIND;
             return fail_close(fd);
         }
     }
-    while (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
+    while (dx__sock_connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
         if (errno == EINTR)
             continue;
-        if (errno == EINPROGRESS)
+        if (errno == EINPROGRESS) /* Windows: WSAEWOULDBLOCK, mapped so by dx__sock_connect */
             break;
         return fail_close(fd);
     }
@@ -254,26 +228,26 @@ int dx_connect_result(int fd)
      * reported by the read that follows the data. A peek that finds no data
      * but an error has consumed that error: it is the connect's result. */
     char byte;
-    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = dx__sock_recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0)
         return 0;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
         errno != ENOTCONN && errno != EINVAL && errno != ENOTSOCK)
         return -errno;
     int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    dx__socklen len = sizeof err;
+    if (dx__sock_getsockopt(fd, SOL_SOCKET, SO_ERROR, (void *)&err, &len) < 0)
         return -errno;
     if (err)
-        return -err;
+        return -dx__os_errno(err);
     /* writable without error but not connected would be odd; check. A reset
      * that arrives between the two calls leaves its error for a second look
      * (the connection was made: ECONNRESET, not a refusal). */
     dx_addr peer;
     if (dx_sock_peer(fd, &peer) < 0) {
         len = sizeof err;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err)
-            return -err;
+        if (dx__sock_getsockopt(fd, SOL_SOCKET, SO_ERROR, (void *)&err, &len) == 0 && err)
+            return -dx__os_errno(err);
         return -ENOTCONN;
     }
     return 0;
@@ -281,12 +255,16 @@ int dx_connect_result(int fd)
 
 int dx_sock_local(int fd, dx_addr *out)
 {
-    out->len = sizeof out->ss;
-    return getsockname(fd, (struct sockaddr *)&out->ss, &out->len) < 0 ? -errno : 0;
+    dx__socklen len = sizeof out->ss;
+    int rc = dx__sock_getsockname(fd, (struct sockaddr *)&out->ss, &len);
+    out->len = rc < 0 ? 0 : (socklen_t)len;
+    return rc < 0 ? -errno : 0;
 }
 
 int dx_sock_peer(int fd, dx_addr *out)
 {
-    out->len = sizeof out->ss;
-    return getpeername(fd, (struct sockaddr *)&out->ss, &out->len) < 0 ? -errno : 0;
+    dx__socklen len = sizeof out->ss;
+    int rc = dx__sock_getpeername(fd, (struct sockaddr *)&out->ss, &len);
+    out->len = rc < 0 ? 0 : (socklen_t)len;
+    return rc < 0 ? -errno : 0;
 }

@@ -2,20 +2,48 @@
  * "tcp_nodelay=on"), from one table: parsing and range checks, setting,
  * reading back, formatting. */
 #define _GNU_SOURCE
-#include "duplex.h"
+#include "os.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <netinet/ip.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <strings.h>
+/* Options a platform lacks keep their place in the table (ids are the same
+ * on every platform) with DX_NO_OPT: setting or reading one is -ENOPROTOOPT. */
+#define DX_NO_OPT (-1)
+#ifdef _WIN32
+/* Windows 10 1709+ values (the SDK's ws2ipdef.h; mingw-w64 lacks them);
+ * older systems refuse them with WSAENOPROTOOPT, i.e. -ENOPROTOOPT */
+#ifndef TCP_KEEPIDLE
+#define TCP_KEEPIDLE 3
+#endif
+#ifndef TCP_KEEPCNT
+#define TCP_KEEPCNT 16
+#endif
+#ifndef TCP_KEEPINTVL
+#define TCP_KEEPINTVL 17
+#endif
+#ifndef TCP_MAXSEG
+#define TCP_MAXSEG 4
+#endif
+#define SO_BINDTODEVICE DX_NO_OPT
+#define SO_PRIORITY DX_NO_OPT
+#define SO_MARK DX_NO_OPT
+#define SO_TIMESTAMP DX_NO_OPT
+#define SO_BUSY_POLL DX_NO_OPT
+#define SO_REUSEPORT DX_NO_OPT
+#define TCP_USER_TIMEOUT DX_NO_OPT
+#define TCP_QUICKACK DX_NO_OPT
+#define TCP_CONGESTION DX_NO_OPT
+#define IFNAMSIZ 16
+#else
+#include <net/if.h>
+#include <netinet/ip.h>
 #include <sys/time.h>
+#endif
 
 /* Older headers may lack some names; the values are Linux's. */
 #ifndef SO_BUSY_POLL
@@ -241,12 +269,46 @@ int dx_sockopt_parse(const char *text, dx_sockopt *out)
 static int family_of(int fd)
 {
     struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
+    dx__socklen len = sizeof ss;
     ss.ss_family = AF_UNSPEC;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+    if (dx__sock_getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return AF_UNSPEC;
     return ss.ss_family;
 }
+
+/* SO_RCVTIMEO/SO_SNDTIMEO: a struct timeval on POSIX, a DWORD of
+ * milliseconds on Windows. */
+#ifdef _WIN32
+static int set_timeo(int fd, int level, int name, long long us)
+{
+    DWORD ms = (DWORD)((us + 999) / 1000);
+    return dx__sock_setsockopt(fd, level, name, (const void *)&ms, sizeof ms);
+}
+
+static int get_timeo(int fd, int level, int name, long long *us)
+{
+    DWORD ms = 0;
+    dx__socklen len = sizeof ms;
+    int rc = dx__sock_getsockopt(fd, level, name, (void *)&ms, &len);
+    *us = (long long)ms * 1000;
+    return rc;
+}
+#else
+static int set_timeo(int fd, int level, int name, long long us)
+{
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    return setsockopt(fd, level, name, &tv, sizeof tv);
+}
+
+static int get_timeo(int fd, int level, int name, long long *us)
+{
+    struct timeval tv = {0, 0};
+    socklen_t len = sizeof tv;
+    int rc = getsockopt(fd, level, name, &tv, &len);
+    *us = (long long)tv.tv_sec * 1000000 + tv.tv_usec;
+    return rc;
+}
+#endif
 
 int dx_sockopt_apply(int fd, const dx_sockopt *opt)
 {
@@ -254,33 +316,35 @@ int dx_sockopt_apply(int fd, const dx_sockopt *opt)
     if (!d)
         return -EINVAL;
     int level = d->level, name = d->optname, rc;
+    if (name == DX_NO_OPT)
+        return -ENOPROTOOPT; /* not on this platform */
     switch (d->type) {
-    case DX_SOCKOPT_SECONDS: {
-        struct timeval tv = {(time_t)(opt->value.num / 1000000),
-                             (suseconds_t)(opt->value.num % 1000000)};
-        rc = setsockopt(fd, level, name, &tv, sizeof tv);
+    case DX_SOCKOPT_SECONDS:
+        rc = set_timeo(fd, level, name, opt->value.num);
         break;
-    }
     case DX_SOCKOPT_LINGER: {
-        struct linger l = {opt->value.num >= 0, opt->value.num >= 0 ? (int)opt->value.num : 0};
-        rc = setsockopt(fd, level, name, &l, sizeof l);
+        struct linger l;
+        memset(&l, 0, sizeof l);
+        l.l_onoff = opt->value.num >= 0;
+        l.l_linger = opt->value.num >= 0 ? (int)opt->value.num : 0; /* u_short on Windows: <= 65535 */
+        rc = dx__sock_setsockopt(fd, level, name, (const void *)&l, sizeof l);
         break;
     }
     case DX_SOCKOPT_STRING:
-        rc = setsockopt(fd, level, name, opt->value.str,
-                        (socklen_t)strlen(opt->value.str) + (name == SO_BINDTODEVICE));
+        rc = dx__sock_setsockopt(fd, level, name, opt->value.str,
+                                 (dx__socklen)strlen(opt->value.str) + (name == SO_BINDTODEVICE));
         break;
     default: {
         /* SO_MARK is a u32: values above INT_MAX pass as the same bits */
         int v = (int)(unsigned)opt->value.num;
         if (level == IPPROTO_IP && name == IP_TOS && family_of(fd) == AF_INET6) {
             /* IPv6 traffic class; the IPv4 TOS too, for IPv4-mapped peers */
-            rc = setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &v, sizeof v);
+            rc = dx__sock_setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, (const void *)&v, sizeof v);
             if (rc == 0)
-                (void)setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof v);
+                (void)dx__sock_setsockopt(fd, IPPROTO_IP, IP_TOS, (const void *)&v, sizeof v);
             break;
         }
-        rc = setsockopt(fd, level, name, &v, sizeof v);
+        rc = dx__sock_setsockopt(fd, level, name, (const void *)&v, sizeof v);
         break;
     }
     }
@@ -310,29 +374,28 @@ int dx_sockopt_get(int fd, int id, dx_sockopt *out)
     if (!d)
         return -EINVAL;
     int level = d->level, name = d->optname;
+    if (name == DX_NO_OPT)
+        return -ENOPROTOOPT; /* not on this platform */
     switch (d->type) {
-    case DX_SOCKOPT_SECONDS: {
-        struct timeval tv = {0, 0};
-        socklen_t len = sizeof tv;
-        if (getsockopt(fd, level, name, &tv, &len) < 0)
+    case DX_SOCKOPT_SECONDS:
+        if (get_timeo(fd, level, name, &out->value.num) < 0)
             return -errno;
-        out->value.num = (long long)tv.tv_sec * 1000000 + tv.tv_usec;
         return 0;
-    }
     case DX_SOCKOPT_LINGER: {
-        struct linger l = {0, 0};
-        socklen_t len = sizeof l;
-        if (getsockopt(fd, level, name, &l, &len) < 0)
+        struct linger l;
+        memset(&l, 0, sizeof l);
+        dx__socklen len = sizeof l;
+        if (dx__sock_getsockopt(fd, level, name, (void *)&l, &len) < 0)
             return -errno;
         out->value.num = l.l_onoff ? l.l_linger : -1;
         return 0;
     }
     case DX_SOCKOPT_STRING: {
         char buf[64] = ""; /* SO_BINDTODEVICE wants at least IFNAMSIZ bytes */
-        socklen_t len = sizeof buf - 1;
-        if (getsockopt(fd, level, name, buf, &len) < 0)
+        dx__socklen len = sizeof buf - 1;
+        if (dx__sock_getsockopt(fd, level, name, buf, &len) < 0)
             return -errno;
-        buf[len < sizeof buf ? len : sizeof buf - 1] = '\0';
+        buf[(size_t)len < sizeof buf ? (size_t)len : sizeof buf - 1] = '\0';
         size_t n = strnlen(buf, sizeof out->value.str - 1);
         memcpy(out->value.str, buf, n);
         out->value.str[n] = '\0';
@@ -340,12 +403,12 @@ int dx_sockopt_get(int fd, int id, dx_sockopt *out)
     }
     default: {
         int v = 0;
-        socklen_t len = sizeof v;
+        dx__socklen len = sizeof v;
         if (level == IPPROTO_IP && name == IP_TOS && family_of(fd) == AF_INET6) {
             level = IPPROTO_IPV6;
             name = IPV6_TCLASS;
         }
-        if (getsockopt(fd, level, name, &v, &len) < 0)
+        if (dx__sock_getsockopt(fd, level, name, (void *)&v, &len) < 0)
             return -errno;
         out->value.num = d->optname == SO_MARK && d->level == SOL_SOCKET ? (long long)(unsigned)v : v;
         return 0;

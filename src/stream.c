@@ -6,12 +6,10 @@
  * costs no buffer memory (servers hold tens of thousands of them). */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "os.h"
 
 #include <errno.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* One read per wake-up into a stack buffer: fair to other peers, and the
  * callback sees the bytes without another copy. */
@@ -25,9 +23,9 @@ static ssize_t direct_write(dx_stream *s, const char *p, size_t n)
     ssize_t w;
     do
 #ifdef MSG_NOSIGNAL
-        w = s->is_socket ? send(s->io.fd, p, n, MSG_NOSIGNAL) : write(s->io.fd, p, n);
+        w = s->is_socket ? dx__sock_send(s->io.fd, p, n, MSG_NOSIGNAL) : dx__fd_write(s->io.fd, p, n);
 #else
-        w = write(s->io.fd, p, n);
+        w = dx__fd_write(s->io.fd, p, n);
 #endif
     while (w < 0 && errno == EINTR);
     if (w < 0)
@@ -46,11 +44,10 @@ static int update(dx_stream *s)
 int dx_stream_init(dx_loop *loop, dx_stream *s, int fd, size_t queue_cap,
                    dx_stream_read_cb read_cb, dx_stream_event_cb event_cb, void *data)
 {
-    struct stat st;
     memset(s, 0, sizeof *s);
     s->queue_cap = queue_cap ? queue_cap : 64 * 1024;
     s->loop = loop;
-    s->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    s->is_socket = dx__os_is_socket(fd);
     s->read_cb = read_cb;
     s->event_cb = event_cb;
     s->data = data;
@@ -112,7 +109,7 @@ static int flush(dx_stream *s, int in_call)
         dx_buf_free(&s->out); /* idle streams hold no buffer */
     if (dx_buf_len(&s->out) == 0 && s->shut_pending && !s->shut_done) {
         s->shut_done = 1;
-        if (s->is_socket && shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+        if (s->is_socket && dx__sock_shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
             report(s, -errno);
             return -1;
         }
@@ -144,7 +141,7 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
         size_t want = s->queue_cap / 2 < sizeof chunk ? s->queue_cap / 2 : sizeof chunk;
         ssize_t n;
         do
-            n = read(io->fd, chunk, want ? want : 1);
+            n = dx__fd_read(io->fd, chunk, want ? want : 1);
         while (n < 0 && errno == EINTR);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)

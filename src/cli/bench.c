@@ -23,23 +23,23 @@
  */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifndef _WIN32 /* Windows: no fork (one worker process), no rlimit, no getrandom */
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#endif
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -227,7 +227,7 @@ static void close_conn(struct conn *c)
     c->tls = NULL;
     if (c->fd >= 0) {
         dx_io_stop(W.loop, &c->io);
-        close(c->fd);
+        dx__sock_close(c->fd);
         c->fd = -1;
     }
 }
@@ -252,24 +252,38 @@ static void connect_failed(struct conn *c, int code)
 static void start_connect(struct conn *c)
 {
     const struct sockaddr *sa = (const struct sockaddr *)&W.dst.ss;
+#ifdef _WIN32
+    int fd = dx__sock_socket(sa->sa_family, SOCK_STREAM, 0);
+    if (fd >= 0 && dx__sock_nonblock(fd, 1) < 0) {
+        int e = errno;
+        dx__sock_close(fd);
+        fd = -1;
+        errno = e;
+    }
+#else
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#endif
     if (fd < 0) {
         connect_failed(c, -errno);
         return;
     }
     c->fd = fd;
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    dx__sock_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (W.src_ok && bo.naddrs > 1) {
         struct sockaddr_in src = { .sin_family = AF_INET };
         src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(W.next_addr++ % bo.naddrs));
+#ifdef __linux__
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+#endif
+        if (dx__sock_bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
             connect_failed(c, -errno);
             return;
         }
     }
-    if (connect(fd, sa, W.dst.len) < 0 && errno != EINPROGRESS) {
+    /* Winsock says EWOULDBLOCK where POSIX says EINPROGRESS */
+    if (dx__sock_connect(fd, sa, W.dst.len) < 0 && errno != EINPROGRESS && errno != EAGAIN &&
+        errno != EWOULDBLOCK) {
         connect_failed(c, -errno);
         return;
     }
@@ -342,7 +356,7 @@ static ssize_t conn_send(struct conn *c, const void *p, size_t n)
 {
     if (c->tls)
         return cli_tls_bench_write(c->tls, p, n);
-    ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+    ssize_t w = dx__sock_send(c->fd, p, n, MSG_NOSIGNAL);
     return w >= 0 ? w : errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
@@ -455,7 +469,7 @@ static ssize_t recv_chunk(struct conn *c)
         return -1;
     }
     for (;;) {
-        ssize_t r = recv(c->fd, W.scratch, BLOCK, 0);
+        ssize_t r = dx__sock_recv(c->fd, W.scratch, BLOCK, 0);
         if (r > 0)
             return r;
         if (r < 0 && errno == EINTR)
@@ -626,7 +640,7 @@ static void join_tick(uint64_t now)
     if (!in && now - W.start < CONNECT_DEADLINE_NS && now - BK.progress_at < JOIN_STALL_NS) {
         if (BK.js && BK.unjoined && !BK.behind) {
             unsigned char b = token_byte(BK.token + 1);
-            ssize_t w = send(BK.js->fd, &b, 1, MSG_NOSIGNAL);
+            ssize_t w = dx__sock_send(BK.js->fd, &b, 1, MSG_NOSIGNAL);
             if (w == 1) {
                 BK.token++;
                 BK.behind = BK.members - 1;
@@ -675,8 +689,10 @@ static void broker_readable(struct conn *c)
             return;
         /* ACK at once: a delayed ACK would meet a server's Nagle delay and
          * make most rounds 40 ms (receivers send nothing to carry the ACK) */
+#ifdef TCP_QUICKACK
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+#endif
         if (c->st == C_JOIN || BK.joining) {
             if (join_bytes(c, (size_t)r) < 0) {
                 drop(c, 1, 1);
@@ -870,7 +886,12 @@ static unsigned char *make_block(void)
         return NULL;
     size_t got = 0;
     while (got < BLOCK) {
+#ifdef _WIN32
+        ssize_t r = -1; /* the fallback below */
+        errno = ENOSYS;
+#else
         ssize_t r = getrandom(b + got, BLOCK - got, 0);
+#endif
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -1438,105 +1459,12 @@ static long ephemeral_range(void)
     return hi >= lo ? hi - lo + 1 : 28232;
 }
 
-int cli_bench_main(int argc, char **argv)
+#ifndef _WIN32
+/* -p PROCS > 1: forked workers, each with its share of the connections,
+ * send their reports through pipes; merged and printed here. */
+static int run_processes(const dx_addr *dst, int src_ok, unsigned char *block)
 {
-    int rc = parse_args(argc, argv);
-    if (rc != 0)
-        return rc < 0 ? EXIT_OK : rc;
-
-    /* the backend must exist before anything is started */
-    int err = 0;
-    dx_loop *probe = dx_loop_new(bo.backend, &err);
-    if (!probe) {
-        const char *name = bo.backend ? bo.backend : getenv("DUPLEX_BACKEND");
-        cli_error("event loop backend '%s': %s", name ? name : "(default)",
-                  err == -ENOENT ? "unknown or unavailable (try epoll or poll)" : dx_strerror(err));
-        return EXIT_USAGE;
-    }
-    snprintf(backend_name, sizeof backend_name, "%s", dx_loop_backend(probe));
-    dx_loop_free(probe);
-
-    dx_addr *addrs = NULL;
-    int n = dx_resolve(bo.host, bo.port, AF_UNSPEC, 0, &addrs);
-    if (n < 0) {
-        cli_error("bench: %s: %s", bo.host, dx_strerror(n));
-        return cli_exit_code_for(n, 1);
-    }
-    dx_addr dst = addrs[0];
-    free(addrs);
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)&dst.ss;
-    int src_ok = sin->sin_family == AF_INET && (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-    if (!bo.naddrs) {
-        long half = ephemeral_range() / 2;
-        bo.naddrs = bo.mode == B_CONNRATE ? 64 : bo.conns <= half ? 1 : (bo.conns + half - 1) / half;
-    }
-
-    /* descriptors: raise the soft limit, then split over processes */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    long fdmax = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
-                 ? (long)rl.rlim_cur : 1L << 20;
-    long per_proc_max = fdmax - 32;
-    if (per_proc_max < 1)
-        per_proc_max = 1;
-    if (!bo.procs_given)
-        bo.procs = (bo.conns + per_proc_max - 1) / per_proc_max;
-    if (bo.procs > bo.conns)
-        bo.procs = bo.conns;
-    if (bo.mode == B_BROKER && bo.procs > 1) {
-        fprintf(stderr, "duplex: bench: broker runs in one process: %ld connections exceed "
-                "the descriptor limit %ld\n", bo.conns, fdmax);
-        return EXIT_USAGE;
-    }
-    if ((bo.conns + bo.procs - 1) / bo.procs > per_proc_max) {
-        fprintf(stderr, "duplex: bench: %ld connections per process exceed the descriptor limit "
-                "%ld; use -p %ld or more\n", (bo.conns + bo.procs - 1) / bo.procs, fdmax,
-                (bo.conns + per_proc_max - 1) / per_proc_max);
-        return EXIT_USAGE;
-    }
-
-    if (bo.tls && (rc = cli_tls_bench_init()) != 0)
-        return rc;
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_term;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
-    unsigned char *block = make_block();
-    T = calloc(1, sizeof *T);
-    if (!block || !T) {
-        cli_error("bench: %s", dx_strerror(-ENOMEM));
-        free(block);
-        free(T);
-        return EXIT_IO;
-    }
-    W.dst = dst;
-
-    if (bo.procs == 1) {
-        struct report *rep = calloc(1, sizeof *rep);
-        if (!rep) {
-            cli_error("bench: %s", dx_strerror(-ENOMEM));
-            free(block);
-            free(T);
-            return EXIT_IO;
-        }
-        /* the report is printed by ready_inprocess(), when the run ends or
-         * (idle) when the connect phase does */
-        rc = run_worker(&dst, src_ok, 0, bo.conns, -1, rep, block, ready_inprocess);
-        if (!rc)
-            rc = report_rc;
-        free(rep);
-        free(block);
-        free(T);
-        return rc;
-    }
-
+    int rc;
     pid_t *pids = calloc((size_t)bo.procs, sizeof *pids);
     int *fds = calloc((size_t)bo.procs, sizeof *fds);
     struct report *one = malloc(sizeof *one);
@@ -1565,7 +1493,7 @@ int cli_bench_main(int argc, char **argv)
             for (long q = 0; q < p; q++)
                 close(fds[q]);
             struct report *rep = calloc(1, sizeof *rep);
-            int wrc = rep ? run_worker(&dst, src_ok, first, cnt, pfd[1], rep, block, NULL) : EXIT_IO;
+            int wrc = rep ? run_worker(dst, src_ok, first, cnt, pfd[1], rep, block, NULL) : EXIT_IO;
             _exit(wrc);
         }
         close(pfd[1]);
@@ -1615,4 +1543,130 @@ int cli_bench_main(int argc, char **argv)
     free(block);
     free(T);
     return rc;
+}
+#else
+/* No fork on Windows: -p above 1 is refused at start-up. */
+static int run_processes(const dx_addr *dst, int src_ok, unsigned char *block)
+{
+    (void)dst, (void)src_ok;
+    free(block);
+    free(T);
+    return EXIT_USAGE;
+}
+#endif
+
+int cli_bench_main(int argc, char **argv)
+{
+    int rc = parse_args(argc, argv);
+    if (rc != 0)
+        return rc < 0 ? EXIT_OK : rc;
+
+    /* the backend must exist before anything is started */
+    int err = 0;
+    dx_loop *probe = dx_loop_new(bo.backend, &err);
+    if (!probe) {
+        const char *name = bo.backend ? bo.backend : getenv("DUPLEX_BACKEND");
+        cli_error("event loop backend '%s': %s", name ? name : "(default)",
+                  err == -ENOENT ? "unknown or unavailable (try epoll or poll)" : dx_strerror(err));
+        return EXIT_USAGE;
+    }
+    snprintf(backend_name, sizeof backend_name, "%s", dx_loop_backend(probe));
+    dx_loop_free(probe);
+
+    dx_addr *addrs = NULL;
+    int n = dx_resolve(bo.host, bo.port, AF_UNSPEC, 0, &addrs);
+    if (n < 0) {
+        cli_error("bench: %s: %s", bo.host, dx_strerror(n));
+        return cli_exit_code_for(n, 1);
+    }
+    dx_addr dst = addrs[0];
+    free(addrs);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&dst.ss;
+    int src_ok = sin->sin_family == AF_INET && (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+    if (!bo.naddrs) {
+        long half = ephemeral_range() / 2;
+        bo.naddrs = bo.mode == B_CONNRATE ? 64 : bo.conns <= half ? 1 : (bo.conns + half - 1) / half;
+    }
+
+    /* descriptors: raise the soft limit, then split over processes */
+#ifdef _WIN32
+    long fdmax = 1L << 20; /* sockets are handles: no descriptor limit to raise */
+    if (bo.procs > 1) {
+        cli_error("bench -p: worker processes are not available on %s (no fork); one process "
+                  "drives every connection (-p 1)", DX_OS_NAME);
+        return EXIT_USAGE;
+    }
+#else
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    long fdmax = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                 ? (long)rl.rlim_cur : 1L << 20;
+#endif
+    long per_proc_max = fdmax - 32;
+    if (per_proc_max < 1)
+        per_proc_max = 1;
+    if (!bo.procs_given)
+        bo.procs = (bo.conns + per_proc_max - 1) / per_proc_max;
+    if (bo.procs > bo.conns)
+        bo.procs = bo.conns;
+    if (bo.mode == B_BROKER && bo.procs > 1) {
+        fprintf(stderr, "duplex: bench: broker runs in one process: %ld connections exceed "
+                "the descriptor limit %ld\n", bo.conns, fdmax);
+        return EXIT_USAGE;
+    }
+    if ((bo.conns + bo.procs - 1) / bo.procs > per_proc_max) {
+        fprintf(stderr, "duplex: bench: %ld connections per process exceed the descriptor limit "
+                "%ld; use -p %ld or more\n", (bo.conns + bo.procs - 1) / bo.procs, fdmax,
+                (bo.conns + per_proc_max - 1) / per_proc_max);
+        return EXIT_USAGE;
+    }
+
+    if (bo.tls && (rc = cli_tls_bench_init()) != 0)
+        return rc;
+#ifdef _WIN32
+    signal(SIGINT, on_term); /* Ctrl-C: the C runtime's console handler */
+    signal(SIGTERM, on_term);
+#else
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+#endif
+
+    unsigned char *block = make_block();
+    T = calloc(1, sizeof *T);
+    if (!block || !T) {
+        cli_error("bench: %s", dx_strerror(-ENOMEM));
+        free(block);
+        free(T);
+        return EXIT_IO;
+    }
+    W.dst = dst;
+
+    if (bo.procs == 1) {
+        struct report *rep = calloc(1, sizeof *rep);
+        if (!rep) {
+            cli_error("bench: %s", dx_strerror(-ENOMEM));
+            free(block);
+            free(T);
+            return EXIT_IO;
+        }
+        /* the report is printed by ready_inprocess(), when the run ends or
+         * (idle) when the connect phase does */
+        rc = run_worker(&dst, src_ok, 0, bo.conns, -1, rep, block, ready_inprocess);
+        if (!rc)
+            rc = report_rc;
+        free(rep);
+        free(block);
+        free(T);
+        return rc;
+    }
+
+    return run_processes(&dst, src_ok, block);
 }

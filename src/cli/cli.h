@@ -87,6 +87,9 @@ struct options {
     enum model model;      /* --model */
     int threads;           /* --threads N: N event loops sharing the port */
     int quiet;             /* internal: do not announce the listening address */
+    int shared_listener;   /* internal, --threads on Windows (no SO_REUSEPORT): 1 + a listening
+                            * socket to serve (this loop's copy of the first loop's), open none;
+                            * 0: none */
     const char *target_host, *target_port, *target_unix; /* relay TARGET */
     int stats_json;        /* relay --stats-json */
 #define MAX_SOCKOPTS 40
@@ -363,6 +366,9 @@ void cli_stdio_nonblock(void);
  * on POSIX; on Windows the loop's ends of the console bridge (sockets that
  * threads copy to and from the console or pipes; see stdio_win32.c). */
 int cli_stdin_fd(void);
+/* Before cli_stdin_fd(): this command never reads stdin (-d): on Windows no
+ * thread is started to read it (its bytes stay for whoever reads next). */
+void cli_stdin_never_read(void);
 int cli_stdout_fd(void);
 void cli_stdout_close(void);
 void cli_process_init(void);

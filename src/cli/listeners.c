@@ -224,6 +224,8 @@ static int open_all(struct listeners *l)
         }
         return rc;
     }
+    if (o->shared_listener) /* --threads on Windows: a copy of the first loop's socket */
+        return keep(l, o->shared_listener - 1);
     return cli_open_every(o, lo, &how);
 }
 

@@ -2,6 +2,7 @@
  * dispatch to a subcommand, turn its result into the documented exit status. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -9,6 +10,12 @@
 
 int main(int argc, char **argv)
 {
+    /* before any socket (WSAStartup on Windows) */
+    int err = dx__os_init();
+    if (err < 0) {
+        cli_error("cannot start the network layer: %s", dx_strerror(err));
+        return EXIT_IO;
+    }
     /* `duplex sockets` has flags of its own (-l, -n, -p, -e mean other things) */
     if (argc > 1 && strcmp(argv[1], "sockets") == 0)
         return cli_sockets_main(argc - 1, argv + 1);
@@ -22,6 +29,11 @@ int main(int argc, char **argv)
         dx_acl_free(&o.acl);
         return rc < 0 ? EXIT_OK : rc; /* rc < 0: --help or --version */
     }
+    if (DX_OS_WINDOWS && o.model == MODEL_FORK) {
+        cli_error("--model fork is not available on %s (use --model thread)", DX_OS_NAME);
+        dx_acl_free(&o.acl);
+        return EXIT_USAGE;
+    }
     rc = cli_filters_open(&o); /* before connecting: a bad path fails at once */
     if (rc == 0)
         rc = cli_tls_open(&o); /* the same for certificates and keys */
@@ -32,8 +44,9 @@ int main(int argc, char **argv)
         return rc;
     }
     cli_process_init();
+    if (o.recv_only)
+        cli_stdin_never_read(); /* -d: not a byte of stdin is taken */
 
-    int err;
     dx_loop *loop = dx_loop_new(o.backend, &err);
     if (!loop) {
         const char *name = o.backend ? o.backend : getenv("DUPLEX_BACKEND");

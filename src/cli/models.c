@@ -5,6 +5,7 @@
  * N event loops on N threads, each with its own SO_REUSEPORT listener. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -28,18 +28,22 @@ static void echo_blocking(int fd, long idle_timeout_ms)
     char buf[64 * 1024];
     dx_set_nonblock(fd, 0);
     if (idle_timeout_ms > 0) {
+#ifdef _WIN32
+        DWORD tv = (DWORD)idle_timeout_ms; /* Winsock takes milliseconds */
+#else
         struct timeval tv = {idle_timeout_ms / 1000, (idle_timeout_ms % 1000) * 1000};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+#endif
+        dx__sock_setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        dx__sock_setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     }
     for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
+        ssize_t n = dx__sock_recv(fd, buf, sizeof buf, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
         for (ssize_t off = 0; off < n;) {
-            ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+            ssize_t w = dx__sock_send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
             if (w < 0 && errno == EINTR)
                 continue;
             if (w < 0)
@@ -47,9 +51,9 @@ static void echo_blocking(int fd, long idle_timeout_ms)
             off += w;
         }
     }
-    shutdown(fd, SHUT_WR);
+    dx__sock_shutdown(fd, SHUT_WR);
 out:
-    close(fd);
+    dx__sock_close(fd);
 }
 
 struct thread_client {
@@ -82,7 +86,7 @@ int model_spawn(const struct options *o, int fd)
             echo_blocking(fd, o->idle_timeout_ms);
             _exit(0);
         }
-        close(fd);
+        dx__sock_close(fd);
         return 0;
     }
     struct thread_client *tc = malloc(sizeof *tc);
@@ -106,6 +110,34 @@ int model_spawn(const struct options *o, int fd)
 }
 
 /* ---- --threads N: N loops sharing the port ---- */
+
+#ifdef _WIN32
+/* Windows has no SO_REUSEPORT: every loop watches a copy of the first
+ * loop's listening socket (WSAPoll wakes them all, one accept() wins, the
+ * others get EAGAIN and go on). 1 + the copy (non-blocking, not inherited
+ * by --exec children), or 0 with errno set. */
+static int share_listener(int fd)
+{
+    WSAPROTOCOL_INFOW info;
+    if (WSADuplicateSocketW((SOCKET)fd, GetCurrentProcessId(), &info) != 0) {
+        dx__sock_errno();
+        return 0;
+    }
+    SOCKET s = WSASocketW(FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, &info, 0,
+                          WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (s == INVALID_SOCKET) {
+        dx__sock_errno();
+        return 0;
+    }
+    if (dx__sock_nonblock((int)s, 1) < 0) {
+        int e = errno;
+        dx__sock_close((int)s);
+        errno = e;
+        return 0;
+    }
+    return (int)s + 1;
+}
+#endif
 
 struct loop_thread {
     struct options o;
@@ -140,7 +172,7 @@ int cli_serve_threads(const struct options *o, dx_loop *loop)
 {
     /* the first loop binds (port 0 resolved here), the others join it */
     struct options first = *o;
-    first.reuseport = 1;
+    first.reuseport = !DX_OS_WINDOWS; /* Windows: the loops share one socket instead */
     first.threads = 1;
     first.quiet = 1; /* announced once every loop listens: no client lands early on one */
     static sem_t opened;
@@ -165,6 +197,13 @@ int cli_serve_threads(const struct options *o, dx_loop *loop)
         ts[i].o.quiet = 1;
         snprintf(ts[i].port, sizeof ts[i].port, "%d", port);
         ts[i].o.port = ts[i].port;
+#ifdef _WIN32
+        if (!(ts[i].o.shared_listener = share_listener(serve_listen_fd(sv)))) {
+            cli_error("--threads: cannot share the listening socket with thread %d: %s", i + 2,
+                      strerror(errno));
+            break;
+        }
+#endif
         ts[i].opened = &opened;
         if (pthread_create(&ts[i].tid, NULL, loop_thread_main, &ts[i]) != 0) {
             cli_error("--threads: cannot start thread %d: %s", i + 2, strerror(errno));

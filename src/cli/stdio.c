@@ -75,6 +75,7 @@ int cli_stop_signal(void) { return stop_signal; }
 
 int cli_stdin_fd(void) { return STDIN_FILENO; }
 int cli_stdout_fd(void) { return STDOUT_FILENO; }
+void cli_stdin_never_read(void) {}
 
 void cli_stdio_nonblock(void)
 {

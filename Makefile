@@ -18,7 +18,7 @@ ifeq ($(WINDOWS),1)
 # concern differs, src/foo_win32.c stands in for src/foo.c.
 WIN_LIB_EXCLUDE = src/os_posix.c src/backend_epoll.c src/backend_poll.c src/backend_uring.c \
 	src/diag.c
-WIN_CLI_EXCLUDE = src/cli/stdio.c src/cli/exec.c src/cli/sockets.c
+WIN_CLI_EXCLUDE = src/cli/stdio.c src/cli/exec.c
 LIB_SRCS = $(filter-out $(WIN_LIB_EXCLUDE),$(wildcard src/*.c))
 CLI_SRCS = $(filter-out $(WIN_CLI_EXCLUDE),$(wildcard src/cli/*.c))
 CPPFLAGS += -D_WIN32_WINNT=0x0601 -D__USE_MINGW_ANSI_STDIO=1

@@ -20,6 +20,7 @@ struct dx__backend {
 
 #ifdef _WIN32
 extern const struct dx__backend dx__backend_wsapoll; /* the only one on Windows */
+extern int dx__wsapoll_old_windows; /* tests: see backend_wsapoll.c */
 #else
 extern const struct dx__backend dx__backend_poll;
 #endif

@@ -94,7 +94,8 @@ typedef socklen_t dx__socklen;
 
 /* Once per process, before the first socket (WSAStartup on Windows; the
  * loop calls it from dx_loop_new(), the command from main()). 0 or -errno.
- * Safe to call again; the matching cleanup runs at exit. */
+ * Safe to call again, from any thread. No WSACleanup at exit, on purpose:
+ * it would reset the connections still open (see os_win32.c). */
 int dx__os_init(void);
 
 /* Monotonic clock in milliseconds. */
@@ -116,7 +117,9 @@ int dx__socketpair(int fds[2]);
 /* Descriptors in general. On Windows every descriptor the library and the
  * command handle is a socket (the console, pipes and child processes are
  * bridged to loopback sockets by the command), so these are the socket
- * calls there; on POSIX they are read/write/close, for any kind of fd. */
+ * calls there; on POSIX they are read/write/close, for any kind of fd.
+ * A read returns 0 only for an orderly end: a reset is -1 with ECONNRESET
+ * on both (wine's recv() says 0 for it; os_win32.c tells the two apart). */
 ssize_t dx__fd_read(int fd, void *buf, size_t n);
 ssize_t dx__fd_write(int fd, const void *buf, size_t n);
 int dx__fd_close(int fd);

@@ -4,17 +4,16 @@
  * like ss, or --json). */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
-#include <arpa/inet.h>
 #include <getopt.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
+#ifndef _WIN32 /* Windows: no user names (no uid), no /etc/services cursor */
+#include <pwd.h>
+#endif
 
 static const char sockets_usage[] =
 "usage: duplex sockets [-altuxpenrH46] [--sport PORT] [--dport PORT] [--state STATE] [--json]\n"
@@ -84,7 +83,7 @@ static const struct option sockets_opts[] = {
 
 #define ST(x) (1u << (x))
 #define ST_ALL (((1u << DX_SS_MAX) - 1) & ~1u)
-#define ST_CONNECTED (ST_ALL & ~(ST(DX_SS_LISTEN) | ST(DX_SS_CLOSE)))
+#define ST_CONNECTED_SET (ST_ALL & ~(ST(DX_SS_LISTEN) | ST(DX_SS_CLOSE)))
 
 struct sopts {
     unsigned protos;       /* DX_SL_TCP|UDP|UNIX */
@@ -105,8 +104,8 @@ static const struct {
     {"unconn", ST(DX_SS_CLOSE)},            {"close-wait", ST(DX_SS_CLOSE_WAIT)},
     {"last-ack", ST(DX_SS_LAST_ACK)},       {"listening", ST(DX_SS_LISTEN)},
     {"listen", ST(DX_SS_LISTEN)},           {"closing", ST(DX_SS_CLOSING)},
-    {"all", ST_ALL},                        {"connected", ST_CONNECTED},
-    {"synchronized", ST_CONNECTED & ~ST(DX_SS_SYN_SENT)},
+    {"all", ST_ALL},                        {"connected", ST_CONNECTED_SET},
+    {"synchronized", ST_CONNECTED_SET & ~ST(DX_SS_SYN_SENT)},
     {"bucket", ST(DX_SS_SYN_RECV) | ST(DX_SS_TIME_WAIT)},
     {"big", ST_ALL & ~(ST(DX_SS_SYN_RECV) | ST(DX_SS_TIME_WAIT))},
 };
@@ -271,11 +270,15 @@ static const char *user_name(int64_t uid)
     if (uid < 0)
         return NULL;
     if (uid != last) {
+#ifdef _WIN32
+        name[0] = '\0';
+#else
         struct passwd *pw = getpwuid((uid_t)uid);
         if (pw)
             snprintf(name, sizeof name, "%s", pw->pw_name);
         else
             name[0] = '\0';
+#endif
         last = uid;
     }
     return name[0] ? name : NULL;
@@ -506,6 +509,10 @@ int cli_sockets_main(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? EXIT_OK : rc;
 
+    if (DX_OS_WINDOWS && o.processes) {
+        cli_error("sockets -p: the owning processes are not available on %s", DX_OS_NAME);
+        return EXIT_USAGE;
+    }
     unsigned flags = o.protos | o.families;
     const char *force = getenv("DUPLEX_SOCKETS_PROC");
     if (force && *force && strcmp(force, "0") != 0)
@@ -514,10 +521,16 @@ int cli_sockets_main(int argc, char **argv)
     unsigned source = 0;
     int n = dx_sock_list(flags, &v, &source);
     if (n < 0) {
-        cli_error("sockets: cannot list sockets (sock_diag netlink and /proc/net both refused): %s",
+        cli_error("sockets: cannot list sockets (%s): %s",
+                  DX_OS_WINDOWS ? "the IP Helper tables refused" : "sock_diag netlink and /proc/net both refused",
                   dx_strerror(n));
         return EXIT_IO;
     }
+    /* no peer (Windows' tables give none for listeners and unconnected
+     * UDP): the any address of the local family, as Linux reports it */
+    for (int i = 0; i < n; i++)
+        if (v[i].proto != DX_SL_UNIX && v[i].peer.ss_family == AF_UNSPEC)
+            v[i].peer.ss_family = v[i].local.ss_family;
     struct procs pr = {NULL, 0};
     if (o.processes) {
         pr.n = dx_sock_procs(&pr.v);
@@ -526,8 +539,10 @@ int cli_sockets_main(int argc, char **argv)
             pr.n = 0;
         }
     }
+#ifndef _WIN32
     if (!o.numeric)
         setservent(1);
+#endif
 
     if (o.json) {
         int first = 1;
@@ -557,8 +572,10 @@ int cli_sockets_main(int argc, char **argv)
                 free(rows[i].col[c]);
         free(rows);
     }
+#ifndef _WIN32
     if (!o.numeric)
         endservent();
+#endif
     free(v);
     free(pr.v);
     if (fflush(stdout) != 0 || ferror(stdout)) {

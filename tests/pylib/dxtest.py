@@ -36,9 +36,10 @@ class Proc:
     pipes (when they are pipes) so that waiting for a line never blocks on a
     full pipe and never waits without a deadline."""
 
-    def __init__(self, args, name, group=False, **kw):
+    def __init__(self, args, name, group=False, timeout=TIMEOUT, **kw):
         self.args = args
         self.name = name
+        self.timeout = timeout  # the default deadline of every wait below
         # group: the process leads a session of its own (start_new_session),
         # and kill() ends its whole process group: what it started, even
         # when that was re-parented away from it (wine double-forks the
@@ -91,9 +92,10 @@ class Proc:
         with self._cond:
             return self._err.decode("utf-8", "replace")
 
-    def wait_err(self, pattern, timeout=TIMEOUT):
+    def wait_err(self, pattern, timeout=None):
         """Wait until stderr matches the regex; return the match. Fails the
         test (showing stderr) on deadline or when stderr ends first."""
+        timeout = self.timeout if timeout is None else timeout
         rx = re.compile(pattern, re.M) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -110,8 +112,9 @@ class Proc:
                     )
                 self._cond.wait(min(left, 0.2))
 
-    def wait_out(self, predicate, timeout=TIMEOUT):
+    def wait_out(self, predicate, timeout=None):
         """Wait until predicate(stdout bytes so far) is true."""
+        timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(bytes(self._out)):
@@ -125,9 +128,10 @@ class Proc:
                 self._cond.wait(min(left, 0.2))
             return bytes(self._out)
 
-    def wait_out_eof(self, timeout=TIMEOUT):
+    def wait_out_eof(self, timeout=None):
         """Wait until stdout ends (the program closed it, or exited);
         returns everything it wrote."""
+        timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         with self._cond:
             while not self._eof["out"]:
@@ -143,9 +147,10 @@ class Proc:
     def poll(self):
         return self.popen.poll()
 
-    def wait(self, timeout=TIMEOUT):
+    def wait(self, timeout=None):
         """Wait for exit; fail the test (with stderr) if it takes too long.
         Returns the exit code, after the output pipes have been drained."""
+        timeout = self.timeout if timeout is None else timeout
         try:
             rc = self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -231,10 +236,11 @@ class Spawner:
     PID and reaped). stdin may be bytes (fed through a pipe by a thread,
     which then closes it), a file object or fd, subprocess.PIPE or DEVNULL.
     Returns a Proc. group=True: each process in a process group of its own,
-    killed as a group (see Proc)."""
+    killed as a group (see Proc); timeout: the Procs' default deadline."""
 
-    def __init__(self, group=False):
+    def __init__(self, group=False, timeout=TIMEOUT):
         self.group = group
+        self.timeout = timeout
         self.procs = []
         self.feeders = []
 
@@ -248,7 +254,7 @@ class Spawner:
         if isinstance(stdin, (bytes, bytearray)):
             data = bytes(stdin)
             stdin = subprocess.PIPE
-        p = Proc(args, name or os.path.basename(args[0]), group=self.group, stdin=stdin,
+        p = Proc(args, name or os.path.basename(args[0]), group=self.group, timeout=self.timeout, stdin=stdin,
                  stdout=stdout, stderr=stderr, env=full_env, close_fds=True)
         self.procs.append(p)
         if data is not None:

@@ -235,8 +235,9 @@ def linux_duplex():
 @pytest.fixture
 def spawn():
     """spawn(args, stdin=DEVNULL, ...) -> Proc (dxtest.Spawner): each process
-    in a process group of its own, killed as a group and reaped at teardown."""
-    s = Spawner(group=True)
+    in a process group of its own, killed as a group and reaped at teardown;
+    its waits default to this suite's TIMEOUT."""
+    s = Spawner(group=True, timeout=TIMEOUT)
     yield s
     s.cleanup()
 

@@ -131,9 +131,8 @@ def test_probe_range_one_open(run_exe):
 
 # -------------------------------------------------- refused on Windows --
 
+# (--model fork, sockets -p, bench -p: test_process.py)
 REFUSALS = {
-    "model-fork": ["listen", "-k", "--echo", "--model", "fork", "127.0.0.1", "0"],
-    "sockets": ["sockets", "-l"],
     "unix-listen": ["listen", "-U", "dx-e2e.sock"],
     "unix-connect": ["connect", "-U", "dx-e2e.sock"],
 }
@@ -162,12 +161,6 @@ def test_version_says_no_tls(windows_only, run_exe):
     rc, out, err = run_exe(["--version"])
     assert rc == 0, err
     assert re.search(rb"^tls: no", out, re.M), out
-
-
-def test_fork_model_refusal_names_the_alternative(windows_only, run_exe):
-    rc, out, err = run_exe(REFUSALS["model-fork"])
-    assert rc == 2
-    assert "--model thread" in err or "--model" in err, err
 
 
 def test_exe_listens_where_linux_peer_connects(exe_listener, start_linux):

@@ -2,6 +2,7 @@
  * timers, fd watchers, urgent data, streams through dx_listen/dx_accept
  * and a connector, connect failures and deadlines, pumps; and the SOCKET
  * values the loop's fd-indexed arrays see. Runs under wine. */
+#include "internal.h"
 #include "os.h"
 #include "tap.h"
 
@@ -348,6 +349,48 @@ static void test_connector_refused(void)
     dx_loop_free(loop);
 }
 
+/* Windows before 10 2004: WSAPoll says nothing about a failed connect. The
+ * backend's select() fallback must find it, well before the deadline; a
+ * connect that succeeds is not disturbed. */
+static void test_connector_refused_old_windows(void)
+{
+    dx_loop *loop = dx_loop_new(NULL, NULL);
+    CHECK(loop != NULL);
+    dx_addr a;
+    dx_addr_ip(&a, "127.0.0.1", 0);
+    int l = dx_listen(&a, NULL);
+    CHECK(l >= 0);
+    dx_sock_local(l, &a);
+    dx_close(l);
+    dx__wsapoll_old_windows = 1;
+    struct outcome o = {0};
+    dx_connector c;
+    int rc = dx_connect_async(loop, &c, &a, 1, NULL, 5000, on_outcome, &o);
+    uint64_t start = dx__os_now_ms();
+    int run = dx_loop_run(loop);
+    uint64_t took = dx__os_now_ms() - start;
+    /* and a connect that works, on a listener that is there */
+    dx_addr_ip(&a, "127.0.0.1", 0);
+    l = dx_listen(&a, NULL);
+    dx_sock_local(l, &a);
+    struct outcome ok = {0};
+    int rc2 = dx_connect_async(loop, &c, &a, 1, NULL, 5000, on_outcome, &ok);
+    int run2 = dx_loop_run(loop);
+    dx__wsapoll_old_windows = 0;
+    dx_close(l);
+    dx_loop_free(loop);
+    tap_note("old-Windows mode: refused connect reported after %llu ms", (unsigned long long)took);
+    CHECK_INT(rc, 0);
+    CHECK_INT(run, 0);
+    CHECK(o.done);
+    CHECK_INT(o.result, -ECONNREFUSED);
+    CHECK(took < 2000); /* found by select(), not by the 5 s deadline */
+    CHECK_INT(rc2, 0);
+    CHECK_INT(run2, 0);
+    CHECK(ok.done);
+    CHECK(ok.result >= 0); /* on_outcome closed it */
+}
+
 static void test_connector_deadline_on_full_backlog(void)
 {
     /* A listener that never accepts, its queue filled by connections of
@@ -374,6 +417,7 @@ static void test_connector_deadline_on_full_backlog(void)
             break;
     }
     tap_note("%d connection(s) to fill a backlog of 1", nfill);
+    dx_loop_update_time(loop); /* the filling took a while: deadlines count from now */
     struct outcome o = {0};
     dx_connector c;
     CHECK_INT(dx_connect_async(loop, &c, &a, 1, NULL, 300, on_outcome, &o), 0);
@@ -637,6 +681,6 @@ static void test_socket_values_stay_small(void)
 
 TAP_MAIN(T(test_backends_list_wsapoll), T(test_timers_fire_in_order),
          T(test_watcher_sees_readability), T(test_pri_sees_urgent_byte),
-         T(test_stream_echo_through_listen_accept_connector), T(test_connector_refused),
+         T(test_stream_echo_through_listen_accept_connector), T(test_connector_refused), T(test_connector_refused_old_windows),
          T(test_connector_deadline_on_full_backlog), T(test_pump_copies_and_shuts_down), T(test_pump_with_urgent_data), T(test_stream_sees_peer_reset), T(test_fin_is_end_not_reset),
          T(test_socket_values_stay_small))

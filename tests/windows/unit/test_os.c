@@ -92,6 +92,53 @@ static void test_resolver_error_text(void)
     free(out);
 }
 
+static void test_resolve_names_and_services(void)
+{
+    dx_addr *out = NULL;
+    int n = dx_resolve("localhost", "80", AF_INET, 0, &out);
+    CHECK(n >= 1);
+    char buf[DX_ADDR_STRLEN];
+    CHECK_STR(dx_addr_format(&out[0], buf, sizeof buf), "127.0.0.1:80");
+    free(out);
+    int http = dx_parse_port("http");
+    tap_note("service \"http\": %d", http);
+    CHECK_INT(http, 80);
+    CHECK_INT(dx_parse_port("no-such-service-here"), DX_EBADPORT);
+}
+
+/* dx_acl_add_file: fopen and the getline stand-in (msvcrt has none) */
+static void test_acl_file(void)
+{
+    const char *path = "duplex-unit-acl.txt";
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs("# rules\n10.0.0.0/8 192.168.1.7\n", f);
+    for (int i = 0; i < 300; i++) /* a line longer than any first guess */
+        fputs("   ", f);
+    fputs("::1\n\n127.0.0.0/8", f); /* no newline at the end */
+    fclose(f);
+    dx_acl acl = {0};
+    int bad = 0;
+    CHECK_INT(dx_acl_add_file(&acl, path, 1, &bad), 4);
+    dx_addr a;
+    dx_addr_ip(&a, "10.1.2.3", 1);
+    CHECK_INT(dx_acl_allows(&acl, &a), 1);
+    dx_addr_ip(&a, "127.0.0.1", 1);
+    CHECK_INT(dx_acl_allows(&acl, &a), 1);
+    dx_addr_ip(&a, "8.8.8.8", 1);
+    CHECK_INT(dx_acl_allows(&acl, &a), 0);
+    dx_acl_free(&acl);
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs("10.0.0.0/8\nnot-a-rule\n", f);
+    fclose(f);
+    CHECK_INT(dx_acl_add_file(&acl, path, 0, &bad), DX_EBADADDR);
+    CHECK_INT(bad, 2);
+    dx_acl_free(&acl);
+    remove(path);
+    CHECK_INT(dx_acl_add_file(&acl, "no-such-file.txt", 1, &bad), -ENOENT);
+}
+
 static void test_socketpair_both_ways_and_half_close(void)
 {
     int fds[2];
@@ -297,7 +344,8 @@ static void test_unix_sockets(void)
 }
 
 TAP_MAIN(T(test_connect_refused), T(test_strerror_glibc_texts), T(test_errno_mapping),
-         T(test_resolver_error_text), T(test_socketpair_both_ways_and_half_close),
+         T(test_resolver_error_text), T(test_resolve_names_and_services), T(test_acl_file),
+         T(test_socketpair_both_ways_and_half_close),
          T(test_buf_read_would_block), T(test_handles_not_inheritable),
          T(test_second_listener_same_port_refused), T(test_relisten_with_time_wait),
          T(test_accept_would_block),

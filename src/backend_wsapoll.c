@@ -5,7 +5,7 @@
  * WSAPoll's quirks, and what is done about them:
  * - Any `events` bit but POLLRDNORM, POLLRDBAND and POLLWRNORM fails the
  *   whole call with WSAEINVAL on Microsoft's provider: POLLPRI, and also
- *   POLLERR/POLLHUP, which poll(2) ignores there (wine accepts both, so
+ *   POLLERR/POLLHUP, which poll(2) ignores in `events` (wine accepts both, so
  *   the unit tests cannot show it). Only those three are asked for: DX_PRI
  *   is POLLRDBAND (urgent data, which POLLIN also contains), and the two
  *   are reported apart (DX_PRI for POLLRDBAND, DX_READ for POLLRDNORM).
@@ -29,10 +29,11 @@
  *
  * The loop indexes watchers by fd (loop->ios[fd], here slot[fd]): SOCKET
  * values are handles, multiples of 4 that Windows (and wine) hands out from
- * the process's handle table, lowest free first; so they stay small (a few
- * hundred to a few thousand for a few hundred sockets, measured in
+ * the process's handle table, lowest free first, a closed value reused at
+ * once; so they stay small (wine: 500 sockets were 52..2052, measured by
  * tests/windows/unit/test_loop.c) and the arrays grow with the number of
- * handles the process holds, as on POSIX with fds: a map is not needed.
+ * handles the process holds, 4 slots per handle, as on POSIX with fds: an
+ * array of a few KiB per thousand handles, no map needed.
  */
 #include "internal.h"
 #include "os.h"

@@ -211,11 +211,6 @@ int cli_parse(int argc, char **argv, struct options *o);
 /* session.c: copy stdin to the socket and the socket to stdout until both
  * directions end. Takes ownership of fd (closes it). Returns an exit code. */
 int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
-/* --send-only's drain: > 0 while bytes sent on the TCP socket fd may still
- * be unacknowledged by the peer, 0 when all are (or nobody can tell).
- * fin_sent: our write side is shut down. Linux: SIOCOUTQ (session.c);
- * Windows: the connection's TCP state (session_win32.c). */
-int cli_tcp_unacked(int fd, int fin_sent);
 
 /* listeners.c: the listening sockets of `duplex listen` */
 #define MAX_LISTENERS 16

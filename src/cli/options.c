@@ -1041,7 +1041,35 @@ static int check_tls(const struct options *o, int tls_opt_given)
     return 0;
 }
 
+/* Unix sockets (-U PATH, relay's unix:PATH) on Windows: Windows 10 1803
+ * and later have AF_UNIX stream sockets; older systems and wine refuse to
+ * make one. Asked once, before anything else is set up. */
+static int check_unix_available(const struct options *o)
+{
+    if (!DX_OS_WINDOWS || (!o->unix_path && !o->target_unix))
+        return 0;
+    int fd = dx__sock_socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd >= 0) {
+        dx__fd_close(fd);
+        return 0;
+    }
+    int e = errno;
+    cli_error("Unix sockets (%s) are not available on this %s: %s (they need Windows 10 1803 "
+              "or later)", o->unix_path ? "-U" : "unix:PATH", DX_OS_NAME, dx_strerror(-e));
+    return -1;
+}
+
+static int parse(int argc, char **argv, struct options *o);
+
 int cli_parse(int argc, char **argv, struct options *o)
+{
+    int rc = parse(argc, argv, o);
+    if (rc == 0 && check_unix_available(o) < 0)
+        rc = EXIT_USAGE;
+    return rc;
+}
+
+static int parse(int argc, char **argv, struct options *o)
 {
     memset(o, 0, sizeof *o);
     o->family = AF_UNSPEC;
@@ -1269,6 +1297,14 @@ int cli_parse(int argc, char **argv, struct options *o)
 
     if (check_backend(o) < 0)
         return EXIT_USAGE;
+    if (o->reuseport) {
+        /* the same table -O uses: SO_REUSEPORT is not on every platform */
+        const dx_sockopt_desc *d = dx_sockopt_describe(dx_sockopt_lookup("reuseport", 9));
+        if (d && d->optname < 0) {
+            cli_error("--reuseport: %s is not available on %s", d->name, DX_OS_NAME);
+            return EXIT_USAGE;
+        }
+    }
     if (o->eof_shutdown && o->no_shutdown) {
         cli_error("-N and --no-shutdown exclude each other");
         return EXIT_USAGE;

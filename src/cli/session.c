@@ -19,6 +19,9 @@
 #endif
 
 #define SESSION_BUFSIZE (1u << 20)
+/* --send-only where the drain cannot be watched (Windows): how long the
+ * close waits for the peer to acknowledge the rest, unless -w says */
+#define SEND_ONLY_LINGER_S 60
 
 struct session {
     dx_loop *loop;
@@ -31,6 +34,7 @@ struct session {
     int stdin_tty;
     int pass_eof;           /* the end of stdin shuts the socket's write side down */
     int tcp;                /* the socket is TCP (not Unix, not the TLS bridge) */
+    int linger;             /* --send-only: the close waits for the peer's acknowledgement */
     dx_timer quit_timer;    /* -q after end of input */
     dx_timer drain_timer;   /* --send-only: until the peer has all we sent */
     dx_timer idle_timer;    /* -w without traffic */
@@ -98,34 +102,62 @@ static void on_idle_timer(dx_loop *loop, dx_timer *t)
     dx_timer_start(loop, t, last + limit - now, 0);
 }
 
-#ifndef _WIN32
-/* Linux: SIOCOUTQ counts the bytes the peer has not acknowledged yet
- * (elsewhere: unknown, 0). Windows: session_win32.c. */
-int cli_tcp_unacked(int fd, int fin_sent)
+/* Bytes sent on the TCP socket fd that the peer has not acknowledged yet:
+ * Linux's SIOCOUTQ. -ENOSYS where the system cannot tell cheaply: Windows'
+ * SIO_TCP_INFO exists from Windows 10 1703 only (wine has none), and its TCP
+ * table (GetTcpTable) is a walk over every connection of the system (0.2 s
+ * under wine with 400 of them); close_lingering() waits there instead. */
+static int tcp_unacked(int fd)
 {
-    (void)fin_sent;
-    int queued = 0;
 #ifdef SIOCOUTQ
+    int queued = 0;
     if (ioctl(fd, SIOCOUTQ, &queued) < 0)
         queued = 0;
+    return queued;
 #else
     (void)fd;
+    return -ENOSYS;
 #endif
-    return queued;
 }
-#endif
+
+/* Close fd once the peer has acknowledged all we sent, waiting at most
+ * limit_s seconds: a blocking socket with SO_LINGER on waits in the close
+ * (Windows: "graceful close"; wine: Linux's close(2) with SO_LINGER), and
+ * resets the connection if the time runs out. Returns 0, or DX_ETIMEDOUT
+ * when the close took all that time (the close itself does not say). */
+static int close_lingering(int fd, int limit_s)
+{
+    struct linger l;
+    memset(&l, 0, sizeof l);
+    l.l_onoff = 1;
+    l.l_linger = limit_s; /* a u_short on Windows */
+    uint64_t start = cli_now_ms();
+    if (dx_set_nonblock(fd, 0) < 0 ||
+        dx__sock_setsockopt(fd, SOL_SOCKET, SO_LINGER, (const void *)&l, sizeof l) < 0) {
+        (void)dx_set_nonblock(fd, 1); /* then a plain close, which still sends what is queued */
+        dx__fd_close(fd);
+        return 0;
+    }
+    dx__fd_close(fd);
+    return cli_now_ms() - start + 50 >= (uint64_t)limit_s * 1000 ? DX_ETIMEDOUT : 0;
+}
 
 /* --send-only, after the end of stdin: nothing is ever read, so quit, once
- * the peer has acknowledged all we sent (TCP: cli_tcp_unacked()): closing
- * with bytes unread sends a reset, which would lose those still on the way. */
+ * the peer has acknowledged all we sent (TCP: tcp_unacked()): closing with
+ * bytes unread sends a reset, which would lose those still on the way.
+ * Where that cannot be asked, the session ends now and its close lingers. */
 static void on_drain_timer(dx_loop *loop, dx_timer *t)
 {
     struct session *s = t->data;
-    int queued = s->tcp ? cli_tcp_unacked(s->sock.fd, s->pass_eof) : 0;
+    int queued = s->tcp ? tcp_unacked(s->sock.fd) : 0;
+    if (queued == -ENOSYS) {
+        s->linger = 1;
+        queued = 0;
+    }
     if (queued <= 0)
         end_session(s, EXIT_OK);
     else
-        dx_timer_start(loop, t, DX_OS_WINDOWS ? 20 : 5, 0);
+        dx_timer_start(loop, t, 5, 0);
 }
 
 /* stdin ended (or failed), or the socket refused our bytes. */
@@ -315,6 +347,17 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     cli_info(o, "%s: sent %llu byte%s, received %llu byte%s in %.3f s", peer_text,
              (unsigned long long)s.up.bytes_out, cli_s(s.up.bytes_out),
              (unsigned long long)s.down.bytes_in, cli_s(s.down.bytes_in), (double)ms / 1000.0);
-    dx__fd_close(fd);
+    if (s.linger && s.exit_code == EXIT_OK) {
+        uint64_t limit = idle_limit(o) > 0 ? (idle_limit(o) + 999) / 1000 : SEND_ONLY_LINGER_S;
+        if (limit > 65535)
+            limit = 65535;
+        if (close_lingering(fd, (int)limit) == DX_ETIMEDOUT) {
+            /* as the idle timer says it while Linux waits for SIOCOUTQ */
+            cli_error("%s: no traffic for %.3g s, closing", peer_text, (double)limit);
+            s.exit_code = EXIT_TIMEOUT;
+        }
+    } else {
+        dx__fd_close(fd);
+    }
     return s.exit_code;
 }

@@ -13,8 +13,10 @@ static void key_list(char *buf, size_t len)
 {
     buf[0] = '\0';
     for (int id = 0; dx_sockopt_describe(id); id++) {
+        if (dx_sockopt_describe(id)->optname < 0)
+            continue; /* not on this platform */
         size_t used = strlen(buf);
-        snprintf(buf + used, len - used, "%s%s", id ? ", " : "", dx_sockopt_describe(id)->key);
+        snprintf(buf + used, len - used, "%s%s", used ? ", " : "", dx_sockopt_describe(id)->key);
     }
 }
 
@@ -74,7 +76,8 @@ void cli_sockopt_error(const struct options *o, int index, const char *where, in
     if (code == -EPERM || code == -EACCES)
         hint = " (needs privileges: CAP_NET_ADMIN)";
     else if (code == -ENOPROTOOPT || code == -EOPNOTSUPP)
-        hint = " (not supported on this kind of socket)";
+        hint = DX_OS_WINDOWS ? " (not supported by this version of Windows, or on this kind of socket)"
+                             : " (not supported on this kind of socket)";
     cli_error("option %s (-O %s=%s) refused on %s: %s%s", d->name, d->key, value, where,
               dx_strerror(code), hint);
 }

@@ -96,9 +96,8 @@ def prefix_pids(prefix):
 
 
 class Wine:
-    """The session's wine: a fresh prefix and a persistent wineserver.
-    run_args(exe, args) is the argv that runs a Windows program; env() the
-    variables it needs."""
+    """The session's wine: a fresh prefix and a persistent wineserver;
+    env: the environment a Windows program runs with."""
 
     def __init__(self):
         self.server = None
@@ -122,16 +121,24 @@ class Wine:
             return False
 
     def start(self):
+        # the prefixes of runs that were killed (their pytest is gone)
+        base = os.path.dirname(PREFIX)
+        for name in os.listdir(base) if os.path.isdir(base) else []:
+            pid = name[len("wine-e2e-"):]
+            if name.startswith("wine-e2e-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
         shutil.rmtree(PREFIX, ignore_errors=True)
         os.makedirs(PREFIX)
         # -f: stays our child (stopped by PID if -k fails); -p: persistent
-        self.server = subprocess.Popen([WINESERVER, "-f", "-p"], env=self.env, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                       start_new_session=True)
+        server_log = os.path.join(PREFIX, "wineserver.log")
+        with open(server_log, "wb") as log:
+            self.server = subprocess.Popen([WINESERVER, "-f", "-p"], env=self.env, stdin=subprocess.DEVNULL,
+                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while not self.server_ready():
             if self.server.poll() is not None:
-                err = self.server.stderr.read().decode("utf-8", "replace")
+                with open(server_log, "rb") as f:
+                    err = f.read().decode("utf-8", "replace")
                 pytest.fail(f"wineserver exited (rc={self.server.returncode}): {err}", pytrace=False)
             if time.monotonic() > deadline:
                 pytest.fail("wineserver made no socket within 30 s", pytrace=False)
@@ -186,7 +193,6 @@ class Wine:
             self.server.wait(10)
         except subprocess.TimeoutExpired:
             pass
-        self.server.stderr.close()
         if not os.environ.get("DUPLEX_KEEP_WINEPREFIX"):
             shutil.rmtree(PREFIX, ignore_errors=True)
 

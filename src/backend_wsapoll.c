@@ -5,7 +5,7 @@
  * WSAPoll's quirks, and what is done about them:
  * - Any `events` bit but POLLRDNORM, POLLRDBAND and POLLWRNORM fails the
  *   whole call with WSAEINVAL on Microsoft's provider: POLLPRI, and also
- *   POLLERR/POLLHUP, which poll(2) ignores there (wine accepts both, so
+ *   POLLERR/POLLHUP, which poll(2) ignores in `events` (wine accepts both, so
  *   the unit tests cannot show it). Only those three are asked for: DX_PRI
  *   is POLLRDBAND (urgent data, which POLLIN also contains), and the two
  *   are reported apart (DX_PRI for POLLRDBAND, DX_READ for POLLRDNORM).
@@ -20,16 +20,20 @@
  *   exceptfds, which has reported failed connects on every version. A
  *   failure found either way is DX_ERROR, which wakes the watcher's
  *   DX_WRITE, and the connector reads SO_ERROR (select leaves it in place).
- * - A socket closed while watched gives POLLNVAL: reported as DX_ERROR.
+ * - A socket closed while watched gives POLLNVAL: reported as DX_ERROR
+ *   (wine leaves such entries out of WSAPoll's count: every entry is read;
+ *   and when no entry is a socket any more, wine fails the call with
+ *   WSAENOTSOCK: the closed ones are then found and said POLLNVAL).
  * - Only sockets can be watched: on Windows every descriptor the library
  *   handles is one (the command bridges consoles and pipes to sockets).
  *
  * The loop indexes watchers by fd (loop->ios[fd], here slot[fd]): SOCKET
  * values are handles, multiples of 4 that Windows (and wine) hands out from
- * the process's handle table, lowest free first; so they stay small (a few
- * hundred to a few thousand for a few hundred sockets, measured in
+ * the process's handle table, lowest free first, a closed value reused at
+ * once; so they stay small (wine: 500 sockets were 52..2052, measured by
  * tests/windows/unit/test_loop.c) and the arrays grow with the number of
- * handles the process holds, as on POSIX with fds: a map is not needed.
+ * handles the process holds, 4 slots per handle, as on POSIX with fds: an
+ * array of a few KiB per thousand handles, no map needed.
  */
 #include "internal.h"
 #include "os.h"
@@ -202,13 +206,20 @@ static int wp_wait(dx_loop *loop, int timeout_ms)
     if (st->nconnecting > 0 && (timeout_ms < 0 || timeout_ms > CONNECT_CHECK_MS))
         timeout_ms = CONNECT_CHECK_MS;
     int n = dx__os_poll(st->pfds, (unsigned long)st->npfds, timeout_ms);
+    if (n < 0 && errno == ENOTSOCK) {
+        /* wine fails the whole call when no entry is a socket any more
+         * (closed while watched): POLLNVAL for those, as poll(2) says */
+        for (int i = 0; i < st->npfds; i++)
+            st->pfds[i].revents = dx__os_is_socket((int)st->pfds[i].fd) ? 0 : POLLNVAL;
+        n = 0;
+    }
     if (n < 0)
         return -errno;
-    for (int i = 0; i < st->npfds && n > 0; i++) {
+    /* every entry is looked at: wine's count leaves POLLNVAL entries out */
+    for (int i = 0; i < st->npfds; i++) {
         short re = st->pfds[i].revents;
         if (!re)
             continue;
-        n--;
         if (st->connecting[i]) {
             if (dx__wsapoll_old_windows && !(re & POLLWRNORM)) {
                 st->pfds[i].revents = 0; /* tests: as old Windows, say nothing */

@@ -16,8 +16,8 @@ or:        DUPLEX_EXE=$PWD/build/duplex.exe DUPLEX=$PWD/build/duplex \\
 - Missing wine, duplex.exe or the Linux duplex fail every test, so CI cannot
   pass without running anything; with DUPLEX_WINDOWS_OPTIONAL=1 they skip.
 
-Wine: one throw-away prefix per session (build/wine-e2e, made fresh, removed
-at the end; DUPLEX_KEEP_WINEPREFIX=1 keeps it), WINEDEBUG=-all, and one
+Wine: one throw-away prefix per session (build/wine-e2e-PID, made fresh,
+removed at the end; DUPLEX_KEEP_WINEPREFIX=1 keeps it), WINEDEBUG=-all, and one
 persistent wineserver started first and stopped last (`wineserver -k`,
 then by PID), so each duplex.exe start costs ~0.1 s instead of seconds.
 Every duplex.exe runs in a process group of its own, killed as a group at
@@ -53,7 +53,9 @@ WINE64 = os.environ.get("WINE64", "/usr/lib/wine/wine64")
 # the server next to the loader (package wine64); /usr/bin/wineserver is an
 # alternative of the optional `wine` package
 WINESERVER = os.environ.get("WINESERVER", os.path.join(os.path.dirname(WINE64), "wineserver64"))
-PREFIX = os.path.join(ROOT, "build", "wine-e2e")
+# one prefix per pytest process: two runs at once (two worktrees, or a
+# second run started by hand) never share or remove each other's
+PREFIX = os.path.join(ROOT, "build", f"wine-e2e-{os.getpid()}")
 # the first start of a fresh prefix takes ~10-30 s
 PREFIX_TIMEOUT = 180
 
@@ -74,6 +76,23 @@ def _missing(why):
 def is_pe(path):
     with open(path, "rb") as f:
         return f.read(2) == b"MZ"
+
+
+def prefix_pids(prefix):
+    """The PIDs of the processes run with WINEPREFIX=prefix (this session's
+    prefix is unique: they are ours)."""
+    want = f"WINEPREFIX={prefix}".encode()
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if want in f.read().split(b"\0"):
+                    pids.append(int(name))
+        except OSError:
+            continue
+    return pids
 
 
 class Wine:
@@ -151,9 +170,16 @@ class Wine:
             self.server.wait(15)
         except subprocess.TimeoutExpired:
             pass
-        for target in (lambda: os.killpg(self.server.pid, signal.SIGKILL),):
+        try:
+            os.killpg(self.server.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        # what -k missed (a server that died first leaves the prefix's
+        # services running: they are sessions of their own, outside any group
+        # of ours): every process of this prefix, by PID
+        for pid in prefix_pids(PREFIX):
             try:
-                target()
+                os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         try:

@@ -650,6 +650,41 @@ static void test_fin_is_end_not_reset(void)
     dx_close(fds[1]);
 }
 
+/* ---- a socket closed while watched (a program's mistake): DX_ERROR, the
+ * loop goes on ---- */
+
+static int nval_events;
+
+static void on_nval(dx_loop *loop, dx_io *io, int events)
+{
+    nval_events |= events;
+    dx_io_stop(loop, io);
+}
+
+static void test_closed_while_watched(void)
+{
+    dx_loop *loop = dx_loop_new(NULL, NULL);
+    CHECK(loop != NULL);
+    int f[2];
+    CHECK_INT(dx__socketpair(f), 0);
+    dx_io io;
+    dx_io_init(&io, f[0], on_nval, NULL);
+    CHECK_INT(dx_io_set(loop, &io, DX_READ), 0);
+    dx_close(f[0]); /* without dx_io_stop() first */
+    nval_events = 0;
+    dx_timer guard;
+    dx_timer_init(&guard, on_guard, NULL);
+    dx_timer_start(loop, &guard, 3000, 0);
+    while (io.active && dx_timer_active(&guard))
+        CHECK_INT(run_a_bit(loop), 0);
+    dx_timer_stop(loop, &guard);
+    dx_io_stop(loop, &io);
+    tap_note("closed while watched: events 0x%x", (unsigned)nval_events);
+    CHECK(nval_events & DX_ERROR);
+    dx_close(f[1]);
+    dx_loop_free(loop);
+}
+
 /* ---- SOCKET values: what the loop's fd-indexed arrays see ---- */
 
 static void test_socket_values_stay_small(void)
@@ -682,5 +717,5 @@ static void test_socket_values_stay_small(void)
 TAP_MAIN(T(test_backends_list_wsapoll), T(test_timers_fire_in_order),
          T(test_watcher_sees_readability), T(test_pri_sees_urgent_byte),
          T(test_stream_echo_through_listen_accept_connector), T(test_connector_refused), T(test_connector_refused_old_windows),
-         T(test_connector_deadline_on_full_backlog), T(test_pump_copies_and_shuts_down), T(test_pump_with_urgent_data), T(test_stream_sees_peer_reset), T(test_fin_is_end_not_reset),
+         T(test_connector_deadline_on_full_backlog), T(test_pump_copies_and_shuts_down), T(test_pump_with_urgent_data), T(test_stream_sees_peer_reset), T(test_fin_is_end_not_reset), T(test_closed_while_watched),
          T(test_socket_values_stay_small))

@@ -260,7 +260,11 @@ void listeners_announce(const struct listeners *l, const struct options *o)
             cli_error("listening on %s", dx_addr_format(&me, text, sizeof text));
         cli_show_opts(o, l->io[i].fd, "listening");
     }
-    if (!o->unix_path)
+    if (!o->unix_path && DX_OS_WINDOWS && !o->backlog)
+        cli_info(o, "backlog SOMAXCONN (the system's maximum)"); /* Windows picks it, unsaid */
+    else if (!o->unix_path && DX_OS_WINDOWS)
+        cli_info(o, "backlog %d", o->backlog);
+    else if (!o->unix_path)
         cli_info(o, "backlog %d (the kernel caps it at somaxconn = %d)",
                  o->backlog ? o->backlog : dx_somaxconn(), dx_somaxconn());
     fflush(stderr);

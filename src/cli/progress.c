@@ -48,7 +48,14 @@ void progress_init(struct progress *p, uint64_t now_ms, int fd_in)
     p->tty = isatty(STDERR_FILENO);
     p->line_ms = now_ms;
     if (fd_in >= 0 && fstat(fd_in, &st) == 0 && S_ISREG(st.st_mode)) {
+#ifdef _WIN32
+        /* the console bridge's thread has been reading the file ahead of
+         * the loop since start-up: its offset says nothing; the whole file
+         * it is (duplex < FILE) */
+        off_t at = 0;
+#else
         off_t at = lseek(fd_in, 0, SEEK_CUR);
+#endif
         if (at >= 0 && st.st_size > at)
             p->total = (uint64_t)(st.st_size - at);
     }

@@ -168,7 +168,7 @@ static void show_sysctls(void)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char path[64], value[64] = "?";
         snprintf(path, sizeof path, "/proc/sys/net/core/%s", names[i]);
-        FILE *f = fopen(path, "re");
+        FILE *f = fopen(path, DX_FOPEN_READ);
         if (f) {
             if (!fgets(value, sizeof value, f))
                 snprintf(value, sizeof value, "?");

@@ -29,15 +29,8 @@
 #define MAX_SOCKS MAX_LISTENERS
 
 /* An ICMP port unreachable answering a datagram: Linux reports it as
- * ECONNREFUSED; Windows as WSAECONNRESET (UDP has no other reset), and its
- * SO_ERROR holds WSA codes, not errno values. */
-#ifdef _WIN32
-#define IS_REFUSED(err) ((err) == -ECONNREFUSED || (err) == -ECONNRESET)
-#define SO_ERROR_REFUSED(e) ((e) == WSAECONNREFUSED || (e) == WSAECONNRESET)
-#else
-#define IS_REFUSED(err) ((err) == -ECONNREFUSED)
-#define SO_ERROR_REFUSED(e) ((e) == ECONNREFUSED)
-#endif
+ * ECONNREFUSED; Windows as WSAECONNRESET (UDP has no other reset). */
+#define IS_REFUSED(err) ((err) == -ECONNREFUSED || (DX_OS_WINDOWS && (err) == -ECONNRESET))
 
 struct udp {
     dx_loop *loop;
@@ -334,8 +327,9 @@ static int run(struct udp *u)
             /* an ICMP error may have arrived with the last datagrams */
             int err = 0;
             dx__socklen len = sizeof err;
-            if (dx__sock_getsockopt(u->sock[0].fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-                SO_ERROR_REFUSED(err)) {
+            /* SO_ERROR holds the system's code: a WSAE* value on Windows */
+            if (dx__sock_getsockopt(u->sock[0].fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err &&
+                IS_REFUSED(-dx__os_errno(err))) {
                 cli_error("send %s: %s", u->peer_text, dx_strerror(-ECONNREFUSED));
                 u->exit_code = EXIT_CONNECT;
             }

@@ -4,9 +4,12 @@ and the Linux duplex on the other side), and half-close: the end of
 duplex.exe's stdin reaches the peer as end-of-file while the other direction
 goes on, and the peer's end closes duplex.exe's stdout."""
 
+import hashlib
+import os
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -194,3 +197,62 @@ def test_verbose_statistics(server, start_exe):
     assert re.search(rf"^duplex: connected to 127\.0\.0\.1:{srv.port} from 127\.0\.0\.1:\d+$", p.err, re.M), p.err
     assert re.search(rf"^duplex: 127\.0\.0\.1:{srv.port}: sent 12345 bytes, received 1000 bytes in "
                      r"\d+\.\d+ s$", p.err, re.M), p.err
+
+
+def test_backpressure_slow_stdout_reader(server, start_exe):
+    """Nobody reads duplex.exe's stdout for a while: the sender stalls (the
+    console bridge and the loop stop reading when their buffers are full:
+    nothing grows), then everything arrives intact once stdout is read.
+    What may be taken before the stall is what the kernel buffers: the
+    connection and, on Windows, the bridge's loopback pair, each up to the
+    largest receive plus send buffer (tcp_rmem, tcp_wmem: autotuned)."""
+    total = 128 << 20
+    kernel = sum(int(open(f"/proc/sys/net/ipv4/{k}").read().split()[2]) for k in ("tcp_rmem", "tcp_wmem"))
+    allowance = 2 * kernel + (8 << 20)
+    chunk = seeded_bytes(1 << 20, 7)
+    sent = [0]
+
+    def script(conn, result):
+        conn.settimeout(120)
+        for _ in range(total // len(chunk)):
+            conn.sendall(chunk)
+            sent[0] += len(chunk)
+        conn.shutdown(socket.SHUT_WR)
+        result["got"] = recv_all(conn)
+
+    srv = server(script)
+    r, w = os.pipe()
+    try:
+        p = start_exe(["connect", "127.0.0.1", srv.port], stdin=subprocess.PIPE, stdout=w)
+        os.close(w)
+        w = -1
+        # the sender stalls: no progress for 1 s (bounded wait)
+        deadline = time.monotonic() + 60
+        last, since = -1, time.monotonic()
+        while time.monotonic() - since < 1.0:
+            assert time.monotonic() < deadline, f"the sender never stalled: {sent[0]} bytes sent"
+            if sent[0] != last:
+                last, since = sent[0], time.monotonic()
+            time.sleep(0.05)
+        stalled_at = sent[0]
+        assert stalled_at < min(total, allowance), \
+            f"{stalled_at} bytes taken while stdout was not read (kernel buffers: {kernel})"
+        # now read: every byte, in order
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            b = os.read(r, 1 << 20)
+            if not b:
+                break
+            h.update(b)
+            n += len(b)
+            if n == total:
+                break
+        assert n == total and h.hexdigest() == sha(chunk * (total // len(chunk)))
+        p.close_stdin()
+        assert p.wait() == 0, p.err
+        srv.join()
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)

@@ -288,14 +288,3 @@ def test_verbose_client_lines(exe_listener, sockets):
     wait_for(lambda: re.search(re.escape(cn) + r".*1000", proc.err), 10,
              f"a statistics line for {cn} with its 1000 bytes; stderr={proc.err!r}")
 
-
-def test_idle_timeout_closes_a_silent_client(exe_listener, sockets):
-    """--idle-timeout 1: a silent client is closed (the -v line says so);
-    one that talks is served."""
-    proc, port = exe_listener(["-k", "--echo", "-v", "--idle-timeout", "1"])
-    silent = sockets(connect(port))
-    proc.wait_err(re.escape(name_of(silent)) + r": .*(idle|no traffic)", timeout=TIMEOUT)
-    assert closed_within(silent), "the idle client was not closed"
-    talker = sockets(connect(port))
-    talker.sendall(b"hi\n")
-    assert recv_exact(talker, 3) == b"hi\n"

@@ -80,6 +80,7 @@ $(BUILD)/duplex$(EXE): $(CLI_OBJS) $(BUILD)/libduplex.a
 # with mingw-w64 and run under wine, each in its build directory, with a
 # throw-away WINEPREFIX under build/. A failing test or a crash fails the target.
 WINE ?= /usr/lib/wine/wine64
+WINESERVER ?= /usr/lib/wine/wineserver64
 WIN_WINEPREFIX = $(abspath build/wineprefix)
 WIN_UNIT_SRCS = $(wildcard tests/windows/unit/test_*.c)
 WIN_UNIT_BINS = $(WIN_UNIT_SRCS:tests/windows/unit/%.c=$(WIN_BUILD)/tests/%.exe)
@@ -93,7 +94,10 @@ $(WIN_BUILD)/tests/%.exe: tests/windows/unit/%.c $(WIN_BUILD)/libduplex.a tests/
 unit-windows:
 	$(MAKE) WINDOWS=1 CC=$(WIN_CC) AR=x86_64-w64-mingw32-ar BUILD=$(WIN_BUILD) win-unit-bins
 	@mkdir -p $(WIN_WINEPREFIX)
-	@pass=0; fail=0; for t in $(WIN_UNIT_BINS); do \
+	@# one persistent wineserver for the run (each test starts fast, and no
+	@# test's wine can lose a server that another start is shutting down)
+	@WINEPREFIX=$(WIN_WINEPREFIX) $(WINESERVER) -p; \
+	pass=0; fail=0; for t in $(WIN_UNIT_BINS); do \
 	  echo "== $$t (wine)"; log=$$t.log; \
 	  (cd $(dir $(firstword $(WIN_UNIT_BINS))) && WINEPREFIX=$(WIN_WINEPREFIX) WINEDEBUG=-all \
 	    WINEDLLOVERRIDES="mscoree,mshtml=" \
@@ -102,7 +106,8 @@ unit-windows:
 	  p=$$(grep -c '^ok ' $$log); f=$$(grep -c '^not ok ' $$log); \
 	  if [ $$rc -ne 0 ] && [ $$f -eq 0 ]; then f=1; echo "** $$t exited $$rc"; fi; \
 	  pass=$$((pass + p)); fail=$$((fail + f)); \
-	done; echo "unit-windows: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+	done; WINEPREFIX=$(WIN_WINEPREFIX) $(WINESERVER) -k 2>/dev/null; \
+	echo "unit-windows: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
 # End-to-end tests of duplex.exe under wine against Linux peers (ncat, socat,
 # nc, Python, the Linux duplex): tests/windows/e2e (one throw-away wine prefix

@@ -122,32 +122,6 @@ static DWORD WINAPI stdin_main(LPVOID arg)
     return 0;
 }
 
-/* Under wine only: the Unix process keeps its own fd 1 open beside the
- * Windows handle made from it, so closing the handle gives the reader of a
- * Linux pipe no end of input until the process exits. Close that fd too,
- * with the Linux system call itself (wine runs a program's `syscall`
- * instruction natively). Detected at run time (ntdll's wine_get_version and
- * a Linux host); never runs on Windows. */
-static void wine_close_unix_stdout(void)
-{
-#if defined(__x86_64__)
-    HMODULE ntdll = GetModuleHandleA("ntdll.dll");
-    if (!ntdll || !GetProcAddress(ntdll, "wine_get_version"))
-        return;
-    void (*host)(const char **, const char **) =
-        (void (*)(const char **, const char **))(void (*)(void))GetProcAddress(ntdll, "wine_get_host_version");
-    const char *sysname = NULL, *release = NULL;
-    if (!host)
-        return;
-    host(&sysname, &release);
-    if (!sysname || strcmp(sysname, "Linux") != 0)
-        return;
-    long ret;
-    __asm__ volatile("syscall" : "=a"(ret) : "a"(3L /* close */), "D"(1L) : "rcx", "r11", "memory");
-    (void)ret;
-#endif
-}
-
 /* The loop -> stdout, until the loop shuts or closes its end. Then stdout
  * is closed, so that the reader of a pipe sees its end (not a console). A
  * stdout that refuses bytes (the reader has gone) closes our end: the loop's
@@ -193,7 +167,6 @@ static DWORD WINAPI stdout_main(LPVOID arg)
             _close(1);
         else
             CloseHandle(out);
-        wine_close_unix_stdout();
     }
     return 0;
 }

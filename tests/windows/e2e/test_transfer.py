@@ -138,10 +138,16 @@ def test_peer_end_then_stdin_still_flows(server, start_exe):
     assert p.out == first
 
 
-def test_peer_end_closes_stdout_at_once(server, start_exe):
+def test_peer_end_closes_stdout_at_once(target, server, start_exe):
     """The peer ends first: duplex.exe closes its stdout at once (all the
     peer sent written), while its stdin is still open, so that the reader
     of a pipe (`duplex listen 9000 | tar x`) sees its end of input."""
+    if target.windows:
+        # duplex.exe closes its stdout handle (stdio_win32.c), but wine keeps
+        # the Unix process's own fd 1 open beside it until exit, so a Linux
+        # reader cannot see that end; closing wine's fd behind its back from
+        # the program would be a trick we will not ship.
+        pytest.skip("under wine a Linux pipe reader sees stdout's end only at exit")
     first = seeded_bytes(256 << 10, 6)
     srv, p = peer_ends_first(server, start_exe, first)
     assert p.wait_out_eof() == first

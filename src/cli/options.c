@@ -170,7 +170,8 @@ static const char help_tls[] =
 "                           SHA-256 fingerprint (hex, colons optional); -v\n"
 "                           prints both for the server's certificate\n"
 "      --ssl-verify         listen: require a client certificate signed by a CA\n"
-"                           of --ssl-trustfile (connect: the default already)\n"
+"                           of --ssl-trustfile (connect: the default already);\n"
+"                           it and --ssl-trustfile imply --ssl (not for relay)\n"
 "      --ssl-alpn P[,P]     ALPN protocols to offer (connect) or accept (listen)\n"
 "  connect verifies the server's certificate against the system CA store by\n"
 "  default. listen without --ssl-cert makes an ephemeral self-signed certificate\n"
@@ -194,9 +195,9 @@ static const char help_server[] =
 "                           at end of stdin, clients get end-of-input\n"
 "      --echo               send every byte back to its sender\n"
 "      --broker             every byte a client sends goes to every other client\n"
-"                           (and to stdout; stdin goes to every client)\n"
+"                           (and to stdout; stdin goes to every client); -k too\n"
 "      --chat               broker by lines: '[ADDR:PORT] line' ('[server] line'\n"
-"                           for stdin), with join/leave notices\n"
+"                           for stdin), with join/leave notices; -k too\n"
 "  -e, --exec CMD           run CMD per client, socket as its stdin/stdout; the\n"
 "                           peer is in $DUPLEX_PEER_ADDR and $DUPLEX_PEER_PORT\n"
 "  -c, --sh-exec CMD        the same through /bin/sh -c CMD\n"
@@ -1077,7 +1078,7 @@ static int parse(int argc, char **argv, struct options *o)
     o->cmd = CMD_CONNECT;
     o->max_queue = 1u << 20;
     const char *port_flag = NULL;
-    int proxy_given = 0, proxy_type_given = 0, tls_opt_given = 0;
+    int proxy_given = 0, proxy_type_given = 0, tls_opt_given = 0, tls_implied = 0;
     long n;
 
     int argi = 1;
@@ -1142,7 +1143,7 @@ static int parse(int argc, char **argv, struct options *o)
         case OPT_SSL: o->tls = 1; break;
         case OPT_SSL_CERT: o->tls_cert = optarg; tls_opt_given = 1; break;
         case OPT_SSL_KEY: o->tls_key = optarg; tls_opt_given = 1; break;
-        case OPT_SSL_TRUSTFILE: o->tls_trustfile = optarg; tls_opt_given = 1; break;
+        case OPT_SSL_TRUSTFILE: o->tls_trustfile = optarg; tls_opt_given = tls_implied = 1; break;
         case OPT_SSL_SERVERNAME:
             if (!*optarg) {
                 cli_error("--ssl-servername needs a name");
@@ -1152,7 +1153,7 @@ static int parse(int argc, char **argv, struct options *o)
             tls_opt_given = 1;
             break;
         case OPT_SSL_NO_VERIFY: o->tls_no_verify = 1; tls_opt_given = 1; break;
-        case OPT_SSL_VERIFY: o->tls_verify = 1; tls_opt_given = 1; break;
+        case OPT_SSL_VERIFY: o->tls_verify = 1; tls_opt_given = tls_implied = 1; break;
         case OPT_SSL_ALPN: o->tls_alpn = optarg; tls_opt_given = 1; break;
         case OPT_SSL_TARGET: o->tls_target = 1; break;
         case OPT_SSL_PIN: o->tls_pin = optarg; tls_opt_given = 1; break; /* checked by tls.c */
@@ -1352,6 +1353,12 @@ static int parse(int argc, char **argv, struct options *o)
     }
     if (check_proxy(o, proxy_given, proxy_type_given) < 0)
         return EXIT_USAGE;
+    /* as ncat: --ssl-verify and --ssl-trustfile imply --ssl (connect: the
+     * server's certificate checked, as by default; listen: client
+     * certificates required). relay: they may be for --ssl-target, so one
+     * of --ssl/--ssl-target stays needed there. */
+    if (tls_implied && o->cmd != CMD_RELAY)
+        o->tls = 1;
     if (check_tls(o, tls_opt_given) < 0)
         return EXIT_USAGE;
     if (o->udp)
@@ -1375,6 +1382,10 @@ static int parse(int argc, char **argv, struct options *o)
             cli_error("-z probes ports as a client; it cannot be used with listen");
             return EXIT_USAGE;
         }
+        /* as ncat: --broker and --chat imply -k (a broker of one client
+         * would relay to nobody) */
+        if (o->mode == MODE_BROKER || o->mode == MODE_CHAT)
+            o->keep_listening = 1;
         int many = o->keep_listening || o->mode != MODE_STDIO || o->model != MODEL_LOOP || o->threads > 1;
         if (many && !o->udp) {
             /* these shape one stdio session; a server's clients end on their own */

@@ -102,7 +102,8 @@ static const char help_options[] =
 "  -q, --quit-after SECS    quit SECS after end of input (0: at once); default:\n"
 "                           wait until the peer ends its side too\n"
 "  -i, --idle-timeout SECS  quit after SECS without traffic (as -w, without\n"
-"                           bounding the connect; server modes: per client)\n"
+"                           bounding the connect); listen -k and the server\n"
+"                           modes: close a client idle for SECS (not with -u)\n"
 "  SECS: seconds (5, 0.5) or with ncat's units: 3000ms, 3s, 2m, 1h\n"
 "  -N                       shut the write side down at end of input (the default,\n"
 "                           except through a proxy -x, as OpenBSD nc)\n"
@@ -210,8 +211,6 @@ static const char help_server[] =
 "      --allowfile FILE     --allow for each rule of FILE (several a line,\n"
 "                           '#' comments)\n"
 "      --denyfile FILE      --deny for each rule of FILE\n"
-"  -i, --idle-timeout SECS  close a client after SECS without traffic (also the\n"
-"                           one client of listen; not with -u)\n"
 "      --max-queue BYTES    bytes that may wait for one client (default 1048576);\n"
 "                           above half, senders pause; a client held above half\n"
 "                           for 2 s is dropped as not reading\n"
@@ -499,7 +498,7 @@ static int parse_seconds(const char *flag, const char *text, int64_t *ms)
         cli_error("invalid %s value '%s': expected seconds (5, 0.5) or a time with a unit: "
                   "3000ms, 3s, 2m, 1h", flag, text);
     else if (rc == -2)
-        cli_error("%s too large: %s (at most 31536000 seconds, 8760h)", flag, text);
+        cli_error("%s too large: %s (at most 31536000 seconds)", flag, text);
     return rc < 0 ? -1 : 0;
 }
 

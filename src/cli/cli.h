@@ -70,6 +70,8 @@ struct options {
     int send_only;         /* --send-only: discard what arrives */
     int crlf;              /* -C: send a lone LF from stdin as CRLF */
     const char *hex_dump;  /* --hex-dump FILE ("-": stderr) */
+    const char *output;    /* -o / --output FILE: a copy of both directions */
+    int append_output;     /* --append-output: -o and --hex-dump append */
     int64_t quit_after_eof_ms; /* -q SECS; -1: wait for the peer (default) */
     int64_t timeout_ms;    /* -w SECS; 0: none (ms values: 64 bits, up to a year) */
     int backlog;           /* --backlog N; 0: the system maximum */

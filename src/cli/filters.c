@@ -1,6 +1,6 @@
-/* filters.c: what -C (--crlf) and --hex-dump do to the bytes of a session,
- * as dx_pump filters: the pumps then copy through user space instead of
- * splicing. */
+/* filters.c: what -C (--crlf), --hex-dump and -o (--output) do to the bytes
+ * of a session, as dx_pump filters: the pumps then copy through user space
+ * instead of splicing. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -17,6 +17,9 @@ struct dump_dir {
 };
 
 static struct dump_dir up_dir = {.mark = '>'}, down_dir = {.mark = '<'};
+/* -o: both directions as they pass, one file (as ncat -o); the session
+ * runs on one event loop, so the chunks keep the order they moved in */
+static FILE *output_file;
 
 /* One hexdump -C style line per 16 bytes, the direction first: a chunk
  * starts a new line, so the lines also show how the bytes arrived. */
@@ -65,14 +68,28 @@ static size_t filter(dx_pump *p, const char *in, size_t n, char *out)
     }
     if (d->file)
         dump(d, out, m);
+    if (output_file && m) {
+        fwrite(out, 1, m, output_file);
+        fflush(output_file);
+    }
     return m;
 }
 
+/* --append-output: add to the files instead of truncating them (ncat) */
 int cli_filters_open(const struct options *o)
 {
+    if (o->output) {
+        /* binary: the C runtime on Windows would turn LF into CRLF */
+        output_file = fopen(o->output, o->append_output ? "ab" : "wb");
+        if (!output_file) {
+            cli_error("-o %s: %s", o->output, strerror(errno));
+            return EXIT_USAGE;
+        }
+    }
     if (!o->hex_dump)
         return 0;
-    FILE *f = strcmp(o->hex_dump, "-") == 0 ? stderr : fopen(o->hex_dump, "w");
+    FILE *f = strcmp(o->hex_dump, "-") == 0 ? stderr
+                                            : fopen(o->hex_dump, o->append_output ? "a" : "w");
     if (!f) {
         cli_error("--hex-dump %s: %s", o->hex_dump, strerror(errno));
         return EXIT_USAGE;
@@ -84,14 +101,14 @@ int cli_filters_open(const struct options *o)
 void cli_filters_attach(const struct options *o, dx_pump *up, dx_pump *down)
 {
     up_dir.crlf = o->crlf;
-    if (up && (o->crlf || o->hex_dump)) {
+    if (up && cli_filters_active(o)) {
         up->filter = filter;
         up->filter_data = &up_dir;
     }
-    if (down && o->hex_dump) {
+    if (down && (o->hex_dump || o->output)) {
         down->filter = filter;
         down->filter_data = &down_dir;
     }
 }
 
-int cli_filters_active(const struct options *o) { return o->crlf || o->hex_dump; }
+int cli_filters_active(const struct options *o) { return o->crlf || o->hex_dump || o->output; }

@@ -114,6 +114,9 @@ static const char help_options[] =
 "                           SMTP, HTTP, IRC typed by hand)\n"
 "      --hex-dump FILE      log every byte sent ('>') and received ('<') to FILE\n"
 "                           as hex and text, 16 bytes a line ('-': stderr)\n"
+"  -o, --output FILE        copy every byte sent and received to FILE, in the\n"
+"                           order they pass (as ncat -o)\n"
+"      --append-output      append to the -o and --hex-dump files (else truncated)\n"
 "  -z, --zero-io            probe ports: the exit status says whether any accepts\n"
 "                           connections; -v prints each port open or closed\n"
 "  -v, --verbose            print addresses, then bytes each way and duration\n"
@@ -378,7 +381,7 @@ enum {
     OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
     OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
-    OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_PROXY_AUTH,
+    OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_APPEND_OUTPUT, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN,
 };
@@ -389,6 +392,8 @@ static const struct option long_opts[] = {
     {"sockopt", required_argument, NULL, 'O'},
     {"crlf", no_argument, NULL, 'C'},
     {"hex-dump", required_argument, NULL, OPT_HEX_DUMP},
+    {"output", required_argument, NULL, 'o'},
+    {"append-output", no_argument, NULL, OPT_APPEND_OUTPUT},
     {"show-opts", no_argument, NULL, OPT_SHOW_OPTS},
     {"ipv4", no_argument, NULL, '4'},
     {"ipv6", no_argument, NULL, '6'},
@@ -1127,7 +1132,7 @@ static int parse(int argc, char **argv, struct options *o)
     opterr = 0;
 
     int c, longi;
-    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Cx:X:", long_opts,
+    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:", long_opts,
                                         &longi)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
@@ -1199,6 +1204,8 @@ static int parse(int argc, char **argv, struct options *o)
         case OPT_SEND_ONLY: o->send_only = 1; break;
         case 'C': o->crlf = 1; break;
         case OPT_HEX_DUMP: o->hex_dump = optarg; break;
+        case 'o': o->output = optarg; break;
+        case OPT_APPEND_OUTPUT: o->append_output = 1; break;
         case 'z': o->zero_io = 1; break;
         case 'v': o->verbose++; break;
         case OPT_BACKLOG:
@@ -1352,9 +1359,9 @@ static int parse(int argc, char **argv, struct options *o)
         cli_error("--send-oob and --oob-inline are for TCP: UDP has no urgent data");
         return EXIT_USAGE;
     }
-    if ((o->crlf || o->hex_dump) && (o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
-        cli_error("-C and --hex-dump work on one TCP or Unix stream connection: not with -u, -z "
-                  "or relay");
+    if ((o->crlf || o->hex_dump || o->output) && (o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
+        cli_error("-C, --hex-dump and -o work on one TCP or Unix stream connection: not with -u, "
+                  "-z or relay");
         return EXIT_USAGE;
     }
     if (o->progress != PROGRESS_OFF && (o->udp || o->zero_io)) {
@@ -1405,9 +1412,9 @@ static int parse(int argc, char **argv, struct options *o)
         if (many && !o->udp) {
             /* these shape one stdio session; a server's clients end on their own */
             if (o->quit_after_eof_ms >= 0 || o->no_shutdown || o->send_only || o->has_send_oob ||
-                o->progress != PROGRESS_OFF || o->crlf || o->hex_dump) {
-                cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, -C and "
-                          "--hex-dump shape one connection; they do not apply with -k or a "
+                o->progress != PROGRESS_OFF || o->crlf || o->hex_dump || o->output) {
+                cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, -C, "
+                          "--hex-dump and -o shape one connection; they do not apply with -k or a "
                           "server mode");
                 return EXIT_USAGE;
             }

@@ -1,11 +1,15 @@
-"""-C (--crlf) and --hex-dump: what they send, what they log, what they
-refuse."""
+"""-C (--crlf), --hex-dump and -o (--output): what they send, what they log,
+what they refuse. -o runs the same command lines against ncat to compare
+the files byte for byte."""
 import os
 import re
+import socket
 import subprocess
 import time
 
-from conftest import recv_all
+import pytest
+
+from conftest import free_port, need, recv_all, sha, wait_listening
 from servers_util import connect, recv_exact
 
 def read_then_close(conn, result):
@@ -113,7 +117,10 @@ def test_crlf_and_hex_dump_to_stderr_on_listen(start_listener):
 
 def test_refused_where_they_do_not_apply(run_duplex, tmp_path):
     cases = [
-        (["listen", "-k", "-C", "127.0.0.1", "0"], "-C and --hex-dump shape one connection"),
+        (["listen", "-k", "-C", "127.0.0.1", "0"], "-C, --hex-dump and -o shape one connection"),
+        (["listen", "-k", "-o", tmp_path / "k", "127.0.0.1", "0"], "do not apply with -k"),
+        (["listen", "--broker", "--output", tmp_path / "b", "127.0.0.1", "0"], "shape one"),
+        (["connect", "-u", "-o", tmp_path / "u", "127.0.0.1", "9"], "not with -u, -z or relay"),
         (["listen", "--echo", "--hex-dump", "-", "127.0.0.1", "0"], "shape one connection"),
         (["connect", "-u", "-C", "127.0.0.1", "9"], "not with -u, -z or relay"),
         (["connect", "-z", "--hex-dump", "-", "127.0.0.1", "9"], "not with -u, -z or relay"),
@@ -127,3 +134,112 @@ def test_refused_where_they_do_not_apply(run_duplex, tmp_path):
     rc, _, err = run_duplex(["connect", "--hex-dump", bad, "127.0.0.1", "9"])
     assert rc == 2
     assert f"duplex: --hex-dump {bad}: No such file or directory" in err
+
+
+# ------------------------------------------------------------- -o / --output --
+# ncat 7.93 measured: -o FILE gets the raw bytes of both directions, in the
+# order they pass, no marks; created or truncated, appended with
+# --append-output; a path that cannot be opened ends it at once with exit 2.
+# The steps below are in lockstep (each waits for the previous bytes to
+# arrive), so the order in the file is fixed and both tools must write the
+# same file.
+
+TOOLS = ["ncat", "duplex"]
+
+
+def _tool(name, duplex):
+    return need("ncat") if name == "ncat" else duplex
+
+
+def _connect_session(spawn, binary, out_file, extra, g, u, d):
+    """A client session: the server greets (g), the client sends its stdin
+    (u) and ends it, the server answers (d) and closes."""
+    with socket.create_server(("127.0.0.1", 0)) as ls:
+        port = ls.getsockname()[1]
+        p = spawn([binary, "127.0.0.1", str(port), *extra, "-o", str(out_file)],
+                  stdin=subprocess.PIPE, name=os.path.basename(binary))
+        ls.settimeout(10)
+        conn, _ = ls.accept()
+    with conn:
+        conn.sendall(g)
+        p.wait_out(lambda b: len(b) >= len(g))
+        p.popen.stdin.write(u)
+        p.popen.stdin.close()
+        assert sha(recv_all(conn)) == sha(u)  # until the client's end of stdin
+        conn.sendall(d)
+    assert p.wait(15) == 0, p.err
+    assert sha(p.out) == sha(g + d)
+
+
+@pytest.mark.parametrize("append", [False, True], ids=["truncate", "append-output"])
+def test_output_connect_same_file_as_ncat(spawn, duplex, tmp_path, append):
+    files = {}
+    g, u, d = os.urandom(70000), os.urandom(90000), os.urandom(50000)
+    for name in TOOLS:
+        f = tmp_path / f"{name}.out"
+        f.write_bytes(b"old contents\n")
+        extra = ["--append-output"] if append else []
+        _connect_session(spawn, _tool(name, duplex), f, extra, g, u, d)
+        files[name] = f.read_bytes()
+        assert sha(files[name]) == sha((b"old contents\n" if append else b"") + g + u + d), name
+    assert files["ncat"] == files["duplex"]
+
+
+def test_output_listen_same_file_as_ncat(spawn, duplex, tmp_path):
+    """`-l ADDR PORT -o FILE`, one client: the client's bytes, then the
+    listener's stdin, in the file in that order."""
+    files = {}
+    u, d = os.urandom(80000), os.urandom(60000)
+    for name in TOOLS:
+        f = tmp_path / f"{name}.out"
+        port = free_port()
+        p = spawn([_tool(name, duplex), "-l", "127.0.0.1", str(port), "--output", str(f)],
+                  stdin=subprocess.PIPE, name=name)
+        wait_listening(port, proc=p)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(u)
+            p.wait_out(lambda b: len(b) >= len(u))
+            p.popen.stdin.write(d)
+            p.popen.stdin.close()
+            assert sha(recv_exact(c, len(d))) == sha(d)
+            c.shutdown(socket.SHUT_WR)
+            assert p.wait(15) == 0, p.err
+        assert sha(p.out) == sha(u)
+        files[name] = f.read_bytes()
+        assert sha(files[name]) == sha(u + d), name
+    assert files["ncat"] == files["duplex"]
+
+
+def test_output_with_hex_dump_and_crlf(run_duplex, server, tmp_path):
+    """-o takes the bytes as sent (after -C), next to --hex-dump, both
+    appended to with --append-output."""
+    def script(conn, r):
+        r["data"] = recv_all(conn)
+        conn.sendall(b"250 ok\r\n")
+        conn.close()
+
+    out, dump = tmp_path / "o", tmp_path / "x"
+    out.write_bytes(b"A")
+    dump.write_text("")
+    srv = server(script)
+    rc, got, err = run_duplex(["connect", "-C", "-o", out, "--hex-dump", dump, "--append-output",
+                               "127.0.0.1", srv.port], stdin=b"HELO x\n")
+    assert rc == 0, err
+    assert got == b"250 ok\r\n"
+    assert srv.join()["data"] == b"HELO x\r\n"
+    assert out.read_bytes() == b"AHELO x\r\n250 ok\r\n"
+    assert parse_dump(dump.read_text()) == {">": b"HELO x\r\n", "<": b"250 ok\r\n"}
+
+
+@pytest.mark.parametrize("name", TOOLS)
+def test_output_bad_path_exits_2_before_connecting(spawn, duplex, tmp_path, name):
+    """The file is opened first: a path that cannot be opened is exit 2 even
+    though nothing listens on the port (which would be exit 1)."""
+    bad = tmp_path / "no" / "such" / "dir" / "out"
+    port = free_port()
+    p = spawn([_tool(name, duplex), "-o", str(bad), "127.0.0.1", str(port)],
+              stdin=subprocess.DEVNULL, name=name)
+    assert p.wait(10) == 2, p.err
+    assert not bad.exists()
+    if name == "duplex":
+        assert f"duplex: -o {bad}: No such file or directory" in p.err

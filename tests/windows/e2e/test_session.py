@@ -63,6 +63,28 @@ def test_hex_dump(server, start_exe):
     assert re.search(r"^< 00000000  4f 4b 0a +\|OK\.\|$", p.err, re.M), p.err
 
 
+def test_output_file_is_binary_exact(server, start_exe, target, tmp_path):
+    """-o FILE: both directions, in order, byte for byte: the C runtime's
+    text mode would have turned each LF into CRLF (and stopped at ^Z)."""
+    up = bytes(range(256)) * 64 + b"a\nb\r\nc\x1a"
+    down = seeded_bytes(100000, 12) + b"\n\n"
+
+    def script(conn, res):
+        res["got"] = recv_all(conn)
+        conn.sendall(down)
+        conn.shutdown(socket.SHUT_WR)
+
+    srv = server(script)
+    f = tmp_path / "session.out"
+    f.write_bytes(b"old\n")
+    name = "Z:" + str(f).replace("/", "\\") if target.windows else str(f)
+    p = start_exe(["connect", "-o", name, "--append-output", "127.0.0.1", srv.port], stdin=up)
+    assert p.wait() == 0, p.err
+    assert sha(srv.join()["got"]) == sha(up)
+    assert sha(p.out) == sha(down)
+    assert sha(f.read_bytes()) == sha(b"old\n" + up + down)
+
+
 def test_q_0_exits_at_end_of_stdin(server, start_exe):
     """-q 0: exit 0 once stdin has ended and is sent, the peer still open."""
     srv = server(lambda conn, res: res.update(got=recv_all(conn)))

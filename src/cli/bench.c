@@ -1319,12 +1319,10 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 
 static int parse_secs(const char *s, double *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= 0) || v > 1e6)
+    int64_t ms;
+    if (cli_parse_duration(s, 1e6, &ms) < 0) /* 3000ms, 3s, 2m, 1h or seconds */
         return -1;
-    *out = v;
+    *out = (double)ms / 1000.0;
     return 0;
 }
 
@@ -1366,11 +1364,11 @@ static int parse_args(int argc, char **argv)
             break;
         case 'd':
             if (parse_secs(optarg, &bo.secs) < 0)
-                return usage_error("invalid duration '%s': expected 0-1000000 seconds", optarg);
+                return usage_error("invalid duration '%s': expected 0-1000000 seconds (3000ms, 3s, 2m, 1h)", optarg);
             break;
         case 'w':
             if (parse_secs(optarg, &bo.warmup) < 0)
-                return usage_error("invalid warm-up '%s': expected 0-1000000 seconds", optarg);
+                return usage_error("invalid warm-up '%s': expected 0-1000000 seconds (3000ms, 3s, 2m, 1h)", optarg);
             break;
         case 's':
             if (parse_long(optarg, 1, 1L << 24, &bo.size) < 0)

@@ -76,7 +76,7 @@ static const char help_relay_usage[] =
 "  -m, --max-conns N        at most N clients at once; more are closed at once\n"
 "      --allow RULE, --deny RULE, --allowfile FILE, --denyfile FILE\n"
 "                           accept only, or refuse, these clients (as listen)\n"
-"      --idle-timeout SECS  close a connection after SECS without traffic\n";
+"  -i, --idle-timeout SECS  close a connection after SECS without traffic\n";
 
 static const char help_host[] =
 "HOST may be a name, an IPv4 address or an IPv6 address ([::1] or ::1); HOST:PORT and\n"
@@ -101,6 +101,10 @@ static const char help_options[] =
 "                           idle timeout is given)\n"
 "  -q, --quit-after SECS    quit SECS after end of input (0: at once); default:\n"
 "                           wait until the peer ends its side too\n"
+"  -i, --idle-timeout SECS  quit after SECS without traffic (as -w, without\n"
+"                           bounding the connect); listen -k and the server\n"
+"                           modes: close a client idle for SECS (not with -u)\n"
+"  SECS: seconds (5, 0.5) or with ncat's units: 3000ms, 3s, 2m, 1h\n"
 "  -N                       shut the write side down at end of input (the default,\n"
 "                           except through a proxy -x, as OpenBSD nc)\n"
 "      --no-shutdown        never shut the write side down; quit when the peer ends\n"
@@ -210,8 +214,6 @@ static const char help_server[] =
 "      --allowfile FILE     --allow for each rule of FILE (several a line,\n"
 "                           '#' comments)\n"
 "      --denyfile FILE      --deny for each rule of FILE\n"
-"      --idle-timeout SECS  close a client after SECS without traffic (also the\n"
-"                           one client of listen; not with -u)\n"
 "      --max-queue BYTES    bytes that may wait for one client (default 1048576);\n"
 "                           above half, senders pause; a client held above half\n"
 "                           for 2 s is dropped as not reading\n"
@@ -378,7 +380,7 @@ void cli_usage_short(void)
 enum {
     OPT_NO_SHUTDOWN = 256, OPT_SEND_ONLY, OPT_BACKLOG, OPT_REUSEPORT, OPT_BACKEND,
     OPT_BUFSIZE, OPT_VERSION, OPT_ECHO, OPT_BROKER, OPT_CHAT, OPT_NO_STDIO, OPT_ALLOW,
-    OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_IDLE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
+    OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_APPEND_OUTPUT, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN,
@@ -424,7 +426,7 @@ static const struct option long_opts[] = {
     {"deny", required_argument, NULL, OPT_DENY},
     {"allowfile", required_argument, NULL, OPT_ALLOWFILE},
     {"denyfile", required_argument, NULL, OPT_DENYFILE},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"idle-timeout", required_argument, NULL, 'i'},
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
     {"model", required_argument, NULL, OPT_MODEL},
     {"stats-json", no_argument, NULL, OPT_STATS_JSON},
@@ -462,28 +464,47 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Seconds as "N" or "N.NNN", 0 .. one year; stored in milliseconds (a
- * value above 0 is at least 1 ms: 0 would mean "no limit"). Decimal only:
- * no sign, space, hex or "inf". */
-static int parse_seconds(const char *flag, const char *text, int64_t *ms)
+/* A time as ncat writes it: a decimal number of seconds, or with a unit
+ * (ms, s, m, h; any case): "3000ms", "3s", "2m", "1h", "0.5". No sign,
+ * space, hex, "inf" or "nan". In milliseconds in *ms (above 0: at least 1
+ * ms, 0 meaning "no limit" to the callers). Returns 0, -1 when it is not a
+ * time, -2 when above max_secs. */
+int cli_parse_duration(const char *text, double max_secs, int64_t *ms)
 {
+    static const struct { const char *unit; double secs; } units[] = {
+        {"", 1}, {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600},
+    };
     char *end;
+    if (!((*text >= '0' && *text <= '9') || *text == '.') || strpbrk(text, "xX"))
+        return -1;
     errno = 0;
     double v = strtod(text, &end);
-    if (!(*text >= '0' && *text <= '9') && *text != '.')
-        end = (char *)text; /* refused below */
-    if (!*text || *end || errno || v != v || v < 0 || strpbrk(text, "xX")) {
-        cli_error("invalid %s value '%s': expected seconds (e.g. 5 or 0.5)", flag, text);
+    if (errno || end == text || v != v || v < 0)
         return -1;
-    }
-    if (v > 31536000.0) {
-        cli_error("%s too large: %s (at most 31536000 seconds)", flag, text);
+    size_t i = 0;
+    while (i < sizeof units / sizeof units[0] && strcasecmp(end, units[i].unit) != 0)
+        i++;
+    if (i == sizeof units / sizeof units[0])
         return -1;
-    }
+    v *= units[i].secs;
+    if (v > max_secs)
+        return -2;
     *ms = (int64_t)(v * 1000.0 + 0.5);
     if (*ms == 0 && v > 0)
         *ms = 1;
     return 0;
+}
+
+/* A time option: 0 .. one year (as cli_parse_duration). */
+static int parse_seconds(const char *flag, const char *text, int64_t *ms)
+{
+    int rc = cli_parse_duration(text, 31536000.0, ms);
+    if (rc == -1)
+        cli_error("invalid %s value '%s': expected seconds (5, 0.5) or a time with a unit: "
+                  "3000ms, 3s, 2m, 1h", flag, text);
+    else if (rc == -2)
+        cli_error("%s too large: %s (at most 31536000 seconds)", flag, text);
+    return rc < 0 ? -1 : 0;
 }
 
 static int parse_count(const char *flag, const char *text, long min, long max, long *out)
@@ -1110,8 +1131,9 @@ static int parse(int argc, char **argv, struct options *o)
     optind = 1;
     opterr = 0;
 
-    int c;
-    while ((c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:Ndzvhe:c:m:O:Co:x:X:", long_opts, NULL)) != -1) {
+    int c, longi;
+    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:", long_opts,
+                                        &longi)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
         case '6': o->family = AF_INET6; break;
@@ -1163,7 +1185,7 @@ static int parse(int argc, char **argv, struct options *o)
         case 's': o->source_addr = optarg; break;
         case 'n': o->numeric = 1; break;
         case 'w':
-            if (parse_seconds("-w", optarg, &o->timeout_ms) < 0)
+            if (parse_seconds(longi < 0 ? "-w" : "--timeout", optarg, &o->timeout_ms) < 0)
                 return EXIT_USAGE;
             break;
         case 'q': {
@@ -1171,7 +1193,7 @@ static int parse(int argc, char **argv, struct options *o)
             /* nc's -q takes a negative value for "forever" */
             if (strcmp(optarg, "-1") == 0)
                 ms = -1;
-            else if (parse_seconds("-q", optarg, &ms) < 0)
+            else if (parse_seconds(longi < 0 ? "-q" : "--quit-after", optarg, &ms) < 0)
                 return EXIT_USAGE;
             o->quit_after_eof_ms = ms;
             break;
@@ -1221,8 +1243,8 @@ static int parse(int argc, char **argv, struct options *o)
         case OPT_DENY: if (add_rule(o, optarg, 0) < 0) return EXIT_USAGE; break;
         case OPT_ALLOWFILE: if (add_rule_file(o, optarg, 1) < 0) return EXIT_USAGE; break;
         case OPT_DENYFILE: if (add_rule_file(o, optarg, 0) < 0) return EXIT_USAGE; break;
-        case OPT_IDLE:
-            if (parse_seconds("--idle-timeout", optarg, &o->idle_timeout_ms) < 0)
+        case 'i': /* ncat's -i (OpenBSD nc's -i, a delay between lines, is not taken) */
+            if (parse_seconds(longi < 0 ? "-i" : "--idle-timeout", optarg, &o->idle_timeout_ms) < 0)
                 return EXIT_USAGE;
             break;
         case OPT_STATS_JSON: o->stats_json = 1; break;
@@ -1448,7 +1470,7 @@ static int parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     if (check_local_host("-s", o->source_addr) < 0)
         return EXIT_USAGE;
-    if (o->keep_listening || o->mode != MODE_STDIO || o->max_conns || o->idle_timeout_ms ||
+    if (o->keep_listening || o->mode != MODE_STDIO || o->max_conns ||
         o->acl.nallow || o->acl.ndeny || o->model != MODEL_LOOP || o->threads > 1) {
         cli_error("-k, server modes and client limits are for listen (or -l)");
         return EXIT_USAGE;

@@ -7,6 +7,7 @@ when it is not installed)."""
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -118,3 +119,97 @@ def test_ssl_verify_implies_ssl_on_listen_and_requires_client_certificates(spawn
     assert rc == 0 and out == b"welcome", err
     assert srv.wait(TIMEOUT) == 0 and srv.out == b"it's me"
     assert "subject CN=duplex test client, issuer CN=duplex test CA, verified" in srv.err
+
+
+# ------------------------------------------------------ time units (ncat's) --
+
+
+def closed_port():
+    """A port nothing listens on (a connect to it is refused at once)."""
+    return str(free_port())
+
+
+@pytest.mark.parametrize("flag", ["-w", "-q", "-i", "--idle-timeout", "--timeout"])
+@pytest.mark.parametrize("value, ok", [
+    # each unit's upper bound, and just above it: the unit's factor is applied
+    ("31536000", True), ("31536001", False),
+    ("31536000s", True), ("31536001S", False),
+    ("31536000000ms", True), ("31536000001ms", False),
+    ("525600m", True), ("525601m", False),
+    ("8760h", True), ("8761H", False),
+    ("0.5ms", True), ("1.5s", True), ("0ms", True),
+])
+def test_time_units_each_checked_against_the_year(run_duplex, flag, value, ok):
+    """Every time option takes ncat's units (ms, s, m, h; a plain number is
+    seconds) and stays within a year: 8760h passes, 8761h does not."""
+    rc, out, err = run_duplex(["connect", flag, value, "127.0.0.1", closed_port()])
+    if ok:
+        assert rc == 4 and "Connection refused" in err, err  # parsed, then connected
+    else:
+        assert rc == 2, err
+        assert f"duplex: {flag} too large: {value} (at most 31536000 seconds)" in err, err
+    assert out == b""
+
+
+@pytest.mark.parametrize("flag", ["-w", "-q", "-i", "--idle-timeout"])
+@pytest.mark.parametrize("value", ["1d", "5x", "3 s", "ms", "2mm", "1.5e", "s3", "-1s", "inf", "5 "])
+def test_bad_time_units_refused(run_duplex, flag, value):
+    rc, out, err = run_duplex(["connect", flag, value, "127.0.0.1", closed_port()])
+    assert rc == 2, err
+    assert (f"duplex: invalid {flag} value '{value}': expected seconds (5, 0.5) or a time "
+            "with a unit: 3000ms, 3s, 2m, 1h") in err, err
+    assert out == b""
+
+
+def test_bad_time_unit_refused_by_ncat_too():
+    """ncat refuses the same with its own status 2 (the comparison)."""
+    r = subprocess.run([need("ncat"), "-i", "1d", "127.0.0.1", closed_port()],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT)
+    assert r.returncode == 2 and 'Invalid -i timeout "1d"' in r.stderr.decode(), r
+
+
+@pytest.mark.parametrize("value", ["2000ms", "2s"])
+def test_bench_duration_takes_units(run_duplex, value):
+    rc, _, err = run_duplex(["bench", "echo", "127.0.0.1", "1", "-d", value, "-w", "1d"])
+    assert rc == 2 and "invalid warm-up '1d'" in err, err
+    rc, _, err = run_duplex(["bench", "echo", "127.0.0.1", "1", "-d", "1000001s"])
+    assert rc == 2 and "invalid duration '1000001s'" in err, err
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_idle_timeout_500ms_ends_a_connect_session(spawn, duplex, tool):
+    """`-i 500ms HOST PORT` against a silent server: both end the session
+    after half a second (not 500 s); ncat exits 1, duplex 5 (timed out)."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = str(srv.getsockname()[1])
+        cmd = [need("ncat")] if tool == "ncat" else [duplex, "connect"]
+        t0 = time.monotonic()
+        p = spawn([*cmd, "-i", "500ms", "127.0.0.1", port], stdin=subprocess.PIPE, name=tool)
+        rc = p.wait(TIMEOUT)
+        took = time.monotonic() - t0
+    assert 0.45 <= took < 5, took
+    if tool == "ncat":
+        assert rc == 1 and "Idle timeout expired (500 ms)" in p.err, p.err
+    else:
+        assert rc == 5, p.err
+        assert f"duplex: 127.0.0.1:{port}: no traffic for 0.5 s, closing" in p.err, p.err
+
+
+def test_idle_timeout_short_form_on_listen(spawn, duplex):
+    """listen -i 300ms: the one client's session ends idle, exit 5; with -k
+    the client is closed and the server goes on."""
+    p = spawn([duplex, "listen", "-i", "300ms", "127.0.0.1", "0"], stdin=subprocess.PIPE)
+    port = int(p.wait_err(LISTENING_RE).group(2))
+    c = connect(port)
+    assert p.wait(TIMEOUT) == 5, p.err
+    assert "no traffic for 0.3 s, closing" in p.err
+    c.close()
+    p = spawn([duplex, "listen", "-k", "-v", "-i", "0.3s", "127.0.0.1", "0"], stdin=subprocess.PIPE)
+    port = int(p.wait_err(LISTENING_RE).group(2))
+    c = connect(port)
+    assert c.recv(10) == b""
+    p.wait_err(r"closed: idle for 0\.3 s")
+    assert p.poll() is None
+    c.close()

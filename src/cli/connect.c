@@ -269,6 +269,58 @@ static int probe_ports(dx_loop *loop, const struct options *o)
     return failed ? failed : EXIT_CONNECT;
 }
 
+/* --exec/--sh-exec in connect mode (as ncat): the program runs with the
+ * connection as its stdin and stdout, and duplex waits for it. Exit 0 when
+ * it ran (ncat 7.93 exits 0 even when it could not run it), 1 when it could
+ * not be run; a stop signal ends it and gives 128+N (main). */
+static void on_exec_check(dx_loop *loop, dx_timer *t)
+{
+    (void)t;
+    if (exec_children() == 0)
+        dx_loop_stop(loop);
+}
+
+static int exec_connected(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
+{
+    dx_addr peer;
+    int code = exec_init(loop);
+    if (code < 0) {
+        cli_error("child reaper: %s", dx_strerror(code));
+        dx__fd_close(fd);
+        return EXIT_IO;
+    }
+    if (dx_sock_peer(fd, &peer) < 0)
+        memset(&peer, 0, sizeof peer);
+    pid_t pid = exec_client(o, fd, &peer, NULL);
+    dx__fd_close(fd); /* the child's now: its end is the connection's end */
+    if (pid <= 0) {
+        exec_detach(loop);
+        return EXIT_IO;
+    }
+    cli_info(o, "%s: running process %ld", peer_text, (long)pid);
+    dx_timer timer;
+    dx_timer_init(&timer, on_exec_check, NULL);
+    dx_timer_start(loop, &timer, 20, 20);
+    int rc = dx_loop_run(loop);
+    dx_timer_stop(loop, &timer);
+    if (rc < 0)
+        cli_error("event loop: %s", dx_strerror(rc));
+    exec_reap();
+    code = exec_failed() ? EXIT_IO : rc < 0 ? EXIT_IO : EXIT_OK;
+    exec_stop_children(2000); /* a stop signal: no orphan left behind */
+    exec_detach(loop);
+    return code;
+}
+
+/* The connected socket's session: stdio, TLS, or a program (--exec). */
+static int connected(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
+{
+    if (o->mode == MODE_EXEC)
+        return exec_connected(loop, o, fd, peer_text);
+    cli_stdio_nonblock();
+    return o->tls ? cli_tls_session(loop, o, fd, peer_text) : cli_session(loop, o, fd, peer_text);
+}
+
 int cli_connect(const struct options *o, dx_loop *loop)
 {
     if (o->zero_io)
@@ -283,8 +335,7 @@ int cli_connect(const struct options *o, dx_loop *loop)
         cli_info(o, "connected to %s through proxy %s (%s)", target, proxy,
                  cli_proxy_type_name(o->proxy_type));
         cli_show_opts(o, fd, "connected");
-        cli_stdio_nonblock();
-        return o->tls ? cli_tls_session(loop, o, fd, target) : cli_session(loop, o, fd, target);
+        return connected(loop, o, fd, target);
     }
     dx_addr *addrs, source;
     int has_source;
@@ -303,6 +354,5 @@ int cli_connect(const struct options *o, dx_loop *loop)
     if (dx_sock_local(fd, &me) == 0)
         cli_info(o, "connected to %s from %s", peer, dx_addr_format(&me, local, sizeof local));
     cli_show_opts(o, fd, "connected");
-    cli_stdio_nonblock();
-    return o->tls ? cli_tls_session(loop, o, fd, peer) : cli_session(loop, o, fd, peer);
+    return connected(loop, o, fd, peer);
 }

@@ -205,6 +205,7 @@ static const char help_server[] =
 "  -e, --exec CMD           run CMD per client, socket as its stdin/stdout; the\n"
 "                           peer is in $DUPLEX_PEER_ADDR and $DUPLEX_PEER_PORT\n"
 "  -c, --sh-exec CMD        the same through /bin/sh -c CMD\n"
+"                           (connect -e/-c: CMD gets the connection, as ncat)\n"
 "      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
 "  -m, --max-conns N        at most N clients at once; more are closed at once\n"
 "      --allow RULE         accept only these clients (address or CIDR range,\n"
@@ -1470,9 +1471,17 @@ static int parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     if (check_local_host("-s", o->source_addr) < 0)
         return EXIT_USAGE;
-    if (o->keep_listening || o->mode != MODE_STDIO || o->max_conns ||
+    if (o->keep_listening || (o->mode != MODE_STDIO && o->mode != MODE_EXEC) || o->max_conns ||
         o->acl.nallow || o->acl.ndeny || o->model != MODEL_LOOP || o->threads > 1) {
         cli_error("-k, server modes and client limits are for listen (or -l)");
+        return EXIT_USAGE;
+    }
+    /* connect --exec: the program has the connection; nothing of stdio's */
+    if (o->mode == MODE_EXEC &&
+        (o->crlf || o->hex_dump || o->output || o->tls || o->zero_io || o->recv_only ||
+         o->send_only || o->quit_after_eof_ms >= 0 || o->progress != PROGRESS_OFF)) {
+        cli_error("connect --exec/--sh-exec gives the connection to the program: -C, "
+                  "--hex-dump, -o, -q, -d, --send-only, --progress, -z and --ssl do not apply");
         return EXIT_USAGE;
     }
     if (o->unix_path) {

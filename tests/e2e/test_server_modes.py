@@ -499,6 +499,71 @@ def test_exec_env_ncat_proto_on_a_unix_socket(spawn, duplex, tmp_path):
     assert got["duplex"] == "TCP|||||UNIX\n"
 
 
+# ------------------------------------------------------- connect --exec --
+
+
+def _ncat_listener(spawn, stdin):
+    """`ncat -l 127.0.0.1 PORT` fed `stdin` (bytes), its port."""
+    port = free_port()
+    p = spawn([need("ncat"), "-l", "127.0.0.1", str(port)], stdin=stdin, name="ncat -l")
+    wait_listening(port, proc=p)
+    return p, port
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_connect_exec_cat_against_ncat_listener(spawn, duplex, tool):
+    """`TOOL 127.0.0.1 PORT --exec /bin/cat` (ncat's connect --exec): 1 MiB from
+    an ncat listener goes through the program and back, compared; the
+    listener's end then reaches cat, and the client exits 0 (ncat too)."""
+    data = os.urandom(1 << 20)
+    srv, port = _ncat_listener(spawn, subprocess.PIPE)
+    binary = need("ncat") if tool == "ncat" else duplex
+    # a full path: ncat's --exec does not search PATH
+    c = spawn([binary, "127.0.0.1", str(port), "--exec", need("cat")], stdin=subprocess.DEVNULL,
+              name=tool)
+    def feed():  # a thread: ncat -l reads its stdin only once a client is there
+        try:
+            srv.popen.stdin.write(data)
+            srv.popen.stdin.flush()
+        except OSError:
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    srv.wait_out(lambda b: len(b) >= len(data), 30)
+    srv.close_stdin()  # ncat -l ends the connection: cat sees its end and exits
+    assert c.wait(30) == 0, c.err
+    assert srv.wait(30) == 0, srv.err
+    assert c.out == b""  # the program has the connection, not duplex's stdout
+    assert len(srv.out) == len(data) and srv.out == data
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_connect_sh_exec_env_and_exit_status(spawn, duplex, tool):
+    """The child reads a line from the listener and answers with ncat's
+    variables; its exit status 3 is not duplex's (ncat 7.93 exits 0 too)."""
+    srv, port = _ncat_listener(spawn, subprocess.PIPE)
+    binary = need("ncat") if tool == "ncat" else duplex
+    cmd = 'read l; echo "$l|$NCAT_PROTO|$NCAT_REMOTE_ADDR|$NCAT_REMOTE_PORT|$NCAT_LOCAL_ADDR"; exit 3'
+    c = spawn([binary, "127.0.0.1", str(port), "--sh-exec", cmd], stdin=subprocess.DEVNULL,
+              name=tool)
+    srv.popen.stdin.write(b"hello\n")  # a pipe's buffer holds it: never blocks
+    srv.popen.stdin.flush()
+    srv.wait_out(lambda b: b.endswith(b"\n"))
+    assert srv.out == f"hello|TCP|127.0.0.1|{port}|127.0.0.1\n".encode()
+    assert c.wait(TIMEOUT) == 0, c.err
+    srv.close_stdin()
+    srv.wait(TIMEOUT)
+
+
+def test_connect_exec_refusals(run_duplex):
+    """A program that cannot be run fails before connecting (exit 2); the
+    stdio flags do not apply to a connection the program has."""
+    rc, _, err = run_duplex(["127.0.0.1", str(free_port()), "--exec", "/no/such/program"])
+    assert rc == 2 and "--exec /no/such/program: No such file or directory" in err, err
+    rc, _, err = run_duplex(["-C", "127.0.0.1", "9", "--sh-exec", "cat"])
+    assert rc == 2 and "gives the connection to the program" in err, err
+
+
 def test_exec_passes_100_arguments(start_listener):
     """--exec CMD has no fixed limit on its words (62 were kept, silently)."""
     words = [f"a{i}" for i in range(1, 101)]

@@ -61,6 +61,7 @@ struct options {
     const char *source_addr; /* -s */
     const char *source_port; /* -p with connect */
     int port_flag_given;   /* -p was given (relay refuses it) */
+    int port_defaulted;     /* listen with no PORT: ncat's 31337, always announced */
     int keep_listening;    /* -k */
     int verbose;           /* -v (repeatable) */
     int zero_io;           /* -z */

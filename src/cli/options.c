@@ -52,12 +52,13 @@ static const char help_connect_usage[] =
 "PORT' for such a host.\n";
 
 static const char help_listen_usage[] =
-"usage: duplex listen [options] [ADDR] PORT     accept a client, then copy stdin <-> socket\n"
+"usage: duplex listen [options] [ADDR] [PORT]   accept a client, then copy stdin <-> socket\n"
 "       duplex listen [options] -U PATH         a Unix socket (@NAME: abstract)\n"
 "       duplex listen -k|--echo|--broker|--chat|-e CMD [options] [ADDR] PORT\n"
 "                                               serve many clients (Server modes)\n"
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
-"ADDR is a local address (a bare number such as 24700 is refused: one PORT only).\n";
+"ADDR is a local address (a bare number such as 24700 is refused: one PORT only).\n"
+"No PORT: ncat's 31337 (ADDR alone must then be an IP address: 127.0.0.1, ::1).\n";
 
 static const char help_relay_usage[] =
 "usage: duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
@@ -731,6 +732,26 @@ static const char *address_hint(const char *arg, const char *cmd, char *buf, siz
                      ":PORT)", host, colon + 1);
     }
     return buf;
+}
+
+/* ncat's port when listen is given none */
+#define DEFAULT_LISTEN_PORT "31337"
+
+/* An IPv4 (dotted quad) or IPv6 address, brackets allowed; copied into buf
+ * without them. */
+static int is_ip_literal(const char *text, char *buf, size_t len)
+{
+    unsigned char bin[16];
+    size_t n = strlen(text);
+    if (n >= 2 && text[0] == '[' && text[n - 1] == ']') {
+        text++;
+        n -= 2;
+    }
+    if (n >= len)
+        return 0;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    return inet_pton(AF_INET, buf, bin) == 1 || inet_pton(AF_INET6, buf, bin) == 1;
 }
 
 /* inet_aton(): Winsock has only inet_addr(), which reads the same old forms
@@ -1440,11 +1461,20 @@ static int parse(int argc, char **argv, struct options *o)
             if (port_flag) {
                 o->host = pos[0];
                 o->port = port_flag;
+            } else if (dx_parse_port(pos[0]) < 0 && is_ip_literal(pos[0], split_buf,
+                                                                   sizeof split_buf)) {
+                /* ncat's `-l ADDR`: an address alone takes the default port */
+                o->host = split_buf;
+                o->port = DEFAULT_LISTEN_PORT;
+                o->port_defaulted = 1;
             } else {
                 o->port = pos[0];
             }
         } else if (npos == 0 && port_flag) {
             o->port = port_flag;
+        } else if (npos == 0) {
+            o->port = DEFAULT_LISTEN_PORT; /* as ncat -l; "listening on" shows it */
+            o->port_defaulted = 1;
         } else {
             cli_error(npos == 0 ? "listen needs a PORT" : "too many arguments for listen");
             cli_usage_short();

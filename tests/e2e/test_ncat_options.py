@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, LISTENING_RE, free_port, need, wait_listening
+from conftest import TIMEOUT, LISTENING_RE, free_port, listeners_on, need, wait_listening
 from test_tls import certs, server_args  # noqa: F401  (certs: a fixture)
 
 
@@ -213,3 +213,51 @@ def test_idle_timeout_short_form_on_listen(spawn, duplex):
     p.wait_err(r"closed: idle for 0\.3 s")
     assert p.poll() is None
     c.close()
+
+
+# ------------------------------------------- listen with no port: 31337 --
+
+
+def port_31337_free():
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 31337))
+        except OSError:
+            return False
+    return not listeners_on(31337)
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+@pytest.mark.parametrize("args", [["-l"], ["-l", "127.0.0.1"]], ids=["no-args", "address-only"])
+def test_listen_without_port_takes_31337(spawn, duplex, tool, args):
+    """The same line, `-l` or `-l 127.0.0.1`, on ncat and duplex: both listen
+    on port 31337 and serve a client there; duplex says so on its
+    'listening on' line even without -v."""
+    if not port_31337_free():
+        pytest.skip("port 31337 is in use here")
+    cmd = [need("ncat")] if tool == "ncat" else [duplex]
+    p = spawn([*cmd, *args], stdin=subprocess.PIPE, name=f"{tool} {' '.join(args)}")
+    if tool == "duplex":
+        where = "127.0.0.1" if len(args) > 1 else "[::]"
+        p.wait_err(f"duplex: listening on {re.escape(where)}:31337$")
+    wait_listening(31337, proc=p)
+    c = connect(31337)
+    c.sendall(b"to the default port\n")
+    p.wait_out(lambda o: o == b"to the default port\n")
+    c.close()
+    p.close_stdin()  # duplex waits for both sides to end
+    assert p.wait(TIMEOUT) == 0, p.err
+
+
+def test_listen_subcommand_without_port_and_other_errors(spawn, duplex, run_duplex):
+    if not port_31337_free():
+        pytest.skip("port 31337 is in use here")
+    p = spawn([duplex, "listen", "-u", "::1"], name="duplex listen -u ::1")
+    p.wait_err(r"duplex: listening on \[::1\]:31337 \(udp\)")
+    p.kill()
+    # what is neither a port nor an address stays a clear error
+    for arg in ("localhost", "70000", "127.1"):
+        rc, out, err = run_duplex(["listen", arg])
+        assert rc == 2 and f"duplex: invalid port '{arg}'" in err, err
+    rc, _, err = run_duplex(["listen", "127.0.0.1", "1", "2"])
+    assert rc == 2 and "too many arguments for listen" in err, err

@@ -315,6 +315,15 @@ void exec_close_inherited(int keep);
  * limit_ms, shutting the connection down. */
 int exec_watch_idle(pid_t pid, int fd, const dx_addr *peer);
 
+/* exec_env.c: the variables of an --exec child (both ends of the connection
+ * and the protocol, duplex's names and ncat's) as "NAME=VALUE\0" entries in
+ * out: the bytes used (entries that do not fit are left out).
+ * exec_env_names: every name it may set (to drop inherited ones). */
+#define EXEC_ENV_NAMES 10
+extern const char *const exec_env_names[EXEC_ENV_NAMES];
+size_t exec_env_vars(char *out, size_t len, const struct options *o, int fd,
+                     const dx_addr *peer, const dx_addr *local);
+
 /* filters.c: -C and --hex-dump on a session's pumps */
 int cli_filters_open(const struct options *o); /* 0, or an exit code (printed) */
 int cli_filters_active(const struct options *o);

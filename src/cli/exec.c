@@ -254,49 +254,27 @@ void exec_detach(dx_loop *loop)
 
 int exec_children(void) { return atomic_load(&live_children); }
 
-static void set_env(const char *name, const char *value) { setenv(name, value, 1); }
-
-/* DUPLEX_<WHO>_ADDR/_PORT and NCAT_<NCAT_WHO>_ADDR/_PORT for an IP address
- * (the host without [brackets]); a Unix peer gives DUPLEX_<WHO>_ADDR only. */
-static void export_endpoint(const char *who, const char *ncat_who, const dx_addr *a)
+/* In the child: environment with both ends of the connection and the
+ * protocol (ncat's names too, so scripts written for ncat -e keep working);
+ * inherited values of those names are dropped first. local: the
+ * connection's own address when fd is not the connection (a TLS bridge),
+ * else NULL. */
+static void export_addresses(const struct options *o, int fd, const dx_addr *peer,
+                             const dx_addr *local)
 {
-    char text[DX_ADDR_STRLEN], name[32], port[16];
-    dx_addr_format(a, text, sizeof text);
-    int p = dx_addr_port(a);
-    char *host = text;
-    if (p >= 0) {
-        char *colon = strrchr(text, ':');
-        if (colon)
-            *colon = '\0';
-        if (host[0] == '[') { /* [v6] -> v6 */
-            host++;
-            host[strlen(host) - 1] = '\0';
-        }
+    char vars[EXEC_ENV_NAMES * (DX_ADDR_STRLEN + 32)], name[32];
+    for (size_t i = 0; i < EXEC_ENV_NAMES; i++)
+        unsetenv(exec_env_names[i]);
+    size_t n = exec_env_vars(vars, sizeof vars, o, fd, peer, local);
+    for (size_t at = 0; at < n; at += strlen(vars + at) + 1) {
+        const char *eq = strchr(vars + at, '=');
+        size_t k = (size_t)(eq - (vars + at));
+        if (k >= sizeof name)
+            continue;
+        memcpy(name, vars + at, k);
+        name[k] = '\0';
+        setenv(name, eq + 1, 1);
     }
-    snprintf(name, sizeof name, "DUPLEX_%s_ADDR", who);
-    set_env(name, host);
-    if (p < 0)
-        return;
-    snprintf(port, sizeof port, "%d", p);
-    snprintf(name, sizeof name, "DUPLEX_%s_PORT", who);
-    set_env(name, port);
-    snprintf(name, sizeof name, "NCAT_%s_ADDR", ncat_who);
-    set_env(name, host);
-    snprintf(name, sizeof name, "NCAT_%s_PORT", ncat_who);
-    set_env(name, port);
-}
-
-/* In the child: environment with both ends of the connection (ncat's names
- * too, so scripts written for ncat -e keep working). local: the connection's
- * own address when fd is not the connection (a TLS bridge), else NULL. */
-static void export_addresses(int fd, const dx_addr *peer, const dx_addr *local)
-{
-    dx_addr mine;
-    export_endpoint("PEER", "REMOTE", peer);
-    if (!local && dx_sock_local(fd, &mine) == 0)
-        local = &mine;
-    if (local && dx_addr_port(local) >= 0)
-        export_endpoint("LOCAL", "LOCAL", local);
 }
 
 /* --exec CMD split on blanks, no shell (quote-free, like ncat -e): a
@@ -466,7 +444,7 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx
         _exit(126);
     if (fd > STDERR_FILENO)
         close(fd);
-    export_addresses(STDIN_FILENO, peer, local);
+    export_addresses(o, STDIN_FILENO, peer, local);
     if (o->exec_shell) {
         execl("/bin/sh", "sh", "-c", o->exec_cmd, (char *)NULL);
     } else {

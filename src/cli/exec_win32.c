@@ -219,70 +219,23 @@ static int command_line(const struct options *o, char *app, size_t applen, char 
 
 /* ---- the environment ---------------------------------------------------- */
 
-static const char *const our_names[] = {
-    "DUPLEX_PEER_ADDR", "DUPLEX_PEER_PORT", "NCAT_REMOTE_ADDR", "NCAT_REMOTE_PORT",
-    "DUPLEX_LOCAL_ADDR", "DUPLEX_LOCAL_PORT", "NCAT_LOCAL_ADDR", "NCAT_LOCAL_PORT",
-};
-
 static int is_ours(const char *entry)
 {
-    for (size_t i = 0; i < sizeof our_names / sizeof *our_names; i++) {
-        size_t n = strlen(our_names[i]);
-        if (_strnicmp(entry, our_names[i], n) == 0 && entry[n] == '=')
+    for (size_t i = 0; i < EXEC_ENV_NAMES; i++) {
+        size_t n = strlen(exec_env_names[i]);
+        if (_strnicmp(entry, exec_env_names[i], n) == 0 && entry[n] == '=')
             return 1;
     }
     return 0;
 }
 
-/* "NAME=VALUE\0" entries for one end of the connection (exec.c's names). */
-static size_t endpoint_vars(char *out, size_t len, const char *who, const char *ncat_who,
-                            const dx_addr *a)
-{
-    char text[DX_ADDR_STRLEN];
-    dx_addr_format(a, text, sizeof text);
-    int p = dx_addr_port(a);
-    char *host = text;
-    if (p >= 0) {
-        char *colon = strrchr(text, ':');
-        if (colon)
-            *colon = '\0';
-        if (host[0] == '[') { /* [v6] -> v6 */
-            host++;
-            host[strlen(host) - 1] = '\0';
-        }
-    }
-    size_t used = 0;
-    int n = snprintf(out, len, "DUPLEX_%s_ADDR=%s", who, host);
-    if (n < 0 || (size_t)n >= len)
-        return 0;
-    used = (size_t)n + 1;
-    if (p < 0)
-        return used;
-    n = snprintf(out + used, len - used, "DUPLEX_%s_PORT=%d", who, p);
-    if (n < 0 || (size_t)n >= len - used)
-        return used;
-    used += (size_t)n + 1;
-    n = snprintf(out + used, len - used, "NCAT_%s_ADDR=%s", ncat_who, host);
-    if (n < 0 || (size_t)n >= len - used)
-        return used;
-    used += (size_t)n + 1;
-    n = snprintf(out + used, len - used, "NCAT_%s_PORT=%d", ncat_who, p);
-    if (n < 0 || (size_t)n >= len - used)
-        return used;
-    return used + (size_t)n + 1;
-}
-
 /* Our environment without our names, then the connection's two ends: an
  * ANSI environment block (malloc'ed), or NULL. */
-static char *child_environment(int fd, const dx_addr *peer, const dx_addr *local)
+static char *child_environment(const struct options *o, int fd, const dx_addr *peer,
+                               const dx_addr *local)
 {
-    char vars[4 * 2 * (DX_ADDR_STRLEN + 32)];
-    size_t nvars = endpoint_vars(vars, sizeof vars, "PEER", "REMOTE", peer);
-    dx_addr mine;
-    if (!local && dx_sock_local(fd, &mine) == 0)
-        local = &mine;
-    if (local && dx_addr_port(local) >= 0)
-        nvars += endpoint_vars(vars + nvars, sizeof vars - nvars, "LOCAL", "LOCAL", local);
+    char vars[EXEC_ENV_NAMES * (DX_ADDR_STRLEN + 32)];
+    size_t nvars = exec_env_vars(vars, sizeof vars, o, fd, peer, local);
     char *cur = GetEnvironmentStringsA();
     size_t curlen = 0;
     if (cur)
@@ -551,7 +504,7 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx
     PROCESS_INFORMATION pi = {0};
     int sock = -1, e = command_line(o, app, sizeof app, &line);
     const char *what = "CreateProcess";
-    if (!e && !(env = child_environment(fd, peer, local)))
+    if (!e && !(env = child_environment(o, fd, peer, local)))
         e = ENOMEM;
     if (!e && (sock = dup_socket(fd)) < 0) {
         e = errno;

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, have_ipv6_loopback
+from conftest import TIMEOUT, free_port, have_ipv6_loopback, need, wait_listening
 from servers_util import (Pump, assert_half_close_echo, assert_pumped_echo, children, connect,
                           echo_roundtrip, exchange, name_of, open_many, read_to_eof, recv_exact,
                           recv_line, recv_until, rss_kib, sockets, wait_for)
@@ -434,6 +434,69 @@ def test_exec_env_from_second_source_address(start_listener, sockets):
     s = sockets(connect(port, source="127.0.0.2"))
     out, _ = read_to_eof(s)
     assert out == f"127.0.0.2|{s.getsockname()[1]}|127.0.0.2|{s.getsockname()[1]}\n".encode()
+
+
+NCAT_ENV_CMD = ('echo "$NCAT_PROTO|$NCAT_REMOTE_ADDR|$NCAT_REMOTE_PORT|$NCAT_LOCAL_ADDR|'
+                '$NCAT_LOCAL_PORT|$DUPLEX_PROTO"')
+
+
+def _listen_exec_env(spawn, binary, args, connect_to, env=None):
+    """`BINARY -l ARGS --sh-exec NCAT_ENV_CMD` and one client: the child's
+    line and the client's own address."""
+    p = spawn([binary, "-l", *args, "--sh-exec", NCAT_ENV_CMD], stdin=subprocess.DEVNULL,
+              env=env, name=os.path.basename(binary))
+    s = connect_to(p)
+    try:
+        out, _ = read_to_eof(s)
+        mine = s.getsockname()
+    finally:
+        s.close()
+    assert p.wait(TIMEOUT) == 0, p.err
+    return out.decode(), mine
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_exec_env_ncat_proto_as_ncat_sets_it(spawn, duplex, host):
+    """The same line against ncat 7.93 and duplex: NCAT_PROTO=TCP and ncat's
+    four address variables alike; DUPLEX_PROTO=TCP (ncat sets none). An
+    inherited NCAT_PROTO is replaced."""
+    if host == "::1" and not have_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    expect = {"ncat": "inherited", "duplex": "TCP"}  # ncat leaves DUPLEX_PROTO alone
+    for name, binary in (("ncat", need("ncat")), ("duplex", duplex)):
+        port = free_port(host, socket.AF_INET6 if ":" in host else socket.AF_INET)
+
+        def connect_to(p):
+            wait_listening(port, proc=p)
+            return connect(port, host=host)
+
+        env = dict(os.environ, NCAT_PROTO="inherited", DUPLEX_PROTO="inherited")
+        line, mine = _listen_exec_env(spawn, binary, [host, str(port)], connect_to, env)
+        assert line == f"TCP|{host}|{mine[1]}|{host}|{port}|{expect[name]}\n", name
+
+
+def test_exec_env_ncat_proto_on_a_unix_socket(spawn, duplex, tmp_path):
+    """ncat -l -U says NCAT_PROTO=TCP for a Unix stream socket too (and
+    'localhost' with empty ports for the addresses): duplex keeps NCAT_PROTO
+    as ncat sets it, leaves the NCAT_ addresses unset, and DUPLEX_PROTO says
+    UNIX."""
+    got = {}
+    for name, binary in (("ncat", need("ncat")), ("duplex", duplex)):
+        path = str(tmp_path / f"{name}.sock")
+
+        def connect_to(p):
+            deadline = time.monotonic() + TIMEOUT
+            while not os.path.exists(path):
+                assert p.poll() is None and time.monotonic() < deadline, p.err
+                time.sleep(0.02)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(TIMEOUT)
+            s.connect(path)
+            return s
+
+        got[name], _ = _listen_exec_env(spawn, binary, ["-U", path], connect_to)
+    assert got["ncat"] == "TCP|localhost||localhost||\n"
+    assert got["duplex"] == "TCP|||||UNIX\n"
 
 
 def test_exec_passes_100_arguments(start_listener):

@@ -29,13 +29,17 @@ def sigint(proc):
 
 
 def test_exec_child_gets_the_peer_in_its_environment(windows_only, exe_listener):
+    """The peer's and our addresses, and the protocol as ncat sets it
+    (NCAT_PROTO=TCP, DUPLEX_PROTO=TCP); values of those names that
+    duplex.exe inherited are replaced."""
     p, port = exe_listener(["-k", "--sh-exec",
                             "echo %DUPLEX_PEER_ADDR% %DUPLEX_PEER_PORT% %NCAT_REMOTE_ADDR% "
-                            "%DUPLEX_LOCAL_PORT%"])
+                            "%DUPLEX_LOCAL_PORT% %NCAT_PROTO% %DUPLEX_PROTO%"],
+                           env={"NCAT_PROTO": "inherited", "DUPLEX_PROTO": "inherited"})
     with connect(port) as s:
         mine = s.getsockname()
         got = recv_all(s).decode().split()
-    assert got == ["127.0.0.1", str(mine[1]), "127.0.0.1", str(port)]
+    assert got == ["127.0.0.1", str(mine[1]), "127.0.0.1", str(port), "TCP", "TCP"]
     p.kill()
 
 

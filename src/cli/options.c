@@ -1451,6 +1451,7 @@ static int parse(int argc, char **argv, struct options *o)
             return check_acl_applies(o) < 0 ? EXIT_USAGE : 0;
         }
         o->host = o->source_addr;
+        char hint[300];
         if (npos == 1 && !port_flag && strchr(pos[0], ':') && pos[0][0] != ':' &&
             dx_split_hostport(pos[0], split_buf, sizeof split_buf, &o->host, &o->port) == 0) {
             /* ADDR:PORT as one argument */
@@ -1461,8 +1462,10 @@ static int parse(int argc, char **argv, struct options *o)
             if (port_flag) {
                 o->host = pos[0];
                 o->port = port_flag;
-            } else if (dx_parse_port(pos[0]) < 0 && is_ip_literal(pos[0], split_buf,
-                                                                   sizeof split_buf)) {
+            } else if (dx_parse_port(pos[0]) < 0 &&
+                       is_ip_literal(pos[0], split_buf, sizeof split_buf) &&
+                       !*address_hint(pos[0], "listen", hint, sizeof hint)) {
+                /* (::1:8080 stays an error: [::1]:8080 was likely meant) */
                 /* ncat's `-l ADDR`: an address alone takes the default port */
                 o->host = split_buf;
                 o->port = DEFAULT_LISTEN_PORT;
@@ -1485,7 +1488,6 @@ static int parse(int argc, char **argv, struct options *o)
             return EXIT_USAGE;
         }
         if (dx_parse_port(o->port) < 0) {
-            char hint[300];
             cli_error("invalid port '%s': expected 0-65535 or a service name%s", o->port,
                       address_hint(o->port, "listen", hint, sizeof hint));
             return EXIT_USAGE;

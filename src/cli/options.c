@@ -207,7 +207,8 @@ static const char help_server[] =
 "                           peer is in $DUPLEX_PEER_ADDR and $DUPLEX_PEER_PORT\n"
 "  -c, --sh-exec CMD        the same through /bin/sh -c CMD\n"
 "      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
-"  -m, --max-conns N        at most N clients at once; more are closed at once\n"
+"  -m, --max-conns N        at most N clients at once (N >= 1); more are closed\n"
+"                           at once\n"
 "      --allow RULE         accept only these clients (address or CIDR range,\n"
 "                           IPv4 or IPv6; repeatable); every listen, relay and\n"
 "                           listen -u (datagram senders)\n"
@@ -1257,6 +1258,12 @@ static int parse(int argc, char **argv, struct options *o)
             break;
         case OPT_NO_STDIO: o->no_stdio = 1; break;
         case 'm':
+            if (strcmp(optarg, "0") == 0) {
+                /* ncat 7.93 takes it and then accepts and closes every client */
+                cli_error("--max-conns 0 would turn every client away (ncat accepts and closes "
+                          "each one): give 1 or more, or leave it out for no limit");
+                return EXIT_USAGE;
+            }
             if (parse_count("--max-conns", optarg, 1, 10000000, &o->max_conns) < 0)
                 return EXIT_USAGE;
             break;

@@ -261,3 +261,31 @@ def test_listen_subcommand_without_port_and_other_errors(spawn, duplex, run_dupl
         assert rc == 2 and f"duplex: invalid port '{arg}'" in err, err
     rc, _, err = run_duplex(["listen", "127.0.0.1", "1", "2"])
     assert rc == 2 and "too many arguments for listen" in err, err
+
+
+# ------------------------------------------------------- --max-conns 0 --
+
+
+def test_max_conns_0_refused_where_ncat_turns_every_client_away(spawn, run_duplex):
+    """ncat 7.93 `-lk --max-conns 0`: each client is accepted, then closed
+    with nothing sent ("connection limit reached (0)"). A server that serves
+    nobody is refused by duplex, with the reason and what to use instead."""
+    port = free_port()
+    n = spawn([need("ncat"), "-lk", "-v", "--max-conns", "0", "127.0.0.1", str(port)],
+              stdin=subprocess.PIPE, name="ncat -lk --max-conns 0")
+    wait_listening(port, proc=n)
+    for _ in range(2):
+        c = connect(port)
+        try:
+            assert c.recv(10) == b""
+        except ConnectionResetError:
+            pass
+        c.close()
+    n.wait_err(r"New connection denied: connection limit reached \(0\)")
+    assert n.poll() is None
+    for flag in ("--max-conns", "-m"):
+        rc, out, err = run_duplex(["listen", "-k", flag, "0", "127.0.0.1", "0"])
+        assert rc == 2, err
+        assert ("duplex: --max-conns 0 would turn every client away (ncat accepts and closes "
+                "each one): give 1 or more, or leave it out for no limit") in err, err
+        assert "listening" not in err

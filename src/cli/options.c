@@ -210,8 +210,9 @@ static const char help_server[] =
 "  -m, --max-conns N        at most N clients at once (N >= 1); more are closed\n"
 "                           at once\n"
 "      --allow RULE         accept only these clients (address or CIDR range,\n"
-"                           IPv4 or IPv6; repeatable); every listen, relay and\n"
-"                           listen -u (datagram senders)\n"
+"                           IPv4 or IPv6, or a host name: each of its addresses,\n"
+"                           resolved at start; repeatable); every listen, relay\n"
+"                           and listen -u (datagram senders)\n"
 "      --deny RULE          refuse these clients (repeatable; wins over --allow)\n"
 "      --allowfile FILE     --allow for each rule of FILE (several a line,\n"
 "                           '#' comments)\n"
@@ -534,27 +535,131 @@ static int set_mode(struct options *o, enum mode m, const char *flag)
     return 0;
 }
 
+/* Host names in access rules (as ncat takes them): queued while the
+ * command line is read, resolved once it is known (-n forbids DNS), every
+ * address a rule of its own. The library's rule grammar stays addresses
+ * and CIDR ranges only. */
+struct acl_name {
+    char *name;
+    int allow;
+    const char *flag, *file;
+    int line;
+};
+static struct acl_name *acl_names;
+static size_t nacl_names;
+
+/* A word that can only be meant as a host name: letters, digits, '-' and
+ * '.', at least one letter (not a malformed address such as 10.0.0.0/33). */
+static int looks_like_host_name(const char *w)
+{
+    int letter = 0;
+    if (!*w || strlen(w) > 253 || *w == '-' || *w == '.')
+        return 0;
+    for (const char *p = w; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
+            letter = 1;
+        else if (!(ch >= '0' && ch <= '9') && ch != '-' && ch != '.')
+            return 0;
+    }
+    return letter;
+}
+
+static int queue_acl_name(const char *name, int allow, const char *flag, const char *file,
+                          int line)
+{
+    struct acl_name *l = realloc(acl_names, (nacl_names + 1) * sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    acl_names = l;
+    l[nacl_names].name = strdup(name);
+    if (!l[nacl_names].name)
+        return -ENOMEM;
+    l[nacl_names].allow = allow;
+    l[nacl_names].flag = flag;
+    l[nacl_names].file = file;
+    l[nacl_names].line = line;
+    nacl_names++;
+    return 0;
+}
+
+/* Resolve the queued names into the access list: EXIT_RESOLVE names the one
+ * that failed. Returns 0 or an exit status. */
+static int resolve_acl_names(struct options *o)
+{
+    int code = 0;
+    for (size_t i = 0; i < nacl_names; i++) {
+        struct acl_name *a = &acl_names[i];
+        dx_addr *addrs = NULL;
+        int n = code ? 0 : dx_resolve(a->name, "0", AF_UNSPEC,
+                                      o->numeric ? DX_RESOLVE_NUMERIC : 0, &addrs);
+        if (!code && n < 0) {
+            char where[64] = "";
+            if (a->file)
+                snprintf(where, sizeof where, ":%d", a->line);
+            cli_error("%s%s%s%s: resolve %s: %s%s", a->flag, a->file ? " " : "",
+                      a->file ? a->file : "", where, a->name, dx_strerror(n),
+                      o->numeric ? " (-n: no DNS, give addresses)" : "");
+            code = EXIT_RESOLVE;
+        }
+        for (int k = 0; k < n && !code; k++) {
+            const struct sockaddr *sa = (const struct sockaddr *)&addrs[k].ss;
+            char text[INET6_ADDRSTRLEN];
+            const void *bytes = sa->sa_family == AF_INET
+                                    ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                                    : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+            if (!inet_ntop(sa->sa_family, bytes, text, sizeof text) ||
+                dx_acl_add(&o->acl, text, a->allow) < 0) {
+                cli_error("%s %s: out of memory", a->flag, a->name);
+                code = EXIT_USAGE;
+            }
+        }
+        free(addrs);
+        free(a->name);
+    }
+    free(acl_names);
+    acl_names = NULL;
+    nacl_names = 0;
+    return code;
+}
+
 static int add_rule(struct options *o, const char *rule, int allow)
 {
     int rc = dx_acl_add(&o->acl, rule, allow);
+    if (rc == DX_EBADADDR && looks_like_host_name(rule))
+        rc = queue_acl_name(rule, allow, allow ? "--allow" : "--deny", NULL, 0);
     if (rc < 0 && strncasecmp(rule, "::ffff:", 7) == 0 && strchr(rule, '/'))
         cli_error("invalid %s rule '%s': an IPv4-mapped rule (::ffff:a.b.c.d) takes a prefix "
                   "of /96 to /128 (/104 is a.b.c.d/8); a shorter one would reach beyond IPv4",
                   allow ? "--allow" : "--deny", rule);
     else if (rc < 0)
         cli_error("invalid %s rule '%s': expected an IPv4/IPv6 address or CIDR range "
-                  "(10.0.0.0/8, 2001:db8::/32)", allow ? "--allow" : "--deny", rule);
+                  "(10.0.0.0/8, 2001:db8::/32), or a host name", allow ? "--allow" : "--deny", rule);
+    return rc;
+}
+
+struct file_ctx {
+    const char *path;
+};
+
+static int add_file_word(void *ctx, dx_acl *acl, const char *rule, int allow, int line)
+{
+    int rc = dx_acl_add(acl, rule, allow);
+    if (rc == DX_EBADADDR && looks_like_host_name(rule))
+        rc = queue_acl_name(rule, allow, allow ? "--allowfile" : "--denyfile",
+                            ((struct file_ctx *)ctx)->path, line);
     return rc;
 }
 
 static int add_rule_file(struct options *o, const char *path, int allow)
 {
     int line = 0;
-    int rc = dx_acl_add_file(&o->acl, path, allow, &line);
+    struct file_ctx ctx = {path};
+    int rc = dx_acl_add_file_with(&o->acl, path, allow, &line, add_file_word, &ctx);
     if (rc == DX_EBADADDR)
-        cli_error("%s %s:%d: not an address or CIDR range (10.0.0.0/8, 2001:db8::/32; "
-                  "several a line, '#' starts a comment)", allow ? "--allowfile" : "--denyfile",
-                  path, line);
+        cli_error("%s %s:%d: not an address or CIDR range, nor a host name (10.0.0.0/8, "
+                  "2001:db8::/32, localhost; several a line, '#' starts a comment)",
+                  allow ? "--allowfile" : "--denyfile", path, line);
     else if (rc < 0)
         cli_error("%s %s: %s", allow ? "--allowfile" : "--denyfile", path, dx_strerror(rc));
     return rc;
@@ -1325,6 +1430,9 @@ static int parse(int argc, char **argv, struct options *o)
             return EXIT_USAGE;
         }
     }
+    int acl_code = resolve_acl_names(o);
+    if (acl_code)
+        return acl_code;
     char **pos = argv + optind;
     int npos = argc - optind;
     /* flags before the subcommand: `duplex -v connect HOST PORT` */

@@ -178,7 +178,7 @@ def test_denyfile(start_listener, sockets, tmp_path):
     ["--allow", "300.1.1.1"],
     ["--allow", "10.0.0.0/33"],
     ["--allow", "::1/129"],
-    ["--deny", "nonsense"],
+    ["--deny", "non sense"],  # a host name would be resolved (exit 3 if not)
     ["--deny", "10.0.0.0/"],
     ["--deny", "10.0.0.0/8x"],
     ["--allow", ""],

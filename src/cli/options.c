@@ -547,6 +547,16 @@ struct acl_name {
 };
 static struct acl_name *acl_names;
 static size_t nacl_names;
+int cli_acl_no_dns; /* set by tests/fuzz/fuzz_cli.c: names fail as with -n */
+
+static void forget_acl_names(void)
+{
+    for (size_t i = 0; i < nacl_names; i++)
+        free(acl_names[i].name);
+    free(acl_names);
+    acl_names = NULL;
+    nacl_names = 0;
+}
 
 /* A word that can only be meant as a host name: letters, digits, '-' and
  * '.', at least one letter (not a malformed address such as 10.0.0.0/33). */
@@ -592,7 +602,8 @@ static int resolve_acl_names(struct options *o)
         struct acl_name *a = &acl_names[i];
         dx_addr *addrs = NULL;
         int n = code ? 0 : dx_resolve(a->name, "0", AF_UNSPEC,
-                                      o->numeric ? DX_RESOLVE_NUMERIC : 0, &addrs);
+                                      o->numeric || cli_acl_no_dns ? DX_RESOLVE_NUMERIC : 0,
+                                      &addrs);
         if (!code && n < 0) {
             char where[64] = "";
             if (a->file)
@@ -615,11 +626,8 @@ static int resolve_acl_names(struct options *o)
             }
         }
         free(addrs);
-        free(a->name);
     }
-    free(acl_names);
-    acl_names = NULL;
-    nacl_names = 0;
+    forget_acl_names();
     return code;
 }
 
@@ -1220,6 +1228,7 @@ int cli_parse(int argc, char **argv, struct options *o)
 
 static int parse(int argc, char **argv, struct options *o)
 {
+    forget_acl_names(); /* those of an earlier call that stopped early */
     memset(o, 0, sizeof *o);
     o->family = AF_UNSPEC;
     o->quit_after_eof_ms = -1;

@@ -756,6 +756,13 @@ int dx_acl_add(dx_acl *acl, const char *rule, int allow);
  * error no rule of the file is added. */
 int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line);
 
+/* dx_acl_add_file, each word handed to add(ctx, acl, word, allow, line)
+ * (line: 1-based) instead of dx_acl_add (same file grammar; add returns 0 or an error, which stops
+ * the file as DX_EBADADDR does). The command uses it to take host names. */
+int dx_acl_add_file_with(dx_acl *acl, const char *path, int allow, int *bad_line,
+                         int (*add)(void *ctx, dx_acl *acl, const char *rule, int allow, int line),
+                         void *ctx);
+
 /* 1 if the address may connect. Unix socket peers are always allowed. */
 int dx_acl_allows(const dx_acl *acl, const dx_addr *a);
 

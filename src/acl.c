@@ -133,6 +133,13 @@ int dx_acl_add(dx_acl *acl, const char *rule, int allow)
 
 int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line)
 {
+    return dx_acl_add_file_with(acl, path, allow, bad_line, NULL, NULL);
+}
+
+int dx_acl_add_file_with(dx_acl *acl, const char *path, int allow, int *bad_line,
+                         int (*add)(void *ctx, dx_acl *acl, const char *rule, int allow, int line),
+                         void *ctx)
+{
     FILE *f = fopen(path, DX_FOPEN_READ);
     if (!f)
         return -errno;
@@ -156,7 +163,7 @@ int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line)
         char *save = NULL;
         for (char *rule = strtok_r(line, RULE_SEPARATORS, &save); rule && rc == 0;
              rule = strtok_r(NULL, RULE_SEPARATORS, &save)) {
-            rc = dx_acl_add(acl, rule, allow);
+            rc = add ? add(ctx, acl, rule, allow, lineno) : dx_acl_add(acl, rule, allow);
             count += rc == 0;
         }
     }

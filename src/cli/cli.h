@@ -61,6 +61,7 @@ struct options {
     const char *source_addr; /* -s */
     const char *source_port; /* -p with connect */
     int port_flag_given;   /* -p was given (relay refuses it) */
+    int port_defaulted;     /* listen with no PORT: ncat's 31337, always announced */
     int keep_listening;    /* -k */
     int verbose;           /* -v (repeatable) */
     int zero_io;           /* -z */
@@ -123,6 +124,7 @@ struct options {
 enum { PROXY_SOCKS5, PROXY_SOCKS4, PROXY_HTTP };
 /* options.c: "3000ms", "3s", "2m", "1h", "5" (seconds) -> ms; 0, -1 not a time, -2 too large */
 int cli_parse_duration(const char *text, double max_secs, int64_t *ms);
+extern int cli_acl_no_dns; /* 1: host names in --allow/--deny fail without DNS (the fuzzer) */
 int cli_proxy_type(const char *text);          /* PROXY_*, or -1 */
 const char *cli_proxy_type_name(int type);     /* "socks5", "socks4", "http" */
 /* Ask the proxy connected on fd (non-blocking) for a connection to

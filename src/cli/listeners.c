@@ -252,7 +252,7 @@ int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
 
 void listeners_announce(const struct listeners *l, const struct options *o)
 {
-    int always = o->verbose || (!o->unix_path && dx_parse_port(o->port) == 0);
+    int always = o->verbose || o->port_defaulted || (!o->unix_path && dx_parse_port(o->port) == 0);
     for (int i = 0; i < l->n; i++) {
         dx_addr me;
         char text[DX_ADDR_STRLEN];

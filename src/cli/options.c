@@ -52,12 +52,13 @@ static const char help_connect_usage[] =
 "PORT' for such a host.\n";
 
 static const char help_listen_usage[] =
-"usage: duplex listen [options] [ADDR] PORT     accept a client, then copy stdin <-> socket\n"
+"usage: duplex listen [options] [ADDR] [PORT]   accept a client, then copy stdin <-> socket\n"
 "       duplex listen [options] -U PATH         a Unix socket (@NAME: abstract)\n"
 "       duplex listen -k|--echo|--broker|--chat|-e CMD [options] [ADDR] PORT\n"
 "                                               serve many clients (Server modes)\n"
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
-"ADDR is a local address (a bare number such as 24700 is refused: one PORT only).\n";
+"ADDR is a local address (a bare number such as 24700 is refused: one PORT only).\n"
+"No PORT: ncat's 31337 (ADDR alone must then be an IP address: 127.0.0.1, ::1).\n";
 
 static const char help_relay_usage[] =
 "usage: duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
@@ -207,10 +208,12 @@ static const char help_server[] =
 "  -c, --sh-exec CMD        the same through /bin/sh -c CMD\n"
 "                           (connect -e/-c: CMD gets the connection, as ncat)\n"
 "      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
-"  -m, --max-conns N        at most N clients at once; more are closed at once\n"
+"  -m, --max-conns N        at most N clients at once (N >= 1); more are closed\n"
+"                           at once\n"
 "      --allow RULE         accept only these clients (address or CIDR range,\n"
-"                           IPv4 or IPv6; repeatable); every listen, relay and\n"
-"                           listen -u (datagram senders)\n"
+"                           IPv4 or IPv6, or a host name: each of its addresses,\n"
+"                           resolved at start; repeatable); every listen, relay\n"
+"                           and listen -u (datagram senders)\n"
 "      --deny RULE          refuse these clients (repeatable; wins over --allow)\n"
 "      --allowfile FILE     --allow for each rule of FILE (several a line,\n"
 "                           '#' comments)\n"
@@ -533,27 +536,139 @@ static int set_mode(struct options *o, enum mode m, const char *flag)
     return 0;
 }
 
+/* Host names in access rules (as ncat takes them): queued while the
+ * command line is read, resolved once it is known (-n forbids DNS), every
+ * address a rule of its own. The library's rule grammar stays addresses
+ * and CIDR ranges only. */
+struct acl_name {
+    char *name;
+    int allow;
+    const char *flag, *file;
+    int line;
+};
+static struct acl_name *acl_names;
+static size_t nacl_names;
+int cli_acl_no_dns; /* set by tests/fuzz/fuzz_cli.c: names fail as with -n */
+
+static void forget_acl_names(void)
+{
+    for (size_t i = 0; i < nacl_names; i++)
+        free(acl_names[i].name);
+    free(acl_names);
+    acl_names = NULL;
+    nacl_names = 0;
+}
+
+/* A word that can only be meant as a host name: letters, digits, '-' and
+ * '.', at least one letter (not a malformed address such as 10.0.0.0/33). */
+static int looks_like_host_name(const char *w)
+{
+    int letter = 0;
+    if (!*w || strlen(w) > 253 || *w == '-' || *w == '.')
+        return 0;
+    for (const char *p = w; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
+            letter = 1;
+        else if (!(ch >= '0' && ch <= '9') && ch != '-' && ch != '.')
+            return 0;
+    }
+    return letter;
+}
+
+static int queue_acl_name(const char *name, int allow, const char *flag, const char *file,
+                          int line)
+{
+    struct acl_name *l = realloc(acl_names, (nacl_names + 1) * sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    acl_names = l;
+    l[nacl_names].name = strdup(name);
+    if (!l[nacl_names].name)
+        return -ENOMEM;
+    l[nacl_names].allow = allow;
+    l[nacl_names].flag = flag;
+    l[nacl_names].file = file;
+    l[nacl_names].line = line;
+    nacl_names++;
+    return 0;
+}
+
+/* Resolve the queued names into the access list: EXIT_RESOLVE names the one
+ * that failed. Returns 0 or an exit status. */
+static int resolve_acl_names(struct options *o)
+{
+    int code = 0;
+    for (size_t i = 0; i < nacl_names; i++) {
+        struct acl_name *a = &acl_names[i];
+        dx_addr *addrs = NULL;
+        int n = code ? 0 : dx_resolve(a->name, "0", AF_UNSPEC,
+                                      o->numeric || cli_acl_no_dns ? DX_RESOLVE_NUMERIC : 0,
+                                      &addrs);
+        if (!code && n < 0) {
+            char where[64] = "";
+            if (a->file)
+                snprintf(where, sizeof where, ":%d", a->line);
+            cli_error("%s%s%s%s: resolve %s: %s%s", a->flag, a->file ? " " : "",
+                      a->file ? a->file : "", where, a->name, dx_strerror(n),
+                      o->numeric ? " (-n: no DNS, give addresses)" : "");
+            code = EXIT_RESOLVE;
+        }
+        for (int k = 0; k < n && !code; k++) {
+            const struct sockaddr *sa = (const struct sockaddr *)&addrs[k].ss;
+            char text[INET6_ADDRSTRLEN];
+            const void *bytes = sa->sa_family == AF_INET
+                                    ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                                    : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+            if (!inet_ntop(sa->sa_family, bytes, text, sizeof text) ||
+                dx_acl_add(&o->acl, text, a->allow) < 0) {
+                cli_error("%s %s: out of memory", a->flag, a->name);
+                code = EXIT_USAGE;
+            }
+        }
+        free(addrs);
+    }
+    forget_acl_names();
+    return code;
+}
+
 static int add_rule(struct options *o, const char *rule, int allow)
 {
     int rc = dx_acl_add(&o->acl, rule, allow);
+    if (rc == DX_EBADADDR && looks_like_host_name(rule))
+        rc = queue_acl_name(rule, allow, allow ? "--allow" : "--deny", NULL, 0);
     if (rc < 0 && strncasecmp(rule, "::ffff:", 7) == 0 && strchr(rule, '/'))
         cli_error("invalid %s rule '%s': an IPv4-mapped rule (::ffff:a.b.c.d) takes a prefix "
                   "of /96 to /128 (/104 is a.b.c.d/8); a shorter one would reach beyond IPv4",
                   allow ? "--allow" : "--deny", rule);
     else if (rc < 0)
         cli_error("invalid %s rule '%s': expected an IPv4/IPv6 address or CIDR range "
-                  "(10.0.0.0/8, 2001:db8::/32)", allow ? "--allow" : "--deny", rule);
+                  "(10.0.0.0/8, 2001:db8::/32), or a host name", allow ? "--allow" : "--deny", rule);
+    return rc;
+}
+
+struct file_ctx {
+    const char *path;
+};
+
+static int add_file_word(void *ctx, dx_acl *acl, const char *rule, int allow, int line)
+{
+    int rc = dx_acl_add(acl, rule, allow);
+    if (rc == DX_EBADADDR && looks_like_host_name(rule))
+        rc = queue_acl_name(rule, allow, allow ? "--allowfile" : "--denyfile",
+                            ((struct file_ctx *)ctx)->path, line);
     return rc;
 }
 
 static int add_rule_file(struct options *o, const char *path, int allow)
 {
     int line = 0;
-    int rc = dx_acl_add_file(&o->acl, path, allow, &line);
+    struct file_ctx ctx = {path};
+    int rc = dx_acl_add_file_with(&o->acl, path, allow, &line, add_file_word, &ctx);
     if (rc == DX_EBADADDR)
-        cli_error("%s %s:%d: not an address or CIDR range (10.0.0.0/8, 2001:db8::/32; "
-                  "several a line, '#' starts a comment)", allow ? "--allowfile" : "--denyfile",
-                  path, line);
+        cli_error("%s %s:%d: not an address or CIDR range, nor a host name (10.0.0.0/8, "
+                  "2001:db8::/32, localhost; several a line, '#' starts a comment)",
+                  allow ? "--allowfile" : "--denyfile", path, line);
     else if (rc < 0)
         cli_error("%s %s: %s", allow ? "--allowfile" : "--denyfile", path, dx_strerror(rc));
     return rc;
@@ -732,6 +847,26 @@ static const char *address_hint(const char *arg, const char *cmd, char *buf, siz
                      ":PORT)", host, colon + 1);
     }
     return buf;
+}
+
+/* ncat's port when listen is given none */
+#define DEFAULT_LISTEN_PORT "31337"
+
+/* An IPv4 (dotted quad) or IPv6 address, brackets allowed; copied into buf
+ * without them. */
+static int is_ip_literal(const char *text, char *buf, size_t len)
+{
+    unsigned char bin[16];
+    size_t n = strlen(text);
+    if (n >= 2 && text[0] == '[' && text[n - 1] == ']') {
+        text++;
+        n -= 2;
+    }
+    if (n >= len)
+        return 0;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    return inet_pton(AF_INET, buf, bin) == 1 || inet_pton(AF_INET6, buf, bin) == 1;
 }
 
 /* inet_aton(): Winsock has only inet_addr(), which reads the same old forms
@@ -1094,6 +1229,7 @@ int cli_parse(int argc, char **argv, struct options *o)
 
 static int parse(int argc, char **argv, struct options *o)
 {
+    forget_acl_names(); /* those of an earlier call that stopped early */
     memset(o, 0, sizeof *o);
     o->family = AF_UNSPEC;
     o->quit_after_eof_ms = -1;
@@ -1237,6 +1373,12 @@ static int parse(int argc, char **argv, struct options *o)
             break;
         case OPT_NO_STDIO: o->no_stdio = 1; break;
         case 'm':
+            if (strcmp(optarg, "0") == 0) {
+                /* ncat 7.93 takes it and then accepts and closes every client */
+                cli_error("--max-conns 0 would turn every client away (ncat accepts and closes "
+                          "each one): give 1 or more, or leave it out for no limit");
+                return EXIT_USAGE;
+            }
             if (parse_count("--max-conns", optarg, 1, 10000000, &o->max_conns) < 0)
                 return EXIT_USAGE;
             break;
@@ -1298,6 +1440,9 @@ static int parse(int argc, char **argv, struct options *o)
             return EXIT_USAGE;
         }
     }
+    int acl_code = resolve_acl_names(o);
+    if (acl_code)
+        return acl_code;
     char **pos = argv + optind;
     int npos = argc - optind;
     /* flags before the subcommand: `duplex -v connect HOST PORT` */
@@ -1431,6 +1576,7 @@ static int parse(int argc, char **argv, struct options *o)
             return check_acl_applies(o) < 0 ? EXIT_USAGE : 0;
         }
         o->host = o->source_addr;
+        char hint[300];
         if (npos == 1 && !port_flag && strchr(pos[0], ':') && pos[0][0] != ':' &&
             dx_split_hostport(pos[0], split_buf, sizeof split_buf, &o->host, &o->port) == 0) {
             /* ADDR:PORT as one argument */
@@ -1441,11 +1587,22 @@ static int parse(int argc, char **argv, struct options *o)
             if (port_flag) {
                 o->host = pos[0];
                 o->port = port_flag;
+            } else if (dx_parse_port(pos[0]) < 0 &&
+                       is_ip_literal(pos[0], split_buf, sizeof split_buf) &&
+                       !*address_hint(pos[0], "listen", hint, sizeof hint)) {
+                /* (::1:8080 stays an error: [::1]:8080 was likely meant) */
+                /* ncat's `-l ADDR`: an address alone takes the default port */
+                o->host = split_buf;
+                o->port = DEFAULT_LISTEN_PORT;
+                o->port_defaulted = 1;
             } else {
                 o->port = pos[0];
             }
         } else if (npos == 0 && port_flag) {
             o->port = port_flag;
+        } else if (npos == 0) {
+            o->port = DEFAULT_LISTEN_PORT; /* as ncat -l; "listening on" shows it */
+            o->port_defaulted = 1;
         } else {
             cli_error(npos == 0 ? "listen needs a PORT" : "too many arguments for listen");
             cli_usage_short();
@@ -1456,7 +1613,6 @@ static int parse(int argc, char **argv, struct options *o)
             return EXIT_USAGE;
         }
         if (dx_parse_port(o->port) < 0) {
-            char hint[300];
             cli_error("invalid port '%s': expected 0-65535 or a service name%s", o->port,
                       address_hint(o->port, "listen", hint, sizeof hint));
             return EXIT_USAGE;

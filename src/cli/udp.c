@@ -477,7 +477,7 @@ int cli_udp_listen(const struct options *o, dx_loop *loop)
             dx__fd_close(u.sock[i].fd);
         return cli_exit_code_for(rc, 0) == EXIT_RESOLVE ? EXIT_RESOLVE : EXIT_LISTEN;
     }
-    int announce = o->verbose || dx_parse_port(o->port) == 0;
+    int announce = o->verbose || o->port_defaulted || dx_parse_port(o->port) == 0;
     for (int i = 0; i < u.nsock && announce; i++) {
         dx_addr me;
         char text[DX_ADDR_STRLEN];

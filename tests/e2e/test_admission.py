@@ -188,7 +188,7 @@ def test_rule_file_long_comment_several_rules_trailing_comments(start_listener, 
 @pytest.mark.parametrize("flag", ["--allowfile", "--denyfile"])
 def test_rule_file_bad_word_names_file_and_line(flag, run_duplex, tmp_path):
     f = tmp_path / "rules.txt"
-    f.write_text("# ok\n127.0.0.1 # " + "y" * 1000 + "\n\n127.0.0.2 bogus\n")
+    f.write_text("# ok\n127.0.0.1 # " + "y" * 1000 + "\n\n127.0.0.2 bog_us\n")
     rc, _, err = run_duplex(["listen", "-k", "--echo", flag, str(f), "127.0.0.1", "0"])
     assert rc == 2, err
     assert f"duplex: {flag} {f}:4: not an address or CIDR range" in err

@@ -115,8 +115,6 @@ def test_unknown_option_alone(run_duplex):
     [],
     ["connect"],
     ["connect", "127.0.0.1"],
-    ["listen"],
-    ["-l"],
     ["127.0.0.1"],
     ["connect", "-w"],
 ])

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, LISTENING_RE, free_port, need, wait_listening
+from conftest import TIMEOUT, LISTENING_RE, free_port, listeners_on, need, wait_listening
 from test_tls import certs, server_args  # noqa: F401  (certs: a fixture)
 
 
@@ -213,3 +213,175 @@ def test_idle_timeout_short_form_on_listen(spawn, duplex):
     p.wait_err(r"closed: idle for 0\.3 s")
     assert p.poll() is None
     c.close()
+
+
+# ------------------------------------------- listen with no port: 31337 --
+
+
+def port_31337_free():
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 31337))
+        except OSError:
+            return False
+    return not listeners_on(31337)
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+@pytest.mark.parametrize("args", [["-l"], ["-l", "127.0.0.1"]], ids=["no-args", "address-only"])
+def test_listen_without_port_takes_31337(spawn, duplex, tool, args):
+    """The same line, `-l` or `-l 127.0.0.1`, on ncat and duplex: both listen
+    on port 31337 and serve a client there; duplex says so on its
+    'listening on' line even without -v."""
+    if not port_31337_free():
+        pytest.skip("port 31337 is in use here")
+    cmd = [need("ncat")] if tool == "ncat" else [duplex]
+    p = spawn([*cmd, *args], stdin=subprocess.PIPE, name=f"{tool} {' '.join(args)}")
+    if tool == "duplex":
+        where = "127.0.0.1" if len(args) > 1 else "[::]"
+        p.wait_err(f"duplex: listening on {re.escape(where)}:31337$")
+    wait_listening(31337, proc=p)
+    c = connect(31337)
+    c.sendall(b"to the default port\n")
+    p.wait_out(lambda o: o == b"to the default port\n")
+    c.close()
+    p.close_stdin()  # duplex waits for both sides to end
+    assert p.wait(TIMEOUT) == 0, p.err
+
+
+def test_listen_subcommand_without_port_and_other_errors(spawn, duplex, run_duplex):
+    if not port_31337_free():
+        pytest.skip("port 31337 is in use here")
+    p = spawn([duplex, "listen", "-u", "::1"], name="duplex listen -u ::1")
+    p.wait_err(r"duplex: listening on \[::1\]:31337 \(udp\)")
+    p.kill()
+    # what is neither a port nor an address stays a clear error
+    for arg in ("localhost", "70000", "127.1"):
+        rc, out, err = run_duplex(["listen", arg])
+        assert rc == 2 and f"duplex: invalid port '{arg}'" in err, err
+    rc, _, err = run_duplex(["listen", "127.0.0.1", "1", "2"])
+    assert rc == 2 and "too many arguments for listen" in err, err
+
+
+# ------------------------------------------------------- --max-conns 0 --
+
+
+def test_max_conns_0_refused_where_ncat_turns_every_client_away(spawn, run_duplex):
+    """ncat 7.93 `-lk --max-conns 0`: each client is accepted, then closed
+    with nothing sent ("connection limit reached (0)"). A server that serves
+    nobody is refused by duplex, with the reason and what to use instead."""
+    port = free_port()
+    n = spawn([need("ncat"), "-lk", "-v", "--max-conns", "0", "127.0.0.1", str(port)],
+              stdin=subprocess.PIPE, name="ncat -lk --max-conns 0")
+    wait_listening(port, proc=n)
+    for _ in range(2):
+        c = connect(port)
+        try:
+            assert c.recv(10) == b""
+        except ConnectionResetError:
+            pass
+        c.close()
+    n.wait_err(r"New connection denied: connection limit reached \(0\)")
+    assert n.poll() is None
+    for flag in ("--max-conns", "-m"):
+        rc, out, err = run_duplex(["listen", "-k", flag, "0", "127.0.0.1", "0"])
+        assert rc == 2, err
+        assert ("duplex: --max-conns 0 would turn every client away (ncat accepts and closes "
+                "each one): give 1 or more, or leave it out for no limit") in err, err
+        assert "listening" not in err
+
+
+# ------------------------------------------------- host names in access lists --
+
+
+def client_from(port, source):
+    s = socket.socket()
+    s.settimeout(TIMEOUT)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def localhost_addresses():
+    return sorted({ai[4][0] for ai in socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)})
+
+
+def served(p, tool, s, words):
+    """s's line reaches the server's stdout (ncat and duplex print it)."""
+    s.sendall(words)
+    p.wait_out(lambda o: words in o)
+
+
+def refused(p, s):
+    """s is closed at once with nothing served; duplex's -v line says why."""
+    name = "%s:%d" % s.getsockname()[:2]
+    try:
+        s.sendall(b"let me in\n")
+        assert s.recv(10) == b""
+    except ConnectionResetError:
+        pass
+    p.wait_err(re.escape(name) + r": refused: not allowed by --allow/--deny")
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+@pytest.mark.parametrize("flag", ["--allow", "--deny"])
+def test_acl_host_name_localhost(spawn, duplex, tool, flag):
+    """The same line on both: `-l -k -v --allow localhost 127.0.0.1 PORT`
+    serves a client from 127.0.0.1 (localhost here) and turns away one from
+    127.0.0.2; --deny localhost the other way round."""
+    assert "127.0.0.1" in localhost_addresses()
+    port = free_port()
+    cmd = [need("ncat")] if tool == "ncat" else [duplex]
+    p = spawn([*cmd, "-l", "-k", "-v", flag, "localhost", "127.0.0.1", str(port)],
+              stdin=subprocess.PIPE, name=f"{tool} {flag} localhost")
+    wait_listening(port, proc=p)
+    good, bad = ("127.0.0.1", "127.0.0.2") if flag == "--allow" else ("127.0.0.2", "127.0.0.1")
+    b = client_from(port, bad)
+    if tool == "duplex":
+        refused(p, b)
+    else:
+        try:
+            b.sendall(b"let me in\n")
+            assert b.recv(10) == b""
+        except ConnectionResetError:
+            pass
+    b.close()
+    g = client_from(port, good)
+    served(p, tool, g, b"from the right host\n")
+    if tool == "duplex":
+        p.wait_err(re.escape(f"{good}:{g.getsockname()[1]}: connected"))
+    g.close()
+    assert b"let me in" not in p.out
+
+
+def test_acl_file_with_host_names_several_a_line_and_comments(start_listener, tmp_path):
+    f = tmp_path / "allow.txt"
+    f.write_text("# who may come in\n10.0.0.0/8 localhost\t::2 # and not 127.0.0.2\n\n")
+    proc, port = start_listener(["-k", "-v", "--echo", "--allowfile", str(f)])
+    g = client_from(port, "127.0.0.1")
+    g.sendall(b"echo\n")
+    assert recv_until(g, lambda got: got == b"echo\n") == b"echo\n"
+    b = client_from(port, "127.0.0.2")
+    refused(proc, b)
+    proc.wait_err(re.escape(f"127.0.0.1:{g.getsockname()[1]}: connected"))
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--allow", "no-such-host.invalid"], "duplex: --allow: resolve no-such-host.invalid: "),
+    (["--deny", "localhost", "-n"], "duplex: --deny: resolve localhost: "),
+])
+def test_acl_host_name_not_resolved_is_exit_3(run_duplex, args, words):
+    """A name that does not resolve (or any name with -n, wherever -n is) is
+    a resolve failure: exit 3, the name in the message, nothing listens."""
+    rc, out, err = run_duplex(["listen", "-k", *args, "127.0.0.1", "0"], timeout=30)
+    assert rc == 3, err
+    assert words in err, err
+    assert "listening" not in err
+
+
+def test_acl_file_name_not_resolved_names_file_and_line(run_duplex, tmp_path):
+    f = tmp_path / "deny.txt"
+    f.write_text("127.0.0.9 # fine\n\n10.1.0.0/16 no-such-host.invalid\n")
+    rc, _, err = run_duplex(["listen", "-k", "--denyfile", str(f), "127.0.0.1", "0"], timeout=30)
+    assert rc == 3, err
+    assert f"duplex: --denyfile {f}:3: resolve no-such-host.invalid: " in err, err

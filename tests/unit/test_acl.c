@@ -2,6 +2,7 @@
  * rule files (long lines, comments, several rules a line, FILE:LINE errors)
  * and who dx_acl_allows lets in. */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include "helpers.h"
 
 #define T(name) Test(acl, name, .timeout = 20, .init = acl_init, .fini = acl_fini)
@@ -79,6 +80,45 @@ T(long_comment_is_all_comment)
     cr_assert_eq(bad, -1);
     cr_assert_eq(allows(&acl, "127.0.0.1"), 0, "the comment's tail was taken as a rule");
     cr_assert_eq(allows(&acl, "10.0.0.1"), 1);
+    dx_acl_free(&acl);
+}
+
+/* dx_acl_add_file_with: each word, with its line, goes to the callback (the
+ * command takes host names there); the grammar is dx_acl_add_file's */
+struct words { int n, lines[8]; char seen[8][32]; };
+
+static int take_word(void *ctx, dx_acl *acl, const char *rule, int allow, int line)
+{
+    struct words *w = ctx;
+    if (strcmp(rule, "stop") == 0)
+        return DX_EBADADDR;
+    if (w->n < 8) {
+        snprintf(w->seen[w->n], sizeof w->seen[0], "%s", rule);
+        w->lines[w->n] = line;
+    }
+    w->n++;
+    return strchr(rule, '.') && isdigit((unsigned char)rule[0]) ? dx_acl_add(acl, rule, allow) : 0;
+}
+
+T(file_with_callback_sees_every_word_and_its_line)
+{
+    dx_acl acl = {0};
+    struct words w = {0};
+    int bad = -1;
+    cr_assert_eq(dx_acl_add_file_with(&acl, file_text("# c\nlocalhost 10.0.0.1 # x y\n\nhost-b\n"), 1,
+                                      &bad, take_word, &w), 3);
+    cr_assert_eq(w.n, 3);
+    cr_assert_str_eq(w.seen[0], "localhost");
+    cr_assert_eq(w.lines[0], 2);
+    cr_assert_str_eq(w.seen[1], "10.0.0.1");
+    cr_assert_str_eq(w.seen[2], "host-b");
+    cr_assert_eq(w.lines[2], 4);
+    cr_assert_eq(acl.nallow, 1);
+    /* an error from the callback stops the file and undoes it, line named */
+    cr_assert_eq(dx_acl_add_file_with(&acl, file_text("10.0.0.2\n10.0.0.3 stop\n"), 1, &bad,
+                                      take_word, &w), DX_EBADADDR);
+    cr_assert_eq(bad, 2);
+    cr_assert_eq(acl.nallow, 1);
     dx_acl_free(&acl);
 }
 

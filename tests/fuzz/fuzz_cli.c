@@ -84,8 +84,12 @@ static void check_options(const struct options *o)
         CHECK(o->exec_cmd && *o->exec_cmd);
     switch (o->cmd) {
     case CMD_CONNECT:
-        CHECK(!o->keep_listening && o->mode == MODE_STDIO && !o->max_conns &&
-              o->acl.nallow == 0 && o->acl.ndeny == 0 && o->model == MODEL_LOOP);
+        /* connect --exec/--sh-exec (ncat): the program is the session's only end */
+        CHECK(!o->keep_listening && (o->mode == MODE_STDIO || o->mode == MODE_EXEC) &&
+              !o->max_conns && o->acl.nallow == 0 && o->acl.ndeny == 0 && o->model == MODEL_LOOP);
+        if (o->mode == MODE_EXEC)
+            CHECK(!o->crlf && !o->hex_dump && !o->zero_io && !o->tls && !o->recv_only &&
+                  !o->send_only && o->quit_after_eof_ms == -1);
         if (o->source_port)
             CHECK(valid_port(o->source_port));
         if (o->unix_path)

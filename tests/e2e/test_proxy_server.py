@@ -36,6 +36,7 @@ class Echo(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # (5 by default: concurrent tunnels overflowed it, and got reset)
 
     def __init__(self, host="127.0.0.1"):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -69,6 +70,7 @@ class Origin(http.server.ThreadingHTTPServer):
     body; records each request's headers and counts connections."""
 
     daemon_threads = True
+    request_queue_size = 128
 
     def __init__(self, host="127.0.0.1"):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -444,7 +446,7 @@ def test_many_concurrent_tunnels(proxy, echo):
             s, rep, _ = socks5_connect(port, "localhost" if i % 2 else "127.0.0.1", e.port)
             sent, got = both_ways(s, 64 * 1024)
             s.close()
-            results[i] = sent == got
+            results[i] = sent == got or (len(sent), len(got))
         except Exception as ex:  # noqa: BLE001 (reported below)
             results[i] = repr(ex)
 
@@ -453,7 +455,7 @@ def test_many_concurrent_tunnels(proxy, echo):
         t.start()
     for t in ts:
         t.join(TIMEOUT)
-    assert results == [True] * n
+    assert results == [True] * n, p.err
     assert e.accepted == n
 
 

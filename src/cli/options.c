@@ -104,7 +104,8 @@ static const char help_options[] =
 "                           wait until the peer ends its side too\n"
 "  -i, --idle-timeout SECS  quit after SECS without traffic (as -w, without\n"
 "                           bounding the connect); listen -k and the server\n"
-"                           modes: close a client idle for SECS (not with -u)\n"
+"                           modes: close a client idle for SECS (-u -k, -u -e:\n"
+"                           forget a peer quiet for SECS)\n"
 "  SECS: seconds (5, 0.5) or with ncat's units: 3000ms, 3s, 2m, 1h\n"
 "  -N                       shut the write side down at end of input (the default,\n"
 "                           except through a proxy -x, as OpenBSD nc)\n"
@@ -287,7 +288,18 @@ static const char help_udp[] =
 "of peers and sends stdin to the last peer heard (stdin is read only once one\n"
 "has been heard); -v prints a peer when it differs from the previous one; it\n"
 "runs on after end of stdin (-q SECS: quit SECS later). -w: quit after SECS\n"
-"without a datagram either way. -k is implied.\n";
+"without a datagram either way.\n"
+"listen -u -k keeps a table of peers: every peer's datagrams go to stdout, each\n"
+"datagram of stdin to every peer (ncat refuses -u -k without --exec).\n"
+"listen -u --exec/--sh-exec CMD runs CMD per peer (as ncat; without -k for the\n"
+"first peer only, then exits when CMD ends): its stdin/stdout is a socketpair\n"
+"(SOCK_SEQPACKET) on which each datagram from the peer is one read() and each\n"
+"write() one datagram back (a program reading byte by byte, like sh's read,\n"
+"gets the first byte of each datagram only); NCAT_PROTO=UDP, DUPLEX_PROTO=UDP.\n"
+"Peers (-k, --exec): at most --max-conns (default 100, as ncat), each forgotten\n"
+"(its CMD sent SIGTERM) after --idle-timeout without a datagram (default 60 s;\n"
+"--exec: either way); --allow/--deny check every datagram; a refused sender gets\n"
+"no CMD (a -v line). --exec with -u: not on Windows.\n";
 
 static const char help_exit[] =
 "Exit status:\n"
@@ -853,6 +865,10 @@ static const char *address_hint(const char *arg, const char *cmd, char *buf, siz
 
 /* ncat's port when listen is given none */
 #define DEFAULT_LISTEN_PORT "31337"
+/* listen -u -k/--exec: at most ncat's default --max-conns peers at once (a
+ * spoofed sender costs a process), each forgotten after a minute quiet */
+#define UDP_DEFAULT_PEERS 100
+#define UDP_DEFAULT_PEER_IDLE_MS 60000
 
 /* An IPv4 (dotted quad) or IPv6 address, brackets allowed; copied into buf
  * without them. */
@@ -1493,17 +1509,37 @@ static int parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     }
 
-    if (o->udp && (o->unix_path || o->zero_io || o->cmd == CMD_RELAY || o->mode != MODE_STDIO ||
+    if (o->udp && (o->unix_path || o->zero_io || o->cmd == CMD_RELAY ||
+                   (o->mode != MODE_STDIO && o->mode != MODE_EXEC) ||
                    o->model != MODEL_LOOP || o->threads > 1)) {
-        cli_error("-u works with connect and listen over IP only: -U, -z, relay and server "
-                  "modes do not apply");
+        cli_error("-u works with connect and listen over IP only: -U, -z, relay, --echo, "
+                  "--broker, --chat, --model and --threads do not apply");
         return EXIT_USAGE;
     }
-    /* listen -u takes --allow/--deny (each datagram's sender is checked) */
-    if (o->udp && (o->max_conns || o->idle_timeout_ms)) {
-        cli_error("--max-conns and --idle-timeout count and close connections: UDP has none "
-                  "(-w SECS ends listen -u after SECS without traffic)");
+    if (o->udp && o->mode == MODE_EXEC && o->cmd != CMD_LISTEN) {
+        cli_error("-u with --exec/--sh-exec: listen only (a program per peer); connect -u "
+                  "--exec is not supported");
         return EXIT_USAGE;
+    }
+    if (o->udp && o->mode == MODE_EXEC && DX_OS_WINDOWS) {
+        cli_error("listen -u --exec/--sh-exec is not available on %s (a program per peer "
+                  "needs socketpairs): use TCP", DX_OS_NAME);
+        return EXIT_USAGE;
+    }
+    /* listen -u takes --allow/--deny (each datagram's sender is checked);
+     * -k and --exec keep a table of peers, bounded and aged */
+    if (o->udp && (o->max_conns || o->idle_timeout_ms) &&
+        !(o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC))) {
+        cli_error("--max-conns and --idle-timeout bound and age listen -u -k's (and --exec's) "
+                  "peers: UDP has no connection otherwise (-w SECS ends -u after SECS without "
+                  "traffic)");
+        return EXIT_USAGE;
+    }
+    if (o->udp && o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC)) {
+        if (!o->max_conns)
+            o->max_conns = UDP_DEFAULT_PEERS;
+        if (!o->idle_timeout_ms)
+            o->idle_timeout_ms = UDP_DEFAULT_PEER_IDLE_MS;
     }
     if (o->udp && (o->has_send_oob || o->oob_inline)) {
         cli_error("--send-oob and --oob-inline are for TCP: UDP has no urgent data");
@@ -1533,8 +1569,6 @@ static int parse(int argc, char **argv, struct options *o)
         o->tls = 1;
     if (check_tls(o, tls_opt_given) < 0)
         return EXIT_USAGE;
-    if (o->udp)
-        o->keep_listening = 0; /* -k: implied by listen -u */
 
     if (o->cmd == CMD_RELAY) {
         int code = parse_relay(o, pos, npos);

@@ -387,12 +387,18 @@ size_t exec_env_vars(char *out, size_t len, const struct options *o, int fd,
 /* filters.c: -C and --hex-dump on a session's pumps */
 int cli_filters_open(const struct options *o); /* 0, or an exit code (printed) */
 int cli_filters_active(const struct options *o);
+/* -C: in (n bytes) to out (room for 2n) with each lone LF made CRLF; a CR
+ * that ended the previous chunk is *last_was_cr (updated). Returns the
+ * length of out. */
+size_t cli_crlf(const char *in, size_t n, char *out, int *last_was_cr);
 void cli_filters_attach(const struct options *o, dx_pump *up, dx_pump *down);
 void exec_close_idle(const struct options *o, uint64_t limit_ms);
 
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);
 int cli_udp_listen(const struct options *o, dx_loop *loop);
+/* udp_probe.c: connect -z -u */
+int cli_udp_probe(const struct options *o, dx_loop *loop);
 
 /* sockopts.c: -O and --show-opts. cli_sockopt_error() prints which -O
  * option the kernel refused on `where` (an address) and why.

@@ -113,7 +113,7 @@ static const char help_options[] =
 "  -d, --recv-only          do not read stdin (and do not shut down the write side)\n"
 "      --send-only          send stdin, discard what arrives; quit at end of input\n"
 "  -C, --crlf               send a lone LF from stdin as CRLF (for line protocols:\n"
-"                           SMTP, HTTP, IRC typed by hand)\n"
+"                           SMTP, HTTP, IRC typed by hand; -u: in each datagram)\n"
 "      --hex-dump FILE      log every byte sent ('>') and received ('<') to FILE\n"
 "                           as hex and text, 16 bytes a line ('-': stderr)\n"
 "  -o, --output FILE        copy every byte sent and received to FILE, in the\n"
@@ -121,6 +121,7 @@ static const char help_options[] =
 "      --append-output      append to the -o and --hex-dump files (else truncated)\n"
 "  -z, --zero-io            probe ports: the exit status says whether any accepts\n"
 "                           connections; -v prints each port open or closed\n"
+"                           (-u: a probe datagram, see UDP)\n"
 "  -v, --verbose            print addresses, then bytes each way and duration\n"
 "      --send-oob C         send the byte C as TCP urgent data (MSG_OOB) once the\n"
 "                           connection is set up, before stdin (C: a character,\n"
@@ -288,7 +289,11 @@ static const char help_udp[] =
 "of peers and sends stdin to the last peer heard (stdin is read only once one\n"
 "has been heard); -v prints a peer when it differs from the previous one; it\n"
 "runs on after end of stdin (-q SECS: quit SECS later). -w: quit after SECS\n"
-"without a datagram either way.\n"
+"without a datagram either way. -C: each lone LF of a datagram from stdin\n"
+"becomes CRLF (at most 32753 bytes read for one, so it still fits).\n"
+"connect -z -u sends each port a probe datagram (a NUL byte, as ncat) and waits\n"
+"-w SECS (default 1 s): a datagram back is open, an ICMP port unreachable\n"
+"closed, no answer open|filtered, counted open as nc and ncat do (exit 0).\n"
 "listen -u -k keeps a table of peers: every peer's datagrams go to stdout, each\n"
 "datagram of stdin to every peer (ncat refuses -u -k without --exec).\n"
 "listen -u --exec/--sh-exec CMD runs CMD per peer (as ncat; without -k for the\n"
@@ -1509,10 +1514,10 @@ static int parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     }
 
-    if (o->udp && (o->unix_path || o->zero_io || o->cmd == CMD_RELAY ||
+    if (o->udp && (o->unix_path || o->cmd == CMD_RELAY ||
                    (o->mode != MODE_STDIO && o->mode != MODE_EXEC) ||
                    o->model != MODEL_LOOP || o->threads > 1)) {
-        cli_error("-u works with connect and listen over IP only: -U, -z, relay, --echo, "
+        cli_error("-u works with connect and listen over IP only: -U, relay, --echo, "
                   "--broker, --chat, --model and --threads do not apply");
         return EXIT_USAGE;
     }
@@ -1545,8 +1550,17 @@ static int parse(int argc, char **argv, struct options *o)
         cli_error("--send-oob and --oob-inline are for TCP: UDP has no urgent data");
         return EXIT_USAGE;
     }
-    if ((o->crlf || o->hex_dump || o->output) && (o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
-        cli_error("-C, --hex-dump and -o work on one TCP or Unix stream connection: not with -u, "
+    if ((o->hex_dump || o->output) && o->udp) {
+        cli_error("--hex-dump and -o work on one TCP or Unix stream connection: not with -u");
+        return EXIT_USAGE;
+    }
+    if (o->crlf && o->udp && (o->mode == MODE_EXEC || o->zero_io)) {
+        cli_error("-C changes what stdin sends: with -u --exec the programs have the datagrams, "
+                  "and -z sends a probe only");
+        return EXIT_USAGE;
+    }
+    if ((o->crlf || o->hex_dump || o->output) && (o->zero_io || o->cmd == CMD_RELAY)) {
+        cli_error("-C, --hex-dump and -o work on one TCP or Unix stream connection: not with "
                   "-z or relay");
         return EXIT_USAGE;
     }

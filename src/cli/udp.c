@@ -71,6 +71,7 @@ struct udp {
     char *inbuf;                /* a datagram read from stdin */
     size_t inlen;
     int in_pending;             /* inbuf waits for room in the socket buffer */
+    int last_cr;                /* -C: the previous read from stdin ended with CR */
     int stdin_eof;
     char *outbuf;               /* a datagram received, waiting for stdout */
     size_t outlen, outoff;
@@ -256,7 +257,10 @@ static void on_stdin(dx_loop *loop, dx_io *io, int events)
     struct udp *u = io->data;
     if (u->in_pending || u->stdin_eof)
         return;
-    ssize_t n = dx__fd_read(cli_stdin_fd(), u->inbuf, DGRAM_MAX);
+    /* -C: a datagram of lone LFs doubles: read half, so it still fits */
+    size_t cap = u->o->crlf ? DGRAM_MAX / 2 : DGRAM_MAX;
+    char *at = u->o->crlf ? u->inbuf + DGRAM_MAX + 1 : u->inbuf;
+    ssize_t n = dx__fd_read(cli_stdin_fd(), at, cap);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n < 0) {
@@ -267,7 +271,7 @@ static void on_stdin(dx_loop *loop, dx_io *io, int events)
     if (n == 0) {
         on_stdin_eof(u);
     } else {
-        u->inlen = (size_t)n;
+        u->inlen = u->o->crlf ? cli_crlf(at, (size_t)n, u->inbuf, &u->last_cr) : (size_t)n;
         if (send_pending(u))
             return;
     }

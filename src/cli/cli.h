@@ -107,7 +107,8 @@ struct options {
     const char *proxy_host;/* -x/--proxy: connect through this proxy (proxy.c) */
     const char *proxy_port;/* its port (default 1080 SOCKS, 3128 HTTP) */
     int proxy_type;        /* -X/--proxy-type: PROXY_* */
-    const char *proxy_auth;/* --proxy-auth USER:PASS */
+    const char *proxy_auth;/* --proxy-auth USER:PASS (connect -x; listen --proxy-type: required of clients) */
+    int proxy_serve;       /* listen --proxy-type: PROXY_SOCKS5 or PROXY_HTTP + 1 (0: not a proxy) */
     int tls;               /* --ssl/--tls: TLS client (connect) or server (listen): tls.c */
     int tls_target;        /* relay --ssl-target: TLS to TARGET (a client of it) */
     int tls_no_verify;     /* --ssl-no-verify: connect without checking the certificate */
@@ -139,6 +140,10 @@ int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, si
  * when reconnecting failed). */
 int cli_proxy_handshake_ex(const struct options *o, int *fd, int port, int (*reconnect)(void *arg), void *arg,
                            char *why, size_t whylen);
+
+/* proxyserv.c: listen --proxy-type socks5|http (o->proxy_serve - 1): a
+ * proxy server for many clients until a stop signal. Returns an exit code. */
+int cli_proxy_serve(const struct options *o, dx_loop *loop);
 
 /* httpauth.c: HTTP proxy authentication for the proxy client (proxy.c) and
  * the proxy server: Basic (RFC 7617) and Digest (RFC 7616, MD5 and SHA-256,

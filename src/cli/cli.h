@@ -134,6 +134,12 @@ const char *cli_proxy_type_name(int type);     /* "socks5", "socks4", "http" */
  * with why set to "SOCKS5 connect to HOST:PORT: cause". Reads exactly the
  * proxy's reply: what the target sends next stays in the socket. */
 int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, size_t whylen);
+/* The same, where an HTTP proxy that answers 407 and closes the connection
+ * is called again: reconnect(arg) returns a new connected fd (or < 0), the
+ * handshake closes the old one and *fd is the one in use at the end (< 0
+ * when reconnecting failed). */
+int cli_proxy_handshake_ex(const struct options *o, int *fd, int port, int (*reconnect)(void *arg), void *arg,
+                           char *why, size_t whylen);
 
 /* proxyserv.c: listen --proxy-type socks5|http (o->proxy_serve - 1): a
  * proxy server for many clients until a stop signal. Returns an exit code. */

@@ -148,8 +148,10 @@ static const char help_proxy[] =
 "                           the proxy's handshake succeeds\n"
 "  -X, --proxy-type TYPE    socks5 or 5 (default), socks4 or 4 (SOCKS4a for names;\n"
 "                           IPv4 targets only), http or connect (HTTP CONNECT)\n"
-"      --proxy-auth USER:PASS  SOCKS5 username/password, HTTP Basic\n"
-"                           Proxy-Authorization; SOCKS4: USER is the user id\n"
+"      --proxy-auth USER[:PASS]  SOCKS5 username/password; HTTP: sent once the\n"
+"                           proxy answers 407, as Digest SHA-256, Digest MD5 or\n"
+"                           Basic (the strongest it offers); no :PASS: an empty\n"
+"                           password; SOCKS4: USER is the user id\n"
 "  The handshake is bounded by -w (else 10 s); a failure names the proxy, the\n"
 "  target and the cause (exit 4; 5 when it timed out)\n";
 
@@ -1162,11 +1164,8 @@ static int check_proxy(struct options *o, int proxy_given, int type_given)
     if (o->proxy_auth) {
         const char *colon = strchr(o->proxy_auth, ':');
         size_t ulen = colon ? (size_t)(colon - o->proxy_auth) : strlen(o->proxy_auth);
-        if (o->proxy_type != PROXY_SOCKS4 && !colon) {
-            cli_error("invalid --proxy-auth: expected USER:PASS");
-            return -1;
-        }
-        if (o->proxy_type == PROXY_SOCKS5 && (ulen == 0 || ulen > 255 || strlen(colon + 1) > 255)) {
+        size_t plen = colon ? strlen(colon + 1) : 0; /* USER alone: an empty password (as ncat) */
+        if (o->proxy_type == PROXY_SOCKS5 && (ulen == 0 || ulen > 255 || plen > 255)) {
             cli_error("invalid --proxy-auth for SOCKS5: USER and PASS must be 1-255 and "
                       "0-255 bytes");
             return -1;
@@ -1175,10 +1174,15 @@ static int check_proxy(struct options *o, int proxy_given, int type_given)
             cli_error("invalid --proxy-auth for SOCKS4: the user id is at most 255 bytes");
             return -1;
         }
-        if (o->proxy_type == PROXY_HTTP && ulen + strlen(colon + 1) > 1024) {
+        if (o->proxy_type == PROXY_HTTP && ulen + plen > 1024) {
             cli_error("invalid --proxy-auth: USER:PASS is at most 1024 bytes");
             return -1;
         }
+        for (const char *c = o->proxy_auth; o->proxy_type == PROXY_HTTP && *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) { /* they would end the header line */
+                cli_error("invalid --proxy-auth for HTTP: control characters are not allowed");
+                return -1;
+            }
     }
     return 0;
 }

@@ -123,9 +123,15 @@ test-windows:
 	$(MAKE) unit-windows
 	$(MAKE) e2e-windows
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libduplex.a tests/unit/helpers.h
+# The command's files without main.c, for unit tests of its helpers
+# (test_httpauth.c): only the objects a test uses are linked in.
+$(BUILD)/libcli.a: $(filter-out %/main.o,$(CLI_OBJS))
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcli.a $(BUILD)/libduplex.a tests/unit/helpers.h
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -Wno-missing-prototypes $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libduplex.a $(LDFLAGS) $(LDLIBS) -lcriterion
+	$(CC) $(WARN) -Wno-missing-prototypes $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libcli.a $(BUILD)/libduplex.a $(LDFLAGS) $(LDLIBS) -lcriterion
 
 # Unit tests run once per backend (the loop's own tests cover both anyway).
 unit: $(UNIT_BINS)

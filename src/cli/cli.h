@@ -108,7 +108,8 @@ struct options {
     const char *proxy_host;/* -x/--proxy: connect through this proxy (proxy.c) */
     const char *proxy_port;/* its port (default 1080 SOCKS, 3128 HTTP) */
     int proxy_type;        /* -X/--proxy-type: PROXY_* */
-    const char *proxy_auth;/* --proxy-auth USER:PASS */
+    const char *proxy_auth;/* --proxy-auth USER:PASS (connect -x; listen --proxy-type: required of clients) */
+    int proxy_serve;       /* listen --proxy-type: PROXY_SOCKS5 or PROXY_HTTP + 1 (0: not a proxy) */
     int tls;               /* --ssl/--tls: TLS client (connect) or server (listen): tls.c */
     int tls_target;        /* relay --ssl-target: TLS to TARGET (a client of it) */
     int tls_no_verify;     /* --ssl-no-verify: connect without checking the certificate */
@@ -134,6 +135,69 @@ const char *cli_proxy_type_name(int type);     /* "socks5", "socks4", "http" */
  * with why set to "SOCKS5 connect to HOST:PORT: cause". Reads exactly the
  * proxy's reply: what the target sends next stays in the socket. */
 int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, size_t whylen);
+/* The same, where an HTTP proxy that answers 407 and closes the connection
+ * is called again: reconnect(arg) returns a new connected fd (or < 0), the
+ * handshake closes the old one and *fd is the one in use at the end (< 0
+ * when reconnecting failed). */
+int cli_proxy_handshake_ex(const struct options *o, int *fd, int port, int (*reconnect)(void *arg), void *arg,
+                           char *why, size_t whylen);
+
+/* proxyserv.c: listen --proxy-type socks5|http (o->proxy_serve - 1): a
+ * proxy server for many clients until a stop signal. Returns an exit code. */
+int cli_proxy_serve(const struct options *o, dx_loop *loop);
+
+/* httpauth.c: HTTP proxy authentication for the proxy client (proxy.c) and
+ * the proxy server: Basic (RFC 7617) and Digest (RFC 7616, MD5 and SHA-256,
+ * qop=auth). MD5 and SHA-256 are written there (no libcrypto on Windows). */
+void cli_md5(const void *data, size_t n, unsigned char out[16]);
+void cli_sha256(const void *data, size_t n, unsigned char out[32]);
+int cli_memeq_ct(const void *a, const void *b, size_t n); /* 1 when equal; constant time */
+int cli_random_bytes(void *out, size_t n);                /* 0, or -1: no randomness */
+/* base64 (RFC 4648) of n bytes, NUL-terminated: its length, or -1 when out is
+ * too small; decoding is strict (padding, no spaces): the byte count, or -1. */
+int cli_base64(const void *in, size_t n, char *out, size_t outlen);
+int cli_unbase64(const char *in, size_t n, unsigned char *out, size_t outlen);
+/* One challenge or credentials (RFC 7235): "scheme token68" or "scheme
+ * name=value, ..." (quoted values unquoted). Strings live in store. */
+#define CLI_AUTH_PARAMS 16
+struct cli_auth {
+    const char *scheme;
+    const char *token68; /* NULL unless given */
+    int nparams;
+    const char *name[CLI_AUTH_PARAMS], *value[CLI_AUTH_PARAMS];
+    char store[4096];
+};
+/* A header value of n bytes (no NUL needed), whose challenges are added to
+ * out (at most max): their count, or -1 when malformed (anything: an
+ * unclosed quote, a control byte, a repeated name, too long, too many). */
+int cli_auth_parse(const char *text, size_t n, struct cli_auth *out, int max);
+const char *cli_auth_param(const struct cli_auth *a, const char *name); /* case-insensitive; NULL */
+/* The Digest response (RFC 7616 3.4.1, qop=auth) in lower-case hex: 0, or
+ * -1 for an algorithm other than MD5, SHA-256 and their -sess (NULL: MD5). */
+int cli_http_digest(const char *algorithm, const char *user, const char *realm, const char *pass,
+                    const char *method, const char *uri, const char *nonce, const char *nc,
+                    const char *cnonce, char out[65]);
+/* Client: the Proxy-Authorization value (no header name) answering the
+ * strongest of n challenges: Digest SHA-256, Digest MD5 (qop=auth), then
+ * Basic; credentials "user:pass" ("user": an empty password); *chosen names
+ * the scheme. Its length, 0 when no challenge is usable, -1 on error. */
+int cli_http_auth_answer(const struct cli_auth *ch, int n, const char *method, const char *uri,
+                         const char *credentials, char *out, size_t outlen, const char **chosen);
+/* Server: the Proxy-Authenticate header lines (each ending CRLF): Digest
+ * SHA-256, Digest MD5, then Basic, with a nonce verified statelessly (its
+ * time and a keyed hash; older than 5 minutes: stale). The length, or -1.
+ * _ex with stale=1 adds stale=true to the Digest challenges. */
+int cli_http_auth_challenge(char *buf, size_t len, const char *realm);
+int cli_http_auth_challenge_ex(char *buf, size_t len, const char *realm, int stale);
+/* Server: 1 when a Proxy-Authorization value proves credentials ("user:pass"
+ * as given to --proxy-auth), else 0 (anything malformed: 0). Digest needs
+ * our nonce, realm, qop=auth, nc, cnonce; compared in constant time. _ex
+ * also checks uri against request_uri (NULL: any) and sets *stale (may be
+ * NULL) when only the nonce was too old: answer with challenge_ex(stale=1). */
+int cli_http_auth_verify(const char *proxy_authorization_value, const char *method, const char *credentials,
+                         const char *realm);
+int cli_http_auth_verify_ex(const char *value, const char *method, const char *request_uri,
+                            const char *credentials, const char *realm, int *stale);
 
 /* tls.c: --ssl. cli_tls_open() checks the TLS options and loads the
  * certificates (or makes the ephemeral one) before any socket exists: 0, or
@@ -329,6 +393,10 @@ size_t exec_env_vars(char *out, size_t len, const struct options *o, int fd,
 /* filters.c: -C and --hex-dump on a session's pumps */
 int cli_filters_open(const struct options *o); /* 0, or an exit code (printed) */
 int cli_filters_active(const struct options *o);
+/* -C: in (n bytes) to out (room for 2n) with each lone LF made CRLF; a CR
+ * that ended the previous chunk is *last_was_cr (updated). Returns the
+ * length of out. */
+size_t cli_crlf(const char *in, size_t n, char *out, int *last_was_cr);
 void cli_filters_attach(const struct options *o, dx_pump *up, dx_pump *down);
 void exec_close_idle(const struct options *o, uint64_t limit_ms);
 
@@ -341,6 +409,8 @@ void cli_delay_close(void);
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);
 int cli_udp_listen(const struct options *o, dx_loop *loop);
+/* udp_probe.c: connect -z -u */
+int cli_udp_probe(const struct options *o, dx_loop *loop);
 
 /* sockopts.c: -O and --show-opts. cli_sockopt_error() prints which -O
  * option the kernel refused on `where` (an address) and why.

@@ -49,19 +49,28 @@ static void dump(struct dump_dir *d, const char *data, size_t n)
     fflush(d->file); /* readable while the session runs (tail -f) */
 }
 
+size_t cli_crlf(const char *in, size_t n, char *out, int *last_was_cr)
+{
+    size_t m = 0;
+    if (n == 0)
+        return 0;
+    /* a lone LF becomes CRLF; an existing CRLF stays as it is */
+    for (size_t i = 0; i < n; i++) {
+        int prev_cr = i ? in[i - 1] == '\r' : *last_was_cr;
+        if (in[i] == '\n' && !prev_cr)
+            out[m++] = '\r';
+        out[m++] = in[i];
+    }
+    *last_was_cr = in[n - 1] == '\r';
+    return m;
+}
+
 static size_t filter(dx_pump *p, const char *in, size_t n, char *out)
 {
     struct dump_dir *d = p->filter_data;
     size_t m = 0;
     if (d->crlf) {
-        /* a lone LF becomes CRLF; an existing CRLF stays as it is */
-        for (size_t i = 0; i < n; i++) {
-            int prev_cr = i ? in[i - 1] == '\r' : d->last_was_cr;
-            if (in[i] == '\n' && !prev_cr)
-                out[m++] = '\r';
-            out[m++] = in[i];
-        }
-        d->last_was_cr = in[n - 1] == '\r';
+        m = cli_crlf(in, n, out, &d->last_was_cr);
     } else {
         memcpy(out, in, n);
         m = n;

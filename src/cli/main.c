@@ -56,12 +56,16 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     cli_signals_watch(loop);
-    if (o.udp)
+    if (o.udp && o.zero_io)
+        rc = cli_udp_probe(&o, loop);
+    else if (o.udp)
         rc = o.cmd == CMD_CONNECT ? cli_udp_connect(&o, loop) : cli_udp_listen(&o, loop);
     else if (o.cmd == CMD_CONNECT)
         rc = cli_connect(&o, loop);
     else if (o.cmd == CMD_RELAY)
         rc = cli_relay(&o, loop);
+    else if (o.proxy_serve)
+        rc = cli_proxy_serve(&o, loop);
     else if (o.keep_listening || o.mode != MODE_STDIO || o.model != MODEL_LOOP || o.threads > 1)
         rc = cli_serve(&o, loop);
     else

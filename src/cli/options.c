@@ -56,6 +56,8 @@ static const char help_listen_usage[] =
 "       duplex listen [options] -U PATH         a Unix socket (@NAME: abstract)\n"
 "       duplex listen -k|--echo|--broker|--chat|-e CMD [options] [ADDR] PORT\n"
 "                                               serve many clients (Server modes)\n"
+"       duplex listen --proxy-type socks5|http [--proxy-auth USER:PASS] [ADDR] [PORT]\n"
+"                                               a proxy server (Proxy server)\n"
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
 "ADDR is a local address (a bare number such as 24700 is refused: one PORT only).\n"
 "No PORT: ncat's 31337 (ADDR alone must then be an IP address: 127.0.0.1, ::1).\n";
@@ -104,7 +106,8 @@ static const char help_options[] =
 "                           wait until the peer ends its side too\n"
 "  -i, --idle-timeout SECS  quit after SECS without traffic (as -w, without\n"
 "                           bounding the connect); listen -k and the server\n"
-"                           modes: close a client idle for SECS (not with -u)\n"
+"                           modes: close a client idle for SECS (-u -k, -u -e:\n"
+"                           forget a peer quiet for SECS)\n"
 "  SECS: seconds (5, 0.5) or with ncat's units: 3000ms, 3s, 2m, 1h\n"
 "  -N                       shut the write side down at end of input (the default,\n"
 "                           except through a proxy -x, as OpenBSD nc)\n"
@@ -114,7 +117,7 @@ static const char help_options[] =
 "      --delay TIME         send stdin a line at a time, TIME apart (the first at\n"
 "                           once; ncat's -d TIME: -d takes no value here)\n"
 "  -C, --crlf               send a lone LF from stdin as CRLF (for line protocols:\n"
-"                           SMTP, HTTP, IRC typed by hand)\n"
+"                           SMTP, HTTP, IRC typed by hand; -u: in each datagram)\n"
 "      --hex-dump FILE      log every byte sent ('>') and received ('<') to FILE\n"
 "                           as hex and text, 16 bytes a line ('-': stderr)\n"
 "  -o, --output FILE        copy every byte sent and received to FILE, in the\n"
@@ -125,6 +128,7 @@ static const char help_options[] =
 "  and --lua-exec are refused with the reason and what to use instead\n"
 "  -z, --zero-io            probe ports: the exit status says whether any accepts\n"
 "                           connections; -v prints each port open or closed\n"
+"                           (-u: a probe datagram, see UDP)\n"
 "  -v, --verbose            print addresses, then bytes each way and duration\n"
 "      --send-oob C         send the byte C as TCP urgent data (MSG_OOB) once the\n"
 "                           connection is set up, before stdin (C: a character,\n"
@@ -149,8 +153,10 @@ static const char help_proxy[] =
 "                           the proxy's handshake succeeds\n"
 "  -X, --proxy-type TYPE    socks5 or 5 (default), socks4 or 4 (SOCKS4a for names;\n"
 "                           IPv4 targets only), http or connect (HTTP CONNECT)\n"
-"      --proxy-auth USER:PASS  SOCKS5 username/password, HTTP Basic\n"
-"                           Proxy-Authorization; SOCKS4: USER is the user id\n"
+"      --proxy-auth USER[:PASS]  SOCKS5 username/password; HTTP: sent once the\n"
+"                           proxy answers 407, as Digest SHA-256, Digest MD5 or\n"
+"                           Basic (the strongest it offers); no :PASS: an empty\n"
+"                           password; SOCKS4: USER is the user id\n"
 "  The handshake is bounded by -w (else 10 s); a failure names the proxy, the\n"
 "  target and the cause (exit 4; 5 when it timed out)\n";
 
@@ -234,6 +240,23 @@ static const char help_server[] =
 "      --threads N          N event loops on N threads sharing the port\n"
 "                           (SO_REUSEPORT), for -k --echo and -k --exec\n";
 
+static const char help_proxy_server[] =
+"Proxy server (listen; serves clients until stopped, as -k):\n"
+"      --proxy-type socks5  a SOCKS5 server (RFC 1928): CONNECT to IPv4, IPv6 and\n"
+"                           names (looked up on a thread, -n: names refused);\n"
+"                           BIND and UDP ASSOCIATE answered 07\n"
+"      --proxy-type http    an HTTP proxy (as ncat -l --proxy-type http): CONNECT\n"
+"                           HOST:PORT, and requests with an absolute http:// URI,\n"
+"                           one a connection (sent with Connection: close)\n"
+"      --proxy-auth USER:PASS  clients must give these (SOCKS5: username/password\n"
+"                           only; HTTP: Basic or Digest MD5/SHA-256, else 407)\n"
+"  The request must come within -w (else 10 s); the lookup and the connect are\n"
+"  bounded by the same; -w, -i close idle tunnels; --allow/--deny, --max-conns\n"
+"  apply; -v: a line per client (target, bytes each way, why it ended).\n"
+"  Targets are not restricted: without ADDR (every address, as listen) or on an\n"
+"  address others reach, it is an open proxy (a warning says so): give ADDR\n"
+"  127.0.0.1, --allow rules or --proxy-auth.\n";
+
 static const char help_sockopts[] =
 "Options for sockets (connect, listen, relay):\n"
 "  -O, --sockopt NAME=VALUE set a socket option (repeatable; the last of a NAME\n"
@@ -290,7 +313,22 @@ static const char help_udp[] =
 "of peers and sends stdin to the last peer heard (stdin is read only once one\n"
 "has been heard); -v prints a peer when it differs from the previous one; it\n"
 "runs on after end of stdin (-q SECS: quit SECS later). -w: quit after SECS\n"
-"without a datagram either way. -k is implied.\n";
+"without a datagram either way. -C: each lone LF of a datagram from stdin\n"
+"becomes CRLF (at most 32753 bytes read for one, so it still fits).\n"
+"connect -z -u sends each port a probe datagram (a NUL byte, as ncat) and waits\n"
+"-w SECS (default 1 s): a datagram back is open, an ICMP port unreachable\n"
+"closed, no answer open|filtered, counted open as nc and ncat do (exit 0).\n"
+"listen -u -k keeps a table of peers: every peer's datagrams go to stdout, each\n"
+"datagram of stdin to every peer (ncat refuses -u -k without --exec).\n"
+"listen -u --exec/--sh-exec CMD runs CMD per peer (as ncat; without -k for the\n"
+"first peer only, then exits when CMD ends): its stdin/stdout is a socketpair\n"
+"(SOCK_SEQPACKET) on which each datagram from the peer is one read() and each\n"
+"write() one datagram back (a program reading byte by byte, like sh's read,\n"
+"gets the first byte of each datagram only); NCAT_PROTO=UDP, DUPLEX_PROTO=UDP.\n"
+"Peers (-k, --exec): at most --max-conns (default 100, as ncat), each forgotten\n"
+"(its CMD sent SIGTERM) after --idle-timeout without a datagram (default 60 s;\n"
+"--exec: either way); --allow/--deny check every datagram; a refused sender gets\n"
+"no CMD (a -v line). --exec with -u: not on Windows.\n";
 
 static const char help_exit[] =
 "Exit status:\n"
@@ -344,7 +382,8 @@ static int cli_help(const char *cmd)
                                                 help_proxy, help_tls, help_sockopts, help_tuning,
                                                 help_eof, help_udp, help_exit, NULL};
     static const char *const listen_parts[] = {help_listen_usage, help_host, help_options,
-                                               help_server, help_tls, help_sockopts, help_tuning,
+                                               help_server, help_proxy_server, help_tls,
+                                               help_sockopts, help_tuning,
                                                help_eof, help_udp, help_exit, NULL};
     static const char *const relay_parts[] = {help_relay_usage, help_tls, help_sockopts,
                                               help_tuning, help_exit, NULL};
@@ -866,6 +905,10 @@ static const char *address_hint(const char *arg, const char *cmd, char *buf, siz
 
 /* ncat's port when listen is given none */
 #define DEFAULT_LISTEN_PORT "31337"
+/* listen -u -k/--exec: at most ncat's default --max-conns peers at once (a
+ * spoofed sender costs a process), each forgotten after a minute quiet */
+#define UDP_DEFAULT_PEERS 100
+#define UDP_DEFAULT_PEER_IDLE_MS 60000
 
 /* An IPv4 (dotted quad) or IPv6 address, brackets allowed; copied into buf
  * without them. */
@@ -1067,8 +1110,63 @@ bad:
 }
 
 /* The checks -x needs once the rest of the command line is known. */
+/* listen --proxy-type: a proxy server (proxyserv.c); what it cannot be combined with. */
+static int check_proxy_server(struct options *o)
+{
+    const char *name = cli_proxy_type_name(o->proxy_type);
+    if (o->proxy_type == PROXY_SOCKS4) {
+        cli_error("listen --proxy-type socks4: duplex serves socks5 and http (SOCKS5 clients "
+                  "resolve names through the proxy too: curl --socks5-hostname)");
+        return -1;
+    }
+    const char *bad = o->udp ? "-u (a proxy takes TCP clients)"
+                      : o->unix_path ? "-U (a proxy takes TCP clients)"
+                      : o->mode == MODE_ECHO ? "--echo" : o->mode == MODE_BROKER ? "--broker"
+                      : o->mode == MODE_CHAT ? "--chat"
+                      : o->mode == MODE_EXEC ? (o->exec_shell ? "--sh-exec" : "--exec")
+                      : o->tls ? "--ssl (the proxy server speaks plain TCP to its clients)"
+                      : o->model != MODEL_LOOP ? "--model (the proxy runs one event loop; name "
+                                                 "lookups run on threads of their own)"
+                      : o->threads > 1 ? "--threads (the proxy runs one event loop; name lookups "
+                                         "run on threads of their own and tunnels are spliced "
+                                         "in the kernel)"
+                      : NULL;
+    if (bad) {
+        cli_error("listen --proxy-type %s serves each client as a proxy: not with %s", name, bad);
+        return -1;
+    }
+    if (o->proxy_auth) {
+        const char *colon = strchr(o->proxy_auth, ':');
+        size_t ulen = colon ? (size_t)(colon - o->proxy_auth) : 0;
+        if (!colon || ulen == 0) {
+            cli_error("invalid --proxy-auth: expected USER:PASS (what clients must give)");
+            return -1;
+        }
+        if (o->proxy_type == PROXY_SOCKS5 && (ulen > 255 || strlen(colon + 1) > 255)) {
+            cli_error("invalid --proxy-auth for SOCKS5: USER and PASS must be 1-255 and "
+                      "0-255 bytes");
+            return -1;
+        }
+        if (o->proxy_type == PROXY_HTTP && strlen(o->proxy_auth) > 1024) {
+            cli_error("invalid --proxy-auth: USER:PASS is at most 1024 bytes");
+            return -1;
+        }
+    }
+    o->proxy_serve = o->proxy_type + 1;
+    o->keep_listening = 1; /* a proxy serves client after client */
+    return 0;
+}
+
 static int check_proxy(struct options *o, int proxy_given, int type_given)
 {
+    if (!proxy_given && o->cmd == CMD_LISTEN) {
+        if (type_given)
+            return check_proxy_server(o);
+        if (o->proxy_auth) {
+            cli_error("listen --proxy-auth is for a proxy server: give --proxy-type socks5 or http");
+            return -1;
+        }
+    }
     if (!proxy_given) {
         if (o->proxy_auth || type_given) {
             cli_error("-X/--proxy-type and --proxy-auth need -x/--proxy ADDR[:PORT]");
@@ -1087,11 +1185,8 @@ static int check_proxy(struct options *o, int proxy_given, int type_given)
     if (o->proxy_auth) {
         const char *colon = strchr(o->proxy_auth, ':');
         size_t ulen = colon ? (size_t)(colon - o->proxy_auth) : strlen(o->proxy_auth);
-        if (o->proxy_type != PROXY_SOCKS4 && !colon) {
-            cli_error("invalid --proxy-auth: expected USER:PASS");
-            return -1;
-        }
-        if (o->proxy_type == PROXY_SOCKS5 && (ulen == 0 || ulen > 255 || strlen(colon + 1) > 255)) {
+        size_t plen = colon ? strlen(colon + 1) : 0; /* USER alone: an empty password (as ncat) */
+        if (o->proxy_type == PROXY_SOCKS5 && (ulen == 0 || ulen > 255 || plen > 255)) {
             cli_error("invalid --proxy-auth for SOCKS5: USER and PASS must be 1-255 and "
                       "0-255 bytes");
             return -1;
@@ -1100,10 +1195,15 @@ static int check_proxy(struct options *o, int proxy_given, int type_given)
             cli_error("invalid --proxy-auth for SOCKS4: the user id is at most 255 bytes");
             return -1;
         }
-        if (o->proxy_type == PROXY_HTTP && ulen + strlen(colon + 1) > 1024) {
+        if (o->proxy_type == PROXY_HTTP && ulen + plen > 1024) {
             cli_error("invalid --proxy-auth: USER:PASS is at most 1024 bytes");
             return -1;
         }
+        for (const char *c = o->proxy_auth; o->proxy_type == PROXY_HTTP && *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) { /* they would end the header line */
+                cli_error("invalid --proxy-auth for HTTP: control characters are not allowed");
+                return -1;
+            }
     }
     return 0;
 }
@@ -1595,24 +1695,53 @@ static int parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     }
 
-    if (o->udp && (o->unix_path || o->zero_io || o->cmd == CMD_RELAY || o->mode != MODE_STDIO ||
+    if (o->udp && (o->unix_path || o->cmd == CMD_RELAY ||
+                   (o->mode != MODE_STDIO && o->mode != MODE_EXEC) ||
                    o->model != MODEL_LOOP || o->threads > 1)) {
-        cli_error("-u works with connect and listen over IP only: -U, -z, relay and server "
-                  "modes do not apply");
+        cli_error("-u works with connect and listen over IP only: -U, relay, --echo, "
+                  "--broker, --chat, --model and --threads do not apply");
         return EXIT_USAGE;
     }
-    /* listen -u takes --allow/--deny (each datagram's sender is checked) */
-    if (o->udp && (o->max_conns || o->idle_timeout_ms)) {
-        cli_error("--max-conns and --idle-timeout count and close connections: UDP has none "
-                  "(-w SECS ends listen -u after SECS without traffic)");
+    if (o->udp && o->mode == MODE_EXEC && o->cmd != CMD_LISTEN) {
+        cli_error("-u with --exec/--sh-exec: listen only (a program per peer); connect -u "
+                  "--exec is not supported");
         return EXIT_USAGE;
+    }
+    if (o->udp && o->mode == MODE_EXEC && DX_OS_WINDOWS) {
+        cli_error("listen -u --exec/--sh-exec is not available on %s (a program per peer "
+                  "needs socketpairs): use TCP", DX_OS_NAME);
+        return EXIT_USAGE;
+    }
+    /* listen -u takes --allow/--deny (each datagram's sender is checked);
+     * -k and --exec keep a table of peers, bounded and aged */
+    if (o->udp && (o->max_conns || o->idle_timeout_ms) &&
+        !(o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC))) {
+        cli_error("--max-conns and --idle-timeout bound and age listen -u -k's (and --exec's) "
+                  "peers: UDP has no connection otherwise (-w SECS ends -u after SECS without "
+                  "traffic)");
+        return EXIT_USAGE;
+    }
+    if (o->udp && o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC)) {
+        if (!o->max_conns)
+            o->max_conns = UDP_DEFAULT_PEERS;
+        if (!o->idle_timeout_ms)
+            o->idle_timeout_ms = UDP_DEFAULT_PEER_IDLE_MS;
     }
     if (o->udp && (o->has_send_oob || o->oob_inline)) {
         cli_error("--send-oob and --oob-inline are for TCP: UDP has no urgent data");
         return EXIT_USAGE;
     }
-    if ((o->crlf || o->hex_dump || o->output) && (o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
-        cli_error("-C, --hex-dump and -o work on one TCP or Unix stream connection: not with -u, "
+    if ((o->hex_dump || o->output) && o->udp) {
+        cli_error("--hex-dump and -o work on one TCP or Unix stream connection: not with -u");
+        return EXIT_USAGE;
+    }
+    if (o->crlf && o->udp && (o->mode == MODE_EXEC || o->zero_io)) {
+        cli_error("-C changes what stdin sends: with -u --exec the programs have the datagrams, "
+                  "and -z sends a probe only");
+        return EXIT_USAGE;
+    }
+    if ((o->crlf || o->hex_dump || o->output) && (o->zero_io || o->cmd == CMD_RELAY)) {
+        cli_error("-C, --hex-dump and -o work on one TCP or Unix stream connection: not with "
                   "-z or relay");
         return EXIT_USAGE;
     }
@@ -1635,8 +1764,6 @@ static int parse(int argc, char **argv, struct options *o)
         o->tls = 1;
     if (check_tls(o, tls_opt_given) < 0)
         return EXIT_USAGE;
-    if (o->udp)
-        o->keep_listening = 0; /* -k: implied by listen -u */
 
     if (o->cmd == CMD_RELAY) {
         int code = parse_relay(o, pos, npos);

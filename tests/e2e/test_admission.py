@@ -228,9 +228,11 @@ def test_udp_listen_drops_refused_senders(rule, start_duplex, sockets):
 
 @pytest.mark.parametrize("flag", [["--max-conns", "3"], ["--idle-timeout", "5"]])
 def test_udp_listen_connection_limits_are_usage_errors(flag, run_duplex):
+    """They bound and age listen -u -k's and --exec's peers
+    (test_udp_servers.py); a plain listen -u has no peers to count."""
     rc, _, err = run_duplex(["listen", "-u", *flag, "127.0.0.1", "0"])
     assert rc == 2, err
-    assert "UDP has none" in err
+    assert "UDP has no connection otherwise" in err
 
 
 # ------------------------------------------------------- what cannot apply --

@@ -120,11 +120,12 @@ def test_refused_where_they_do_not_apply(run_duplex, tmp_path):
         (["listen", "-k", "-C", "127.0.0.1", "0"], "-C, --hex-dump and -o shape one connection"),
         (["listen", "-k", "-o", tmp_path / "k", "127.0.0.1", "0"], "do not apply with -k"),
         (["listen", "--broker", "--output", tmp_path / "b", "127.0.0.1", "0"], "shape one"),
-        (["connect", "-u", "-o", tmp_path / "u", "127.0.0.1", "9"], "not with -u, -z or relay"),
+        (["connect", "-u", "-o", tmp_path / "u", "127.0.0.1", "9"], "not with -u"),
         (["listen", "--echo", "--hex-dump", "-", "127.0.0.1", "0"], "shape one connection"),
-        (["connect", "-u", "-C", "127.0.0.1", "9"], "not with -u, -z or relay"),
-        (["connect", "-z", "--hex-dump", "-", "127.0.0.1", "9"], "not with -u, -z or relay"),
-        (["relay", "-C", "127.0.0.1:0", "127.0.0.1:9"], "not with -u, -z or relay"),
+        (["listen", "-u", "-k", "-C", "--exec", "/bin/cat", "127.0.0.1", "0"],
+         "with -u --exec the programs have the datagrams"),  # -u -C: test_udp_flags.py
+        (["connect", "-z", "--hex-dump", "-", "127.0.0.1", "9"], "not with -z or relay"),
+        (["relay", "-C", "127.0.0.1:0", "127.0.0.1:9"], "not with -z or relay"),
     ]
     for args, msg in cases:
         rc, _, err = run_duplex(args)

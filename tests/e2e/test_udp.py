@@ -187,7 +187,7 @@ def test_udp_duplex_to_duplex_ipv4(start_duplex, backend_env):
 
 
 @pytest.mark.parametrize("args", [
-    ["connect", "-u", "-z", "127.0.0.1", "9"],
+    ["connect", "-u", "--hex-dump", "-", "127.0.0.1", "9"],  # -u -z: test_udp_flags.py
     ["listen", "-u", "-U", "/tmp/x.sock"],
     ["connect", "-u", "--send-oob", "!", "127.0.0.1", "9"],
     ["listen", "-u", "--echo", "0"],

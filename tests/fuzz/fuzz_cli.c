@@ -77,9 +77,17 @@ static void check_options(const struct options *o)
     CHECK(o->max_queue >= 65536 && o->max_queue <= (1u << 30));
     if (o->unix_path && o->cmd != CMD_RELAY) /* relay takes no -U; its unix:PATH ignores -s */
         CHECK(o->family == AF_UNSPEC && !o->source_addr);
-    if (o->udp)
-        CHECK(!o->unix_path && !o->zero_io && o->mode == MODE_STDIO && !o->has_send_oob &&
-              !o->oob_inline && !o->keep_listening);
+    if (o->udp) {
+        /* listen -u -k and --exec: a table of peers, always bounded and aged */
+        CHECK(!o->unix_path && !o->has_send_oob && !o->oob_inline && !o->hex_dump && !o->output);
+        CHECK(!o->zero_io || o->cmd == CMD_CONNECT);
+        CHECK(!o->crlf || (o->mode == MODE_STDIO && !o->zero_io));
+        CHECK(o->mode == MODE_STDIO || (o->mode == MODE_EXEC && o->cmd == CMD_LISTEN));
+        if (o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC))
+            CHECK(o->max_conns > 0 && o->idle_timeout_ms > 0);
+        else
+            CHECK(!o->max_conns && !o->idle_timeout_ms && !o->keep_listening);
+    }
     if (o->mode == MODE_EXEC)
         CHECK(o->exec_cmd && *o->exec_cmd);
     /* --delay paces stdin on one stream connection */

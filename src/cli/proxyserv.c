@@ -450,7 +450,8 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
         }
     }
     if (c->prelen > c->preoff) {
-        c->ph = PH_PREAMBLE;
+        c->ph = PH_PREAMBLE; /* bounded: a target that reads nothing cannot hold the client */
+        dx_timer_start(s->loop, &c->deadline, s->deadline_ms, 0);
         dx_io_init(&c->io, c->target_fd, on_target_writable, c);
         if (dx_io_set(s->loop, &c->io, DX_WRITE) < 0)
             conn_end(c, 1, "target: cannot watch");
@@ -785,6 +786,10 @@ static void on_deadline(dx_loop *loop, dx_timer *t)
         return;
     case PH_RESOLVE:
         target_fail(c, DX_ETIMEDOUT, "resolve");
+        return;
+    case PH_PREAMBLE:
+        conn_end(c, 1, "target: took %zu of the request's %zu bytes in %.3g s", c->preoff,
+                 c->prelen, (double)s->deadline_ms / 1000.0);
         return;
     default:
         if (c->http)

@@ -109,6 +109,7 @@ struct options {
     const char *proxy_port;/* its port (default 1080 SOCKS, 3128 HTTP) */
     int proxy_type;        /* -X/--proxy-type: PROXY_* */
     const char *proxy_auth;/* --proxy-auth USER:PASS (connect -x; listen --proxy-type: required of clients) */
+    int proxy_dns;         /* --proxy-dns: PROXY_DNS_* (where the target name is resolved) */
     int proxy_serve;       /* listen --proxy-type: PROXY_SOCKS5 or PROXY_HTTP + 1 (0: not a proxy) */
     int tls;               /* --ssl/--tls: TLS client (connect) or server (listen): tls.c */
     int tls_target;        /* relay --ssl-target: TLS to TARGET (a client of it) */
@@ -119,11 +120,16 @@ struct options {
     const char *tls_trustfile;  /* --ssl-trustfile FILE: PEM CAs instead of the system store */
     const char *tls_servername; /* --ssl-servername NAME: SNI and the name checked */
     const char *tls_alpn;  /* --ssl-alpn PROTO[,PROTO] */
+    const char *tls_ciphers; /* --ssl-ciphers LIST: OpenSSL's, for TLS 1.2 */
     const char *tls_pin;   /* --ssl-pin PIN[;PIN]: the server's certificate or key (tls.c) */
 };
 
 /* proxy.c: connect through a SOCKS4(a), SOCKS5 or HTTP CONNECT proxy */
 enum { PROXY_SOCKS5, PROXY_SOCKS4, PROXY_HTTP };
+/* --proxy-dns (ncat): remote (default: the name goes to the proxy), local
+ * (resolved here, the address sent), both (here, else the name), none
+ * (numeric targets only) */
+enum { PROXY_DNS_REMOTE, PROXY_DNS_LOCAL, PROXY_DNS_BOTH, PROXY_DNS_NONE };
 /* options.c: "3000ms", "3s", "2m", "1h", "5" (seconds) -> ms; 0, -1 not a time, -2 too large */
 int cli_parse_duration(const char *text, double max_secs, int64_t *ms);
 extern int cli_acl_no_dns; /* 1: host names in --allow/--deny fail without DNS (the fuzzer) */

@@ -161,8 +161,8 @@ static int proxy_exit_code(int code)
 {
     if (code == DX_ETIMEDOUT)
         return EXIT_TIMEOUT;
-    if (code == DX_EBADADDR)
-        return EXIT_RESOLVE;
+    if (code == DX_EBADADDR || code == DX_ENOADDR || dx_is_resolver_error(code))
+        return EXIT_RESOLVE; /* also --proxy-dns local: the target name */
     return EXIT_CONNECT;
 }
 

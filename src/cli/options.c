@@ -151,6 +151,10 @@ static const char help_proxy[] =
 "                           to the proxy by name (resolved there) unless it is a\n"
 "                           numeric address or -n is given; -z: a port is open when\n"
 "                           the proxy's handshake succeeds\n"
+"      --proxy-dns WHERE    where HOST is resolved (as ncat): remote (default: the\n"
+"                           proxy), local (here; the proxy gets the address),\n"
+"                           both (here, else by the proxy), none (HOST must be an\n"
+"                           address)\n"
 "  -X, --proxy-type TYPE    socks5 or 5 (default), socks4 or 4 (SOCKS4a for names;\n"
 "                           IPv4 targets only), http or connect (HTTP CONNECT)\n"
 "      --proxy-auth USER[:PASS]  SOCKS5 username/password; HTTP: sent once the\n"
@@ -189,6 +193,8 @@ static const char help_tls[] =
 "                           of --ssl-trustfile (connect: the default already);\n"
 "                           it and --ssl-trustfile imply --ssl (not for relay)\n"
 "      --ssl-alpn P[,P]     ALPN protocols to offer (connect) or accept (listen)\n"
+"      --ssl-ciphers LIST   OpenSSL cipher list for TLS 1.2 (as ncat; TLS 1.3\n"
+"                           suites stay OpenSSL's defaults, all AEAD)\n"
 "  connect verifies the server's certificate against the system CA store by\n"
 "  default. listen without --ssl-cert makes an ephemeral self-signed certificate\n"
 "  (EC P-256, CN=duplex, 1 day; -v prints its SHA-256 fingerprint: a pin for\n"
@@ -431,9 +437,9 @@ enum {
     OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE, OPT_MAXQUEUE, OPT_MODEL, OPT_THREADS,
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_APPEND_OUTPUT, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
-    OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN,
+    OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
     /* ncat options duplex refuses, each with the reason and what to use */
-    OPT_SCTP, OPT_VSOCK, OPT_LUA_EXEC, OPT_DELAY,
+    OPT_SCTP, OPT_VSOCK, OPT_LUA_EXEC, OPT_DELAY, OPT_PROXY_DNS,
 };
 
 enum { OPT_SHOW_OPTS = 0x400 }; /* -O and --show-opts (sockopts.c) */
@@ -497,6 +503,7 @@ static const struct option long_opts[] = {
     {"proxy", required_argument, NULL, 'x'},
     {"proxy-type", required_argument, NULL, 'X'},
     {"proxy-auth", required_argument, NULL, OPT_PROXY_AUTH},
+    {"proxy-dns", required_argument, NULL, OPT_PROXY_DNS},
     {"ssl", no_argument, NULL, OPT_SSL},
     {"tls", no_argument, NULL, OPT_SSL},
     {"ssl-cert", required_argument, NULL, OPT_SSL_CERT},
@@ -515,6 +522,8 @@ static const struct option long_opts[] = {
     {"tls-alpn", required_argument, NULL, OPT_SSL_ALPN},
     {"ssl-target", no_argument, NULL, OPT_SSL_TARGET},
     {"tls-target", no_argument, NULL, OPT_SSL_TARGET},
+    {"ssl-ciphers", required_argument, NULL, OPT_SSL_CIPHERS},
+    {"tls-ciphers", required_argument, NULL, OPT_SSL_CIPHERS},
     {"ssl-pin", required_argument, NULL, OPT_SSL_PIN},
     {"tls-pin", required_argument, NULL, OPT_SSL_PIN},
     {"help", no_argument, NULL, 'h'},
@@ -1220,6 +1229,13 @@ static int check_proxy_target(const struct options *o)
         v6[n - 2] = '\0';
         h = v6;
     }
+    if (o->proxy_dns == PROXY_DNS_NONE && inet_pton(AF_INET, h, bin) != 1 &&
+        inet_pton(AF_INET6, h, bin) != 1) {
+        cli_error("--proxy-dns none: the target must be a numeric address, not '%s' (ncat "
+                  "refuses it too); --proxy-dns remote (the default) lets the proxy resolve "
+                  "it", o->host);
+        return -1;
+    }
     if (o->proxy_type == PROXY_SOCKS4 && inet_pton(AF_INET6, h, bin) == 1) {
         cli_error("-X 4: SOCKS4 carries IPv4 addresses and names only, not the IPv6 "
                   "address %s (use -X 5 or -X connect)", o->host);
@@ -1243,7 +1259,8 @@ static int check_tls(const struct options *o, int tls_opt_given)
     if (!o->tls && !o->tls_target) {
         if (tls_opt_given) {
             cli_error("--ssl-cert, --ssl-key, --ssl-trustfile, --ssl-servername, --ssl-verify, "
-                      "--ssl-no-verify, --ssl-pin and --ssl-alpn need --ssl (--tls)%s",
+                      "--ssl-no-verify, --ssl-pin, --ssl-alpn and --ssl-ciphers need --ssl "
+                      "(--tls)%s",
                       o->cmd == CMD_RELAY ? " or --ssl-target" : "");
             return -1;
         }
@@ -1413,6 +1430,7 @@ static int parse(int argc, char **argv, struct options *o)
     o->cmd = CMD_CONNECT;
     o->max_queue = 1u << 20;
     const char *port_flag = NULL;
+    int proxy_dns_given = 0;
     int proxy_given = 0, proxy_type_given = 0, tls_opt_given = 0, tls_implied = 0;
     long n;
 
@@ -1487,6 +1505,20 @@ static int parse(int argc, char **argv, struct options *o)
             break;
         }
         case OPT_PROXY_AUTH: o->proxy_auth = optarg; break;
+        case OPT_PROXY_DNS: {
+            static const char *const names[] = {"remote", "local", "both", "none"};
+            int k = 0;
+            while (k < 4 && strcmp(optarg, names[k]) != 0)
+                k++;
+            if (k == 4) {
+                cli_error("invalid --proxy-dns '%s': expected local, remote, both or none",
+                          optarg);
+                return EXIT_USAGE;
+            }
+            o->proxy_dns = k; /* PROXY_DNS_*, in the order of names[] */
+            proxy_dns_given = 1;
+            break;
+        }
         case OPT_SSL: o->tls = 1; break;
         case OPT_SSL_CERT: o->tls_cert = optarg; tls_opt_given = 1; break;
         case OPT_SSL_KEY: o->tls_key = optarg; tls_opt_given = 1; break;
@@ -1504,6 +1536,7 @@ static int parse(int argc, char **argv, struct options *o)
         case OPT_SSL_ALPN: o->tls_alpn = optarg; tls_opt_given = 1; break;
         case OPT_SSL_TARGET: o->tls_target = 1; break;
         case OPT_SSL_PIN: o->tls_pin = optarg; tls_opt_given = 1; break; /* checked by tls.c */
+        case OPT_SSL_CIPHERS: o->tls_ciphers = optarg; tls_opt_given = 1; break; /* tls.c */
         case 'l': o->cmd = CMD_LISTEN; break;
         case 'k': o->keep_listening = 1; break;
         case 'p': port_flag = optarg; o->port_flag_given = 1; break;
@@ -1756,6 +1789,11 @@ static int parse(int argc, char **argv, struct options *o)
     }
     if (check_proxy(o, proxy_given, proxy_type_given) < 0)
         return EXIT_USAGE;
+    if (proxy_dns_given && !proxy_given) {
+        cli_error("--proxy-dns says where a proxy's target name is resolved: it needs "
+                  "-x/--proxy ADDR[:PORT]");
+        return EXIT_USAGE;
+    }
     /* as ncat: --ssl-verify and --ssl-trustfile imply --ssl (connect: the
      * server's certificate checked, as by default; listen: client
      * certificates required). relay: they may be for --ssl-target, so one

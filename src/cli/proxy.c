@@ -122,6 +122,28 @@ static int recv_exact(struct hs *h, void *data, size_t len)
     return 0;
 }
 
+/* --proxy-dns local/both: the target name resolved here, as ncat does it:
+ * IPv4 only for SOCKS4, else as -4/-6 say; the first address. 0 with the
+ * address in addr and *family set, or the resolver's code. */
+static int resolve_target(const struct options *o, const char *name, unsigned char addr[16],
+                          int *family)
+{
+    dx_addr *addrs = NULL;
+    int n = dx_resolve(name, "0", o->proxy_type == PROXY_SOCKS4 ? AF_INET : o->family, 0, &addrs);
+    if (n <= 0) {
+        free(addrs);
+        return n < 0 ? n : DX_ENOADDR;
+    }
+    const struct sockaddr *sa = (const struct sockaddr *)&addrs[0].ss;
+    *family = sa->sa_family;
+    if (*family == AF_INET)
+        memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    else
+        memcpy(addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    free(addrs);
+    return 0;
+}
+
 /* The target as an address when it is numeric (or -n), else 0 (a name).
  * Returns AF_INET / AF_INET6 with the bytes in addr, 0 for a name. */
 static int target_address(const char *host, unsigned char addr[16], char *bare, size_t barelen)
@@ -641,6 +663,16 @@ int cli_proxy_handshake_ex(const struct options *o, int *fd, int port, int (*rec
         snprintf(authority, sizeof authority, "%s:%d", bare, port);
     snprintf(what, sizeof what, "%s %s", o->proxy_type == PROXY_SOCKS4 ? "SOCKS4 connect to"
              : o->proxy_type == PROXY_HTTP ? "HTTP CONNECT" : "SOCKS5 connect to", authority);
+    int resolved = family == 0 && !o->numeric &&
+                   (o->proxy_dns == PROXY_DNS_LOCAL || o->proxy_dns == PROXY_DNS_BOTH)
+                       ? resolve_target(o, bare, addr, &family) : 0;
+    if (family && resolved == 0) {
+        /* --proxy-dns local/both: the proxy gets the address (as ncat) */
+        char text[INET6_ADDRSTRLEN] = "";
+        inet_ntop(family, addr, text, sizeof text);
+        snprintf(authority, sizeof authority, family == AF_INET6 ? "[%s]:%d" : "%s:%d", text,
+                 port);
+    }
     struct hs h = {
         .fd = *fd,
         .reconnect = reconnect,
@@ -651,6 +683,8 @@ int cli_proxy_handshake_ex(const struct options *o, int *fd, int port, int (*rec
         .what = what,
     };
     why[0] = '\0';
+    if (resolved < 0 && o->proxy_dns == PROXY_DNS_LOCAL)
+        return fail(&h, resolved, "--proxy-dns local: resolve %s: %s", bare, dx_strerror(resolved));
     if (family == 0 && o->numeric)
         return fail(&h, DX_EBADADDR, "-n: '%s' is not a numeric address", bare);
     (void)dx_set_nonblock(*fd, 1);

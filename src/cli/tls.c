@@ -437,6 +437,14 @@ static SSL_CTX *new_ctx(const struct options *o, int server, int with_cert, int 
     }
     SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_read_ahead(c, 1);
+    /* --ssl-ciphers (as ncat): OpenSSL's cipher list, which rules TLS 1.2;
+     * TLS 1.3's suites are a list of their own in OpenSSL, left at its
+     * defaults (all AEAD), as ncat leaves them */
+    if (o->tls_ciphers && SSL_CTX_set_cipher_list(c, o->tls_ciphers) != 1) {
+        cli_error("--ssl-ciphers '%s': %s (OpenSSL's syntax: see openssl ciphers -v '%s')",
+                  o->tls_ciphers, ssl_reason("no cipher match"), o->tls_ciphers);
+        goto fail;
+    }
     if (with_cert && o->tls_cert) {
         if (SSL_CTX_use_certificate_chain_file(c, o->tls_cert) != 1) {
             cli_error("--ssl-cert %s: not a PEM certificate: %s", o->tls_cert,

@@ -516,3 +516,172 @@ def test_delay_with_crlf_and_a_last_line_without_lf(run_duplex, server):
                             stdin=b"a\nb\nc")
     assert rc == 0, err
     assert srv.join()["data"] == b"a\r\nb\r\nc"
+
+
+# --------------------------------------------------------------- --proxy-dns --
+
+
+def recv_exact(conn, n):
+    got = b""
+    while len(got) < n:
+        chunk = conn.recv(n - len(got))
+        assert chunk, f"proxy client closed after {got!r}"
+        got += chunk
+    return got
+
+
+def fake_proxy(kind):
+    """A Server script: one proxy handshake of `kind`, the request's target
+    part kept in result["target"], then success and the connection closed."""
+
+    def script(conn, result):
+        if kind == "http":
+            head = recv_until(conn, lambda g: b"\r\n\r\n" in g)
+            result["target"] = head.split(b"\r\n")[0].rsplit(b" ", 1)[0]  # no HTTP version
+            conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+        elif kind == "socks5":
+            n = recv_exact(conn, 2)[1]
+            recv_exact(conn, n)
+            conn.sendall(b"\x05\x00")
+            head = recv_exact(conn, 4)
+            if head[3] == 1:
+                addr = recv_exact(conn, 4)
+            elif head[3] == 4:
+                addr = recv_exact(conn, 16)
+            else:
+                n = recv_exact(conn, 1)
+                addr = n + recv_exact(conn, n[0])
+            result["target"] = head + addr + recv_exact(conn, 2)
+            conn.sendall(b"\x05\x00\x00\x01\0\0\0\0\0\0")
+        else:  # socks4(a): the address, the user id, a name after 0.0.0.x
+            req = recv_until(conn, lambda g: len(g) >= 9 and g.count(b"\0", 8) >=
+                             (2 if g[4:7] == b"\0\0\0" else 1))
+            result["target"] = req
+            conn.sendall(b"\x00\x5a" + b"\0" * 6)
+        conn.close()
+
+    return script
+
+
+@pytest.mark.parametrize("kind", ["socks5", "socks4", "http"])
+@pytest.mark.parametrize("where", ["local", "remote", "both"])
+def test_proxy_dns_sends_what_ncat_sends(spawn, duplex, server, kind, where):
+    """`--proxy P --proxy-type KIND --proxy-dns WHERE localhost 80`: the same
+    request reaches the proxy from ncat and from duplex: local and both send
+    127.0.0.1 (SOCKS4 a plain address, SOCKS5 address type 1, CONNECT
+    127.0.0.1:80), remote the name (SOCKS4a, SOCKS5 domain, CONNECT
+    localhost:80)."""
+    seen = {}
+    for tool in ("ncat", "duplex"):
+        srv = server(fake_proxy(kind))
+        rc, _, err = run_tool(spawn, tool, duplex, ["--proxy", f"127.0.0.1:{srv.port}",
+                                                     "--proxy-type", kind, "--proxy-dns", where,
+                                                     "localhost", "80"])
+        assert rc == 0, (tool, err)
+        seen[tool] = srv.join()["target"]
+    assert seen["ncat"] == seen["duplex"], seen
+    assert (b"localhost" in seen["duplex"]) == (where == "remote"), seen
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_proxy_dns_both_passes_a_name_it_cannot_resolve(spawn, duplex, server, tool):
+    """--proxy-dns both: a name not resolved here goes to the proxy (SOCKS5
+    domain); --proxy-dns local stops instead (ncat exit 1, duplex 3)."""
+    srv = server(fake_proxy("socks5"))
+    args = ["--proxy", f"127.0.0.1:{srv.port}", "--proxy-type", "socks5", "--proxy-dns"]
+    rc, _, err = run_tool(spawn, tool, duplex, [*args, "both", "nosuch.invalid", "80"])
+    assert rc == 0, err
+    assert srv.join()["target"] == b"\x05\x01\x00\x03\x0enosuch.invalid\x00\x50"
+    srv = server(fake_proxy("socks5"))  # ncat asks it after the greeting
+    rc, _, err = run_tool(spawn, tool, duplex, [*args[:1], f"127.0.0.1:{srv.port}", *args[2:],
+                                                 "local", "nosuch.invalid", "80"])
+    assert rc == (1 if tool == "ncat" else 3), err
+    assert "nosuch.invalid" in err
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_proxy_dns_none_refuses_a_name(spawn, duplex, server, tool):
+    srv = server(None, accept=False)
+    rc, _, err = run_tool(spawn, tool, duplex, ["--proxy", f"127.0.0.1:{srv.port}",
+                                                 "--proxy-dns", "none", "localhost", "80"])
+    assert rc == (1 if tool == "ncat" else 2), err
+    if tool == "duplex":
+        assert "--proxy-dns none" in err and "numeric address" in err and "remote" in err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--proxy-dns", "nowhere", "-x", "127.0.0.1", "h", "80"], ["expected local, remote"]),
+    (["--proxy-dns", "local", "127.0.0.1", "80"], ["needs -x/--proxy"]),
+    (["--ssl-ciphers", "HIGH", "127.0.0.1", "80"], ["need --ssl"]),
+])
+def test_proxy_dns_and_ssl_ciphers_usage(run_duplex, args, words):
+    rc, _, err = run_duplex(args)
+    assert rc == 2, err
+    for w in words:
+        assert w in err, (w, err)
+
+
+# ------------------------------------------------------------- --ssl-ciphers --
+
+
+def tls12_peer(ciphers=None):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_ssl_ciphers_on_a_server(spawn, duplex, certs, tool):  # noqa: F811
+    """`-l --ssl --ssl-cert C --ssl-key K --ssl-ciphers ECDHE-ECDSA-AES128-GCM-SHA256
+    PORT`: a TLS 1.2 client offering everything gets that cipher; one that
+    offers only AES-256 is refused (ncat and duplex alike)."""
+    cipher = "ECDHE-ECDSA-AES128-GCM-SHA256"
+    port = free_port()
+    args = ["--ssl", *server_args(certs), "--ssl-ciphers", cipher, "-k", "127.0.0.1", str(port)]
+    p = spawn(server_cmd(tool, duplex, *args), stdin=subprocess.PIPE, name=f"{tool} -l --ssl")
+    wait_listening(port, proc=p)
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+        with tls12_peer().wrap_socket(raw) as t:
+            assert t.cipher()[0] == cipher
+    import ssl
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            tls12_peer("ECDHE-ECDSA-AES256-GCM-SHA384").wrap_socket(raw)
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_ssl_ciphers_on_a_client(spawn, duplex, server, certs, tool):  # noqa: F811
+    """`--ssl --ssl-ciphers ECDHE-ECDSA-AES256-GCM-SHA384 localhost PORT`
+    against a TLS 1.2 server that takes anything: that cipher is used."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs["server.pem"], certs["server.key"])
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+
+    def script(conn, result):
+        with ctx.wrap_socket(conn, server_side=True) as t:
+            result["cipher"] = t.cipher()[0]
+            t.sendall(b"hello\n")
+
+    srv = server(script)
+    args = ["--ssl", "--ssl-ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384", "127.0.0.1",
+            str(srv.port)]
+    args = args[:1] + (["--ssl-no-verify"] if tool == "duplex" else []) + args[1:]
+    p = spawn([need("ncat"), *args] if tool == "ncat" else [duplex, *args],
+              stdin=subprocess.PIPE, name=tool)
+    # ncat 7.93 also prints "setting ciphers: LIST" on stdout
+    p.wait_out(lambda o: o.startswith(b"hello\n"))
+    assert srv.join()["cipher"] == "ECDHE-ECDSA-AES256-GCM-SHA384"
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_ssl_ciphers_no_match_refused(spawn, duplex, tool):
+    rc, _, err = run_tool(spawn, tool, duplex, ["--ssl", "--ssl-ciphers", "NOSUCHCIPHER",
+                                                 "127.0.0.1", str(closed_port())])
+    assert rc == 2, err
+    assert "no cipher match" in err

@@ -90,6 +90,9 @@ static void check_options(const struct options *o)
     }
     if (o->mode == MODE_EXEC)
         CHECK(o->exec_cmd && *o->exec_cmd);
+    CHECK(o->proxy_dns >= PROXY_DNS_REMOTE && o->proxy_dns <= PROXY_DNS_NONE);
+    if (o->proxy_dns != PROXY_DNS_REMOTE) /* --proxy-dns needs -x */
+        CHECK(o->proxy_host && o->cmd == CMD_CONNECT);
     /* --delay paces stdin on one stream connection */
     if (o->delay_ms)
         CHECK(o->delay_ms > 0 && !o->recv_only && !o->udp && !o->zero_io &&

@@ -40,6 +40,7 @@ _duplex()
         --model)
             COMPREPLY=($(compgen -W "epoll poll io_uring iterative fork thread" -- "$cur")); return ;;
         -X|--proxy-type)
+            [ "$cmd" = listen ] && { COMPREPLY=($(compgen -W "socks5 http" -- "$cur")); return; }
             [ "$cmd" != sockets ] && { COMPREPLY=($(compgen -W "socks5 socks4 http connect" -- "$cur")); return; } ;;
         --state)
             COMPREPLY=($(compgen -W "established listening syn-sent syn-recv fin-wait-1 fin-wait-2 time-wait close close-wait last-ack closing" -- "$cur")); return ;;

@@ -107,7 +107,8 @@ struct options {
     const char *proxy_host;/* -x/--proxy: connect through this proxy (proxy.c) */
     const char *proxy_port;/* its port (default 1080 SOCKS, 3128 HTTP) */
     int proxy_type;        /* -X/--proxy-type: PROXY_* */
-    const char *proxy_auth;/* --proxy-auth USER:PASS */
+    const char *proxy_auth;/* --proxy-auth USER:PASS (connect -x; listen --proxy-type: required of clients) */
+    int proxy_serve;       /* listen --proxy-type: PROXY_SOCKS5 or PROXY_HTTP + 1 (0: not a proxy) */
     int tls;               /* --ssl/--tls: TLS client (connect) or server (listen): tls.c */
     int tls_target;        /* relay --ssl-target: TLS to TARGET (a client of it) */
     int tls_no_verify;     /* --ssl-no-verify: connect without checking the certificate */
@@ -133,6 +134,16 @@ const char *cli_proxy_type_name(int type);     /* "socks5", "socks4", "http" */
  * with why set to "SOCKS5 connect to HOST:PORT: cause". Reads exactly the
  * proxy's reply: what the target sends next stays in the socket. */
 int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, size_t whylen);
+/* The same, where an HTTP proxy that answers 407 and closes the connection
+ * is called again: reconnect(arg) returns a new connected fd (or < 0), the
+ * handshake closes the old one and *fd is the one in use at the end (< 0
+ * when reconnecting failed). */
+int cli_proxy_handshake_ex(const struct options *o, int *fd, int port, int (*reconnect)(void *arg), void *arg,
+                           char *why, size_t whylen);
+
+/* proxyserv.c: listen --proxy-type socks5|http (o->proxy_serve - 1): a
+ * proxy server for many clients until a stop signal. Returns an exit code. */
+int cli_proxy_serve(const struct options *o, dx_loop *loop);
 
 /* httpauth.c: HTTP proxy authentication for the proxy client (proxy.c) and
  * the proxy server: Basic (RFC 7617) and Digest (RFC 7616, MD5 and SHA-256,

@@ -175,28 +175,44 @@ static void target_text(const struct options *o, int port, char *buf, size_t len
         snprintf(buf, len, "%s:%d", o->host, port);
 }
 
+/* The proxy's addresses, kept for a second connection (an HTTP proxy that
+ * closes the first after its 407). */
+struct proxy_conn {
+    dx_loop *loop;
+    struct attempt a;
+    dx_addr *addrs, source;
+    int n, has_source;
+};
+
+static int proxy_reconnect(void *arg)
+{
+    struct proxy_conn *pc = arg;
+    return connect_any(pc->loop, &pc->a, pc->addrs, pc->n, pc->has_source ? &pc->source : NULL);
+}
+
 /* -x: connect to the proxy, then ask it for the target's port. Returns the
  * fd, or an exit code negated (reported, except for failures about the
  * target itself when quiet: they go to why for -z). */
 static int via_proxy(dx_loop *loop, const struct options *o, int port, int quiet, char *proxy_text,
                      char *why, size_t whylen)
 {
-    dx_addr *addrs, source;
-    int has_source;
+    struct proxy_conn pc = {.loop = loop, .a = {.o = o, .label = "connect to proxy"}};
     why[0] = '\0';
-    int n = targets(o, o->proxy_host, o->proxy_port, &addrs, &source, &has_source);
-    if (n < 0)
-        return n;
-    struct attempt a = {.o = o, .label = "connect to proxy"};
-    int fd = connect_any(loop, &a, addrs, n, has_source ? &source : NULL);
-    free(addrs);
-    dx_addr_format(&a.addr, proxy_text, DX_ADDR_STRLEN);
-    if (fd < 0)
-        return a.established ? -EXIT_IO : -cli_exit_code_for(fd, 1);
-    int rc = cli_proxy_handshake(o, fd, port, why, whylen);
+    pc.n = targets(o, o->proxy_host, o->proxy_port, &pc.addrs, &pc.source, &pc.has_source);
+    if (pc.n < 0)
+        return pc.n;
+    int fd = proxy_reconnect(&pc);
+    dx_addr_format(&pc.a.addr, proxy_text, DX_ADDR_STRLEN);
+    if (fd < 0) {
+        free(pc.addrs);
+        return pc.a.established ? -EXIT_IO : -cli_exit_code_for(fd, 1);
+    }
+    int rc = cli_proxy_handshake_ex(o, &fd, port, proxy_reconnect, &pc, why, whylen);
+    free(pc.addrs);
     if (rc == 0)
         return fd;
-    dx__fd_close(fd);
+    if (fd >= 0)
+        dx__fd_close(fd);
     int about_target = rc == DX_ETIMEDOUT || rc == -ECONNREFUSED || rc == -ENETUNREACH ||
                        rc == -EHOSTUNREACH || rc == -ECONNABORTED || rc == -ETIMEDOUT;
     if (!quiet || !about_target) {

@@ -64,6 +64,8 @@ int main(int argc, char **argv)
         rc = cli_connect(&o, loop);
     else if (o.cmd == CMD_RELAY)
         rc = cli_relay(&o, loop);
+    else if (o.proxy_serve)
+        rc = cli_proxy_serve(&o, loop);
     else if (o.keep_listening || o.mode != MODE_STDIO || o.model != MODEL_LOOP || o.threads > 1)
         rc = cli_serve(&o, loop);
     else

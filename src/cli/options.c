@@ -56,6 +56,8 @@ static const char help_listen_usage[] =
 "       duplex listen [options] -U PATH         a Unix socket (@NAME: abstract)\n"
 "       duplex listen -k|--echo|--broker|--chat|-e CMD [options] [ADDR] PORT\n"
 "                                               serve many clients (Server modes)\n"
+"       duplex listen --proxy-type socks5|http [--proxy-auth USER:PASS] [ADDR] [PORT]\n"
+"                                               a proxy server (Proxy server)\n"
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
 "ADDR is a local address (a bare number such as 24700 is refused: one PORT only).\n"
 "No PORT: ncat's 31337 (ADDR alone must then be an IP address: 127.0.0.1, ::1).\n";
@@ -148,8 +150,10 @@ static const char help_proxy[] =
 "                           the proxy's handshake succeeds\n"
 "  -X, --proxy-type TYPE    socks5 or 5 (default), socks4 or 4 (SOCKS4a for names;\n"
 "                           IPv4 targets only), http or connect (HTTP CONNECT)\n"
-"      --proxy-auth USER:PASS  SOCKS5 username/password, HTTP Basic\n"
-"                           Proxy-Authorization; SOCKS4: USER is the user id\n"
+"      --proxy-auth USER[:PASS]  SOCKS5 username/password; HTTP: sent once the\n"
+"                           proxy answers 407, as Digest SHA-256, Digest MD5 or\n"
+"                           Basic (the strongest it offers); no :PASS: an empty\n"
+"                           password; SOCKS4: USER is the user id\n"
 "  The handshake is bounded by -w (else 10 s); a failure names the proxy, the\n"
 "  target and the cause (exit 4; 5 when it timed out)\n";
 
@@ -232,6 +236,23 @@ static const char help_server[] =
 "                           and --exec only\n"
 "      --threads N          N event loops on N threads sharing the port\n"
 "                           (SO_REUSEPORT), for -k --echo and -k --exec\n";
+
+static const char help_proxy_server[] =
+"Proxy server (listen; serves clients until stopped, as -k):\n"
+"      --proxy-type socks5  a SOCKS5 server (RFC 1928): CONNECT to IPv4, IPv6 and\n"
+"                           names (looked up on a thread, -n: names refused);\n"
+"                           BIND and UDP ASSOCIATE answered 07\n"
+"      --proxy-type http    an HTTP proxy (as ncat -l --proxy-type http): CONNECT\n"
+"                           HOST:PORT, and requests with an absolute http:// URI,\n"
+"                           one a connection (sent with Connection: close)\n"
+"      --proxy-auth USER:PASS  clients must give these (SOCKS5: username/password\n"
+"                           only; HTTP: Proxy-Authorization, else 407)\n"
+"  The request must come within -w (else 10 s); the lookup and the connect are\n"
+"  bounded by the same; -w, -i close idle tunnels; --allow/--deny, --max-conns\n"
+"  apply; -v: a line per client (target, bytes each way, why it ended).\n"
+"  Targets are not restricted: without ADDR (every address, as listen) or on an\n"
+"  address others reach, it is an open proxy (a warning says so): give ADDR\n"
+"  127.0.0.1, --allow rules or --proxy-auth.\n";
 
 static const char help_sockopts[] =
 "Options for sockets (connect, listen, relay):\n"
@@ -362,7 +383,8 @@ static int cli_help(const char *cmd)
                                                 help_proxy, help_tls, help_sockopts, help_tuning,
                                                 help_eof, help_udp, help_exit, NULL};
     static const char *const listen_parts[] = {help_listen_usage, help_host, help_options,
-                                               help_server, help_tls, help_sockopts, help_tuning,
+                                               help_server, help_proxy_server, help_tls,
+                                               help_sockopts, help_tuning,
                                                help_eof, help_udp, help_exit, NULL};
     static const char *const relay_parts[] = {help_relay_usage, help_tls, help_sockopts,
                                               help_tuning, help_exit, NULL};
@@ -1073,8 +1095,63 @@ bad:
 }
 
 /* The checks -x needs once the rest of the command line is known. */
+/* listen --proxy-type: a proxy server (proxyserv.c); what it cannot be combined with. */
+static int check_proxy_server(struct options *o)
+{
+    const char *name = cli_proxy_type_name(o->proxy_type);
+    if (o->proxy_type == PROXY_SOCKS4) {
+        cli_error("listen --proxy-type socks4: duplex serves socks5 and http (SOCKS5 clients "
+                  "resolve names through the proxy too: curl --socks5-hostname)");
+        return -1;
+    }
+    const char *bad = o->udp ? "-u (a proxy takes TCP clients)"
+                      : o->unix_path ? "-U (a proxy takes TCP clients)"
+                      : o->mode == MODE_ECHO ? "--echo" : o->mode == MODE_BROKER ? "--broker"
+                      : o->mode == MODE_CHAT ? "--chat"
+                      : o->mode == MODE_EXEC ? (o->exec_shell ? "--sh-exec" : "--exec")
+                      : o->tls ? "--ssl (the proxy server speaks plain TCP to its clients)"
+                      : o->model != MODEL_LOOP ? "--model (the proxy runs one event loop; name "
+                                                 "lookups run on threads of their own)"
+                      : o->threads > 1 ? "--threads (the proxy runs one event loop; name lookups "
+                                         "run on threads of their own and tunnels are spliced "
+                                         "in the kernel)"
+                      : NULL;
+    if (bad) {
+        cli_error("listen --proxy-type %s serves each client as a proxy: not with %s", name, bad);
+        return -1;
+    }
+    if (o->proxy_auth) {
+        const char *colon = strchr(o->proxy_auth, ':');
+        size_t ulen = colon ? (size_t)(colon - o->proxy_auth) : 0;
+        if (!colon || ulen == 0) {
+            cli_error("invalid --proxy-auth: expected USER:PASS (what clients must give)");
+            return -1;
+        }
+        if (o->proxy_type == PROXY_SOCKS5 && (ulen > 255 || strlen(colon + 1) > 255)) {
+            cli_error("invalid --proxy-auth for SOCKS5: USER and PASS must be 1-255 and "
+                      "0-255 bytes");
+            return -1;
+        }
+        if (o->proxy_type == PROXY_HTTP && strlen(o->proxy_auth) > 1024) {
+            cli_error("invalid --proxy-auth: USER:PASS is at most 1024 bytes");
+            return -1;
+        }
+    }
+    o->proxy_serve = o->proxy_type + 1;
+    o->keep_listening = 1; /* a proxy serves client after client */
+    return 0;
+}
+
 static int check_proxy(struct options *o, int proxy_given, int type_given)
 {
+    if (!proxy_given && o->cmd == CMD_LISTEN) {
+        if (type_given)
+            return check_proxy_server(o);
+        if (o->proxy_auth) {
+            cli_error("listen --proxy-auth is for a proxy server: give --proxy-type socks5 or http");
+            return -1;
+        }
+    }
     if (!proxy_given) {
         if (o->proxy_auth || type_given) {
             cli_error("-X/--proxy-type and --proxy-auth need -x/--proxy ADDR[:PORT]");
@@ -1093,11 +1170,8 @@ static int check_proxy(struct options *o, int proxy_given, int type_given)
     if (o->proxy_auth) {
         const char *colon = strchr(o->proxy_auth, ':');
         size_t ulen = colon ? (size_t)(colon - o->proxy_auth) : strlen(o->proxy_auth);
-        if (o->proxy_type != PROXY_SOCKS4 && !colon) {
-            cli_error("invalid --proxy-auth: expected USER:PASS");
-            return -1;
-        }
-        if (o->proxy_type == PROXY_SOCKS5 && (ulen == 0 || ulen > 255 || strlen(colon + 1) > 255)) {
+        size_t plen = colon ? strlen(colon + 1) : 0; /* USER alone: an empty password (as ncat) */
+        if (o->proxy_type == PROXY_SOCKS5 && (ulen == 0 || ulen > 255 || plen > 255)) {
             cli_error("invalid --proxy-auth for SOCKS5: USER and PASS must be 1-255 and "
                       "0-255 bytes");
             return -1;
@@ -1106,10 +1180,15 @@ static int check_proxy(struct options *o, int proxy_given, int type_given)
             cli_error("invalid --proxy-auth for SOCKS4: the user id is at most 255 bytes");
             return -1;
         }
-        if (o->proxy_type == PROXY_HTTP && ulen + strlen(colon + 1) > 1024) {
+        if (o->proxy_type == PROXY_HTTP && ulen + plen > 1024) {
             cli_error("invalid --proxy-auth: USER:PASS is at most 1024 bytes");
             return -1;
         }
+        for (const char *c = o->proxy_auth; o->proxy_type == PROXY_HTTP && *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) { /* they would end the header line */
+                cli_error("invalid --proxy-auth for HTTP: control characters are not allowed");
+                return -1;
+            }
     }
     return 0;
 }

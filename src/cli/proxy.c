@@ -46,6 +46,8 @@ struct hs {
     char *why;
     size_t whylen;
     const char *what;  /* "SOCKS5 connect to example.org:80" */
+    int (*reconnect)(void *arg); /* a new connection to the proxy: fd, or < 0 (NULL: none) */
+    void *reconnect_arg;
 };
 
 /* Sets the cause ("WHAT: text") and returns code. */
@@ -171,10 +173,10 @@ static int socks5(struct hs *h, const struct options *o, int family, const unsig
     const char *user = NULL, *pass = NULL;
     size_t ulen = 0, plen = 0;
     if (o->proxy_auth) {
-        const char *colon = strchr(o->proxy_auth, ':');
+        const char *colon = strchr(o->proxy_auth, ':'); /* none: an empty password */
         user = o->proxy_auth;
-        ulen = (size_t)(colon - user);
-        pass = colon + 1;
+        ulen = colon ? (size_t)(colon - user) : strlen(user);
+        pass = colon ? colon + 1 : "";
         plen = strlen(pass);
     }
     /* greeting: no authentication, and username/password when we have them */
@@ -310,31 +312,6 @@ static int socks4(struct hs *h, const struct options *o, int family, const unsig
     }
 }
 
-static void base64(const char *in, size_t n, char *out)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *p = (const unsigned char *)in;
-    size_t i = 0, k = 0;
-    for (; i + 2 < n; i += 3) {
-        out[k++] = tab[p[i] >> 2];
-        out[k++] = tab[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
-        out[k++] = tab[((p[i + 1] & 15) << 2) | (p[i + 2] >> 6)];
-        out[k++] = tab[p[i + 2] & 63];
-    }
-    if (i < n) {
-        out[k++] = tab[p[i] >> 2];
-        if (i + 1 < n) {
-            out[k++] = tab[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
-            out[k++] = tab[(p[i + 1] & 15) << 2];
-        } else {
-            out[k++] = tab[(p[i] & 3) << 4];
-            out[k++] = '=';
-        }
-        out[k++] = '=';
-    }
-    out[k] = '\0';
-}
-
 /* At most the first n bytes of in, for a message: bytes other than
  * printable ASCII as \xNN (a proxy's reply must not drive the terminal). */
 static void escaped(const char *in, size_t n, char *out, size_t outlen)
@@ -407,69 +384,250 @@ static int http_reply_check(const char *reply, size_t len, const char **reason, 
     return (c[0] - '0') * 100 + (c[1] - '0') * 10 + (c[2] - '0');
 }
 
+/* The value of the next header line named name after *from (the status
+ * line at first: *from = NULL), in the checked head: its start (length in
+ * *vlen, spaces trimmed), or NULL when there is none. */
+static const char *header_next(const char *reply, size_t len, const char *name, const char **from,
+                               size_t *vlen)
+{
+    const char *p = *from ? *from : reply;
+    size_t nlen = strlen(name);
+    for (;;) {
+        const char *e = memchr(p, '\n', (size_t)(reply + len - p));
+        if (!e)
+            return NULL;
+        p = e + 1;
+        e = memchr(p, '\n', (size_t)(reply + len - p));
+        if (!e)
+            return NULL;
+        size_t m = (size_t)(e - p);
+        if (m > 0 && p[m - 1] == '\r')
+            m--;
+        if (m > nlen && p[nlen] == ':' && strncasecmp(p, name, nlen) == 0) {
+            const char *v = p + nlen + 1, *end = p + m;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+            *from = p;
+            *vlen = (size_t)(end - v);
+            return v;
+        }
+    }
+}
+
+/* Does a comma-separated header value (Connection) name token? */
+static int header_has(const char *v, size_t n, const char *token)
+{
+    size_t t = strlen(token);
+    for (size_t i = 0; i < n;) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t k = i;
+        while (k < n && v[k] != ',' && v[k] != ' ' && v[k] != '\t')
+            k++;
+        if (k - i == t && strncasecmp(v + i, token, t) == 0)
+            return 1;
+        i = k;
+    }
+    return 0;
+}
+
+/* The reply head, byte by byte up to its empty line (nothing more is read):
+ * its length, or a code (set). */
+static int http_read_head(struct hs *h, char *reply, size_t *len)
+{
+    *len = 0;
+    for (;;) {
+        if (*len == HTTP_REPLY_MAX)
+            return fail(h, -EPROTO, "the proxy's reply headers exceed %d bytes", HTTP_REPLY_MAX);
+        int rc = recv_exact(h, reply + *len, 1);
+        if (rc < 0)
+            return rc;
+        (*len)++;
+        size_t n = *len;
+        /* the empty line: CRLF, or a bare LF, after the last line's end */
+        if (reply[n - 1] == '\n' && n >= 2 &&
+            (reply[n - 2] == '\n' || (n >= 3 && reply[n - 2] == '\r' && reply[n - 3] == '\n')))
+            return 0;
+    }
+}
+
+#define HTTP_BODY_SKIP_MAX 65536 /* a longer 407 body: reconnect rather than read it */
+#define HTTP_CHALLENGES 8
+
+/* After a 407: can the next request go on this connection? Only when the
+ * reply says how long its body is (Content-Length, read here and dropped)
+ * and that the connection stays (HTTP/1.1 without Connection: close, or
+ * HTTP/1.0 with keep-alive). 1 yes, 0 reconnect, or a code (set). */
+static int http_skip_body(struct hs *h, const char *reply, size_t len)
+{
+    const char *from = NULL, *v;
+    size_t vlen;
+    int keep = reply[7] == '1'; /* HTTP/1.1 */
+    while ((v = header_next(reply, len, "Connection", &from, &vlen)) != NULL) {
+        if (header_has(v, vlen, "close"))
+            keep = 0;
+        else if (header_has(v, vlen, "keep-alive"))
+            keep = 1;
+    }
+    from = NULL;
+    if (header_next(reply, len, "Transfer-Encoding", &from, &vlen))
+        return 0; /* chunked: not worth parsing for an error page */
+    from = NULL;
+    v = header_next(reply, len, "Content-Length", &from, &vlen);
+    if (!keep || !v || vlen == 0 || vlen > 9 || header_next(reply, len, "Content-Length", &from, &vlen))
+        return 0; /* the body runs to the close, or its length is odd: a new connection */
+    size_t body = 0;
+    for (size_t i = 0; i < vlen; i++) {
+        if (!is_digit(v[i]))
+            return 0;
+        body = body * 10 + (size_t)(v[i] - '0');
+    }
+    if (body > HTTP_BODY_SKIP_MAX)
+        return 0;
+    char sink[4096];
+    while (body > 0) {
+        size_t k = body < sizeof sink ? body : sizeof sink;
+        int rc = recv_exact(h, sink, k);
+        if (rc < 0)
+            return rc;
+        body -= k;
+    }
+    return 1;
+}
+
+/* The challenges of every Proxy-Authenticate line (a malformed line is
+ * skipped: its schemes are not offered), and their scheme names for
+ * messages. Returns the count. */
+static int http_challenges(const char *reply, size_t len, struct cli_auth *ch, char *names, size_t nlen)
+{
+    const char *from = NULL, *v;
+    size_t vlen;
+    int n = 0;
+    names[0] = '\0';
+    while ((v = header_next(reply, len, "Proxy-Authenticate", &from, &vlen)) != NULL) {
+        int k = cli_auth_parse(v, vlen, ch + n, HTTP_CHALLENGES - n);
+        for (int i = 0; i < k; i++) {
+            const char *alg = cli_auth_param(&ch[n + i], "algorithm");
+            size_t used = strlen(names);
+            char sch[64], al[84];
+            size_t sl = strlen(ch[n + i].scheme), al_n = alg ? strlen(alg) : 0;
+            escaped(ch[n + i].scheme, sl < 15 ? sl : 15, sch, sizeof sch);
+            escaped(alg ? alg : "", al_n < 20 ? al_n : 20, al, sizeof al);
+            snprintf(names + used, nlen - used, "%s%s%s%s", used ? ", " : "", sch, alg ? " " : "", al);
+        }
+        if (k > 0)
+            n += k;
+    }
+    return n;
+}
+
 static int http_connect(struct hs *h, const struct options *o, const char *authority)
 {
-    char req[4096], b64[1400];
-    int n = snprintf(req, sizeof req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", authority, authority);
-    if (o->proxy_auth) {
-        base64(o->proxy_auth, strlen(o->proxy_auth), b64);
-        n += snprintf(req + n, sizeof req - (size_t)n, "Proxy-Authorization: Basic %s\r\n", b64);
-        memset(b64, 0, sizeof b64);
-    }
-    n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
-    int rc = send_all(h, req, (size_t)n);
-    memset(req, 0, sizeof req);
-    if (rc < 0)
-        return rc;
-    /* the status line and headers, byte by byte up to the blank line */
+    char req[8192], shown[4 * 100 + 1], names[256] = "";
+    const char *scheme = NULL;
+    int sent_auth = 0, rc;
+    struct cli_auth *ch = malloc(HTTP_CHALLENGES * sizeof *ch);
     char *reply = malloc(HTTP_REPLY_MAX + 1);
-    if (!reply)
-        return fail(h, -ENOMEM, "%s", dx_strerror(-ENOMEM));
-    size_t len = 0;
-    for (;;) {
-        if (len == HTTP_REPLY_MAX) {
-            free(reply);
-            return fail(h, -EPROTO, "the proxy's reply headers exceed %d bytes", HTTP_REPLY_MAX);
+    char *auth = malloc(4096);
+    if (!ch || !reply || !auth) {
+        rc = fail(h, -ENOMEM, "%s", dx_strerror(-ENOMEM));
+        goto out;
+    }
+    /* as ncat: the request without credentials first; on a 407 once more
+     * with the answer to the strongest challenge (again after stale=true) */
+    for (int round = 0;; round++) {
+        int n = snprintf(req, sizeof req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n", authority, authority,
+                         sent_auth ? "Proxy-Authorization: " : "", sent_auth ? auth : "", sent_auth ? "\r\n" : "");
+        rc = n > 0 && (size_t)n < sizeof req ? send_all(h, req, (size_t)n)
+                                             : fail(h, -EOVERFLOW, "the request is too long");
+        memset(req, 0, sizeof req);
+        size_t len = 0;
+        if (rc == 0)
+            rc = http_read_head(h, reply, &len);
+        if (rc < 0)
+            goto out;
+        const char *reason, *bad;
+        size_t rlen = 0, blen;
+        int code = http_reply_check(reply, len, &reason, &rlen, &bad, &blen);
+        if (code < 0) {
+            escaped(bad, blen < 60 ? blen : 60, shown, sizeof shown);
+            rc = fail(h, -EPROTO, "%s: '%s'", bad == reply ? "not an HTTP reply"
+                      : "bad header line in the HTTP reply", shown);
+            goto out;
         }
-        rc = recv_exact(h, reply + len, 1);
-        if (rc < 0) {
-            free(reply);
-            return rc;
+        escaped(reason, rlen < 100 ? rlen : 100, shown, sizeof shown);
+        if (code / 100 == 2) {
+            rc = 0;
+            goto out;
         }
-        len++;
-        /* the empty line: CRLF, or a bare LF, after the last line's end */
-        if (reply[len - 1] == '\n' && len >= 2 &&
-            (reply[len - 2] == '\n' || (len >= 3 && reply[len - 2] == '\r' && reply[len - 3] == '\n')))
-            break;
+        if (code != 407) {
+            rc = fail(h, -ECONNREFUSED, "%d %s", code, shown);
+            goto out;
+        }
+        if (!*shown)
+            snprintf(shown, sizeof shown, "Proxy Authentication Required");
+        if (!o->proxy_auth) {
+            rc = fail(h, -EACCES, "407 %s: the proxy wants credentials: give --proxy-auth USER:PASS", shown);
+            goto out;
+        }
+        int nch = http_challenges(reply, len, ch, names, sizeof names);
+        int stale = 0;
+        for (int i = 0; i < nch; i++) {
+            const char *st = cli_auth_param(&ch[i], "stale");
+            if (strcasecmp(ch[i].scheme, "Digest") == 0 && st && strcasecmp(st, "true") == 0)
+                stale = 1;
+        }
+        const char *colon = strchr(o->proxy_auth, ':');
+        int ulen = colon ? (int)(colon - o->proxy_auth) : (int)strlen(o->proxy_auth);
+        if (sent_auth && !(stale && round == 1 && strncmp(scheme, "Digest", 6) == 0)) {
+            rc = fail(h, -EACCES, "credentials refused for user '%.*s' (%s; 407 %s)", ulen, o->proxy_auth,
+                      scheme, shown);
+            goto out;
+        }
+        int m = cli_http_auth_answer(ch, nch, "CONNECT", authority, o->proxy_auth, auth, 4096, &scheme);
+        if (m <= 0) {
+            rc = m == 0 ? fail(h, -EACCES, "407 %s: the proxy offers no scheme duplex can answer "
+                               "(duplex: Basic, Digest MD5 or SHA-256 with qop=auth; offered: %s)",
+                               shown, *names ? names : "none")
+                        : fail(h, -EACCES, "407 %s: the credentials do not fit in a request", shown);
+            goto out;
+        }
+        sent_auth = 1;
+        rc = http_skip_body(h, reply, len);
+        if (rc < 0)
+            goto out;
+        if (rc == 0) { /* the proxy closes this connection: another one */
+            if (!h->reconnect) {
+                rc = fail(h, -ECONNRESET, "407 %s, and the proxy closes the connection", shown);
+                goto out;
+            }
+            dx__fd_close(h->fd);
+            h->fd = h->reconnect(h->reconnect_arg);
+            if (h->fd < 0) {
+                rc = fail(h, h->fd, "reconnecting to send the credentials: %s", dx_strerror(h->fd));
+                goto out;
+            }
+            (void)dx_set_nonblock(h->fd, 1);
+        }
     }
-    const char *reason, *bad;
-    size_t rlen = 0, blen;
-    char shown[4 * 100 + 1];
-    int code = http_reply_check(reply, len, &reason, &rlen, &bad, &blen);
-    if (code < 0) {
-        escaped(bad, blen < 60 ? blen : 60, shown, sizeof shown);
-        rc = fail(h, -EPROTO, "%s: '%s'", bad == reply ? "not an HTTP reply"
-                  : "bad header line in the HTTP reply", shown);
-        free(reply);
-        return rc;
-    }
-    escaped(reason, rlen < 100 ? rlen : 100, shown, sizeof shown);
-    if (code / 100 == 2) {
-        free(reply);
-        return 0;
-    }
-    if (code == 407)
-        rc = fail(h, -EACCES, "%s%d %s", o->proxy_auth ? "authentication failed: " : "", code,
-                  *shown ? shown : "Proxy Authentication Required");
-    else
-        rc = fail(h, -ECONNREFUSED, "%d %s", code, shown);
-    if (code == 407 && !o->proxy_auth)
-        snprintf(h->why + strlen(h->why), h->whylen - strlen(h->why), " (--proxy-auth USER:PASS)");
+out:
+    if (auth)
+        memset(auth, 0, 4096);
+    free(auth);
     free(reply);
+    free(ch);
     return rc;
 }
 
 int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, size_t whylen)
+{
+    return cli_proxy_handshake_ex(o, &fd, port, NULL, NULL, why, whylen);
+}
+
+int cli_proxy_handshake_ex(const struct options *o, int *fd, int port, int (*reconnect)(void *arg), void *arg,
+                           char *why, size_t whylen)
 {
     char bare[300], authority[320], what[400];
     unsigned char addr[16];
@@ -481,7 +639,9 @@ int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, si
     snprintf(what, sizeof what, "%s %s", o->proxy_type == PROXY_SOCKS4 ? "SOCKS4 connect to"
              : o->proxy_type == PROXY_HTTP ? "HTTP CONNECT" : "SOCKS5 connect to", authority);
     struct hs h = {
-        .fd = fd,
+        .fd = *fd,
+        .reconnect = reconnect,
+        .reconnect_arg = arg,
         .deadline_ms = cli_now_ms() + (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : HANDSHAKE_DEFAULT_MS),
         .why = why,
         .whylen = whylen,
@@ -490,14 +650,17 @@ int cli_proxy_handshake(const struct options *o, int fd, int port, char *why, si
     why[0] = '\0';
     if (family == 0 && o->numeric)
         return fail(&h, DX_EBADADDR, "-n: '%s' is not a numeric address", bare);
-    (void)dx_set_nonblock(fd, 1);
+    (void)dx_set_nonblock(*fd, 1);
+    int rc;
     switch (o->proxy_type) {
     case PROXY_SOCKS4:
         if (family == AF_INET6)
             return fail(&h, DX_EBADADDR, "SOCKS4 has no IPv6 addresses");
         return socks4(&h, o, family, addr, bare, port);
     case PROXY_HTTP:
-        return http_connect(&h, o, authority);
+        rc = http_connect(&h, o, authority);
+        *fd = h.fd; /* another connection after a 407 that closed the first */
+        return rc;
     default:
         return socks5(&h, o, family, addr, bare, port);
     }

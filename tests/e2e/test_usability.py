@@ -380,7 +380,7 @@ LISTEN_FLAGS = ["-k", "--echo", "--broker", "--chat", "-e", "--exec", "-c", "--s
                 "--no-stdio", "-m", "--max-conns", "--allow", "--deny", "--allowfile",
                 "--denyfile", "--idle-timeout", "--max-queue", "--model", "--threads", "--ssl",
                 "--ssl-cert", "--ssl-key", "--ssl-verify", "--backlog", "--reuseport", "-O",
-                "-U", "-u", "-w", "-v"]
+                "-U", "-u", "-w", "-v", "--proxy-type", "--proxy-auth"]
 SERVER_ONLY = ["--echo", "--broker", "--chat", "--max-conns", "--model", "--threads"]
 RELAY_FLAGS = ["-k", "-w", "-v", "--json", "--stats-json", "-m", "--allow", "--deny",
                "--idle-timeout", "--ssl", "--ssl-target", "-O", "--show-opts", "--backend"]
@@ -398,7 +398,8 @@ def test_listen_help_lists_listen_flags(run_duplex):
     text = help_text(run_duplex, "listen")
     missing = [f for f in LISTEN_FLAGS if not listed(text, f)]
     assert not missing, f"listen --help does not list {missing}"
-    assert not described(text, "--proxy-auth"), "listen --help describes proxy flags"
+    # the proxy server's flags, not the client's -x (connect only)
+    assert not described(text, "--proxy"), "listen --help describes the proxy client's -x"
     assert help_text(run_duplex, "-l") == text
 
 

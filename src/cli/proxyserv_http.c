@@ -1,0 +1,302 @@
+/* proxyserv_http.c: the HTTP proxy server's request head (RFC 9110, 9112)
+ * as pure functions over the bytes received: where it ends, what it asks
+ * for (CONNECT host:port, or a plain request with an absolute http:// URI),
+ * and the head forwarded to the origin. No I/O here (fuzz_proxyserv.c). */
+#define _GNU_SOURCE
+#include "proxyserv.h"
+#include "os.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+size_t pxs_http_head_len(const char *b, size_t n)
+{
+    size_t line = 0;  /* where the current line starts */
+    int seen = 0;     /* a non-empty line came (leading empty lines are skipped) */
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] != '\n')
+            continue;
+        size_t len = i - line;
+        if (len > 0 && b[i - 1] == '\r')
+            len--;
+        if (len == 0 && seen)
+            return i + 1;
+        if (len > 0)
+            seen = 1;
+        line = i + 1;
+    }
+    return 0;
+}
+
+static int is_tchar(unsigned char c)
+{
+    return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* One line of b[*pos..end): its start and length without CR LF; *pos moves
+ * past it. */
+static const char *next_line(const char *b, size_t end, size_t *pos, size_t *len)
+{
+    const char *s = b + *pos;
+    const char *nl = memchr(s, '\n', end - *pos);
+    size_t l = nl ? (size_t)(nl - s) : end - *pos;
+    *pos += l + (nl != NULL);
+    if (l > 0 && s[l - 1] == '\r')
+        l--;
+    *len = l;
+    return s;
+}
+
+/* host[:port] or [v6][:port] into t; default_port when none is given
+ * (-1: a port is required). 0 or -1. */
+static int parse_authority(const char *a, size_t n, int default_port, struct pxs_target *t)
+{
+    const char *host = a, *colon = NULL;
+    size_t hlen;
+    if (n > 0 && a[0] == '[') {
+        const char *close = memchr(a, ']', n);
+        if (!close)
+            return -1;
+        host = a + 1;
+        hlen = (size_t)(close - host);
+        if ((size_t)(close + 1 - a) < n) {
+            if (close[1] != ':')
+                return -1;
+            colon = close + 1;
+        }
+    } else {
+        colon = memchr(a, ':', n);
+        hlen = colon ? (size_t)(colon - a) : n;
+    }
+    if (hlen == 0 || hlen >= sizeof t->host)
+        return -1;
+    for (size_t i = 0; i < hlen; i++) {
+        unsigned char c = (unsigned char)host[i];
+        if (c <= ' ' || c >= 0x7f || strchr("@/?#[]\\\"<>{}|^`", c))
+            if (!(host != a && (c == ':' || c == '%' || c == '.'))) /* v6 in brackets */
+                return -1;
+    }
+    memcpy(t->host, host, hlen);
+    t->host[hlen] = '\0';
+    unsigned char bin[16];
+    if (host != a) {
+        if (inet_pton(AF_INET6, t->host, bin) != 1)
+            return -1;
+        t->is_name = 0;
+    } else {
+        t->is_name = inet_pton(AF_INET, t->host, bin) != 1;
+    }
+    if (!colon) {
+        if (default_port < 0)
+            return -1;
+        t->port = default_port;
+        return 0;
+    }
+    size_t plen = n - (size_t)(colon + 1 - a);
+    if (plen == 0 || plen > 5)
+        return -1;
+    int port = 0;
+    for (size_t i = 0; i < plen; i++) {
+        if (!isdigit((unsigned char)colon[1 + i]))
+            return -1;
+        port = port * 10 + (colon[1 + i] - '0');
+    }
+    if (port < 1 || port > 65535)
+        return -1;
+    t->port = port;
+    return 0;
+}
+
+/* A method this proxy forwards with an absolute URI (others: 501). */
+static int known_method(const char *m)
+{
+    static const char *const ok[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (strcmp(m, ok[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r)
+{
+    memset(r, 0, sizeof *r);
+    if (memchr(b, '\0', len))
+        return 400;
+    size_t pos = 0, l;
+    const char *line;
+    do {
+        if (pos >= len)
+            return 400;
+        line = next_line(b, len, &pos, &l);
+    } while (l == 0);
+    /* METHOD SP TARGET SP HTTP/1.D */
+    const char *sp1 = memchr(line, ' ', l);
+    if (!sp1 || sp1 == line || (size_t)(sp1 - line) >= sizeof r->method)
+        return 400;
+    for (const char *p = line; p < sp1; p++)
+        if (!is_tchar((unsigned char)*p))
+            return 400;
+    memcpy(r->method, line, (size_t)(sp1 - line));
+    const char *target = sp1 + 1, *end = line + l;
+    const char *sp2 = memchr(target, ' ', (size_t)(end - target));
+    if (!sp2 || sp2 == target)
+        return 400;
+    size_t tlen = (size_t)(sp2 - target);
+    for (size_t i = 0; i < tlen; i++)
+        if ((unsigned char)target[i] <= ' ' || target[i] == 0x7f)
+            return 400;
+    const char *ver = sp2 + 1;
+    size_t vlen = (size_t)(end - ver);
+    if (vlen != 8 || memcmp(ver, "HTTP/", 5) != 0 || !isdigit((unsigned char)ver[5]) ||
+        ver[6] != '.' || !isdigit((unsigned char)ver[7]))
+        return 400;
+    if (ver[5] != '1')
+        return 505;
+    r->minor = ver[7] - '0';
+
+    if (strcmp(r->method, "CONNECT") == 0) {
+        r->is_connect = 1;
+        if (parse_authority(target, tlen, -1, &r->t) < 0)
+            return 400;
+    } else {
+        if (tlen < 7 || strncasecmp(target, "http://", 7) != 0)
+            /* origin-form: a request for us, not through us; other schemes: not served */
+            return target[0] == '/' || target[0] == '*' ? 400 : 501;
+        if (!known_method(r->method))
+            return 501;
+        const char *auth = target + 7, *tend = target + tlen;
+        const char *p = auth;
+        while (p < tend && *p != '/' && *p != '?' && *p != '#')
+            p++;
+        if (memchr(auth, '@', (size_t)(p - auth)))
+            return 400; /* user:pass@ in a URI: refused (RFC 9110 4.2.4) */
+        if (parse_authority(auth, (size_t)(p - auth), 80, &r->t) < 0)
+            return 400;
+        r->authority = auth;
+        r->authority_len = (size_t)(p - auth);
+        const char *hash = memchr(p, '#', (size_t)(tend - p));
+        r->path = p;
+        r->path_len = (size_t)((hash ? hash : tend) - p);
+    }
+    /* headers: NAME ":" OWS VALUE OWS */
+    while (pos < len) {
+        line = next_line(b, len, &pos, &l);
+        if (l == 0)
+            break;
+        if (line[0] == ' ' || line[0] == '\t')
+            return 400; /* obsolete line folding */
+        const char *colon = memchr(line, ':', l);
+        if (!colon || colon == line)
+            return 400;
+        for (const char *p = line; p < colon; p++)
+            if (!is_tchar((unsigned char)*p))
+                return 400;
+        size_t nlen = (size_t)(colon - line);
+        for (const char *p = line; p < line + l; p++)
+            if (*p == '\r')
+                return 400; /* a bare CR inside a line */
+        const char *v = colon + 1, *ve = line + l;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        if (nlen == 19 && strncasecmp(line, "Proxy-Authorization", 19) == 0) {
+            if (r->proxy_auth)
+                return 400; /* two sets of credentials */
+            r->proxy_auth = v;
+            r->proxy_auth_len = (size_t)(ve - v);
+        } else if (nlen == 4 && strncasecmp(line, "Host", 4) == 0) {
+            r->has_host = 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when the token name[0..n) is in the comma-separated list v[0..vn) */
+static int in_list(const char *v, size_t vn, const char *name, size_t n)
+{
+    size_t i = 0;
+    while (i < vn) {
+        while (i < vn && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < vn && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+            i++;
+        if (i - s == n && strncasecmp(v + s, name, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int hop_by_hop(const char *b, size_t len, const char *name, size_t n)
+{
+    static const char *const hop[] = {"Connection", "Proxy-Connection", "Proxy-Authorization",
+                                      "Keep-Alive", "TE", "Trailer", "Upgrade", "Host"};
+    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
+        if (strlen(hop[i]) == n && strncasecmp(name, hop[i], n) == 0)
+            return 1; /* Host: replaced by the URI's authority (RFC 9112 3.2.2) */
+    /* the names every Connection header lists */
+    size_t pos = 0, l;
+    while (pos < len) {
+        const char *line = next_line(b, len, &pos, &l);
+        const char *colon = memchr(line, ':', l);
+        if (colon && colon - line == 10 && strncasecmp(line, "Connection", 10) == 0 &&
+            in_list(colon + 1, (size_t)(line + l - colon - 1), name, n))
+            return 1;
+    }
+    return 0;
+}
+
+struct out {
+    char *p;
+    size_t len, cap;
+    int full;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->full || o->cap - o->len < n) {
+        o->full = 1;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+size_t pxs_http_rewrite(const char *b, size_t len, const struct pxs_http_req *r, char *out,
+                        size_t cap)
+{
+    struct out o = {out, 0, cap, 0};
+    put(&o, r->method, strlen(r->method));
+    put(&o, " ", 1);
+    if (r->path_len == 0 || r->path[0] != '/')
+        put(&o, "/", 1);
+    put(&o, r->path, r->path_len);
+    put(&o, r->minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", 11);
+    put(&o, "Host: ", 6);
+    put(&o, r->authority, r->authority_len);
+    put(&o, "\r\n", 2);
+    size_t pos = 0, l;
+    int first = 1;
+    while (pos < len) {
+        const char *line = next_line(b, len, &pos, &l);
+        if (l == 0) {
+            if (first)
+                continue; /* leading empty lines */
+            break;
+        }
+        if (first) {
+            first = 0; /* the request line, written above */
+            continue;
+        }
+        const char *colon = memchr(line, ':', l);
+        if (!colon || hop_by_hop(b, len, line, (size_t)(colon - line)))
+            continue;
+        put(&o, line, l);
+        put(&o, "\r\n", 2);
+    }
+    put(&o, "Connection: close\r\n\r\n", 21);
+    return o.full ? 0 : o.len;
+}

@@ -1,0 +1,508 @@
+"""duplex listen --proxy-type socks5|http: the proxy server (src/cli/proxyserv*.c).
+
+Clients: curl (-x, --proxy-user, --socks5, --socks5-hostname, -p), ncat's
+client (--proxy, --proxy-type, --proxy-auth), duplex's own (-x, -X), and raw
+Python sockets where the exact bytes are the point (reply codes, the bound
+address, a client that stops half-way). Targets: Python servers in this
+process (an echo server, an HTTP origin) that count what they accept, so a
+refused client is shown never to have reached them. `ncat -l --proxy-type
+http` runs the same curl lines where it serves them (it has no SOCKS server).
+"""
+
+import hashlib
+import http.server
+import os
+import socket
+import socketserver
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import TIMEOUT, free_port, have_ipv6_loopback, need, wait_listening
+
+MiB = 1 << 20
+
+
+# ------------------------------------------------------------------ targets --
+
+
+class Echo(socketserver.ThreadingTCPServer):
+    """Echoes every byte back until the client's end of input, then closes
+    (so a half-close through the tunnel is needed for the client to see
+    the end). Counts its accepted connections and their peer addresses."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128  # (5 by default: concurrent tunnels overflowed it, and got reset)
+
+    def __init__(self, host="127.0.0.1"):
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.accepted = 0
+        self.peers = []
+        outer = self
+
+        class H(socketserver.BaseRequestHandler):
+            def handle(self):
+                outer.accepted += 1
+                outer.peers.append(self.request.getpeername())
+                self.request.settimeout(TIMEOUT)
+                while True:
+                    b = self.request.recv(65536)
+                    if not b:
+                        break
+                    self.request.sendall(b)
+                self.request.shutdown(socket.SHUT_WR)
+
+        super().__init__((host, 0), H)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+
+BLOB = os.urandom(MiB)
+
+
+class Origin(http.server.ThreadingHTTPServer):
+    """An HTTP origin: GET /blob gives BLOB, POST answers the sha256 of the
+    body; records each request's headers and counts connections."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, host="127.0.0.1"):
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.accepted = 0
+        self.requests = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def setup(self):
+                outer.accepted += 1
+                super().setup()
+
+            def do_GET(self):
+                outer.requests.append((self.command, self.path, dict(self.headers.items())))
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(BLOB)))
+                self.end_headers()
+                self.wfile.write(BLOB)
+
+            def do_POST(self):
+                outer.requests.append((self.command, self.path, dict(self.headers.items())))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                digest = hashlib.sha256(body).hexdigest().encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(digest)))
+                self.end_headers()
+                self.wfile.write(digest)
+
+        super().__init__((host, 0), H)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+
+@pytest.fixture
+def echo():
+    made = []
+
+    def _make(host="127.0.0.1"):
+        s = Echo(host)
+        made.append(s)
+        return s
+
+    yield _make
+    for s in made:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.fixture
+def origin():
+    made = []
+
+    def _make(host="127.0.0.1"):
+        s = Origin(host)
+        made.append(s)
+        return s
+
+    yield _make
+    for s in made:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.fixture
+def proxy(start_listener):
+    """proxy(kind, *args) -> (proc, port): `duplex listen -v --proxy-type KIND ARGS 127.0.0.1 0`."""
+
+    def _start(kind, *args):
+        return start_listener(["-v", "--proxy-type", kind, *args])
+
+    return _start
+
+
+def run(spawn, args, stdin=subprocess.DEVNULL, timeout=TIMEOUT):
+    p = spawn(args, stdin=stdin)
+    rc = p.wait(timeout)
+    return rc, p.out, p.err
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        b = s.recv(n - len(buf))
+        if not b:
+            raise AssertionError(f"EOF after {len(buf)} of {n} bytes: {buf!r}")
+        buf += b
+    return buf
+
+
+def recv_to_eof(s, timeout=TIMEOUT):
+    s.settimeout(timeout)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return out
+        out += b
+
+
+def closed_without_reply(s):
+    """The server closed (EOF or reset) and sent nothing."""
+    s.settimeout(TIMEOUT)
+    try:
+        return s.recv(16) == b""
+    except ConnectionResetError:
+        return True
+
+
+def socks5(port, greeting=b"\x05\x01\x00"):
+    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    s.sendall(greeting)
+    return s
+
+
+def socks5_connect(port, host, tport, user=None):
+    """A SOCKS5 CONNECT; returns (socket, reply code, bound (addr, port))."""
+    s = socks5(port, b"\x05\x01\x02" if user else b"\x05\x01\x00")
+    assert recv_exact(s, 2) == (b"\x05\x02" if user else b"\x05\x00")
+    if user:
+        u, p = user.split(":", 1)
+        s.sendall(bytes([1, len(u)]) + u.encode() + bytes([len(p)]) + p.encode())
+        assert recv_exact(s, 2) == b"\x01\x00"
+    try:
+        a = socket.inet_pton(socket.AF_INET, host)
+        req = b"\x01" + a
+    except OSError:
+        try:
+            req = b"\x04" + socket.inet_pton(socket.AF_INET6, host)
+        except OSError:
+            req = b"\x03" + bytes([len(host)]) + host.encode()
+    s.sendall(b"\x05\x01\x00" + req + struct.pack(">H", tport))
+    head = recv_exact(s, 4)
+    assert head[0] == 5 and head[2] == 0, head
+    if head[3] == 1:
+        addr = socket.inet_ntop(socket.AF_INET, recv_exact(s, 4))
+    else:
+        assert head[3] == 4, head
+        addr = socket.inet_ntop(socket.AF_INET6, recv_exact(s, 16))
+    bport = struct.unpack(">H", recv_exact(s, 2))[0]
+    return s, head[1], (addr, bport)
+
+
+def both_ways(s, size=MiB):
+    """size random bytes up while reading what comes back; then half-close,
+    read to the end. Returns (sent, received)."""
+    data = os.urandom(size)
+
+    def send():
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    # well before the echo server gives up waiting (TIMEOUT): only the
+    # half-close passed through ends this in time
+    got = recv_to_eof(s, timeout=TIMEOUT / 3)
+    t.join(TIMEOUT)
+    return data, got
+
+
+def wait_for(cond, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# ------------------------------------------------------------------ SOCKS5 --
+
+
+def test_socks5_curl_hostname_and_ipv4(spawn, proxy, origin):
+    need("curl")
+    o = origin()
+    p, port = proxy("socks5")
+    for flag, host in (("--socks5-hostname", "localhost"), ("--socks5", "127.0.0.1")):
+        rc, out, err = run(spawn, ["curl", "-sS", "--max-time", "20", flag, f"127.0.0.1:{port}",
+                                   f"http://{host}:{o.port}/blob"])
+        assert rc == 0, err
+        assert sha(out) == sha(BLOB)
+        # one -v line per tunnel: client -> target as asked, bytes each way, why it ended
+        m = p.wait_err(rf"127\.0\.0\.1:\d+ -> {host}:{o.port} \(socks5\): sent \d+ bytes, "
+                       rf"received (\d+) bytes in [\d.]+ s: closed by both sides")
+        assert int(m.group(1)) > MiB
+
+
+def test_socks5_curl_ipv6(spawn, proxy, origin):
+    need("curl")
+    if not have_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    o = origin("::1")
+    p, port = proxy("socks5")
+    rc, out, err = run(spawn, ["curl", "-sS", "--max-time", "20", "--socks5", f"127.0.0.1:{port}",
+                               f"http://[::1]:{o.port}/blob"])
+    assert rc == 0, err
+    assert sha(out) == sha(BLOB)
+    p.wait_err(rf"-> \[::1\]:{o.port} \(socks5\)")
+
+
+@pytest.mark.parametrize("atyp", ["ipv4", "name", "ipv6"])
+def test_socks5_both_ways_with_half_close(proxy, echo, atyp):
+    """1 MiB each way at once through the tunnel; the client's end of input
+    reaches the target, whose end comes back; the reply names the address
+    the proxy connected from (the target sees that same address as its peer)."""
+    if atyp == "ipv6" and not have_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    e = echo("::1" if atyp == "ipv6" else "127.0.0.1")
+    p, port = proxy("socks5")
+    host = {"ipv4": "127.0.0.1", "name": "localhost", "ipv6": "::1"}[atyp]
+    s, rep, bound = socks5_connect(port, host, e.port)
+    assert rep == 0
+    sent, got = both_ways(s)
+    s.close()
+    assert sha(got) == sha(sent)
+    assert e.accepted == 1
+    assert bound == tuple(e.peers[0][:2])
+
+
+def test_socks5_duplex_and_ncat_clients(spawn, duplex, proxy, echo):
+    need("ncat")
+    e = echo()
+    p, port = proxy("socks5")
+    data = os.urandom(MiB)
+    rc, out, err = run(spawn, [duplex, "-x", f"127.0.0.1:{port}", "-X", "5", "-N", "localhost",
+                               e.port], stdin=data)
+    assert rc == 0, err
+    assert sha(out) == sha(data)
+    # ncat as a client: a small exchange (ncat is no bulk peer)
+    rc, out, err = run(spawn, ["ncat", "--proxy", f"127.0.0.1:{port}", "--proxy-type", "socks5",
+                               "127.0.0.1", str(e.port)], stdin=b"hello ncat\n")
+    assert rc == 0, err
+    assert out == b"hello ncat\n"
+    assert e.accepted == 2
+
+
+def test_socks5_auth(spawn, duplex, proxy, echo, origin):
+    need("curl")
+    need("ncat")
+    e, o = echo(), origin()
+    p, port = proxy("socks5", "--proxy-auth", "user:s3cret")
+    # right credentials: curl, ncat, duplex
+    rc, out, err = run(spawn, ["curl", "-sS", "--max-time", "20", "--socks5-hostname",
+                               f"127.0.0.1:{port}", "--proxy-user", "user:s3cret",
+                               f"http://localhost:{o.port}/blob"])
+    assert rc == 0 and sha(out) == sha(BLOB), err
+    rc, out, err = run(spawn, ["ncat", "--proxy", f"127.0.0.1:{port}", "--proxy-type", "socks5",
+                               "--proxy-auth", "user:s3cret", "127.0.0.1", str(e.port)],
+                       stdin=b"via ncat\n")
+    assert rc == 0 and out == b"via ncat\n", err
+    rc, out, err = run(spawn, [duplex, "-x", f"127.0.0.1:{port}", "--proxy-auth", "user:s3cret",
+                               "-N", "127.0.0.1", e.port], stdin=b"via duplex\n")
+    assert rc == 0 and out == b"via duplex\n", err
+    assert (e.accepted, o.accepted) == (2, 1)
+    # wrong password, wrong user, a longer password, and a client that offers no authentication
+    for cred in ("user:wrong", "usex:s3cret", "user:s3cret2"):
+        rc, out, err = run(spawn, ["curl", "-sS", "--max-time", "20", "--socks5",
+                                   f"127.0.0.1:{port}", "--proxy-user", cred,
+                                   f"http://127.0.0.1:{o.port}/blob"])
+        assert rc != 0 and out == b""
+        p.wait_err(rf"-> \? \(socks5\): .*authentication failed \(user '{cred.split(':')[0]}'\)")
+    s = socks5(port, b"\x05\x01\x00")
+    assert recv_exact(s, 2) == b"\x05\xff"  # fail closed: no method acceptable
+    assert closed_without_reply(s)
+    s.close()
+    p.wait_err(r"no acceptable method \(--proxy-auth: username/password required\)")
+    rc, out, err = run(spawn, [duplex, "-x", f"127.0.0.1:{port}", "127.0.0.1", e.port],
+                       stdin=b"x")
+    assert rc == 4 and "authentication" in err, err
+    assert (e.accepted, o.accepted) == (2, 1)  # none of the refused reached a target
+
+
+def test_socks5_reply_codes(proxy, echo):
+    e = echo()
+    p, port = proxy("socks5", "-w", "2")
+    # refused: 05
+    closed = free_port()
+    s = socks5(port)
+    assert recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + struct.pack(">H", closed))
+    assert recv_exact(s, 10) == b"\x05\x05\x00\x01" + bytes(6)
+    assert closed_without_reply(s)
+    s.close()
+    p.wait_err(rf"SOCKS5 reply 05: connect 127.0.0.1:{closed}: Connection refused")
+    # BIND and UDP ASSOCIATE: 07; an unknown address type: 08
+    for req, code in ((b"\x05\x02\x00\x01\x7f\x00\x00\x01\x00\x50", 7),
+                      (b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00", 7),
+                      (b"\x05\x01\x00\x09\x7f\x00\x00\x01\x00\x50", 8)):
+        s = socks5(port)
+        assert recv_exact(s, 2) == b"\x05\x00"
+        s.sendall(req)
+        assert recv_exact(s, 10) == bytes([5, code, 0, 1]) + bytes(6)
+        assert closed_without_reply(s)
+        s.close()
+    # a name that does not resolve: 04 host unreachable
+    s = socks5(port)
+    assert recv_exact(s, 2) == b"\x05\x00"
+    name = b"no-such-host.invalid"
+    s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + b"\x00\x50")
+    assert recv_exact(s, 10)[:2] == b"\x05\x04"
+    s.close()
+    # not SOCKS5 at all: closed without a reply
+    s = socks5(port, b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00")
+    assert closed_without_reply(s)
+    s.close()
+    assert e.accepted == 0
+
+
+def test_denied_client_never_reaches_target(spawn, start_listener, echo):
+    need("curl")
+    e = echo()
+    for kind in ("socks5", "http"):
+        p, port = start_listener(["-v", "--proxy-type", kind, "--deny", "127.0.0.1"])
+        s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        s.sendall(b"\x05\x01\x00" if kind == "socks5" else
+                  b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % e.port)
+        assert closed_without_reply(s)
+        s.close()
+        p.wait_err(r"127\.0\.0\.1:\d+: refused: not allowed by --allow/--deny "
+                   r"\(matches deny rule 127\.0\.0\.1/32\)")
+    assert e.accepted == 0
+
+
+def test_slow_client_cut_at_deadline_while_others_served(proxy, echo):
+    """-w 1: a client that stops in the middle of its request is closed after
+    1 s; meanwhile another client gets its tunnel at once."""
+    e = echo()
+    for kind, partial in (("socks5", b"\x05\x01"), ("http", b"CONNECT 127.0.0.1:80 HTT")):
+        p, port = proxy(kind, "-w", "1")
+        slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        slow.sendall(partial)
+        t0 = time.monotonic()
+        if kind == "socks5":
+            s, rep, _ = socks5_connect(port, "127.0.0.1", e.port)
+            assert rep == 0
+        else:
+            s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % e.port)
+            assert recv_exact(s, 39) == b"HTTP/1.1 200 Connection established\r\n\r\n"
+        s.sendall(b"ping")
+        assert recv_exact(s, 4) == b"ping"
+        assert time.monotonic() - t0 < 0.9  # served while the slow one waits
+        s.close()
+        reply = recv_to_eof(slow, timeout=5)
+        took = time.monotonic() - t0
+        slow.close()
+        assert 0.8 < took < 4, took
+        if kind == "http":
+            assert reply.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), reply
+        else:
+            assert reply == b""
+        p.wait_err(r"no complete request within 1 s")
+
+
+def test_many_concurrent_tunnels(proxy, echo):
+    e = echo()
+    p, port = proxy("socks5")
+    n = 40
+    results = [None] * n
+
+    def one(i):
+        try:
+            s, rep, _ = socks5_connect(port, "localhost" if i % 2 else "127.0.0.1", e.port)
+            sent, got = both_ways(s, 64 * 1024)
+            s.close()
+            results[i] = sent == got or (len(sent), len(got))
+        except Exception as ex:  # noqa: BLE001 (reported below)
+            results[i] = repr(ex)
+
+    ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(TIMEOUT)
+    assert results == [True] * n, p.err
+    assert e.accepted == n
+
+
+def test_max_conns_and_idle_timeout(proxy, echo):
+    e = echo()
+    p, port = proxy("socks5", "--max-conns", "1", "--idle-timeout", "1")
+    s, rep, _ = socks5_connect(port, "127.0.0.1", e.port)
+    assert rep == 0
+    s2 = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    assert closed_without_reply(s2)  # over the limit: closed at once
+    s2.close()
+    p.wait_err(r"refused: --max-conns 1 reached")
+    # the tunnel moves nothing: closed after 1 s idle
+    t0 = time.monotonic()
+    assert recv_to_eof(s) == b""
+    assert 0.8 < time.monotonic() - t0 < 4
+    s.close()
+    p.wait_err(r"-> 127\.0\.0\.1:\d+ \(socks5\): sent 0 bytes, received 0 bytes in [\d.]+ s: "
+               r"idle for 1 s")
+    # the slot is free again
+    s, rep, _ = socks5_connect(port, "127.0.0.1", e.port)
+    assert rep == 0
+    s.close()
+
+
+@pytest.mark.parametrize("args,what", [
+    (["--echo"], "--echo"),
+    (["--broker"], "--broker"),
+    (["--chat"], "--chat"),
+    (["--exec", "/bin/cat"], "--exec"),
+    (["-u"], "-u"),
+    (["--ssl"], "--ssl"),
+    (["--threads", "2"], "--threads"),
+    (["--model", "fork"], "--model"),
+])
+def test_refused_combinations(run_duplex, args, what):
+    for kind in ("socks5", "http"):
+        rc, out, err = run_duplex(["listen", "--proxy-type", kind, *args, "127.0.0.1", "0"])
+        assert rc == 2, err
+        assert f"serves each client as a proxy: not with {what}" in err
+
+
+def test_refused_options(run_duplex):
+    rc, _, err = run_duplex(["listen", "--proxy-type", "socks4", "127.0.0.1", "0"])
+    assert rc == 2 and "serves socks5 and http" in err
+    rc, _, err = run_duplex(["listen", "--proxy-type", "socks5", "--proxy-auth", "nocolon",
+                             "127.0.0.1", "0"])
+    assert rc == 2 and "expected USER:PASS" in err
+    rc, _, err = run_duplex(["listen", "--proxy-auth", "u:p", "127.0.0.1", "0"])
+    assert rc == 2 and "give --proxy-type socks5 or http" in err

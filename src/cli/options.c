@@ -246,7 +246,7 @@ static const char help_proxy_server[] =
 "                           HOST:PORT, and requests with an absolute http:// URI,\n"
 "                           one a connection (sent with Connection: close)\n"
 "      --proxy-auth USER:PASS  clients must give these (SOCKS5: username/password\n"
-"                           only; HTTP: Proxy-Authorization, else 407)\n"
+"                           only; HTTP: Basic or Digest MD5/SHA-256, else 407)\n"
 "  The request must come within -w (else 10 s); the lookup and the connect are\n"
 "  bounded by the same; -w, -i close idle tunnels; --allow/--deny, --max-conns\n"
 "  apply; -v: a line per client (target, bytes each way, why it ended).\n"

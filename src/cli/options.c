@@ -114,6 +114,8 @@ static const char help_options[] =
 "      --no-shutdown        never shut the write side down; quit when the peer ends\n"
 "  -d, --recv-only          do not read stdin (and do not shut down the write side)\n"
 "      --send-only          send stdin, discard what arrives; quit at end of input\n"
+"      --delay TIME         send stdin a line at a time, TIME apart (the first at\n"
+"                           once; ncat's -d TIME: -d takes no value here)\n"
 "  -C, --crlf               send a lone LF from stdin as CRLF (for line protocols:\n"
 "                           SMTP, HTTP, IRC typed by hand; -u: in each datagram)\n"
 "      --hex-dump FILE      log every byte sent ('>') and received ('<') to FILE\n"
@@ -121,6 +123,9 @@ static const char help_options[] =
 "  -o, --output FILE        copy every byte sent and received to FILE, in the\n"
 "                           order they pass (as ncat -o)\n"
 "      --append-output      append to the -o and --hex-dump files (else truncated)\n"
+"  ncat's spellings: --unixsock (-U), --nodns (-n), --source-port (-p), --wait (-w),\n"
+"  --keep-open (-k); ncat's -x FILE is --hex-dump FILE; --sctp, --vsock, -g, -G\n"
+"  and --lua-exec are refused with the reason and what to use instead\n"
 "  -z, --zero-io            probe ports: the exit status says whether any accepts\n"
 "                           connections; -v prints each port open or closed\n"
 "                           (-u: a probe datagram, see UDP)\n"
@@ -427,6 +432,8 @@ enum {
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_APPEND_OUTPUT, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN,
+    /* ncat options duplex refuses, each with the reason and what to use */
+    OPT_SCTP, OPT_VSOCK, OPT_LUA_EXEC, OPT_DELAY,
 };
 
 enum { OPT_SHOW_OPTS = 0x400 }; /* -O and --show-opts (sockopts.c) */
@@ -441,6 +448,14 @@ static const struct option long_opts[] = {
     {"ipv4", no_argument, NULL, '4'},
     {"ipv6", no_argument, NULL, '6'},
     {"unix", required_argument, NULL, 'U'},
+    {"unixsock", required_argument, NULL, 'U'}, /* ncat's spellings: the same options */
+    {"nodns", no_argument, NULL, 'n'},
+    {"source-port", required_argument, NULL, 'p'},
+    {"wait", required_argument, NULL, 'w'},
+    {"delay", required_argument, NULL, OPT_DELAY},
+    {"sctp", no_argument, NULL, OPT_SCTP},
+    {"vsock", no_argument, NULL, OPT_VSOCK},
+    {"lua-exec", required_argument, NULL, OPT_LUA_EXEC},
     {"listen", no_argument, NULL, 'l'},
     {"keep-listening", no_argument, NULL, 'k'},
     {"keep-open", no_argument, NULL, 'k'},
@@ -1064,6 +1079,12 @@ static int parse_proxy(struct options *o, const char *text)
     o->proxy_host = o->proxy_port = NULL;
     if (n == 0 || n >= sizeof buf)
         goto bad;
+    if (strchr(text, '/')) {
+        /* no host name or address has one: ncat's -x FILE was meant */
+        cli_error("-x/--proxy takes the proxy's ADDR[:PORT] (as OpenBSD nc), not a file: "
+                  "ncat's -x FILE (a hex dump) is --hex-dump %s", text);
+        return -1;
+    }
     if (dx_split_hostport(text, buf, sizeof buf, &o->proxy_host, &o->proxy_port) == 0) {
         if (!*o->proxy_host)
             goto bad;
@@ -1317,6 +1338,62 @@ static int check_unix_available(const struct options *o)
     return -1;
 }
 
+/* `-d 500ms HOST PORT` (ncat: a delay between lines) would read the time as
+ * the host, since -d takes no value (OpenBSD nc: do not read stdin). A
+ * word right after -d that is a time and stands where the host goes is
+ * refused, pointing to --delay. */
+static int check_d_time(const struct options *o, const char *after_d, char **pos, int npos,
+                        int port_flag)
+{
+    int64_t ms;
+    if (!after_d || npos == 0 || pos[0] != after_d || o->unix_path ||
+        cli_parse_duration(after_d, 1e12, &ms) != 0)
+        return 0;
+    if (o->cmd == CMD_LISTEN && npos < 2 && !port_flag)
+        return 0; /* `listen -d 8080`: the port */
+    cli_error("-d takes no value (as OpenBSD nc: do not read stdin, --recv-only), so '%s' "
+              "would be taken as the host: for ncat's -d %s (wait between lines sent) write "
+              "--delay %s", after_d, after_d, after_d);
+    return -1;
+}
+
+/* ncat options duplex does not have: why, and what does the job instead.
+ * Prints; returns EXIT_USAGE. */
+static int refuse_ncat_option(int c, const char *arg)
+{
+    switch (c) {
+    case OPT_SCTP: {
+        const char *why = DX_OS_WINDOWS ? " (Windows has none)" : "";
+#ifdef __linux__
+        int fd = dx__sock_socket(AF_INET, SOCK_STREAM, 132 /* IPPROTO_SCTP */);
+        if (fd >= 0)
+            dx__sock_close(fd);
+        else
+            why = " (this kernel has none either: modprobe sctp first)";
+#endif
+        cli_error("--sctp: duplex speaks TCP, UDP and Unix sockets, not SCTP: use socat "
+                  "(socat - SCTP-CONNECT:HOST:PORT, socat SCTP-LISTEN:PORT -)%s", why);
+        break;
+    }
+    case OPT_VSOCK:
+        cli_error("--vsock: AF_VSOCK (virtual machine to host sockets) is not supported: use "
+                  "socat (socat - VSOCK-CONNECT:CID:PORT, socat VSOCK-LISTEN:PORT -)");
+        break;
+    case 'g':
+    case 'G':
+        cli_error("-%c: IPv4 source routing is not supported: every modern stack and router "
+                  "drops source-routed packets (Linux: net.ipv4.conf.*.accept_source_route=0); "
+                  "reach the target through a proxy (-x) or a relay instead", c);
+        break;
+    case OPT_LUA_EXEC:
+        cli_error("--lua-exec: duplex has no built-in Lua interpreter: run the script with "
+                  "one, --exec \"lua %s\" (the script gets the connection as its stdin and "
+                  "stdout, as with ncat)", arg);
+        break;
+    }
+    return EXIT_USAGE;
+}
+
 static int parse(int argc, char **argv, struct options *o);
 
 int cli_parse(int argc, char **argv, struct options *o)
@@ -1368,8 +1445,19 @@ static int parse(int argc, char **argv, struct options *o)
     optind = 1;
     opterr = 0;
 
+    /* ncat's -d TIME is a delay, duplex's -d (OpenBSD nc's) takes no value:
+     * remember the word after a -d, to refuse a time there that would
+     * otherwise be taken as the host (check_d_time) */
+    const char *after_d = NULL;
+    for (int i = 1; i + 1 < argc && strcmp(argv[i], "--") != 0; i++) {
+        const char *a = argv[i];
+        if (a[0] == '-' && a[1] != '-' && a[strlen(a) - 1] == 'd' &&
+            strspn(a + 1, "46ulknNvzCd") == strlen(a + 1))
+            after_d = argv[i + 1];
+    }
+
     int c, longi;
-    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:", long_opts,
+    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:g:G:", long_opts,
                                         &longi)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
@@ -1438,6 +1526,16 @@ static int parse(int argc, char **argv, struct options *o)
         case 'N': o->eof_shutdown = 1; break; /* the default, except through a proxy */
         case OPT_NO_SHUTDOWN: o->no_shutdown = 1; break;
         case 'd': o->recv_only = 1; break;
+        case OPT_DELAY:
+            if (parse_seconds("--delay", optarg, &o->delay_ms) < 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_SCTP:
+        case OPT_VSOCK:
+        case OPT_LUA_EXEC:
+        case 'g':
+        case 'G':
+            return refuse_ncat_option(c, optarg);
         case OPT_SEND_ONLY: o->send_only = 1; break;
         case 'C': o->crlf = 1; break;
         case OPT_HEX_DUMP: o->hex_dump = optarg; break;
@@ -1545,6 +1643,8 @@ static int parse(int argc, char **argv, struct options *o)
         return acl_code;
     char **pos = argv + optind;
     int npos = argc - optind;
+    if (check_d_time(o, after_d, pos, npos, port_flag != NULL) < 0)
+        return EXIT_USAGE;
     /* flags before the subcommand: `duplex -v connect HOST PORT` */
     if (argi == 1 && npos > 0 && (strcmp(pos[0], "connect") == 0 || strcmp(pos[0], "listen") == 0 ||
                                   strcmp(pos[0], "relay") == 0)) {
@@ -1582,6 +1682,12 @@ static int parse(int argc, char **argv, struct options *o)
     }
     if (o->recv_only && o->send_only) {
         cli_error("--recv-only and --send-only exclude each other");
+        return EXIT_USAGE;
+    }
+    if (o->delay_ms && (o->recv_only || o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
+        cli_error("--delay paces the lines stdin sends on one TCP or Unix stream connection: "
+                  "not with %s", o->recv_only ? "-d/--recv-only (stdin is not read)"
+                  : o->udp ? "-u" : o->zero_io ? "-z" : "relay");
         return EXIT_USAGE;
     }
     if (o->unix_path && (o->family != AF_UNSPEC || o->source_addr || port_flag)) {
@@ -1685,10 +1791,11 @@ static int parse(int argc, char **argv, struct options *o)
         if (many && !o->udp) {
             /* these shape one stdio session; a server's clients end on their own */
             if (o->quit_after_eof_ms >= 0 || o->no_shutdown || o->send_only || o->has_send_oob ||
-                o->progress != PROGRESS_OFF || o->crlf || o->hex_dump || o->output) {
+                o->progress != PROGRESS_OFF || o->crlf || o->hex_dump || o->output ||
+                o->delay_ms) {
                 cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, -C, "
-                          "--hex-dump and -o shape one connection; they do not apply with -k or a "
-                          "server mode");
+                          "--hex-dump, -o and --delay shape one connection; they do not apply "
+                          "with -k or a server mode");
                 return EXIT_USAGE;
             }
             /* -w with a server: no traffic for SECS closes that client */
@@ -1762,9 +1869,11 @@ static int parse(int argc, char **argv, struct options *o)
     /* connect --exec: the program has the connection; nothing of stdio's */
     if (o->mode == MODE_EXEC &&
         (o->crlf || o->hex_dump || o->output || o->tls || o->zero_io || o->recv_only ||
-         o->send_only || o->quit_after_eof_ms >= 0 || o->progress != PROGRESS_OFF)) {
+         o->send_only || o->quit_after_eof_ms >= 0 || o->progress != PROGRESS_OFF ||
+         o->delay_ms)) {
         cli_error("connect --exec/--sh-exec gives the connection to the program: -C, "
-                  "--hex-dump, -o, -q, -d, --send-only, --progress, -z and --ssl do not apply");
+                  "--hex-dump, -o, -q, -d, --send-only, --progress, --delay, -z and --ssl do "
+                  "not apply");
         return EXIT_USAGE;
     }
     if (o->unix_path) {

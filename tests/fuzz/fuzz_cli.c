@@ -90,6 +90,10 @@ static void check_options(const struct options *o)
     }
     if (o->mode == MODE_EXEC)
         CHECK(o->exec_cmd && *o->exec_cmd);
+    /* --delay paces stdin on one stream connection */
+    if (o->delay_ms)
+        CHECK(o->delay_ms > 0 && !o->recv_only && !o->udp && !o->zero_io &&
+              o->cmd != CMD_RELAY && o->mode == MODE_STDIO && !o->keep_listening);
     switch (o->cmd) {
     case CMD_CONNECT:
         /* connect --exec/--sh-exec (ncat): the program is the session's only end */

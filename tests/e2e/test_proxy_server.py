@@ -7,11 +7,14 @@ address, a client that stops half-way). Targets: Python servers in this
 process (an echo server, an HTTP origin) that count what they accept, so a
 refused client is shown never to have reached them. `ncat -l --proxy-type
 http` runs the same curl lines where it serves them (it has no SOCKS server).
+A slow DNS server (root: port 53 and a resolv.conf of the proxy's own in a
+mount namespace; skipped otherwise) shows the lookups run off the loop.
 """
 
 import hashlib
 import http.server
 import os
+import shutil
 import socket
 import socketserver
 import struct
@@ -684,3 +687,130 @@ def test_http_same_curl_lines_as_ncat(spawn, start_listener, origin):
             got[name] = (code, sha(body) if len(body) > 1000 else b"")
         assert got["ncat"] == got["duplex"], (line, got)
         assert got["duplex"][0] in (b"200", b"405")
+
+
+# ------------------------------------------------- name lookups on a thread --
+
+
+class SlowDNS:
+    """A DNS server on 127.0.0.77:53 that answers every A query for a name
+    with 127.0.0.1 (and AAAA with no address) after `delay` seconds; records
+    the names asked."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.asked = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.77", 53))
+        self.sock.settimeout(0.2)
+        self.stop = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _answer(self, q, peer):
+        time.sleep(self.delay)
+        qid, qd = q[:2], q[12:]
+        end = qd.index(b"\x00") + 5  # QNAME, QTYPE, QCLASS
+        question = qd[:end]
+        qtype = struct.unpack(">H", question[-4:-2])[0]
+        an = b""
+        if qtype == 1:  # A: 127.0.0.1
+            an = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([127, 0, 0, 1])
+        head = qid + b"\x81\x80" + struct.pack(">HHHH", 1, 1 if an else 0, 0, 0)
+        try:
+            self.sock.sendto(head + question + an, peer)
+        except OSError:
+            pass
+
+    def _run(self):
+        while not self.stop:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except (socket.timeout, OSError):
+                continue
+            labels, i = [], 12
+            while q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode())
+                i += 1 + q[i]
+            self.asked.append(".".join(labels))
+            threading.Thread(target=self._answer, args=(q, peer), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+@pytest.fixture
+def slow_dns(tmp_path):
+    """(SlowDNS, resolv.conf path) or a skip: needs root (port 53, a mount
+    namespace for a resolv.conf of its own) and unshare."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a resolv.conf of the proxy's own)")
+    try:
+        dns = SlowDNS(1.5)
+    except OSError as ex:
+        pytest.skip(f"cannot bind 127.0.0.77:53: {ex}")
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.77\noptions timeout:5 attempts:1\n")
+    yield dns, conf
+    dns.close()
+
+
+def test_socks5_lookup_does_not_hold_other_clients(spawn, duplex, slow_dns, echo):
+    """A name whose lookup takes 1.5 s: meanwhile other clients get their
+    tunnels at once (the lookup runs on a thread); then the slow one gets
+    its tunnel. With -w 1 the same lookup is cut at 1 s: reply 06."""
+    dns, conf = slow_dns
+    e = echo()
+    for deadline in (None, "1"):
+        port = free_port()
+        args = [duplex, "listen", "-v", "--proxy-type", "socks5", *(["-w", deadline] if deadline
+                                                                    else []), "127.0.0.1", port]
+        p = spawn(["unshare", "-m", "sh", "-c",
+                   f'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(conf), *args])
+        wait_listening(port, proc=p)
+        name = f"slow{deadline or ''}.duplex.test"
+        t0 = time.monotonic()
+        slow = socks5(port)
+        assert recv_exact(slow, 2) == b"\x05\x00"
+        slow.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name.encode() +
+                     struct.pack(">H", e.port))
+        assert wait_for(lambda: name in dns.asked, 5)
+        for _ in range(3):  # served while the lookup runs
+            s, rep, _ = socks5_connect(port, "127.0.0.1", e.port)
+            assert rep == 0
+            s.sendall(b"ping")
+            assert recv_exact(s, 4) == b"ping"
+            s.close()
+        assert time.monotonic() - t0 < 1.2
+        head = recv_exact(slow, 10)
+        took = time.monotonic() - t0
+        if deadline:
+            assert head[:2] == b"\x05\x06", head  # TTL expired: the lookup took too long
+            assert 0.9 < took < 1.45, took
+            p.wait_err(rf"-> {name}:{e.port} \(socks5\): .*SOCKS5 reply 06: resolve")
+        else:
+            assert head[:2] == b"\x05\x00", head
+            assert took >= 1.4, took
+            slow.sendall(b"late")
+            assert recv_exact(slow, 4) == b"late"
+        slow.close()
+
+
+def test_numeric_only_refuses_names(proxy, echo):
+    """-n: no lookups; a name is host unreachable (SOCKS5 04, HTTP 502),
+    an address still works."""
+    e = echo()
+    p, port = proxy("socks5", "-n")
+    s = socks5(port)
+    assert recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x03\x09localhost" + struct.pack(">H", e.port))
+    assert recv_exact(s, 10)[:2] == b"\x05\x04"
+    s.close()
+    p.wait_err(r"resolve \(-n: no DNS\) localhost:\d+")
+    s, rep, _ = socks5_connect(port, "127.0.0.1", e.port)
+    assert rep == 0
+    s.close()
+    h, hport = proxy("http", "-n")
+    status, reply = http_exchange(hport, b"CONNECT localhost:%d HTTP/1.1\r\n\r\n" % e.port)
+    assert status == 502, reply
+    assert e.accepted == 1

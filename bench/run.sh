@@ -14,7 +14,7 @@ DUPLEX=$1
 make -C "$HERE"
 
 # Benchmarks, one per line. To select: BENCHES="echo" bench/run.sh ...
-BENCHES=${BENCHES:-"echo bulk relay broker tls"}
+BENCHES=${BENCHES:-"echo bulk relay broker tls proxy"}
 for b in $BENCHES; do
     case $b in
         echo) "$HERE/echo.sh" "$DUPLEX" ;;
@@ -22,6 +22,7 @@ for b in $BENCHES; do
         relay) "$HERE/relay.sh" "$DUPLEX" ;;  # relay vs socat / haproxy / direct
         broker) "$HERE/broker.sh" "$DUPLEX" ;; # fan-out: duplex --broker vs ncat --broker
         tls) "$HERE/tls.sh" "$DUPLEX" ;;       # TLS termination: relay --ssl vs socat / stunnel / ncat
+        proxy) "$HERE/proxy.sh" "$DUPLEX" ;;   # proxy server tunnels vs microsocks / tinyproxy
         *) echo "run.sh: unknown benchmark $b" >&2; exit 2 ;;
     esac
 done

@@ -70,6 +70,7 @@ struct options {
     int recv_only;         /* -d / --recv-only: never read stdin */
     int send_only;         /* --send-only: discard what arrives */
     int crlf;              /* -C: send a lone LF from stdin as CRLF */
+    int64_t delay_ms;      /* --delay TIME: stdin sent a line at a time, TIME apart */
     const char *hex_dump;  /* --hex-dump FILE ("-": stderr) */
     const char *output;    /* -o / --output FILE: a copy of both directions */
     int append_output;     /* --append-output: -o and --hex-dump append */
@@ -399,9 +400,23 @@ size_t cli_crlf(const char *in, size_t n, char *out, int *last_was_cr);
 void cli_filters_attach(const struct options *o, dx_pump *up, dx_pump *down);
 void exec_close_idle(const struct options *o, uint64_t limit_ms);
 
+/* delay.c: --delay. cli_delay_open() starts pacing stdin and returns the
+ * descriptor the session reads instead of stdin (or -errno);
+ * cli_delay_close() at the end of the session. */
+int cli_delay_open(dx_loop *loop, const struct options *o);
+void cli_delay_close(void);
+
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);
 int cli_udp_listen(const struct options *o, dx_loop *loop);
+/* udp_unix.c: -U -u. The datagram socket of connect (bound to -s PATH or
+ * an automatic address, connected to o->unix_path; peer_text gets the path)
+ * or of listen (bound to o->unix_path): a descriptor, or -errno (said).
+ * created gets the path of a socket file made (to remove at the end, and
+ * registered with cli_remove_on_exit), else "". */
+int cli_unix_dgram_open(const struct options *o, int server, char *created, size_t len,
+                        char *peer_text, size_t peer_len);
+int cli_unix_dgram_unnamed(const dx_addr *a); /* from a Unix datagram socket: 1 if the sender has no address */
 /* udp_probe.c: connect -z -u */
 int cli_udp_probe(const struct options *o, dx_loop *loop);
 

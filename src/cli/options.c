@@ -91,12 +91,14 @@ static const char help_options[] =
 "Options:\n"
 "  -4, --ipv4               IPv4 only\n"
 "  -6, --ipv6               IPv6 only\n"
-"  -U, --unix PATH          Unix stream socket at PATH instead of TCP\n"
+"  -U, --unix PATH          Unix stream socket at PATH instead of TCP (-u: Unix\n"
+"                           datagrams; -U -u PATH, as ncat, works too)\n"
 "  -u, --udp                UDP instead of TCP: see UDP below\n"
 "  -l, --listen             listen (netcat style); -k: see Server modes\n"
 
 "  -p, --port PORT          connect: local source port; listen: the port\n"
 "  -s, --source ADDR        connect: local source address; listen: the address\n"
+"                           (connect -U -u: the client's own socket PATH)\n"
 "  -n, --numeric            numeric addresses only, no DNS\n"
 "  -w, --timeout SECS       bound the connect (and a proxy or TLS handshake);\n"
 "                           quit after SECS without traffic (listen -k, server\n"
@@ -114,6 +116,8 @@ static const char help_options[] =
 "      --no-shutdown        never shut the write side down; quit when the peer ends\n"
 "  -d, --recv-only          do not read stdin (and do not shut down the write side)\n"
 "      --send-only          send stdin, discard what arrives; quit at end of input\n"
+"      --delay TIME         send stdin a line at a time, TIME apart (the first at\n"
+"                           once; ncat's -d TIME: -d takes no value here)\n"
 "  -C, --crlf               send a lone LF from stdin as CRLF (for line protocols:\n"
 "                           SMTP, HTTP, IRC typed by hand; -u: in each datagram)\n"
 "      --hex-dump FILE      log every byte sent ('>') and received ('<') to FILE\n"
@@ -121,6 +125,9 @@ static const char help_options[] =
 "  -o, --output FILE        copy every byte sent and received to FILE, in the\n"
 "                           order they pass (as ncat -o)\n"
 "      --append-output      append to the -o and --hex-dump files (else truncated)\n"
+"  ncat's spellings: --unixsock (-U), --nodns (-n), --source-port (-p), --wait (-w),\n"
+"  --keep-open (-k); ncat's -x FILE is --hex-dump FILE; --sctp, --vsock, -g, -G\n"
+"  and --lua-exec are refused with the reason and what to use instead\n"
 "  -z, --zero-io            probe ports: the exit status says whether any accepts\n"
 "                           connections; -v prints each port open or closed\n"
 "                           (-u: a probe datagram, see UDP)\n"
@@ -244,7 +251,7 @@ static const char help_proxy_server[] =
 "                           HOST:PORT, and requests with an absolute http:// URI,\n"
 "                           one a connection (sent with Connection: close)\n"
 "      --proxy-auth USER:PASS  clients must give these (SOCKS5: username/password\n"
-"                           only; HTTP: Proxy-Authorization, else 407)\n"
+"                           only; HTTP: Basic or Digest MD5/SHA-256, else 407)\n"
 "  The request must come within -w (else 10 s); the lookup and the connect are\n"
 "  bounded by the same; -w, -i close idle tunnels; --allow/--deny, --max-conns\n"
 "  apply; -v: a line per client (target, bytes each way, why it ended).\n"
@@ -323,7 +330,11 @@ static const char help_udp[] =
 "Peers (-k, --exec): at most --max-conns (default 100, as ncat), each forgotten\n"
 "(its CMD sent SIGTERM) after --idle-timeout without a datagram (default 60 s;\n"
 "--exec: either way); --allow/--deny check every datagram; a refused sender gets\n"
-"no CMD (a -v line). --exec with -u: not on Windows.\n";
+"no CMD (a -v line). --exec with -u: not on Windows.\n"
+"-U PATH -u: Unix datagrams. The client binds its own address for replies (-s\n"
+"PATH, else an automatic abstract name); the server replies to the sender's\n"
+"address (a sender with none cannot be answered: -v says so); socket files made\n"
+"are removed at exit, also on SIGINT/SIGTERM.\n";
 
 static const char help_exit[] =
 "Exit status:\n"
@@ -427,6 +438,8 @@ enum {
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_APPEND_OUTPUT, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN,
+    /* ncat options duplex refuses, each with the reason and what to use */
+    OPT_SCTP, OPT_VSOCK, OPT_LUA_EXEC, OPT_DELAY,
 };
 
 enum { OPT_SHOW_OPTS = 0x400 }; /* -O and --show-opts (sockopts.c) */
@@ -441,6 +454,14 @@ static const struct option long_opts[] = {
     {"ipv4", no_argument, NULL, '4'},
     {"ipv6", no_argument, NULL, '6'},
     {"unix", required_argument, NULL, 'U'},
+    {"unixsock", required_argument, NULL, 'U'}, /* ncat's spellings: the same options */
+    {"nodns", no_argument, NULL, 'n'},
+    {"source-port", required_argument, NULL, 'p'},
+    {"wait", required_argument, NULL, 'w'},
+    {"delay", required_argument, NULL, OPT_DELAY},
+    {"sctp", no_argument, NULL, OPT_SCTP},
+    {"vsock", no_argument, NULL, OPT_VSOCK},
+    {"lua-exec", required_argument, NULL, OPT_LUA_EXEC},
     {"listen", no_argument, NULL, 'l'},
     {"keep-listening", no_argument, NULL, 'k'},
     {"keep-open", no_argument, NULL, 'k'},
@@ -1064,6 +1085,12 @@ static int parse_proxy(struct options *o, const char *text)
     o->proxy_host = o->proxy_port = NULL;
     if (n == 0 || n >= sizeof buf)
         goto bad;
+    if (strchr(text, '/')) {
+        /* no host name or address has one: ncat's -x FILE was meant */
+        cli_error("-x/--proxy takes the proxy's ADDR[:PORT] (as OpenBSD nc), not a file: "
+                  "ncat's -x FILE (a hex dump) is --hex-dump %s", text);
+        return -1;
+    }
     if (dx_split_hostport(text, buf, sizeof buf, &o->proxy_host, &o->proxy_port) == 0) {
         if (!*o->proxy_host)
             goto bad;
@@ -1317,6 +1344,62 @@ static int check_unix_available(const struct options *o)
     return -1;
 }
 
+/* `-d 500ms HOST PORT` (ncat: a delay between lines) would read the time as
+ * the host, since -d takes no value (OpenBSD nc: do not read stdin). A
+ * word right after -d that is a time and stands where the host goes is
+ * refused, pointing to --delay. */
+static int check_d_time(const struct options *o, const char *after_d, char **pos, int npos,
+                        int port_flag)
+{
+    int64_t ms;
+    if (!after_d || npos == 0 || pos[0] != after_d || o->unix_path ||
+        cli_parse_duration(after_d, 1e12, &ms) != 0)
+        return 0;
+    if (o->cmd == CMD_LISTEN && npos < 2 && !port_flag)
+        return 0; /* `listen -d 8080`: the port */
+    cli_error("-d takes no value (as OpenBSD nc: do not read stdin, --recv-only), so '%s' "
+              "would be taken as the host: for ncat's -d %s (wait between lines sent) write "
+              "--delay %s", after_d, after_d, after_d);
+    return -1;
+}
+
+/* ncat options duplex does not have: why, and what does the job instead.
+ * Prints; returns EXIT_USAGE. */
+static int refuse_ncat_option(int c, const char *arg)
+{
+    switch (c) {
+    case OPT_SCTP: {
+        const char *why = DX_OS_WINDOWS ? " (Windows has none)" : "";
+#ifdef __linux__
+        int fd = dx__sock_socket(AF_INET, SOCK_STREAM, 132 /* IPPROTO_SCTP */);
+        if (fd >= 0)
+            dx__sock_close(fd);
+        else
+            why = " (this kernel has none either: modprobe sctp first)";
+#endif
+        cli_error("--sctp: duplex speaks TCP, UDP and Unix sockets, not SCTP: use socat "
+                  "(socat - SCTP-CONNECT:HOST:PORT, socat SCTP-LISTEN:PORT -)%s", why);
+        break;
+    }
+    case OPT_VSOCK:
+        cli_error("--vsock: AF_VSOCK (virtual machine to host sockets) is not supported: use "
+                  "socat (socat - VSOCK-CONNECT:CID:PORT, socat VSOCK-LISTEN:PORT -)");
+        break;
+    case 'g':
+    case 'G':
+        cli_error("-%c: IPv4 source routing is not supported: every modern stack and router "
+                  "drops source-routed packets (Linux: net.ipv4.conf.*.accept_source_route=0); "
+                  "reach the target through a proxy (-x) or a relay instead", c);
+        break;
+    case OPT_LUA_EXEC:
+        cli_error("--lua-exec: duplex has no built-in Lua interpreter: run the script with "
+                  "one, --exec \"lua %s\" (the script gets the connection as its stdin and "
+                  "stdout, as with ncat)", arg);
+        break;
+    }
+    return EXIT_USAGE;
+}
+
 static int parse(int argc, char **argv, struct options *o);
 
 int cli_parse(int argc, char **argv, struct options *o)
@@ -1337,6 +1420,7 @@ static int parse(int argc, char **argv, struct options *o)
     o->max_queue = 1u << 20;
     const char *port_flag = NULL;
     int proxy_given = 0, proxy_type_given = 0, tls_opt_given = 0, tls_implied = 0;
+    int unix_bare = 0; /* -U followed by a flag: the PATH is an argument (ncat) */
     long n;
 
     int argi = 1;
@@ -1368,13 +1452,33 @@ static int parse(int argc, char **argv, struct options *o)
     optind = 1;
     opterr = 0;
 
+    /* ncat's -d TIME is a delay, duplex's -d (OpenBSD nc's) takes no value:
+     * remember the word after a -d, to refuse a time there that would
+     * otherwise be taken as the host (check_d_time) */
+    const char *after_d = NULL;
+    for (int i = 1; i + 1 < argc && strcmp(argv[i], "--") != 0; i++) {
+        const char *a = argv[i];
+        if (a[0] == '-' && a[1] != '-' && a[strlen(a) - 1] == 'd' &&
+            strspn(a + 1, "46ulknNvzCd") == strlen(a + 1))
+            after_d = argv[i + 1];
+    }
+
     int c, longi;
-    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:", long_opts,
+    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:g:G:", long_opts,
                                         &longi)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
         case '6': o->family = AF_INET6; break;
-        case 'U': o->unix_path = optarg; break;
+        case 'U':
+            if (optarg[0] == '-' && optarg[1] && optind <= argc && argv[optind - 1] == optarg) {
+                /* ncat's -U is a flag and PATH an argument: `-U -u PATH` is
+                 * -U, then -u, then PATH (taken below) */
+                optind--;
+                unix_bare = 1;
+                break;
+            }
+            o->unix_path = optarg;
+            break;
         case 'u': o->udp = 1; break;
         case OPT_SEND_OOB:
             if (parse_oob_byte(optarg, &o->send_oob) < 0)
@@ -1438,6 +1542,16 @@ static int parse(int argc, char **argv, struct options *o)
         case 'N': o->eof_shutdown = 1; break; /* the default, except through a proxy */
         case OPT_NO_SHUTDOWN: o->no_shutdown = 1; break;
         case 'd': o->recv_only = 1; break;
+        case OPT_DELAY:
+            if (parse_seconds("--delay", optarg, &o->delay_ms) < 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_SCTP:
+        case OPT_VSOCK:
+        case OPT_LUA_EXEC:
+        case 'g':
+        case 'G':
+            return refuse_ncat_option(c, optarg);
         case OPT_SEND_ONLY: o->send_only = 1; break;
         case 'C': o->crlf = 1; break;
         case OPT_HEX_DUMP: o->hex_dump = optarg; break;
@@ -1545,6 +1659,8 @@ static int parse(int argc, char **argv, struct options *o)
         return acl_code;
     char **pos = argv + optind;
     int npos = argc - optind;
+    if (check_d_time(o, after_d, pos, npos, port_flag != NULL) < 0)
+        return EXIT_USAGE;
     /* flags before the subcommand: `duplex -v connect HOST PORT` */
     if (argi == 1 && npos > 0 && (strcmp(pos[0], "connect") == 0 || strcmp(pos[0], "listen") == 0 ||
                                   strcmp(pos[0], "relay") == 0)) {
@@ -1561,10 +1677,19 @@ static int parse(int argc, char **argv, struct options *o)
         cli_error("'%s' must be the first word: duplex %s%s", pos[0], pos[0],
                   strcmp(pos[0], "help") == 0 ? " [COMMAND]" : " [its options]");
         return EXIT_USAGE;
-    } else if (argi == 1 && npos > 0 && o->cmd == CMD_CONNECT && !o->unix_path &&
+    } else if (argi == 1 && npos > 0 && o->cmd == CMD_CONNECT && !o->unix_path && !unix_bare &&
              check_command_word(o, pos, npos) != 0)
         return EXIT_USAGE;
     static char split_buf[512];
+    if (unix_bare && !o->unix_path) {
+        if (npos == 0) {
+            cli_error("-U needs a PATH");
+            return EXIT_USAGE;
+        }
+        o->unix_path = pos[0];
+        pos++;
+        npos--;
+    }
 
     if (check_backend(o) < 0)
         return EXIT_USAGE;
@@ -1584,15 +1709,29 @@ static int parse(int argc, char **argv, struct options *o)
         cli_error("--recv-only and --send-only exclude each other");
         return EXIT_USAGE;
     }
-    if (o->unix_path && (o->family != AF_UNSPEC || o->source_addr || port_flag)) {
-        cli_error("-U takes no -4/-6/-s/-p: a Unix socket has no IP address or port");
+    if (o->delay_ms && (o->recv_only || o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
+        cli_error("--delay paces the lines stdin sends on one TCP or Unix stream connection: "
+                  "not with %s", o->recv_only ? "-d/--recv-only (stdin is not read)"
+                  : o->udp ? "-u" : o->zero_io ? "-z" : "relay");
+        return EXIT_USAGE;
+    }
+    /* connect -U -u -s PATH: the client's own path, where replies come */
+    int unix_source = o->udp && o->cmd == CMD_CONNECT;
+    if (o->unix_path && (o->family != AF_UNSPEC || (o->source_addr && !unix_source) || port_flag)) {
+        cli_error("-U takes no -4/-6/-s/-p: a Unix socket has no IP address or port%s",
+                  o->source_addr && o->udp ? " (-s PATH: connect -U -u only)" : "");
+        return EXIT_USAGE;
+    }
+    if (o->unix_path && o->udp && o->zero_io) {
+        cli_error("-z -U -u: a Unix datagram socket has no port to probe (-z -U probes a stream "
+                  "socket)");
         return EXIT_USAGE;
     }
 
-    if (o->udp && (o->unix_path || o->cmd == CMD_RELAY ||
+    if (o->udp && (o->cmd == CMD_RELAY ||
                    (o->mode != MODE_STDIO && o->mode != MODE_EXEC) ||
                    o->model != MODEL_LOOP || o->threads > 1)) {
-        cli_error("-u works with connect and listen over IP only: -U, relay, --echo, "
+        cli_error("-u works with connect and listen (IP, or -U: Unix datagrams): relay, --echo, "
                   "--broker, --chat, --model and --threads do not apply");
         return EXIT_USAGE;
     }
@@ -1685,10 +1824,11 @@ static int parse(int argc, char **argv, struct options *o)
         if (many && !o->udp) {
             /* these shape one stdio session; a server's clients end on their own */
             if (o->quit_after_eof_ms >= 0 || o->no_shutdown || o->send_only || o->has_send_oob ||
-                o->progress != PROGRESS_OFF || o->crlf || o->hex_dump || o->output) {
+                o->progress != PROGRESS_OFF || o->crlf || o->hex_dump || o->output ||
+                o->delay_ms) {
                 cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, -C, "
-                          "--hex-dump and -o shape one connection; they do not apply with -k or a "
-                          "server mode");
+                          "--hex-dump, -o and --delay shape one connection; they do not apply "
+                          "with -k or a server mode");
                 return EXIT_USAGE;
             }
             /* -w with a server: no traffic for SECS closes that client */
@@ -1762,9 +1902,11 @@ static int parse(int argc, char **argv, struct options *o)
     /* connect --exec: the program has the connection; nothing of stdio's */
     if (o->mode == MODE_EXEC &&
         (o->crlf || o->hex_dump || o->output || o->tls || o->zero_io || o->recv_only ||
-         o->send_only || o->quit_after_eof_ms >= 0 || o->progress != PROGRESS_OFF)) {
+         o->send_only || o->quit_after_eof_ms >= 0 || o->progress != PROGRESS_OFF ||
+         o->delay_ms)) {
         cli_error("connect --exec/--sh-exec gives the connection to the program: -C, "
-                  "--hex-dump, -o, -q, -d, --send-only, --progress, -z and --ssl do not apply");
+                  "--hex-dump, -o, -q, -d, --send-only, --progress, --delay, -z and --ssl do "
+                  "not apply");
         return EXIT_USAGE;
     }
     if (o->unix_path) {

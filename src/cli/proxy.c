@@ -189,7 +189,10 @@ static int socks5(struct hs *h, const struct options *o, int family, const unsig
     if (rc < 0)
         return rc;
     if (buf[0] != 5)
-        return fail(h, -EPROTO, "not a SOCKS5 proxy (its reply starts with 0x%02x)", buf[0]);
+        return fail(h, -EPROTO, "not a SOCKS5 proxy (its reply starts with 0x%02x)%s", buf[0],
+                    /* "HTTP/1.x 400": ncat's --proxy defaults to HTTP */
+                    buf[0] == 'H' ? ": an HTTP proxy? add -X http (duplex's default type is "
+                    "socks5, ncat's is http)" : "");
     if (buf[1] == 0xff || (buf[1] == 2 && !user) || (buf[1] != 0 && buf[1] != 2))
         return fail(h, -EACCES, "%s", user ? "the proxy accepts none of our authentication "
                     "methods (none, username/password)" : "the proxy requires authentication "

@@ -53,6 +53,8 @@ struct pxs_http_req {
     size_t authority_len;
     const char *path;      /* origin-form: path and query ("/" when the URI had none) */
     size_t path_len;
+    const char *target;    /* the request-target as sent (what a Digest uri= repeats) */
+    size_t target_len;
     int minor;             /* HTTP/1.minor */
     const char *proxy_auth;/* the Proxy-Authorization value (not terminated), or NULL */
     size_t proxy_auth_len;
@@ -62,8 +64,10 @@ struct pxs_http_req {
  * 0 when it has not ended within n bytes. Leading empty lines count in. */
 size_t pxs_http_head_len(const char *b, size_t n);
 /* Parse a complete head of len bytes: 0, or the HTTP status to answer
- * (400 malformed, 501 a method other than CONNECT with an absolute http://
- * URI is not served: an origin-form or https:// URI, 505 not HTTP/1.x). */
+ * (400 malformed or origin-form "GET / HTTP/1.1", 405 a method not
+ * forwarded (PXS_HTTP_ALLOW are), 501 a scheme other than http://, 505 not
+ * HTTP/1.x). */
+#define PXS_HTTP_ALLOW "CONNECT, GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"
 int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r);
 /* The head to send to the origin for a plain request: the request line in
  * origin-form, the client's headers without the hop-by-hop ones (Connection

@@ -109,7 +109,7 @@ static int parse_authority(const char *a, size_t n, int default_port, struct pxs
     return 0;
 }
 
-/* A method this proxy forwards with an absolute URI (others: 501). */
+/* A method this proxy forwards with an absolute URI (others: 405). */
 static int known_method(const char *m)
 {
     static const char *const ok[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
@@ -155,6 +155,8 @@ int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r)
     if (ver[5] != '1')
         return 505;
     r->minor = ver[7] - '0';
+    r->target = target;
+    r->target_len = tlen;
 
     if (strcmp(r->method, "CONNECT") == 0) {
         r->is_connect = 1;
@@ -165,7 +167,7 @@ int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r)
             /* origin-form: a request for us, not through us; other schemes: not served */
             return target[0] == '/' || target[0] == '*' ? 400 : 501;
         if (!known_method(r->method))
-            return 501;
+            return 405; /* as ncat (with an Allow header: proxyserv.c) */
         const char *auth = target + 7, *tend = target + tlen;
         const char *p = auth;
         while (p < tend && *p != '/' && *p != '?' && *p != '#')

@@ -298,7 +298,16 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     dx_timer_init(&s.idle_timer, on_idle_timer, &s);
     dx_timer_init(&s.progress_timer, on_progress_timer, &s);
     dx_endpoint_init(&s.sock, fd);
-    dx_endpoint_init(&s.in, cli_stdin_fd());
+    int in_fd = cli_stdin_fd();
+    if (o->delay_ms && !o->recv_only) {
+        in_fd = cli_delay_open(loop, o);
+        if (in_fd < 0) {
+            cli_error("--delay: %s", dx_strerror(in_fd));
+            dx__fd_close(fd);
+            return EXIT_IO;
+        }
+    }
+    dx_endpoint_init(&s.in, in_fd);
     dx_endpoint_init(&s.out, cli_stdout_fd());
 
     /* one session: large pipes/buffers mean few system calls per byte */
@@ -340,6 +349,7 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
             end_session(&s, EXIT_SIGNAL + cli_stop_signal());
         end_session(&s, s.exit_code);
     }
+    cli_delay_close();
     dx_loop_update_time(loop);
     uint64_t ms = dx_loop_now(loop) - s.started;
     if (progress_enabled(o))

@@ -385,3 +385,134 @@ def test_acl_file_name_not_resolved_names_file_and_line(run_duplex, tmp_path):
     rc, _, err = run_duplex(["listen", "-k", "--denyfile", str(f), "127.0.0.1", "0"], timeout=30)
     assert rc == 3, err
     assert f"duplex: --denyfile {f}:3: resolve no-such-host.invalid: " in err, err
+
+
+# ------------------------------------- ncat's spellings and its other options --
+
+
+def run_tool(spawn, tool, duplex, args, stdin=subprocess.DEVNULL):
+    """Run `ncat ARGS` or `duplex ARGS` (netcat style, the same words) to its
+    end: (exit status, stdout, stderr)."""
+    cmd = [need("ncat"), *args] if tool == "ncat" else [duplex, *args]
+    p = spawn(cmd, stdin=stdin, name=f"{tool} {' '.join(args)}")
+    rc = p.wait(TIMEOUT)
+    return rc, p.out, p.err
+
+
+def receiver(conn, result):
+    """A Server script: everything the client sends, with arrival times,
+    and the client's address."""
+    result["peer"] = conn.getpeername()
+    result["chunks"] = []
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        result["chunks"].append((time.monotonic(), data))
+    result["data"] = b"".join(d for _, d in result["chunks"])
+    conn.shutdown(socket.SHUT_WR)  # the client's session ends
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_long_aliases_source_port_wait_nodns(spawn, duplex, server, tool):
+    """`--source-port P --wait 2 --nodns 127.0.0.1 PORT`: ncat's long
+    spellings of -p, -w and -n; the peer sees source port P and the bytes."""
+    srv = server(receiver)
+    sport = free_port()
+    rc, _, err = run_tool(spawn, tool, duplex, ["--source-port", str(sport), "--wait", "2",
+                                                 "--nodns", "127.0.0.1", str(srv.port)],
+                          stdin=b"via aliases\n")
+    result = srv.join()
+    assert rc == 0, err
+    assert result["peer"][1] == sport
+    assert result["data"] == b"via aliases\n"
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_nodns_refuses_a_name(spawn, duplex, tool):
+    """`--nodns localhost PORT`: no lookup, so no connection; ncat exits 2,
+    duplex 3 (its status for a name not resolved)."""
+    rc, _, err = run_tool(spawn, tool, duplex, ["--nodns", "localhost", str(closed_port())])
+    assert rc == (2 if tool == "ncat" else 3), err
+    assert "localhost" in err
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_unixsock_alias(spawn, duplex, server, tmp_path, tool):
+    """`--unixsock PATH` is -U PATH for both."""
+    path = tmp_path / "s.sock"
+    srv = server(receiver, path=path)
+    rc, _, err = run_tool(spawn, tool, duplex, ["--unixsock", str(path)], stdin=b"unix\n")
+    assert rc == 0, err
+    assert srv.join()["data"] == b"unix\n"
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--sctp", "127.0.0.1", "9"], ["not SCTP", "socat", "SCTP-CONNECT"]),
+    (["--vsock", "2", "1234"], ["AF_VSOCK", "socat", "VSOCK-CONNECT"]),
+    (["-g", "10.0.0.1", "127.0.0.1", "9"], ["-g", "source routing", "drops", "-x"]),
+    (["-G", "4", "127.0.0.1", "9"], ["-G", "source routing", "drops"]),
+    (["--lua-exec", "s.lua", "127.0.0.1", "9"], ["no built-in Lua", '--exec "lua s.lua"']),
+    (["-l", "--lua-exec", "s.lua", "0"], ["no built-in Lua", '--exec "lua s.lua"']),
+    (["-x", "/tmp/dump.hex", "127.0.0.1", "9"], ["not a file", "--hex-dump /tmp/dump.hex"]),
+    (["-x", "out/dump", "127.0.0.1", "9"], ["not a file", "--hex-dump out/dump"]),
+    (["-d", "1", "127.0.0.1", "9"], ["-d takes no value", "'1' would be taken as the host",
+                                     "--delay 1"]),
+    (["-vd", "500ms", "127.0.0.1", "9"], ["'500ms' would be taken as the host",
+                                          "--delay 500ms"]),
+    (["-l", "-d", "2s", "9"], ["'2s' would be taken as the host", "--delay 2s"]),
+    (["--delay", "1", "-d", "127.0.0.1", "9"], ["--delay", "-d/--recv-only"]),
+    (["-l", "-k", "--delay", "1", "0"], ["--delay shape one connection"]),
+    (["--delay", "fast", "127.0.0.1", "9"], ["invalid --delay value 'fast'"]),
+])
+def test_ncat_options_refused_with_reason_and_alternative(run_duplex, args, words):
+    rc, _, err = run_duplex(args)
+    assert rc == 2, err
+    for w in words:
+        assert w in err, (w, err)
+
+
+def test_d_without_a_time_is_still_recv_only(run_duplex, server):
+    """-d before a host (or a listen port) keeps OpenBSD nc's meaning: stdin
+    is not read."""
+    def script(conn, result):
+        conn.sendall(b"bye\n")
+        conn.shutdown(socket.SHUT_WR)  # -d: duplex ends when the peer does
+        result["data"] = recv_until(conn, lambda g: False)
+
+    srv = server(script)
+    rc, out, err = run_duplex(["-d", "127.0.0.1", str(srv.port)], stdin=b"not read\n")
+    assert rc == 0 and out == b"bye\n", err
+    assert srv.join()["data"] == b""
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_delay_paces_lines(spawn, duplex, server, tool):
+    """`--delay 300ms HOST PORT` with three lines from a pipe: both deliver
+    the same bytes. duplex sends a line at a time, the first at once and
+    each next one 300 ms later; ncat 7.93 waits 300 ms before sending each
+    read of stdin (here one read: the three lines together, 300 ms late)."""
+    srv = server(receiver)
+    start = time.monotonic()
+    rc, _, err = run_tool(spawn, tool, duplex, ["--delay", "300ms", "127.0.0.1", str(srv.port)],
+                          stdin=b"one\ntwo\nthree\n")
+    result = srv.join()
+    assert rc == 0, err
+    assert result["data"] == b"one\ntwo\nthree\n"
+    chunks = result["chunks"]
+    if tool == "ncat":
+        assert chunks[0][0] - start >= 0.29
+        return
+    assert [d for _, d in chunks] == [b"one\n", b"two\n", b"three\n"]
+    gaps = [b[0] - a[0] for a, b in zip(chunks, chunks[1:])]
+    assert all(g >= 0.29 for g in gaps), gaps
+
+
+def test_delay_with_crlf_and_a_last_line_without_lf(run_duplex, server):
+    """--delay with -C: each line converted; an unterminated last line is
+    sent at the end of input."""
+    srv = server(receiver)
+    rc, _, err = run_duplex(["-C", "--delay", "50ms", "127.0.0.1", str(srv.port)],
+                            stdin=b"a\nb\nc")
+    assert rc == 0, err
+    assert srv.join()["data"] == b"a\r\nb\r\nc"

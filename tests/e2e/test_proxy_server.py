@@ -7,11 +7,14 @@ address, a client that stops half-way). Targets: Python servers in this
 process (an echo server, an HTTP origin) that count what they accept, so a
 refused client is shown never to have reached them. `ncat -l --proxy-type
 http` runs the same curl lines where it serves them (it has no SOCKS server).
+A slow DNS server (root: port 53 and a resolv.conf of the proxy's own in a
+mount namespace; skipped otherwise) shows the lookups run off the loop.
 """
 
 import hashlib
 import http.server
 import os
+import shutil
 import socket
 import socketserver
 import struct
@@ -94,6 +97,12 @@ class Origin(http.server.ThreadingHTTPServer):
                 self.send_header("Content-Length", str(len(BLOB)))
                 self.end_headers()
                 self.wfile.write(BLOB)
+
+            def do_HEAD(self):
+                outer.requests.append((self.command, self.path, dict(self.headers.items())))
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(BLOB)))
+                self.end_headers()
 
             def do_POST(self):
                 outer.requests.append((self.command, self.path, dict(self.headers.items())))
@@ -506,3 +515,302 @@ def test_refused_options(run_duplex):
     assert rc == 2 and "expected USER:PASS" in err
     rc, _, err = run_duplex(["listen", "--proxy-auth", "u:p", "127.0.0.1", "0"])
     assert rc == 2 and "give --proxy-type socks5 or http" in err
+
+
+# -------------------------------------------------------------------- HTTP --
+
+
+def http_exchange(port, head, timeout=TIMEOUT):
+    """Send head to the proxy; read until it closes. Returns (status, reply)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(head)
+    reply = recv_to_eof(s, timeout)
+    s.close()
+    status = int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.") else None
+    return status, reply
+
+
+def curl_code(spawn, *args):
+    rc, out, err = run(spawn, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                               "--max-time", "20", *args])
+    return out.decode()
+
+
+def test_http_get_post_and_headers(spawn, proxy, origin, tmp_path):
+    """curl -x: a GET (1 MiB down) and a POST (1 MiB up) with an absolute URI
+    reach the origin in origin-form, Host from the URI, hop-by-hop headers
+    removed, Connection: close added."""
+    need("curl")
+    o = origin()
+    p, port = proxy("http")
+    rc, out, err = run(spawn, ["curl", "-sS", "--max-time", "20", "-x", f"http://127.0.0.1:{port}",
+                               "-H", "Connection: X-Hop", "-H", "X-Hop: 1", "-H", "Keep-Alive: 5",
+                               "-H", "X-Kept: 2", "-H", "Host: wrong.example",
+                               f"http://localhost:{o.port}/blob?q=1"])
+    assert rc == 0, err
+    assert sha(out) == sha(BLOB)
+    method, path, headers = o.requests[0]
+    assert (method, path) == ("GET", "/blob?q=1")
+    assert headers["Host"] == f"localhost:{o.port}"
+    assert headers["Connection"] == "close" and headers["X-Kept"] == "2"
+    for hop in ("X-Hop", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization"):
+        assert hop not in headers, headers
+    body = tmp_path / "body"
+    body.write_bytes(BLOB)
+    rc, out, err = run(spawn, ["curl", "-sS", "--max-time", "20", "-x", f"127.0.0.1:{port}",
+                               "--data-binary", f"@{body}", f"http://127.0.0.1:{o.port}/up"])
+    assert rc == 0, err
+    assert out.decode() == sha(BLOB)
+    p.wait_err(rf"-> 127\.0\.0\.1:{o.port} \(http\): sent (\d{{7}}) bytes, received \d+ bytes")
+    assert o.accepted == 2
+
+
+def test_http_connect_both_ways_with_half_close(spawn, duplex, proxy, echo, origin):
+    need("curl")
+    need("ncat")
+    e, o = echo(), origin()
+    p, port = proxy("http")
+    rc, out, err = run(spawn, ["curl", "-sS", "--max-time", "20", "-p", "-x", f"127.0.0.1:{port}",
+                               f"http://localhost:{o.port}/blob"])
+    assert rc == 0 and sha(out) == sha(BLOB), err
+    assert o.requests[0][2].get("Connection") != "close"  # a tunnel: the bytes as sent
+    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (e.port, e.port))
+    assert recv_exact(s, 39) == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    sent, got = both_ways(s)
+    s.close()
+    assert sha(got) == sha(sent)
+    data = os.urandom(MiB)
+    rc, out, err = run(spawn, [duplex, "-x", f"127.0.0.1:{port}", "-X", "connect", "-N",
+                               "localhost", e.port], stdin=data)
+    assert rc == 0 and sha(out) == sha(data), err
+    rc, out, err = run(spawn, ["ncat", "--proxy", f"127.0.0.1:{port}", "--proxy-type", "http",
+                               "127.0.0.1", str(e.port)], stdin=b"hello ncat\n")
+    assert rc == 0 and out == b"hello ncat\n", err
+    assert e.accepted == 3
+
+
+def test_http_auth(spawn, duplex, proxy, echo, origin):
+    need("curl")
+    need("ncat")
+    e, o = echo(), origin()
+    p, port = proxy("http", "--proxy-auth", "user:s3cret")
+    url = f"http://127.0.0.1:{o.port}/blob"
+    status, reply = http_exchange(port, b"GET %s HTTP/1.1\r\n\r\n" % url.encode())
+    assert status == 407
+    head = reply.split(b"\r\n\r\n")[0].decode()
+    challenges = [ln for ln in head.split("\r\n") if ln.startswith("Proxy-Authenticate: ")]
+    assert [c.split(",")[0].split()[1] for c in challenges] == ["Digest", "Digest", "Basic"]
+    assert "algorithm=MD5" in challenges[0] and "algorithm=SHA-256" in challenges[1]
+    for how in ("--proxy-basic", "--proxy-digest", "--proxy-anyauth"):
+        for tunnel in ([], ["-p"]):
+            rc, out, err = run(spawn, ["curl", "-sS", "--max-time", "20", how, "--proxy-user",
+                                       "user:s3cret", *tunnel, "-x", f"127.0.0.1:{port}", url])
+            assert rc == 0 and sha(out) == sha(BLOB), (how, tunnel, err)
+    assert o.accepted == 6
+    rc, out, err = run(spawn, ["ncat", "--proxy", f"127.0.0.1:{port}", "--proxy-type", "http",
+                               "--proxy-auth", "user:s3cret", "127.0.0.1", str(e.port)],
+                       stdin=b"via ncat\n")
+    assert rc == 0 and out == b"via ncat\n", err
+    rc, out, err = run(spawn, [duplex, "-x", f"127.0.0.1:{port}", "-X", "connect", "--proxy-auth",
+                               "user:s3cret", "-N", "127.0.0.1", e.port], stdin=b"via duplex\n")
+    assert rc == 0 and out == b"via duplex\n", err
+    assert e.accepted == 2
+    # wrong credentials, every scheme: 407, and the target never connected
+    for how in ("--proxy-basic", "--proxy-digest", "--proxy-anyauth"):
+        for cred in ("user:wrong", "usex:s3cret", "user:s3cret2"):
+            assert curl_code(spawn, how, "--proxy-user", cred, "-x", f"127.0.0.1:{port}",
+                             url) == "407"
+    p.wait_err(rf"-> 127\.0\.0\.1:{o.port} \(http\): sent 0 bytes, received 0 bytes in [\d.]+ s: "
+               r"407 Proxy Authentication Required: authentication failed")
+    rc, out, err = run(spawn, [duplex, "-x", f"127.0.0.1:{port}", "-X", "connect", "--proxy-auth",
+                               "user:nope", "127.0.0.1", e.port], stdin=b"x")
+    assert rc == 4 and "407" in err, err
+    assert (e.accepted, o.accepted) == (2, 6)
+
+
+def test_http_errors(proxy, echo):
+    """Each error is an HTTP answer, then the connection closes; the target
+    is never connected."""
+    e = echo()
+    p, port = proxy("http", "-w", "3")
+    closed = free_port()
+    cases = [
+        (b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % closed, 502),
+        (b"GET http://127.0.0.1:%d/ HTTP/1.1\r\n\r\n" % closed, 502),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 400),           # origin-form: not for a proxy
+        (b"CONNECT 127.0.0.1 HTTP/1.1\r\n\r\n", 400),          # no port
+        (b"GET http://127.0.0.1:%d/ HTTP/1.1\r\n folded\r\n\r\n" % e.port, 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),  # TLS to a plain proxy
+        (b"FOO http://127.0.0.1:%d/ HTTP/1.1\r\n\r\n" % e.port, 405),
+        (b"GET ftp://127.0.0.1:%d/ HTTP/1.1\r\n\r\n" % e.port, 501),
+        (b"GET http://127.0.0.1:%d/ HTTP/2.0\r\n\r\n" % e.port, 505),
+        (b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nX: %s\r\n\r\n" % (e.port, b"a" * 20000), 431),
+        (b"GET http://no-such-host.invalid/ HTTP/1.1\r\n\r\n", 502),
+    ]
+    for head, want in cases:
+        status, reply = http_exchange(port, head)
+        assert status == want, (head[:60], reply[:200])
+        assert b"\r\nConnection: close\r\n" in reply
+        if want == 405:
+            assert b"\r\nAllow: CONNECT, GET, " in reply
+    p.wait_err(rf"-> 127\.0\.0\.1:{closed} \(http\): .* 502 Bad Gateway: connect "
+               rf"127\.0\.0\.1:{closed}: Connection refused")
+    assert e.accepted == 0
+
+
+def test_http_same_curl_lines_as_ncat(spawn, start_listener, origin):
+    """The same curl command lines against `ncat -l --proxy-type http` and
+    duplex: the same answers where both serve them. (They differ, by design,
+    on a refused target: ncat 504, duplex 502; a head above 16 KiB: ncat 413,
+    duplex 431; an ftp:// URI: ncat 400, duplex 501.)"""
+    need("curl")
+    need("ncat")
+    o = origin()
+    port = free_port()
+    n = spawn(["ncat", "-l", "-k", "--proxy-type", "http", "127.0.0.1", port])
+    wait_listening(port, proc=n)
+    _, dport = start_listener(["--proxy-type", "http"])
+    url = f"http://127.0.0.1:{o.port}/blob"
+    lines = [
+        ["-x", "127.0.0.1:{P}", url],
+        ["-p", "-x", "127.0.0.1:{P}", url],
+        ["-x", "127.0.0.1:{P}", "-X", "FOO", url],
+        ["-x", "127.0.0.1:{P}", "-I", url],
+    ]
+    for line in lines:
+        got = {}
+        for name, p in (("ncat", port), ("duplex", dport)):
+            rc, out, err = run(spawn, ["curl", "-s", "--max-time", "20", "-w", "\n%{http_code}",
+                                       *[a.replace("{P}", str(p)) for a in line]])
+            body, _, code = out.rpartition(b"\n")
+            got[name] = (code, sha(body) if len(body) > 1000 else b"")
+        assert got["ncat"] == got["duplex"], (line, got)
+        assert got["duplex"][0] in (b"200", b"405")
+
+
+# ------------------------------------------------- name lookups on a thread --
+
+
+class SlowDNS:
+    """A DNS server on 127.0.0.77:53 that answers every A query for a name
+    with 127.0.0.1 (and AAAA with no address) after `delay` seconds; records
+    the names asked."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.asked = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.77", 53))
+        self.sock.settimeout(0.2)
+        self.stop = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _answer(self, q, peer):
+        time.sleep(self.delay)
+        qid, qd = q[:2], q[12:]
+        end = qd.index(b"\x00") + 5  # QNAME, QTYPE, QCLASS
+        question = qd[:end]
+        qtype = struct.unpack(">H", question[-4:-2])[0]
+        an = b""
+        if qtype == 1:  # A: 127.0.0.1
+            an = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([127, 0, 0, 1])
+        head = qid + b"\x81\x80" + struct.pack(">HHHH", 1, 1 if an else 0, 0, 0)
+        try:
+            self.sock.sendto(head + question + an, peer)
+        except OSError:
+            pass
+
+    def _run(self):
+        while not self.stop:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except (socket.timeout, OSError):
+                continue
+            labels, i = [], 12
+            while q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode())
+                i += 1 + q[i]
+            self.asked.append(".".join(labels))
+            threading.Thread(target=self._answer, args=(q, peer), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+@pytest.fixture
+def slow_dns(tmp_path):
+    """(SlowDNS, resolv.conf path) or a skip: needs root (port 53, a mount
+    namespace for a resolv.conf of its own) and unshare."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a resolv.conf of the proxy's own)")
+    try:
+        dns = SlowDNS(1.5)
+    except OSError as ex:
+        pytest.skip(f"cannot bind 127.0.0.77:53: {ex}")
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.77\noptions timeout:5 attempts:1\n")
+    yield dns, conf
+    dns.close()
+
+
+def test_socks5_lookup_does_not_hold_other_clients(spawn, duplex, slow_dns, echo):
+    """A name whose lookup takes 1.5 s: meanwhile other clients get their
+    tunnels at once (the lookup runs on a thread); then the slow one gets
+    its tunnel. With -w 1 the same lookup is cut at 1 s: reply 06."""
+    dns, conf = slow_dns
+    e = echo()
+    for deadline in (None, "1"):
+        port = free_port()
+        args = [duplex, "listen", "-v", "--proxy-type", "socks5", *(["-w", deadline] if deadline
+                                                                    else []), "127.0.0.1", port]
+        p = spawn(["unshare", "-m", "sh", "-c",
+                   f'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(conf), *args])
+        wait_listening(port, proc=p)
+        name = f"slow{deadline or ''}.duplex.test"
+        t0 = time.monotonic()
+        slow = socks5(port)
+        assert recv_exact(slow, 2) == b"\x05\x00"
+        slow.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name.encode() +
+                     struct.pack(">H", e.port))
+        assert wait_for(lambda: name in dns.asked, 5)
+        for _ in range(3):  # served while the lookup runs
+            s, rep, _ = socks5_connect(port, "127.0.0.1", e.port)
+            assert rep == 0
+            s.sendall(b"ping")
+            assert recv_exact(s, 4) == b"ping"
+            s.close()
+        assert time.monotonic() - t0 < 1.2
+        head = recv_exact(slow, 10)
+        took = time.monotonic() - t0
+        if deadline:
+            assert head[:2] == b"\x05\x06", head  # TTL expired: the lookup took too long
+            assert 0.9 < took < 1.45, took
+            p.wait_err(rf"-> {name}:{e.port} \(socks5\): .*SOCKS5 reply 06: resolve")
+        else:
+            assert head[:2] == b"\x05\x00", head
+            assert took >= 1.4, took
+            slow.sendall(b"late")
+            assert recv_exact(slow, 4) == b"late"
+        slow.close()
+
+
+def test_numeric_only_refuses_names(proxy, echo):
+    """-n: no lookups; a name is host unreachable (SOCKS5 04, HTTP 502),
+    an address still works."""
+    e = echo()
+    p, port = proxy("socks5", "-n")
+    s = socks5(port)
+    assert recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x03\x09localhost" + struct.pack(">H", e.port))
+    assert recv_exact(s, 10)[:2] == b"\x05\x04"
+    s.close()
+    p.wait_err(r"resolve \(-n: no DNS\) localhost:\d+")
+    s, rep, _ = socks5_connect(port, "127.0.0.1", e.port)
+    assert rep == 0
+    s.close()
+    h, hport = proxy("http", "-n")
+    status, reply = http_exchange(hport, b"CONNECT localhost:%d HTTP/1.1\r\n\r\n" % e.port)
+    assert status == 502, reply
+    assert e.accepted == 1

@@ -659,7 +659,7 @@ def test_http_errors(proxy, echo):
     assert e.accepted == 0
 
 
-def test_http_same_curl_lines_as_ncat(spawn, start_listener, origin):
+def test_http_same_curl_lines_as_ncat(spawn, duplex, origin):
     """The same curl command lines against `ncat -l --proxy-type http` and
     duplex: the same answers where both serve them. (They differ, by design,
     on a refused target: ncat 504, duplex 502; a head above 16 KiB: ncat 413,
@@ -667,10 +667,12 @@ def test_http_same_curl_lines_as_ncat(spawn, start_listener, origin):
     need("curl")
     need("ncat")
     o = origin()
-    port = free_port()
+    port, dport = free_port(), free_port()
+    # the same command line for both
     n = spawn(["ncat", "-l", "-k", "--proxy-type", "http", "127.0.0.1", port])
+    d = spawn([duplex, "-l", "-k", "--proxy-type", "http", "127.0.0.1", dport])
     wait_listening(port, proc=n)
-    _, dport = start_listener(["--proxy-type", "http"])
+    wait_listening(dport, proc=d)
     url = f"http://127.0.0.1:{o.port}/blob"
     lines = [
         ["-x", "127.0.0.1:{P}", url],

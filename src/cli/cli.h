@@ -409,6 +409,14 @@ void cli_delay_close(void);
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);
 int cli_udp_listen(const struct options *o, dx_loop *loop);
+/* udp_unix.c: -U -u. The datagram socket of connect (bound to -s PATH or
+ * an automatic address, connected to o->unix_path; peer_text gets the path)
+ * or of listen (bound to o->unix_path): a descriptor, or -errno (said).
+ * created gets the path of a socket file made (to remove at the end, and
+ * registered with cli_remove_on_exit), else "". */
+int cli_unix_dgram_open(const struct options *o, int server, char *created, size_t len,
+                        char *peer_text, size_t peer_len);
+int cli_unix_dgram_unnamed(const dx_addr *a); /* from a Unix datagram socket: 1 if the sender has no address */
 /* udp_probe.c: connect -z -u */
 int cli_udp_probe(const struct options *o, dx_loop *loop);
 

@@ -1,5 +1,6 @@
 /* udp.c: `duplex connect -u` and `duplex listen -u`: datagrams, message by
- * message, on the event loop.
+ * message, on the event loop; with -U PATH Unix datagrams the same way (the
+ * sockets: udp_unix.c).
  * - stdin -> socket: each read() from stdin (a line from a terminal; from a
  *   pipe or a file whatever one read returns, at most DGRAM_MAX bytes) is
  *   sent as one datagram; while it waits for room in the socket buffer,
@@ -95,6 +96,8 @@ struct udp {
     dx_addr last_refused;       /* said once while it keeps sending */
     int served_one;             /* --exec without -k: the one peer has come */
     dx_timer sweep;             /* idle peers */
+    char created[256];          /* -U: the socket file this command made, removed at the end */
+    int unnamed_said;           /* -U server: a sender without an address was named once */
     int exit_code, over;
 };
 
@@ -584,7 +587,17 @@ static void on_socket(dx_loop *loop, dx_io *io, int events)
         if (u->server && !admit_sender(u, &from))
             continue; /* dropped unread: nothing to stdout, no reply to it */
         struct peer *p = NULL;
-        if (u->peer_mode && !(p = peer_find(u, &from)) && !(p = peer_add(u, index, &from)))
+        int unnamed = u->server && u->o->unix_path && cli_unix_dgram_unnamed(&from);
+        if (unnamed && !u->unnamed_said) {
+            u->unnamed_said = 1;
+            cli_info(u->o, "datagram from an unnamed socket: no reply can reach it (the sender "
+                     "bound no path: duplex -s PATH, socat bind=PATH)%s",
+                     u->exec ? "; no program for it" : "");
+        }
+        if (unnamed && u->exec)
+            continue;
+        if (u->peer_mode && !unnamed && !(p = peer_find(u, &from)) &&
+            !(p = peer_add(u, index, &from)))
             continue; /* refused: said once */
         u->dgrams_in++;
         u->bytes_in += (uint64_t)n;
@@ -598,7 +611,7 @@ static void on_socket(dx_loop *loop, dx_io *io, int events)
                 continue;
             }
 #endif
-        } else if (u->server) {
+        } else if (u->server && !unnamed) {
             heard_from(u, index, &from);
         }
         if (u->o->send_only || n == 0)
@@ -709,6 +722,10 @@ static int run(struct udp *u)
         dx_io_stop(loop, &u->sock[i]);
         dx__fd_close(u->sock[i].fd);
     }
+    if (u->created[0]) { /* -U: the socket file we made */
+        unlink(u->created);
+        cli_remove_on_exit(NULL);
+    }
     free(u->inbuf);
     free(u->outbuf);
     return u->exit_code;
@@ -739,6 +756,21 @@ int cli_udp_connect(const struct options *o, dx_loop *loop)
     memset(&u, 0, sizeof u);
     u.loop = loop;
     u.o = o;
+    if (o->unix_path) {
+        int fd = cli_unix_dgram_open(o, 0, u.created, sizeof u.created, u.peer_text,
+                                     sizeof u.peer_text);
+        if (fd < 0)
+            return fd == -ENOTSOCK || fd == -EADDRINUSE || fd == DX_ETOOLONG ? EXIT_USAGE
+                                                                           : cli_exit_code_for(fd, 1);
+        dx_addr me;
+        char local[DX_ADDR_STRLEN];
+        if (dx_sock_local(fd, &me) == 0)
+            cli_info(o, "unix datagrams to %s from %s", u.peer_text,
+                     dx_addr_format(&me, local, sizeof local));
+        dx_io_init(&u.sock[0], fd, on_socket, &u);
+        u.nsock = 1;
+        return run(&u);
+    }
     dx_addr *addrs;
     int flags = DX_RESOLVE_DGRAM | (o->numeric ? DX_RESOLVE_NUMERIC : 0);
     int n = dx_resolve(o->host, o->port, o->family, flags, &addrs);
@@ -839,20 +871,30 @@ int cli_udp_listen(const struct options *o, dx_loop *loop)
             return EXIT_IO;
         }
     }
-    int rc = bind_all(&u);
+    int rc;
+    if (o->unix_path) {
+        rc = cli_unix_dgram_open(o, 1, u.created, sizeof u.created, NULL, 0);
+        if (rc >= 0)
+            rc = keep(&u, rc);
+    } else {
+        rc = bind_all(&u);
+    }
     if (rc < 0) {
         for (int i = 0; i < u.nsock; i++)
             dx__fd_close(u.sock[i].fd);
         if (u.exec)
             exec_detach(loop);
+        if (rc == DX_ETOOLONG)
+            return EXIT_USAGE;
         return cli_exit_code_for(rc, 0) == EXIT_RESOLVE ? EXIT_RESOLVE : EXIT_LISTEN;
     }
-    int announce = o->verbose || o->port_defaulted || dx_parse_port(o->port) == 0;
+    int announce = o->verbose || (!o->unix_path && (o->port_defaulted || dx_parse_port(o->port) == 0));
     for (int i = 0; i < u.nsock && announce; i++) {
         dx_addr me;
         char text[DX_ADDR_STRLEN];
         if (dx_sock_local(u.sock[i].fd, &me) == 0)
-            cli_error("listening on %s (udp)", dx_addr_format(&me, text, sizeof text));
+            cli_error("listening on %s (%s)", dx_addr_format(&me, text, sizeof text),
+                      o->unix_path ? "unix datagrams" : "udp");
     }
     fflush(stderr);
     return run(&u);

@@ -98,6 +98,7 @@ struct udp {
     dx_timer sweep;             /* idle peers */
     char created[256];          /* -U: the socket file this command made, removed at the end */
     int unnamed_said;           /* -U server: a sender without an address was named once */
+    int truncated_said;         /* -U: a datagram longer than RECV_BUF was named once */
     int exit_code, over;
 };
 
@@ -574,7 +575,20 @@ static void on_socket(dx_loop *loop, dx_io *io, int events)
 #endif
     for (int i = 0; i < RECVS_PER_WAKEUP && u->outlen == 0 && (events & (DX_READ | DX_ERROR)); i++) {
         dx_addr from;
-        ssize_t n = dx_dgram_recv(io->fd, u->outbuf, RECV_BUF, &from, NULL);
+        int trunc = 0;
+        ssize_t n = dx_dgram_recv(io->fd, u->outbuf, RECV_BUF, &from, &trunc);
+        if (trunc && !u->truncated_said) { /* a Unix datagram may be longer */
+            char who[DX_ADDR_STRLEN];
+            u->truncated_said = 1;
+            if (!u->server)
+                snprintf(who, sizeof who, "%s", u->peer_text);
+            else if (u->o->unix_path && cli_unix_dgram_unnamed(&from))
+                snprintf(who, sizeof who, "an unnamed socket");
+            else
+                peer_format(&from, who, sizeof who);
+            cli_error("datagram from %s: longer than %d bytes: the rest is lost (said once)", who,
+                      RECV_BUF);
+        }
         if (n == -EAGAIN)
             break;
         if (n < 0) {

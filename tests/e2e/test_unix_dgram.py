@@ -160,6 +160,22 @@ def test_each_datagram_a_unit_through_exec(duplex, spawn, tmp_path):
         assert len([c for c, st in children(srv.pid) if st != "Z"]) == 2
 
 
+def test_longer_datagram_said(duplex, spawn, tmp_path):
+    """A Unix datagram may exceed 64 KiB: the first 65536 bytes are written
+    and the loss is said (once), never silent."""
+    path = str(tmp_path / "srv.sock")
+    srv = spawn([duplex, "-l", "-U", "-u", path], stdin=subprocess.PIPE)
+    wait_socket(path, srv)
+    data = os.urandom(100000)
+    with dgram_client(str(tmp_path / "c.sock")) as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        c.sendto(data, path)
+        srv.wait_out(lambda out: len(out) == 65536)
+        srv.wait_err(rf"duplex: datagram from {re.escape(str(tmp_path / 'c.sock'))}: longer than "
+                     r"65536 bytes: the rest is lost \(said once\)")
+    assert sha(srv.out) == sha(data[:65536])
+
+
 # ------------------------------------------------------ files and stops --
 
 

@@ -387,6 +387,32 @@ static void peer_remove(struct udp *u, int i, const char *why)
 #ifndef _WIN32
 static void on_child(dx_loop *loop, dx_io *io, int events);
 
+/* The address the peer's datagrams came to, for NCAT_LOCAL_ADDR: the
+ * listening socket's, or for a wildcard one (:: or 0.0.0.0) the address
+ * the system answers the peer from (a socket connected to it tells; ncat's
+ * connected socket per peer shows it too), with the listening port. */
+static int local_address(struct udp *u, const struct peer *p, dx_addr *local)
+{
+    if (dx_sock_local(u->sock[p->sock].fd, local) < 0)
+        return -1;
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&local->ss;
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&local->ss;
+    int any = (local->ss.ss_family == AF_INET && s4->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+              (local->ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr));
+    if (!any)
+        return 0;
+    int fd = dx_dgram_connect(&p->addr, NULL);
+    dx_addr mine, v4;
+    if (fd >= 0 && dx_sock_local(fd, &mine) == 0) {
+        int port = dx_addr_port(local);
+        *local = *unmapped(&mine, &v4);
+        dx_addr_set_port(local, port);
+    }
+    if (fd >= 0)
+        dx__fd_close(fd);
+    return 0;
+}
+
 /* --exec: the program for a new peer, on one end of a socketpair. */
 static int peer_spawn(struct udp *u, struct peer *p)
 {
@@ -397,7 +423,7 @@ static int peer_spawn(struct udp *u, struct peer *p)
     }
     dx_addr v4, local;
     const dx_addr *who = unmapped(&p->addr, &v4);
-    int has_local = dx_sock_local(u->sock[p->sock].fd, &local) == 0;
+    int has_local = local_address(u, p, &local) == 0;
     pid_t pid = exec_client(u->o, sv[1], who, has_local ? &local : NULL);
     close(sv[1]);
     if (pid < 0) {

@@ -659,7 +659,7 @@ def test_http_errors(proxy, echo):
     assert e.accepted == 0
 
 
-def test_http_same_curl_lines_as_ncat(spawn, start_listener, origin):
+def test_http_same_curl_lines_as_ncat(spawn, duplex, origin):
     """The same curl command lines against `ncat -l --proxy-type http` and
     duplex: the same answers where both serve them. (They differ, by design,
     on a refused target: ncat 504, duplex 502; a head above 16 KiB: ncat 413,
@@ -667,10 +667,12 @@ def test_http_same_curl_lines_as_ncat(spawn, start_listener, origin):
     need("curl")
     need("ncat")
     o = origin()
-    port = free_port()
+    port, dport = free_port(), free_port()
+    # the same command line for both
     n = spawn(["ncat", "-l", "-k", "--proxy-type", "http", "127.0.0.1", port])
+    d = spawn([duplex, "-l", "-k", "--proxy-type", "http", "127.0.0.1", dport])
     wait_listening(port, proc=n)
-    _, dport = start_listener(["--proxy-type", "http"])
+    wait_listening(dport, proc=d)
     url = f"http://127.0.0.1:{o.port}/blob"
     lines = [
         ["-x", "127.0.0.1:{P}", url],
@@ -814,3 +816,44 @@ def test_numeric_only_refuses_names(proxy, echo):
     status, reply = http_exchange(hport, b"CONNECT localhost:%d HTTP/1.1\r\n\r\n" % e.port)
     assert status == 502, reply
     assert e.accepted == 1
+
+
+def test_http_nothing_after_the_answer_reaches_the_origin(proxy):
+    """One request a connection: once the origin has answered and ended its
+    side, what the client sends next (a second request, with credentials)
+    is read and dropped by the proxy, never passed on, even to an origin
+    that would still read it."""
+    got = {}
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(TIMEOUT)
+
+    def origin_script():
+        c, _ = srv.accept()
+        c.settimeout(TIMEOUT)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(4096)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        c.shutdown(socket.SHUT_WR)  # answered; still reading
+        got["rest"] = head.split(b"\r\n\r\n", 1)[1] + recv_to_eof(c)
+        c.close()
+
+    t = threading.Thread(target=origin_script, daemon=True)
+    t.start()
+    oport = srv.getsockname()[1]
+    p, port = proxy("http")
+    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    s.sendall(b"GET http://127.0.0.1:%d/one HTTP/1.1\r\n\r\n" % oport)
+    reply = b""
+    while not reply.endswith(b"ok"):
+        reply += s.recv(4096)
+    s.sendall(b"GET http://127.0.0.1:%d/two HTTP/1.1\r\nProxy-Authorization: Basic c2VjcmV0\r\n\r\n"
+              % oport)
+    assert recv_to_eof(s) == b""
+    s.close()
+    t.join(TIMEOUT)
+    srv.close()
+    assert got["rest"] == b""
+    p.wait_err(r"origin closed \(one request a connection\)")

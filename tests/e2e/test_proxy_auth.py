@@ -234,6 +234,8 @@ def test_scheme_chosen_and_tunnel(start_duplex, server, auth_proxy, offers, chos
     assert "Proxy-Authorization" not in px.heads[0][1]
     assert px.heads[0][0] == px.heads[1][0] == 1  # the connection was kept (Content-Length)
     assert px.answers == [chosen]
+    name = " ".join(x for x in chosen if x)
+    assert f": the proxy took the credentials of user 'user' ({name})\n" in p.err  # -v
     assert "pa ss" not in p.err
 
 

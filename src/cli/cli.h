@@ -184,7 +184,8 @@ int cli_http_digest(const char *algorithm, const char *user, const char *realm, 
 int cli_http_auth_answer(const struct cli_auth *ch, int n, const char *method, const char *uri,
                          const char *credentials, char *out, size_t outlen, const char **chosen);
 /* Server: the Proxy-Authenticate header lines (each ending CRLF): Digest
- * SHA-256, Digest MD5, then Basic, with a nonce verified statelessly (its
+ * MD5 (ncat's client takes the first Digest and knows no SHA-256), Digest
+ * SHA-256, then Basic, with a nonce verified statelessly (its
  * time and a keyed hash; older than 5 minutes: stale). The length, or -1.
  * _ex with stale=1 adds stale=true to the Digest challenges. */
 int cli_http_auth_challenge(char *buf, size_t len, const char *realm);

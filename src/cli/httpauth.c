@@ -775,7 +775,9 @@ int cli_http_auth_challenge_ex(char *buf, size_t len, const char *realm, int sta
         return -1;
     char nonce[NONCE_LEN + 1];
     nonce_make((uint64_t)time(NULL), realm, nonce);
-    static const char *const algs[] = {"SHA-256", "MD5"};
+    /* MD5 first: ncat 7.93's client answers the first Digest challenge and
+     * gives up on SHA-256; clients that know both (duplex) take SHA-256 */
+    static const char *const algs[] = {"MD5", "SHA-256"};
     size_t k = 0;
     buf[0] = '\0';
     for (int i = 0; i < 2; i++)

@@ -28,7 +28,10 @@ _duplex()
     done
 
     case $prev in
-        -U|--unix|--unixsock|--hex-dump|-o|--output|--ssl-cert|--tls-cert|--ssl-key|--tls-key|--ssl-trustfile|--tls-trustfile|--allowfile|--denyfile)
+        -U|--unix|--unixsock)
+            # ncat's `-U -u PATH`: a flag may follow -U, its PATH comes later
+            [[ $cur == -* ]] || { COMPREPLY=($(compgen -f -- "$cur")); return; } ;;
+        --hex-dump|-o|--output|--ssl-cert|--tls-cert|--ssl-key|--tls-key|--ssl-trustfile|--tls-trustfile|--allowfile|--denyfile)
             COMPREPLY=($(compgen -f -- "$cur")); return ;;
         -e|--exec)
             COMPREPLY=($(compgen -c -- "$cur")); return ;;

@@ -190,7 +190,8 @@ int cli_http_digest(const char *algorithm, const char *user, const char *realm, 
 int cli_http_auth_answer(const struct cli_auth *ch, int n, const char *method, const char *uri,
                          const char *credentials, char *out, size_t outlen, const char **chosen);
 /* Server: the Proxy-Authenticate header lines (each ending CRLF): Digest
- * SHA-256, Digest MD5, then Basic, with a nonce verified statelessly (its
+ * MD5 (ncat's client takes the first Digest and knows no SHA-256), Digest
+ * SHA-256, then Basic, with a nonce verified statelessly (its
  * time and a keyed hash; older than 5 minutes: stale). The length, or -1.
  * _ex with stale=1 adds stale=true to the Digest challenges. */
 int cli_http_auth_challenge(char *buf, size_t len, const char *realm);
@@ -415,6 +416,14 @@ void cli_delay_close(void);
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);
 int cli_udp_listen(const struct options *o, dx_loop *loop);
+/* udp_unix.c: -U -u. The datagram socket of connect (bound to -s PATH or
+ * an automatic address, connected to o->unix_path; peer_text gets the path)
+ * or of listen (bound to o->unix_path): a descriptor, or -errno (said).
+ * created gets the path of a socket file made (to remove at the end, and
+ * registered with cli_remove_on_exit), else "". */
+int cli_unix_dgram_open(const struct options *o, int server, char *created, size_t len,
+                        char *peer_text, size_t peer_len);
+int cli_unix_dgram_unnamed(const dx_addr *a); /* from a Unix datagram socket: 1 if the sender has no address */
 /* udp_probe.c: connect -z -u */
 int cli_udp_probe(const struct options *o, dx_loop *loop);
 

@@ -27,17 +27,23 @@
 #define NONCE_LIFETIME_S 300 /* older nonces are stale: the client retries with a new one */
 #define NONCE_FUTURE_S 60    /* clock slack for a nonce "from the future" (never ours) */
 
-/* ---- MD5 (RFC 1321) ---- */
+/* ---- MD5 (RFC 1321) and SHA-256 (FIPS 180-4): 64-byte blocks of 32-bit
+ * words, MD5's little-endian, SHA-256's big-endian ---- */
 
-struct md5 {
-    uint32_t s[4];
-    uint64_t n;
-    unsigned char b[64];
+struct hash {
+    uint32_t s[8];
+    uint64_t n;            /* bytes hashed */
+    unsigned char b[64];   /* the block being filled */
+    void (*block)(uint32_t *s, const unsigned char *p);
+    int words;             /* 4 (MD5) or 8 (SHA-256) */
+    int be;                /* big-endian (SHA-256) */
 };
+
+enum { ALG_MD5, ALG_SHA256 };
 
 static uint32_t rol(uint32_t x, int c) { return (x << c) | (x >> (32 - c)); }
 
-static void md5_block(uint32_t s[4], const unsigned char *p)
+static void md5_block(uint32_t *s, const unsigned char *p)
 {
     static const uint32_t k[64] = {
         0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
@@ -76,61 +82,9 @@ static void md5_block(uint32_t s[4], const unsigned char *p)
     s[3] += d;
 }
 
-static void md5_init(struct md5 *m)
-{
-    m->s[0] = 0x67452301;
-    m->s[1] = 0xefcdab89;
-    m->s[2] = 0x98badcfe;
-    m->s[3] = 0x10325476;
-    m->n = 0;
-}
-
-static void md5_update(struct md5 *m, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    while (n > 0) {
-        size_t used = (size_t)(m->n % 64), take = 64 - used < n ? 64 - used : n;
-        memcpy(m->b + used, p, take);
-        m->n += take;
-        p += take;
-        n -= take;
-        if (m->n % 64 == 0)
-            md5_block(m->s, m->b);
-    }
-}
-
-static void md5_final(struct md5 *m, unsigned char out[16])
-{
-    uint64_t bits = m->n * 8;
-    unsigned char pad[72] = {0x80};
-    size_t used = (size_t)(m->n % 64);
-    size_t padlen = (used < 56 ? 56 : 120) - used;
-    for (int i = 0; i < 8; i++)
-        pad[padlen + (size_t)i] = (unsigned char)(bits >> (8 * i));
-    md5_update(m, pad, padlen + 8);
-    for (int i = 0; i < 16; i++)
-        out[i] = (unsigned char)(m->s[i / 4] >> (8 * (i % 4)));
-}
-
-void cli_md5(const void *data, size_t n, unsigned char out[16])
-{
-    struct md5 m;
-    md5_init(&m);
-    md5_update(&m, data, n);
-    md5_final(&m, out);
-}
-
-/* ---- SHA-256 (FIPS 180-4) ---- */
-
-struct sha256 {
-    uint32_t s[8];
-    uint64_t n;
-    unsigned char b[64];
-};
-
 static uint32_t ror(uint32_t x, int c) { return (x >> c) | (x << (32 - c)); }
 
-static void sha256_block(uint32_t s[8], const unsigned char *p)
+static void sha256_block(uint32_t *s, const unsigned char *p)
 {
     static const uint32_t k[64] = {
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -174,68 +128,84 @@ static void sha256_block(uint32_t s[8], const unsigned char *p)
     s[7] += h;
 }
 
-static void sha256_init(struct sha256 *m)
+static void hash_init(struct hash *h, int alg)
 {
-    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(m->s, iv, sizeof iv);
-    m->n = 0;
+    static const uint32_t md5_iv[4] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476};
+    static const uint32_t sha256_iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                          0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memset(h, 0, sizeof *h);
+    h->block = alg == ALG_MD5 ? md5_block : sha256_block;
+    h->words = alg == ALG_MD5 ? 4 : 8;
+    h->be = alg != ALG_MD5;
+    memcpy(h->s, alg == ALG_MD5 ? md5_iv : sha256_iv, (size_t)h->words * 4);
 }
 
-static void sha256_update(struct sha256 *m, const void *data, size_t n)
+static void hash_update(struct hash *h, const void *data, size_t n)
 {
     const unsigned char *p = data;
     while (n > 0) {
-        size_t used = (size_t)(m->n % 64), take = 64 - used < n ? 64 - used : n;
-        memcpy(m->b + used, p, take);
-        m->n += take;
+        size_t used = (size_t)(h->n % 64), take = 64 - used < n ? 64 - used : n;
+        memcpy(h->b + used, p, take);
+        h->n += take;
         p += take;
         n -= take;
-        if (m->n % 64 == 0)
-            sha256_block(m->s, m->b);
+        if (h->n % 64 == 0)
+            h->block(h->s, h->b);
     }
 }
 
-static void sha256_final(struct sha256 *m, unsigned char out[32])
+/* The padding (0x80, zeros, the bit count), then the digest: its length. */
+static size_t hash_final(struct hash *h, unsigned char *out)
 {
-    uint64_t bits = m->n * 8;
+    uint64_t bits = h->n * 8;
     unsigned char pad[72] = {0x80};
-    size_t used = (size_t)(m->n % 64);
+    size_t used = (size_t)(h->n % 64);
     size_t padlen = (used < 56 ? 56 : 120) - used;
     for (int i = 0; i < 8; i++)
-        pad[padlen + (size_t)i] = (unsigned char)(bits >> (8 * (7 - i)));
-    sha256_update(m, pad, padlen + 8);
-    for (int i = 0; i < 32; i++)
-        out[i] = (unsigned char)(m->s[i / 4] >> (8 * (3 - i % 4)));
+        pad[padlen + (size_t)i] = (unsigned char)(bits >> (8 * (h->be ? 7 - i : i)));
+    hash_update(h, pad, padlen + 8);
+    for (int i = 0; i < h->words * 4; i++)
+        out[i] = (unsigned char)(h->s[i / 4] >> (8 * (h->be ? 3 - i % 4 : i % 4)));
+    return (size_t)h->words * 4;
+}
+
+static void hash_once(int alg, const void *data, size_t n, unsigned char *out)
+{
+    struct hash h;
+    hash_init(&h, alg);
+    hash_update(&h, data, n);
+    hash_final(&h, out);
+}
+
+void cli_md5(const void *data, size_t n, unsigned char out[16])
+{
+    hash_once(ALG_MD5, data, n, out);
 }
 
 void cli_sha256(const void *data, size_t n, unsigned char out[32])
 {
-    struct sha256 m;
-    sha256_init(&m);
-    sha256_update(&m, data, n);
-    sha256_final(&m, out);
+    hash_once(ALG_SHA256, data, n, out);
 }
 
 /* HMAC-SHA-256 (RFC 2104) with a 32-byte key. */
 static void hmac_sha256(const unsigned char key[32], const void *data, size_t n, unsigned char out[32])
 {
     unsigned char pad[64], inner[32];
-    struct sha256 m;
+    struct hash m;
     memset(pad, 0x36, sizeof pad);
     for (int i = 0; i < 32; i++)
         pad[i] ^= key[i];
-    sha256_init(&m);
-    sha256_update(&m, pad, sizeof pad);
-    sha256_update(&m, data, n);
-    sha256_final(&m, inner);
+    hash_init(&m, ALG_SHA256);
+    hash_update(&m, pad, sizeof pad);
+    hash_update(&m, data, n);
+    hash_final(&m, inner);
     memset(pad, 0x5c, sizeof pad);
     for (int i = 0; i < 32; i++)
         pad[i] ^= key[i];
-    sha256_init(&m);
-    sha256_update(&m, pad, sizeof pad);
-    sha256_update(&m, inner, sizeof inner);
-    sha256_final(&m, out);
+    hash_init(&m, ALG_SHA256);
+    hash_update(&m, pad, sizeof pad);
+    hash_update(&m, inner, sizeof inner);
+    hash_final(&m, out);
 }
 
 /* ---- helpers ---- */
@@ -549,8 +519,6 @@ const char *cli_auth_param(const struct cli_auth *a, const char *name)
 
 /* ---- Digest (RFC 7616) ---- */
 
-enum { ALG_MD5, ALG_SHA256 };
-
 static int digest_alg(const char *name, int *alg, int *sess)
 {
     static const struct {
@@ -572,36 +540,19 @@ static int digest_alg(const char *name, int *alg, int *sess)
 /* H(a:b:c...) in lower-case hex: the parts joined with ':' (NULL ends them). */
 static void digest_h(int alg, char out[65], ...)
 {
-    struct md5 m;
-    struct sha256 s;
+    struct hash h;
     unsigned char d[32];
     va_list ap;
-    if (alg == ALG_MD5)
-        md5_init(&m);
-    else
-        sha256_init(&s);
+    hash_init(&h, alg);
     va_start(ap, out);
     int first = 1;
     for (const char *part; (part = va_arg(ap, const char *)) != NULL; first = 0) {
-        if (!first) {
-            if (alg == ALG_MD5)
-                md5_update(&m, ":", 1);
-            else
-                sha256_update(&s, ":", 1);
-        }
-        if (alg == ALG_MD5)
-            md5_update(&m, part, strlen(part));
-        else
-            sha256_update(&s, part, strlen(part));
+        if (!first)
+            hash_update(&h, ":", 1);
+        hash_update(&h, part, strlen(part));
     }
     va_end(ap);
-    if (alg == ALG_MD5) {
-        md5_final(&m, d);
-        hex(d, 16, out);
-    } else {
-        sha256_final(&s, d);
-        hex(d, 32, out);
-    }
+    hex(d, hash_final(&h, d), out);
 }
 
 /* The response of RFC 7616 section 3.4.1 (qop=auth). */
@@ -824,7 +775,9 @@ int cli_http_auth_challenge_ex(char *buf, size_t len, const char *realm, int sta
         return -1;
     char nonce[NONCE_LEN + 1];
     nonce_make((uint64_t)time(NULL), realm, nonce);
-    static const char *const algs[] = {"SHA-256", "MD5"};
+    /* MD5 first: ncat 7.93's client answers the first Digest challenge and
+     * gives up on SHA-256; clients that know both (duplex) take SHA-256 */
+    static const char *const algs[] = {"MD5", "SHA-256"};
     size_t k = 0;
     buf[0] = '\0';
     for (int i = 0; i < 2; i++)

@@ -91,12 +91,14 @@ static const char help_options[] =
 "Options:\n"
 "  -4, --ipv4               IPv4 only\n"
 "  -6, --ipv6               IPv6 only\n"
-"  -U, --unix PATH          Unix stream socket at PATH instead of TCP\n"
+"  -U, --unix PATH          Unix stream socket at PATH instead of TCP (-u: Unix\n"
+"                           datagrams; -U -u PATH, as ncat, works too)\n"
 "  -u, --udp                UDP instead of TCP: see UDP below\n"
 "  -l, --listen             listen (netcat style); -k: see Server modes\n"
 
 "  -p, --port PORT          connect: local source port; listen: the port\n"
 "  -s, --source ADDR        connect: local source address; listen: the address\n"
+"                           (connect -U -u: the client's own socket PATH)\n"
 "  -n, --numeric            numeric addresses only, no DNS\n"
 "  -w, --timeout SECS       bound the connect (and a proxy or TLS handshake);\n"
 "                           quit after SECS without traffic (listen -k, server\n"
@@ -334,7 +336,11 @@ static const char help_udp[] =
 "Peers (-k, --exec): at most --max-conns (default 100, as ncat), each forgotten\n"
 "(its CMD sent SIGTERM) after --idle-timeout without a datagram (default 60 s;\n"
 "--exec: either way); --allow/--deny check every datagram; a refused sender gets\n"
-"no CMD (a -v line). --exec with -u: not on Windows.\n";
+"no CMD (a -v line). --exec with -u: not on Windows.\n"
+"-U PATH -u: Unix datagrams. The client binds its own address for replies (-s\n"
+"PATH, else an automatic abstract name); the server replies to the sender's\n"
+"address (a sender with none cannot be answered: -v says so); socket files made\n"
+"are removed at exit, also on SIGINT/SIGTERM.\n";
 
 static const char help_exit[] =
 "Exit status:\n"
@@ -1432,6 +1438,7 @@ static int parse(int argc, char **argv, struct options *o)
     const char *port_flag = NULL;
     int proxy_dns_given = 0;
     int proxy_given = 0, proxy_type_given = 0, tls_opt_given = 0, tls_implied = 0;
+    int unix_bare = 0; /* -U followed by a flag: the PATH is an argument (ncat) */
     long n;
 
     int argi = 1;
@@ -1480,7 +1487,16 @@ static int parse(int argc, char **argv, struct options *o)
         switch (c) {
         case '4': o->family = AF_INET; break;
         case '6': o->family = AF_INET6; break;
-        case 'U': o->unix_path = optarg; break;
+        case 'U':
+            if (optarg[0] == '-' && optarg[1] && optind <= argc && argv[optind - 1] == optarg) {
+                /* ncat's -U is a flag and PATH an argument: `-U -u PATH` is
+                 * -U, then -u, then PATH (taken below) */
+                optind--;
+                unix_bare = 1;
+                break;
+            }
+            o->unix_path = optarg;
+            break;
         case 'u': o->udp = 1; break;
         case OPT_SEND_OOB:
             if (parse_oob_byte(optarg, &o->send_oob) < 0)
@@ -1694,10 +1710,19 @@ static int parse(int argc, char **argv, struct options *o)
         cli_error("'%s' must be the first word: duplex %s%s", pos[0], pos[0],
                   strcmp(pos[0], "help") == 0 ? " [COMMAND]" : " [its options]");
         return EXIT_USAGE;
-    } else if (argi == 1 && npos > 0 && o->cmd == CMD_CONNECT && !o->unix_path &&
+    } else if (argi == 1 && npos > 0 && o->cmd == CMD_CONNECT && !o->unix_path && !unix_bare &&
              check_command_word(o, pos, npos) != 0)
         return EXIT_USAGE;
     static char split_buf[512];
+    if (unix_bare && !o->unix_path) {
+        if (npos == 0) {
+            cli_error("-U needs a PATH");
+            return EXIT_USAGE;
+        }
+        o->unix_path = pos[0];
+        pos++;
+        npos--;
+    }
 
     if (check_backend(o) < 0)
         return EXIT_USAGE;
@@ -1723,15 +1748,23 @@ static int parse(int argc, char **argv, struct options *o)
                   : o->udp ? "-u" : o->zero_io ? "-z" : "relay");
         return EXIT_USAGE;
     }
-    if (o->unix_path && (o->family != AF_UNSPEC || o->source_addr || port_flag)) {
-        cli_error("-U takes no -4/-6/-s/-p: a Unix socket has no IP address or port");
+    /* connect -U -u -s PATH: the client's own path, where replies come */
+    int unix_source = o->udp && o->cmd == CMD_CONNECT;
+    if (o->unix_path && (o->family != AF_UNSPEC || (o->source_addr && !unix_source) || port_flag)) {
+        cli_error("-U takes no -4/-6/-s/-p: a Unix socket has no IP address or port%s",
+                  o->source_addr && o->udp ? " (-s PATH: connect -U -u only)" : "");
+        return EXIT_USAGE;
+    }
+    if (o->unix_path && o->udp && o->zero_io) {
+        cli_error("-z -U -u: a Unix datagram socket has no port to probe (-z -U probes a stream "
+                  "socket)");
         return EXIT_USAGE;
     }
 
-    if (o->udp && (o->unix_path || o->cmd == CMD_RELAY ||
+    if (o->udp && (o->cmd == CMD_RELAY ||
                    (o->mode != MODE_STDIO && o->mode != MODE_EXEC) ||
                    o->model != MODEL_LOOP || o->threads > 1)) {
-        cli_error("-u works with connect and listen over IP only: -U, relay, --echo, "
+        cli_error("-u works with connect and listen (IP, or -U: Unix datagrams): relay, --echo, "
                   "--broker, --chat, --model and --threads do not apply");
         return EXIT_USAGE;
     }

@@ -584,6 +584,12 @@ static int http_connect(struct hs *h, const struct options *o, const char *autho
         }
         escaped(reason, rlen < 100 ? rlen : 100, shown, sizeof shown);
         if (code / 100 == 2) {
+            if (sent_auth) {
+                const char *colon = strchr(o->proxy_auth, ':');
+                int ulen = colon ? (int)(colon - o->proxy_auth) : (int)strlen(o->proxy_auth);
+                cli_info(o, "%s: the proxy took the credentials of user '%.*s' (%s)", h->what, ulen,
+                         o->proxy_auth, scheme);
+            }
             rc = 0;
             goto out;
         }

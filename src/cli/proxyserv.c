@@ -241,11 +241,11 @@ static void on_drain(dx_loop *loop, dx_io *io, int events)
     (void)loop, (void)events;
     struct pconn *c = io->data;
     char b[4096];
-    ssize_t n;
-    while ((n = dx__sock_recv(c->client_fd, b, sizeof b, 0)) > 0)
-        ;
-    if (n == 0 || (n < 0 && dx__sock_errno() != EAGAIN && dx__sock_errno() != EWOULDBLOCK))
-        conn_end(c, 1, "%s", c->why);
+    ssize_t n = 1;
+    for (int i = 0; i < 16 && n > 0; i++) /* a client that keeps sending: the deadline ends it */
+        n = dx__fd_read(c->client_fd, b, sizeof b);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+        conn_end(c, c->failed, "%s", c->why);
 }
 
 static void on_deadline(dx_loop *loop, dx_timer *t);
@@ -263,13 +263,24 @@ static int say(struct pconn *c, const void *b, size_t n)
  * reset the connection and could destroy the answer), then end. */
 static void fail(struct pconn *c, const void *answer, size_t n, const char *fmt, ...)
     CLI_PRINTF(4, 5);
+static void linger(struct pconn *c, const void *answer, size_t n);
 static void fail(struct pconn *c, const void *answer, size_t n, const char *fmt, ...)
 {
-    struct pserver *s = c->s;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->why, sizeof c->why, fmt, ap);
     va_end(ap);
+    c->failed = 1;
+    linger(c, answer, n);
+}
+
+static void linger(struct pconn *c, const void *answer, size_t n)
+{
+    struct pserver *s = c->s;
+    if (c->pumps) {
+        dx_pump_stop(&c->up); /* (their byte counts stay for the report) */
+        dx_pump_stop(&c->down);
+    }
     if (c->connecting) {
         dx_connect_cancel(&c->connector);
         c->connecting = 0;
@@ -289,7 +300,7 @@ static void fail(struct pconn *c, const void *answer, size_t n, const char *fmt,
     c->ph = PH_DRAIN;
     dx_io_init(&c->io, c->client_fd, on_drain, c);
     if (dx_io_set(s->loop, &c->io, DX_READ) < 0) {
-        conn_end(c, 1, "%s", c->why);
+        conn_end(c, c->failed, "%s", c->why);
         return;
     }
     dx_timer_stop(s->loop, &c->deadline);
@@ -362,8 +373,17 @@ static void on_pump_done(dx_pump *p, int error, int in_read)
         conn_end(c, 1, "%s: %s", from_client ? "client" : "target", dx_strerror(error));
         return;
     }
-    if (c->up.done && c->down.done)
+    if (c->up.done && c->down.done) {
         conn_end(c, 0, "closed by both sides");
+    } else if (p == &c->down && c->http && !c->http_connect) {
+        /* a plain request: the origin has answered and closed (we asked
+         * for Connection: close). What the client sends next (a pipelined
+         * request, with its Proxy-Authorization) must not reach it: read
+         * and drop it until the client ends too. */
+        snprintf(c->why, sizeof c->why, "origin closed (one request a connection)");
+        c->ph = PH_DRAIN;
+        linger(c, NULL, 0);
+    }
 }
 
 static void start_pumps(struct pconn *c)
@@ -400,7 +420,7 @@ static void on_target_writable(dx_loop *loop, dx_io *io, int events)
         ssize_t w = dx__sock_send(c->target_fd, c->pre + c->preoff, c->prelen - c->preoff,
                                   MSG_NOSIGNAL);
         if (w < 0) {
-            int e = dx__sock_errno();
+            int e = errno;
             if (e == EAGAIN || e == EWOULDBLOCK)
                 return;
             conn_end(c, 1, "target: %s", dx_strerror(-e));
@@ -753,9 +773,9 @@ static void on_client_readable(dx_loop *loop, dx_io *io, int events)
     (void)loop, (void)events;
     struct pconn *c = io->data;
     size_t room = PXS_HEAD_MAX - c->inlen;
-    ssize_t n = dx__sock_recv(c->client_fd, c->in + c->inlen, room, 0);
+    ssize_t n = dx__fd_read(c->client_fd, c->in + c->inlen, room);
     if (n < 0) {
-        int e = dx__sock_errno();
+        int e = errno;
         if (e == EAGAIN || e == EWOULDBLOCK)
             return;
         conn_end(c, 1, "client: %s before its request was complete", dx_strerror(-e));
@@ -782,7 +802,7 @@ static void on_deadline(dx_loop *loop, dx_timer *t)
              (double)s->deadline_ms / 1000.0);
     switch (c->ph) {
     case PH_DRAIN:
-        conn_end(c, 1, "%s", c->why);
+        conn_end(c, c->failed, "%s", c->why);
         return;
     case PH_RESOLVE:
         target_fail(c, DX_ETIMEDOUT, "resolve");

@@ -1,5 +1,6 @@
 /* udp.c: `duplex connect -u` and `duplex listen -u`: datagrams, message by
- * message, on the event loop.
+ * message, on the event loop; with -U PATH Unix datagrams the same way (the
+ * sockets: udp_unix.c).
  * - stdin -> socket: each read() from stdin (a line from a terminal; from a
  *   pipe or a file whatever one read returns, at most DGRAM_MAX bytes) is
  *   sent as one datagram; while it waits for room in the socket buffer,
@@ -95,6 +96,9 @@ struct udp {
     dx_addr last_refused;       /* said once while it keeps sending */
     int served_one;             /* --exec without -k: the one peer has come */
     dx_timer sweep;             /* idle peers */
+    char created[256];          /* -U: the socket file this command made, removed at the end */
+    int unnamed_said;           /* -U server: a sender without an address was named once */
+    int truncated_said;         /* -U: a datagram longer than RECV_BUF was named once */
     int exit_code, over;
 };
 
@@ -383,6 +387,32 @@ static void peer_remove(struct udp *u, int i, const char *why)
 #ifndef _WIN32
 static void on_child(dx_loop *loop, dx_io *io, int events);
 
+/* The address the peer's datagrams came to, for NCAT_LOCAL_ADDR: the
+ * listening socket's, or for a wildcard one (:: or 0.0.0.0) the address
+ * the system answers the peer from (a socket connected to it tells; ncat's
+ * connected socket per peer shows it too), with the listening port. */
+static int local_address(struct udp *u, const struct peer *p, dx_addr *local)
+{
+    if (dx_sock_local(u->sock[p->sock].fd, local) < 0)
+        return -1;
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&local->ss;
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&local->ss;
+    int any = (local->ss.ss_family == AF_INET && s4->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+              (local->ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr));
+    if (!any)
+        return 0;
+    int fd = dx_dgram_connect(&p->addr, NULL);
+    dx_addr mine, v4;
+    if (fd >= 0 && dx_sock_local(fd, &mine) == 0) {
+        int port = dx_addr_port(local);
+        *local = *unmapped(&mine, &v4);
+        dx_addr_set_port(local, port);
+    }
+    if (fd >= 0)
+        dx__fd_close(fd);
+    return 0;
+}
+
 /* --exec: the program for a new peer, on one end of a socketpair. */
 static int peer_spawn(struct udp *u, struct peer *p)
 {
@@ -393,7 +423,7 @@ static int peer_spawn(struct udp *u, struct peer *p)
     }
     dx_addr v4, local;
     const dx_addr *who = unmapped(&p->addr, &v4);
-    int has_local = dx_sock_local(u->sock[p->sock].fd, &local) == 0;
+    int has_local = local_address(u, p, &local) == 0;
     pid_t pid = exec_client(u->o, sv[1], who, has_local ? &local : NULL);
     close(sv[1]);
     if (pid < 0) {
@@ -571,7 +601,20 @@ static void on_socket(dx_loop *loop, dx_io *io, int events)
 #endif
     for (int i = 0; i < RECVS_PER_WAKEUP && u->outlen == 0 && (events & (DX_READ | DX_ERROR)); i++) {
         dx_addr from;
-        ssize_t n = dx_dgram_recv(io->fd, u->outbuf, RECV_BUF, &from, NULL);
+        int trunc = 0;
+        ssize_t n = dx_dgram_recv(io->fd, u->outbuf, RECV_BUF, &from, &trunc);
+        if (trunc && !u->truncated_said) { /* a Unix datagram may be longer */
+            char who[DX_ADDR_STRLEN];
+            u->truncated_said = 1;
+            if (!u->server)
+                snprintf(who, sizeof who, "%s", u->peer_text);
+            else if (u->o->unix_path && cli_unix_dgram_unnamed(&from))
+                snprintf(who, sizeof who, "an unnamed socket");
+            else
+                peer_format(&from, who, sizeof who);
+            cli_error("datagram from %s: longer than %d bytes: the rest is lost (said once)", who,
+                      RECV_BUF);
+        }
         if (n == -EAGAIN)
             break;
         if (n < 0) {
@@ -584,7 +627,17 @@ static void on_socket(dx_loop *loop, dx_io *io, int events)
         if (u->server && !admit_sender(u, &from))
             continue; /* dropped unread: nothing to stdout, no reply to it */
         struct peer *p = NULL;
-        if (u->peer_mode && !(p = peer_find(u, &from)) && !(p = peer_add(u, index, &from)))
+        int unnamed = u->server && u->o->unix_path && cli_unix_dgram_unnamed(&from);
+        if (unnamed && !u->unnamed_said) {
+            u->unnamed_said = 1;
+            cli_info(u->o, "datagram from an unnamed socket: no reply can reach it (the sender "
+                     "bound no path: duplex -s PATH, socat bind=PATH)%s",
+                     u->exec ? "; no program for it" : "");
+        }
+        if (unnamed && u->exec)
+            continue;
+        if (u->peer_mode && !unnamed && !(p = peer_find(u, &from)) &&
+            !(p = peer_add(u, index, &from)))
             continue; /* refused: said once */
         u->dgrams_in++;
         u->bytes_in += (uint64_t)n;
@@ -598,7 +651,7 @@ static void on_socket(dx_loop *loop, dx_io *io, int events)
                 continue;
             }
 #endif
-        } else if (u->server) {
+        } else if (u->server && !unnamed) {
             heard_from(u, index, &from);
         }
         if (u->o->send_only || n == 0)
@@ -709,6 +762,10 @@ static int run(struct udp *u)
         dx_io_stop(loop, &u->sock[i]);
         dx__fd_close(u->sock[i].fd);
     }
+    if (u->created[0]) { /* -U: the socket file we made */
+        unlink(u->created);
+        cli_remove_on_exit(NULL);
+    }
     free(u->inbuf);
     free(u->outbuf);
     return u->exit_code;
@@ -739,6 +796,21 @@ int cli_udp_connect(const struct options *o, dx_loop *loop)
     memset(&u, 0, sizeof u);
     u.loop = loop;
     u.o = o;
+    if (o->unix_path) {
+        int fd = cli_unix_dgram_open(o, 0, u.created, sizeof u.created, u.peer_text,
+                                     sizeof u.peer_text);
+        if (fd < 0)
+            return fd == -ENOTSOCK || fd == -EADDRINUSE || fd == DX_ETOOLONG ? EXIT_USAGE
+                                                                           : cli_exit_code_for(fd, 1);
+        dx_addr me;
+        char local[DX_ADDR_STRLEN];
+        if (dx_sock_local(fd, &me) == 0)
+            cli_info(o, "unix datagrams to %s from %s", u.peer_text,
+                     dx_addr_format(&me, local, sizeof local));
+        dx_io_init(&u.sock[0], fd, on_socket, &u);
+        u.nsock = 1;
+        return run(&u);
+    }
     dx_addr *addrs;
     int flags = DX_RESOLVE_DGRAM | (o->numeric ? DX_RESOLVE_NUMERIC : 0);
     int n = dx_resolve(o->host, o->port, o->family, flags, &addrs);
@@ -839,20 +911,30 @@ int cli_udp_listen(const struct options *o, dx_loop *loop)
             return EXIT_IO;
         }
     }
-    int rc = bind_all(&u);
+    int rc;
+    if (o->unix_path) {
+        rc = cli_unix_dgram_open(o, 1, u.created, sizeof u.created, NULL, 0);
+        if (rc >= 0)
+            rc = keep(&u, rc);
+    } else {
+        rc = bind_all(&u);
+    }
     if (rc < 0) {
         for (int i = 0; i < u.nsock; i++)
             dx__fd_close(u.sock[i].fd);
         if (u.exec)
             exec_detach(loop);
+        if (rc == DX_ETOOLONG)
+            return EXIT_USAGE;
         return cli_exit_code_for(rc, 0) == EXIT_RESOLVE ? EXIT_RESOLVE : EXIT_LISTEN;
     }
-    int announce = o->verbose || o->port_defaulted || dx_parse_port(o->port) == 0;
+    int announce = o->verbose || (!o->unix_path && (o->port_defaulted || dx_parse_port(o->port) == 0));
     for (int i = 0; i < u.nsock && announce; i++) {
         dx_addr me;
         char text[DX_ADDR_STRLEN];
         if (dx_sock_local(u.sock[i].fd, &me) == 0)
-            cli_error("listening on %s (udp)", dx_addr_format(&me, text, sizeof text));
+            cli_error("listening on %s (%s)", dx_addr_format(&me, text, sizeof text),
+                      o->unix_path ? "unix datagrams" : "udp");
     }
     fflush(stderr);
     return run(&u);

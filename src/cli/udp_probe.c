@@ -169,8 +169,17 @@ static int run_batch(struct batch *b, const dx_addr *target, const dx_addr *sour
     for (int i = 0; i < b->n; i++) {
         struct probe *p = &b->p[i];
         if (!p->done && !cli_stop_signal()) {
-            b->any_open = 1; /* as nc and ncat: no refusal counts as open */
-            finish(b, p, what);
+            /* an ICMP error not reported as an event (wine's WSAPoll): the
+             * socket's pending error; SO_ERROR holds the system's code */
+            int err = 0;
+            dx__socklen len = sizeof err;
+            if (dx__sock_getsockopt(p->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err &&
+                IS_REFUSED(-dx__os_errno(err))) {
+                finish(b, p, "closed: Connection refused (udp: ICMP port unreachable)");
+            } else {
+                b->any_open = 1; /* as nc and ncat: no refusal counts as open */
+                finish(b, p, what);
+            }
         }
         dx_io_stop(b->loop, &p->io);
         dx__fd_close(p->io.fd);

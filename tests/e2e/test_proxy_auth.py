@@ -234,6 +234,8 @@ def test_scheme_chosen_and_tunnel(start_duplex, server, auth_proxy, offers, chos
     assert "Proxy-Authorization" not in px.heads[0][1]
     assert px.heads[0][0] == px.heads[1][0] == 1  # the connection was kept (Content-Length)
     assert px.answers == [chosen]
+    name = " ".join(x for x in chosen if x)
+    assert f": the proxy took the credentials of user 'user' ({name})\n" in p.err  # -v
     assert "pa ss" not in p.err
 
 
@@ -472,3 +474,97 @@ def test_http_basic_user_without_password(run_duplex, server, auth_proxy):
     assert rc == 0, err
     auth = [h for _, h in px.heads if "Proxy-Authorization" in h]
     assert auth and "Proxy-Authorization: Basic dXNlcjo=\r\n" in auth[0], px.heads
+
+
+# ------------------------------------------- connect --exec through -x --
+
+
+def run_exec_through(run_duplex, server, tmp_path, proxy, size):
+    """`duplex --proxy ... 127.0.0.1 PORT --sh-exec CMD` (proxy(target_port)
+    gives the proxy arguments): the target sends `size` random bytes and reads
+    to EOF; CMD hashes what it gets, then sends a file of `size` random
+    bytes. Compared by hash."""
+    down = os.urandom(size)
+    up_file = tmp_path / "up"
+    up_file.write_bytes(os.urandom(size))
+
+    want = hashlib.sha256(down).hexdigest().encode() + b"\n" + up_file.read_bytes()
+
+    def target(conn, result):
+        conn.sendall(down)
+        result["back"] = recv_exact_all(conn, len(want))
+        result["rest"] = recv_all(conn)  # duplex closes once CMD has exited
+        conn.close()
+
+    srv = server(target)
+    cmd = f"head -c {size} | sha256sum | cut -c1-64; cat {up_file}"
+    args = [*proxy(srv.port), "127.0.0.1", str(srv.port), "--sh-exec", cmd]
+    rc, _, err = run_duplex(["connect", *args])
+    res = srv.join()
+    back = res["back"] + res["rest"]
+    assert rc == 0, err
+    assert hashlib.sha256(back).hexdigest() == hashlib.sha256(want).hexdigest(), (len(back), len(want))
+
+
+@pytest.fixture
+def any_proxy(spawn, tmp_path):
+    """any_proxy(kind) -> proxy(target_port): starts (once) microsocks
+    (socks5), a tinyproxy allowing CONNECT to that port (http), or ncat's
+    proxy with --proxy-auth u:pw (http-auth: a 407, then Digest MD5 on a new
+    connection), and returns the --proxy/--proxy-type/--proxy-auth arguments."""
+
+    def _make(kind):
+        started = {}
+
+        def proxy(target_port):
+            if "args" in started:
+                return started["args"]
+            port = free_port()
+            if kind == "socks5":
+                need("microsocks")
+                p = spawn(["microsocks", "-i", "127.0.0.1", "-p", port], stdout=subprocess.DEVNULL)
+                args = ["--proxy", f"127.0.0.1:{port}", "--proxy-type", "socks5"]
+            elif kind == "http":
+                need("tinyproxy")
+                conf = tmp_path / f"tinyproxy-{port}.conf"
+                conf.write_text("\n".join([f"Port {port}", "Listen 127.0.0.1", "Timeout 30", "Allow 127.0.0.1",
+                                           "MaxClients 10", f"ConnectPort {target_port}"]) + "\n")
+                p = spawn(["tinyproxy", "-d", "-c", conf], stdout=subprocess.DEVNULL)
+                args = ["--proxy", f"127.0.0.1:{port}", "--proxy-type", "http"]
+            else:
+                need("ncat")
+                p = spawn(["ncat", "-l", "-k", "127.0.0.1", port, "--proxy-type", "http", "--proxy-auth", "u:pw"],
+                          stdout=subprocess.DEVNULL)
+                args = ["--proxy", f"127.0.0.1:{port}", "--proxy-type", "http", "--proxy-auth", "u:pw"]
+            wait_listening(port, proc=p)
+            started["args"] = args
+            return args
+
+        return proxy
+
+    return _make
+
+
+@pytest.mark.parametrize("kind", ["socks5", "http", "http-auth"])
+def test_connect_exec_through_proxy(run_duplex, spawn, server, tmp_path, any_proxy, kind):
+    """connect --sh-exec through -x (ncat's --proxy ... --sh-exec): the
+    program gets the tunnel, the target's first bytes included; 256 KiB each
+    way (48 KiB through ncat's proxy: no bulk peer).
+
+    The same line with ncat 7.93's client is not compared here: measured
+    with this harness (2 KiB each way, ncat's stdin a kept-open pipe), its
+    program's bytes did not all reach the target within 15 s in about one run
+    of three through microsocks, tinyproxy and ncat's own proxy alike, and
+    after a 407 with stdin at its end (/dev/null) the target's bytes went to
+    ncat's stdout instead of the program; duplex passed 10 runs of 10."""
+    size = 48 * KiB if kind == "http-auth" else 256 * KiB
+    run_exec_through(run_duplex, server, tmp_path, any_proxy(kind), size)
+
+
+def test_connect_exec_through_proxy_credentials_refused(run_duplex, auth_proxy):
+    """A refused proxy handshake runs no program (exit 4)."""
+    px = auth_proxy("u:right", ["md5"])
+    rc, out, err = run_duplex(["connect", "-X", "connect", "-x", f"127.0.0.1:{px.port}", "--proxy-auth", "u:wrong",
+                               "127.0.0.1", "9", "--sh-exec", "echo ran >&2"])
+    assert rc == 4, err
+    assert "credentials refused" in err and "ran" not in err

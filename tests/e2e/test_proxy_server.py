@@ -7,11 +7,14 @@ address, a client that stops half-way). Targets: Python servers in this
 process (an echo server, an HTTP origin) that count what they accept, so a
 refused client is shown never to have reached them. `ncat -l --proxy-type
 http` runs the same curl lines where it serves them (it has no SOCKS server).
+A slow DNS server (root: port 53 and a resolv.conf of the proxy's own in a
+mount namespace; skipped otherwise) shows the lookups run off the loop.
 """
 
 import hashlib
 import http.server
 import os
+import shutil
 import socket
 import socketserver
 import struct
@@ -656,7 +659,7 @@ def test_http_errors(proxy, echo):
     assert e.accepted == 0
 
 
-def test_http_same_curl_lines_as_ncat(spawn, start_listener, origin):
+def test_http_same_curl_lines_as_ncat(spawn, duplex, origin):
     """The same curl command lines against `ncat -l --proxy-type http` and
     duplex: the same answers where both serve them. (They differ, by design,
     on a refused target: ncat 504, duplex 502; a head above 16 KiB: ncat 413,
@@ -664,10 +667,12 @@ def test_http_same_curl_lines_as_ncat(spawn, start_listener, origin):
     need("curl")
     need("ncat")
     o = origin()
-    port = free_port()
+    port, dport = free_port(), free_port()
+    # the same command line for both
     n = spawn(["ncat", "-l", "-k", "--proxy-type", "http", "127.0.0.1", port])
+    d = spawn([duplex, "-l", "-k", "--proxy-type", "http", "127.0.0.1", dport])
     wait_listening(port, proc=n)
-    _, dport = start_listener(["--proxy-type", "http"])
+    wait_listening(dport, proc=d)
     url = f"http://127.0.0.1:{o.port}/blob"
     lines = [
         ["-x", "127.0.0.1:{P}", url],
@@ -684,3 +689,171 @@ def test_http_same_curl_lines_as_ncat(spawn, start_listener, origin):
             got[name] = (code, sha(body) if len(body) > 1000 else b"")
         assert got["ncat"] == got["duplex"], (line, got)
         assert got["duplex"][0] in (b"200", b"405")
+
+
+# ------------------------------------------------- name lookups on a thread --
+
+
+class SlowDNS:
+    """A DNS server on 127.0.0.77:53 that answers every A query for a name
+    with 127.0.0.1 (and AAAA with no address) after `delay` seconds; records
+    the names asked."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.asked = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.77", 53))
+        self.sock.settimeout(0.2)
+        self.stop = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _answer(self, q, peer):
+        time.sleep(self.delay)
+        qid, qd = q[:2], q[12:]
+        end = qd.index(b"\x00") + 5  # QNAME, QTYPE, QCLASS
+        question = qd[:end]
+        qtype = struct.unpack(">H", question[-4:-2])[0]
+        an = b""
+        if qtype == 1:  # A: 127.0.0.1
+            an = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([127, 0, 0, 1])
+        head = qid + b"\x81\x80" + struct.pack(">HHHH", 1, 1 if an else 0, 0, 0)
+        try:
+            self.sock.sendto(head + question + an, peer)
+        except OSError:
+            pass
+
+    def _run(self):
+        while not self.stop:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except (socket.timeout, OSError):
+                continue
+            labels, i = [], 12
+            while q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode())
+                i += 1 + q[i]
+            self.asked.append(".".join(labels))
+            threading.Thread(target=self._answer, args=(q, peer), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+@pytest.fixture
+def slow_dns(tmp_path):
+    """(SlowDNS, resolv.conf path) or a skip: needs root (port 53, a mount
+    namespace for a resolv.conf of its own) and unshare."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a resolv.conf of the proxy's own)")
+    try:
+        dns = SlowDNS(1.5)
+    except OSError as ex:
+        pytest.skip(f"cannot bind 127.0.0.77:53: {ex}")
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.77\noptions timeout:5 attempts:1\n")
+    yield dns, conf
+    dns.close()
+
+
+def test_socks5_lookup_does_not_hold_other_clients(spawn, duplex, slow_dns, echo):
+    """A name whose lookup takes 1.5 s: meanwhile other clients get their
+    tunnels at once (the lookup runs on a thread); then the slow one gets
+    its tunnel. With -w 1 the same lookup is cut at 1 s: reply 06."""
+    dns, conf = slow_dns
+    e = echo()
+    for deadline in (None, "1"):
+        port = free_port()
+        args = [duplex, "listen", "-v", "--proxy-type", "socks5", *(["-w", deadline] if deadline
+                                                                    else []), "127.0.0.1", port]
+        p = spawn(["unshare", "-m", "sh", "-c",
+                   f'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(conf), *args])
+        wait_listening(port, proc=p)
+        name = f"slow{deadline or ''}.duplex.test"
+        t0 = time.monotonic()
+        slow = socks5(port)
+        assert recv_exact(slow, 2) == b"\x05\x00"
+        slow.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name.encode() +
+                     struct.pack(">H", e.port))
+        assert wait_for(lambda: name in dns.asked, 5)
+        for _ in range(3):  # served while the lookup runs
+            s, rep, _ = socks5_connect(port, "127.0.0.1", e.port)
+            assert rep == 0
+            s.sendall(b"ping")
+            assert recv_exact(s, 4) == b"ping"
+            s.close()
+        assert time.monotonic() - t0 < 1.2
+        head = recv_exact(slow, 10)
+        took = time.monotonic() - t0
+        if deadline:
+            assert head[:2] == b"\x05\x06", head  # TTL expired: the lookup took too long
+            assert 0.9 < took < 1.45, took
+            p.wait_err(rf"-> {name}:{e.port} \(socks5\): .*SOCKS5 reply 06: resolve")
+        else:
+            assert head[:2] == b"\x05\x00", head
+            assert took >= 1.4, took
+            slow.sendall(b"late")
+            assert recv_exact(slow, 4) == b"late"
+        slow.close()
+
+
+def test_numeric_only_refuses_names(proxy, echo):
+    """-n: no lookups; a name is host unreachable (SOCKS5 04, HTTP 502),
+    an address still works."""
+    e = echo()
+    p, port = proxy("socks5", "-n")
+    s = socks5(port)
+    assert recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x03\x09localhost" + struct.pack(">H", e.port))
+    assert recv_exact(s, 10)[:2] == b"\x05\x04"
+    s.close()
+    p.wait_err(r"resolve \(-n: no DNS\) localhost:\d+")
+    s, rep, _ = socks5_connect(port, "127.0.0.1", e.port)
+    assert rep == 0
+    s.close()
+    h, hport = proxy("http", "-n")
+    status, reply = http_exchange(hport, b"CONNECT localhost:%d HTTP/1.1\r\n\r\n" % e.port)
+    assert status == 502, reply
+    assert e.accepted == 1
+
+
+def test_http_nothing_after_the_answer_reaches_the_origin(proxy):
+    """One request a connection: once the origin has answered and ended its
+    side, what the client sends next (a second request, with credentials)
+    is read and dropped by the proxy, never passed on, even to an origin
+    that would still read it."""
+    got = {}
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(TIMEOUT)
+
+    def origin_script():
+        c, _ = srv.accept()
+        c.settimeout(TIMEOUT)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(4096)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        c.shutdown(socket.SHUT_WR)  # answered; still reading
+        got["rest"] = head.split(b"\r\n\r\n", 1)[1] + recv_to_eof(c)
+        c.close()
+
+    t = threading.Thread(target=origin_script, daemon=True)
+    t.start()
+    oport = srv.getsockname()[1]
+    p, port = proxy("http")
+    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    s.sendall(b"GET http://127.0.0.1:%d/one HTTP/1.1\r\n\r\n" % oport)
+    reply = b""
+    while not reply.endswith(b"ok"):
+        reply += s.recv(4096)
+    s.sendall(b"GET http://127.0.0.1:%d/two HTTP/1.1\r\nProxy-Authorization: Basic c2VjcmV0\r\n\r\n"
+              % oport)
+    assert recv_to_eof(s) == b""
+    s.close()
+    t.join(TIMEOUT)
+    srv.close()
+    assert got["rest"] == b""
+    p.wait_err(r"origin closed \(one request a connection\)")

@@ -188,7 +188,7 @@ def test_udp_duplex_to_duplex_ipv4(start_duplex, backend_env):
 
 @pytest.mark.parametrize("args", [
     ["connect", "-u", "--hex-dump", "-", "127.0.0.1", "9"],  # -u -z: test_udp_flags.py
-    ["listen", "-u", "-U", "/tmp/x.sock"],
+    ["listen", "-u", "-U", "/tmp/x.sock", "-s", "/tmp/y.sock"],  # -U -u: test_unix_dgram.py
     ["connect", "-u", "--send-oob", "!", "127.0.0.1", "9"],
     ["listen", "-u", "--echo", "0"],
 ])

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import TIMEOUT, need, sha
+from conftest import TIMEOUT, have_ipv6_loopback, need, sha
 from servers_util import children, wait_for
 
 UDP_LISTENING_RE = re.compile(r"duplex: listening on (\S+):(\d+) \(udp\)\s*$", re.M)
@@ -95,6 +95,36 @@ def test_exec_a_program_per_peer_as_ncat(tool, spawn, start_duplex):
         # one program per peer, each its own process under duplex
         assert len(programs(srv.pid)) == 2
         srv.wait_err(r"127\.0\.0\.1:\d+: new peer \(process \d+\)")
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_exec_wildcard_listener_addresses(tool, spawn, start_duplex):
+    """No listen address (every address, both families): NCAT_LOCAL_ADDR is
+    the address the peer sent to, not the wildcard, for an IPv4 and an IPv6
+    peer alike (ncat and duplex); NCAT_REMOTE_ADDR an IPv4 peer's IPv4."""
+    if not have_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    if tool == "ncat":
+        need("ncat")
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as t:
+            t.bind(("::", 0))
+            port = t.getsockname()[1]
+        srv = spawn(["ncat", "-v", "-u", "-l", "-k", str(port), "--sh-exec", ENV_CMD], name="ncat")
+        srv.wait_err(r"Ncat: Listening on :::")
+        srv.wait_err(r"Ncat: Listening on 0\.0\.0\.0:")
+    else:
+        srv = start_duplex(["listen", "-u", "-k", "0", "--sh-exec", ENV_CMD])
+        port = int(srv.wait_err(UDP_LISTENING_RE).group(2))
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family, socket.SOCK_DGRAM) as c:
+            c.settimeout(TIMEOUT)
+            c.bind((host, 0))
+            c.sendto(b"x\n", (host, port))
+            data = c.recvfrom(65536)[0]
+            env = dict(kv.split("=", 1) for kv in data.decode().split())
+            assert env["proto"] == "UDP"
+            assert env["local"] == f"{host}:{port}", env
+            assert env["remote"] == f"{host}:{c.getsockname()[1]}", env
 
 
 def test_exec_each_datagram_a_unit(start_duplex):

@@ -472,6 +472,7 @@ def _bash_complete(duplex, words):
     (["duplex", "bench", "t"], {"throughput"}, set()),
     (["duplex", "bench", "echo", "--wa"], {"--warmup"}, set()),
     (["duplex", "listen", "--model", "i"], {"iterative", "io_uring"}, set()),
+    (["duplex", "-l", "-U", "-"], {"-u", "--udp"}, set()),  # ncat's -l -U -u PATH
 ])
 def test_bash_completion(duplex, words, want, unwanted):
     got = _bash_complete(duplex, words)

@@ -76,10 +76,11 @@ static void check_options(const struct options *o)
     CHECK(o->bufsize == 0 || (o->bufsize >= 1024 && o->bufsize <= (64u << 20)));
     CHECK(o->max_queue >= 65536 && o->max_queue <= (1u << 30));
     if (o->unix_path && o->cmd != CMD_RELAY) /* relay takes no -U; its unix:PATH ignores -s */
-        CHECK(o->family == AF_UNSPEC && !o->source_addr);
+        CHECK(o->family == AF_UNSPEC && (!o->source_addr || (o->udp && o->cmd == CMD_CONNECT)));
     if (o->udp) {
         /* listen -u -k and --exec: a table of peers, always bounded and aged */
-        CHECK(!o->unix_path && !o->has_send_oob && !o->oob_inline && !o->hex_dump && !o->output);
+        CHECK(!o->has_send_oob && !o->oob_inline && !o->hex_dump && !o->output);
+        CHECK(!o->unix_path || !o->zero_io);
         CHECK(!o->zero_io || o->cmd == CMD_CONNECT);
         CHECK(!o->crlf || (o->mode == MODE_STDIO && !o->zero_io));
         CHECK(o->mode == MODE_STDIO || (o->mode == MODE_EXEC && o->cmd == CMD_LISTEN));

@@ -261,3 +261,17 @@ T(verify_fails_closed)
     cr_assert_eq(cli_http_auth_verify("Basic dTpw", "CONNECT", "u:p", "r"), 1);
     cr_assert_eq(cli_http_auth_verify("basic   dTpw  ", "CONNECT", "u:p", "r"), 1);
 }
+
+/* ncat 7.93's client answers the first Digest challenge and knows no
+ * SHA-256: MD5 comes first, then SHA-256, then Basic. */
+T(challenge_order)
+{
+    char ch[2048];
+    cr_assert_gt(cli_http_auth_challenge(ch, sizeof ch, "r"), 0);
+    const char *md5 = strstr(ch, "algorithm=MD5"), *sha = strstr(ch, "algorithm=SHA-256");
+    const char *basic = strstr(ch, "Proxy-Authenticate: Basic");
+    cr_assert(md5 && sha && basic && md5 < sha && sha < basic, "%s", ch);
+    cr_assert_gt(cli_http_auth_challenge_ex(ch, sizeof ch, "r", 1), 0);
+    cr_assert_not_null(strstr(ch, "algorithm=MD5, nonce=\""));
+    cr_assert_not_null(strstr(ch, ", stale=true\r\nProxy-Authenticate: Digest"));
+}

@@ -196,3 +196,38 @@ def test_udp_port_unreachable_exit_4(run_exe):
     assert rc == 4, err
     assert f"duplex: send 127.0.0.1:{port}: Connection refused\n" in err or \
         re.search(rf"127\.0\.0\.1:{port}: Connection refused", err), err
+
+
+def test_udp_listen_k_every_peer(start_exe, sockets):
+    """listen -u -k (ncat refuses it without --exec): every peer's datagrams
+    to stdout, each datagram of stdin (-C: CRLF) to every peer."""
+    p = start_exe(["listen", "-u", "-k", "-C", "127.0.0.1", "0"], stdin=subprocess.PIPE)
+    port = int(p.wait_err(UDP_LISTENING_RE).group(1))
+    a, b = sockets(udp_socket()), sockets(udp_socket())
+    a.sendto(b"from a\n", ("127.0.0.1", port))
+    p.wait_out(lambda o: o == b"from a\n")
+    b.sendto(b"from b\n", ("127.0.0.1", port))
+    p.wait_out(lambda o: o == b"from a\nfrom b\n")
+    p.stdin.write(b"to all\n")
+    p.stdin.flush()
+    assert a.recvfrom(100)[0] == b"to all\r\n"
+    assert b.recvfrom(100)[0] == b"to all\r\n"
+
+
+def test_udp_probe(run_exe, sockets):
+    """-z -u: a bound port is open|filtered (exit 0), a closed one refuses
+    (exit 4), as on Linux."""
+    s = sockets(udp_socket())
+    rc, _, err = run_exe(["-z", "-u", "-v", "127.0.0.1", s.getsockname()[1]])
+    assert rc == 0, err
+    assert s.recvfrom(10)[0] == b"\0"
+    port = free_port(kind=socket.SOCK_DGRAM)
+    rc, _, err = run_exe(["-z", "-u", "-v", "127.0.0.1", port])
+    assert rc == 4, err
+    assert "Connection refused" in err
+
+
+def test_udp_exec_refused_naming_windows(run_exe, windows_only):
+    rc, _, err = run_exe(["listen", "-u", "-k", "--exec", "cmd.exe", "127.0.0.1", "0"])
+    assert rc == 2
+    assert "not available on Windows" in err, err

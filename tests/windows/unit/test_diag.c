@@ -5,13 +5,17 @@
 #include "os.h"
 #include "tap.h"
 
+/* Ours by the whole local address (127.0.0.1 and the port): the host's
+ * table also lists other processes' sockets, which may share a port number
+ * on another address (a listener on 0.0.0.0:P while ours is a client's P). */
 static const dx_sockinfo *find(const dx_sockinfo *v, int n, int proto, int port, int state)
 {
-    for (int i = 0; i < n; i++)
-        if (v[i].proto == proto && v[i].local.ss_family == AF_INET &&
-            ntohs(((const struct sockaddr_in *)&v[i].local)->sin_port) == port &&
-            (state < 0 || v[i].state == state))
+    for (int i = 0; i < n; i++) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&v[i].local;
+        if (v[i].proto == proto && sin->sin_family == AF_INET && ntohs(sin->sin_port) == port &&
+            ntohl(sin->sin_addr.s_addr) == INADDR_LOOPBACK && (state < 0 || v[i].state == state))
             return &v[i];
+    }
     return NULL;
 }
 

@@ -116,6 +116,8 @@ static const char help_options[] =
 "      --no-shutdown        never shut the write side down; quit when the peer ends\n"
 "  -d, --recv-only          do not read stdin (and do not shut down the write side)\n"
 "      --send-only          send stdin, discard what arrives; quit at end of input\n"
+"  -t, --telnet             answer Telnet negotiation (refuse every option) and\n"
+"                           keep Telnet commands out of stdout (as ncat -t)\n"
 "      --delay TIME         send stdin a line at a time, TIME apart (the first at\n"
 "                           once; ncat's -d TIME: -d takes no value here)\n"
 "  -C, --crlf               send a lone LF from stdin as CRLF (for line protocols:\n"
@@ -462,6 +464,7 @@ static const struct option long_opts[] = {
     {"unix", required_argument, NULL, 'U'},
     {"unixsock", required_argument, NULL, 'U'}, /* ncat's spellings: the same options */
     {"nodns", no_argument, NULL, 'n'},
+    {"telnet", no_argument, NULL, 't'},
     {"source-port", required_argument, NULL, 'p'},
     {"wait", required_argument, NULL, 'w'},
     {"delay", required_argument, NULL, OPT_DELAY},
@@ -1482,7 +1485,7 @@ static int parse(int argc, char **argv, struct options *o)
     }
 
     int c, longi;
-    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:g:G:", long_opts,
+    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:g:G:t", long_opts,
                                         &longi)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
@@ -1575,6 +1578,7 @@ static int parse(int argc, char **argv, struct options *o)
         case 'N': o->eof_shutdown = 1; break; /* the default, except through a proxy */
         case OPT_NO_SHUTDOWN: o->no_shutdown = 1; break;
         case 'd': o->recv_only = 1; break;
+        case 't': o->telnet = 1; break;
         case OPT_DELAY:
             if (parse_seconds("--delay", optarg, &o->delay_ms) < 0)
                 return EXIT_USAGE;
@@ -1742,6 +1746,11 @@ static int parse(int argc, char **argv, struct options *o)
         cli_error("--recv-only and --send-only exclude each other");
         return EXIT_USAGE;
     }
+    if (o->telnet && (o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
+        cli_error("-t/--telnet answers a Telnet peer on one TCP or Unix stream connection: "
+                  "not with %s", o->udp ? "-u" : o->zero_io ? "-z" : "relay");
+        return EXIT_USAGE;
+    }
     if (o->delay_ms && (o->recv_only || o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
         cli_error("--delay paces the lines stdin sends on one TCP or Unix stream connection: "
                   "not with %s", o->recv_only ? "-d/--recv-only (stdin is not read)"
@@ -1863,10 +1872,10 @@ static int parse(int argc, char **argv, struct options *o)
             /* these shape one stdio session; a server's clients end on their own */
             if (o->quit_after_eof_ms >= 0 || o->no_shutdown || o->send_only || o->has_send_oob ||
                 o->progress != PROGRESS_OFF || o->crlf || o->hex_dump || o->output ||
-                o->delay_ms) {
+                o->delay_ms || o->telnet) {
                 cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, -C, "
-                          "--hex-dump, -o and --delay shape one connection; they do not apply "
-                          "with -k or a server mode");
+                          "--hex-dump, -o, --delay and -t shape one connection; they do not "
+                          "apply with -k or a server mode");
                 return EXIT_USAGE;
             }
             /* -w with a server: no traffic for SECS closes that client */
@@ -1941,10 +1950,10 @@ static int parse(int argc, char **argv, struct options *o)
     if (o->mode == MODE_EXEC &&
         (o->crlf || o->hex_dump || o->output || o->tls || o->zero_io || o->recv_only ||
          o->send_only || o->quit_after_eof_ms >= 0 || o->progress != PROGRESS_OFF ||
-         o->delay_ms)) {
+         o->delay_ms || o->telnet)) {
         cli_error("connect --exec/--sh-exec gives the connection to the program: -C, "
-                  "--hex-dump, -o, -q, -d, --send-only, --progress, --delay, -z and --ssl do "
-                  "not apply");
+                  "--hex-dump, -o, -q, -d, --send-only, --progress, --delay, -t, -z and --ssl "
+                  "do not apply");
         return EXIT_USAGE;
     }
     if (o->unix_path) {

@@ -685,3 +685,71 @@ def test_ssl_ciphers_no_match_refused(spawn, duplex, tool):
                                                  "127.0.0.1", str(closed_port())])
     assert rc == 2, err
     assert "no cipher match" in err
+
+
+# -------------------------------------------------------------- -t/--telnet --
+
+IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
+TELNET_FIRST = bytes([IAC, DO, 1, IAC, WILL, 3]) + b"hello\n"
+TELNET_REST = [b"mid" + bytes([IAC, DONT, 24]) + b"dle\n",
+               bytes([IAC, WONT, 5, IAC, IAC]) + b"x\n",
+               bytes([IAC, SB, 24, 1, IAC, IAC, 7, IAC, SE]) + b"sb" + bytes([IAC, 241]) + b"\n"]
+TELNET_STRIPPED = b"hello\nmiddle\n\xffx\nsb\n"
+
+
+def telnet_peer(conn, result):
+    """A Telnet server: DO ECHO and WILL SGA first, then (once they are
+    answered) a refusal in the middle of a line, an escaped 255, a
+    subnegotiation and a NOP; what the client sends back is kept."""
+    conn.sendall(TELNET_FIRST)
+    result["answers"] = recv_exact(conn, 6)
+    for chunk in TELNET_REST:
+        conn.sendall(chunk)
+    conn.shutdown(socket.SHUT_WR)
+    result["rest"] = recv_until(conn, lambda g: False)
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_telnet_refuses_options_like_ncat(spawn, duplex, server, tool):
+    """`-t 127.0.0.1 PORT` against a scripted Telnet server: ncat and duplex
+    answer DO ECHO with WONT ECHO and WILL SGA with DONT SGA, the same bytes.
+    duplex keeps the Telnet commands out of stdout (IAC IAC is a 255) and
+    answers nothing else (a DONT or WONT needs no answer when every option
+    is off); ncat 7.93 writes the stream to stdout unchanged."""
+    srv = server(telnet_peer)
+    args = ["-t", "127.0.0.1", str(srv.port)]
+    p = spawn([need("ncat"), *args] if tool == "ncat" else [duplex, *args],
+              stdin=subprocess.PIPE, name=tool)
+    raw = TELNET_FIRST + b"".join(TELNET_REST)
+    want = raw if tool == "ncat" else TELNET_STRIPPED
+    p.wait_out(lambda o: len(o) >= len(want))
+    p.close_stdin()
+    assert p.wait(TIMEOUT) == 0, p.err
+    result = srv.join()
+    assert result["answers"] == bytes([IAC, WONT, 1, IAC, DONT, 3])
+    assert p.out == want
+    if tool == "duplex":
+        assert result["rest"] == b""
+
+
+def test_telnet_command_split_between_reads(spawn, duplex, server):
+    """A command cut between two reads is still recognised (ncat would pass
+    the IAC to stdout and answer nothing)."""
+    def script(conn, result):
+        conn.sendall(b"a" + bytes([IAC]))
+        # the client has read the first part when its stdout shows "a"
+        result["first_seen"] = first_seen.wait(TIMEOUT)
+        conn.sendall(bytes([DO, 31]) + b"b\n")
+        result["answers"] = recv_exact(conn, 3)
+        conn.shutdown(socket.SHUT_WR)
+
+    import threading
+    first_seen = threading.Event()
+    srv = server(script)
+    p = spawn([duplex, "-t", "127.0.0.1", str(srv.port)], stdin=subprocess.PIPE)
+    p.wait_out(lambda o: o == b"a")
+    first_seen.set()
+    p.wait_out(lambda o: o == b"ab\n")
+    p.close_stdin()
+    assert p.wait(TIMEOUT) == 0, p.err
+    assert srv.join()["answers"] == bytes([IAC, WONT, 31])

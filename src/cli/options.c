@@ -60,7 +60,8 @@ static const char help_listen_usage[] =
 "                                               a proxy server (Proxy server)\n"
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
 "ADDR is a local address (a bare number such as 24700 is refused: one PORT only).\n"
-"No PORT: ncat's 31337 (ADDR alone must then be an IP address: 127.0.0.1, ::1).\n";
+"No PORT: ncat's 31337. One word alone is the PORT when it is a number or a\n"
+"service name (http), else the ADDR (an address or a host name: localhost).\n";
 
 static const char help_relay_usage[] =
 "usage: duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
@@ -1871,11 +1872,29 @@ static int parse(int argc, char **argv, struct options *o)
         if (many && !o->udp) {
             /* these shape one stdio session; a server's clients end on their own */
             if (o->quit_after_eof_ms >= 0 || o->no_shutdown || o->send_only || o->has_send_oob ||
-                o->progress != PROGRESS_OFF || o->crlf || o->hex_dump || o->output ||
+                o->progress != PROGRESS_OFF || o->hex_dump || o->output ||
                 o->delay_ms || o->telnet) {
-                cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, -C, "
+                cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, "
                           "--hex-dump, -o, --delay and -t shape one connection; they do not "
                           "apply with -k or a server mode");
+                return EXIT_USAGE;
+            }
+            /* -C (as ncat): stdin goes to the clients with CRLF line ends
+             * (-k, --broker, --chat); what clients send is relayed as it is */
+            const char *no_crlf =
+                !o->crlf ? NULL
+                : o->mode == MODE_EXEC ? "--exec/--sh-exec: the program writes to its client "
+                  "directly (ncat pipes its output through itself); let it write CRLF line "
+                  "ends, e.g. --sh-exec 'CMD | sed \"s/$/\\r/\"'"
+                : o->mode == MODE_ECHO ? "--echo: each client gets its own bytes back "
+                  "unchanged and stdin takes no part"
+                : o->proxy_serve ? "a proxy server: it relays its clients' bytes unchanged"
+                : o->no_stdio ? "--no-stdio: -C converts what stdin sends, which it leaves out"
+                : o->model == MODEL_FORK || o->model == MODEL_THREAD || o->threads > 1
+                    ? "--model fork/thread or --threads: they read no stdin" : NULL;
+            if (no_crlf) {
+                cli_error("-C converts the LF line ends stdin sends to the clients into CRLF: "
+                          "not with %s", no_crlf);
                 return EXIT_USAGE;
             }
             /* -w with a server: no traffic for SECS closes that client */
@@ -1907,6 +1926,13 @@ static int parse(int argc, char **argv, struct options *o)
                 /* (::1:8080 stays an error: [::1]:8080 was likely meant) */
                 /* ncat's `-l ADDR`: an address alone takes the default port */
                 o->host = split_buf;
+                o->port = DEFAULT_LISTEN_PORT;
+                o->port_defaulted = 1;
+            } else if (dx_parse_port(pos[0]) < 0 && looks_like_host_name(pos[0]) &&
+                       !*address_hint(pos[0], "listen", hint, sizeof hint)) {
+                /* ncat's `-l localhost`: a word that is neither a number nor
+                 * a service name is a host name, with the default port */
+                o->host = pos[0];
                 o->port = DEFAULT_LISTEN_PORT;
                 o->port_defaulted = 1;
             } else {

@@ -119,7 +119,8 @@ int main(int argc, char **argv)
     free(addrs);
     dx_loop *loop = dx_loop_new(NULL, &err);
     if (lfd < 0 || !loop) {
-        fprintf(stderr, "echo: %s\n", dx_strerror(lfd < 0 ? lfd : err));
+        fprintf(stderr, "echo: %s %s: %s\n", lfd < 0 ? "listen on" : "loop for", port,
+                dx_strerror(lfd < 0 ? lfd : err));
         return 1;
     }
     if (pipe(sigpipe_fds) < 0)

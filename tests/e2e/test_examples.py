@@ -117,6 +117,47 @@ def test_echo_keeps_reading_after_a_partial_answer(ex, spawn):
     stop_cleanly(p)
 
 
+def server_rx_queue(port):
+    """The most bytes waiting to be read on an established TCP socket bound to
+    local port `port` (/proc/net/tcp{,6}): what a server has not read yet."""
+    most = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "01":
+                    most = max(most, int(parts[4].split(":")[1], 16))
+    return most
+
+
+def test_echo_pauses_a_client_that_does_not_read(spawn, ex):
+    """Backpressure: a client that sends 64 MiB before reading anything gets
+    stuck (the server stops reading: its receive queue fills) instead of
+    being buffered without bound or losing bytes; once it reads, every byte
+    comes back."""
+    p, port = start_server(spawn, ex, "echo")
+    data = os.urandom(64 * MIB)  # far more than the kernel buffers in between
+    with socket.socket() as c:
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            c.setsockopt(socket.SOL_SOCKET, opt, 64 * 1024)
+        c.settimeout(30)
+        c.connect(("127.0.0.1", port))
+        def send():
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        deadline = time.monotonic() + 20
+        while t.is_alive() and server_rx_queue(port) < 64 * 1024 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling a condition with a deadline
+        assert t.is_alive(), "the whole 64 MiB went in with nothing read back"
+        assert server_rx_queue(port) >= 64 * 1024
+        assert sha(recv_all(c, timeout=30)) == sha(data)
+        t.join(30)
+    stop_cleanly(p)
+
+
 # ------------------------------------------------------------------- chat --
 
 def read_lines(sock, want, got):
@@ -216,14 +257,17 @@ def test_client_half_closes_and_prints_the_answer(spawn, ex, server):
 # ------------------------------------------------------------------ relay --
 
 def test_relay_carries_1mib_both_ways_with_half_close(spawn, ex, server):
+    """A request-reply through the relay: the client's shutdown reaches the
+    target, whose reply still comes back, then its own shutdown."""
     to_target = os.urandom(MIB)
     to_client = os.urandom(MIB)
 
     def script(conn, result):
-        t = threading.Thread(target=lambda: (conn.sendall(to_client), conn.shutdown(socket.SHUT_WR)))
-        t.start()
+        # answers only after the client's end of input came through the relay
         result["got"] = recv_all(conn, timeout=30)
-        t.join(30)
+        conn.sendall(to_client)
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1)  # the relay closes after passing our end on
 
     target = server(script)
     port = free_port()
@@ -238,7 +282,8 @@ def test_relay_carries_1mib_both_ways_with_half_close(spawn, ex, server):
 
 def test_relay_to_the_duplex_command(spawn, ex, duplex):
     """The target is `duplex listen`: its stdin goes to the relay's client,
-    the client's bytes to its stdout; each side's end passes through."""
+    the client's bytes to its stdout, both at once; each side's end passes
+    through (duplex exits once both directions have ended)."""
     to_target = os.urandom(MIB)
     to_client = os.urandom(MIB)
     tport = free_port()

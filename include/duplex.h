@@ -60,7 +60,22 @@
 extern "C" {
 #endif
 
+/* The shared library is built with -fvisibility=hidden: what is declared in
+ * this header, and only that, is exported. */
+#if defined(__GNUC__) && !defined(_WIN32)
+#pragma GCC visibility push(default)
+#endif
+
+/* The version the program was compiled against; dx_version() and
+ * dx_version_number() give the library's it runs with (the shared library
+ * may be newer). The number is MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define DX_VERSION "0.1.0"
+#define DX_VERSION_MAJOR 0
+#define DX_VERSION_MINOR 1
+#define DX_VERSION_PATCH 0
+#define DX_VERSION_NUMBER (DX_VERSION_MAJOR * 10000 + DX_VERSION_MINOR * 100 + DX_VERSION_PATCH)
+const char *dx_version(void);
+int dx_version_number(void);
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -833,6 +848,10 @@ typedef struct dx_sockproc {
  * read are skipped). *out: malloc'd array sorted by inode, then pid, then
  * fd; returns the count or -errno (/proc unreadable, -ENOMEM). */
 int dx_sock_procs(dx_sockproc **out);
+
+#if defined(__GNUC__) && !defined(_WIN32)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -2,10 +2,10 @@
 builds them and run end to end over loopback against real peers: Python
 sockets, socat and the duplex command.
 
-Build: when the Makefile installs a duplex.pc, the library is installed into
-a temporary PREFIX and the examples are built by examples/Makefile with
-PKG_CONFIG_PATH pointing there (what a user of the installed library does);
-until then by `make examples` against build/libduplex.a."""
+Build: `make install` into a temporary PREFIX, then examples/Makefile with
+PKG_CONFIG_PATH pointing there, i.e. only `pkg-config --cflags --libs duplex`
+against the installed shared library (what a user of the library does). A
+tree whose Makefile installs no duplex.pc falls back to `make examples`."""
 
 import os
 import signal
@@ -38,8 +38,17 @@ def ex(tmp_path_factory):
                       if (d / "duplex.pc").exists()), None)
         assert pcdir, f"make install put no duplex.pc under {prefix}"
         env = dict(os.environ, PKG_CONFIG_PATH=str(pcdir))
-        r = subprocess.run(["make", "-C", os.path.join(REPO, "examples"), f"OUT={out}"],
+        # the installed shared library, found at run time through an rpath
+        # (what LD_LIBRARY_PATH or ldconfig would do for a real PREFIX)
+        libdir = subprocess.run(["pkg-config", "--variable=libdir", "duplex"], env=env,
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+        r = subprocess.run(["make", "-C", os.path.join(REPO, "examples"), f"OUT={out}",
+                            f"LDFLAGS=-Wl,-rpath,{libdir}"],
                            env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        ldd = subprocess.run(["ldd", str(out / "echo")], capture_output=True, text=True,
+                             timeout=30).stdout
+        assert f"libduplex.so.0 => {libdir}/" in ldd, ldd
     else:
         r = subprocess.run(["make", "-s", "examples", f"EXAMPLES_OUT={out}"], cwd=REPO,
                            capture_output=True, text=True, timeout=600)

@@ -24,13 +24,19 @@ CLI_SRCS = $(filter-out $(WIN_CLI_EXCLUDE),$(wildcard src/cli/*.c))
 CPPFLAGS += -D_WIN32_WINNT=0x0601 -D__USE_MINGW_ANSI_STDIO=1
 LDLIBS += -static -pthread -lws2_32 -liphlpapi
 EXE = .exe
+SHLIBS =
 else
 LDLIBS += -pthread
+# what libduplex itself needs (the shared library's link, duplex.pc's private part)
+LIB_LDLIBS = -pthread
+PC_REQUIRES_PRIVATE =
 # io_uring backend when liburing is installed (Debian: liburing-dev)
 HAVE_URING := $(shell test -f /usr/include/liburing.h && echo 1)
 ifeq ($(HAVE_URING),1)
 CPPFLAGS += -DDX_HAVE_URING
 LDLIBS += -luring
+LIB_LDLIBS += -luring
+PC_REQUIRES_PRIVATE += liburing
 BACKENDS = epoll poll io_uring
 else
 BACKENDS = epoll poll
@@ -42,7 +48,13 @@ HAVE_TLS := $(shell pkg-config --exists openssl 2>/dev/null && echo 1)
 ifeq ($(HAVE_TLS),1)
 CPPFLAGS += -DDX_HAVE_TLS $(shell pkg-config --cflags openssl)
 LDLIBS += $(shell pkg-config --libs openssl)
+# the library links OpenSSL only once its own sources use it
+ifneq ($(shell grep -l '<openssl/' src/*.c 2>/dev/null),)
+LIB_LDLIBS += $(shell pkg-config --libs openssl)
+PC_REQUIRES_PRIVATE += openssl
 endif
+endif
+SHLIBS = $(BUILD)/$(SHLIB) $(BUILD)/$(SONAME) $(BUILD)/libduplex.so
 
 LIB_SRCS = $(filter-out src/%_win32.c src/backend_wsapoll.c,$(wildcard src/*.c))
 CLI_SRCS = $(filter-out %_win32.c,$(wildcard src/cli/*.c))
@@ -50,16 +62,32 @@ EXE =
 endif
 UNIT_SRCS = $(wildcard tests/unit/*.c)
 
+# The shared library (not on Windows): the file is named by the release
+# (DX_VERSION), the soname by the ABI (SOVERSION: bump it when a function is
+# removed or changed, or a struct the program allocates changes layout).
+VERSION := $(shell sed -n 's/^\#define DX_VERSION "\(.*\)"/\1/p' include/duplex.h)
+SOVERSION = 0
+SONAME = libduplex.so.$(SOVERSION)
+SHLIB = libduplex.so.$(VERSION)
+
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
+PIC_OBJS = $(LIB_SRCS:%.c=$(BUILD)/pic/%.o)
 CLI_OBJS = $(CLI_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?= -q
 
-.PHONY: all windows unit-windows win-unit-bins test-windows e2e-windows deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke
+.PHONY: pkg-test all examples windows unit-windows win-unit-bins test-windows e2e-windows deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke
 
-all: $(BUILD)/duplex$(EXE) $(BUILD)/libduplex.a
+all: $(BUILD)/duplex$(EXE) $(BUILD)/libduplex.a $(SHLIBS)
+
+# The examples (examples/*.c) against this tree's static library; their own
+# Makefile builds them against an installed one with pkg-config.
+EXAMPLES_OUT ?= $(BUILD)/examples
+examples: $(BUILD)/libduplex.a
+	$(MAKE) -C examples OUT=$(abspath $(EXAMPLES_OUT)) DUPLEX_CFLAGS=-I$(abspath include) \
+	  DUPLEX_LIBS="$(abspath $(BUILD)/libduplex.a) $(LDLIBS)"
 
 windows:
 	$(MAKE) WINDOWS=1 CC=$(WIN_CC) AR=x86_64-w64-mingw32-ar BUILD=$(WIN_BUILD) all
@@ -72,6 +100,20 @@ $(BUILD)/%.o: %.c include/duplex.h $(wildcard src/*.h) $(wildcard src/cli/*.h)
 $(BUILD)/libduplex.a: $(LIB_OBJS)
 	rm -f $@
 	$(AR) rcs $@ $^
+
+# Position-independent objects for the shared library, every symbol hidden
+# but the declarations of include/duplex.h (marked visibility default there):
+# the dx__* helpers of src/os.h and src/internal.h are not exported.
+$(BUILD)/pic/%.o: %.c include/duplex.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/$(SHLIB): $(PIC_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,--as-needed \
+	  -o $@ $^ $(LIB_LDLIBS)
+
+$(BUILD)/$(SONAME) $(BUILD)/libduplex.so: $(BUILD)/$(SHLIB)
+	ln -sf $(SHLIB) $@
 
 $(BUILD)/duplex$(EXE): $(CLI_OBJS) $(BUILD)/libduplex.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libduplex.a $(LDLIBS)
@@ -142,12 +184,19 @@ unit: $(UNIT_BINS)
 e2e: $(BUILD)/duplex
 	DUPLEX=$(abspath $(BUILD)/duplex) $(PYTEST) $(PYTEST_ARGS) tests/e2e
 
-test: unit e2e fuzz-smoke
+# The packaging: the shared library's export list (nm -D) against the
+# header, then install, pkg-config builds (shared and static), uninstall.
+pkg-test: all
+	/usr/bin/python3 tests/pkg/exports.py $(BUILD)/$(SHLIB) include/duplex.h
+	CC="$(CC)" tests/pkg/install.sh "$(MAKE)" "$(BUILD)"
+
+test: unit e2e fuzz-smoke pkg-test
 
 # The whole suite, built with AddressSanitizer and UndefinedBehaviorSanitizer,
 # then the threaded models under ThreadSanitizer.
 check:
-	$(MAKE) BUILD=build/san CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" test
+	@# not pkg-test: a program built with pkg-config alone cannot link a sanitized archive
+	$(MAKE) BUILD=build/san CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" unit e2e fuzz-smoke
 	$(MAKE) tsan
 
 deps:
@@ -161,19 +210,57 @@ tsan:
 	  $(PYTEST) $(PYTEST_ARGS) tests/e2e/test_models.py tests/e2e/test_tls.py::test_threads_two_over_tls
 
 # What install puts where; uninstall removes exactly these files (never a
-# directory: /usr/local/bin is not ours).
+# directory: /usr/local/bin is not ours). No shared library on Windows.
 BASH_COMPLETION_DIR ?= $(PREFIX)/share/bash-completion/completions
 ZSH_COMPLETION_DIR ?= $(PREFIX)/share/zsh/site-functions
-INSTALLED = $(PREFIX)/bin/duplex $(PREFIX)/lib/libduplex.a $(PREFIX)/include/duplex.h \
-	$(PREFIX)/share/man/man1/duplex.1 $(BASH_COMPLETION_DIR)/duplex $(ZSH_COMPLETION_DIR)/_duplex
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
+MAN1 = $(wildcard docs/*.1)
+MAN3 = $(wildcard docs/*.3)
+INSTALLED = $(PREFIX)/bin/duplex$(EXE) $(LIBDIR)/libduplex.a $(INCLUDEDIR)/duplex.h \
+	$(PKGCONFIGDIR)/duplex.pc $(addprefix $(LIBDIR)/,$(notdir $(SHLIBS))) \
+	$(MAN1:docs/%=$(MANDIR)/man1/%) $(MAN3:docs/%=$(MANDIR)/man3/%) \
+	$(BASH_COMPLETION_DIR)/duplex $(ZSH_COMPLETION_DIR)/_duplex
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
+# duplex.pc names the install's own directories; the private part (what a
+# static link needs) lists only what the library was built with.
+$(BUILD)/duplex.pc: FORCE
+	@mkdir -p $(dir $@)
+	@{ echo 'prefix=$(PREFIX)'; echo 'libdir=$(LIBDIR)'; echo 'includedir=$(INCLUDEDIR)'; echo; \
+	  echo 'Name: duplex'; \
+	  echo 'Description: small non-blocking socket library (loop, streams, pumps) of the duplex tool'; \
+	  echo 'Version: $(VERSION)'; \
+	  echo 'Cflags: -I$${includedir}'; \
+	  echo 'Libs: -L$${libdir} -lduplex'; \
+	  echo 'Libs.private: $(filter-out -l%,$(LIB_LDLIBS))'; \
+	  echo 'Requires.private: $(strip $(PC_REQUIRES_PRIVATE))'; } > $@.tmp
+	@cmp -s $@.tmp $@ 2>/dev/null && rm -f $@.tmp || mv $@.tmp $@
+
+.PHONY: FORCE
+FORCE:
+
+install: all $(BUILD)/duplex.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -d $(DESTDIR)$(BASH_COMPLETION_DIR) $(DESTDIR)$(ZSH_COMPLETION_DIR)
-	install -m 755 $(BUILD)/duplex $(DESTDIR)$(PREFIX)/bin/duplex
-	install -m 644 $(BUILD)/libduplex.a $(DESTDIR)$(PREFIX)/lib/libduplex.a
-	install -m 644 include/duplex.h $(DESTDIR)$(PREFIX)/include/duplex.h
-	install -m 644 docs/duplex.1 $(DESTDIR)$(PREFIX)/share/man/man1/duplex.1
+	install -m 755 $(BUILD)/duplex$(EXE) $(DESTDIR)$(PREFIX)/bin/duplex$(EXE)
+	install -m 644 $(BUILD)/libduplex.a $(DESTDIR)$(LIBDIR)/libduplex.a
+ifneq ($(SHLIBS),)
+	install -m 755 $(BUILD)/$(SHLIB) $(DESTDIR)$(LIBDIR)/$(SHLIB)
+	ln -sf $(SHLIB) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SHLIB) $(DESTDIR)$(LIBDIR)/libduplex.so
+endif
+	install -m 644 include/duplex.h $(DESTDIR)$(INCLUDEDIR)/duplex.h
+	install -m 644 $(BUILD)/duplex.pc $(DESTDIR)$(PKGCONFIGDIR)/duplex.pc
+ifneq ($(MAN1),)
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+endif
+ifneq ($(MAN3),)
+	install -d $(DESTDIR)$(MANDIR)/man3
+	install -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/
+endif
 	install -m 644 completions/duplex.bash $(DESTDIR)$(BASH_COMPLETION_DIR)/duplex
 	install -m 644 completions/_duplex $(DESTDIR)$(ZSH_COMPLETION_DIR)/_duplex
 

@@ -665,33 +665,6 @@ static char *copy_text(const char *p, size_t n)
     return s;
 }
 
-/* The challenges with Digest MD5 moved before Digest SHA-256: ncat 7.93's
- * client answers the first Digest challenge and gives up ("Error building
- * Proxy-Authorization header") when it is SHA-256; curl and duplex pick
- * SHA-256 wherever it is. 0, or -1 (left as they were). */
-static int md5_first(const char *in, char *out, size_t cap)
-{
-    const char *sha = strstr(in, "algorithm=SHA-256"), *md5 = strstr(in, "algorithm=MD5");
-    if (!sha || !md5 || md5 < sha)
-        return -1;
-    /* whole lines: [before][sha line][between][md5 line][after] */
-    const char *sha_start = sha, *md5_start = md5;
-    while (sha_start > in && sha_start[-1] != '\n')
-        sha_start--;
-    while (md5_start > in && md5_start[-1] != '\n')
-        md5_start--;
-    const char *sha_end = strchr(sha, '\n'), *md5_end = strchr(md5, '\n');
-    if (!sha_end || !md5_end || md5_start != sha_end + 1 || strlen(in) >= cap)
-        return -1;
-    size_t pre = (size_t)(sha_start - in), ml = (size_t)(md5_end + 1 - md5_start),
-           sl = (size_t)(sha_end + 1 - sha_start);
-    memcpy(out, in, pre);
-    memcpy(out + pre, md5_start, ml);
-    memcpy(out + pre + ml, sha_start, sl);
-    strcpy(out + pre + ml + sl, md5_end + 1);
-    return 0;
-}
-
 static int http_authorized(struct pconn *c, const struct pxs_http_req *r)
 {
     const struct options *o = c->s->o;
@@ -716,10 +689,8 @@ static int http_authorized(struct pconn *c, const struct pxs_http_req *r)
         snprintf(c->target, sizeof c->target, "[%s]:%d", r->t.host, r->t.port);
     else
         snprintf(c->target, sizeof c->target, "%s:%d", r->t.host, r->t.port);
-    char challenge[1024], ordered[1024];
+    char challenge[1024]; /* Digest MD5 first, for ncat's client: see httpauth.c */
     int n = cli_http_auth_challenge_ex(challenge, sizeof challenge, REALM, stale);
-    if (n > 0 && md5_first(challenge, ordered, sizeof ordered) == 0)
-        memcpy(challenge, ordered, (size_t)n + 1);
     http_fail(c, 407, n > 0 ? challenge : NULL,
               !r->proxy_auth ? "credentials required (--proxy-auth)"
               : stale ? "stale nonce" : "authentication failed");

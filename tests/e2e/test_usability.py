@@ -515,7 +515,8 @@ def test_zsh_completion(duplex):
 
 
 def test_make_install_then_uninstall(duplex, tmp_path):
-    """make install puts the binary, library, header, man page and both
+    """make install puts the binary, the static and shared library (with its
+    soname and dev symlinks), the header, duplex.pc, the man page and both
     completion files; make uninstall removes exactly those, nothing else."""
     build = os.path.dirname(duplex)
     if not os.path.isfile(os.path.join(build, "libduplex.a")) or \
@@ -530,8 +531,12 @@ def test_make_install_then_uninstall(duplex, tmp_path):
     r = subprocess.run(common + ["install"], capture_output=True, timeout=600)
     assert r.returncode == 0, r.stderr
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    version = re.search(r'#define DX_VERSION "([^"]+)"',
+                        open(os.path.join(REPO, "include", "duplex.h")).read()).group(1)
     assert files == sorted([
         "usr/bin/duplex", "usr/bin/someone-else", "usr/include/duplex.h", "usr/lib/libduplex.a",
+        f"usr/lib/libduplex.so.{version}", "usr/lib/libduplex.so.0", "usr/lib/libduplex.so",
+        "usr/lib/pkgconfig/duplex.pc",
         "usr/share/man/man1/duplex.1", "usr/share/bash-completion/completions/duplex",
         "usr/share/zsh/site-functions/_duplex"]), files
     r = subprocess.run(common + ["uninstall"], capture_output=True, timeout=60)

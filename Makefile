@@ -78,9 +78,16 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?= -q
 
-.PHONY: pkg-test all windows unit-windows win-unit-bins test-windows e2e-windows deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke mutants
+.PHONY: pkg-test all examples windows unit-windows win-unit-bins test-windows e2e-windows deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke mutants
 
 all: $(BUILD)/duplex$(EXE) $(BUILD)/libduplex.a $(SHLIBS)
+
+# The examples (examples/*.c) against this tree's static library; their own
+# Makefile builds them against an installed one with pkg-config.
+EXAMPLES_OUT ?= $(BUILD)/examples
+examples: $(BUILD)/libduplex.a
+	$(MAKE) -C examples OUT=$(abspath $(EXAMPLES_OUT)) DUPLEX_CFLAGS=-I$(abspath include) \
+	  DUPLEX_LIBS="$(abspath $(BUILD)/libduplex.a) $(LDLIBS)"
 
 windows:
 	$(MAKE) WINDOWS=1 CC=$(WIN_CC) AR=x86_64-w64-mingw32-ar BUILD=$(WIN_BUILD) all

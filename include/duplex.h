@@ -21,6 +21,13 @@
  *   keep it alive while it is started. Handles returned by *_new() are freed
  *   by the matching *_free().
  * - Descriptors the library creates are non-blocking and close-on-exec.
+ * - Threads: a loop and every object started on it belong to the thread
+ *   that runs dx_loop_run(); no call on them is safe from another thread
+ *   (to wake a loop from elsewhere, write to a socket pair it watches). Run
+ *   one loop per thread; loops share no state. Name lookups (dx_resolve(),
+ *   dx_parse_port() with a service name) block and use the C library's
+ *   resolver (getservbyname is not thread-safe): resolve before starting
+ *   loops, or on a thread of your own.
  * - Nothing here raises SIGPIPE: sockets are written with MSG_NOSIGNAL. Pipes
  *   still raise it, so a program writing to a pipe should ignore SIGPIPE.
  *
@@ -169,7 +176,9 @@ struct dx_io {
 /* Prepare a watcher (no system call). */
 void dx_io_init(dx_io *io, int fd, dx_io_cb cb, void *data);
 
-/* Watch for `events` (DX_READ|DX_WRITE|DX_PRI); 0 stops the watcher. May be called
+/* Watch for `events` (DX_READ|DX_WRITE|DX_PRI); 0 stops the watcher.
+ * Level-triggered on every backend: the callback runs again on each
+ * iteration while the fd stays ready, so it need not drain it. May be called
  * from any callback, for any watcher. The callback runs from the loop, never
  * inside this call, even for an fd that is ready already; a watcher stopped
  * during a round gets none of that round's remaining events. A regular file or other fd that the
@@ -454,7 +463,11 @@ typedef struct dx_connector dx_connector;
  * complete, the final result is that error (-ECONNRESET) with
  * c->established set: a failure of the exchange, not of the connect. A
  * failure callback that is not final may call dx_connect_cancel() and then
- * free the connector; after the final one the connector may be freed. */
+ * free the connector; after the final one the connector may be freed.
+ * The last address's failure comes only with the final call (once): with
+ * one address there is exactly one call. An attempt that outlives
+ * timeout_ms fails with DX_ETIMEDOUT (the kernel's own timeout is
+ * -ETIMEDOUT; dx_strerror() gives both as "Connection timed out"). */
 typedef void (*dx_connect_cb)(dx_connector *c, int result, const dx_addr *addr, int final);
 
 struct dx_connector {
@@ -498,8 +511,9 @@ int dx_connect_async_opts(dx_loop *loop, dx_connector *c, const dx_addr *addrs, 
                           int nopts, dx_connect_cb cb, void *data);
 
 /* Abandon a connect in progress (the callback is not called again, even
- * for a failure already found). Safe from any callback, twice, and on a
- * zero-initialised connector; the memory may be freed on return. */
+ * for a failure already found). Safe from any callback, twice, after the
+ * final callback, and on a zero-initialised connector; the memory may be
+ * freed on return. */
 void dx_connect_cancel(dx_connector *c);
 
 /* ---- bounded byte buffer ------------------------------------------------- */
@@ -612,7 +626,9 @@ void dx_endpoint_init(dx_endpoint *e, int fd);
 int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
                   size_t bufsize, int flags, dx_pump_cb cb, void *data);
 
-/* Stop a pump and free its buffer (the fds stay open). Safe twice. */
+/* Stop a pump and free its buffer (the fds stay open). Safe twice and on a
+ * zero-initialised pump. The endpoints are plain memory: once no started
+ * pump uses them there is nothing to release. */
 void dx_pump_stop(dx_pump *p);
 
 /* Also watch the endpoint's fd for DX_PRI (urgent data on a TCP socket) and
@@ -658,8 +674,9 @@ ssize_t dx_dgram_recv(int fd, void *buf, size_t cap, dx_addr *from, int *truncat
 typedef struct dx_stream dx_stream;
 
 /* Data arrived: n > 0 bytes valid only during the call; n == 0 is the end
- * of input (the peer shut its side down). Called from the loop; it may close
- * and free the stream (and others). */
+ * of input (the peer shut its side down), reported once: reading stops
+ * (s->reading is 0); dx_stream_read_start() again would report it again.
+ * Called from the loop; it may close and free the stream (and others). */
 typedef void (*dx_stream_read_cb)(dx_stream *s, const char *data, size_t n);
 /* Something happened (always called from the loop): error < 0 (read or
  * write failed: the stream is unusable, close it; the callback may free it),
@@ -727,8 +744,8 @@ void dx_stream_shutdown(dx_stream *s);
 /* Stop all watching and free the queue (queued bytes are dropped); the fd
  * is not closed. No callback of the stream runs afterwards, not even a
  * failure already found and waiting to be reported. Safe from any callback
- * (the stream's own or another object's) and twice; the memory may be freed
- * on return. */
+ * (the stream's own or another object's), twice, and on a zero-initialised
+ * stream; the memory may be freed on return. */
 void dx_stream_close(dx_stream *s);
 
 

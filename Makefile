@@ -78,7 +78,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?= -q
 
-.PHONY: pkg-test all examples windows unit-windows win-unit-bins test-windows e2e-windows deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke
+.PHONY: pkg-test all examples windows unit-windows win-unit-bins test-windows e2e-windows deps test unit e2e check tsan install uninstall clean bench fuzz fuzz-build fuzz-smoke mutants
 
 all: $(BUILD)/duplex$(EXE) $(BUILD)/libduplex.a $(SHLIBS)
 
@@ -191,6 +191,12 @@ pkg-test: all
 	CC="$(CC)" tests/pkg/install.sh "$(MAKE)" "$(BUILD)"
 
 test: unit e2e fuzz-smoke pkg-test
+
+# Deliberate breakages (tests/mutants/list), each built in one scratch copy
+# and run against the tests named to catch it; not part of `make test`.
+# MUTANTS="name ..." runs only those (scripts/mutants -l lists them).
+mutants:
+	/usr/bin/python3 scripts/mutants $(MUTANTS)
 
 # The whole suite, built with AddressSanitizer and UndefinedBehaviorSanitizer,
 # then the threaded models under ThreadSanitizer.

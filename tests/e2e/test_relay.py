@@ -221,6 +221,24 @@ def test_client_half_close_reaches_target_which_still_replies(target, size, rela
     assert stats["error"] is None, stats
 
 
+def test_progress_totals_each_direction(relay, start_listener):
+    """relay --progress: the final line counts what went to the target as
+    sent and what came back as received (1000 and 100 bytes: a swap shows)."""
+    up = os.urandom(1000)
+    target, tport = start_listener([], stdin=b"d" * 100)  # sends 100 bytes, keeps what it gets
+    proc, port = relay("127.0.0.1:0", f"127.0.0.1:{tport}", args=["--progress=always"], k=False)
+    s = connect(port)
+    s.sendall(up)
+    s.shutdown(socket.SHUT_WR)
+    got, _ = read_to_eof(s)
+    s.close()
+    assert got == b"d" * 100
+    assert proc.wait(TIMEOUT) == 0, proc.err
+    assert re.search(r"^duplex: sent 1000 B, received 100 B, ", proc.err, re.M), proc.err
+    target.wait(TIMEOUT)
+    assert sha(target.out) == sha(up)
+
+
 def test_target_half_close_reaches_client_which_still_sends(relay, server, sockets):
     def script(conn, result):
         conn.sendall(b"greeting, then EOF from me\n")

@@ -275,3 +275,54 @@ T(challenge_order)
     cr_assert_not_null(strstr(ch, "algorithm=MD5, nonce=\""));
     cr_assert_not_null(strstr(ch, ", stale=true\r\nProxy-Authenticate: Digest"));
 }
+
+/* The server's clock, moved by the test: httpauth.c's nonces carry the time
+ * they were made (this definition takes the place of libc's time()). */
+static time_t clock_offset;
+
+time_t time(time_t *t)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t now = ts.tv_sec + clock_offset;
+    if (t)
+        *t = now;
+    return now;
+}
+
+/* A nonce expires after 5 minutes: the right answer to an older one is
+ * refused with stale set (the client retries with a fresh nonce), so a
+ * captured answer cannot be replayed for ever. */
+T(nonce_expires)
+{
+    char ch[2048], value[4096];
+    static struct cli_auth a[8];
+    const char *keep = "Digest realm=\"r\", qop=\"auth\", algorithm=SHA-256";
+    clock_offset = 0;
+    cr_assert_gt(cli_http_auth_challenge(ch, sizeof ch, "r"), 0);
+    const char *v = NULL;
+    for (char *line = ch; *line;) {
+        char *end = strstr(line, "\r\n");
+        cr_assert_not_null(end);
+        *end = '\0';
+        if (strncmp(line + 20, keep, strlen(keep)) == 0)
+            v = line + 20;
+        line = end + 2;
+    }
+    cr_assert_not_null(v, "no SHA-256 challenge");
+    cr_assert_eq(cli_auth_parse(v, strlen(v), a, 8), 1);
+    const char *chosen = NULL;
+    cr_assert_gt(cli_http_auth_answer(a, 1, "CONNECT", "h:1", "u:p", value, sizeof value, &chosen), 0);
+    int stale = -1;
+    clock_offset = 290; /* still fresh */
+    cr_assert_eq(cli_http_auth_verify_ex(value, "CONNECT", "h:1", "u:p", "r", &stale), 1, "%s", value);
+    cr_assert_eq(stale, 0);
+    clock_offset = 310; /* too old */
+    cr_assert_eq(cli_http_auth_verify_ex(value, "CONNECT", "h:1", "u:p", "r", &stale), 0);
+    cr_assert_eq(stale, 1);
+    cr_assert_eq(cli_http_auth_verify_ex(value, "CONNECT", "h:1", "u:wrong", "r", &stale), 0);
+    cr_assert_eq(stale, 0, "stale only for the right password");
+    clock_offset = -120; /* made "in the future": never ours */
+    cr_assert_eq(cli_http_auth_verify_ex(value, "CONNECT", "h:1", "u:p", "r", &stale), 0);
+    clock_offset = 0;
+}

@@ -838,3 +838,50 @@ def test_listen_host_name_alone_takes_31337(spawn, duplex, tool):
     s.sendall(b"hi\n")
     p.wait_out(lambda o: o == b"hi\n")
     s.close()
+
+
+# ------------------------- the plain options: the same line, the same result --
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+@pytest.mark.parametrize("opts,host,sent,expect", [
+    (["-4"], "127.0.0.1", b"v4\n", b"v4\n"),
+    (["-6"], "::1", b"v6\n", b"v6\n"),
+    (["-s", "127.0.0.1"], "127.0.0.1", b"src\n", b"src\n"),
+    (["--source", "127.0.0.1"], "127.0.0.1", b"src\n", b"src\n"),
+    (["-n", "-v"], "127.0.0.1", b"verbose\n", b"verbose\n"),
+    (["-w", "2"], "127.0.0.1", b"timed\n", b"timed\n"),
+    (["-C"], "127.0.0.1", b"a\nb\r\n", b"a\r\nb\r\n"),
+    (["--crlf", "--send-only"], "127.0.0.1", b"x\n", b"x\r\n"),
+], ids=["-4", "-6", "-s", "--source", "-n -v", "-w", "-C", "--crlf --send-only"])
+def test_same_line_same_bytes(spawn, duplex, server, tool, opts, host, sent, expect):
+    """`OPTS HOST PORT` with ncat and duplex: the peer gets the same bytes and
+    both exit 0."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    srv = server(receiver, host=host, family=family)
+    rc, _, err = run_tool(spawn, tool, duplex, [*opts, host, str(srv.port)], stdin=sent)
+    assert rc == 0, err
+    assert srv.join()["data"] == expect
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_zero_io_same_verdicts(spawn, duplex, server, tool):
+    """`-z 127.0.0.1 PORT`: open is 0 for both; closed is 1 for ncat, 4 for
+    duplex (its exit status for a connect that failed)."""
+    srv = server(None)
+    rc, _, err = run_tool(spawn, tool, duplex, ["-z", "127.0.0.1", str(srv.port)])
+    assert rc == 0, err
+    rc, _, err = run_tool(spawn, tool, duplex, ["-z", "127.0.0.1", str(closed_port())])
+    assert rc == (1 if tool == "ncat" else 4), err
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+@pytest.mark.parametrize("flag", ["-h", "--help", "--version"])
+def test_help_and_version(spawn, duplex, tool, flag):
+    rc, out, err = run_tool(spawn, tool, duplex, [flag])
+    assert rc == 0, err
+    text = (out + err.encode()).lower()
+    if flag == "--version":  # "Ncat: Version 7.93 ...", "duplex 0.1.0"
+        assert re.search(rb"(ncat: version|duplex) \d+\.\d+", text), text[:200]
+    else:
+        assert b"usage" in text, text[:200]

@@ -71,6 +71,7 @@ struct options {
     int send_only;         /* --send-only: discard what arrives */
     int crlf;              /* -C: send a lone LF from stdin as CRLF */
     int64_t delay_ms;      /* --delay TIME: stdin sent a line at a time, TIME apart */
+    int telnet;            /* -t/--telnet: refuse Telnet options, strip commands (telnet.c) */
     const char *hex_dump;  /* --hex-dump FILE ("-": stderr) */
     const char *output;    /* -o / --output FILE: a copy of both directions */
     int append_output;     /* --append-output: -o and --hex-dump append */
@@ -396,6 +397,20 @@ int exec_watch_idle(pid_t pid, int fd, const dx_addr *peer);
 extern const char *const exec_env_names[EXEC_ENV_NAMES];
 size_t exec_env_vars(char *out, size_t len, const struct options *o, int fd,
                      const dx_addr *peer, const dx_addr *local);
+
+/* telnet.c: -t/--telnet on what the socket gives: answers each DO/WILL
+ * with WONT/DONT (sent on fd; sent(), if set, sees each answer, for
+ * --hex-dump and -o) and returns the bytes for stdout, without Telnet
+ * commands, in out (room for n). */
+struct cli_telnet {
+    int state;
+    unsigned char verb;
+    unsigned char reply[3 * 64];
+    size_t nreply;
+    void (*sent)(void *data, const char *bytes, size_t n);
+    void *sent_data;
+};
+size_t cli_telnet_filter(struct cli_telnet *t, int fd, const char *in, size_t n, char *out);
 
 /* filters.c: -C and --hex-dump on a session's pumps */
 int cli_filters_open(const struct options *o); /* 0, or an exit code (printed) */

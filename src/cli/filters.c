@@ -14,6 +14,7 @@ struct dump_dir {
     unsigned long long offset;
     int last_was_cr;    /* -C: a CR ended the previous chunk */
     int crlf;
+    int telnet;         /* -t: the received side goes through telnet.c */
 };
 
 static struct dump_dir up_dir = {.mark = '>'}, down_dir = {.mark = '<'};
@@ -65,22 +66,36 @@ size_t cli_crlf(const char *in, size_t n, char *out, int *last_was_cr)
     return m;
 }
 
+/* -t: the Telnet answers go out beside the up pump: logged as sent */
+static struct cli_telnet telnet;
+
+static void log_out(struct dump_dir *d, const char *bytes, size_t n)
+{
+    if (d->file)
+        dump(d, bytes, n);
+    if (output_file && n) {
+        fwrite(bytes, 1, n, output_file);
+        fflush(output_file);
+    }
+}
+
+static void telnet_sent(void *data, const char *bytes, size_t n) { log_out(data, bytes, n); }
+
 static size_t filter(dx_pump *p, const char *in, size_t n, char *out)
 {
     struct dump_dir *d = p->filter_data;
     size_t m = 0;
+    if (d == &down_dir && d->telnet) {
+        log_out(d, in, n); /* what arrived, commands included */
+        return cli_telnet_filter(&telnet, p->src->fd, in, n, out);
+    }
     if (d->crlf) {
         m = cli_crlf(in, n, out, &d->last_was_cr);
     } else {
         memcpy(out, in, n);
         m = n;
     }
-    if (d->file)
-        dump(d, out, m);
-    if (output_file && m) {
-        fwrite(out, 1, m, output_file);
-        fflush(output_file);
-    }
+    log_out(d, out, m);
     return m;
 }
 
@@ -110,14 +125,21 @@ int cli_filters_open(const struct options *o)
 void cli_filters_attach(const struct options *o, dx_pump *up, dx_pump *down)
 {
     up_dir.crlf = o->crlf;
+    down_dir.telnet = o->telnet;
+    memset(&telnet, 0, sizeof telnet);
+    telnet.sent = telnet_sent;
+    telnet.sent_data = &up_dir;
     if (up && cli_filters_active(o)) {
         up->filter = filter;
         up->filter_data = &up_dir;
     }
-    if (down && (o->hex_dump || o->output)) {
+    if (down && (o->hex_dump || o->output || o->telnet)) {
         down->filter = filter;
         down->filter_data = &down_dir;
     }
 }
 
-int cli_filters_active(const struct options *o) { return o->crlf || o->hex_dump || o->output; }
+int cli_filters_active(const struct options *o)
+{
+    return o->crlf || o->hex_dump || o->output || o->telnet;
+}

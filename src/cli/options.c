@@ -60,7 +60,8 @@ static const char help_listen_usage[] =
 "                                               a proxy server (Proxy server)\n"
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
 "ADDR is a local address (a bare number such as 24700 is refused: one PORT only).\n"
-"No PORT: ncat's 31337 (ADDR alone must then be an IP address: 127.0.0.1, ::1).\n";
+"No PORT: ncat's 31337. One word alone is the PORT when it is a number or a\n"
+"service name (http), else the ADDR (an address or a host name: localhost).\n";
 
 static const char help_relay_usage[] =
 "usage: duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
@@ -116,10 +117,13 @@ static const char help_options[] =
 "      --no-shutdown        never shut the write side down; quit when the peer ends\n"
 "  -d, --recv-only          do not read stdin (and do not shut down the write side)\n"
 "      --send-only          send stdin, discard what arrives; quit at end of input\n"
+"  -t, --telnet             answer Telnet negotiation (refuse every option) and\n"
+"                           keep Telnet commands out of stdout (as ncat -t)\n"
 "      --delay TIME         send stdin a line at a time, TIME apart (the first at\n"
 "                           once; ncat's -d TIME: -d takes no value here)\n"
 "  -C, --crlf               send a lone LF from stdin as CRLF (for line protocols:\n"
-"                           SMTP, HTTP, IRC typed by hand; -u: in each datagram)\n"
+"                           SMTP, HTTP, IRC typed by hand; -u: in each datagram;\n"
+"                           listen -k, --broker, --chat: stdin to the clients)\n"
 "      --hex-dump FILE      log every byte sent ('>') and received ('<') to FILE\n"
 "                           as hex and text, 16 bytes a line ('-': stderr)\n"
 "  -o, --output FILE        copy every byte sent and received to FILE, in the\n"
@@ -462,6 +466,7 @@ static const struct option long_opts[] = {
     {"unix", required_argument, NULL, 'U'},
     {"unixsock", required_argument, NULL, 'U'}, /* ncat's spellings: the same options */
     {"nodns", no_argument, NULL, 'n'},
+    {"telnet", no_argument, NULL, 't'},
     {"source-port", required_argument, NULL, 'p'},
     {"wait", required_argument, NULL, 'w'},
     {"delay", required_argument, NULL, OPT_DELAY},
@@ -1482,7 +1487,7 @@ static int parse(int argc, char **argv, struct options *o)
     }
 
     int c, longi;
-    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:g:G:", long_opts,
+    while ((longi = -1, c = getopt_long(argc, argv, ":46U:ulkp:s:nw:q:i:Ndzvhe:c:m:O:Co:x:X:g:G:t", long_opts,
                                         &longi)) != -1) {
         switch (c) {
         case '4': o->family = AF_INET; break;
@@ -1575,6 +1580,7 @@ static int parse(int argc, char **argv, struct options *o)
         case 'N': o->eof_shutdown = 1; break; /* the default, except through a proxy */
         case OPT_NO_SHUTDOWN: o->no_shutdown = 1; break;
         case 'd': o->recv_only = 1; break;
+        case 't': o->telnet = 1; break;
         case OPT_DELAY:
             if (parse_seconds("--delay", optarg, &o->delay_ms) < 0)
                 return EXIT_USAGE;
@@ -1742,6 +1748,11 @@ static int parse(int argc, char **argv, struct options *o)
         cli_error("--recv-only and --send-only exclude each other");
         return EXIT_USAGE;
     }
+    if (o->telnet && (o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
+        cli_error("-t/--telnet answers a Telnet peer on one TCP or Unix stream connection: "
+                  "not with %s", o->udp ? "-u" : o->zero_io ? "-z" : "relay");
+        return EXIT_USAGE;
+    }
     if (o->delay_ms && (o->recv_only || o->udp || o->zero_io || o->cmd == CMD_RELAY)) {
         cli_error("--delay paces the lines stdin sends on one TCP or Unix stream connection: "
                   "not with %s", o->recv_only ? "-d/--recv-only (stdin is not read)"
@@ -1862,11 +1873,29 @@ static int parse(int argc, char **argv, struct options *o)
         if (many && !o->udp) {
             /* these shape one stdio session; a server's clients end on their own */
             if (o->quit_after_eof_ms >= 0 || o->no_shutdown || o->send_only || o->has_send_oob ||
-                o->progress != PROGRESS_OFF || o->crlf || o->hex_dump || o->output ||
-                o->delay_ms) {
-                cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, -C, "
-                          "--hex-dump, -o and --delay shape one connection; they do not apply "
-                          "with -k or a server mode");
+                o->progress != PROGRESS_OFF || o->hex_dump || o->output ||
+                o->delay_ms || o->telnet) {
+                cli_error("-q, --no-shutdown, --send-only, --send-oob, --progress, "
+                          "--hex-dump, -o, --delay and -t shape one connection; they do not "
+                          "apply with -k or a server mode");
+                return EXIT_USAGE;
+            }
+            /* -C (as ncat): stdin goes to the clients with CRLF line ends
+             * (-k, --broker, --chat); what clients send is relayed as it is */
+            const char *no_crlf =
+                !o->crlf ? NULL
+                : o->mode == MODE_EXEC ? "--exec/--sh-exec: the program writes to its client "
+                  "directly (ncat pipes its output through itself); let it write CRLF line "
+                  "ends, e.g. --sh-exec 'CMD | sed \"s/$/\\r/\"'"
+                : o->mode == MODE_ECHO ? "--echo: each client gets its own bytes back "
+                  "unchanged and stdin takes no part"
+                : o->proxy_serve ? "a proxy server: it relays its clients' bytes unchanged"
+                : o->no_stdio ? "--no-stdio: -C converts what stdin sends, which it leaves out"
+                : o->model == MODEL_FORK || o->model == MODEL_THREAD || o->threads > 1
+                    ? "--model fork/thread or --threads: they read no stdin" : NULL;
+            if (no_crlf) {
+                cli_error("-C converts the LF line ends stdin sends to the clients into CRLF: "
+                          "not with %s", no_crlf);
                 return EXIT_USAGE;
             }
             /* -w with a server: no traffic for SECS closes that client */
@@ -1898,6 +1927,13 @@ static int parse(int argc, char **argv, struct options *o)
                 /* (::1:8080 stays an error: [::1]:8080 was likely meant) */
                 /* ncat's `-l ADDR`: an address alone takes the default port */
                 o->host = split_buf;
+                o->port = DEFAULT_LISTEN_PORT;
+                o->port_defaulted = 1;
+            } else if (dx_parse_port(pos[0]) < 0 && looks_like_host_name(pos[0]) &&
+                       !*address_hint(pos[0], "listen", hint, sizeof hint)) {
+                /* ncat's `-l localhost`: a word that is neither a number nor
+                 * a service name is a host name, with the default port */
+                o->host = pos[0];
                 o->port = DEFAULT_LISTEN_PORT;
                 o->port_defaulted = 1;
             } else {
@@ -1941,10 +1977,10 @@ static int parse(int argc, char **argv, struct options *o)
     if (o->mode == MODE_EXEC &&
         (o->crlf || o->hex_dump || o->output || o->tls || o->zero_io || o->recv_only ||
          o->send_only || o->quit_after_eof_ms >= 0 || o->progress != PROGRESS_OFF ||
-         o->delay_ms)) {
+         o->delay_ms || o->telnet)) {
         cli_error("connect --exec/--sh-exec gives the connection to the program: -C, "
-                  "--hex-dump, -o, -q, -d, --send-only, --progress, --delay, -z and --ssl do "
-                  "not apply");
+                  "--hex-dump, -o, -q, -d, --send-only, --progress, --delay, -t, -z and --ssl "
+                  "do not apply");
         return EXIT_USAGE;
     }
     if (o->unix_path) {

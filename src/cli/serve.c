@@ -84,6 +84,9 @@ struct server {
     int in_open;               /* stdin is being read */
     int in_ended;              /* stdin was read to its end (not -d, not --no-stdio) */
     struct chat_in stdin_in;   /* chat: the server's own lines */
+    char *crlf_buf;            /* -C: stdin converted */
+    size_t crlf_cap;
+    int stdin_cr;              /* -C: stdin's last byte was a CR */
     int out_full;              /* stdout above half: clients paused */
     unsigned long ncongested;  /* clients whose queue is above half */
     int reading_paused;        /* senders are not read (out_full or ncongested) */
@@ -579,6 +582,20 @@ static void stdin_on_read(dx_stream *s, const char *data, size_t n)
         stdin_ended(sv);
         return;
     }
+    if (sv->o->crlf) {
+        /* -C (as ncat): stdin's lone LFs go out as CRLF, in every mode */
+        if (sv->crlf_cap < 2 * n) {
+            char *b = realloc(sv->crlf_buf, 2 * n);
+            if (!b) {
+                cli_error("stdin: out of memory, input lost");
+                return;
+            }
+            sv->crlf_buf = b;
+            sv->crlf_cap = 2 * n;
+        }
+        n = cli_crlf(data, n, sv->crlf_buf, &sv->stdin_cr);
+        data = sv->crlf_buf;
+    }
     if (sv->o->mode != MODE_CHAT) {
         broadcast(sv, NULL, data, n);
         return;
@@ -814,6 +831,7 @@ void serve_close(struct server *sv)
     reap(loop, &sv->reaper);
     dx_timer_stop(loop, &sv->reaper);
     dx_timer_stop(loop, &sv->resume);
+    free(sv->crlf_buf);
     free(sv->stdin_in.line);
     free(sv->stdin_in.rest);
     dx_timer_stop(loop, &sv->sweep);

@@ -117,7 +117,9 @@ def test_crlf_and_hex_dump_to_stderr_on_listen(start_listener):
 
 def test_refused_where_they_do_not_apply(run_duplex, tmp_path):
     cases = [
-        (["listen", "-k", "-C", "127.0.0.1", "0"], "-C, --hex-dump, -o and --delay shape one connection"),
+        # -k -C (stdin to the clients with CRLF) works: test_ncat_options.py
+        (["listen", "--echo", "-C", "127.0.0.1", "0"], "-C converts the LF line ends"),
+        (["listen", "-k", "--hex-dump", "-", "127.0.0.1", "0"], "--hex-dump, -o, --delay and -t shape one connection"),
         (["listen", "-k", "-o", tmp_path / "k", "127.0.0.1", "0"], "do not apply with -k"),
         (["listen", "--broker", "--output", tmp_path / "b", "127.0.0.1", "0"], "shape one"),
         (["connect", "-u", "-o", tmp_path / "u", "127.0.0.1", "9"], "not with -u"),

@@ -256,7 +256,7 @@ def test_listen_subcommand_without_port_and_other_errors(spawn, duplex, run_dupl
     p.wait_err(r"duplex: listening on \[::1\]:31337 \(udp\)")
     p.kill()
     # what is neither a port nor an address stays a clear error
-    for arg in ("localhost", "70000", "127.1"):
+    for arg in ("70000", "127.1"):
         rc, out, err = run_duplex(["listen", arg])
         assert rc == 2 and f"duplex: invalid port '{arg}'" in err, err
     rc, _, err = run_duplex(["listen", "127.0.0.1", "1", "2"])
@@ -462,7 +462,7 @@ def test_unixsock_alias(spawn, duplex, server, tmp_path, tool):
                                           "--delay 500ms"]),
     (["-l", "-d", "2s", "9"], ["'2s' would be taken as the host", "--delay 2s"]),
     (["--delay", "1", "-d", "127.0.0.1", "9"], ["--delay", "-d/--recv-only"]),
-    (["-l", "-k", "--delay", "1", "0"], ["--delay shape one connection"]),
+    (["-l", "-k", "--delay", "1", "0"], ["--delay and -t shape one connection"]),
     (["--delay", "fast", "127.0.0.1", "9"], ["invalid --delay value 'fast'"]),
 ])
 def test_ncat_options_refused_with_reason_and_alternative(run_duplex, args, words):
@@ -685,3 +685,156 @@ def test_ssl_ciphers_no_match_refused(spawn, duplex, tool):
                                                  "127.0.0.1", str(closed_port())])
     assert rc == 2, err
     assert "no cipher match" in err
+
+
+# -------------------------------------------------------------- -t/--telnet --
+
+IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
+TELNET_FIRST = bytes([IAC, DO, 1, IAC, WILL, 3]) + b"hello\n"
+TELNET_REST = [b"mid" + bytes([IAC, DONT, 24]) + b"dle\n",
+               bytes([IAC, WONT, 5, IAC, IAC]) + b"x\n",
+               bytes([IAC, SB, 24, 1, IAC, IAC, 7, IAC, SE]) + b"sb" + bytes([IAC, 241]) + b"\n"]
+TELNET_STRIPPED = b"hello\nmiddle\n\xffx\nsb\n"
+
+
+def telnet_peer(conn, result):
+    """A Telnet server: DO ECHO and WILL SGA first, then (once they are
+    answered) a refusal in the middle of a line, an escaped 255, a
+    subnegotiation and a NOP; what the client sends back is kept."""
+    conn.sendall(TELNET_FIRST)
+    result["answers"] = recv_exact(conn, 6)
+    for chunk in TELNET_REST:
+        conn.sendall(chunk)
+    conn.shutdown(socket.SHUT_WR)
+    result["rest"] = recv_until(conn, lambda g: False)
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_telnet_refuses_options_like_ncat(spawn, duplex, server, tool):
+    """`-t 127.0.0.1 PORT` against a scripted Telnet server: ncat and duplex
+    answer DO ECHO with WONT ECHO and WILL SGA with DONT SGA, the same bytes.
+    duplex keeps the Telnet commands out of stdout (IAC IAC is a 255) and
+    answers nothing else (a DONT or WONT needs no answer when every option
+    is off); ncat 7.93 writes the stream to stdout unchanged."""
+    srv = server(telnet_peer)
+    args = ["-t", "127.0.0.1", str(srv.port)]
+    p = spawn([need("ncat"), *args] if tool == "ncat" else [duplex, *args],
+              stdin=subprocess.PIPE, name=tool)
+    raw = TELNET_FIRST + b"".join(TELNET_REST)
+    want = raw if tool == "ncat" else TELNET_STRIPPED
+    p.wait_out(lambda o: len(o) >= len(want))
+    p.close_stdin()
+    assert p.wait(TIMEOUT) == 0, p.err
+    result = srv.join()
+    assert result["answers"] == bytes([IAC, WONT, 1, IAC, DONT, 3])
+    assert p.out == want
+    if tool == "duplex":
+        assert result["rest"] == b""
+
+
+def test_telnet_command_split_between_reads(spawn, duplex, server):
+    """A command cut between two reads is still recognised (ncat would pass
+    the IAC to stdout and answer nothing)."""
+    def script(conn, result):
+        conn.sendall(b"a" + bytes([IAC]))
+        # the client has read the first part when its stdout shows "a"
+        result["first_seen"] = first_seen.wait(TIMEOUT)
+        conn.sendall(bytes([DO, 31]) + b"b\n")
+        result["answers"] = recv_exact(conn, 3)
+        conn.shutdown(socket.SHUT_WR)
+
+    import threading
+    first_seen = threading.Event()
+    srv = server(script)
+    p = spawn([duplex, "-t", "127.0.0.1", str(srv.port)], stdin=subprocess.PIPE)
+    p.wait_out(lambda o: o == b"a")
+    first_seen.set()
+    p.wait_out(lambda o: o == b"ab\n")
+    p.close_stdin()
+    assert p.wait(TIMEOUT) == 0, p.err
+    assert srv.join()["answers"] == bytes([IAC, WONT, 31])
+
+
+# ----------------------------------------- -C in server modes, broker -d --
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+@pytest.mark.parametrize("mode", ["-k", "--broker", "--chat"])
+def test_crlf_converts_stdin_to_clients_not_relayed_bytes(spawn, duplex, tool, mode):
+    """`-l -C MODE PORT`: what the server's stdin gives reaches a client with
+    CRLF line ends; between clients (--broker) bytes stay as sent; the same
+    with ncat and duplex."""
+    port = free_port()
+    p = spawn(server_cmd(tool, duplex, "-C", mode, "127.0.0.1", str(port)), stdin=subprocess.PIPE,
+              name=f"{tool} -C {mode}")
+    wait_listening(port, proc=p)
+    a = connect(port)
+    b = connect(port)
+    try:
+        time.sleep(0.2) if tool == "ncat" else None  # ncat: both registered before input
+        p.stdin.write(b"one\ntwo\n")
+        p.stdin.flush()
+        got = recv_until(b, lambda g: b"two\r\n" in g)
+        # chat puts the sender first: ncat "<user0> " once, duplex "[server] " a line
+        assert b"one\r\n" in got and b"two\r\n" in got and b"\n\n" not in got, got
+        if mode == "--broker":
+            a.sendall(b"relayed\n")
+            got = recv_until(b, lambda g: b"relayed" in g)
+            assert got.endswith(b"relayed\n"), got
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["-l", "-C", "--exec", "/bin/cat", "0"], ["--exec/--sh-exec", "sed"]),
+    (["-l", "-C", "--echo", "0"], ["--echo"]),
+    (["-l", "-C", "-k", "--no-stdio", "0"], ["--no-stdio"]),
+])
+def test_crlf_refused_where_stdin_takes_no_part(run_duplex, args, words):
+    rc, _, err = run_duplex(args)
+    assert rc == 2, err
+    for w in ["-C converts", *words]:
+        assert w in err, (w, err)
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_broker_recv_only(spawn, duplex, tool):
+    """`-l --broker --recv-only PORT`: ncat 7.93 relays nothing (neither
+    stdin nor other clients); duplex does not read stdin and still relays
+    between clients (documented)."""
+    port = free_port()
+    p = spawn(server_cmd(tool, duplex, "--broker", "--recv-only", "127.0.0.1", str(port)),
+              stdin=subprocess.PIPE, name=f"{tool} --broker --recv-only")
+    wait_listening(port, proc=p)
+    a = connect(port)
+    b = connect(port)
+    try:
+        time.sleep(0.2)  # both registered (ncat says nothing without -v)
+        p.stdin.write(b"from stdin\n")
+        p.stdin.flush()
+        a.sendall(b"from a\n")
+        b.settimeout(1.0)
+        try:
+            got = recv_until(b, lambda g: b"from a\n" in g)
+        except socket.timeout:
+            got = b""
+        assert got == (b"" if tool == "ncat" else b"from a\n"), got
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+def test_listen_host_name_alone_takes_31337(spawn, duplex, tool):
+    """`-l localhost` (ncat) and `listen localhost`: a host name alone is the
+    address, with port 31337."""
+    if not port_31337_free():
+        pytest.skip("port 31337 is in use here")
+    p = spawn(server_cmd(tool, duplex, "-4", "localhost"), stdin=subprocess.PIPE,
+              name=f"{tool} -l localhost")
+    wait_listening(31337, proc=p)
+    s = connect(31337)
+    s.sendall(b"hi\n")
+    p.wait_out(lambda o: o == b"hi\n")
+    s.close()

@@ -94,6 +94,9 @@ static void check_options(const struct options *o)
     CHECK(o->proxy_dns >= PROXY_DNS_REMOTE && o->proxy_dns <= PROXY_DNS_NONE);
     if (o->proxy_dns != PROXY_DNS_REMOTE) /* --proxy-dns needs -x */
         CHECK(o->proxy_host && o->cmd == CMD_CONNECT);
+    if (o->telnet) /* -t: one stream connection's received side */
+        CHECK(!o->udp && !o->zero_io && o->cmd != CMD_RELAY && o->mode == MODE_STDIO &&
+              !o->keep_listening);
     /* --delay paces stdin on one stream connection */
     if (o->delay_ms)
         CHECK(o->delay_ms > 0 && !o->recv_only && !o->udp && !o->zero_io &&

@@ -254,12 +254,12 @@ static const char help_server[] =
 
 static const char help_proxy_server[] =
 "Proxy server (listen; serves clients until stopped, as -k):\n"
-"      --proxy-type socks5  a SOCKS5 server (RFC 1928): CONNECT to IPv4, IPv6 and\n"
-"                           names (looked up on a thread, -n: names refused);\n"
-"                           BIND and UDP ASSOCIATE answered 07\n"
-"      --proxy-type http    an HTTP proxy (as ncat -l --proxy-type http): CONNECT\n"
-"                           HOST:PORT, and requests with an absolute http:// URI,\n"
-"                           one a connection (sent with Connection: close)\n"
+"      --proxy-type TYPE    socks5: a SOCKS5 server (RFC 1928): CONNECT to IPv4,\n"
+"                           IPv6 and names (looked up on a thread, -n: names\n"
+"                           refused); BIND and UDP ASSOCIATE answered 07\n"
+"                           http: an HTTP proxy (as ncat -l --proxy-type http):\n"
+"                           CONNECT HOST:PORT, and requests with an absolute\n"
+"                           http:// URI, one a connection (Connection: close)\n"
 "      --proxy-auth USER:PASS  clients must give these (SOCKS5: username/password\n"
 "                           only; HTTP: Basic or Digest MD5/SHA-256, else 407)\n"
 "  The request must come within -w (else 10 s); the lookup and the connect are\n"

@@ -367,6 +367,9 @@ void serve_announce(const struct server *sv, const struct options *o);
 /* Fork CMD on fd for the client at peer; local is the connection's own
  * address when fd is not the connection itself (TLS), else NULL. */
 pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local);
+/* connect --exec/--sh-exec (connect.c): run the program on the connected
+ * socket fd (owned: the child's), wait for it; the exit code. */
+int cli_exec_connected(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
 pid_t exec_fork(void);    /* fork, counted and reaped; child gets default signals */
 /* The children's reaper: the first loop to call exec_init() reaps for all
  * (0 or -errno); exec_detach(loop) before that loop is freed. */

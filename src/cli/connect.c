@@ -286,7 +286,8 @@ static int probe_ports(dx_loop *loop, const struct options *o)
 }
 
 /* --exec/--sh-exec in connect mode (as ncat): the program runs with the
- * connection as its stdin and stdout, and duplex waits for it. Exit 0 when
+ * connection as its stdin and stdout (TCP, or a connected datagram socket
+ * with -u: each write() one datagram), and duplex waits for it. Exit 0 when
  * it ran (ncat 7.93 exits 0 even when it could not run it), 1 when it could
  * not be run; a stop signal ends it and gives 128+N (main). */
 static void on_exec_check(dx_loop *loop, dx_timer *t)
@@ -296,7 +297,7 @@ static void on_exec_check(dx_loop *loop, dx_timer *t)
         dx_loop_stop(loop);
 }
 
-static int exec_connected(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
+int cli_exec_connected(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
 {
     dx_addr peer;
     int code = exec_init(loop);
@@ -332,7 +333,7 @@ static int exec_connected(dx_loop *loop, const struct options *o, int fd, const 
 static int connected(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
 {
     if (o->mode == MODE_EXEC)
-        return exec_connected(loop, o, fd, peer_text);
+        return cli_exec_connected(loop, o, fd, peer_text);
     cli_stdio_nonblock();
     return o->tls ? cli_tls_session(loop, o, fd, peer_text) : cli_session(loop, o, fd, peer_text);
 }

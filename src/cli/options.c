@@ -340,7 +340,8 @@ static const char help_udp[] =
 "Peers (-k, --exec): at most --max-conns (default 100, as ncat), each forgotten\n"
 "(its CMD sent SIGTERM) after --idle-timeout without a datagram (default 60 s;\n"
 "--exec: either way); --allow/--deny check every datagram; a refused sender gets\n"
-"no CMD (a -v line). --exec with -u: not on Windows.\n"
+"no CMD (a -v line). connect -u --exec/--sh-exec CMD: CMD gets the connected\n"
+"datagram socket (a datagram a write()). --exec with -u: not on Windows.\n"
 "-U PATH -u: Unix datagrams. The client binds its own address for replies (-s\n"
 "PATH, else an automatic abstract name); the server replies to the sender's\n"
 "address (a sender with none cannot be answered: -v says so); socket files made\n"
@@ -1779,13 +1780,8 @@ static int parse(int argc, char **argv, struct options *o)
                   "--broker, --chat, --model and --threads do not apply");
         return EXIT_USAGE;
     }
-    if (o->udp && o->mode == MODE_EXEC && o->cmd != CMD_LISTEN) {
-        cli_error("-u with --exec/--sh-exec: listen only (a program per peer); connect -u "
-                  "--exec is not supported");
-        return EXIT_USAGE;
-    }
     if (o->udp && o->mode == MODE_EXEC && DX_OS_WINDOWS) {
-        cli_error("listen -u --exec/--sh-exec is not available on %s (a program per peer "
+        cli_error("-u --exec/--sh-exec is not available on %s (a program per peer "
                   "needs socketpairs): use TCP", DX_OS_NAME);
         return EXIT_USAGE;
     }

@@ -773,6 +773,17 @@ static int run(struct udp *u)
 
 /* ---- connect -u ---- */
 
+/* -U -u --exec: the program gets the socket; the file -s made goes at the end. */
+static int exec_then_unlink(struct udp *u, int fd)
+{
+    int code = cli_exec_connected(u->loop, u->o, fd, u->peer_text);
+    if (u->created[0]) {
+        unlink(u->created);
+        cli_remove_on_exit(NULL);
+    }
+    return code;
+}
+
 /* The -s/-p source address for a target of `family`. Returns 0, 1 if none
  * is wanted, or a negative code (reported). */
 static int source_for(const struct options *o, int family, dx_addr *source)
@@ -807,6 +818,8 @@ int cli_udp_connect(const struct options *o, dx_loop *loop)
         if (dx_sock_local(fd, &me) == 0)
             cli_info(o, "unix datagrams to %s from %s", u.peer_text,
                      dx_addr_format(&me, local, sizeof local));
+        if (o->mode == MODE_EXEC)
+            return exec_then_unlink(&u, fd);
         dx_io_init(&u.sock[0], fd, on_socket, &u);
         u.nsock = 1;
         return run(&u);
@@ -861,6 +874,8 @@ int cli_udp_connect(const struct options *o, dx_loop *loop)
     char local[DX_ADDR_STRLEN];
     if (dx_sock_local(fd, &me) == 0)
         cli_info(o, "udp to %s from %s", u.peer_text, dx_addr_format(&me, local, sizeof local));
+    if (o->mode == MODE_EXEC) /* the program has the connected socket: a datagram a write() */
+        return cli_exec_connected(loop, o, fd, u.peer_text);
     dx_io_init(&u.sock[0], fd, on_socket, &u);
     u.nsock = 1;
     return run(&u);

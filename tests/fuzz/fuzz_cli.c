@@ -83,7 +83,7 @@ static void check_options(const struct options *o)
         CHECK(!o->unix_path || !o->zero_io);
         CHECK(!o->zero_io || o->cmd == CMD_CONNECT);
         CHECK(!o->crlf || (o->mode == MODE_STDIO && !o->zero_io));
-        CHECK(o->mode == MODE_STDIO || (o->mode == MODE_EXEC && o->cmd == CMD_LISTEN));
+        CHECK(o->mode == MODE_STDIO || o->mode == MODE_EXEC); /* connect -u --exec: the program has the socket */
         if (o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC))
             CHECK(o->max_conns > 0 && o->idle_timeout_ms > 0);
         else

@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from dxtest import (  # noqa: E402,F401  (re-exported for the test modules)
-    LISTENING_RE, TIMEOUT, Backlog, Proc, RandomFile, Server, Spawner, descendants, free_port,
+    LISTENING_RE, TIMEOUT, Backlog, Proc, accept_queue, RandomFile, Server, Spawner, descendants, free_port,
     have_ipv6_loopback, listeners_on, need, proc_net_sockets, recv_all, sha, sha256_file,
     wait_listening, write_random)
 
@@ -62,10 +62,32 @@ def duplex(duplex_path):
     return duplex_path
 
 
-@pytest.fixture(params=["epoll", "poll"])
-def backend(request):
+def _built_backends(path):
+    """The backends `duplex --version` lists ("backends: epoll poll io_uring")
+    plus whether io_uring works on this kernel ("io_uring: yes")."""
+    out = subprocess.run([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=TIMEOUT).stdout.decode(errors="replace")
+    listed = []
+    for line in out.splitlines():
+        if line.startswith("backends:"):
+            listed = line.split(":", 1)[1].split()
+    if "io_uring" in listed and "io_uring: yes" not in out:
+        listed.remove("io_uring")
+    return listed
+
+
+@pytest.fixture(scope="session")
+def available_backends(duplex_path):
+    return _built_backends(duplex_path)
+
+
+@pytest.fixture(params=["epoll", "poll", "io_uring"])
+def backend(request, available_backends):
     """Runs a test once per event loop backend; returns the name. Use
-    backend_env (or env={'DUPLEX_BACKEND': backend}) when starting duplex."""
+    backend_env (or env={'DUPLEX_BACKEND': backend}) when starting duplex.
+    io_uring is skipped where the build or the kernel lacks it."""
+    if request.param not in available_backends:
+        pytest.skip(f"backend {request.param} not in `duplex --version` (build or kernel lacks it)")
     return request.param
 
 

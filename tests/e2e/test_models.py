@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, listeners_on
+from conftest import LISTENING_RE, TIMEOUT, accept_queue, listeners_on
 from servers_util import (assert_half_close_echo, assert_pumped_echo, children, closed_within,
                           connect, echo_roundtrip, exchange, read_to_eof, recv_exact,
                           serves_new_client, sockets, wait_for)
@@ -106,6 +106,8 @@ def test_second_client_while_first_is_open(model, start_model, sockets):
         b.settimeout(0.5)
         with pytest.raises(socket.timeout):
             b.recv(100)
+        # the evidence: b still waits in the kernel's accept queue, not taken
+        assert accept_queue(port) == 1, "the iterative server took a second client"
         a.shutdown(socket.SHUT_WR)
         assert read_to_eof(a) == (b"", "eof")
         a.close()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, have_ipv6_loopback
+from conftest import LISTENING_RE, accept_queue, have_ipv6_loopback
 from servers_util import (Pump, children, closed_within, connect, cpu_seconds, echo_roundtrip,
                           name_of, open_fds, read_to_eof, recv_exact, rss_kib, sockets, spawn_rlimit,
                           wait_for)
@@ -344,6 +344,9 @@ def test_emfile_pauses_without_spinning_and_recovers(spawn_rlimit, sockets, back
     clients[-1].settimeout(0.5)
     with pytest.raises(socket.timeout):
         clients[-1].recv(100)
+    # the evidence: they are still in the kernel's accept queue, not taken and dropped
+    assert accept_queue(port) >= 1, "the queued clients were taken off the accept queue"
+    assert len(re.findall(r": connected \(", proc.err)) == n_accepted
 
     # freeing descriptors lets the queue move again
     for s in clients[:50]:

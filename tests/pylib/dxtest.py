@@ -311,6 +311,26 @@ def proc_net_sockets(port, proto="tcp", state=None, remote=False):
     return n
 
 
+def accept_queue(port):
+    """How many connections wait, established but not yet accepted, in the
+    queue of the TCP listener on `port` (a LISTEN socket's rx_queue in
+    /proc/net/tcp{,6}); None if nothing listens there. Evidence that a
+    server has not taken a client, where a recv() timeout only says it did
+    not answer in time."""
+    n = None
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        n = (n or 0) + int(parts[4].split(":")[1], 16)
+        except OSError:
+            continue
+    return n
+
+
 def listeners_on(port):
     """How many TCP sockets listen on `port` (/proc/net/tcp{,6})."""
     return proc_net_sockets(port, "tcp", "0A")

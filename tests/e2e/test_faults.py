@@ -14,6 +14,7 @@ Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_fault
 import fcntl
 import os
 import re
+import select
 import selectors
 import signal
 import socket
@@ -487,6 +488,9 @@ def test_relay_descriptor_exhaustion(spawn_limited, start_listener, sockets):
     waiting = []
     for s in clients:
         s.sendall(b"x\n")
+    # wait on the first answer (or close) rather than giving each client 0.5 s
+    # to answer: on a busy machine none might make it
+    assert select.select(clients, [], [], TIMEOUT)[0], f"no client answered; stderr={proc.err[-600:]!r}"
     for s in clients:
         s.settimeout(0.5)
         try:

@@ -14,6 +14,7 @@ mount namespace; skipped otherwise) shows the lookups run off the loop.
 import hashlib
 import http.server
 import os
+import select
 import shutil
 import socket
 import socketserver
@@ -431,12 +432,13 @@ def test_slow_client_cut_at_deadline_while_others_served(proxy, echo):
             assert recv_exact(s, 39) == b"HTTP/1.1 200 Connection established\r\n\r\n"
         s.sendall(b"ping")
         assert recv_exact(s, 4) == b"ping"
-        assert time.monotonic() - t0 < 0.9  # served while the slow one waits
+        # served while the slow one waits: it has not been closed yet (no EOF)
+        assert not select.select([slow], [], [], 0)[0], "served only after -w 1 closed the slow one"
         s.close()
         reply = recv_to_eof(slow, timeout=5)
         took = time.monotonic() - t0
         slow.close()
-        assert 0.8 < took < 4, took
+        assert 0.8 < took < 10, took
         if kind == "http":
             assert reply.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), reply
         else:
@@ -480,7 +482,7 @@ def test_max_conns_and_idle_timeout(proxy, echo):
     # the tunnel moves nothing: closed after 1 s idle
     t0 = time.monotonic()
     assert recv_to_eof(s) == b""
-    assert 0.8 < time.monotonic() - t0 < 4
+    assert 0.8 < time.monotonic() - t0 < 10
     s.close()
     p.wait_err(r"-> 127\.0\.0\.1:\d+ \(socks5\): sent 0 bytes, received 0 bytes in [\d.]+ s: "
                r"idle for 1 s")
@@ -783,12 +785,13 @@ def test_socks5_lookup_does_not_hold_other_clients(spawn, duplex, slow_dns, echo
             s.sendall(b"ping")
             assert recv_exact(s, 4) == b"ping"
             s.close()
-        assert time.monotonic() - t0 < 1.2
+        if not deadline:  # the slow one has no reply yet: the others did not wait for it
+            assert not select.select([slow], [], [], 0)[0], "served only after the slow lookup"
         head = recv_exact(slow, 10)
         took = time.monotonic() - t0
         if deadline:
             assert head[:2] == b"\x05\x06", head  # TTL expired: the lookup took too long
-            assert 0.9 < took < 1.45, took
+            assert 0.9 < took < 5, took
             p.wait_err(rf"-> {name}:{e.port} \(socks5\): .*SOCKS5 reply 06: resolve")
         else:
             assert head[:2] == b"\x05\x00", head

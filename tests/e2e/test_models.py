@@ -187,18 +187,24 @@ def test_threads_two_max_conns_is_a_total(mode, start_listener, sockets):
     """--max-conns N bounds the clients of the whole server, not of each of
     the --threads loops, also when both loops accept at the same moment
     (20 clients connect at once; exactly 2 are served)."""
-    proc, port = start_listener(["-k", *mode, "--threads", "2", "--max-conns", "2"])
+    proc, port = start_listener(["-k", "-v", *mode, "--threads", "2", "--max-conns", "2"])
     wait_for(lambda: listeners_on(port) == 2, 5, "two SO_REUSEPORT listeners")
     socks = sockets([connect(port, timeout=2) for _ in range(20)])
-    served = 0
+    # each client is either served (its byte comes back) or refused (closed):
+    # wait for one or the other, however long a busy machine takes to fork
+    served = refused = 0
     for s in socks:
+        s.settimeout(TIMEOUT)
         try:
             s.sendall(b"?")
-            s.settimeout(1)
-            served += s.recv(1) == b"?"
-        except OSError:
-            pass
+            got = s.recv(1)
+        except (ConnectionResetError, BrokenPipeError):
+            got = b""
+        served += got == b"?"
+        refused += got == b""
     assert served == 2, f"--threads 2 --max-conns 2 {mode[0]} served {served} clients at once"
+    assert refused == 18
+    wait_for(lambda: proc.err.count("refused: --max-conns 2 reached") == 18, 5, "18 -v refusals")
 
 
 def test_fork_leaves_no_zombies(start_model):

@@ -247,7 +247,7 @@ def test_handshake_timeout(run_duplex, server):
     rc, out, err = run_duplex(["connect", "--ssl", "-w", "0.5", "127.0.0.1", srv.port])
     assert rc == 5, err
     assert f"duplex: tls 127.0.0.1:{srv.port}: handshake timed out after 0.5 s" in err
-    assert time.monotonic() - t0 < 2.5
+    assert time.monotonic() - t0 < 8  # generous: a busy machine
 
 
 def test_plain_peer_is_a_handshake_failure(run_duplex, server):

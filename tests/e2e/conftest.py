@@ -24,9 +24,9 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from dxtest import (  # noqa: E402,F401  (re-exported for the test modules)
-    LISTENING_RE, TIMEOUT, Backlog, Proc, accept_queue, RandomFile, Server, Spawner, descendants, free_port,
-    have_ipv6_loopback, listeners_on, need, proc_net_sockets, recv_all, sha, sha256_file,
-    wait_listening, write_random)
+    LISTENING_RE, TIMEOUT, Backlog, Proc, RandomFile, Server, Spawner, accept_queue, descendants,
+    free_port, have_ipv6_loopback, listeners_on, need, proc_net_sockets, recv_all, seeded_bytes, sha,
+    sha256_file, wait_listening, write_random)
 
 # ---------------------------------------------------------------- processes --
 

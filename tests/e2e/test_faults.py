@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, descendants, sha
+from conftest import LISTENING_RE, TIMEOUT, descendants, seeded_bytes, sha
 from servers_util import (closed_within, connect, cpu_seconds, echo_roundtrip, name_of, open_fds,
                           open_many, raise_nofile, read_to_eof, recv_exact, rss_kib, sockets,
                           wait_for)
@@ -373,8 +373,11 @@ def test_slowloris(start_listener, sockets):
         elapsed = time.monotonic() - t_idle
         assert left == 0, f"{left} idle connections still open after {elapsed:.1f}s"
         assert elapsed >= 1.9, f"idle connections closed after {elapsed:.1f}s, before the timeout"
+        # the slow senders outlive the idle limit: each has been echoed 3 times
+        # (a byte a second: over 2 s), however long the sweep above took
+        wait_for(lambda: slow_err or min(slow_echoed) >= 3, 20,
+                 f"every slow sender echoed 3 times: {slow_echoed}")
         assert not slow_err, slow_err
-        assert min(slow_echoed) >= 3, slow_echoed
         assert all(not closed_within(s, 0.05) for s in slow), "a slow sender was closed"
         assert proc.poll() is None, proc.err
     finally:
@@ -385,9 +388,10 @@ def test_slowloris(start_listener, sockets):
 # ---------------------------------------------- a reader that never reads --
 
 
-def push_nonreading(sock, total, proc, stall=1.5, limit=30):
-    """Push up to `total` bytes without reading; stop when the server stops
-    taking them for `stall` seconds or closes. Returns (sent, max RSS KiB)."""
+def push_nonreading(sock, total, proc, stall=1.5, limit=30, data=None):
+    """Push up to `total` bytes (of `data` if given) without reading; stop when
+    the server stops taking them for `stall` seconds or closes. Returns (sent,
+    max RSS KiB)."""
     sock.setblocking(False)
     chunk = os.urandom(1 << 16)
     sent, rss_max = 0, rss_kib(proc.pid)
@@ -397,7 +401,7 @@ def push_nonreading(sock, total, proc, stall=1.5, limit=30):
         if now - last > stall or now - t0 > limit:
             break
         try:
-            sent += sock.send(chunk[:min(len(chunk), total - sent)])
+            sent += sock.send(chunk[:min(len(chunk), total - sent)] if data is None else data[sent:sent + (1 << 16)])
             last = now
         except BlockingIOError:
             time.sleep(0.005)
@@ -421,7 +425,25 @@ def test_never_reading_peer_memory_bounded(mode, start_listener, start_duplex, s
         proc, port = start_listener(["-k", "--broker", "--no-stdio", "-v"])
         lazy = sockets(connect(port, rcvbuf=4096))
         pusher = sockets(connect(port))
-        proc.wait_err(r"connected \(2 now\)")
+        reader = sockets(connect(port))
+        proc.wait_err(r"connected \(3 now\)")
+        # a client that keeps reading gets every byte, whatever the lazy one does
+        data = seeded_bytes(total, 447)
+        got = bytearray()
+
+        def drain():
+            reader.settimeout(60)
+            try:
+                while len(got) < total:
+                    b = reader.recv(1 << 20)
+                    if not b:
+                        return
+                    got.extend(b)
+            except OSError:
+                pass
+
+        drainer = threading.Thread(target=drain, daemon=True)
+        drainer.start()
     elif mode == "relay":
         def script(conn, res):
             release.wait(60)
@@ -439,7 +461,8 @@ def test_never_reading_peer_memory_bounded(mode, start_listener, start_duplex, s
         pusher = sockets(connect(port))
     try:
         # broker: the sender is held back until the lazy one is dropped (2 s)
-        sent, rss_max = push_nonreading(pusher, total, proc, stall=4 if mode == "broker" else 1.5)
+        sent, rss_max = push_nonreading(pusher, total, proc, stall=4 if mode == "broker" else 1.5,
+                                        data=data if mode == "broker" else None)
         time.sleep(0.5)
         rss_max = max(rss_max, rss_kib(proc.pid))
         assert proc.poll() is None, proc.err
@@ -447,6 +470,9 @@ def test_never_reading_peer_memory_bounded(mode, start_listener, start_duplex, s
         if mode == "broker":
             # every byte was either delivered or the lazy client was dropped
             assert sent == total, f"broker stalled the sender at {sent} bytes"
+            drainer.join(60)
+            assert len(got) == total and sha(bytes(got)) == sha(data), \
+                f"the reading client got {len(got)} of {total} bytes, or others"
             _, how = read_to_eof(lazy, timeout=10, allow_reset=True)
             proc.wait_err(r"closed: not reading")
         # the server still serves someone else

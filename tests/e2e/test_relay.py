@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, free_port, have_ipv6_loopback, need, sha
+from conftest import LISTENING_RE, TIMEOUT, free_port, have_ipv6_loopback, need, seeded_bytes, sha
 from servers_util import (Pump, closed_within, connect, echo_roundtrip, name_of, open_many,
                           read_to_eof, recv_exact, send_then_read_to_eof, serves_new_client,
                           sockets, wait_for)
@@ -587,20 +587,21 @@ def test_backpressure_target_not_reading(relay, server, sockets):
 
     def script(conn, result):
         release.wait(TIMEOUT)
-        result["n"] = len(read_to_eof(conn, timeout=30)[0])
+        got = read_to_eof(conn, timeout=30)[0]
+        result["n"], result["sha"] = len(got), sha(got)
         conn.shutdown(socket.SHUT_WR)
 
     srv = server(script)
     proc, port = relay("127.0.0.1:0", f"127.0.0.1:{srv.port}", ["--stats-json"])
     c = sockets(connect(port))
     c.setblocking(False)
-    block = b"b" * 65536
+    data = seeded_bytes(64 << 20, 598)  # the target must get the very bytes sent
     sent = 0
     last_progress = time.monotonic()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and time.monotonic() - last_progress < 1.0:
         try:
-            sent += c.send(block)
+            sent += c.send(data[sent:sent + 65536])
             last_progress = time.monotonic()
         except BlockingIOError:
             time.sleep(0.01)
@@ -612,7 +613,8 @@ def test_backpressure_target_not_reading(relay, server, sockets):
     release.set()
     c.setblocking(True)
     c.shutdown(socket.SHUT_WR)
-    assert srv.join(35)["n"] == sent
+    res = srv.join(35)
+    assert res["n"] == sent and res["sha"] == sha(data[:sent]), f"target got {res['n']} of {sent} bytes, or others"
     s = json_lines(proc, 1, timeout=20)[0]
     assert s["bytes_up"] == sent and s["error"] is None, s
 

@@ -3,7 +3,6 @@
 of file descriptors (EMFILE) without spinning.
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e"""
 
-import os
 import re
 import socket
 import threading
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, accept_queue, have_ipv6_loopback
+from conftest import LISTENING_RE, accept_queue, have_ipv6_loopback, seeded_bytes, sha
 from servers_util import (Pump, children, closed_within, connect, cpu_seconds, echo_roundtrip,
                           name_of, open_fds, read_to_eof, recv_exact, rss_kib, sockets, spawn_rlimit,
                           wait_for)
@@ -284,7 +283,8 @@ def test_slow_reader_is_dropped_memory_stays_bounded(start_listener, sockets):
     # receiver keeps up, so it must never be dropped (an unpaced sender can get a
     # reading client dropped too, as its queue exceeds --max-queue).
     window = 256 << 10
-    chunk = os.urandom(1 << 14)
+    data = seeded_bytes(total, 16)  # the receiver must get these very bytes
+    step = 1 << 14
     rss_max = rss_kib(proc.pid)
     pump = Pump([sender, receiver])
     sent = 0
@@ -293,14 +293,15 @@ def test_slow_reader_is_dropped_memory_stays_bounded(start_listener, sockets):
         if time.monotonic() > deadline:
             pytest.fail(f"receiver got {len(pump.received[1])} of {total} bytes in 60 s; stderr={proc.err[-500:]!r}")
         while sent < total and sent - len(pump.received[1]) < window:
-            pump.send(0, chunk)
-            sent += len(chunk)
+            pump.send(0, data[sent:sent + step])
+            sent += step
         target = total if sent >= total else sent - window // 2
         pump.run(done=lambda i, d: i == 0 or len(d) >= target or pump.eof[i] is not None,
                  timeout=20)
         assert pump.eof[1] is None, f"receiver closed ({pump.eof[1]}) after {len(pump.received[1])} bytes: {proc.err[-500:]!r}"
         rss_max = max(rss_max, rss_kib(proc.pid))
     assert len(pump.received[1]) == total
+    assert sha(bytes(pump.received[1])) == sha(data), "the receiver got other bytes than were sent"
     assert pump.received[0] == b"", "the sender got its own bytes back"
     assert rss_max < 64 * 1024, f"server RSS reached {rss_max} KiB"
     # the lazy client was dropped: after what the kernel holds, EOF (or reset)

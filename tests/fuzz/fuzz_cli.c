@@ -128,11 +128,8 @@ static void check_options(const struct options *o)
         break;
     case CMD_RELAY:
         CHECK(!o->zero_io && o->mode == MODE_STDIO && !o->udp);
-        /* DUPLEX_FUZZ_IGNORE_RELAY_PORT=1 skips this check while the known
-         * bug (relay accepts a bare listen PORT > 65535) is open, so the rest
-         * can be explored: tests/fuzz/regressions/fuzz_cli/ */
-        if (!getenv("DUPLEX_FUZZ_IGNORE_RELAY_PORT"))
-            CHECK(o->unix_path || valid_port(o->port));
+        /* a bare listen PORT > 65535 was once taken: tests/fuzz/regressions/fuzz_cli/ */
+        CHECK(o->unix_path || valid_port(o->port));
         CHECK(o->target_unix || (o->target_host && valid_port(o->target_port)));
         break;
     default:

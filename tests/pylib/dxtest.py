@@ -11,6 +11,7 @@ and reaped by Spawner.cleanup().
 import errno
 import hashlib
 import os
+import random
 import re
 import select
 import shutil
@@ -434,6 +435,13 @@ def have_ipv6_loopback():
 def sha(b):
     """sha256 hex digest of bytes."""
     return hashlib.sha256(b).hexdigest()
+
+
+def seeded_bytes(n, seed):
+    """n pseudo-random bytes, the same for the same seed: data whose loss,
+    duplication or reordering a hash comparison shows, reproducible when a
+    test fails."""
+    return random.Random(seed).randbytes(n)
 
 
 def sha256_file(path):

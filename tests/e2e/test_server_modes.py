@@ -193,9 +193,9 @@ def test_chat_prefixes_notices_and_server_lines(start_listener, sockets, backend
 
 @pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback")
 def test_chat_ipv6_names(start_listener, sockets):
-    proc, port = start_listener(["--chat", "-k", "--no-stdio"], addr="::1")
+    proc, port = start_listener(["--chat", "-k", "-v", "--no-stdio"], addr="::1")
     a = sockets(connect(port, host="::1"))
-    time.sleep(0.1)
+    proc.wait_err(r"connected \(1 now\)")  # a has joined before b comes
     b = sockets(connect(port, host="::1"))
     bn = name_of(b)
     assert bn.startswith("[::1]:")

@@ -849,12 +849,13 @@ def test_http_nothing_after_the_answer_reaches_the_origin(proxy):
     p, port = proxy("http")
     s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     s.sendall(b"GET http://127.0.0.1:%d/one HTTP/1.1\r\n\r\n" % oport)
-    reply = b""
-    while not reply.endswith(b"ok"):
-        reply += s.recv(4096)
+    # the answer and its end: the proxy has seen the origin's end by then (a
+    # request sent while the answer is still arriving may race with it: the
+    # client pipelines, and the proxy has no body framing to stop at)
+    assert recv_to_eof(s).endswith(b"\r\n\r\nok")
     s.sendall(b"GET http://127.0.0.1:%d/two HTTP/1.1\r\nProxy-Authorization: Basic c2VjcmV0\r\n\r\n"
               % oport)
-    assert recv_to_eof(s) == b""
+    s.shutdown(socket.SHUT_WR)
     s.close()
     t.join(TIMEOUT)
     srv.close()

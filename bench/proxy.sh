@@ -12,25 +12,20 @@ DUPLEX=$1
 RUNS=${RUNS:-3}
 SIZE=${SIZE:-$((2 << 30))}
 OUT="$HERE/results/proxy-$(date +%F).md"
-TMP=$(mktemp -d)
+WORK=$(mktemp -d)
 mkdir -p "$HERE/results"
 PIDS=()
-cleanup() {
-    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
 . "$HERE/lib.sh"
+trap cleanup_work EXIT
 
 start_proxy() { # KIND PORT -> the client's -X
     case $1 in
-        duplex-socks5) "$DUPLEX" listen --proxy-type socks5 127.0.0.1 "$2" 2>/dev/null & echo 5 > "$TMP/x" ;;
-        duplex-http) "$DUPLEX" listen --proxy-type http 127.0.0.1 "$2" 2>/dev/null & echo connect > "$TMP/x" ;;
-        microsocks) microsocks -i 127.0.0.1 -p "$2" > /dev/null 2>&1 & echo 5 > "$TMP/x" ;;
+        duplex-socks5) "$DUPLEX" listen --proxy-type socks5 127.0.0.1 "$2" 2>/dev/null & echo 5 > "$WORK/x" ;;
+        duplex-http) "$DUPLEX" listen --proxy-type http 127.0.0.1 "$2" 2>/dev/null & echo connect > "$WORK/x" ;;
+        microsocks) microsocks -i 127.0.0.1 -p "$2" > /dev/null 2>&1 & echo 5 > "$WORK/x" ;;
         tinyproxy)
-            printf 'Port %s\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nLogLevel Critical\nMaxClients 10\n' "$2" > "$TMP/tp.conf"
-            tinyproxy -d -c "$TMP/tp.conf" > /dev/null 2>&1 & echo connect > "$TMP/x" ;;
+            printf 'Port %s\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nLogLevel Critical\nMaxClients 10\n' "$2" > "$WORK/tp.conf"
+            tinyproxy -d -c "$WORK/tp.conf" > /dev/null 2>&1 & echo connect > "$WORK/x" ;;
     esac
     PIDS+=($!)
     wait_listen "$2"
@@ -45,16 +40,16 @@ through() { # KIND -> MiB/s of one download of SIZE bytes
     if [ "$1" != direct ]; then
         pport=$(free_port)
         start_proxy "$1" "$pport"
-        via=(-x "127.0.0.1:$pport" -X "$(cat "$TMP/x")")
+        via=(-x "127.0.0.1:$pport" -X "$(cat "$WORK/x")")
     fi
     t0=$(date +%s.%N)
-    timeout 120 "$DUPLEX" -v "${via[@]}" -d 127.0.0.1 "$sport" > /dev/null 2> "$TMP/client.err"
+    timeout 120 "$DUPLEX" -v "${via[@]}" -d 127.0.0.1 "$sport" > /dev/null 2> "$WORK/client.err"
     t1=$(date +%s.%N)
     [ "$1" != direct ] && kill_tree "${PIDS[-1]}"
     kill "$spid" 2>/dev/null
     wait "$spid" 2>/dev/null
     # every byte, or it does not count (a refused tunnel is fast)
-    if grep -q "received $SIZE bytes" "$TMP/client.err"; then
+    if grep -q "received $SIZE bytes" "$WORK/client.err"; then
         python3 -c "print(round($SIZE / 1048576 / ($t1 - $t0)))"
     else
         echo 0

@@ -120,12 +120,12 @@ class Origin(http.server.ThreadingHTTPServer):
                          daemon=True).start()
 
 
-@pytest.fixture
-def echo():
+def _threaded_servers(cls):
+    """A fixture's body: make(host) -> a started cls; all shut down after the test."""
     made = []
 
     def _make(host="127.0.0.1"):
-        s = Echo(host)
+        s = cls(host)
         made.append(s)
         return s
 
@@ -133,21 +133,16 @@ def echo():
     for s in made:
         s.shutdown()
         s.server_close()
+
+
+@pytest.fixture
+def echo():
+    yield from _threaded_servers(Echo)
 
 
 @pytest.fixture
 def origin():
-    made = []
-
-    def _make(host="127.0.0.1"):
-        s = Origin(host)
-        made.append(s)
-        return s
-
-    yield _make
-    for s in made:
-        s.shutdown()
-        s.server_close()
+    yield from _threaded_servers(Origin)
 
 
 @pytest.fixture

@@ -163,6 +163,9 @@ int cli_random_bytes(void *out, size_t n);                /* 0, or -1: no random
 /* base64 (RFC 4648) of n bytes, NUL-terminated: its length, or -1 when out is
  * too small; decoding is strict (padding, no spaces): the byte count, or -1. */
 int cli_base64(const void *in, size_t n, char *out, size_t outlen);
+/* 1 when the token name[0..n) is in the comma-separated header value
+ * v[0..vn) (Connection: close, keep-alive), case-insensitively. */
+int cli_http_list_has(const char *v, size_t vn, const char *name, size_t n);
 int cli_unbase64(const char *in, size_t n, unsigned char *out, size_t outlen);
 /* One challenge or credentials (RFC 7235): "scheme token68" or "scheme
  * name=value, ..." (quoted values unquoted). Strings live in store. */

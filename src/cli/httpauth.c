@@ -347,6 +347,21 @@ static void hex(const unsigned char *in, size_t n, char *out)
 
 /* ---- auth-param lists (RFC 7235 section 2.1) ---- */
 
+int cli_http_list_has(const char *v, size_t vn, const char *name, size_t n)
+{
+    size_t i = 0;
+    while (i < vn) {
+        while (i < vn && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < vn && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+            i++;
+        if (i - s == n && strncasecmp(v + s, name, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int is_tchar(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

@@ -441,23 +441,6 @@ static const char *header_next(const char *reply, size_t len, const char *name, 
     }
 }
 
-/* Does a comma-separated header value (Connection) name token? */
-static int header_has(const char *v, size_t n, const char *token)
-{
-    size_t t = strlen(token);
-    for (size_t i = 0; i < n;) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t k = i;
-        while (k < n && v[k] != ',' && v[k] != ' ' && v[k] != '\t')
-            k++;
-        if (k - i == t && strncasecmp(v + i, token, t) == 0)
-            return 1;
-        i = k;
-    }
-    return 0;
-}
-
 /* The reply head, byte by byte up to its empty line (nothing more is read):
  * its length, or a code (set). */
 static int http_read_head(struct hs *h, char *reply, size_t *len)
@@ -491,9 +474,9 @@ static int http_skip_body(struct hs *h, const char *reply, size_t len)
     size_t vlen;
     int keep = reply[7] == '1'; /* HTTP/1.1 */
     while ((v = header_next(reply, len, "Connection", &from, &vlen)) != NULL) {
-        if (header_has(v, vlen, "close"))
+        if (cli_http_list_has(v, vlen, "close", 5))
             keep = 0;
-        else if (header_has(v, vlen, "keep-alive"))
+        else if (cli_http_list_has(v, vlen, "keep-alive", 10))
             keep = 1;
     }
     from = NULL;

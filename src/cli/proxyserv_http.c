@@ -3,6 +3,7 @@
  * for (CONNECT host:port, or a plain request with an absolute http:// URI),
  * and the head forwarded to the origin. No I/O here (fuzz_proxyserv.c). */
 #define _GNU_SOURCE
+#include "cli.h"
 #include "proxyserv.h"
 #include "os.h"
 
@@ -216,22 +217,6 @@ int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r)
     return 0;
 }
 
-/* 1 when the token name[0..n) is in the comma-separated list v[0..vn) */
-static int in_list(const char *v, size_t vn, const char *name, size_t n)
-{
-    size_t i = 0;
-    while (i < vn) {
-        while (i < vn && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < vn && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
-            i++;
-        if (i - s == n && strncasecmp(v + s, name, n) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static int hop_by_hop(const char *b, size_t len, const char *name, size_t n)
 {
     static const char *const hop[] = {"Connection", "Proxy-Connection", "Proxy-Authorization",
@@ -245,7 +230,7 @@ static int hop_by_hop(const char *b, size_t len, const char *name, size_t n)
         const char *line = next_line(b, len, &pos, &l);
         const char *colon = memchr(line, ':', l);
         if (colon && colon - line == 10 && strncasecmp(line, "Connection", 10) == 0 &&
-            in_list(colon + 1, (size_t)(line + l - colon - 1), name, n))
+            cli_http_list_has(colon + 1, (size_t)(line + l - colon - 1), name, n))
             return 1;
     }
     return 0;

@@ -159,6 +159,9 @@ int cli_proxy_serve(const struct options *o, dx_loop *loop);
 void cli_md5(const void *data, size_t n, unsigned char out[16]);
 void cli_sha256(const void *data, size_t n, unsigned char out[32]);
 int cli_memeq_ct(const void *a, const void *b, size_t n); /* 1 when equal; constant time */
+/* 1 when a[0..alen) equals b[0..blen), in a time that shows neither content
+ * nor lengths (their SHA-256 digests compared): passwords, user names. */
+int cli_streq_ct(const char *a, size_t alen, const char *b, size_t blen);
 int cli_random_bytes(void *out, size_t n);                /* 0, or -1: no randomness */
 /* base64 (RFC 4648) of n bytes, NUL-terminated: its length, or -1 when out is
  * too small; decoding is strict (padding, no spaces): the byte count, or -1. */

@@ -221,7 +221,7 @@ int cli_memeq_ct(const void *a, const void *b, size_t n)
 
 /* Equal strings of any lengths, in a time that depends on neither
  * content: their SHA-256 digests compared in constant time. */
-static int streq_ct(const char *a, size_t alen, const char *b, size_t blen)
+int cli_streq_ct(const char *a, size_t alen, const char *b, size_t blen)
 {
     unsigned char da[32], db[32];
     cli_sha256(a, alen, da);
@@ -830,7 +830,7 @@ int cli_http_auth_verify_ex(const char *value, const char *method, const char *r
         if (n >= 0) {
             char want[2200];
             int m = snprintf(want, sizeof want, "%s:%s", user, pass);
-            ok = m > 0 && (size_t)m < sizeof want && streq_ct((const char *)got, (size_t)n, want, (size_t)m);
+            ok = m > 0 && (size_t)m < sizeof want && cli_streq_ct((const char *)got, (size_t)n, want, (size_t)m);
             memset(want, 0, sizeof want);
         }
         memset(got, 0, sizeof got);
@@ -859,7 +859,7 @@ int cli_http_auth_verify_ex(const char *value, const char *method, const char *r
     for (size_t i = 0; i <= hlen; i++)
         got[i] = (char)(response[i] >= 'A' && response[i] <= 'F' ? response[i] - 'A' + 'a' : response[i]);
     digest_response(alg, sess, user, realm, pass, method, uri, nonce, nc, cnonce, want);
-    int match = streq_ct(username, strlen(username), user, strlen(user)) & cli_memeq_ct(want, got, hlen);
+    int match = cli_streq_ct(username, strlen(username), user, strlen(user)) & cli_memeq_ct(want, got, hlen);
     if (match && fresh == 2) {
         if (stale) /* the right password with an old nonce: challenge again, stale=true */
             *stale = 1;

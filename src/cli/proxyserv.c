@@ -608,8 +608,8 @@ static void socks_step(struct pconn *c)
                 return;
             }
             consume(c, (size_t)r);
-            int ok = pxs_equal_ct(user, ul, s->user, s->ulen);
-            ok &= pxs_equal_ct(pass, pl, s->pass, s->plen);
+            int ok = cli_streq_ct(user, ul, s->user, s->ulen);
+            ok &= cli_streq_ct(pass, pl, s->pass, s->plen);
             if (!ok) {
                 static const unsigned char no[2] = {1, 1};
                 fail(c, no, 2, "authentication failed (user '%.64s')", user);

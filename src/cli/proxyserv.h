@@ -13,7 +13,6 @@
 
 /* 1 when a and b hold the same bytes. The time taken depends on the
  * lengths only, never on where the first difference is (credentials). */
-int pxs_equal_ct(const void *a, size_t alen, const void *b, size_t blen);
 
 /* Where a client asks to go: a name (resolved by the server) or an address
  * as text ("192.0.2.1", "::1"), and a port. */

@@ -9,6 +9,7 @@
  * Proxy-Connection or Connection line other than "Connection: close". The
  * constant-time compare must agree with memcmp. */
 #define _GNU_SOURCE
+#include "cli.h"
 #include "proxyserv.h"
 
 #include <sys/socket.h>
@@ -38,7 +39,7 @@ static void socks(const unsigned char *b, size_t n)
         if (r <= 0)
             return;
         CHECK(ul < 256 && pl < 256 && (size_t)r == 3 + ul + pl);
-        CHECK(pxs_equal_ct(user, ul, pass, pl) == (ul == pl && memcmp(user, pass, ul) == 0));
+        CHECK(cli_streq_ct(user, ul, pass, pl) == (ul == pl && memcmp(user, pass, ul) == 0));
         b += r, n -= (size_t)r;
     }
     struct pxs_target t;

@@ -23,9 +23,10 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from dxtest import release_closed_ports  # noqa: E402
 from dxtest import (  # noqa: E402,F401  (re-exported for the test modules)
     LISTENING_RE, TIMEOUT, Backlog, Proc, RandomFile, Server, Spawner, accept_queue, descendants,
-    free_port, have_ipv6_loopback, listeners_on, need, proc_net_sockets, recv_all, seeded_bytes, sha,
+    closed_port, free_port, have_ipv6_loopback, listeners_on, need, proc_net_sockets, recv_all, seeded_bytes, sha,
     sha256_file, wait_listening, write_random)
 
 # ---------------------------------------------------------------- processes --
@@ -213,3 +214,10 @@ def server():
     for s in servers:
         s.close()
 
+
+
+@pytest.fixture(autouse=True)
+def _release_closed_ports():
+    """Frees the ports closed_port() held for the test that just ended."""
+    yield
+    release_closed_ports()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_listening
+from conftest import closed_port, free_port, wait_listening
 
 BENCH_TIMEOUT = 30
 
@@ -195,7 +195,7 @@ def test_corrupted_byte_is_an_error(run_duplex, corrupting_echo):
 
 
 def test_refused_port_exits_4(run_duplex):
-    port = free_port()
+    port = closed_port()
     rc, out, err = run_duplex(["bench", "echo", "127.0.0.1", str(port), "-c", "3", "-d", "1"],
                               timeout=BENCH_TIMEOUT)
     assert rc == 4, (out, err)
@@ -383,7 +383,7 @@ def test_broker_usage_errors(run_duplex, args):
 
 
 def test_broker_refused_port_exits_4(run_duplex):
-    port = free_port()
+    port = closed_port()
     rc, out, err = run_duplex(["bench", "broker", "127.0.0.1", str(port), "-c", "3", "-d", "1"],
                               timeout=BENCH_TIMEOUT)
     assert rc == 4, (out, err)

@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, free_port, proc_net_sockets, recv_all
+from conftest import TIMEOUT, closed_port, free_port, proc_net_sockets, recv_all
 from servers_util import wait_for
 
 # ------------------------------------------------------------- connect: 4 --
 
 
 def test_connection_refused(run_duplex, backend_env):
-    port = free_port()
+    port = closed_port()
     rc, out, err = run_duplex(["connect", "127.0.0.1", port], env=backend_env)
     assert rc == 4, err
     assert f"duplex: connect 127.0.0.1:{port}: Connection refused" in err
@@ -26,7 +26,7 @@ def test_connection_refused(run_duplex, backend_env):
 
 
 def test_connection_refused_netcat_style(run_duplex):
-    port = free_port()
+    port = closed_port()
     rc, _, err = run_duplex([f"127.0.0.1:{port}"])
     assert rc == 4, err
     assert f"duplex: connect 127.0.0.1:{port}: Connection refused" in err

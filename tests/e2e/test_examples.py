@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import Backlog, free_port, need, recv_all, sha, wait_listening
+from conftest import Backlog, closed_port, free_port, need, recv_all, sha, wait_listening
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MIB = 1024 * 1024
@@ -240,7 +240,7 @@ def test_chat_delivers_every_line_to_every_other_client(spawn, ex):
 # ----------------------------------------------------------------- client --
 
 def test_client_reports_a_refused_port(spawn, ex):
-    port = free_port()
+    port = closed_port()
     c = spawn([ex / "client", "127.0.0.1", port])
     assert c.wait(10) != 0
     assert f"connect to 127.0.0.1:{port}: Connection refused" in c.err
@@ -328,7 +328,7 @@ def test_relay_to_the_duplex_command(spawn, ex, duplex):
 
 def test_relay_hangs_up_when_the_target_refuses(spawn, ex):
     port = free_port()
-    dead = free_port()
+    dead = closed_port()
     r = spawn([ex / "relay", port, "127.0.0.1", dead])
     wait_listening(port, proc=r)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:

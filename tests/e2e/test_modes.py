@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, LISTENING_RE, free_port, have_ipv6_loopback, recv_all
+from conftest import TIMEOUT, LISTENING_RE, closed_port, free_port, have_ipv6_loopback, recv_all
 from servers_util import read_pipe_to_eof
 
 needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")
@@ -579,14 +579,14 @@ def test_z_open_port(open_port, run_duplex):
 
 
 def test_z_closed_port(run_duplex):
-    port = free_port()
+    port = closed_port()
     rc, out, err = run_duplex(["connect", "-z", "-v", "127.0.0.1", port])
     assert rc == 4, err
     assert f"duplex: 127.0.0.1:{port} closed: Connection refused" in err
 
 
 def test_z_mixed_ports_and_range(open_port, run_duplex):
-    closed = free_port()
+    closed = closed_port()
     rc, _, err = run_duplex(["-z", "-v", "127.0.0.1", f"{closed}-{closed}", open_port])
     assert rc == 0, err
     assert f"duplex: 127.0.0.1:{closed} closed: Connection refused" in err
@@ -600,18 +600,7 @@ def test_z_without_v_only_exit_code(open_port, run_duplex):
 
 
 def test_z_range_all_closed(run_duplex):
-    # two adjacent ports, both found free a moment ago
-    for _ in range(20):
-        p = free_port()
-        if p < 65535:
-            try:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p + 1))
-                break
-            except OSError:
-                continue
-    else:
-        pytest.skip("no two adjacent free ports")
+    p = closed_port(2)
     rc, _, err = run_duplex(["connect", "-z", "-v", "127.0.0.1", f"{p}-{p + 1}"])
     assert rc == 4, err
     assert f"127.0.0.1:{p} closed" in err and f"127.0.0.1:{p + 1} closed" in err

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, LISTENING_RE, free_port, listeners_on, need, wait_listening
+from conftest import TIMEOUT, LISTENING_RE, closed_port, free_port, listeners_on, need, wait_listening
 from test_tls import certs, server_args  # noqa: F401  (certs: a fixture)
 
 
@@ -124,11 +124,6 @@ def test_ssl_verify_implies_ssl_on_listen_and_requires_client_certificates(spawn
 # ------------------------------------------------------ time units (ncat's) --
 
 
-def closed_port():
-    """A port nothing listens on (a connect to it is refused at once)."""
-    return str(free_port())
-
-
 @pytest.mark.parametrize("flag", ["-w", "-q", "-i", "--idle-timeout", "--timeout"])
 @pytest.mark.parametrize("value, ok", [
     # each unit's upper bound, and just above it: the unit's factor is applied
@@ -142,7 +137,7 @@ def closed_port():
 def test_time_units_each_checked_against_the_year(run_duplex, flag, value, ok):
     """Every time option takes ncat's units (ms, s, m, h; a plain number is
     seconds) and stays within a year: 8760h passes, 8761h does not."""
-    rc, out, err = run_duplex(["connect", flag, value, "127.0.0.1", closed_port()])
+    rc, out, err = run_duplex(["connect", flag, value, "127.0.0.1", str(closed_port())])
     if ok:
         assert rc == 4 and "Connection refused" in err, err  # parsed, then connected
     else:
@@ -154,7 +149,7 @@ def test_time_units_each_checked_against_the_year(run_duplex, flag, value, ok):
 @pytest.mark.parametrize("flag", ["-w", "-q", "-i", "--idle-timeout"])
 @pytest.mark.parametrize("value", ["1d", "5x", "3 s", "ms", "2mm", "1.5e", "s3", "-1s", "inf", "5 "])
 def test_bad_time_units_refused(run_duplex, flag, value):
-    rc, out, err = run_duplex(["connect", flag, value, "127.0.0.1", closed_port()])
+    rc, out, err = run_duplex(["connect", flag, value, "127.0.0.1", str(closed_port())])
     assert rc == 2, err
     assert (f"duplex: invalid {flag} value '{value}': expected seconds (5, 0.5) or a time "
             "with a unit: 3000ms, 3s, 2m, 1h") in err, err
@@ -163,7 +158,7 @@ def test_bad_time_units_refused(run_duplex, flag, value):
 
 def test_bad_time_unit_refused_by_ncat_too():
     """ncat refuses the same with its own status 2 (the comparison)."""
-    r = subprocess.run([need("ncat"), "-i", "1d", "127.0.0.1", closed_port()],
+    r = subprocess.run([need("ncat"), "-i", "1d", "127.0.0.1", str(closed_port())],
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT)
     assert r.returncode == 2 and 'Invalid -i timeout "1d"' in r.stderr.decode(), r
 

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, free_port, listeners_on, need, recv_all, wait_listening
+from conftest import TIMEOUT, closed_port, free_port, listeners_on, need, recv_all, wait_listening
 
 MiB = 1 << 20
 
@@ -152,7 +152,7 @@ def test_socks5_auth(start_duplex, server, microsocks, run_duplex):
     pport = microsocks("-u", "bob", "-P", "s3cret")
     run_exchange(start_duplex, server, ["connect", "--proxy", f"127.0.0.1:{pport}",
                                         "--proxy-auth", "bob:s3cret"], size=64 * 1024)
-    closed = free_port()
+    closed = closed_port()
     rc, out, err = run_duplex(["connect", "-x", f"127.0.0.1:{pport}", "--proxy-auth", "bob:wrongpw",
                                "127.0.0.1", closed])
     assert rc == 4, err
@@ -166,7 +166,7 @@ def test_socks5_auth(start_duplex, server, microsocks, run_duplex):
 
 def test_socks5_target_refused(run_duplex, microsocks):
     pport = microsocks()
-    closed = free_port()
+    closed = closed_port()
     rc, out, err = run_duplex(["connect", "-x", f"127.0.0.1:{pport}", "127.0.0.1", closed])
     assert rc == 4, err
     assert f"duplex: proxy 127.0.0.1:{pport}: SOCKS5 connect to 127.0.0.1:{closed}: " in err
@@ -192,7 +192,7 @@ def test_proxy_default_port(run_duplex, ptype, port):
 def test_zero_io_through_proxy(run_duplex, server, microsocks):
     pport = microsocks()
     srv = server(lambda conn, result: recv_all(conn))
-    closed = free_port()
+    closed = closed_port()
     rc, out, err = run_duplex(["connect", "-z", "-v", "-x", f"127.0.0.1:{pport}", "127.0.0.1",
                                closed, srv.port])
     assert rc == 0, err

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, free_port, have_ipv6_loopback, need, wait_listening
+from conftest import TIMEOUT, closed_port, free_port, have_ipv6_loopback, need, wait_listening
 
 MiB = 1 << 20
 
@@ -362,7 +362,7 @@ def test_socks5_reply_codes(proxy, echo):
     e = echo()
     p, port = proxy("socks5", "-w", "2")
     # refused: 05
-    closed = free_port()
+    closed = closed_port()
     s = socks5(port)
     assert recv_exact(s, 2) == b"\x05\x00"
     s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + struct.pack(">H", closed))
@@ -631,7 +631,7 @@ def test_http_errors(proxy, echo):
     is never connected."""
     e = echo()
     p, port = proxy("http", "-w", "3")
-    closed = free_port()
+    closed = closed_port()
     cases = [
         (b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % closed, 502),
         (b"GET http://127.0.0.1:%d/ HTTP/1.1\r\n\r\n" % closed, 502),

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, free_port, have_ipv6_loopback, need, seeded_bytes, sha
+from conftest import LISTENING_RE, TIMEOUT, closed_port, free_port, have_ipv6_loopback, need, seeded_bytes, sha
 from servers_util import (Pump, closed_within, connect, echo_roundtrip, name_of, open_many,
                           read_to_eof, recv_exact, send_then_read_to_eof, serves_new_client,
                           sockets, wait_for)
@@ -369,7 +369,7 @@ def test_without_k_relay_exits_after_one_connection(relay, echo_target, sockets)
 
 
 def test_target_refused_client_closed_relay_goes_on(relay, sockets):
-    tport = free_port()
+    tport = closed_port()
     proc, port = relay("127.0.0.1:0", f"127.0.0.1:{tport}", ["--stats-json"])
     for i in range(2):
         c = sockets(connect(port))
@@ -405,7 +405,7 @@ def test_target_refused_client_closed_relay_goes_on(relay, sockets):
 
 
 def test_target_refused_without_k_exits_nonzero(relay, sockets):
-    tport = free_port()
+    tport = closed_port()
     proc, port = relay("127.0.0.1:0", f"127.0.0.1:{tport}", k=False)
     c = sockets(connect(port))
     assert closed_within(c, 3)

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import LISTENING_RE, free_port
+from conftest import LISTENING_RE, closed_port, free_port
 from servers_util import connect, recv_exact, wait_for
 
 # ------------------------------------------- item 24: commands and hints --
@@ -57,16 +57,16 @@ def test_unknown_word_with_arguments_that_are_not_a_port(run_duplex):
 def test_netcat_spelling_still_connects(host, run_duplex):
     """`duplex HOST PORT`: a first word far from every command name, followed
     by a port, is a host (here: a closed port, so the connect is refused)."""
-    port = free_port()
     if host == "[::1]" and not socket.has_ipv6:
         pytest.skip("no IPv6")
+    port = closed_port(host="::1" if host == "[::1]" else "127.0.0.1")
     rc, _, err = run_duplex([host, port])
     assert rc == 4, err
     assert "Connection refused" in err and "unknown command" not in err, err
 
 
 def test_netcat_spelling_host_port_as_one(run_duplex):
-    port = free_port()
+    port = closed_port()
     rc, _, err = run_duplex([f"localhost:{port}"])
     assert rc == 4, err
     assert "Connection refused" in err, err
@@ -440,14 +440,14 @@ def test_version_lists_features(run_duplex):
     tls = re.search(r"^tls: (yes \(OpenSSL [^)]+\)|no)", text, re.M)
     assert tls, text
     # what --version says is what the build does
-    probe = ["connect", "--ssl", "--ssl-no-verify", "-w", "1", "127.0.0.1", str(free_port())]
+    probe = ["connect", "--ssl", "--ssl-no-verify", "-w", "1", "127.0.0.1", closed_port()]
     rc, _, err = run_duplex(probe)
     if tls.group(1) == "no":
         assert rc == 2 and "TLS" in err, err
     else:
         assert rc == 4, err
     uring = re.search(r"^io_uring: (\S+)", text, re.M).group(1)
-    rc, _, err = run_duplex(["connect", "--backend", "io_uring", "127.0.0.1", str(free_port())])
+    rc, _, err = run_duplex(["connect", "--backend", "io_uring", "127.0.0.1", closed_port()])
     assert (rc == 4) == (uring == "yes"), (uring, rc, err)
 
 

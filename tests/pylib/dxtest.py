@@ -292,6 +292,37 @@ def free_port(host="127.0.0.1", family=socket.AF_INET, kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
+_held_ports = []
+
+
+def closed_port(count=1, host="127.0.0.1"):
+    """A TCP port that refuses connections until the test ends; with count > 1,
+    the first of `count` adjacent such ports. Each port is
+    held by a socket bound to it without listen(): the kernel answers a SYN
+    with RST, and no other test running alongside can listen there (a port
+    merely found free could be taken between the check and the connect).
+    release_closed_ports() (called by conftest after each test) frees them."""
+    for _ in range(50):
+        held = []
+        try:
+            for i in range(count):
+                s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+                held.append(s)
+                s.bind((host, held[0].getsockname()[1] + i if i else 0))
+        except (OSError, OverflowError):  # taken, or past 65535
+            for s in held:
+                s.close()
+            continue
+        _held_ports.extend(held)
+        return held[0].getsockname()[1]
+    raise RuntimeError(f"no {count} adjacent free TCP ports on {host}")
+
+
+def release_closed_ports():
+    while _held_ports:
+        _held_ports.pop().close()
+
+
 def proc_net_sockets(port, proto="tcp", state=None, remote=False):
     """How many sockets of `proto` ('tcp' or 'udp') are bound to local port
     `port` (with remote=True: connected to remote port `port`), per

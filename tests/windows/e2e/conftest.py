@@ -41,8 +41,9 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "pylib"))
+from dxtest import release_closed_ports  # noqa: E402
 from dxtest import (  # noqa: E402,F401  (re-exported for the test modules)
-    LISTENING_RE, Backlog, Proc, Server, Spawner, free_port, need, recv_all, sha,
+    LISTENING_RE, Backlog, Proc, Server, Spawner, closed_port, free_port, need, recv_all, sha,
     wait_listening)
 
 # A duplex.exe run is slower to start than a native one (wine's loader):
@@ -412,3 +413,10 @@ def server():
     yield _make
     for s in servers:
         s.close()
+
+
+@pytest.fixture(autouse=True)
+def _release_closed_ports():
+    """Frees the ports closed_port() held for the test that just ended."""
+    yield
+    release_closed_ports()

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import Backlog, free_port, wait_listening
+from conftest import Backlog, closed_port, free_port, wait_listening
 
 # ------------------------------------------------------------------ usage --
 
@@ -40,7 +40,7 @@ def test_bad_usage_exits_2(run_exe, args, text):
 
 
 def test_refused_exit_4_exact_message(run_exe):
-    port = free_port()
+    port = closed_port()
     rc, out, err = run_exe(["connect", "127.0.0.1", port])
     assert rc == 4, err
     assert err == f"duplex: connect 127.0.0.1:{port}: Connection refused\n"
@@ -112,7 +112,7 @@ def test_probe_open_port_exit_0(run_exe):
 
 
 def test_probe_closed_port_exit_4(run_exe):
-    rc, out, err = run_exe(["connect", "-z", "127.0.0.1", free_port()])
+    rc, out, err = run_exe(["connect", "-z", "127.0.0.1", closed_port()])
     assert rc == 4, err
     assert out == b""
 

@@ -6,7 +6,7 @@ never connected, a refused target answered (SOCKS5 05, HTTP 502)."""
 
 import pytest
 
-from conftest import TIMEOUT, free_port, listening_port, seeded_bytes, sha
+from conftest import TIMEOUT, closed_port, free_port, listening_port, seeded_bytes, sha
 
 
 @pytest.mark.parametrize("kind,flag", [("socks5", "5"), ("http", "connect")])
@@ -29,7 +29,7 @@ def test_proxy_server_tunnels(exe_listener, start_linux, spawn, linux_duplex, ki
                    r"bytes in [\d.]+ s: closed by both sides")
     rc, out, err = client("u:wrong", "127.0.0.1", eport, b"x")
     assert rc == 4, err
-    closed = free_port()
+    closed = closed_port()
     rc, out, err = client("u:p", "127.0.0.1", closed, b"x")
     assert rc == 4 and ("reply 5" in err or "502" in err), err
     # the echo server saw the one good client only

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import (TIMEOUT, connect, free_port, listening_port, need, recv_all, seeded_bytes, sha,
+from conftest import (TIMEOUT, closed_port, connect, free_port, listening_port, need, recv_all, seeded_bytes, sha,
                       wait_listening)
 
 SIZE = 3 << 20
@@ -112,7 +112,7 @@ def test_relay_many_clients_to_linux_echo(relay, start_linux, sockets):
 def test_relay_refused_target(relay, sockets):
     """The target refuses: the client is closed, -v says why, the relay
     goes on."""
-    dead = free_port()
+    dead = closed_port()
     proc, port = relay(dead, ["-v"])
     c = sockets(connect(port))
     c.settimeout(TIMEOUT)

@@ -71,7 +71,10 @@ int cli_cluster_url_parse(const char *text, struct cluster_url *u, const char **
         *why = "the channel is too long or has a malformed %XX";
         return -1;
     }
-    const char *at = memrchr(p, '@', (size_t)(slash - p));
+    const char *at = NULL; /* the last '@' before the path (a password may hold one) */
+    for (const char *q = p; q < slash; q++)
+        if (*q == '@')
+            at = q;
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (!colon) {
@@ -144,8 +147,11 @@ int cli_cluster_frame_parse(const char *buf, size_t n, struct cluster_frame *f)
     f->type = (unsigned char)buf[4];
     if (f->type != CLUSTER_MSG && f->type != CLUSTER_BEAT)
         return -1;
+    /* the canonical form only (what cli_cluster_frame_head writes):
+     * lower-case hex, no leading zero */
     for (int i = 0; i < CLUSTER_ID_LEN; i++) {
-        if (hexval(buf[6 + i]) < 0)
+        char c = buf[6 + i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
             return -1;
         f->node[i] = buf[6 + i];
     }
@@ -160,7 +166,7 @@ int cli_cluster_frame_parse(const char *buf, size_t n, struct cluster_frame *f)
             return -1; /* a count far beyond what a node publishes */
         seq = seq * 10 + (uint64_t)(buf[i] - '0');
     }
-    if (digits == 0 || i >= n || buf[i] != '\n')
+    if (digits == 0 || i >= n || buf[i] != '\n' || (digits > 1 && buf[i - digits] == '0'))
         return -1;
     f->seq = seq;
     f->payload = buf + i + 1;

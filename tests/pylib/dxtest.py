@@ -323,6 +323,28 @@ def release_closed_ports():
         _held_ports.pop().close()
 
 
+def tcp_queues(port, remote=False, state=None):
+    """[(tx_queue, rx_queue)] of the TCP sockets bound to local port `port`
+    (with remote=True: connected to remote port `port`), per /proc/net/tcp{,6};
+    with `state` (hex, '01' ESTABLISHED) only those in that state. tx_queue
+    is what the socket has sent but not had acknowledged (or not sent yet),
+    rx_queue what arrived and the program has not read."""
+    out = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, st = parts[2 if remote else 1], parts[3]
+                    if int(local.rsplit(":", 1)[1], 16) == port and state in (None, st):
+                        tx, rx = parts[4].split(":")
+                        out.append((int(tx, 16), int(rx, 16)))
+        except OSError:
+            pass
+    return out
+
+
 def proc_net_sockets(port, proto="tcp", state=None, remote=False):
     """How many sockets of `proto` ('tcp' or 'udp') are bound to local port
     `port` (with remote=True: connected to remote port `port`), per

@@ -111,7 +111,7 @@ static const dx_addr *unmapped(const dx_addr *a, dx_addr *v4)
      * local_address(): an IPv4 peer's NCAT_LOCAL_ADDR came out empty */
     struct sockaddr_in6 s6;
     struct sockaddr_in s4;
-    if (a->ss.ss_family != AF_INET6 || a->len < sizeof s6)
+    if (a->ss.ss_family != AF_INET6 || (size_t)a->len < sizeof s6)
         return a;
     memcpy(&s6, &a->ss, sizeof s6);
     if (!IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))

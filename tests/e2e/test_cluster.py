@@ -248,14 +248,14 @@ def test_silent_cut_detaches_and_counts_missed(redis, node, start_duplex):
     # n1 has heard of n2 (its gaps are counted from there)
     assert r.pump(lambda: any(re.match(r"\* n2 .* joined", line) for line in r.lines[x]))
     os.kill(relay.pid, signal.SIGSTOP)
-    p1.wait_err(r"cluster: detached from .*: its own heartbeats have not come back", timeout=8)
+    p1.wait_err(r"cluster: detached from .*: its own heartbeats have not come back", timeout=15)
     for i in range(4):
         y.sendall(b"while cut %d\n" % i)
     relay.kill()
     relay = start_duplex(["relay", "-k", f"127.0.0.1:{rel_port}", f"127.0.0.1:{rport}"])
     p1.wait_err("cluster: reattached", timeout=10)
     # n2's next heartbeat (or message) shows the gap
-    m = p1.wait_err(r"cluster: (\d+) messages? from node [0-9a-f]{16} missed", timeout=5)
+    m = p1.wait_err(r"cluster: (\d+) messages? from node [0-9a-f]{16} missed", timeout=10)
     assert m.group(1) == "4"
     y.sendall(b"after the cut\n")
     assert r.pump(lambda: any(line.endswith("after the cut") for line in r.lines[x]))

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifndef _WIN32
+#include <unistd.h> /* gethostname (Windows: winsock2.h) */
+#endif
 #ifdef DX_HAVE_TLS
 #include <openssl/crypto.h>
 #endif
@@ -231,6 +234,15 @@ static const char help_server[] =
 "  -c, --sh-exec CMD        the same through /bin/sh -c CMD\n"
 "                           (connect -e/-c: CMD gets the connection, as ncat)\n"
 "      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
+"      --cluster URL        --broker/--chat as one node of many, through a Redis\n"
+"                           channel: redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL;\n"
+"                           what this node's clients send is published once,\n"
+"                           what other nodes publish goes to this node's clients;\n"
+"                           Redis down or cut: local clients are still served, the\n"
+"                           node reconnects (100 ms doubling to 5 s) and says what\n"
+"                           was not published or missed meanwhile (not on Windows)\n"
+"      --node-name NAME     this node's name in chat names and notices\n"
+"                           ('[NAME ADDR:PORT] line'; default: the host name)\n"
 "  -m, --max-conns N        at most N clients at once (N >= 1); more are closed\n"
 "                           at once\n"
 "      --allow RULE         accept only these clients (address or CIDR range,\n"
@@ -449,6 +461,7 @@ enum {
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_APPEND_OUTPUT, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
+    OPT_CLUSTER, OPT_NODE_NAME,
     /* ncat options duplex refuses, each with the reason and what to use */
     OPT_SCTP, OPT_VSOCK, OPT_LUA_EXEC, OPT_DELAY, OPT_PROXY_DNS,
 };
@@ -504,6 +517,8 @@ static const struct option long_opts[] = {
     {"denyfile", required_argument, NULL, OPT_DENYFILE},
     {"idle-timeout", required_argument, NULL, 'i'},
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
+    {"cluster", required_argument, NULL, OPT_CLUSTER},
+    {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"model", required_argument, NULL, OPT_MODEL},
     {"stats-json", no_argument, NULL, OPT_STATS_JSON},
     {"json", no_argument, NULL, OPT_STATS_JSON}, /* the spelling bench and sockets use */
@@ -1260,6 +1275,52 @@ static int check_proxy_target(const struct options *o)
 
 /* --ssl and its options, once the rest of the command line is known (the
  * files themselves are opened by cli_tls_open(), before any socket). */
+/* --cluster redis://...: listen --broker/--chat only (a node among
+ * others: cluster.c); the node's name defaults to the host name. */
+static int check_cluster(struct options *o)
+{
+    if (!o->cluster) {
+        if (o->node_name) {
+            cli_error("--node-name names this node among the --cluster nodes: it needs --cluster");
+            return -1;
+        }
+        return 0;
+    }
+    if (DX_OS_WINDOWS) {
+        cli_error("--cluster is not available on %s (this build has no Redis client): run the "
+                  "cluster nodes on Linux", DX_OS_NAME);
+        return -1;
+    }
+    if (o->cmd != CMD_LISTEN || (o->mode != MODE_BROKER && o->mode != MODE_CHAT) || o->udp ||
+        o->proxy_serve || o->threads > 1) {
+        cli_error("--cluster joins a broker or chat to others through Redis: it needs listen "
+                  "--broker or --chat (TCP, one loop: no -u, --threads, --proxy-type)");
+        return -1;
+    }
+    struct cluster_url u;
+    const char *why;
+    if (cli_cluster_url_parse(o->cluster, &u, &why) < 0) {
+        cli_error("--cluster '%s': %s", o->cluster, why);
+        return -1;
+    }
+    if (!o->node_name) {
+        if (gethostname(o->node_name_buf, sizeof o->node_name_buf - 1) != 0 || !o->node_name_buf[0])
+            strcpy(o->node_name_buf, "node");
+        o->node_name_buf[sizeof o->node_name_buf - 1] = '\0';
+        o->node_name = o->node_name_buf;
+    }
+    size_t n = strlen(o->node_name);
+    int bad = n == 0 || n > 64;
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = o->node_name[i] <= ' ' || o->node_name[i] == ']' || o->node_name[i] == 0x7f;
+    if (bad) {
+        cli_error("--node-name '%s': 1 to 64 printable characters, no space nor ']' (it opens "
+                  "each chat name: '[NODE ADDR:PORT] line')", o->node_name);
+        return -1;
+    }
+    return 0;
+}
+
 static int check_tls(const struct options *o, int tls_opt_given)
 {
     if (o->tls_target && o->cmd != CMD_RELAY) {
@@ -1624,6 +1685,8 @@ static int parse(int argc, char **argv, struct options *o)
             }
             break;
         case OPT_NO_STDIO: o->no_stdio = 1; break;
+        case OPT_CLUSTER: o->cluster = optarg; break;
+        case OPT_NODE_NAME: o->node_name = optarg; break;
         case 'm':
             if (strcmp(optarg, "0") == 0) {
                 /* ncat 7.93 takes it and then accepts and closes every client */
@@ -1825,6 +1888,8 @@ static int parse(int argc, char **argv, struct options *o)
                   "print their figures with -v");
         return EXIT_USAGE;
     }
+    if (check_cluster(o) < 0)
+        return EXIT_USAGE;
     if (check_proxy(o, proxy_given, proxy_type_given) < 0)
         return EXIT_USAGE;
     if (proxy_dns_given && !proxy_given) {

@@ -97,6 +97,10 @@ done
     echo
     echo "\`duplex bench connrate\` (connect, 1 byte echoed, close), $CONNS connections, ${SECS} s, median of $RUNS;"
     echo "targets: \`duplex listen -k --echo\`. \"of 1 target\": against the same relay with one target."
+    echo "first sends every client to the first target, as with one: the difference is the cost of the"
+    echo "choice alone. roundrobin and leastconn spread the clients over three echo servers (three"
+    echo "processes), so they may be faster than one target. first-down: the first target refuses,"
+    echo "marked down by one client before the run; the others skip it."
     echo
     echo "| path | conn/s | p99 us | of 1 target | errors |"
     echo "|---|---:|---:|---:|---:|"

@@ -291,6 +291,7 @@ def test_leastconn_sends_a_client_to_the_target_with_fewest(relay, tag_servers):
     (["relay", "1", "127.0.0.1:2,"], "invalid relay target ''"),
     (["relay", "1", "127.0.0.1:2", "nope"], "invalid relay target 'nope'"),
     (["relay", "--ssl-target", "1", "a.example:443", "b.example:443"], "--ssl-servername"),
+    (["relay", "-u", "1", "127.0.0.1:2", "127.0.0.1:3"], "forwards to one TARGET"),
 ])
 def test_target_option_errors(start_duplex, args, msg):
     p = start_duplex(args)

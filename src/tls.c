@@ -91,6 +91,7 @@ void dx__tls_kick(dx_tls *t, int want_read) { (void)t, (void)want_read; }
 
 #include <arpa/inet.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
@@ -99,7 +100,7 @@ void dx__tls_kick(dx_tls *t, int want_read) { (void)t, (void)want_read; }
 
 struct dx_tls_ctx {
     SSL_CTX *ctx;
-    int refs;                   /* the program's, and one per dx_tls */
+    atomic_int refs;            /* the program's, and one per dx_tls (any thread) */
     int server;
     int allow_truncation;
     int wrapped;                /* the program's SSL_CTX: its policy rules */
@@ -211,7 +212,7 @@ static dx_tls_ctx *ctx_alloc(SSL_CTX *ssl_ctx, int server, int allow_truncation)
     if (tls_index < 0)
         tls_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     c->ctx = ssl_ctx;
-    c->refs = 1;
+    atomic_init(&c->refs, 1);
     c->server = server;
     c->allow_truncation = allow_truncation;
     return c;
@@ -325,7 +326,7 @@ void *dx_tls_ctx_native(dx_tls_ctx *c) { return c ? c->ctx : NULL; }
 
 void dx_tls_ctx_free(dx_tls_ctx *c)
 {
-    if (!c || --c->refs > 0)
+    if (!c || atomic_fetch_sub(&c->refs, 1) > 1)
         return;
     SSL_CTX_free(c->ctx);
     free(c);
@@ -398,7 +399,7 @@ dx_tls *dx_tls_new(dx_loop *loop, dx_tls_ctx *ctx, int fd, const char *peer_name
         }
     }
     t->ctx = ctx;
-    ctx->refs++;
+    atomic_fetch_add(&ctx->refs, 1);
     dx_io_init(&t->hio, fd, hs_io, t);
     dx_timer_init(&t->htimer, hs_timeout, t);
     dx__later_init(&t->hlater, hs_later, t);

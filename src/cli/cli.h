@@ -228,7 +228,7 @@ int cli_http_auth_verify_ex(const char *value, const char *method, const char *r
  * certificates (or makes the ephemeral one) before any socket exists: 0, or
  * an exit code after printing why (EXIT_USAGE when built without TLS).
  * cli_tls_session() runs the handshake on fd (connected or accepted, owned:
- * closed on return), then a stdio session through a TLS bridge; returns the
+ * closed on return), then a stdio session over libduplex's TLS; returns the
  * exit code. cli_tls_close() frees what cli_tls_open() made. */
 int cli_tls_open(const struct options *o);
 int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
@@ -240,23 +240,26 @@ void cli_tls_close(void);
  * goodbye(): close_notify if not sent yet (best effort, non-blocking). */
 int cli_tls_failed(const struct options *o, dx_tls *t, const char *peer, int error, int in_read,
                    uint64_t received);
-void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer);
+void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer, int one_of_many);
 void cli_tls_goodbye(dx_tls *t);
 /* The TLS side of a server with many clients (serve.c), on one loop: each
  * accepted client's handshake runs in the loop, bounded by -w (else 10 s),
  * at most 1024 at once (see cli_tls_server_full);
- * then ready() gets one end of a socketpair to serve as if it were the
- * client (with the TCP connection's two addresses and its socket), and a bridge in tls.c carries the bytes both ways until both
- * sides are done. A failed handshake is a -v line; the server goes on.
+ * then ready() gets the client: with `direct` (an owner that serves it
+ * with a dx_stream on this loop) the TCP socket and its dx_tls (the owner's
+ * now: dx_stream_set_tls(), then cli_tls_goodbye() and dx_tls_free() when
+ * done); else one end of a socketpair to serve as if it were the client
+ * (with the TCP connection's two addresses and its socket), and a bridge in
+ * tls.c carries the bytes both ways until both sides are done. A failed handshake is a -v line; the server goes on.
  * cli_tls_server_live() counts clients in handshake or bridged. */
 #define CLI_TLS_MAX_HANDSHAKES 1024
 struct cli_tls_server;
 /* tcp: the TLS connection's socket, still the bridge's (to watch, e.g. with
  * TCP_INFO on a dup of it) */
 typedef void (*cli_tls_ready_cb)(void *data, int fd, const dx_addr *peer, const dx_addr *local,
-                                 int tcp);
+                                 int tcp, dx_tls *tls);
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
-                                          cli_tls_ready_cb ready, void *data);
+                                          cli_tls_ready_cb ready, void *data, int direct);
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name);
 unsigned cli_tls_server_live(const struct cli_tls_server *ts);
 /* 1 when CLI_TLS_MAX_HANDSHAKES handshakes are in progress: the owner stops

@@ -289,8 +289,10 @@ static void on_retry(dx_loop *loop, dx_timer *t)
 
 /* A client to relay: fd is its socket, or with --ssl the session end of
  * its TLS bridge (the handshake done). */
-static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
+static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp,
+                  dx_tls *tls)
 {
+    (void)tls; /* bridged: relay's pumps see a plain fd */
     (void)local, (void)tcp;
     struct relay *r = data;
     struct listeners *l = &r->l;
@@ -339,7 +341,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
     char name[DX_ADDR_STRLEN];
     listeners_client_name(&r->l, peer, r->accepted + 1, name, sizeof name);
     if (!o->tls) {
-        admit(r, fd, peer, NULL, -1);
+        admit(r, fd, peer, NULL, -1, NULL);
         return;
     }
     if (listeners_tls_accept(l, r->tls, fd, peer, name))
@@ -401,7 +403,7 @@ int cli_relay(const struct options *o, dx_loop *loop)
         return code;
     }
     r.l.nodelay = 1; /* small writes pass at once, both ways (the target's too) */
-    if ((o->tls || o->tls_target) && !(r.tls = cli_tls_server_new(loop, o, admit, &r))) {
+    if ((o->tls || o->tls_target) && !(r.tls = cli_tls_server_new(loop, o, admit, &r, 0))) {
         cli_error("out of memory");
         listeners_close(&r.l);
         relay_targets_close(&r.targets);

@@ -60,6 +60,7 @@ struct client {
     struct client *next_dead;   /* in sv->graveyard once closed */
     int fd;
     dx_stream st;
+    dx_tls *tls;         /* --ssl: the stream reads and writes through it */
     char name[DX_ADDR_STRLEN];
     struct chat_in in;   /* chat */
     unsigned long left_count; /* chat: clients still connected when it left */
@@ -398,6 +399,11 @@ static void client_close(struct client *c, const char *why)
     if (c->congested)
         set_congested(c, 0);
     dx_stream_close(&c->st);
+    if (c->tls) {
+        cli_tls_goodbye(c->tls); /* close_notify, unless the stream's shutdown sent it */
+        dx_tls_free(c->tls);
+        c->tls = NULL;
+    }
     dx__fd_close(c->fd);
     sv->nclients--;
     c->left_count = sv->nclients;
@@ -428,7 +434,8 @@ static void client_on_event(dx_stream *s, int error)
 {
     struct client *c = s->data;
     if (error < 0) {
-        client_close(c, dx_strerror(error));
+        int tls_code = error == DX_ETLS || error == DX_ETLSVERIFY || error == DX_ETLSTRUNC;
+        client_close(c, tls_code && c->tls ? dx_tls_reason(c->tls) : dx_strerror(error));
         return;
     }
     if (c->congested && dx_stream_queued(s) <= s->queue_cap / 2)
@@ -448,6 +455,8 @@ static void client_on_read(dx_stream *s, const char *data, size_t n)
          * our side closes too (a client that only half-closed and waits
          * for more stdin is not kept: a closed one would hold its slot) */
         c->in_eof = 1;
+        if (c->tls)
+            cli_tls_ended(sv->o, c->tls, c->name, 1);
         dx_stream_shutdown(s);
         client_maybe_done(c);
         return;
@@ -514,10 +523,19 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
     }
 }
 
-/* A client to serve: fd is its socket, or with --ssl the session end of
- * its TLS bridge (the handshake done; local and tcp are then the TCP
- * side's, else NULL and -1). */
-static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
+/* Close a client not taken: its TLS state too. */
+static void drop(int fd, dx_tls *tls)
+{
+    dx_tls_free(tls);
+    dx__fd_close(fd);
+}
+
+/* A client to serve: fd is its socket; with --ssl, served here (stream
+ * modes), the same socket with its TLS connection `tls` (the handshake
+ * done), or for spawned ones the session end of its TLS bridge (local and
+ * tcp are then the TCP side's, else NULL and -1). */
+static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr *local, int tcp,
+                  dx_tls *tls)
 {
     struct listeners *l = &sv->l;
     const struct options *o = sv->o;
@@ -539,7 +557,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
             atomic_fetch_sub(&clients_total, 1);
         sv->refused++;
         cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
-        dx__fd_close(fd);
+        drop(fd, tls);
         return;
     }
     sv->accepted++;
@@ -559,9 +577,12 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         cli_error("%s: out of memory, closing", name);
         atomic_fetch_sub(&clients_total, 1);
         free(c);
-        dx__fd_close(fd);
+        drop(fd, tls);
         return;
     }
+    if (tls)
+        dx_stream_set_tls(&c->st, tls); /* no bridge: the stream speaks TLS itself */
+    c->tls = tls;
     c->sv = sv;
     c->fd = fd;
     memcpy(c->name, name, sizeof name);
@@ -587,9 +608,10 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         chat_notice(sv, c, "joined", sv->nclients);
 }
 
-static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
+static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp,
+                          dx_tls *tls)
 {
-    admit(data, fd, peer, local, tcp);
+    admit(data, fd, peer, local, tcp, tls);
 }
 
 /* A client the access list allows (listeners.c has asked it). */
@@ -597,7 +619,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
 {
     struct server *sv = l->data;
     if (!sv->tls) {
-        admit(sv, fd, peer, NULL, -1);
+        admit(sv, fd, peer, NULL, -1, NULL);
         return;
     }
     char name[DX_ADDR_STRLEN];
@@ -811,7 +833,9 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
         return NULL;
     }
     sv->l.nodelay = o->mode != MODE_EXEC; /* an exec child's socket is the child's business */
-    if (o->tls && !(sv->tls = cli_tls_server_new(loop, o, on_tls_client, sv))) {
+    if (o->tls && !(sv->tls = cli_tls_server_new(loop, o, on_tls_client, sv,
+                                                   o->mode != MODE_EXEC && o->model != MODEL_FORK &&
+                                                       o->model != MODEL_THREAD))) {
         cli_error("out of memory");
         listeners_close(&sv->l);
         free(sv);

@@ -214,7 +214,7 @@ static void on_down_done(dx_pump *p, int error, int in_read)
         return;
     }
     if (s->tls)
-        cli_tls_ended(s->o, s->tls, s->peer); /* a close without close_notify: said */
+        cli_tls_ended(s->o, s->tls, s->peer, 0); /* a close without close_notify: said */
     /* all the peer sent is out: the reader of our stdout sees its end now */
     if (!s->o->send_only)
         cli_stdout_close();

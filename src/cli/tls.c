@@ -63,13 +63,16 @@ int cli_tls_failed(const struct options *o, dx_tls *t, const char *peer, int err
     return EXIT_IO;
 }
 
-void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer) { (void)o, (void)t, (void)peer; }
+void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer, int one_of_many)
+{
+    (void)o, (void)t, (void)peer, (void)one_of_many;
+}
 void cli_tls_goodbye(dx_tls *t) { (void)t; }
 
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
-                                          cli_tls_ready_cb ready, void *data)
+                                          cli_tls_ready_cb ready, void *data, int direct)
 {
-    (void)loop, (void)o, (void)ready, (void)data;
+    (void)loop, (void)o, (void)ready, (void)data, (void)direct;
     return NULL;
 }
 
@@ -792,6 +795,7 @@ struct bridge {
     struct vfail vf;
     /* a client of a server (cli_tls_server): it frees itself when done */
     struct cli_tls_server *ts;
+    dx_tls *dt;         /* an accepted client's: owns ssl (handed over with `direct`) */
     struct bridge *prev, *next;
     int handshaking;
     int released;
@@ -1295,13 +1299,13 @@ int cli_tls_failed(const struct options *o, dx_tls *t, const char *peer, int err
     return EXIT_IO;
 }
 
-void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer)
+void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer, int one_of_many)
 {
     /* most clients end so after a complete transfer (ncat, many HTTP
      * clients): a warning, not a failure; only the protocol can tell a cut
      * (a length, a checksum), which is why it is always said */
     if (dx_tls_truncated(t))
-        say(o, 0, "tls %s: warning: TLS connection ended without close_notify: the data may be "
+        say(o, one_of_many, "tls %s: warning: TLS connection ended without close_notify: the data may be "
             "truncated", peer);
 }
 
@@ -1337,6 +1341,7 @@ struct cli_tls_server {
     unsigned handshaking, bridging;
     void (*room)(void *data);  /* the owner waits for a handshake to end */
     void *room_data;
+    int direct;                /* ready() gets the socket and its dx_tls: no bridge */
 };
 
 /* A handshake ended: an owner that stopped accepting at the cap may go on. */
@@ -1352,7 +1357,13 @@ static void handshake_ended(struct cli_tls_server *ts)
 
 static void free_bridge(struct bridge *b)
 {
-    ssl_free(b->ssl);
+    if (b->dt) {
+        X509_free(b->vf.cert);
+        SSL_set_ex_data(b->ssl, vfail_index, NULL);
+        dx_tls_free(b->dt); /* its SSL */
+    } else {
+        ssl_free(b->ssl);
+    }
     if (b->tcp >= 0)
         close(b->tcp);
     if (b->pair >= 0)
@@ -1412,10 +1423,36 @@ static void handshake_over(struct bridge *b)
 /* The handshake is done: the bridge starts, and the owner gets the other
  * end of the socketpair as if it were the connection (ready() for an
  * accepted client, connected() for a target). */
+/* The handshake is done and the owner serves the client on this loop with
+ * a stream: it gets the socket and the dx_tls (no bridge); the rest of the
+ * bridge goes. */
+static void hand_over(struct bridge *b)
+{
+    struct cli_tls_server *ts = b->ts;
+    bridge_stop(b); /* the owner's stream watches the socket from now on */
+    report(b->o, 1, b->peer, b->ssl, NULL);
+    dx_tls *t = b->dt;
+    int fd = b->tcp;
+    SSL_set_ex_data(b->ssl, vfail_index, NULL);
+    X509_free(b->vf.cert);
+    b->vf.cert = NULL;
+    b->dt = NULL;
+    b->ssl = NULL;
+    b->tcp = -1;
+    dx_addr peer = b->peer_addr, local;
+    int has_local = dx_sock_local(fd, &local) == 0;
+    server_release(b); /* a handshake less; freed later */
+    ts->ready(ts->data, fd, &peer, has_local ? &local : NULL, fd, t);
+}
+
 static void start_bridge(struct bridge *b)
 {
     struct cli_tls_server *ts = b->ts;
     int sp[2];
+    if (ts->direct && !b->client) {
+        hand_over(b);
+        return;
+    }
     dx_timer_stop(b->loop, &b->linger);
     report(b->o, !b->client, b->peer, b->ssl, b->expected[0] ? b->expected : NULL);
     b->up.data = malloc(b->bufsize);
@@ -1437,7 +1474,7 @@ static void start_bridge(struct bridge *b)
     } else {
         dx_addr local;
         ts->ready(ts->data, sp[0], &b->peer_addr,
-                  dx_sock_local(b->tcp, &local) == 0 ? &local : NULL, b->tcp);
+                  dx_sock_local(b->tcp, &local) == 0 ? &local : NULL, b->tcp, NULL);
     }
     if (!b->released)
         bridge_step(b); /* bytes the handshake already read, the first watchers */
@@ -1469,11 +1506,12 @@ static void loop_handshake(struct bridge *b)
 }
 
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
-                                          cli_tls_ready_cb ready, void *data)
+                                          cli_tls_ready_cb ready, void *data, int direct)
 {
     struct cli_tls_server *ts = calloc(1, sizeof *ts);
     if (!ts)
         return NULL;
+    ts->direct = direct;
     ts->loop = loop;
     ts->o = o;
     ts->ready = ready;
@@ -1488,15 +1526,23 @@ static struct bridge *new_conn(struct cli_tls_server *ts, int fd, const char *na
 {
     const struct options *o = ts->o;
     struct bridge *b = calloc(1, sizeof *b);
-    SSL *ssl = b ? SSL_new(client ? target_ctx : ctx) : NULL;
-    if (!ssl || SSL_set_fd(ssl, fd) != 1) {
-        say(o, 0, "tls %s: %s, closing", name, b ? ssl_reason("cannot set up the connection")
-                                                 : strerror(ENOMEM));
-        SSL_free(ssl);
+    /* an accepted client's SSL is a libduplex connection's, to be handed
+     * over (direct); a target's stays the bridge's */
+    int err = 0;
+    dx_tls *dt = b && !client ? dx_tls_new(ts->loop, lib_ctx, fd, NULL, &err) : NULL;
+    SSL *ssl = dt ? dx_tls_native(dt) : b && client ? SSL_new(target_ctx) : NULL;
+    if (!ssl || (!dt && SSL_set_fd(ssl, fd) != 1)) {
+        say(o, 0, "tls %s: %s, closing", name, !b ? strerror(ENOMEM) : err ? dx_strerror(err)
+                                               : ssl_reason("cannot set up the connection"));
+        if (dt)
+            dx_tls_free(dt);
+        else
+            SSL_free(ssl);
         free(b);
         close(fd);
         return NULL;
     }
+    b->dt = dt;
     b->client = client;
     if (client && expect_name(o, ssl, name, b->expected, sizeof b->expected) < 0) {
         SSL_free(ssl);

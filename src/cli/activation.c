@@ -17,6 +17,7 @@
 
 static char fdnames[1024]; /* LISTEN_FDNAMES, ':' between names */
 
+#ifndef _WIN32
 /* A decimal number, all of text, in 0..max; else -1. */
 static long parse_decimal(const char *text, long max)
 {
@@ -27,6 +28,7 @@ static long parse_decimal(const char *text, long max)
         return -1;
     return v;
 }
+#endif
 
 const char *cli_activation_name(int i)
 {

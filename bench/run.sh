@@ -14,7 +14,7 @@ DUPLEX=$1
 make -C "$HERE"
 
 # Benchmarks, one per line. To select: BENCHES="echo" bench/run.sh ...
-BENCHES=${BENCHES:-"echo bulk relay relay_udp broker tls proxy"}
+BENCHES=${BENCHES:-"echo bulk relay relay_udp broker tls proxy targets"}
 for b in $BENCHES; do
     case $b in
         echo) "$HERE/echo.sh" "$DUPLEX" ;;
@@ -24,6 +24,7 @@ for b in $BENCHES; do
         broker) "$HERE/broker.sh" "$DUPLEX" ;; # fan-out: duplex --broker vs ncat --broker
         tls) "$HERE/tls.sh" "$DUPLEX" ;;       # TLS termination: relay --ssl vs socat / stunnel / ncat
         proxy) "$HERE/proxy.sh" "$DUPLEX" ;;   # proxy server tunnels vs microsocks / tinyproxy
+        targets) "$HERE/targets.sh" "$DUPLEX" ;; # relay: 1 target vs 3 (--balance), and haproxy
         *) echo "run.sh: unknown benchmark $b" >&2; exit 2 ;;
     esac
 done

@@ -37,6 +37,8 @@ _duplex()
             COMPREPLY=($(compgen -c -- "$cur")); return ;;
         --backend)
             COMPREPLY=($(compgen -W "epoll poll io_uring" -- "$cur")); return ;;
+        --rate-limit)
+            COMPREPLY=($(compgen -W "64k 512k 1M 10M 100M 1G" -- "$cur")); return ;;
         --model)
             COMPREPLY=($(compgen -W "epoll poll io_uring iterative fork thread" -- "$cur")); return ;;
         -X|--proxy-type)

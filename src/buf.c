@@ -91,12 +91,27 @@ size_t dx_buf_get(dx_buf *b, void *dst, size_t n)
     return done;
 }
 
-ssize_t dx_buf_read_fd(dx_buf *b, int fd)
+/* Keep the first max bytes of the segments. */
+static int clip(struct iovec iov[2], int k, size_t max)
+{
+    if (iov[0].iov_len >= max) {
+        iov[0].iov_len = max;
+        return 1;
+    }
+    if (k == 2 && iov[0].iov_len + iov[1].iov_len > max)
+        iov[1].iov_len = max - iov[0].iov_len;
+    return k;
+}
+
+ssize_t dx_buf_read_fd(dx_buf *b, int fd) { return dx__buf_read_fd_max(b, fd, SIZE_MAX); }
+
+ssize_t dx__buf_read_fd_max(dx_buf *b, int fd, size_t max)
 {
     struct iovec iov[2];
     int k = free_segments(b, iov);
     if (k == 0)
         return -ENOBUFS;
+    k = clip(iov, k, max);
     ssize_t n;
     do
         n = dx__fd_readv(fd, iov, k);
@@ -109,10 +124,16 @@ ssize_t dx_buf_read_fd(dx_buf *b, int fd)
 
 ssize_t dx_buf_write_fd(dx_buf *b, int fd, int is_socket)
 {
+    return dx__buf_write_fd_max(b, fd, is_socket, SIZE_MAX);
+}
+
+ssize_t dx__buf_write_fd_max(dx_buf *b, int fd, int is_socket, size_t max)
+{
     struct iovec iov[2];
     int k = used_segments(b, iov);
-    if (k == 0)
+    if (k == 0 || max == 0)
         return 0;
+    k = clip(iov, k, max);
     ssize_t n;
     do
         n = dx__fd_writev(fd, iov, k, is_socket); /* sockets: no SIGPIPE */

@@ -39,6 +39,10 @@ _duplex()
             COMPREPLY=($(compgen -W "epoll poll io_uring" -- "$cur")); return ;;
         --rate-limit)
             COMPREPLY=($(compgen -W "64k 512k 1M 10M 100M 1G" -- "$cur")); return ;;
+        --cluster)
+            COMPREPLY=($(compgen -W "redis://127.0.0.1:6379/" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
+        --node-name)
+            COMPREPLY=($(compgen -W "$(hostname 2>/dev/null)" -- "$cur")); return ;;
         --model)
             COMPREPLY=($(compgen -W "epoll poll io_uring iterative fork thread" -- "$cur")); return ;;
         -X|--proxy-type)

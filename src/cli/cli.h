@@ -124,6 +124,9 @@ struct options {
     const char *tls_ciphers; /* --ssl-ciphers LIST: OpenSSL's, for TLS 1.2 */
     const char *tls_pin;   /* --ssl-pin PIN[;PIN]: the server's certificate or key (tls.c) */
     uint64_t rate_limit;   /* --rate-limit: bytes/s each way per connection; 0: none */
+    const char *cluster;   /* listen --broker/--chat --cluster redis://...: cluster.c */
+    const char *node_name; /* --node-name (default: the host name), with --cluster */
+    char node_name_buf[65];
 };
 
 /* proxy.c: connect through a SOCKS4(a), SOCKS5 or HTTP CONNECT proxy */
@@ -468,6 +471,38 @@ int cli_apply_sockopts(const struct options *o, int fd, const char *where);
 void cli_default_nodelay(const struct options *o, int fd);
 void cli_show_opts(const struct options *o, int fd, const char *what);
 int cli_sockopt_add(struct options *o, const char *text); /* -O: 0 or EXIT_USAGE (printed) */
+
+/* cluster_frame.c: --cluster's URL, redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL
+ * (%XX escapes in the credentials and channel; rediss:// refused): 0, or -1
+ * with why. The frames on the channel: "DX1 T NODEID SEQ\n" + payload,
+ * T a CLUSTER_* type; parse: 0, or -1 for anything else. */
+struct cluster_url {
+    char host[256], port[12], user[128], pass[256], channel[256];
+    int has_pass;
+};
+int cli_cluster_url_parse(const char *text, struct cluster_url *u, const char **why);
+enum { CLUSTER_MSG = 'M', CLUSTER_BEAT = 'H' };
+#define CLUSTER_ID_LEN 16
+struct cluster_frame {
+    int type;
+    char node[CLUSTER_ID_LEN + 1]; /* the origin's id, hex */
+    uint64_t seq;
+    const char *payload;           /* points into the frame */
+    size_t n;
+};
+int cli_cluster_frame_parse(const char *buf, size_t n, struct cluster_frame *f);
+size_t cli_cluster_frame_head(char *out, size_t len, int type, const char *node, uint64_t seq);
+/* cluster.c (not on Windows: cluster_win32.c refuses): the node's side of
+ * a Redis channel. deliver() gets each message another node published;
+ * drained() says the publisher is no longer full (cluster_full: senders
+ * pause meanwhile). NULL after printing why, with *exit_code. */
+struct cluster;
+struct cluster *cluster_open(const struct options *o, dx_loop *loop,
+                             void (*deliver)(void *data, const char *msg, size_t n),
+                             void (*drained)(void *data), void *data, int *exit_code);
+void cluster_publish(struct cluster *cl, const char *data, size_t n); /* cl may be NULL */
+int cluster_full(const struct cluster *cl);
+void cluster_close(struct cluster *cl);
 
 /* relay.c */
 int cli_relay(const struct options *o, dx_loop *loop);

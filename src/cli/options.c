@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifndef _WIN32
+#include <unistd.h> /* gethostname (Windows: winsock2.h) */
+#endif
 #ifdef DX_HAVE_TLS
 #include <openssl/crypto.h>
 #endif
@@ -231,6 +234,15 @@ static const char help_server[] =
 "  -c, --sh-exec CMD        the same through /bin/sh -c CMD\n"
 "                           (connect -e/-c: CMD gets the connection, as ncat)\n"
 "      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
+"      --cluster URL        --broker/--chat as one node of many, through a Redis\n"
+"                           channel: redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL;\n"
+"                           what this node's clients send is published once,\n"
+"                           what other nodes publish goes to this node's clients;\n"
+"                           Redis down or cut: local clients are still served, the\n"
+"                           node reconnects (100 ms doubling to 5 s) and says what\n"
+"                           was not published or missed meanwhile (not on Windows)\n"
+"      --node-name NAME     this node's name in chat names and notices\n"
+"                           ('[NAME ADDR:PORT] line'; default: the host name)\n"
 "  -m, --max-conns N        at most N clients at once (N >= 1); more are closed\n"
 "                           at once\n"
 "      --allow RULE         accept only these clients (address or CIDR range,\n"
@@ -453,6 +465,7 @@ enum {
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
     OPT_RATE_LIMIT,
+    OPT_CLUSTER, OPT_NODE_NAME,
     /* ncat options duplex refuses, each with the reason and what to use */
     OPT_SCTP, OPT_VSOCK, OPT_LUA_EXEC, OPT_DELAY, OPT_PROXY_DNS,
 };
@@ -509,6 +522,8 @@ static const struct option long_opts[] = {
     {"idle-timeout", required_argument, NULL, 'i'},
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
     {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
+    {"cluster", required_argument, NULL, OPT_CLUSTER},
+    {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"model", required_argument, NULL, OPT_MODEL},
     {"stats-json", no_argument, NULL, OPT_STATS_JSON},
     {"json", no_argument, NULL, OPT_STATS_JSON}, /* the spelling bench and sockets use */
@@ -774,30 +789,28 @@ static int add_rule(struct options *o, const char *rule, int allow)
     return rc;
 }
 
-struct file_ctx {
-    const char *path;
-};
-
-static int add_file_word(void *ctx, dx_acl *acl, const char *rule, int allow, int line)
-{
-    int rc = dx_acl_add(acl, rule, allow);
-    if (rc == DX_EBADADDR && looks_like_host_name(rule))
-        rc = queue_acl_name(rule, allow, allow ? "--allowfile" : "--denyfile",
-                            ((struct file_ctx *)ctx)->path, line);
-    return rc;
-}
-
+/* A rule file: each word a rule, or a host name queued as for --allow
+ * (resolve_acl_names() names its FILE:LINE if it does not resolve). */
 static int add_rule_file(struct options *o, const char *path, int allow)
 {
-    int line = 0;
-    struct file_ctx ctx = {path};
-    int rc = dx_acl_add_file_with(&o->acl, path, allow, &line, add_file_word, &ctx);
+    const char *flag = allow ? "--allowfile" : "--denyfile";
+    int rc = 0, line = 0;
+    dx_acl_file *f = dx_acl_file_open(path, &rc);
+    const char *word;
+    while (f && (rc = dx_acl_file_next(f, &word, &line)) > 0) {
+        rc = dx_acl_add(&o->acl, word, allow);
+        if (rc == DX_EBADADDR && looks_like_host_name(word))
+            rc = queue_acl_name(word, allow, flag, path, line);
+        if (rc < 0)
+            break;
+    }
+    dx_acl_file_close(f);
     if (rc == DX_EBADADDR)
         cli_error("%s %s:%d: not an address or CIDR range, nor a host name (10.0.0.0/8, "
                   "2001:db8::/32, localhost; several a line, '#' starts a comment)",
-                  allow ? "--allowfile" : "--denyfile", path, line);
+                  flag, path, line);
     else if (rc < 0)
-        cli_error("%s %s: %s", allow ? "--allowfile" : "--denyfile", path, dx_strerror(rc));
+        cli_error("%s %s: %s", flag, path, dx_strerror(rc));
     return rc;
 }
 
@@ -1314,6 +1327,52 @@ static int check_proxy_target(const struct options *o)
 
 /* --ssl and its options, once the rest of the command line is known (the
  * files themselves are opened by cli_tls_open(), before any socket). */
+/* --cluster redis://...: listen --broker/--chat only (a node among
+ * others: cluster.c); the node's name defaults to the host name. */
+static int check_cluster(struct options *o)
+{
+    if (!o->cluster) {
+        if (o->node_name) {
+            cli_error("--node-name names this node among the --cluster nodes: it needs --cluster");
+            return -1;
+        }
+        return 0;
+    }
+    if (DX_OS_WINDOWS) {
+        cli_error("--cluster is not available on %s (this build has no Redis client): run the "
+                  "cluster nodes on Linux", DX_OS_NAME);
+        return -1;
+    }
+    if (o->cmd != CMD_LISTEN || (o->mode != MODE_BROKER && o->mode != MODE_CHAT) || o->udp ||
+        o->proxy_serve || o->threads > 1) {
+        cli_error("--cluster joins a broker or chat to others through Redis: it needs listen "
+                  "--broker or --chat (TCP, one loop: no -u, --threads, --proxy-type)");
+        return -1;
+    }
+    struct cluster_url u;
+    const char *why;
+    if (cli_cluster_url_parse(o->cluster, &u, &why) < 0) {
+        cli_error("--cluster '%s': %s", o->cluster, why);
+        return -1;
+    }
+    if (!o->node_name) {
+        if (gethostname(o->node_name_buf, sizeof o->node_name_buf - 1) != 0 || !o->node_name_buf[0])
+            strcpy(o->node_name_buf, "node");
+        o->node_name_buf[sizeof o->node_name_buf - 1] = '\0';
+        o->node_name = o->node_name_buf;
+    }
+    size_t n = strlen(o->node_name);
+    int bad = n == 0 || n > 64;
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = o->node_name[i] <= ' ' || o->node_name[i] == ']' || o->node_name[i] == 0x7f;
+    if (bad) {
+        cli_error("--node-name '%s': 1 to 64 printable characters, no space nor ']' (it opens "
+                  "each chat name: '[NODE ADDR:PORT] line')", o->node_name);
+        return -1;
+    }
+    return 0;
+}
+
 static int check_tls(const struct options *o, int tls_opt_given)
 {
     if (o->tls_target && o->cmd != CMD_RELAY) {
@@ -1678,6 +1737,8 @@ static int parse(int argc, char **argv, struct options *o)
             }
             break;
         case OPT_NO_STDIO: o->no_stdio = 1; break;
+        case OPT_CLUSTER: o->cluster = optarg; break;
+        case OPT_NODE_NAME: o->node_name = optarg; break;
         case 'm':
             if (strcmp(optarg, "0") == 0) {
                 /* ncat 7.93 takes it and then accepts and closes every client */
@@ -1887,6 +1948,8 @@ static int parse(int argc, char **argv, struct options *o)
                   "print their figures with -v");
         return EXIT_USAGE;
     }
+    if (check_cluster(o) < 0)
+        return EXIT_USAGE;
     if (check_proxy(o, proxy_given, proxy_type_given) < 0)
         return EXIT_USAGE;
     if (proxy_dns_given && !proxy_given) {

@@ -6,6 +6,7 @@
 #include "duplex.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* printf-style checking of the command's message helpers. mingw-w64 checks
@@ -445,6 +446,8 @@ void cli_delay_close(void);
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);
 int cli_udp_listen(const struct options *o, dx_loop *loop);
+/* A sender's address for messages: an IPv4-mapped one as IPv4 (127.0.0.1:5) */
+char *cli_udp_peer_format(const dx_addr *a, char *buf, size_t n);
 /* udp_unix.c: -U -u. The datagram socket of connect (bound to -s PATH or
  * an automatic address, connected to o->unix_path; peer_text gets the path)
  * or of listen (bound to o->unix_path): a descriptor, or -errno (said).
@@ -506,6 +509,10 @@ void cluster_close(struct cluster *cl);
 
 /* relay.c */
 int cli_relay(const struct options *o, dx_loop *loop);
+/* s as a JSON string, quoted and escaped (--stats-json) */
+void cli_json_string(FILE *f, const char *s);
+/* relay_udp.c: relay -u, a session (a socket connected to TARGET) per client address */
+int cli_relay_udp(const struct options *o, dx_loop *loop);
 
 /* sockets.c: `duplex sockets` (argv[0] is "sockets"); its own flags, no event
  * loop. Returns the exit status (0, 1: the kernel refused to list, 2: usage). */

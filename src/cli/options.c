@@ -69,6 +69,7 @@ static const char help_listen_usage[] =
 static const char help_relay_usage[] =
 "usage: duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
 "                                               to TARGET, copy both ways\n"
+"       duplex relay -u [-k] [options] LISTEN TARGET  forward UDP datagrams (-u below)\n"
 "\n"
 "Relay addresses: PORT or ADDR:PORT to listen on, HOST:PORT to connect to, [V6]:PORT,\n"
 "unix:PATH (or a path starting with / or .) for Unix sockets. -w bounds each connect;\n"
@@ -83,7 +84,12 @@ static const char help_relay_usage[] =
 "  -m, --max-conns N        at most N clients at once; more are closed at once\n"
 "      --allow RULE, --deny RULE, --allowfile FILE, --denyfile FILE\n"
 "                           accept only, or refuse, these clients (as listen)\n"
-"  -i, --idle-timeout SECS  close a connection after SECS without traffic\n";
+"  -i, --idle-timeout SECS  close a connection after SECS without traffic\n"
+"  -u, --udp                forward UDP datagrams: a session (a socket connected\n"
+"                           to TARGET) per client address, ended after the idle\n"
+"                           timeout (default 60 s); at most --max-conns sessions\n"
+"                           (default 1000; a new client beyond it: its datagrams\n"
+"                           dropped, -v says so); the JSON lines count datagrams\n";
 
 static const char help_host[] =
 "HOST may be a name, an IPv4 address or an IPv6 address ([::1] or ::1); HOST:PORT and\n"
@@ -995,6 +1001,9 @@ static const char *address_hint(const char *arg, const char *cmd, char *buf, siz
  * spoofed sender costs a process), each forgotten after a minute quiet */
 #define UDP_DEFAULT_PEERS 100
 #define UDP_DEFAULT_PEER_IDLE_MS 60000
+/* relay -u: a session is a socket; 1000 of them fit the usual limit of 1024
+ * descriptors (ulimit -n) */
+#define RELAY_UDP_DEFAULT_SESSIONS 1000
 
 /* An IPv4 (dotted quad) or IPv6 address, brackets allowed; copied into buf
  * without them. */
@@ -1120,6 +1129,10 @@ static int parse_relay(struct options *o, char **pos, int npos)
                        &o->target_unix) < 0 ||
         check_target_host("relay TARGET", o->target_host) < 0)
         return EXIT_USAGE;
+    if (o->udp && (o->unix_path || o->target_unix)) {
+        cli_error("relay -u forwards UDP: LISTEN and TARGET are IP addresses, not Unix sockets");
+        return EXIT_USAGE;
+    }
     return 0;
 }
 
@@ -1894,11 +1907,15 @@ static int parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     }
 
-    if (o->udp && (o->cmd == CMD_RELAY ||
-                   (o->mode != MODE_STDIO && o->mode != MODE_EXEC) ||
-                   o->model != MODEL_LOOP || o->threads > 1)) {
-        cli_error("-u works with connect and listen (IP, or -U: Unix datagrams): relay, --echo, "
+    if (o->udp && o->cmd != CMD_RELAY &&
+        ((o->mode != MODE_STDIO && o->mode != MODE_EXEC) || o->model != MODEL_LOOP || o->threads > 1)) {
+        cli_error("-u works with connect, listen (IP, or -U: Unix datagrams) and relay: --echo, "
                   "--broker, --chat, --model and --threads do not apply");
+        return EXIT_USAGE;
+    }
+    if (o->udp && o->cmd == CMD_RELAY && o->timeout_ms) {
+        cli_error("relay -u: -w bounds a TCP connect, and UDP has none: a session ends after "
+                  "--idle-timeout SECS without a datagram");
         return EXIT_USAGE;
     }
     if (o->udp && o->mode == MODE_EXEC && DX_OS_WINDOWS) {
@@ -1908,7 +1925,7 @@ static int parse(int argc, char **argv, struct options *o)
     }
     /* listen -u takes --allow/--deny (each datagram's sender is checked);
      * -k and --exec keep a table of peers, bounded and aged */
-    if (o->udp && (o->max_conns || o->idle_timeout_ms) &&
+    if (o->udp && (o->max_conns || o->idle_timeout_ms) && o->cmd != CMD_RELAY &&
         !(o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC))) {
         cli_error("--max-conns and --idle-timeout bound and age listen -u -k's (and --exec's) "
                   "peers: UDP has no connection otherwise (-w SECS ends -u after SECS without "
@@ -1918,6 +1935,12 @@ static int parse(int argc, char **argv, struct options *o)
     if (o->udp && o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC)) {
         if (!o->max_conns)
             o->max_conns = UDP_DEFAULT_PEERS;
+        if (!o->idle_timeout_ms)
+            o->idle_timeout_ms = UDP_DEFAULT_PEER_IDLE_MS;
+    }
+    if (o->udp && o->cmd == CMD_RELAY) {
+        if (!o->max_conns)
+            o->max_conns = RELAY_UDP_DEFAULT_SESSIONS;
         if (!o->idle_timeout_ms)
             o->idle_timeout_ms = UDP_DEFAULT_PEER_IDLE_MS;
     }

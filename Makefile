@@ -74,7 +74,7 @@ UNIT_SRCS = $(wildcard tests/unit/*.c)
 # removed or changed, or a struct the program allocates changes layout;
 # 1: dx_acl_add_file_with() removed).
 VERSION := $(shell sed -n 's/^\#define DX_VERSION "\(.*\)"/\1/p' include/duplex.h)
-SOVERSION = 1
+SOVERSION = 2
 SONAME = libduplex.so.$(SOVERSION)
 SHLIB = libduplex.so.$(VERSION)
 

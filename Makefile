@@ -51,7 +51,7 @@ LDLIBS += $(shell pkg-config --libs openssl)
 # the library links OpenSSL only once its own sources use it
 ifneq ($(shell grep -l '<openssl/' src/*.c 2>/dev/null),)
 LIB_LDLIBS += $(shell pkg-config --libs openssl)
-PC_REQUIRES_PRIVATE += openssl
+PC_REQUIRES_PRIVATE += libssl libcrypto
 endif
 endif
 SHLIBS = $(BUILD)/$(SHLIB) $(BUILD)/$(SONAME) $(BUILD)/libduplex.so

@@ -20,6 +20,8 @@ static void report_later(dx_loop *loop, dx__later *l);
 
 static ssize_t direct_write(dx_stream *s, const char *p, size_t n)
 {
+    if (s->tls)
+        return dx__tls_write(s->tls, p, n);
     ssize_t w;
     do
 #ifdef MSG_NOSIGNAL
@@ -33,13 +35,27 @@ static ssize_t direct_write(dx_stream *s, const char *p, size_t n)
     return w;
 }
 
+/* Bytes to write, or a TLS close_notify that waits for the socket. */
+static int has_output(const dx_stream *s)
+{
+    return dx_buf_len(&s->out) > 0 || (s->shut_pending && !s->shut_done);
+}
+
+/* The events reading and writing wait for: over TLS, either may wait for
+ * the other's (a handshake message, a key update). */
+static int read_ev(const dx_stream *s) { return s->tls ? dx__tls_event(s->tls, DX_READ) : DX_READ; }
+static int write_ev(const dx_stream *s) { return s->tls ? dx__tls_event(s->tls, DX_WRITE) : DX_WRITE; }
+
 static int update(dx_stream *s)
 {
     if (!s->loop || s->failed)
         return 0;
     /* a rate limit's empty bucket: its timer calls update() again */
-    int ev = (s->reading && !dx__rate_blocked(&s->rate_in) ? DX_READ : 0) |
-             (dx_buf_len(&s->out) > 0 && !dx__rate_blocked(&s->rate_out) ? DX_WRITE : 0);
+    int rd = s->reading && !dx__rate_blocked(&s->rate_in);
+    int wr = dx_buf_len(&s->out) > 0 ? !dx__rate_blocked(&s->rate_out) : has_output(s);
+    if (s->tls) /* input OpenSSL holds is read from the loop, not waited for */
+        dx__tls_kick(s->tls, rd);
+    int ev = (rd ? read_ev(s) : 0) | (wr ? write_ev(s) : 0);
     return dx_io_set(s->loop, &s->io, ev);
 }
 
@@ -102,7 +118,8 @@ static int flush(dx_stream *s, int in_call)
         size_t max = dx__rate_allow(&s->rate_out, s->loop, dx_buf_len(&s->out));
         if (max == 0)
             break;
-        ssize_t n = dx__buf_write_fd_max(&s->out, s->io.fd, s->is_socket, max);
+        ssize_t n = s->tls ? dx__buf_write_tls(&s->out, s->tls, max)
+                           : dx__buf_write_fd_max(&s->out, s->io.fd, s->is_socket, max);
         if (n == -EAGAIN)
             break;
         if (n < 0) {
@@ -115,6 +132,17 @@ static int flush(dx_stream *s, int in_call)
     }
     if (dx_buf_len(&s->out) == 0 && s->out.data)
         dx_buf_free(&s->out); /* idle streams hold no buffer */
+    if (dx_buf_len(&s->out) == 0 && s->shut_pending && !s->shut_done && s->tls) {
+        int rc = dx__tls_shutdown(s->tls); /* close_notify, then FIN */
+        if (rc == -EAGAIN)
+            return 0;
+        s->shut_done = 1;
+        if (rc < 0) {
+            report(s, rc);
+            return -1;
+        }
+        return 1;
+    }
     if (dx_buf_len(&s->out) == 0 && s->shut_pending && !s->shut_done) {
         s->shut_done = 1;
         if (s->is_socket && dx__sock_shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
@@ -130,7 +158,8 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
 {
     (void)loop;
     dx_stream *s = io->data;
-    if (events & (DX_WRITE | DX_ERROR) && dx_buf_len(&s->out) > 0) {
+    int rd = read_ev(s); /* before a write changes it */
+    if (events & (write_ev(s) | DX_ERROR) && has_output(s)) {
         int rc = flush(s, 0);
         if (rc < 0)
             return;
@@ -142,7 +171,7 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
         }
         update(s);
     }
-    if (events & (DX_READ | DX_ERROR) && s->reading && !s->failed) {
+    if (events & (rd | DX_ERROR) && s->reading && !s->failed) {
         char chunk[READ_CHUNK];
         /* at most half the queue: a peer served by the same rules (fan-out
          * pausing above half) always has room for one read */
@@ -153,13 +182,26 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
             return;
         }
         ssize_t n;
-        do
-            n = dx__fd_read(io->fd, chunk, want);
-        while (n < 0 && errno == EINTR);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                fail(s, -errno);
-            return;
+        if (s->tls) {
+            n = dx__tls_read(s->tls, chunk, want);
+            if (n == -EAGAIN) {
+                update(s); /* the event it waits for may have changed */
+                return;
+            }
+            if (n < 0) {
+                fail(s, (int)n);
+                return;
+            }
+            dx__tls_kick(s->tls, n > 0); /* more in OpenSSL: read again from the loop */
+        } else {
+            do
+                n = dx__fd_read(io->fd, chunk, want);
+            while (n < 0 && errno == EINTR);
+            if (n < 0) {
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    fail(s, -errno);
+                return;
+            }
         }
         if (n == 0) {
             s->reading = 0; /* end of input is reported once */
@@ -234,30 +276,20 @@ void dx_stream_shutdown(dx_stream *s)
         update(s);
 }
 
-/* A bucket has tokens again: read or write again. */
-static void rate_wake(dx_loop *loop, dx_timer *t)
+void dx_stream_set_tls(dx_stream *s, dx_tls *t)
 {
-    (void)loop;
-    dx_stream *s = t->data;
-    update(s);
-}
-
-int dx_stream_set_rate(dx_stream *s, uint64_t in, uint64_t out)
-{
-    dx__rate_stop(&s->rate_in, s->loop);
-    dx__rate_stop(&s->rate_out, s->loop);
-    uint64_t now = s->loop ? s->loop->now : 0;
-    dx__rate_init(&s->rate_in, in, now, rate_wake, s);
-    dx__rate_init(&s->rate_out, out, now, rate_wake, s);
-    return update(s);
+    s->tls = t;
+    dx__tls_attach(t, &s->io);
 }
 
 void dx_stream_close(dx_stream *s)
 {
     if (!s->loop)
         return;
-    dx__rate_stop(&s->rate_in, s->loop);
-    dx__rate_stop(&s->rate_out, s->loop);
+    if (s->tls) {
+        dx__tls_kick(s->tls, 0);
+        dx__tls_attach(s->tls, NULL);
+    }
     dx_io_stop(s->loop, &s->io);
     dx__later_cancel(s->loop, &s->later); /* a closed stream hears nothing more */
     dx_buf_free(&s->out);

@@ -276,6 +276,24 @@ void dx_stream_shutdown(dx_stream *s)
         update(s);
 }
 
+/* A bucket has tokens again: read or write again. */
+static void rate_wake(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    dx_stream *s = t->data;
+    update(s);
+}
+
+int dx_stream_set_rate(dx_stream *s, uint64_t in, uint64_t out)
+{
+    dx__rate_stop(&s->rate_in, s->loop);
+    dx__rate_stop(&s->rate_out, s->loop);
+    uint64_t now = s->loop ? s->loop->now : 0;
+    dx__rate_init(&s->rate_in, in, now, rate_wake, s);
+    dx__rate_init(&s->rate_out, out, now, rate_wake, s);
+    return update(s);
+}
+
 void dx_stream_set_tls(dx_stream *s, dx_tls *t)
 {
     s->tls = t;
@@ -290,6 +308,8 @@ void dx_stream_close(dx_stream *s)
         dx__tls_kick(s->tls, 0);
         dx__tls_attach(s->tls, NULL);
     }
+    dx__rate_stop(&s->rate_in, s->loop);
+    dx__rate_stop(&s->rate_out, s->loop);
     dx_io_stop(s->loop, &s->io);
     dx__later_cancel(s->loop, &s->later); /* a closed stream hears nothing more */
     dx_buf_free(&s->out);

@@ -583,6 +583,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
     if (tls)
         dx_stream_set_tls(&c->st, tls); /* no bridge: the stream speaks TLS itself */
     c->tls = tls;
+    dx_stream_set_rate(&c->st, o->rate_limit, o->rate_limit); /* --rate-limit (0: none) */
     c->sv = sv;
     c->fd = fd;
     memcpy(c->name, name, sizeof name);

@@ -318,7 +318,7 @@ struct listeners {
     void *data;
     struct pp_pending *pending; /* --accept-proxy: clients whose header is being read */
     unsigned long npending;
-    unsigned long bad_headers;  /* clients refused for their PROXY header */
+    atomic_ulong bad_headers;   /* clients refused for their PROXY header (as denied) */
 };
 /* Open, report ("listening on ..."); returns 0 or an exit code (after
  * printing why). Accepting starts with listeners_watch(l, 1). */

@@ -391,7 +391,7 @@ static int resolve_target(struct relay *r)
 static const char *proxy_refused(const struct relay *r)
 {
     static char text[48];
-    snprintf(text, sizeof text, ", %lu (PROXY header)", r->l.bad_headers);
+    snprintf(text, sizeof text, ", %lu (PROXY header)", (unsigned long)atomic_load(&r->l.bad_headers));
     return text;
 }
 

@@ -64,9 +64,10 @@ UNIT_SRCS = $(wildcard tests/unit/*.c)
 
 # The shared library (not on Windows): the file is named by the release
 # (DX_VERSION), the soname by the ABI (SOVERSION: bump it when a function is
-# removed or changed, or a struct the program allocates changes layout).
+# removed or changed, or a struct the program allocates changes layout;
+# 1: dx_acl_add_file_with() removed).
 VERSION := $(shell sed -n 's/^\#define DX_VERSION "\(.*\)"/\1/p' include/duplex.h)
-SOVERSION = 0
+SOVERSION = 1
 SONAME = libduplex.so.$(SOVERSION)
 SHLIB = libduplex.so.$(VERSION)
 
@@ -108,9 +109,9 @@ $(BUILD)/pic/%.o: %.c include/duplex.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
-$(BUILD)/$(SHLIB): $(PIC_OBJS)
+$(BUILD)/$(SHLIB): $(PIC_OBJS) Makefile
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,--as-needed \
-	  -o $@ $^ $(LIB_LDLIBS)
+	  -o $@ $(PIC_OBJS) $(LIB_LDLIBS)
 
 $(BUILD)/$(SONAME) $(BUILD)/libduplex.so: $(BUILD)/$(SHLIB)
 	ln -sf $(SHLIB) $@
@@ -187,7 +188,7 @@ e2e: $(BUILD)/duplex
 # The packaging: the shared library's export list (nm -D) against the
 # header, then install, pkg-config builds (shared and static), uninstall.
 pkg-test: all
-	/usr/bin/python3 tests/pkg/exports.py $(BUILD)/$(SHLIB) include/duplex.h
+	/usr/bin/python3 tests/pkg/exports.py $(BUILD)/$(SHLIB) include/duplex.h tests/pkg/abi.txt
 	CC="$(CC)" tests/pkg/install.sh "$(MAKE)" "$(BUILD)"
 
 test: unit e2e fuzz-smoke pkg-test

@@ -788,12 +788,26 @@ int dx_acl_add(dx_acl *acl, const char *rule, int allow);
  * error no rule of the file is added. */
 int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line);
 
-/* dx_acl_add_file, each word handed to add(ctx, acl, word, allow, line)
- * (line: 1-based) instead of dx_acl_add (same file grammar; add returns 0 or an error, which stops
- * the file as DX_EBADADDR does). The command uses it to take host names. */
-int dx_acl_add_file_with(dx_acl *acl, const char *path, int allow, int *bad_line,
-                         int (*add)(void *ctx, dx_acl *acl, const char *rule, int allow, int line),
-                         void *ctx);
+/* A rule file read word by word, for a program that takes words
+ * dx_acl_add() does not (the command resolves host names): the grammar of
+ * dx_acl_add_file(), the words handed back one per call, no callback. */
+typedef struct dx_acl_file dx_acl_file;
+
+/* Open path for dx_acl_file_next(). Returns the reader, or NULL with a code
+ * in *err (if err is not NULL): -errno if the file cannot be opened,
+ * -ENOMEM. */
+dx_acl_file *dx_acl_file_open(const char *path, int *err);
+
+/* The next word: returns 1 with *word (NUL-terminated, valid until the next
+ * call or dx_acl_file_close()) and *line (if line is not NULL; 1-based) set,
+ * 0 at the end of the file, or a code with *line set: DX_EBADADDR for a line
+ * holding a NUL byte, -errno if the file cannot be read, -ENOMEM. After an
+ * error every call returns it again. Whether a word is a rule is the
+ * caller's to say (dx_acl_add() on it). */
+int dx_acl_file_next(dx_acl_file *f, const char **word, int *line);
+
+/* Close the file and free the reader; safe on NULL. */
+void dx_acl_file_close(dx_acl_file *f);
 
 /* 1 if the address may connect. Unix socket peers are always allowed. */
 int dx_acl_allows(const dx_acl *acl, const dx_addr *a);

@@ -131,53 +131,105 @@ int dx_acl_add(dx_acl *acl, const char *rule, int allow)
 /* Whitespace between rules, as isspace() in the C locale. */
 #define RULE_SEPARATORS " \t\n\v\f\r"
 
-int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line)
+/* A rule file read word by word: one line at a time (however long: a
+ * fixed buffer would cut a long comment and read its tail as a rule), cut
+ * into words in place. */
+struct dx_acl_file {
+    FILE *f;
+    char *line;       /* the current line, comment cut off */
+    size_t cap;
+    char *save;       /* strtok_r's place in line */
+    int in_line;      /* words of line remain to be looked at */
+    int lineno;       /* 1-based number of line */
+    int error;        /* once set, every later call returns it */
+};
+
+dx_acl_file *dx_acl_file_open(const char *path, int *err)
 {
-    return dx_acl_add_file_with(acl, path, allow, bad_line, NULL, NULL);
+    dx_acl_file *r = calloc(1, sizeof *r);
+    int e = -ENOMEM;
+    if (r && (r->f = fopen(path, DX_FOPEN_READ)) != NULL)
+        return r;
+    if (r)
+        e = -errno;
+    free(r);
+    if (err)
+        *err = e;
+    return NULL;
 }
 
-int dx_acl_add_file_with(dx_acl *acl, const char *path, int allow, int *bad_line,
-                         int (*add)(void *ctx, dx_acl *acl, const char *rule, int allow, int line),
-                         void *ctx)
+int dx_acl_file_next(dx_acl_file *r, const char **word, int *line)
 {
-    FILE *f = fopen(path, DX_FOPEN_READ);
-    if (!f)
-        return -errno;
-    /* all of the file or none of it: a bad line undoes the rules before it */
-    size_t nallow = acl->nallow, ndeny = acl->ndeny;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int lineno = 0, count = 0, rc = 0;
-    /* whole lines, however long: a fixed buffer would cut a long comment
-     * and read its tail as a rule */
-    while (rc == 0 && (len = dx__getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        if (memchr(line, '\0', (size_t)len)) {
-            rc = DX_EBADADDR; /* what follows a NUL would be lost unseen */
+    while (!r->error) {
+        char *w = r->in_line ? strtok_r(NULL, RULE_SEPARATORS, &r->save) : NULL;
+        if (w) {
+            *word = w;
+            if (line)
+                *line = r->lineno;
+            return 1;
+        }
+        r->in_line = 0;
+        errno = 0;
+        ssize_t len = dx__getline(&r->line, &r->cap, r->f);
+        if (len < 0) {
+            if (feof(r->f))
+                return 0;
+            r->error = errno ? -errno : -EIO; /* a read error, or no memory for the line */
             break;
         }
-        char *hash = strchr(line, '#');
+        r->lineno++;
+        if (memchr(r->line, '\0', (size_t)len)) {
+            r->error = DX_EBADADDR; /* what follows a NUL would be lost unseen */
+            break;
+        }
+        char *hash = strchr(r->line, '#');
         if (hash)
             *hash = '\0';
-        char *save = NULL;
-        for (char *rule = strtok_r(line, RULE_SEPARATORS, &save); rule && rc == 0;
-             rule = strtok_r(NULL, RULE_SEPARATORS, &save)) {
-            rc = add ? add(ctx, acl, rule, allow, lineno) : dx_acl_add(acl, rule, allow);
-            count += rc == 0;
+        w = strtok_r(r->line, RULE_SEPARATORS, &r->save);
+        if (w) {
+            r->in_line = 1;
+            *word = w;
+            if (line)
+                *line = r->lineno;
+            return 1;
         }
     }
-    if (rc == 0 && !feof(f))
-        rc = errno ? -errno : -EIO; /* a read error, or no memory for the line */
+    if (line)
+        *line = r->lineno;
+    return r->error;
+}
+
+void dx_acl_file_close(dx_acl_file *r)
+{
+    if (!r)
+        return;
+    free(r->line);
+    fclose(r->f);
+    free(r);
+}
+
+int dx_acl_add_file(dx_acl *acl, const char *path, int allow, int *bad_line)
+{
+    int rc = 0;
+    dx_acl_file *r = dx_acl_file_open(path, &rc);
+    if (!r)
+        return rc;
+    /* all of the file or none of it: a bad line undoes the rules before it */
+    size_t nallow = acl->nallow, ndeny = acl->ndeny;
+    const char *word;
+    int line = 0, count = 0;
+    while ((rc = dx_acl_file_next(r, &word, &line)) > 0 &&
+           (rc = dx_acl_add(acl, word, allow)) == 0)
+        count++;
+    dx_acl_file_close(r);
     if (rc == DX_EBADADDR && bad_line)
-        *bad_line = lineno;
+        *bad_line = line;
     if (rc < 0) {
         acl->nallow = nallow;
         acl->ndeny = ndeny;
+        return rc;
     }
-    free(line);
-    fclose(f);
-    return rc < 0 ? rc : count;
+    return count;
 }
 
 int dx_acl_allows(const dx_acl *acl, const dx_addr *a)

@@ -738,30 +738,28 @@ static int add_rule(struct options *o, const char *rule, int allow)
     return rc;
 }
 
-struct file_ctx {
-    const char *path;
-};
-
-static int add_file_word(void *ctx, dx_acl *acl, const char *rule, int allow, int line)
-{
-    int rc = dx_acl_add(acl, rule, allow);
-    if (rc == DX_EBADADDR && looks_like_host_name(rule))
-        rc = queue_acl_name(rule, allow, allow ? "--allowfile" : "--denyfile",
-                            ((struct file_ctx *)ctx)->path, line);
-    return rc;
-}
-
+/* A rule file: each word a rule, or a host name queued as for --allow
+ * (resolve_acl_names() names its FILE:LINE if it does not resolve). */
 static int add_rule_file(struct options *o, const char *path, int allow)
 {
-    int line = 0;
-    struct file_ctx ctx = {path};
-    int rc = dx_acl_add_file_with(&o->acl, path, allow, &line, add_file_word, &ctx);
+    const char *flag = allow ? "--allowfile" : "--denyfile";
+    int rc = 0, line = 0;
+    dx_acl_file *f = dx_acl_file_open(path, &rc);
+    const char *word;
+    while (f && (rc = dx_acl_file_next(f, &word, &line)) > 0) {
+        rc = dx_acl_add(&o->acl, word, allow);
+        if (rc == DX_EBADADDR && looks_like_host_name(word))
+            rc = queue_acl_name(word, allow, flag, path, line);
+        if (rc < 0)
+            break;
+    }
+    dx_acl_file_close(f);
     if (rc == DX_EBADADDR)
         cli_error("%s %s:%d: not an address or CIDR range, nor a host name (10.0.0.0/8, "
                   "2001:db8::/32, localhost; several a line, '#' starts a comment)",
-                  allow ? "--allowfile" : "--denyfile", path, line);
+                  flag, path, line);
     else if (rc < 0)
-        cli_error("%s %s: %s", allow ? "--allowfile" : "--denyfile", path, dx_strerror(rc));
+        cli_error("%s %s: %s", flag, path, dx_strerror(rc));
     return rc;
 }
 

@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, descendants, seeded_bytes, sha
+from conftest import LISTENING_RE, TIMEOUT, accept_queue, descendants, seeded_bytes, sha, tcp_queues
 from servers_util import (closed_within, connect, cpu_seconds, echo_roundtrip, name_of, open_fds,
                           open_many, raise_nofile, read_to_eof, recv_exact, rss_kib, sockets,
                           wait_for)
@@ -98,7 +98,8 @@ def test_peer_reset_mid_transfer_reported_nothing_lost(server, start_duplex, bac
                     break
                 got += len(b)
             res["got"] = got
-        time.sleep(0.2)  # the 1 MiB reaches duplex's side
+        # the 1 MiB has reached duplex's side (all acknowledged) before the reset
+        wait_for(lambda: unsent_bytes(conn) == 0, TIMEOUT, "the peer's data acknowledged")
         rst_close(conn)
 
     srv = server(script)
@@ -170,7 +171,9 @@ def test_peer_killed_mid_transfer(spawn, start_duplex, tmp_path, backend_env):
     cli = start_duplex(["connect", "127.0.0.1", port], stdin=os.urandom(1 << 16) * 1024, env=backend_env)
     peer.wait_out(lambda b: b"sent" in b)
     cli.wait_out(lambda b: len(b) >= len(data))
-    time.sleep(0.3)  # duplex's send stalls against the peer's full window
+    # duplex has sent bytes the peer never reads: killing it resets the connection
+    wait_for(lambda: any(rx for _, rx in tcp_queues(port, state="01")), TIMEOUT,
+             "unread bytes in the peer's receive queue")
     assert cli.poll() is None, cli.err
     peer.kill()
     rc = cli.wait()
@@ -190,7 +193,8 @@ def test_peer_killed_while_sending_to_duplex(spawn, start_duplex, tmp_path):
     cli = start_duplex(["connect", "127.0.0.1", port], stdin=subprocess.PIPE)
     cli.wait_out(lambda b: len(b) >= len(data))
     peer.kill()
-    time.sleep(0.2)
+    # duplex has the peer's FIN (its socket left ESTABLISHED) before its stdin ends
+    wait_for(lambda: not tcp_queues(port, remote=True, state="01"), TIMEOUT, "the peer's FIN")
     cli.close_stdin()
     rc = cli.wait()
     assert rc in (0, 1), (rc, cli.err)
@@ -299,8 +303,8 @@ def test_relay_survives_a_reset_client(start_listener, start_duplex, sockets, ba
     port = listening_port(proc)
     a = sockets(connect(port))
     assert echo_roundtrip(a) == b"ping\n"
-    push_then_reset(port)
-    time.sleep(0.3)
+    name = push_then_reset(port)
+    proc.wait_err(re.escape(name) + r" -> .*: sent \d+ bytes?, received")  # the relay has seen it end
     assert_still_echoes(proc, port, a, sockets, b"still\n")
 
 
@@ -482,7 +486,8 @@ def test_never_reading_peer_memory_bounded(mode, start_listener, start_duplex, s
                 assert echo_roundtrip(o) == b"ping\n"
             else:
                 o2 = sockets(connect(port))
-                time.sleep(0.2)
+                # both are the broker's clients once it has accepted them
+                wait_for(lambda: accept_queue(port) == 0, TIMEOUT, "the broker to accept both")
                 o.sendall(b"hello\n")
                 assert recv_exact(o2, 6) == b"hello\n"
     finally:
@@ -560,7 +565,9 @@ def test_yes_into_peer_that_closes_after_one_byte(server, spawn, duplex, backend
 
     def script(conn, res):
         conn.recv(1)
-        time.sleep(0.2)  # more is unread by now: the close sends a reset
+        # more is unread by now: the close sends a reset
+        wait_for(lambda: fcntl.ioctl(conn.fileno(), termios.FIONREAD, b"\0" * 4) != b"\0" * 4,
+                 TIMEOUT, "more bytes from yes")
         conn.close()
 
     srv = server(script)

@@ -2,12 +2,15 @@
 --echo, --broker, --chat, --exec/--sh-exec, and one-client servers without -k.
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e"""
 
+import fcntl
 import os
 import random
 import re
 import select
 import socket
+import struct
 import subprocess
+import termios
 import threading
 import time
 
@@ -362,7 +365,11 @@ def test_k_slow_stdout_pauses_clients_loses_nothing(start_listener):
         rss = []
 
         def drain():
-            time.sleep(1.0)  # stdout blocked meanwhile
+            # stdout blocked meanwhile: its pipe full, but for the last pages
+            # (the clients push 16 MiB)
+            size = fcntl.fcntl(r, 1032)  # F_GETPIPE_SZ
+            wait_for(lambda: struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0" * 4))[0] >= size - (64 << 10),
+                     TIMEOUT, "the server's stdout pipe to fill")
             deadline = time.monotonic() + 60
             while len(got) < total and time.monotonic() < deadline:
                 rss.append(rss_kib(proc.pid))

@@ -533,9 +533,11 @@ def test_make_install_then_uninstall(duplex, tmp_path):
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     version = re.search(r'#define DX_VERSION "([^"]+)"',
                         open(os.path.join(REPO, "include", "duplex.h")).read()).group(1)
+    soversion = re.search(r"^SOVERSION = (\d+)", open(os.path.join(REPO, "Makefile")).read(),
+                          re.M).group(1)
     assert files == sorted([
         "usr/bin/duplex", "usr/bin/someone-else", "usr/include/duplex.h", "usr/lib/libduplex.a",
-        f"usr/lib/libduplex.so.{version}", "usr/lib/libduplex.so.0", "usr/lib/libduplex.so",
+        f"usr/lib/libduplex.so.{version}", f"usr/lib/libduplex.so.{soversion}", "usr/lib/libduplex.so",
         "usr/lib/pkgconfig/duplex.pc",
         "usr/share/man/man1/duplex.1", "usr/share/bash-completion/completions/duplex",
         "usr/share/zsh/site-functions/_duplex"]), files

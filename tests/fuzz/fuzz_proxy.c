@@ -13,7 +13,8 @@
  * after the reply's empty line are left in the socket, all of them. A 407
  * with credentials given is answered (Basic or Digest) on the same socket
  * when the reply's body has a Content-Length, and fails otherwise (no
- * second connection here). */
+ * second connection here); then the 2xx after the 407's body is the reply
+ * that counts, and every byte after it is left in the socket too. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -47,6 +49,36 @@ static size_t http_ok_head(const uint8_t *p, size_t n)
     for (size_t i = (size_t)(nl - p) + 1; i < n; i++) {
         if (p[i] == '\n' && (p[i - 1] == '\n' || (p[i - 1] == '\r' && p[i - 2] == '\n')))
             return i + 1;
+    }
+    return 0;
+}
+
+/* The length of a 407 answered on the same socket: its head, then the
+ * Content-Length bytes of its body (the header found here on its own: the
+ * name in any case, the value digits with blanks around). 0 when there is no
+ * complete head or no such header. */
+static size_t http_407_len(const uint8_t *p, size_t n)
+{
+    size_t head = 0;
+    for (size_t i = 1; i < n && !head; i++)
+        if (p[i] == '\n' && (p[i - 1] == '\n' || (i >= 2 && p[i - 1] == '\r' && p[i - 2] == '\n')))
+            head = i + 1;
+    if (!head)
+        return 0;
+    for (size_t i = 0; i < head;) {
+        const uint8_t *nl = memchr(p + i, '\n', head - i);
+        size_t end = (size_t)(nl - p);
+        if (end - i > 15 && strncasecmp((const char *)p + i, "content-length:", 15) == 0) {
+            size_t j = i + 15, v = 0, digits = 0;
+            while (j < end && (p[j] == ' ' || p[j] == '\t'))
+                j++;
+            while (j < end && p[j] >= '0' && p[j] <= '9' && digits < 12)
+                v = v * 10 + (size_t)(p[j++] - '0'), digits++;
+            while (j < end && (p[j] == ' ' || p[j] == '\t' || p[j] == '\r'))
+                j++;
+            return digits && j == end && v <= n - head ? head + v : 0;
+        }
+        i = end + 1;
     }
     return 0;
 }
@@ -198,9 +230,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static char rest[MAX_REPLY + sizeof marker];
     size_t got = 0;
     ssize_t k;
-    if (rc == 0 && (o.proxy_type != PROXY_HTTP || !first_407)) {
-        size_t head = o.proxy_type == PROXY_HTTP ? http_ok_head(stream, n)
-                                                 : socks_reply_len(o.proxy_type, stream, n);
+    if (rc == 0) {
+        size_t head;
+        if (o.proxy_type != PROXY_HTTP) {
+            head = socks_reply_len(o.proxy_type, stream, n);
+        } else if (!first_407) {
+            head = http_ok_head(stream, n);
+        } else {
+            /* 407 then 2xx: the second reply starts right after the first's
+             * body, and what follows it is the target's, left unread */
+            size_t skip = http_407_len(stream, n);
+            CHECK(o.proxy_auth != NULL && skip > 0);
+            size_t ok = http_ok_head(stream + skip, n - skip);
+            CHECK(ok > 0);
+            head = skip + ok;
+        }
         CHECK(head > 0 && head <= n);
         while ((k = read(sv[1], rest + got, sizeof rest - got)) > 0)
             got += (size_t)k;

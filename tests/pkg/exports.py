@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""exports.py SHLIB HEADER: the shared library exports exactly the functions
-include/duplex.h declares: every symbol `nm -D --defined-only` lists starts
-with dx_ and is declared there (so no dx__* helper of src/os.h leaks), and
-every function declared there (static inline ones aside) is exported."""
+"""exports.py SHLIB HEADER [ABI]: the shared library exports exactly the
+functions include/duplex.h declares: every symbol `nm -D --defined-only` lists
+starts with dx_ and is declared there (so no dx__* helper of src/os.h leaks),
+and every function declared there (static inline ones aside) is exported.
+With ABI (tests/pkg/abi.txt: the soname, then every symbol it has promised):
+while the soname is the one recorded, no recorded symbol may go (a removal
+needs a new soname, README.md "ABI stability") and every new export is
+recorded."""
 import re
 import subprocess
 import sys
@@ -26,10 +30,33 @@ def exported(shlib):
     return {line.split()[-1].split("@")[0] for line in out.splitlines() if line.strip()}
 
 
+def soname(shlib):
+    out = subprocess.run(["readelf", "-d", shlib], check=True, capture_output=True,
+                         text=True).stdout
+    m = re.search(r"\(SONAME\).*\[([^\]]+)\]", out)
+    return m.group(1) if m else None
+
+
+def check_abi(shlib, exp, abi):
+    words = [w for line in open(abi) for w in [line.split("#")[0].strip()] if w]
+    recorded, promised = words[0], set(words[1:])
+    name, bad = soname(shlib), False
+    if name != recorded:
+        print(f"exports.py: FAIL: soname {name}, {abi} records {recorded}: a new soname "
+              f"starts a new list (its first line, then the symbols exported)")
+        return True
+    for sym in sorted(promised - exp):
+        print(f"exports.py: FAIL: {sym} is in {abi} but no longer exported: removing a "
+              f"function changes the soname (Makefile SOVERSION)"); bad = True
+    for sym in sorted(exp - promised):
+        print(f"exports.py: FAIL: {sym} exported but not recorded in {abi}"); bad = True
+    return bad
+
+
 def main():
     shlib, header = sys.argv[1], sys.argv[2]
     decl, exp = declared(header), exported(shlib)
-    bad = False
+    bad = len(sys.argv) > 3 and check_abi(shlib, exp, sys.argv[3])
     for name in sorted(exp):
         if not name.startswith("dx_") or name.startswith("dx__"):
             print(f"exports.py: FAIL: {name} exported but not public API"); bad = True

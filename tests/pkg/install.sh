@@ -12,27 +12,29 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "install.sh: FAIL: $*" >&2; exit 1; }
 files() { (cd "$1" && find . ! -type d | sort); }
+# the soname, as the Makefile sets it
+so=libduplex.so.$(sed -n 's/^SOVERSION = //p' "$here/../../Makefile")
 
 prefix=$tmp/prefix
 $MAKE -s install BUILD="$BUILD" PREFIX="$prefix" >/dev/null
 echo "installed:"; files "$prefix" | sed 's/^/  /'
 for f in bin/duplex lib/libduplex.a include/duplex.h lib/pkgconfig/duplex.pc share/man/man1/duplex.1 \
-         lib/libduplex.so lib/libduplex.so.0; do
+         lib/libduplex.so lib/$so; do
     [ -e "$prefix/$f" ] || fail "$f not installed"
 done
-[ "$(readlink "$prefix/lib/libduplex.so.0")" = "$(readlink "$prefix/lib/libduplex.so")" ] ||
-    fail "libduplex.so and libduplex.so.0 name different files"
+[ "$(readlink "$prefix/lib/$so")" = "$(readlink "$prefix/lib/libduplex.so")" ] ||
+    fail "libduplex.so and $so name different files"
 
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 pkg-config --exists duplex || fail "pkg-config does not find duplex"
 echo "pkg-config --cflags --libs: $(pkg-config --cflags --libs duplex)"
 echo "pkg-config --static --libs: $(pkg-config --static --libs duplex)"
 
-# shared: the program needs libduplex.so.0 (the soname) and finds it in PREFIX
+# shared: the program needs the soname and finds it in PREFIX
 $CC -o "$tmp/hello_shared" "$here/hello.c" $(pkg-config --cflags --libs duplex)
-readelf -d "$tmp/hello_shared" | grep -q 'NEEDED.*\[libduplex\.so\.0\]' || fail "shared: no NEEDED libduplex.so.0"
-LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/hello_shared" | grep -q "libduplex.so.0 => $prefix/lib/" ||
-    fail "shared: libduplex.so.0 not resolved from PREFIX"
+readelf -d "$tmp/hello_shared" | grep -q "NEEDED.*\\[$so\\]" || fail "shared: no NEEDED $so"
+LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/hello_shared" | grep -qF "$so => $prefix/lib/" ||
+    fail "shared: $so not resolved from PREFIX"
 out=$(LD_LIBRARY_PATH="$prefix/lib" "$tmp/hello_shared") || fail "shared program failed: $out"
 echo "shared: $out"
 

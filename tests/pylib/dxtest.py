@@ -323,12 +323,12 @@ def release_closed_ports():
         _held_ports.pop().close()
 
 
-def proc_net_sockets(port, proto="tcp", state=None, remote=False):
-    """How many sockets of `proto` ('tcp' or 'udp') are bound to local port
-    `port` (with remote=True: connected to remote port `port`), per
-    /proc/net/PROTO{,6}; with `state` (hex, e.g. '0A' for LISTEN, '02' for
-    SYN-SENT) only those in that state."""
-    n = 0
+def _proc_net_rows(port, proto="tcp", state=None, remote=False):
+    """The (tx_queue, rx_queue) of each socket of `proto` ('tcp' or 'udp')
+    bound to local port `port` (with remote=True: connected to remote port
+    `port`), per /proc/net/PROTO{,6}; with `state` (hex: '01' ESTABLISHED,
+    '0A' LISTEN, '02' SYN-SENT...) only those in that state."""
+    rows = []
     for name in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         try:
             with open(name) as f:
@@ -337,10 +337,24 @@ def proc_net_sockets(port, proto="tcp", state=None, remote=False):
                     parts = line.split()
                     local, st = parts[2 if remote else 1], parts[3]
                     if int(local.rsplit(":", 1)[1], 16) == port and state in (None, st):
-                        n += 1
+                        tx, rx = parts[4].split(":")
+                        rows.append((int(tx, 16), int(rx, 16)))
         except OSError:
             continue
-    return n
+    return rows
+
+
+def tcp_queues(port, remote=False, state=None):
+    """[(tx_queue, rx_queue)] of the TCP sockets on `port` (as
+    _proc_net_rows). tx_queue is what a socket has sent but not had
+    acknowledged (or not sent yet), rx_queue what arrived and the program
+    has not read."""
+    return _proc_net_rows(port, "tcp", state, remote)
+
+
+def proc_net_sockets(port, proto="tcp", state=None, remote=False):
+    """How many sockets of `proto` are on `port` (as _proc_net_rows)."""
+    return len(_proc_net_rows(port, proto, state, remote))
 
 
 def accept_queue(port):
@@ -349,18 +363,8 @@ def accept_queue(port):
     /proc/net/tcp{,6}); None if nothing listens there. Evidence that a
     server has not taken a client, where a recv() timeout only says it did
     not answer in time."""
-    n = None
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        n = (n or 0) + int(parts[4].split(":")[1], 16)
-        except OSError:
-            continue
-    return n
+    rows = _proc_net_rows(port, "tcp", "0A")
+    return sum(rx for _, rx in rows) if rows else None
 
 
 def listeners_on(port):

@@ -2,7 +2,6 @@
  * rule files (long lines, comments, several rules a line, FILE:LINE errors)
  * and who dx_acl_allows lets in. */
 #define _GNU_SOURCE
-#include <ctype.h>
 #include "helpers.h"
 
 #define T(name) Test(acl, name, .timeout = 20, .init = acl_init, .fini = acl_fini)
@@ -83,42 +82,80 @@ T(long_comment_is_all_comment)
     dx_acl_free(&acl);
 }
 
-/* dx_acl_add_file_with: each word, with its line, goes to the callback (the
- * command takes host names there); the grammar is dx_acl_add_file's */
-struct words { int n, lines[8]; char seen[8][32]; };
-
-static int take_word(void *ctx, dx_acl *acl, const char *rule, int allow, int line)
+/* dx_acl_file_*: the words of a rule file, one per call, each with its line
+ * (the command takes host names from them); the grammar is dx_acl_add_file's.
+ * No callback: the program pulls the words. */
+T(file_reader_gives_every_word_and_its_line)
 {
-    struct words *w = ctx;
-    if (strcmp(rule, "stop") == 0)
-        return DX_EBADADDR;
-    if (w->n < 8) {
-        snprintf(w->seen[w->n], sizeof w->seen[0], "%s", rule);
-        w->lines[w->n] = line;
+    int err = 0, line = -1;
+    dx_acl_file *f = dx_acl_file_open(file_text("# c\nlocalhost 10.0.0.1 # x y\n\n \thost-b\n"), &err);
+    cr_assert_not_null(f, "%s", dx_strerror(err));
+    const char *word = NULL;
+    static const struct { const char *word; int line; } want[] = {
+        {"localhost", 2}, {"10.0.0.1", 2}, {"host-b", 4}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        cr_assert_eq(dx_acl_file_next(f, &word, &line), 1, "word %zu", i);
+        cr_assert_str_eq(word, want[i].word);
+        cr_assert_eq(line, want[i].line, "%s", word);
     }
-    w->n++;
-    return strchr(rule, '.') && isdigit((unsigned char)rule[0]) ? dx_acl_add(acl, rule, allow) : 0;
+    cr_assert_eq(dx_acl_file_next(f, &word, NULL), 0);
+    cr_assert_eq(dx_acl_file_next(f, &word, &line), 0, "the end is the end again");
+    dx_acl_file_close(f);
+    dx_acl_file_close(NULL);
 }
 
-T(file_with_callback_sees_every_word_and_its_line)
+T(file_reader_stops_at_a_nul_byte_for_good)
 {
+    static const char text[] = "10.0.0.1\n10.0.0.2 \0 10.0.0.3\n10.0.0.4\n";
+    int err = 0, line = 0;
+    dx_acl_file *f = dx_acl_file_open(file_of(text, sizeof text - 1), &err);
+    cr_assert_not_null(f);
+    const char *word;
+    cr_assert_eq(dx_acl_file_next(f, &word, &line), 1);
+    cr_assert_str_eq(word, "10.0.0.1");
+    cr_assert_eq(dx_acl_file_next(f, &word, &line), DX_EBADADDR);
+    cr_assert_eq(line, 2);
+    line = 0;
+    cr_assert_eq(dx_acl_file_next(f, &word, &line), DX_EBADADDR, "an error is sticky");
+    cr_assert_eq(line, 2);
+    dx_acl_file_close(f);
+}
+
+T(file_reader_open_failure)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/none", dir);
+    int err = 0;
+    cr_assert_null(dx_acl_file_open(path, &err));
+    cr_assert_eq(err, -ENOENT, "%s", dx_strerror(err));
+    cr_assert_null(dx_acl_file_open(path, NULL));
+}
+
+/* Long lines and many words: the reader and dx_acl_add_file agree. */
+T(file_reader_agrees_with_add_file)
+{
+    char text[8192];
+    size_t n = 0;
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "10.%d.%d.0/24%s", i / 100, i % 100,
+                              i % 7 == 6 ? "\n" : i % 5 == 4 ? " # c\n" : " \t");
+    const char *path = file_text(text);
     dx_acl acl = {0};
-    struct words w = {0};
-    int bad = -1;
-    cr_assert_eq(dx_acl_add_file_with(&acl, file_text("# c\nlocalhost 10.0.0.1 # x y\n\nhost-b\n"), 1,
-                                      &bad, take_word, &w), 3);
-    cr_assert_eq(w.n, 3);
-    cr_assert_str_eq(w.seen[0], "localhost");
-    cr_assert_eq(w.lines[0], 2);
-    cr_assert_str_eq(w.seen[1], "10.0.0.1");
-    cr_assert_str_eq(w.seen[2], "host-b");
-    cr_assert_eq(w.lines[2], 4);
-    cr_assert_eq(acl.nallow, 1);
-    /* an error from the callback stops the file and undoes it, line named */
-    cr_assert_eq(dx_acl_add_file_with(&acl, file_text("10.0.0.2\n10.0.0.3 stop\n"), 1, &bad,
-                                      take_word, &w), DX_EBADADDR);
-    cr_assert_eq(bad, 2);
-    cr_assert_eq(acl.nallow, 1);
+    cr_assert_eq(dx_acl_add_file(&acl, path, 1, NULL), 300);
+    int err = 0;
+    dx_acl_file *f = dx_acl_file_open(path, &err);
+    cr_assert_not_null(f);
+    const char *word;
+    size_t i = 0;
+    while (dx_acl_file_next(f, &word, NULL) == 1) {
+        dx_cidr c;
+        cr_assert_eq(dx_cidr_parse(&c, word), 0, "%s", word);
+        cr_assert_lt(i, acl.nallow);
+        cr_assert_eq(memcmp(&c, &acl.allow[i], sizeof c), 0, "word %zu: %s", i, word);
+        i++;
+    }
+    cr_assert_eq(i, 300);
+    dx_acl_file_close(f);
     dx_acl_free(&acl);
 }
 

@@ -571,3 +571,171 @@ T(connect_cancel_and_free_in_deferred_failure_callback)
     rmdir(dir);
     dx_loop_free(loop);
 }
+
+/* ---- freeing an object in its own callback (ASan sees a use after) ---- */
+
+static void s_event_free(dx_stream *s, int error)
+{
+    struct sctx *x = s->data;
+    seen();
+    cr_assert_lt(error, 0);
+    dx_stream_close(s);
+    free(x); /* the library must not touch the stream after this returns */
+}
+
+/* A write that meets a reset: the failure comes one loop turn later, and
+ * the event callback frees the stream. */
+T(stream_freed_in_its_deferred_failure_callback)
+{
+    dx_loop *loop = h_loop();
+    int fds[2];
+    h_tcp_pair(fds, 1);
+    reset_close(fds[1]);
+    wait_reset(fds[0]);
+    struct sctx *x = calloc(1, sizeof *x);
+    g_in_call = g_inside = g_calls = 0;
+    cr_assert_eq(dx_stream_init(loop, &x->st, fds[0], 0, s_read, s_event_free, x), 0);
+    cr_assert_eq(dx_stream_read_start(&x->st), 0);
+    int rc = 0;
+    CALL(rc = dx_stream_write(&x->st, "hello", 5));
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(g_calls, 0, "event_cb ran inside dx_stream_write()");
+    h_run(loop);
+    cr_assert_eq(g_calls, 1);
+    cr_assert_eq(g_inside, 0);
+    close(fds[0]);
+    dx_loop_free(loop);
+}
+
+/* A pump, its endpoints in the same allocation, freed by its done callback. */
+struct pumped {
+    dx_pump p;
+    dx_endpoint src, dst;
+};
+
+static void pump_free(dx_pump *p, int error, int in_read)
+{
+    (void)error;
+    (void)in_read;
+    seen();
+    dx_pump_stop(p);
+    free(p->data);
+}
+
+T(pump_freed_in_its_callback)
+{
+    dx_loop *loop = h_loop();
+    int in[2], fds[2];
+    h_pipe(in, 1);
+    h_write_all(in[1], "data", 4);
+    h_tcp_pair(fds, 1);
+    reset_close(fds[1]);
+    wait_reset(fds[0]);
+    struct pumped *pd = calloc(1, sizeof *pd);
+    dx_endpoint_init(&pd->src, in[0]);
+    dx_endpoint_init(&pd->dst, fds[0]);
+    g_in_call = g_inside = g_calls = 0;
+    int rc = 0;
+    CALL(rc = dx_pump_start(loop, &pd->p, &pd->src, &pd->dst, 0, 0, pump_free, pd));
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(g_calls, 0);
+    h_run(loop);
+    cr_assert_eq(g_calls, 1);
+    cr_assert_eq(g_inside, 0);
+    close(in[0]);
+    close(in[1]);
+    close(fds[0]);
+    dx_loop_free(loop);
+}
+
+/* A connector freed by its final callback, the only address failing at
+ * once (a Unix path nobody listens on): reported one turn later. */
+static void c_free(dx_connector *c, int result, const dx_addr *addr, int final)
+{
+    (void)addr;
+    seen();
+    cr_assert(final);
+    *(int *)c->data = result;
+    free(c);
+}
+
+T(connector_freed_in_its_final_callback)
+{
+    char dir[64], path[128];
+    h_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/nothing", dir);
+    dx_addr a;
+    cr_assert_eq(dx_addr_unix(&a, path), 0);
+    dx_loop *loop = h_loop();
+    dx_connector *c = malloc(sizeof *c);
+    int result = 1;
+    g_in_call = g_inside = g_calls = 0;
+    int rc = 0;
+    CALL(rc = dx_connect_async(loop, c, &a, 1, NULL, 1000, c_free, &result));
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(g_calls, 0, "the failure was reported inside dx_connect_async()");
+    h_run(loop);
+    cr_assert_eq(g_calls, 1);
+    cr_assert_eq(g_inside, 0);
+    cr_assert_eq(result, -ENOENT, "%s", dx_strerror(result));
+    rmdir(dir);
+    dx_loop_free(loop);
+}
+
+/* A timer freed by its own callback. */
+static void timer_free(dx_loop *loop, dx_timer *t)
+{
+    seen();
+    dx_timer_stop(loop, t);
+    free(t);
+}
+
+T(timer_freed_in_its_callback)
+{
+    dx_loop *loop = h_loop();
+    dx_timer *t = malloc(sizeof *t);
+    dx_timer_init(t, timer_free, NULL);
+    g_in_call = g_inside = g_calls = 0;
+    CALL(dx_timer_start(loop, t, 0, 5));
+    cr_assert_eq(g_calls, 0);
+    /* a repeating timer, restarted before its callback runs: the callback
+     * stops it, then frees it */
+    h_run_for(loop, 50);
+    cr_assert_eq(g_calls, 1);
+    cr_assert_eq(g_inside, 0);
+    dx_loop_free(loop);
+}
+
+/* ---- urgent data: dx_endpoint_watch_pri() ---- */
+
+static void pri_seen(dx_endpoint *e)
+{
+    char c;
+    seen();
+    cr_assert_eq(recv(e->fd, &c, 1, MSG_OOB), 1);
+    cr_assert_eq(c, '!');
+    dx_endpoint_watch_pri(e->loop, e, NULL);
+}
+
+/* Urgent data already waiting: the callback comes from the loop. */
+T(endpoint_watch_pri_with_urgent_data_waiting)
+{
+    dx_loop *loop = h_loop();
+    int fds[2];
+    h_tcp_pair(fds, 1);
+    cr_assert_eq(send(fds[1], "!", 1, MSG_OOB), 1);
+    cr_assert(h_wait_fd(fds[0], POLLPRI, 5000) & POLLPRI);
+    dx_endpoint e;
+    dx_endpoint_init(&e, fds[0]);
+    g_in_call = g_inside = g_calls = 0;
+    int rc = 0;
+    CALL(rc = dx_endpoint_watch_pri(loop, &e, pri_seen));
+    cr_assert_eq(rc, 0, "%s", dx_strerror(rc));
+    cr_assert_eq(g_calls, 0, "the DX_PRI callback ran inside dx_endpoint_watch_pri()");
+    h_run(loop);
+    cr_assert_eq(g_calls, 1);
+    cr_assert_eq(g_inside, 0);
+    close(fds[0]);
+    close(fds[1]);
+    dx_loop_free(loop);
+}

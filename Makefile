@@ -18,7 +18,7 @@ ifeq ($(WINDOWS),1)
 # concern differs, src/foo_win32.c stands in for src/foo.c.
 WIN_LIB_EXCLUDE = src/os_posix.c src/backend_epoll.c src/backend_poll.c src/backend_uring.c \
 	src/diag.c
-WIN_CLI_EXCLUDE = src/cli/stdio.c src/cli/exec.c
+WIN_CLI_EXCLUDE = src/cli/stdio.c src/cli/exec.c src/cli/cluster.c
 LIB_SRCS = $(filter-out $(WIN_LIB_EXCLUDE),$(wildcard src/*.c))
 CLI_SRCS = $(filter-out $(WIN_CLI_EXCLUDE),$(wildcard src/cli/*.c))
 CPPFLAGS += -D_WIN32_WINNT=0x0601 -D__USE_MINGW_ANSI_STDIO=1
@@ -55,6 +55,13 @@ PC_REQUIRES_PRIVATE += openssl
 endif
 endif
 SHLIBS = $(BUILD)/$(SHLIB) $(BUILD)/$(SONAME) $(BUILD)/libduplex.so
+
+# listen --cluster (cluster.c) speaks to Redis through libhiredis (Debian:
+# libhiredis-dev), a dependency of the command only, never of libduplex
+ifeq ($(wildcard /usr/include/hiredis/async.h),)
+$(error libhiredis is missing (listen --cluster needs it): install libhiredis-dev, or run scripts/install-deps)
+endif
+CLI_LDLIBS = -lhiredis
 
 LIB_SRCS = $(filter-out src/%_win32.c src/backend_wsapoll.c,$(wildcard src/*.c))
 CLI_SRCS = $(filter-out %_win32.c,$(wildcard src/cli/*.c))
@@ -117,7 +124,7 @@ $(BUILD)/$(SONAME) $(BUILD)/libduplex.so: $(BUILD)/$(SHLIB)
 	ln -sf $(SHLIB) $@
 
 $(BUILD)/duplex$(EXE): $(CLI_OBJS) $(BUILD)/libduplex.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libduplex.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libduplex.a $(CLI_LDLIBS) $(LDLIBS)
 
 # Windows unit tests (tests/windows/unit, a TAP harness of their own): built
 # with mingw-w64 and run under wine, each in its build directory, with a
@@ -174,7 +181,7 @@ $(BUILD)/libcli.a: $(filter-out %/main.o,$(CLI_OBJS))
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcli.a $(BUILD)/libduplex.a tests/unit/helpers.h
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -Wno-missing-prototypes $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libcli.a $(BUILD)/libduplex.a $(LDFLAGS) $(LDLIBS) -lcriterion
+	$(CC) $(WARN) -Wno-missing-prototypes $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libcli.a $(BUILD)/libduplex.a $(LDFLAGS) $(CLI_LDLIBS) $(LDLIBS) -lcriterion
 
 # Unit tests run once per backend (the loop's own tests cover both anyway).
 unit: $(UNIT_BINS)
@@ -314,7 +321,7 @@ $(FUZZ_BUILD)/libcli.a: $(FUZZ_CLI_OBJS)
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libcli.a $(FUZZ_BUILD)/libduplex.a $(wildcard src/cli/*.c)
 	$(FUZZ_CC) $(FUZZ_WARN) $(CPPFLAGS) -Isrc/cli $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -o $@ \
-	  $(FUZZ_BUILD)/libcli.a $(FUZZ_BUILD)/libduplex.a $(LDLIBS)
+	  $(FUZZ_BUILD)/libcli.a $(FUZZ_BUILD)/libduplex.a $(CLI_LDLIBS) $(LDLIBS)
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -37,6 +37,10 @@ _duplex()
             COMPREPLY=($(compgen -c -- "$cur")); return ;;
         --backend)
             COMPREPLY=($(compgen -W "epoll poll io_uring" -- "$cur")); return ;;
+        --cluster)
+            COMPREPLY=($(compgen -W "redis://127.0.0.1:6379/" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
+        --node-name)
+            COMPREPLY=($(compgen -W "$(hostname 2>/dev/null)" -- "$cur")); return ;;
         --model)
             COMPREPLY=($(compgen -W "epoll poll io_uring iterative fork thread" -- "$cur")); return ;;
         -X|--proxy-type)

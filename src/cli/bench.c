@@ -20,6 +20,10 @@
  * others. A broker only forwards to the clients it has accepted, so rounds
  * start once a join phase has seen every connection receive a token byte.
  * Connections that fail are not reopened (they would miss messages).
+ * --nodes spreads the connections round-robin over several servers of one
+ * cluster (listen --broker --cluster): connection i goes to target i % N,
+ * and every round is still checked at every other connection, whichever
+ * node it is on.
  */
 #define _GNU_SOURCE
 #include "cli.h"
@@ -92,7 +96,9 @@ static struct {
     int json, send_only, echo_once, procs_given, size_given;
     int tls;                /* --ssl: each connection is a TLS client (tls.c) */
     const char *backend;
+    const char *nodes;      /* broker --nodes: more targets, round-robin */
 } bo;
+#define MAX_NODES 64
 
 #define BLOCK 65536u
 #define MASK (BLOCK - 1u)
@@ -145,6 +151,8 @@ static struct worker {
     dx_loop *loop;
     dx_timer tick;
     dx_addr dst;
+    dx_addr dsts[MAX_NODES]; /* broker --nodes: dst, then each node's address */
+    int ndsts;
     int src_ok;             /* IPv4 loopback target: spread over source addresses */
     struct conn *cs;
     long count, first;
@@ -251,7 +259,8 @@ static void connect_failed(struct conn *c, int code)
 /* Start a non-blocking connect on slot c. */
 static void start_connect(struct conn *c)
 {
-    const struct sockaddr *sa = (const struct sockaddr *)&W.dst.ss;
+    const dx_addr *dst = W.ndsts > 1 ? &W.dsts[c->id % (uint32_t)W.ndsts] : &W.dst;
+    const struct sockaddr *sa = (const struct sockaddr *)&dst->ss;
 #ifdef _WIN32
     int fd = dx__sock_socket(sa->sa_family, SOCK_STREAM, 0);
     if (fd >= 0 && dx__sock_nonblock(fd, 1) < 0) {
@@ -282,7 +291,7 @@ static void start_connect(struct conn *c)
         }
     }
     /* Winsock says EWOULDBLOCK where POSIX says EINPROGRESS */
-    if (dx__sock_connect(fd, sa, W.dst.len) < 0 && errno != EINPROGRESS && errno != EAGAIN &&
+    if (dx__sock_connect(fd, sa, dst->len) < 0 && errno != EINPROGRESS && errno != EAGAIN &&
         errno != EWOULDBLOCK) {
         connect_failed(c, -errno);
         return;
@@ -914,10 +923,15 @@ static unsigned char *make_block(void)
 static int run_worker(const dx_addr *dst, int src_ok, long first, long count, int out_fd,
                       struct report *rep, unsigned char *block, void (*ready)(void))
 {
+    int ndsts = W.ndsts;
+    dx_addr dsts[MAX_NODES];
+    memcpy(dsts, W.dsts, sizeof dsts);
     memset(&W, 0, sizeof W);
     memset(&BK, 0, sizeof BK);
     BK.joining = bo.mode == B_BROKER; /* the connect phase */
     W.dst = *dst;
+    W.ndsts = ndsts;
+    memcpy(W.dsts, dsts, sizeof dsts);
     W.src_ok = src_ok;
     W.first = first;
     W.count = count;
@@ -1285,6 +1299,11 @@ static const char bench_usage[] =
 "      --ssl, --tls     every connection is a TLS client (the handshake counts\n"
 "                       as part of the connect; the server's certificate is not\n"
 "                       checked); not with broker\n"
+"      --nodes LIST     broker: spread the connections round-robin over HOST PORT\n"
+"                       and each PORT or HOST:PORT of LIST (comma-separated), the\n"
+"                       nodes of one cluster (listen --broker --cluster): every\n"
+"                       round must reach every other connection, whichever node\n"
+"                       it is on\n"
 "  -h, --help           this help\n"
 "\n"
 "Latency (p50, p90, p99, p99.9, max) is measured from the first byte sent to the\n"
@@ -1326,7 +1345,7 @@ static int parse_secs(const char *s, double *out)
     return 0;
 }
 
-enum { OPT_JSON = 300, OPT_SEND_ONLY, OPT_BACKEND, OPT_SSL };
+enum { OPT_JSON = 300, OPT_SEND_ONLY, OPT_BACKEND, OPT_SSL, OPT_NODES };
 static const struct option bench_opts[] = {
     {"conns", required_argument, NULL, 'c'},
     {"duration", required_argument, NULL, 'd'},
@@ -1339,6 +1358,7 @@ static const struct option bench_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"backend", required_argument, NULL, OPT_BACKEND},
     {"ssl", no_argument, NULL, OPT_SSL},
+    {"nodes", required_argument, NULL, OPT_NODES},
     {"tls", no_argument, NULL, OPT_SSL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -1389,6 +1409,7 @@ static int parse_args(int argc, char **argv)
         case OPT_JSON: bo.json = 1; break;
         case OPT_BACKEND: bo.backend = optarg; break;
         case OPT_SSL: bo.tls = 1; break;
+        case OPT_NODES: bo.nodes = optarg; break;
         case 'h':
             fputs(bench_usage, stdout);
             return -1;
@@ -1436,11 +1457,53 @@ static int parse_args(int argc, char **argv)
             return usage_error("%s", "broker runs in one process (-p 1): one message is in flight "
                                "in the whole run");
     }
+    if (bo.nodes && bo.mode != B_BROKER)
+        return usage_error("%s", "--nodes spreads a broker's clients over the nodes of a cluster: "
+                           "broker only");
     if (bo.mode == B_THROUGHPUT) {
         if (!bo.size_given)
             bo.size = BLOCK;
         if (bo.size > (long)BLOCK)
             return usage_error("%s", "throughput sends at most 65536 bytes at a time (-s)");
+    }
+    return 0;
+}
+
+/* --nodes PORT|HOST:PORT[,...]: W.dsts gets HOST PORT's address, then each
+ * node's (a bare PORT on HOST). 0, or an exit code after saying why. */
+static int resolve_nodes(const dx_addr *first)
+{
+    W.dsts[0] = *first;
+    W.ndsts = 1;
+    char list[1024];
+    if (strlen(bo.nodes) >= sizeof list) {
+        cli_error("bench: --nodes: the list is too long");
+        return EXIT_USAGE;
+    }
+    strcpy(list, bo.nodes);
+    for (char *save = NULL, *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        if (W.ndsts == MAX_NODES) {
+            cli_error("bench: --nodes: at most %d targets", MAX_NODES);
+            return EXIT_USAGE;
+        }
+        char buf[1024];
+        const char *host = bo.host, *port = item;
+        if (dx_parse_port(item) <= 0 && dx_split_hostport(item, buf, sizeof buf, &host, &port) < 0) {
+            cli_error("bench: --nodes: '%s' is neither PORT nor HOST:PORT", item);
+            return EXIT_USAGE;
+        }
+        if (dx_parse_port(port) <= 0) {
+            cli_error("bench: --nodes: invalid port '%s'", port);
+            return EXIT_USAGE;
+        }
+        dx_addr *addrs = NULL;
+        int n = dx_resolve(host, port, AF_UNSPEC, 0, &addrs);
+        if (n < 0) {
+            cli_error("bench: --nodes: %s: %s", host, dx_strerror(n));
+            return cli_exit_code_for(n, 1);
+        }
+        W.dsts[W.ndsts++] = addrs[0];
+        free(addrs);
     }
     return 0;
 }
@@ -1579,6 +1642,8 @@ int cli_bench_main(int argc, char **argv)
     }
     dx_addr dst = addrs[0];
     free(addrs);
+    if (bo.nodes && (rc = resolve_nodes(&dst)) != 0)
+        return rc;
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&dst.ss;
     int src_ok = sin->sin_family == AF_INET && (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
     if (!bo.naddrs) {

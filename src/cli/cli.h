@@ -6,6 +6,7 @@
 #include "duplex.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* printf-style checking of the command's message helpers. mingw-w64 checks
@@ -125,6 +126,9 @@ struct options {
     const char *tls_alpn;  /* --ssl-alpn PROTO[,PROTO] */
     const char *tls_ciphers; /* --ssl-ciphers LIST: OpenSSL's, for TLS 1.2 */
     const char *tls_pin;   /* --ssl-pin PIN[;PIN]: the server's certificate or key (tls.c) */
+    const char *cluster;   /* listen --broker/--chat --cluster redis://...: cluster.c */
+    const char *node_name; /* --node-name (default: the host name), with --cluster */
+    char node_name_buf[65];
 };
 
 /* proxy.c: connect through a SOCKS4(a), SOCKS5 or HTTP CONNECT proxy */
@@ -466,6 +470,8 @@ void cli_delay_close(void);
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);
 int cli_udp_listen(const struct options *o, dx_loop *loop);
+/* A sender's address for messages: an IPv4-mapped one as IPv4 (127.0.0.1:5) */
+char *cli_udp_peer_format(const dx_addr *a, char *buf, size_t n);
 /* udp_unix.c: -U -u. The datagram socket of connect (bound to -s PATH or
  * an automatic address, connected to o->unix_path; peer_text gets the path)
  * or of listen (bound to o->unix_path): a descriptor, or -errno (said).
@@ -493,8 +499,44 @@ void cli_default_nodelay(const struct options *o, int fd);
 void cli_show_opts(const struct options *o, int fd, const char *what);
 int cli_sockopt_add(struct options *o, const char *text); /* -O: 0 or EXIT_USAGE (printed) */
 
+/* cluster_frame.c: --cluster's URL, redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL
+ * (%XX escapes in the credentials and channel; rediss:// refused): 0, or -1
+ * with why. The frames on the channel: "DX1 T NODEID SEQ\n" + payload,
+ * T a CLUSTER_* type; parse: 0, or -1 for anything else. */
+struct cluster_url {
+    char host[256], port[12], user[128], pass[256], channel[256];
+    int has_pass;
+};
+int cli_cluster_url_parse(const char *text, struct cluster_url *u, const char **why);
+enum { CLUSTER_MSG = 'M', CLUSTER_BEAT = 'H' };
+#define CLUSTER_ID_LEN 16
+struct cluster_frame {
+    int type;
+    char node[CLUSTER_ID_LEN + 1]; /* the origin's id, hex */
+    uint64_t seq;
+    const char *payload;           /* points into the frame */
+    size_t n;
+};
+int cli_cluster_frame_parse(const char *buf, size_t n, struct cluster_frame *f);
+size_t cli_cluster_frame_head(char *out, size_t len, int type, const char *node, uint64_t seq);
+/* cluster.c (not on Windows: cluster_win32.c refuses): the node's side of
+ * a Redis channel. deliver() gets each message another node published;
+ * drained() says the publisher is no longer full (cluster_full: senders
+ * pause meanwhile). NULL after printing why, with *exit_code. */
+struct cluster;
+struct cluster *cluster_open(const struct options *o, dx_loop *loop,
+                             void (*deliver)(void *data, const char *msg, size_t n),
+                             void (*drained)(void *data), void *data, int *exit_code);
+void cluster_publish(struct cluster *cl, const char *data, size_t n); /* cl may be NULL */
+int cluster_full(const struct cluster *cl);
+void cluster_close(struct cluster *cl);
+
 /* relay.c */
 int cli_relay(const struct options *o, dx_loop *loop);
+/* s as a JSON string, quoted and escaped (--stats-json) */
+void cli_json_string(FILE *f, const char *s);
+/* relay_udp.c: relay -u, a session (a socket connected to TARGET) per client address */
+int cli_relay_udp(const struct options *o, dx_loop *loop);
 
 /* sockets.c: `duplex sockets` (argv[0] is "sockets"); its own flags, no event
  * loop. Returns the exit status (0, 1: the kernel refused to list, 2: usage). */

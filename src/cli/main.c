@@ -58,6 +58,8 @@ int main(int argc, char **argv)
     cli_signals_watch(loop);
     if (o.udp && o.zero_io)
         rc = cli_udp_probe(&o, loop);
+    else if (o.udp && o.cmd == CMD_RELAY)
+        rc = cli_relay_udp(&o, loop);
     else if (o.udp)
         rc = o.cmd == CMD_CONNECT ? cli_udp_connect(&o, loop) : cli_udp_listen(&o, loop);
     else if (o.cmd == CMD_CONNECT)

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifndef _WIN32
+#include <unistd.h> /* gethostname (Windows: winsock2.h) */
+#endif
 #ifdef DX_HAVE_TLS
 #include <openssl/crypto.h>
 #endif
@@ -66,6 +69,7 @@ static const char help_listen_usage[] =
 static const char help_relay_usage[] =
 "usage: duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
 "                                               to TARGET, copy both ways\n"
+"       duplex relay -u [-k] [options] LISTEN TARGET  forward UDP datagrams (-u below)\n"
 "\n"
 "Relay addresses: PORT or ADDR:PORT to listen on, HOST:PORT to connect to, [V6]:PORT,\n"
 "unix:PATH (or a path starting with / or .) for Unix sockets. -w bounds each connect;\n"
@@ -81,6 +85,11 @@ static const char help_relay_usage[] =
 "      --allow RULE, --deny RULE, --allowfile FILE, --denyfile FILE\n"
 "                           accept only, or refuse, these clients (as listen)\n"
 "  -i, --idle-timeout SECS  close a connection after SECS without traffic\n"
+"  -u, --udp                forward UDP datagrams: a session (a socket connected\n"
+"                           to TARGET) per client address, ended after the idle\n"
+"                           timeout (default 60 s); at most --max-conns sessions\n"
+"                           (default 1000; a new client beyond it: its datagrams\n"
+"                           dropped, -v says so); the JSON lines count datagrams\n"
 "      --accept-proxy       each client starts with a PROXY protocol header (v1\n"
 "                           or v2, from haproxy, nginx, a cloud load balancer):\n"
 "                           the client it names is the one --allow/--deny, -v\n"
@@ -239,6 +248,15 @@ static const char help_server[] =
 "  -c, --sh-exec CMD        the same through /bin/sh -c CMD\n"
 "                           (connect -e/-c: CMD gets the connection, as ncat)\n"
 "      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
+"      --cluster URL        --broker/--chat as one node of many, through a Redis\n"
+"                           channel: redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL;\n"
+"                           what this node's clients send is published once,\n"
+"                           what other nodes publish goes to this node's clients;\n"
+"                           Redis down or cut: local clients are still served, the\n"
+"                           node reconnects (100 ms doubling to 5 s) and says what\n"
+"                           was not published or missed meanwhile (not on Windows)\n"
+"      --node-name NAME     this node's name in chat names and notices\n"
+"                           ('[NAME ADDR:PORT] line'; default: the host name)\n"
 "  -m, --max-conns N        at most N clients at once (N >= 1); more are closed\n"
 "                           at once\n"
 "      --allow RULE         accept only these clients (address or CIDR range,\n"
@@ -463,6 +481,7 @@ enum {
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
     OPT_ACCEPT_PROXY, OPT_SEND_PROXY,
+    OPT_CLUSTER, OPT_NODE_NAME,
     /* ncat options duplex refuses, each with the reason and what to use */
     OPT_SCTP, OPT_VSOCK, OPT_LUA_EXEC, OPT_DELAY, OPT_PROXY_DNS,
 };
@@ -518,6 +537,8 @@ static const struct option long_opts[] = {
     {"denyfile", required_argument, NULL, OPT_DENYFILE},
     {"idle-timeout", required_argument, NULL, 'i'},
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
+    {"cluster", required_argument, NULL, OPT_CLUSTER},
+    {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"model", required_argument, NULL, OPT_MODEL},
     {"stats-json", no_argument, NULL, OPT_STATS_JSON},
     {"json", no_argument, NULL, OPT_STATS_JSON}, /* the spelling bench and sockets use */
@@ -944,6 +965,9 @@ static const char *address_hint(const char *arg, const char *cmd, char *buf, siz
  * spoofed sender costs a process), each forgotten after a minute quiet */
 #define UDP_DEFAULT_PEERS 100
 #define UDP_DEFAULT_PEER_IDLE_MS 60000
+/* relay -u: a session is a socket; 1000 of them fit the usual limit of 1024
+ * descriptors (ulimit -n) */
+#define RELAY_UDP_DEFAULT_SESSIONS 1000
 
 /* An IPv4 (dotted quad) or IPv6 address, brackets allowed; copied into buf
  * without them. */
@@ -1069,6 +1093,10 @@ static int parse_relay(struct options *o, char **pos, int npos)
                        &o->target_unix) < 0 ||
         check_target_host("relay TARGET", o->target_host) < 0)
         return EXIT_USAGE;
+    if (o->udp && (o->unix_path || o->target_unix)) {
+        cli_error("relay -u forwards UDP: LISTEN and TARGET are IP addresses, not Unix sockets");
+        return EXIT_USAGE;
+    }
     return 0;
 }
 
@@ -1276,6 +1304,52 @@ static int check_proxy_target(const struct options *o)
 
 /* --ssl and its options, once the rest of the command line is known (the
  * files themselves are opened by cli_tls_open(), before any socket). */
+/* --cluster redis://...: listen --broker/--chat only (a node among
+ * others: cluster.c); the node's name defaults to the host name. */
+static int check_cluster(struct options *o)
+{
+    if (!o->cluster) {
+        if (o->node_name) {
+            cli_error("--node-name names this node among the --cluster nodes: it needs --cluster");
+            return -1;
+        }
+        return 0;
+    }
+    if (DX_OS_WINDOWS) {
+        cli_error("--cluster is not available on %s (this build has no Redis client): run the "
+                  "cluster nodes on Linux", DX_OS_NAME);
+        return -1;
+    }
+    if (o->cmd != CMD_LISTEN || (o->mode != MODE_BROKER && o->mode != MODE_CHAT) || o->udp ||
+        o->proxy_serve || o->threads > 1) {
+        cli_error("--cluster joins a broker or chat to others through Redis: it needs listen "
+                  "--broker or --chat (TCP, one loop: no -u, --threads, --proxy-type)");
+        return -1;
+    }
+    struct cluster_url u;
+    const char *why;
+    if (cli_cluster_url_parse(o->cluster, &u, &why) < 0) {
+        cli_error("--cluster '%s': %s", o->cluster, why);
+        return -1;
+    }
+    if (!o->node_name) {
+        if (gethostname(o->node_name_buf, sizeof o->node_name_buf - 1) != 0 || !o->node_name_buf[0])
+            strcpy(o->node_name_buf, "node");
+        o->node_name_buf[sizeof o->node_name_buf - 1] = '\0';
+        o->node_name = o->node_name_buf;
+    }
+    size_t n = strlen(o->node_name);
+    int bad = n == 0 || n > 64;
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = o->node_name[i] <= ' ' || o->node_name[i] == ']' || o->node_name[i] == 0x7f;
+    if (bad) {
+        cli_error("--node-name '%s': 1 to 64 printable characters, no space nor ']' (it opens "
+                  "each chat name: '[NODE ADDR:PORT] line')", o->node_name);
+        return -1;
+    }
+    return 0;
+}
+
 static int check_tls(const struct options *o, int tls_opt_given)
 {
     if (o->tls_target && o->cmd != CMD_RELAY) {
@@ -1651,6 +1725,8 @@ static int parse(int argc, char **argv, struct options *o)
             }
             break;
         case OPT_NO_STDIO: o->no_stdio = 1; break;
+        case OPT_CLUSTER: o->cluster = optarg; break;
+        case OPT_NODE_NAME: o->node_name = optarg; break;
         case 'm':
             if (strcmp(optarg, "0") == 0) {
                 /* ncat 7.93 takes it and then accepts and closes every client */
@@ -1798,11 +1874,15 @@ static int parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     }
 
-    if (o->udp && (o->cmd == CMD_RELAY ||
-                   (o->mode != MODE_STDIO && o->mode != MODE_EXEC) ||
-                   o->model != MODEL_LOOP || o->threads > 1)) {
-        cli_error("-u works with connect and listen (IP, or -U: Unix datagrams): relay, --echo, "
+    if (o->udp && o->cmd != CMD_RELAY &&
+        ((o->mode != MODE_STDIO && o->mode != MODE_EXEC) || o->model != MODEL_LOOP || o->threads > 1)) {
+        cli_error("-u works with connect, listen (IP, or -U: Unix datagrams) and relay: --echo, "
                   "--broker, --chat, --model and --threads do not apply");
+        return EXIT_USAGE;
+    }
+    if (o->udp && o->cmd == CMD_RELAY && o->timeout_ms) {
+        cli_error("relay -u: -w bounds a TCP connect, and UDP has none: a session ends after "
+                  "--idle-timeout SECS without a datagram");
         return EXIT_USAGE;
     }
     if (o->udp && o->mode == MODE_EXEC && DX_OS_WINDOWS) {
@@ -1812,7 +1892,7 @@ static int parse(int argc, char **argv, struct options *o)
     }
     /* listen -u takes --allow/--deny (each datagram's sender is checked);
      * -k and --exec keep a table of peers, bounded and aged */
-    if (o->udp && (o->max_conns || o->idle_timeout_ms) &&
+    if (o->udp && (o->max_conns || o->idle_timeout_ms) && o->cmd != CMD_RELAY &&
         !(o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC))) {
         cli_error("--max-conns and --idle-timeout bound and age listen -u -k's (and --exec's) "
                   "peers: UDP has no connection otherwise (-w SECS ends -u after SECS without "
@@ -1822,6 +1902,12 @@ static int parse(int argc, char **argv, struct options *o)
     if (o->udp && o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC)) {
         if (!o->max_conns)
             o->max_conns = UDP_DEFAULT_PEERS;
+        if (!o->idle_timeout_ms)
+            o->idle_timeout_ms = UDP_DEFAULT_PEER_IDLE_MS;
+    }
+    if (o->udp && o->cmd == CMD_RELAY) {
+        if (!o->max_conns)
+            o->max_conns = RELAY_UDP_DEFAULT_SESSIONS;
         if (!o->idle_timeout_ms)
             o->idle_timeout_ms = UDP_DEFAULT_PEER_IDLE_MS;
     }
@@ -1852,10 +1938,16 @@ static int parse(int argc, char **argv, struct options *o)
                   "print their figures with -v");
         return EXIT_USAGE;
     }
+    if (check_cluster(o) < 0)
+        return EXIT_USAGE;
     if (check_proxy(o, proxy_given, proxy_type_given) < 0)
         return EXIT_USAGE;
     if (o->send_proxy && o->cmd != CMD_RELAY) {
         cli_error("--send-proxy is for relay (a PROXY header to its TARGET)");
+        return EXIT_USAGE;
+    }
+    if (o->send_proxy && o->udp) {
+        cli_error("--send-proxy puts a PROXY header before a relayed stream: not with -u");
         return EXIT_USAGE;
     }
     if (o->accept_proxy && (o->cmd == CMD_CONNECT || o->udp)) {

@@ -72,7 +72,7 @@ static void reap(dx_loop *loop, dx_timer *t)
         dx_loop_stop(r->loop);
 }
 
-static void json_string(FILE *f, const char *s)
+void cli_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -99,14 +99,14 @@ static void report(struct conn *c)
              (unsigned long long)c->down.bytes_out, cli_s(c->down.bytes_out), (double)ms / 1000.0);
     if (r->o->stats_json) {
         printf("{\"client\":");
-        json_string(stdout, c->name);
+        cli_json_string(stdout, c->name);
         printf(",\"target\":");
-        json_string(stdout, r->target_name);
+        cli_json_string(stdout, r->target_name);
         printf(",\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,\"error\":",
                (unsigned long long)c->up.bytes_out, (unsigned long long)c->down.bytes_out,
                (unsigned long long)ms);
         if (err)
-            json_string(stdout, err);
+            cli_json_string(stdout, err);
         else
             printf("null");
         printf("}\n");

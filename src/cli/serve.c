@@ -11,7 +11,12 @@
  * A chat read pauses in the middle (one read can be thousands of lines):
  * the rest is kept and passed on first when reading resumes (on_resume).
  * A closed client stays in the list, dead, until reap() runs from the
- * loop, so no loop over the clients is disturbed by a close it causes. */
+ * loop, so no loop over the clients is disturbed by a close it causes.
+ * --cluster (cluster.c): what the senders give is also published to Redis,
+ * and what other nodes publish is delivered here as a local sender's is,
+ * except that it cannot be paused: a recipient without room for a message
+ * does not get it (counted, said with -v); the publisher, when full,
+ * pauses the senders as a slow recipient does. */
 #define _GNU_SOURCE
 #include "cli.h"
 #include "os.h"
@@ -91,6 +96,9 @@ struct server {
     unsigned long ncongested;  /* clients whose queue is above half */
     int reading_paused;        /* senders are not read (out_full or ncongested) */
     int stop_when_idle;        /* without -k: stop after the first client */
+    struct cluster *cl;        /* --cluster: the Redis channel */
+    unsigned long long remote_dropped, remote_dropped_said; /* messages of other nodes not
+                                * delivered to a recipient without room */
 };
 
 static void client_close(struct client *c, const char *why);
@@ -117,7 +125,10 @@ static void update_stdin(struct server *sv)
 }
 
 /* A recipient (stdout included) is more than half full: senders wait. */
-static int recipients_full(const struct server *sv) { return sv->out_full || sv->ncongested > 0; }
+static int recipients_full(const struct server *sv)
+{
+    return sv->out_full || sv->ncongested > 0 || cluster_full(sv->cl);
+}
 
 /* Senders are read only while every recipient keeps up (stdout included).
  * Pausing is at once; resuming goes through on_resume(), from the loop, as
@@ -201,11 +212,50 @@ static void broadcast(struct server *sv, struct client *from, const void *data, 
     }
 }
 
-/* Chat: a line or notice from `from` (NULL: the server) to everyone else. */
+/* --cluster: to the other nodes too (a no-op without). */
+static void publish(struct server *sv, const void *data, size_t n)
+{
+    if (!sv->cl)
+        return;
+    cluster_publish(sv->cl, data, n);
+    if (cluster_full(sv->cl))
+        update_reading(sv);
+}
+
+/* --cluster: a message another node published, for every client here and
+ * stdout; one that a recipient has no room for is not queued for it (the
+ * sweep drops a recipient that stays full as not reading). */
+static void on_remote(void *data, const char *msg, size_t n)
+{
+    struct server *sv = data;
+    struct client *next;
+    for (struct client *c = sv->clients; c; c = next) {
+        next = c->next;
+        if (c->dead)
+            continue;
+        if (dx_stream_room(&c->st) < n)
+            sv->remote_dropped++;
+        else
+            client_send(c, msg, n);
+    }
+    if (sv->stdio && !sv->out.failed) {
+        if (dx_stream_room(&sv->out) < n)
+            sv->remote_dropped++;
+        else
+            out_write(sv, msg, n);
+    }
+}
+
+static void on_cluster_drained(void *data) { update_reading(data); }
+
+/* Chat: a line or notice from `from` (NULL: the server) to everyone else;
+ * with --cluster, names start with this node's. */
 static void chat_say(struct server *sv, struct client *from, const char *text, size_t n)
 {
-    char msg[CHAT_LINE_MAX + DX_ADDR_STRLEN + 8];
-    int head = snprintf(msg, sizeof msg, "[%s] ", from ? from->name : "server");
+    char msg[CHAT_LINE_MAX + DX_ADDR_STRLEN + 80];
+    const char *node = sv->cl ? sv->o->node_name : NULL;
+    int head = from ? snprintf(msg, sizeof msg, "[%s%s%s] ", node ? node : "", node ? " " : "", from->name)
+                    : snprintf(msg, sizeof msg, "[%s] ", node ? node : "server");
     if (n > CHAT_LINE_MAX)
         n = CHAT_LINE_MAX;
     memcpy(msg + head, text, n);
@@ -215,15 +265,21 @@ static void chat_say(struct server *sv, struct client *from, const char *text, s
     broadcast(sv, from, msg, len);
     if (from)
         out_write(sv, msg, len);
+    publish(sv, msg, len);
 }
 
+/* With --cluster the count is this node's clients: "(3 connected on node2)". */
 static void chat_notice(struct server *sv, struct client *about, const char *what,
                         unsigned long connected)
 {
-    char msg[DX_ADDR_STRLEN + 96];
-    int n = snprintf(msg, sizeof msg, "* %s %s (%lu connected)\n", about->name, what, connected);
+    char msg[DX_ADDR_STRLEN + 200];
+    const char *node = sv->cl ? sv->o->node_name : NULL;
+    int n = node ? snprintf(msg, sizeof msg, "* %s %s %s (%lu connected on %s)\n", node, about->name,
+                            what, connected, node)
+                 : snprintf(msg, sizeof msg, "* %s %s (%lu connected)\n", about->name, what, connected);
     broadcast(sv, about, msg, (size_t)n);
     out_write(sv, msg, (size_t)n);
+    publish(sv, msg, (size_t)n);
 }
 
 /* Split what a sender (`from`, NULL: the server's stdin) gave into lines,
@@ -405,6 +461,7 @@ static void client_on_read(dx_stream *s, const char *data, size_t n)
     case MODE_BROKER:
         broadcast(sv, c, data, n);
         out_write(sv, data, n);
+        publish(sv, data, n);
         break;
     case MODE_CHAT:
         if (chat_input(sv, c, &c->in, data, n) < 0)
@@ -598,6 +655,8 @@ static void stdin_on_read(dx_stream *s, const char *data, size_t n)
     }
     if (sv->o->mode != MODE_CHAT) {
         broadcast(sv, NULL, data, n);
+        if (sv->o->mode == MODE_BROKER)
+            publish(sv, data, n);
         return;
     }
     /* the same lines as a client's: assembled across reads, cut in pieces */
@@ -666,6 +725,12 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
         exec_children() == 0) {
         sv->l.paused = 0;
         listeners_watch(&sv->l, 1);
+    }
+    if (sv->remote_dropped != sv->remote_dropped_said) {
+        unsigned long long n = sv->remote_dropped - sv->remote_dropped_said;
+        cli_info(sv->o, "cluster: %llu message%s of other nodes not delivered to recipients "
+                 "without room (not reading); %llu in all", n, cli_s(n), sv->remote_dropped);
+        sv->remote_dropped_said = sv->remote_dropped;
     }
     uint64_t now = dx_loop_now(loop);
     uint64_t limit = (uint64_t)sv->o->idle_timeout_ms;
@@ -764,6 +829,12 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
             update_stdin(sv); /* no client yet */
         }
     }
+    if (o->cluster && !(sv->cl = cluster_open(o, loop, on_remote, on_cluster_drained, sv, exit_code))) {
+        cli_tls_server_free(sv->tls);
+        listeners_close(&sv->l);
+        free(sv);
+        return NULL;
+    }
     /* the sweep: idle clients, congested recipients, finished children */
     uint64_t period = o->idle_timeout_ms ? (uint64_t)o->idle_timeout_ms / 4 : SWEEP_MS;
     period = period < 50 ? 50 : period > SWEEP_MS ? SWEEP_MS : period;
@@ -828,6 +899,8 @@ void serve_close(struct server *sv)
     }
     pthread_mutex_unlock(&servers_lock);
     exec_detach(loop);
+    cluster_close(sv->cl);
+    sv->cl = NULL;
     for (struct client *c = sv->clients; c; c = c->next)
         client_close(c, NULL);
     cli_tls_server_free(sv->tls);

@@ -106,19 +106,27 @@ struct udp {
  * (127.0.0.1:5 for messages and the --exec variables), else a itself. */
 static const dx_addr *unmapped(const dx_addr *a, dx_addr *v4)
 {
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
-    if (a->ss.ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+    /* built in locals and copied: stores through a cast of v4->ss were
+     * lost (strict aliasing) once GCC 12 -O2 inlined this differently into
+     * local_address(): an IPv4 peer's NCAT_LOCAL_ADDR came out empty */
+    struct sockaddr_in6 s6;
+    struct sockaddr_in s4;
+    if (a->ss.ss_family != AF_INET6 || (size_t)a->len < sizeof s6)
         return a;
+    memcpy(&s6, &a->ss, sizeof s6);
+    if (!IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))
+        return a;
+    memset(&s4, 0, sizeof s4);
+    s4.sin_family = AF_INET;
+    s4.sin_port = s6.sin6_port;
+    memcpy(&s4.sin_addr, &s6.sin6_addr.s6_addr[12], 4);
     memset(v4, 0, sizeof *v4);
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&v4->ss;
-    s4->sin_family = AF_INET;
-    s4->sin_port = s6->sin6_port;
-    memcpy(&s4->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
-    v4->len = sizeof *s4;
+    memcpy(&v4->ss, &s4, sizeof s4);
+    v4->len = sizeof s4;
     return v4;
 }
 
-static char *peer_format(const dx_addr *a, char *buf, size_t n)
+char *cli_udp_peer_format(const dx_addr *a, char *buf, size_t n)
 {
     dx_addr v4;
     return dx_addr_format(unmapped(a, &v4), buf, n);
@@ -318,7 +326,7 @@ static void heard_from(struct udp *u, int sock_index, const dx_addr *from)
     u->have_peer = 1;
     u->peer = *from;
     u->peer_sock = sock_index;
-    peer_format(from, u->peer_text, sizeof u->peer_text);
+    cli_udp_peer_format(from, u->peer_text, sizeof u->peer_text);
     cli_info(u->o, "datagram from %s", u->peer_text);
 }
 
@@ -332,7 +340,7 @@ static int admit_sender(struct udp *u, const dx_addr *from)
     int again = u->dgrams_denied && u->last_denied.len == from->len &&
                 memcmp(&u->last_denied.ss, &from->ss, from->len) == 0;
     char addr[DX_ADDR_STRLEN], name[DX_ADDR_STRLEN + 16];
-    snprintf(name, sizeof name, "datagram from %s", peer_format(from, addr, sizeof addr));
+    snprintf(name, sizeof name, "datagram from %s", cli_udp_peer_format(from, addr, sizeof addr));
     if (listeners_admit(u->o, from, name, !again)) {
         u->last_denied.len = 0;
         return 1;
@@ -527,7 +535,7 @@ static struct peer *peer_add(struct udp *u, int sock, const dx_addr *from)
 {
     const struct options *o = u->o;
     char name[DX_ADDR_STRLEN];
-    peer_format(from, name, sizeof name);
+    cli_udp_peer_format(from, name, sizeof name);
     const char *refusal = NULL;
     char why[64];
     if (u->exec && !o->keep_listening && u->served_one) {
@@ -611,7 +619,7 @@ static void on_socket(dx_loop *loop, dx_io *io, int events)
             else if (u->o->unix_path && cli_unix_dgram_unnamed(&from))
                 snprintf(who, sizeof who, "an unnamed socket");
             else
-                peer_format(&from, who, sizeof who);
+                cli_udp_peer_format(&from, who, sizeof who);
             cli_error("datagram from %s: longer than %d bytes: the rest is lost (said once)", who,
                       RECV_BUF);
         }

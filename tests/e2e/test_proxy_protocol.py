@@ -301,6 +301,8 @@ def test_relay_passes_the_header_client_on(start_duplex, tmp_path):
     (["relay", "--send-proxy=v3", "0", "127.0.0.1:1"], "expected v1 or v2"),
     (["listen", "-u", "--accept-proxy", "0"], "not with -u"),
     (["connect", "--accept-proxy", "127.0.0.1", "1"], "not with connect"),
+    (["relay", "-u", "--send-proxy", "0", "127.0.0.1:1"], "not with -u"),
+    (["relay", "-u", "--accept-proxy", "0", "127.0.0.1:1"], "not with -u"),
 ])
 def test_usage_errors(args, msg, run_duplex):
     rc, _, err = run_duplex(args)

@@ -57,6 +57,9 @@ struct pconn {
     dx_endpoint ce, te;
     dx_pump up, down;          /* client -> target, target -> client */
     int pumps;
+    struct pxs_body body;      /* a plain HTTP request: where its body ends */
+    int body_bad;              /* a chunked body that is not one: ending */
+    uint64_t dropped;          /* client bytes after the body, never forwarded */
     uint64_t started;
     char why[160];             /* how it ended */
     int failed;
@@ -229,10 +232,14 @@ static void conn_end(struct pconn *c, int failed, const char *fmt, ...)
     /* sent: what the target got, the forwarded request head included */
     uint64_t up = (c->pumps ? c->up.bytes_out : 0) + c->preoff;
     uint64_t down = c->pumps ? c->down.bytes_out : 0;
-    cli_info(s->o, "%s -> %s (%s): sent %llu byte%s, received %llu byte%s in %.3f s: %s", c->name,
-             c->target[0] ? c->target : "?", type_name(s), (unsigned long long)up, cli_s(up),
-             (unsigned long long)down, cli_s(down),
-             (double)(dx_loop_now(s->loop) - c->started) / 1000.0, c->why);
+    char extra[64] = "";
+    if (c->dropped)
+        snprintf(extra, sizeof extra, " (%llu byte%s after the request dropped)",
+                 (unsigned long long)c->dropped, cli_s(c->dropped));
+    cli_info(s->o, "%s -> %s (%s): sent %llu byte%s, received %llu byte%s in %.3f s: %s%s",
+             c->name, c->target[0] ? c->target : "?", type_name(s), (unsigned long long)up,
+             cli_s(up), (unsigned long long)down, cli_s(down),
+             (double)(dx_loop_now(s->loop) - c->started) / 1000.0, c->why, extra);
     conn_free(c);
 }
 
@@ -386,16 +393,41 @@ static void on_pump_done(dx_pump *p, int error, int in_read)
     }
 }
 
+/* A plain request's up pump: the origin gets the body as framed and nothing
+ * after it (a pipelined request would reach it otherwise, and answer to
+ * no one). It runs inside the pump's read: a body that turns out malformed
+ * is ended from the loop (on_deadline). */
+static size_t body_only(dx_pump *p, const char *in, size_t n, char *out)
+{
+    struct pconn *c = p->filter_data;
+    ssize_t k = c->body_bad ? 0 : pxs_body_take(&c->body, in, n);
+    if (k < 0) {
+        c->body_bad = 1;
+        k = 0;
+        dx_timer_start(c->s->loop, &c->deadline, 0, 0);
+    }
+    memcpy(out, in, (size_t)k);
+    c->dropped += n - (size_t)k;
+    return (size_t)k;
+}
+
 static void start_pumps(struct pconn *c)
 {
     struct pserver *s = c->s;
+    int plain = c->http && !c->http_connect;
     dx_io_stop(s->loop, &c->io); /* the endpoints watch the fds from here */
     dx_timer_stop(s->loop, &c->deadline);
     dx_endpoint_init(&c->ce, c->client_fd);
     dx_endpoint_init(&c->te, c->target_fd);
     size_t bufsize = s->o->bufsize ? s->o->bufsize : 256 * 1024;
     int fl = DX_PUMP_SHUTDOWN | DX_PUMP_SPLICE;
-    int rc = dx_pump_start(s->loop, &c->up, &c->ce, &c->te, bufsize, fl, on_pump_done, c);
+    /* a filter sees only what a buffered pump reads: no splice up there */
+    int rc = dx_pump_start(s->loop, &c->up, &c->ce, &c->te, bufsize,
+                           plain ? DX_PUMP_SHUTDOWN : fl, on_pump_done, c);
+    if (rc == 0 && plain) {
+        c->up.filter = body_only;
+        c->up.filter_data = c;
+    }
     if (rc == 0) {
         rc = dx_pump_start(s->loop, &c->down, &c->te, &c->ce, bufsize, fl, on_pump_done, c);
         if (rc < 0)
@@ -544,10 +576,10 @@ static void go(struct pconn *c)
     /* the deadline timer still runs: it bounds the lookup */
 }
 
-/* Keep what follows a message for the target (early data). */
-static int keep_rest(struct pconn *c, size_t used, const char *head, size_t headlen)
+/* Keep what follows a message for the target (early data): rest bytes
+ * after the used ones. */
+static int keep_rest(struct pconn *c, size_t used, size_t rest, const char *head, size_t headlen)
 {
-    size_t rest = c->inlen - used;
     c->pre = malloc(headlen + rest + 1);
     if (!c->pre)
         return -1;
@@ -639,7 +671,7 @@ static void socks_step(struct pconn *c)
                 socks_fail(c, 7, why);
                 return;
             }
-            if (keep_rest(c, (size_t)r, NULL, 0) < 0) {
+            if (keep_rest(c, (size_t)r, c->inlen - (size_t)r, NULL, 0) < 0) {
                 socks_fail(c, 1, "out of memory");
                 return;
             }
@@ -721,15 +753,23 @@ static void http_step(struct pconn *c)
     c->t = r.t;
     c->http_connect = r.is_connect;
     if (r.is_connect) {
-        if (keep_rest(c, hl, NULL, 0) < 0) {
+        if (keep_rest(c, hl, c->inlen - hl, NULL, 0) < 0) {
             http_fail(c, 503, NULL, "out of memory");
             return;
         }
     } else {
+        /* the head, then of what came with it only the body's bytes */
+        pxs_body_init(&c->body, &r);
+        ssize_t body = pxs_body_take(&c->body, (const char *)c->in + hl, c->inlen - hl);
+        if (body < 0) {
+            http_fail(c, 400, NULL, "malformed chunked body");
+            return;
+        }
+        c->dropped = c->inlen - hl - (size_t)body;
         size_t cap = PXS_REWRITE_CAP(hl, r.authority_len);
         char *head = malloc(cap);
         size_t n = head ? pxs_http_rewrite((const char *)c->in, hl, &r, head, cap) : 0;
-        int rc = n ? keep_rest(c, hl, head, n) : -1;
+        int rc = n ? keep_rest(c, hl, (size_t)body, head, n) : -1;
         free(head);
         if (rc < 0) {
             http_fail(c, 503, NULL, "out of memory");
@@ -781,6 +821,9 @@ static void on_deadline(dx_loop *loop, dx_timer *t)
     case PH_PREAMBLE:
         conn_end(c, 1, "target: took %zu of the request's %zu bytes in %.3g s", c->preoff,
                  c->prelen, (double)s->deadline_ms / 1000.0);
+        return;
+    case PH_PUMP: /* (started by body_only: the request was partly forwarded, no answer) */
+        conn_end(c, 1, "client: malformed chunked body");
         return;
     default:
         if (c->http)

@@ -6,6 +6,8 @@
 #define DUPLEX_PROXYSERV_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /* Longest request head a client may send (HTTP) and what a SOCKS5
  * exchange can take (a greeting, credentials or a request is < 520 bytes). */
@@ -58,6 +60,10 @@ struct pxs_http_req {
     const char *proxy_auth;/* the Proxy-Authorization value (not terminated), or NULL */
     size_t proxy_auth_len;
     int has_host;          /* a Host header came */
+    /* the body of a plain request (RFC 9112 6.3; CONNECT has none) */
+    int chunked;           /* Transfer-Encoding: chunked */
+    int has_length;        /* a Content-Length came: content_length bytes */
+    uint64_t content_length;
 };
 /* Length of the request head (request line, headers and the empty line),
  * 0 when it has not ended within n bytes. Leading empty lines count in. */
@@ -65,7 +71,11 @@ size_t pxs_http_head_len(const char *b, size_t n);
 /* Parse a complete head of len bytes: 0, or the HTTP status to answer
  * (400 malformed or origin-form "GET / HTTP/1.1", 405 a method not
  * forwarded (PXS_HTTP_ALLOW are), 501 a scheme other than http://, 505 not
- * HTTP/1.x). */
+ * HTTP/1.x). A plain request's body must be framed beyond doubt, since the
+ * origin reads the same bytes (RFC 9112 6.3): 400 for Content-Length and
+ * Transfer-Encoding both, a Content-Length not a number (or two that differ),
+ * a Transfer-Encoding whose last coding is not chunked (once) or in an
+ * HTTP/1.0 request; 501 for a coding before chunked (not understood). */
 #define PXS_HTTP_ALLOW "CONNECT, GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"
 int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r);
 /* The head to send to the origin for a plain request: the request line in
@@ -79,5 +89,24 @@ int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r);
 #define PXS_REWRITE_CAP(len, authority_len) (2 * (len) + (authority_len) + 64)
 size_t pxs_http_rewrite(const char *b, size_t len, const struct pxs_http_req *r, char *out,
                         size_t cap);
+
+/* Where a plain request's body ends, fed the bytes after the head in
+ * pieces as they come: Content-Length bytes, a chunked body (RFC 9112 7.1:
+ * chunks, the last chunk, trailers, the empty line; every line ended by CR
+ * LF), or nothing. What follows the body (a pipelined request) is not the
+ * origin's: one request a connection. */
+struct pxs_body {
+    int chunked;
+    int done;              /* the body has ended */
+    uint64_t left;         /* bytes still to come (Content-Length, or of the chunk) */
+    int state;             /* private: where in the chunked grammar */
+    size_t line;           /* private: bytes of the current chunk-size or trailer line */
+    int digits;            /* private: hex digits of the chunk size */
+};
+void pxs_body_init(struct pxs_body *bd, const struct pxs_http_req *r);
+/* How many of b[0..n) belong to the body (n until it ends, fewer when it
+ * ends inside them, 0 once it has ended), or -1 when they cannot be a
+ * chunked body (then every later call says -1 too). */
+ssize_t pxs_body_take(struct pxs_body *bd, const char *b, size_t n);
 
 #endif

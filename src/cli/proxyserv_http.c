@@ -1,13 +1,16 @@
 /* proxyserv_http.c: the HTTP proxy server's request head (RFC 9110, 9112)
  * as pure functions over the bytes received: where it ends, what it asks
  * for (CONNECT host:port, or a plain request with an absolute http:// URI),
- * and the head forwarded to the origin. No I/O here (fuzz_proxyserv.c). */
+ * the head forwarded to the origin, and where the body that follows ends
+ * (Content-Length or chunked: nothing after it is the origin's). No I/O
+ * here (fuzz_proxyserv.c). */
 #define _GNU_SOURCE
 #include "cli.h"
 #include "proxyserv.h"
 #include "os.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -120,6 +123,67 @@ static int known_method(const char *m)
     return 0;
 }
 
+/* Content-Length: 1*DIGIT (a list, even "5, 5", is refused rather than
+ * guessed at), below 10^18. 0 or -1. */
+static int parse_length(const char *v, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 18)
+        return -1;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)v[i]))
+            return -1;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+/* What Transfer-Encoding lines say, all of them one list in order. */
+struct codings {
+    int seen;          /* a Transfer-Encoding line came */
+    int chunked;       /* times chunked was listed */
+    int last_chunked;  /* the last coding so far is chunked */
+    int other;         /* another coding came before it */
+};
+
+static void add_codings(struct codings *te, const char *v, size_t n)
+{
+    te->seen = 1;
+    for (size_t i = 0; i < n;) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e == s)
+            continue; /* an empty list element */
+        int is_chunked = e - s == 7 && strncasecmp(v + s, "chunked", 7) == 0;
+        te->chunked += is_chunked;
+        te->other |= !is_chunked;
+        te->last_chunked = is_chunked;
+    }
+}
+
+/* RFC 9112 6.1 and 6.3: a request body the proxy and the origin would both
+ * frame the same way, or the status that refuses it. */
+static int body_framing(const struct codings *te, int lengths, struct pxs_http_req *r)
+{
+    if (!te->seen)
+        return lengths < 0 ? 400 : 0;
+    if (lengths != 0 || r->minor == 0)
+        return 400; /* both (a smuggling classic), or chunked in HTTP/1.0 */
+    if (!te->last_chunked || te->chunked != 1)
+        return 400; /* the length cannot be known */
+    if (te->other)
+        return 501; /* a coding this proxy does not know */
+    r->chunked = 1;
+    return 0;
+}
+
 int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r)
 {
     memset(r, 0, sizeof *r);
@@ -184,6 +248,8 @@ int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r)
         r->path_len = (size_t)((hash ? hash : tend) - p);
     }
     /* headers: NAME ":" OWS VALUE OWS */
+    struct codings te = {0};
+    int lengths = 0; /* Content-Length lines; -1: unreadable or two that differ */
     while (pos < len) {
         line = next_line(b, len, &pos, &l);
         if (l == 0)
@@ -212,13 +278,32 @@ int pxs_http_parse(const char *b, size_t len, struct pxs_http_req *r)
             r->proxy_auth_len = (size_t)(ve - v);
         } else if (nlen == 4 && strncasecmp(line, "Host", 4) == 0) {
             r->has_host = 1;
+        } else if (nlen == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
+            uint64_t n;
+            if (lengths >= 0 && (parse_length(v, (size_t)(ve - v), &n) < 0 ||
+                                 (lengths > 0 && n != r->content_length)))
+                lengths = -1;
+            else if (lengths >= 0)
+                lengths++, r->content_length = n, r->has_length = 1;
+        } else if (nlen == 17 && strncasecmp(line, "Transfer-Encoding", 17) == 0) {
+            add_codings(&te, v, (size_t)(ve - v));
         }
     }
-    return 0;
+    if (r->is_connect) {
+        r->content_length = 0; /* a tunnel: the bytes that follow are the client's */
+        r->has_length = 0;
+        return 0;
+    }
+    return body_framing(&te, lengths, r);
 }
 
 static int hop_by_hop(const char *b, size_t len, const char *name, size_t n)
 {
+    /* the body's framing goes with the body, whatever Connection lists: the
+     * origin would read the body as the next request */
+    if ((n == 14 && strncasecmp(name, "Content-Length", 14) == 0) ||
+        (n == 17 && strncasecmp(name, "Transfer-Encoding", 17) == 0))
+        return 0;
     static const char *const hop[] = {"Connection", "Proxy-Connection", "Proxy-Authorization",
                                       "Keep-Alive", "TE", "Trailer", "Upgrade", "Host"};
     for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
@@ -286,4 +371,118 @@ size_t pxs_http_rewrite(const char *b, size_t len, const struct pxs_http_req *r,
     }
     put(&o, "Connection: close\r\n\r\n", 21);
     return o.full ? 0 : o.len;
+}
+
+/* ---- the request body ---- */
+
+enum {
+    CK_SIZE,      /* chunk-size: hex digits */
+    CK_EXT,       /* after the size: BWS ; chunk-ext (skipped) up to CR */
+    CK_SIZE_LF,   /* the LF after the size line's CR */
+    CK_DATA,      /* `left` bytes of chunk data */
+    CK_DATA_CR,   /* the CR LF after them */
+    CK_DATA_LF,
+    CK_TRAILER,   /* the start of a trailer line, or the final CR */
+    CK_FIELD,     /* inside a trailer line, up to CR */
+    CK_FIELD_LF,
+    CK_END_LF,    /* the final LF */
+    CK_BAD,
+};
+
+/* Lines (chunk size and extensions, one trailer field) longer than this
+ * are refused: a proxy reads them byte by byte. */
+#define CK_LINE_MAX 4096
+
+void pxs_body_init(struct pxs_body *bd, const struct pxs_http_req *r)
+{
+    memset(bd, 0, sizeof *bd);
+    bd->chunked = r->chunked;
+    bd->left = r->chunked ? 0 : r->content_length;
+    bd->state = CK_SIZE;
+    bd->done = !r->chunked && bd->left == 0;
+}
+
+static int hex_value(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* One byte of a chunked body outside chunk data: the next state. */
+static int chunked_step(struct pxs_body *bd, unsigned char c)
+{
+    if ((bd->state == CK_SIZE || bd->state == CK_EXT || bd->state == CK_FIELD) &&
+        ++bd->line > CK_LINE_MAX)
+        return CK_BAD;
+    switch (bd->state) {
+    case CK_SIZE: {
+        int h = hex_value(c);
+        if (h >= 0) {
+            if (++bd->digits > 15)
+                return CK_BAD; /* (no one sends 2^60 bytes; an overflow could be read short) */
+            bd->left = bd->left * 16 + (uint64_t)h;
+            return CK_SIZE;
+        }
+        if (bd->digits == 0)
+            return CK_BAD;
+        return c == '\r' ? CK_SIZE_LF : c == ';' || c == ' ' || c == '\t' ? CK_EXT : CK_BAD;
+    }
+    case CK_EXT:
+        /* chunk-ext has no CR or LF of its own (not even quoted) */
+        return c == '\r' ? CK_SIZE_LF : c == '\n' || c == 0 ? CK_BAD : CK_EXT;
+    case CK_SIZE_LF:
+        if (c != '\n')
+            return CK_BAD;
+        bd->line = 0;
+        bd->digits = 0;
+        return bd->left ? CK_DATA : CK_TRAILER; /* size 0: the last chunk */
+    case CK_DATA_CR:
+        return c == '\r' ? CK_DATA_LF : CK_BAD;
+    case CK_DATA_LF:
+        return c == '\n' ? CK_SIZE : CK_BAD;
+    case CK_TRAILER:
+        bd->line = 0;
+        return c == '\r' ? CK_END_LF
+               : c == '\n' || c == 0 || c == ' ' || c == '\t' ? CK_BAD : CK_FIELD;
+    case CK_FIELD:
+        return c == '\r' ? CK_FIELD_LF : c == '\n' || c == 0 ? CK_BAD : CK_FIELD;
+    case CK_FIELD_LF:
+        return c == '\n' ? CK_TRAILER : CK_BAD;
+    case CK_END_LF:
+        if (c != '\n')
+            return CK_BAD;
+        bd->done = 1;
+        return CK_END_LF;
+    default:
+        return CK_BAD;
+    }
+}
+
+ssize_t pxs_body_take(struct pxs_body *bd, const char *b, size_t n)
+{
+    if (bd->state == CK_BAD)
+        return -1;
+    if (bd->done)
+        return 0;
+    if (!bd->chunked) {
+        size_t k = bd->left < n ? (size_t)bd->left : n;
+        bd->left -= k;
+        bd->done = bd->left == 0;
+        return (ssize_t)k;
+    }
+    size_t i = 0;
+    while (i < n && !bd->done) {
+        if (bd->state == CK_DATA) {
+            size_t k = bd->left < n - i ? (size_t)bd->left : n - i;
+            bd->left -= k;
+            i += k;
+            if (bd->left == 0)
+                bd->state = CK_DATA_CR;
+            continue;
+        }
+        bd->state = chunked_step(bd, (unsigned char)b[i++]);
+        if (bd->state == CK_BAD)
+            return -1;
+    }
+    return (ssize_t)i;
 }

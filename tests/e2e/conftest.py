@@ -221,3 +221,23 @@ def _release_closed_ports():
     """Frees the ports closed_port() held for the test that just ended."""
     yield
     release_closed_ports()
+
+
+@pytest.fixture
+def tinyproxy(spawn, tmp_path):
+    """tinyproxy(connect_ports=()) -> port of a tinyproxy on 127.0.0.1 (the
+    HTTP proxy Debian has) that allows CONNECT to those ports only."""
+    need("tinyproxy")
+
+    def _start(connect_ports=()):
+        port = free_port()
+        conf = tmp_path / f"tinyproxy-{port}.conf"
+        lines = [f"Port {port}", "Listen 127.0.0.1", "Timeout 30", "Allow 127.0.0.1",
+                 "LogLevel Info", "MaxClients 10"]
+        lines += [f"ConnectPort {cp}" for cp in connect_ports]
+        conf.write_text("\n".join(lines) + "\n")
+        p = spawn(["tinyproxy", "-d", "-c", conf], stdout=subprocess.DEVNULL)
+        wait_listening(port, proc=p)
+        return port
+
+    return _start

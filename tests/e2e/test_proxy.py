@@ -108,26 +108,6 @@ def microsocks(spawn):
     return _start
 
 
-@pytest.fixture
-def tinyproxy(spawn, tmp_path):
-    """tinyproxy(connect_ports) -> port of a tinyproxy on 127.0.0.1 that
-    allows CONNECT to those ports only."""
-    need("tinyproxy")
-
-    def _start(connect_ports):
-        port = free_port()
-        conf = tmp_path / f"tinyproxy-{port}.conf"
-        lines = [f"Port {port}", "Listen 127.0.0.1", "Timeout 30", "Allow 127.0.0.1",
-                 "LogLevel Info", "MaxClients 10"]
-        lines += [f"ConnectPort {cp}" for cp in connect_ports]
-        conf.write_text("\n".join(lines) + "\n")
-        p = spawn(["tinyproxy", "-d", "-c", conf], stdout=subprocess.DEVNULL)
-        wait_listening(port, proc=p)
-        return port
-
-    return _start
-
-
 # ------------------------------------------------------------ SOCKS5, real --
 
 

@@ -51,7 +51,7 @@ LDLIBS += $(shell pkg-config --libs openssl)
 # the library links OpenSSL only once its own sources use it
 ifneq ($(shell grep -l '<openssl/' src/*.c 2>/dev/null),)
 LIB_LDLIBS += $(shell pkg-config --libs openssl)
-PC_REQUIRES_PRIVATE += openssl
+PC_REQUIRES_PRIVATE += libssl libcrypto
 endif
 endif
 SHLIBS = $(BUILD)/$(SHLIB) $(BUILD)/$(SONAME) $(BUILD)/libduplex.so
@@ -74,7 +74,7 @@ UNIT_SRCS = $(wildcard tests/unit/*.c)
 # removed or changed, or a struct the program allocates changes layout;
 # 1: dx_acl_add_file_with() removed).
 VERSION := $(shell sed -n 's/^\#define DX_VERSION "\(.*\)"/\1/p' include/duplex.h)
-SOVERSION = 1
+SOVERSION = 2
 SONAME = libduplex.so.$(SOVERSION)
 SHLIB = libduplex.so.$(VERSION)
 

@@ -97,6 +97,9 @@ enum {
     DX_ENOADDR = -10003,     /* resolution gave no usable address */
     DX_ETOOLONG = -10004,    /* Unix socket path longer than sun_path */
     DX_ETIMEDOUT = -10005,   /* a deadline set by the caller expired */
+    DX_ETLS = -10006,        /* TLS handshake or record failure (dx_tls_reason() says why) */
+    DX_ETLSVERIFY = -10007,  /* the peer's certificate was refused (dx_tls_reason() says why) */
+    DX_ETLSTRUNC = -10008,   /* the TLS peer closed without close_notify: data may be cut */
 };
 
 /* Text for any code returned by this library (static storage, never NULL).
@@ -588,6 +591,7 @@ typedef struct dx_endpoint {
     dx_pump *writer;          /* private: pump that writes this fd */
     void (*pri_cb)(struct dx_endpoint *e); /* private: see dx_endpoint_watch_pri() */
     void *data;               /* public: for the caller */
+    struct dx_tls *tls;       /* read-only: see dx_endpoint_set_tls() */
 } dx_endpoint;
 
 struct dx_pump {
@@ -614,6 +618,7 @@ struct dx_pump {
     void *data;               /* public: for the caller */
     dx_pump_filter filter;    /* public: set after dx_pump_start(), or NULL */
     void *filter_data;        /* public: for the filter */
+    int closing;              /* private: TLS close_notify waits for the socket */
 };
 
 /* Prepare an endpoint for fd (fstat tells whether it is a socket). */
@@ -705,6 +710,7 @@ struct dx_stream {
     void *data;               /* public: for the caller */
     dx__later later;          /* private: reports a failure found during a call */
     int later_error;          /* private */
+    struct dx_tls *tls;       /* read-only: see dx_stream_set_tls() */
 };
 
 /* Wrap fd (socket, pipe, terminal or file; non-blocking) with an output queue
@@ -747,6 +753,135 @@ void dx_stream_shutdown(dx_stream *s);
  * (the stream's own or another object's), twice, and on a zero-initialised
  * stream; the memory may be freed on return. */
 void dx_stream_close(dx_stream *s);
+
+
+/* ---- TLS (OpenSSL): streams and pumps over TLS ---------------------------- */
+
+/* A dx_tls_ctx holds what every connection of one side shares (certificate,
+ * trusted CAs, ALPN); make it once from options. A dx_tls is one connection's
+ * TLS state over a connected socket: run its handshake in the loop with
+ * dx_tls_handshake(), then attach it to a dx_stream (dx_stream_set_tls()) or
+ * to the dx_endpoint of a socket that pumps read and write
+ * (dx_endpoint_set_tls()): they then read, write and shut down through TLS,
+ * with the same callbacks, rules and backpressure as on a plain socket.
+ * - Verification is on by default for a client: the server's chain must
+ *   lead to a trusted CA (the system store, or ca_file) and its certificate
+ *   must carry the name given to dx_tls_new() (a DNS name, or an IP address,
+ *   which is then matched against the certificate's IP entries); the name
+ *   is also sent as SNI (not an IP address). A failure fails the handshake
+ *   with DX_ETLSVERIFY; dx_tls_reason() says why ("certificate verify
+ *   failed: self-signed certificate", "hostname mismatch: certificate is
+ *   for localhost, not example.com").
+ * - Half-close: dx_stream_shutdown() (or a pump's DX_PUMP_SHUTDOWN) sends
+ *   close_notify, then shuts the socket's write side down; reading goes on.
+ *   The peer's close_notify is the end of input (a read callback with n 0,
+ *   a pump's end). A peer that closes the socket without close_notify is
+ *   DX_ETLSTRUNC (an attacker on the path can cut a stream so), unless the
+ *   context allows truncation: then it is the end of input too, and
+ *   dx_tls_truncated() says it happened.
+ * - Errors of a connection are its own: a read, write or handshake failure
+ *   is DX_ETLS, DX_ETLSVERIFY, DX_ETLSTRUNC or -errno, and dx_tls_reason()
+ *   keeps OpenSSL's text for it ("tlsv1 alert unknown ca").
+ * - The callback rule holds: no callback from inside a call; a callback may
+ *   close and free the stream, stop the pumps, and free the dx_tls.
+ * - Built without OpenSSL (the Windows build), dx_tls_ctx_new() fails with
+ *   -ENOSYS and dx_tls_available() is 0. */
+
+typedef struct dx_tls_ctx dx_tls_ctx;
+typedef struct dx_tls dx_tls;
+
+/* Options for dx_tls_ctx_new(). Zero-initialise, then set what you need.
+ * Files are PEM. */
+typedef struct dx_tls_opts {
+    int server;              /* 1: the accepting side (needs cert_file) */
+    const char *cert_file;   /* the certificate chain: a server's, or a client's own */
+    const char *key_file;    /* its private key (NULL: in cert_file) */
+    const char *ca_file;     /* CAs to trust (NULL: the system store) */
+    int no_verify;           /* client: accept any server certificate (insecure) */
+    int verify_client;       /* server: require a client certificate from a CA of ca_file */
+    const char *alpn;        /* "h2,http/1.1": offered (client), or accepted in this order of
+                              * preference (server; no protocol in common: none); NULL: none */
+    const char *ciphers;     /* TLS 1.2 cipher list in OpenSSL's syntax; NULL: its default */
+    int allow_truncation;    /* a close without close_notify is the end of input */
+} dx_tls_opts;
+
+/* 1 if the library was built with TLS. */
+int dx_tls_available(void);
+
+/* Make a context (TLS 1.2 or later). On failure returns NULL, stores a code
+ * in *err (if not NULL): -EINVAL for options that do not fit together (a
+ * server without cert_file, verify_client without ca_file), -ENOSYS
+ * without TLS, DX_ETLS for a file OpenSSL refuses; and a sentence in why
+ * (if not NULL, whylen bytes) naming the file and the reason. */
+dx_tls_ctx *dx_tls_ctx_new(const dx_tls_opts *opts, int *err, char *why, size_t whylen);
+
+/* A context over an SSL_CTX the program set up itself with OpenSSL (its
+ * own verification callback, pins, session cache): the library takes a
+ * reference (the caller may SSL_CTX_free() its own). server says which
+ * side. Names given to dx_tls_new() are sent as SNI and checked as with
+ * dx_tls_ctx_new() unless the SSL_CTX does not verify (SSL_VERIFY_NONE).
+ * Returns NULL with *err -ENOMEM or -ENOSYS. */
+dx_tls_ctx *dx_tls_ctx_wrap(void *ssl_ctx, int server, int allow_truncation, int *err);
+
+/* The context's SSL_CTX (for settings the options lack), NULL without TLS. */
+void *dx_tls_ctx_native(dx_tls_ctx *c);
+
+/* Drop the program's reference: the context lives on while connections
+ * made from it do. Safe with NULL. */
+void dx_tls_ctx_free(dx_tls_ctx *c);
+
+/* TLS state for connected socket fd (non-blocking; it stays the caller's,
+ * dx_tls_free() does not close it). peer_name: a client's name of the
+ * server (SNI and the name its certificate must carry; "[::1]" brackets
+ * are taken off); NULL is refused (-EINVAL) for a client that verifies,
+ * since any certificate of any trusted CA would then do; ignored by a
+ * server. Returns NULL with *err -ENOMEM, -EINVAL or -ENOSYS. */
+dx_tls *dx_tls_new(dx_loop *loop, dx_tls_ctx *ctx, int fd, const char *peer_name, int *err);
+
+/* Free the TLS state (nothing is sent: shut down first for a clean end).
+ * Close the stream or stop the pumps using it first. Safe with NULL and
+ * from any callback. */
+void dx_tls_free(dx_tls *t);
+
+/* Called once, from the loop, when the handshake is over: error 0, or
+ * DX_ETLSVERIFY, DX_ETLS, DX_ETIMEDOUT (the deadline), -errno. It may free
+ * t. */
+typedef void (*dx_tls_cb)(dx_tls *t, int error, void *data);
+
+/* Run the handshake in the loop, bounded by timeout_ms (0: none), then
+ * call cb. While it runs the socket is watched by t: attach it to a stream
+ * or an endpoint only afterwards (a stream given a dx_tls whose handshake
+ * was not run does it on its first read or write, without a deadline).
+ * Returns 0 or a negative code (cb is then never called). */
+int dx_tls_handshake(dx_tls *t, uint64_t timeout_ms, dx_tls_cb cb, void *data);
+
+/* Stop a handshake in progress: cb is not called. Safe if none runs. */
+void dx_tls_handshake_cancel(dx_tls *t);
+
+/* Why the last operation failed: "certificate verify failed: ...",
+ * "handshake timed out after 2 s", OpenSSL's reason; "" if nothing failed.
+ * Valid until t is freed. */
+const char *dx_tls_reason(const dx_tls *t);
+
+/* After the handshake: the protocol ("TLSv1.3"), the cipher suite, and the
+ * ALPN protocol agreed on (NUL-terminated copy into buf; "" for none). */
+const char *dx_tls_version(const dx_tls *t);
+const char *dx_tls_cipher(const dx_tls *t);
+char *dx_tls_alpn(const dx_tls *t, char *buf, size_t buflen);
+
+/* 1 if the peer closed without close_notify (with allow_truncation). */
+int dx_tls_truncated(const dx_tls *t);
+
+/* The connection's SSL (OpenSSL), for what this API does not cover. */
+void *dx_tls_native(dx_tls *t);
+
+/* Read, write and shut down s through t (same fd as the stream's) from now
+ * on: call it after dx_stream_init(), before reading or writing. */
+void dx_stream_set_tls(dx_stream *s, dx_tls *t);
+
+/* The same for a socket's endpoint, before dx_pump_start(): pumps from or
+ * to it copy through their buffer (no splice or sendfile through TLS). */
+void dx_endpoint_set_tls(dx_endpoint *e, dx_tls *t);
 
 
 /* ---- access control: allow/deny by address and CIDR range ---------------- */

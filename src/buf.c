@@ -122,3 +122,39 @@ ssize_t dx_buf_write_fd(dx_buf *b, int fd, int is_socket)
     consume(b, (size_t)n);
     return n;
 }
+
+/* Over TLS: SSL_read/SSL_write take one segment at a time. A write that
+ * must be retried (WANT_WRITE) is retried from the same first byte with at
+ * least as many bytes: the first segment only grows until bytes leave. */
+ssize_t dx__buf_read_tls(dx_buf *b, dx_tls *t)
+{
+    struct iovec iov[2];
+    int k = free_segments(b, iov);
+    if (k == 0)
+        return -ENOBUFS;
+    ssize_t total = 0;
+    for (int i = 0; i < k; i++) {
+        ssize_t n = dx__tls_read(t, iov[i].iov_base, iov[i].iov_len);
+        if (n <= 0) {
+            if (total > 0)
+                break; /* the end or the failure comes back with the next read */
+            return n;
+        }
+        b->len += (size_t)n;
+        total += n;
+        if ((size_t)n < iov[i].iov_len)
+            break;
+    }
+    return total;
+}
+
+ssize_t dx__buf_write_tls(dx_buf *b, dx_tls *t)
+{
+    struct iovec iov[2];
+    if (used_segments(b, iov) == 0)
+        return 0;
+    ssize_t n = dx__tls_write(t, iov[0].iov_base, iov[0].iov_len);
+    if (n > 0)
+        consume(b, (size_t)n);
+    return n;
+}

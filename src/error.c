@@ -13,6 +13,9 @@ const char *dx_strerror(int code)
     case DX_ENOADDR: return "no usable address";
     case DX_ETOOLONG: return "Unix socket path too long";
     case DX_ETIMEDOUT: return "Connection timed out";
+    case DX_ETLS: return "TLS failure";
+    case DX_ETLSVERIFY: return "certificate verification failed";
+    case DX_ETLSTRUNC: return "TLS connection ended without close_notify";
     default: break;
     }
     if (dx_is_resolver_error(code)) {

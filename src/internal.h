@@ -65,4 +65,22 @@ void dx__later_init(dx__later *l, void (*cb)(dx_loop *loop, dx__later *l), void 
 void dx__later_queue(dx_loop *loop, dx__later *l);
 void dx__later_cancel(dx_loop *loop, dx__later *l);
 
+/* TLS (tls.c), as streams and pumps use it instead of the socket once a
+ * dx_tls is attached. read/write: bytes, -EAGAIN, or the failure; read
+ * returns 0 at the peer's close_notify. shutdown: close_notify then
+ * SHUT_WR; 0, -EAGAIN (call again when the event comes) or the failure.
+ * event(t, DX_READ / DX_WRITE): what reading / writing waits for now.
+ * attach: owner's callback is the one kick() runs (from the loop, with the
+ * read event) while the owner wants to read and OpenSSL holds input the
+ * poll cannot show; kick(t, 0) forgets it. */
+ssize_t dx__tls_read(dx_tls *t, void *buf, size_t n);
+ssize_t dx__tls_write(dx_tls *t, const void *buf, size_t n);
+int dx__tls_shutdown(dx_tls *t);
+int dx__tls_event(const dx_tls *t, int dir);
+void dx__tls_attach(dx_tls *t, dx_io *owner);
+void dx__tls_kick(dx_tls *t, int want_read);
+/* dx_buf_read_fd()/dx_buf_write_fd() over TLS (buf.c). */
+ssize_t dx__buf_read_tls(dx_buf *b, dx_tls *t);
+ssize_t dx__buf_write_tls(dx_buf *b, dx_tls *t);
+
 #endif

@@ -72,6 +72,8 @@ static int wants_read(const dx_pump *p)
 
 static int wants_write(const dx_pump *p)
 {
+    if (p && p->closing) /* TLS close_notify waits for the socket */
+        return !p->done;
     if (p && p->direct)
         return !p->done && p->dst_full;
     return p && !p->done && (p->sendfile || pending(p) > 0);
@@ -269,6 +271,8 @@ static ssize_t write_some(dx_pump *p)
         return n;
     }
 #endif
+    if (p->dst->tls)
+        return dx__buf_write_tls(&p->buf, p->dst->tls);
     return dx_buf_write_fd(&p->buf, p->dst->fd, p->dst->is_socket);
 }
 
@@ -301,24 +305,40 @@ static ssize_t read_some(dx_pump *p)
         char in[FILTER_CHUNK], out[2 * FILTER_CHUNK];
         size_t want = room(p) < sizeof in ? room(p) : sizeof in;
         ssize_t n;
-        do
-            n = dx__fd_read(p->src->fd, in, want);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        if (p->src->tls) {
+            n = dx__tls_read(p->src->tls, in, want);
+            if (n < 0)
+                return n;
+        } else {
+            do
+                n = dx__fd_read(p->src->fd, in, want);
+            while (n < 0 && errno == EINTR);
+            if (n < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        }
         if (n > 0)
             dx_buf_put(&p->buf, out, p->filter(p, in, (size_t)n, out));
         return n;
     }
+    if (p->src->tls)
+        return dx__buf_read_tls(&p->buf, p->src->tls);
     return dx_buf_read_fd(&p->buf, p->src->fd);
 }
+
+/* The events reading and writing an endpoint wait for: over TLS, either
+ * may wait for the other's. */
+static int read_ev(const dx_endpoint *e) { return e->tls ? dx__tls_event(e->tls, DX_READ) : DX_READ; }
+static int write_ev(const dx_endpoint *e) { return e->tls ? dx__tls_event(e->tls, DX_WRITE) : DX_WRITE; }
 
 /* Watch exactly what the endpoint's pumps can make progress on. */
 static int endpoint_update(dx_endpoint *e)
 {
     if (!e || !e->loop)
         return 0;
-    int ev = (wants_read(e->reader) ? DX_READ : 0) | (wants_write(e->writer) ? DX_WRITE : 0) |
+    int r = wants_read(e->reader);
+    if (e->tls) /* input OpenSSL holds is read from the loop, not waited for */
+        dx__tls_kick(e->tls, r);
+    int ev = (r ? read_ev(e) : 0) | (wants_write(e->writer) ? write_ev(e) : 0) |
              (e->pri_cb ? DX_PRI : 0);
     return dx_io_set(e->loop, &e->io, ev);
 }
@@ -337,6 +357,17 @@ static void finish(dx_pump *p, int error, int in_read)
 /* Called when the input has ended and the buffer is empty. */
 static void complete(dx_pump *p)
 {
+    if ((p->flags & DX_PUMP_SHUTDOWN) && p->dst && p->dst->tls) {
+        int rc = dx__tls_shutdown(p->dst->tls); /* close_notify, then FIN */
+        if (rc == -EAGAIN) {
+            p->closing = 1; /* flush() tries again when the socket says */
+            endpoint_update(p->dst);
+            return;
+        }
+        p->closing = 0;
+        finish(p, rc < 0 ? rc : 0, 0);
+        return;
+    }
     if ((p->flags & DX_PUMP_SHUTDOWN) && p->dst && p->dst->is_socket) {
         /* ENOTCONN: the peer is already gone, nothing left to tell it */
         if (dx__sock_shutdown(p->dst->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
@@ -351,6 +382,10 @@ static void complete(dx_pump *p)
  * afterwards), 0 otherwise. */
 static int flush(dx_pump *p)
 {
+    if (p->closing) {
+        complete(p);
+        return 1;
+    }
 #ifdef __linux__
     if (p->sendfile)
         return send_file(p);
@@ -436,8 +471,9 @@ static void endpoint_cb(dx_loop *loop, dx_io *io, int events)
     dx_endpoint *e = io->data;
     if ((events & DX_PRI) && e->pri_cb)
         e->pri_cb(e);
+    int rd = read_ev(e), wr = write_ev(e); /* before a read or write changes them */
     dx_pump *r = e->reader;
-    if (r && (events & (DX_READ | DX_ERROR)) && wants_read(r)) {
+    if (r && (events & (rd | DX_ERROR)) && wants_read(r)) {
         dx_endpoint *other = r->dst;
         if (fill(r))
             return;
@@ -445,7 +481,7 @@ static void endpoint_cb(dx_loop *loop, dx_io *io, int events)
         endpoint_update(other);
     }
     dx_pump *w = e->writer;
-    if (w && (events & (DX_WRITE | DX_ERROR)) && wants_write(w)) {
+    if (w && (events & (wr | DX_ERROR)) && wants_write(w)) {
         dx_endpoint *other = w->src;
         if (flush(w))
             return;
@@ -469,6 +505,8 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
     struct sigaction sa;
     p->sigpipe_ignored = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
     struct stat st;
+    if (src->tls || (dst && dst->tls))
+        flags &= ~DX_PUMP_SPLICE; /* the bytes must pass through OpenSSL */
     if ((flags & DX_PUMP_SPLICE) && dst && dst->is_socket && fstat(src->fd, &st) == 0 &&
         S_ISREG(st.st_mode)) {
         p->sendfile = 1; /* a regular file into a socket: no buffer at all */
@@ -510,6 +548,12 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
         return rc;
     }
     return 0;
+}
+
+void dx_endpoint_set_tls(dx_endpoint *e, dx_tls *t)
+{
+    e->tls = t;
+    dx__tls_attach(t, &e->io);
 }
 
 int dx_endpoint_watch_pri(dx_loop *loop, dx_endpoint *e, void (*cb)(dx_endpoint *e))

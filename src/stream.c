@@ -20,6 +20,8 @@ static void report_later(dx_loop *loop, dx__later *l);
 
 static ssize_t direct_write(dx_stream *s, const char *p, size_t n)
 {
+    if (s->tls)
+        return dx__tls_write(s->tls, p, n);
     ssize_t w;
     do
 #ifdef MSG_NOSIGNAL
@@ -33,11 +35,24 @@ static ssize_t direct_write(dx_stream *s, const char *p, size_t n)
     return w;
 }
 
+/* Bytes to write, or a TLS close_notify that waits for the socket. */
+static int has_output(const dx_stream *s)
+{
+    return dx_buf_len(&s->out) > 0 || (s->shut_pending && !s->shut_done);
+}
+
+/* The events reading and writing wait for: over TLS, either may wait for
+ * the other's (a handshake message, a key update). */
+static int read_ev(const dx_stream *s) { return s->tls ? dx__tls_event(s->tls, DX_READ) : DX_READ; }
+static int write_ev(const dx_stream *s) { return s->tls ? dx__tls_event(s->tls, DX_WRITE) : DX_WRITE; }
+
 static int update(dx_stream *s)
 {
     if (!s->loop || s->failed)
         return 0;
-    int ev = (s->reading ? DX_READ : 0) | (dx_buf_len(&s->out) > 0 ? DX_WRITE : 0);
+    if (s->tls) /* input OpenSSL holds is read from the loop, not waited for */
+        dx__tls_kick(s->tls, s->reading);
+    int ev = (s->reading ? read_ev(s) : 0) | (has_output(s) ? write_ev(s) : 0);
     return dx_io_set(s->loop, &s->io, ev);
 }
 
@@ -95,7 +110,8 @@ static int flush(dx_stream *s, int in_call)
 {
     void (*report)(dx_stream *, int) = in_call ? fail_later : fail;
     while (dx_buf_len(&s->out) > 0) {
-        ssize_t n = dx_buf_write_fd(&s->out, s->io.fd, s->is_socket);
+        ssize_t n = s->tls ? dx__buf_write_tls(&s->out, s->tls)
+                           : dx_buf_write_fd(&s->out, s->io.fd, s->is_socket);
         if (n == -EAGAIN)
             break;
         if (n < 0) {
@@ -107,6 +123,17 @@ static int flush(dx_stream *s, int in_call)
     }
     if (dx_buf_len(&s->out) == 0 && s->out.data)
         dx_buf_free(&s->out); /* idle streams hold no buffer */
+    if (dx_buf_len(&s->out) == 0 && s->shut_pending && !s->shut_done && s->tls) {
+        int rc = dx__tls_shutdown(s->tls); /* close_notify, then FIN */
+        if (rc == -EAGAIN)
+            return 0;
+        s->shut_done = 1;
+        if (rc < 0) {
+            report(s, rc);
+            return -1;
+        }
+        return 1;
+    }
     if (dx_buf_len(&s->out) == 0 && s->shut_pending && !s->shut_done) {
         s->shut_done = 1;
         if (s->is_socket && dx__sock_shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
@@ -122,7 +149,8 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
 {
     (void)loop;
     dx_stream *s = io->data;
-    if (events & (DX_WRITE | DX_ERROR) && dx_buf_len(&s->out) > 0) {
+    int rd = read_ev(s); /* before a write changes it */
+    if (events & (write_ev(s) | DX_ERROR) && has_output(s)) {
         int rc = flush(s, 0);
         if (rc < 0)
             return;
@@ -134,19 +162,32 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
         }
         update(s);
     }
-    if (events & (DX_READ | DX_ERROR) && s->reading && !s->failed) {
+    if (events & (rd | DX_ERROR) && s->reading && !s->failed) {
         char chunk[READ_CHUNK];
         /* at most half the queue: a peer served by the same rules (fan-out
          * pausing above half) always has room for one read */
         size_t want = s->queue_cap / 2 < sizeof chunk ? s->queue_cap / 2 : sizeof chunk;
         ssize_t n;
-        do
-            n = dx__fd_read(io->fd, chunk, want ? want : 1);
-        while (n < 0 && errno == EINTR);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                fail(s, -errno);
-            return;
+        if (s->tls) {
+            n = dx__tls_read(s->tls, chunk, want ? want : 1);
+            if (n == -EAGAIN) {
+                update(s); /* the event it waits for may have changed */
+                return;
+            }
+            if (n < 0) {
+                fail(s, (int)n);
+                return;
+            }
+            dx__tls_kick(s->tls, n > 0); /* more in OpenSSL: read again from the loop */
+        } else {
+            do
+                n = dx__fd_read(io->fd, chunk, want ? want : 1);
+            while (n < 0 && errno == EINTR);
+            if (n < 0) {
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    fail(s, -errno);
+                return;
+            }
         }
         if (n == 0) {
             s->reading = 0; /* end of input is reported once */
@@ -216,10 +257,20 @@ void dx_stream_shutdown(dx_stream *s)
         update(s);
 }
 
+void dx_stream_set_tls(dx_stream *s, dx_tls *t)
+{
+    s->tls = t;
+    dx__tls_attach(t, &s->io);
+}
+
 void dx_stream_close(dx_stream *s)
 {
     if (!s->loop)
         return;
+    if (s->tls) {
+        dx__tls_kick(s->tls, 0);
+        dx__tls_attach(s->tls, NULL);
+    }
     dx_io_stop(s->loop, &s->io);
     dx__later_cancel(s->loop, &s->later); /* a closed stream hears nothing more */
     dx_buf_free(&s->out);

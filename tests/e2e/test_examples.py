@@ -338,3 +338,82 @@ def test_relay_hangs_up_when_the_target_refuses(spawn, ex):
         assert recv_all(c) == b""
     r.wait_err(r"connect to 127\.0\.0\.1:%d: Connection refused" % dead)
     stop_cleanly(r)
+
+
+# -------------------------------------------------------------------- tls --
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate for localhost and 127.0.0.1 (cert, key), and
+    one for another name (other, other_key)."""
+    need("openssl")
+    d = tmp_path_factory.mktemp("tlscert")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"]
+    for name, cn, san in (("c", "localhost", "DNS:localhost,IP:127.0.0.1"),
+                          ("o", "other.example", "DNS:other.example")):
+        subprocess.run(["openssl", "req", "-x509", *ec, "-subj", f"/CN={cn}", "-addext",
+                        f"subjectAltName={san}", "-keyout", d / f"{name}.key", "-out",
+                        d / f"{name}.pem"], check=True, capture_output=True, timeout=30)
+    return {"cert": str(d / "c.pem"), "key": str(d / "c.key"),
+            "other": str(d / "o.pem"), "other_key": str(d / "o.key")}
+
+
+def start_tls_server(spawn, ex, tls_cert, cert="cert", key="key"):
+    port = free_port()
+    p = spawn([ex / "tls_server", tls_cert[cert], tls_cert[key], "127.0.0.1", port])
+    wait_listening(port, proc=p)
+    return p, port
+
+
+def test_tls_client_and_server_echo_with_close_notify(spawn, ex, tls_cert):
+    """1 MiB through the TLS echo: the client's end of stdin is its
+    close_notify, the server's close_notify after the echo ends the client
+    (exit 0, every byte back)."""
+    p, port = start_tls_server(spawn, ex, tls_cert)
+    data = os.urandom(MIB)
+    c = spawn([ex / "tls_client", "localhost", port, tls_cert["cert"]], stdin=data)
+    assert c.wait(30) == 0, c.err
+    assert sha(c.out) == sha(data)
+    assert p.err == "", p.err  # no failure on the server's side
+    stop_cleanly(p)
+
+
+def test_tls_server_verified_by_openssl_s_client(spawn, ex, tls_cert):
+    """openssl s_client checks the example server's certificate and name,
+    and gets its line echoed."""
+    p, port = start_tls_server(spawn, ex, tls_cert)
+    c = spawn(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+               "-verify_hostname", "localhost", "-CAfile", tls_cert["cert"],
+               "-verify_return_error", "-quiet"], stdin=subprocess.PIPE)
+    c.stdin.write(b"hello through TLS\n")
+    c.stdin.flush()
+    c.wait_out(lambda out: b"hello through TLS\n" in out, timeout=10)
+    c.stdin.close()
+    stop_cleanly(p)
+
+
+def test_tls_client_refuses_an_untrusted_server(spawn, ex, tls_cert):
+    """No CA file: the system store does not trust a self-signed certificate;
+    the client fails closed, says why, and sends nothing."""
+    need("openssl")
+    port = free_port()
+    s = spawn(["openssl", "s_server", "-accept", str(port), "-cert", tls_cert["cert"], "-key",
+               tls_cert["key"], "-quiet"], stdin=subprocess.PIPE)
+    wait_listening(port, proc=s)
+    c = spawn([ex / "tls_client", "localhost", port], stdin=b"secret\n")
+    assert c.wait(10) == 1
+    assert "tls_client: localhost: certificate verify failed: self-signed certificate" in c.err \
+        or "tls_client: localhost: certificate verify failed: self signed certificate" in c.err, c.err
+    assert b"secret" not in s.out
+
+
+def test_tls_client_refuses_a_wrong_host_name(spawn, ex, tls_cert):
+    """A trusted certificate for another name: the name check fails closed."""
+    p, port = start_tls_server(spawn, ex, tls_cert, "other", "other_key")
+    c = spawn([ex / "tls_client", "localhost", port, tls_cert["other"]], stdin=b"secret\n")
+    assert c.wait(10) == 1
+    assert ("certificate verify failed: hostname mismatch: certificate is for other.example, "
+            "not localhost") in c.err, c.err
+    assert c.out == b""
+    p.wait_err(r"handshake: .*alert")  # the server hears the client's refusal
+    stop_cleanly(p)

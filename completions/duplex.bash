@@ -46,6 +46,8 @@ _duplex()
         -X|--proxy-type)
             [ "$cmd" = listen ] && { COMPREPLY=($(compgen -W "socks5 http" -- "$cur")); return; }
             [ "$cmd" != sockets ] && { COMPREPLY=($(compgen -W "socks5 socks4 http connect" -- "$cur")); return; } ;;
+        --balance)
+            COMPREPLY=($(compgen -W "first roundrobin leastconn" -- "$cur")); return ;;
         --state)
             COMPREPLY=($(compgen -W "established listening syn-sent syn-recv fin-wait-1 fin-wait-2 time-wait close close-wait last-ack closing" -- "$cur")); return ;;
         help)

@@ -96,7 +96,14 @@ struct options {
     int shared_listener;   /* internal, --threads on Windows (no SO_REUSEPORT): 1 + a listening
                             * socket to serve (this loop's copy of the first loop's), open none;
                             * 0: none */
-    const char *target_host, *target_port, *target_unix; /* relay TARGET */
+    const char *target_host, *target_port, *target_unix; /* relay TARGET (the first one) */
+#define MAX_TARGETS 32
+    struct relay_target_arg {
+        const char *host, *port, *unix_path;
+    } targets[MAX_TARGETS]; /* relay TARGET...: every target, in order (the first is target_*) */
+    int ntargets;
+    int balance;           /* relay --balance: BALANCE_* */
+    int64_t down_time_ms;  /* relay --down-time: how long a failed target is skipped */
     int stats_json;        /* relay --stats-json */
 #define MAX_SOCKOPTS 40
     dx_sockopt sockopts[MAX_SOCKOPTS]; /* -O NAME=VALUE, one per option (the last wins) */
@@ -537,6 +544,40 @@ int cli_relay(const struct options *o, dx_loop *loop);
 void cli_json_string(FILE *f, const char *s);
 /* relay_udp.c: relay -u, a session (a socket connected to TARGET) per client address */
 int cli_relay_udp(const struct options *o, dx_loop *loop);
+
+/* relay_targets.c: relay's TARGETs, which one each client tries first
+ * (--balance) and which ones are down (a failed connect: skipped for
+ * --down-time, then tried again). */
+enum { BALANCE_FIRST, BALANCE_ROUNDROBIN, BALANCE_LEASTCONN };
+#define DOWN_TIME_DEFAULT_MS 10000
+int cli_balance_parse(const char *text); /* BALANCE_*, or -1 */
+struct relay_target {
+    dx_addr *addrs;        /* resolved once at start-up */
+    int naddrs;
+    char name[DX_ADDR_STRLEN];
+    unsigned long active;  /* connections connecting to it or relayed to it now */
+    int down;              /* its last connect failed */
+    uint64_t down_until;   /* loop time when it is tried again */
+};
+struct relay_targets {
+    const struct options *o;
+    struct relay_target t[MAX_TARGETS];
+    int n;
+    int next;              /* roundrobin, leastconn ties: where the next choice starts */
+};
+/* Resolve every target: 0, or an exit code after printing why. */
+int relay_targets_open(struct relay_targets *ts, const struct options *o);
+void relay_targets_close(struct relay_targets *ts);
+/* The targets a new client tries, in order, into order[] (room for
+ * MAX_TARGETS): the --balance choice first, then the other targets that
+ * are up, then those marked down (tried all the same: a client is never
+ * turned away on a mark alone). Returns how many (ts->n). */
+int relay_targets_order(struct relay_targets *ts, uint64_t now, unsigned char *order);
+/* A connect to target i failed (code): marked down until now + --down-time
+ * (said with -v); or it took a client (failed_over: not the first it
+ * tried): marked up again (said). */
+void relay_target_failed(struct relay_targets *ts, int i, uint64_t now, int code);
+void relay_target_ok(struct relay_targets *ts, int i, int failed_over);
 
 /* sockets.c: `duplex sockets` (argv[0] is "sockets"); its own flags, no event
  * loop. Returns the exit status (0, 1: the kernel refused to list, 2: usage). */

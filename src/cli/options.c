@@ -69,6 +69,9 @@ static const char help_listen_usage[] =
 static const char help_relay_usage[] =
 "usage: duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
 "                                               to TARGET, copy both ways\n"
+"       duplex relay [-k] [--balance MODE] [options] LISTEN TARGET TARGET...\n"
+"                                               several targets (or TARGET,TARGET):\n"
+"                                               a target that fails is skipped\n"
 "       duplex relay -u [-k] [options] LISTEN TARGET  forward UDP datagrams (-u below)\n"
 "\n"
 "Relay addresses: PORT or ADDR:PORT to listen on, HOST:PORT to connect to, [V6]:PORT,\n"
@@ -85,6 +88,15 @@ static const char help_relay_usage[] =
 "      --allow RULE, --deny RULE, --allowfile FILE, --denyfile FILE\n"
 "                           accept only, or refuse, these clients (as listen)\n"
 "  -i, --idle-timeout SECS  close a connection after SECS without traffic\n"
+"      --balance MODE       with several targets, which one a client tries\n"
+"                           first: first (the default: in the order given,\n"
+"                           failover), roundrobin (in turn) or leastconn (the\n"
+"                           fewest connections now, ties in turn); a target\n"
+"                           that refuses or times out (-w) is skipped for that\n"
+"                           client (the next one is tried) and marked down\n"
+"      --down-time SECS     how long a target marked down is skipped before it\n"
+"                           is tried again (default 10; when every target is\n"
+"                           down, they are all tried)\n"
 "  -u, --udp                forward UDP datagrams: a session (a socket connected\n"
 "                           to TARGET) per client address, ended after the idle\n"
 "                           timeout (default 60 s); at most --max-conns sessions\n"
@@ -481,6 +493,7 @@ enum {
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
     OPT_ACCEPT_PROXY, OPT_SEND_PROXY,
+    OPT_BALANCE, OPT_DOWN_TIME,
     OPT_CLUSTER, OPT_NODE_NAME,
     /* ncat options duplex refuses, each with the reason and what to use */
     OPT_SCTP, OPT_VSOCK, OPT_LUA_EXEC, OPT_DELAY, OPT_PROXY_DNS,
@@ -542,6 +555,8 @@ static const struct option long_opts[] = {
     {"model", required_argument, NULL, OPT_MODEL},
     {"stats-json", no_argument, NULL, OPT_STATS_JSON},
     {"json", no_argument, NULL, OPT_STATS_JSON}, /* the spelling bench and sockets use */
+    {"balance", required_argument, NULL, OPT_BALANCE},
+    {"down-time", required_argument, NULL, OPT_DOWN_TIME},
     {"udp", no_argument, NULL, 'u'},
     {"send-oob", required_argument, NULL, OPT_SEND_OOB},
     {"oob-inline", no_argument, NULL, OPT_OOB_INLINE},
@@ -1074,11 +1089,51 @@ static int check_target_host(const char *what, const char *host)
     return 0;
 }
 
+/* relay's TARGET words: each a target, or a comma list of them (a Unix
+ * path is one target, commas and all). */
+static int parse_targets(struct options *o, char **words, int nwords)
+{
+    static char bufs[MAX_TARGETS][512];
+    o->ntargets = 0;
+    for (int w = 0; w < nwords; w++) {
+        const char *word = words[w];
+        int is_path = strncmp(word, "unix:", 5) == 0 || word[0] == '/' || word[0] == '.' ||
+                      word[0] == '@';
+        do {
+            size_t len = is_path ? strlen(word) : strcspn(word, ",");
+            if (o->ntargets == MAX_TARGETS) {
+                cli_error("relay takes at most %d targets", MAX_TARGETS);
+                return -1;
+            }
+            char *buf = bufs[o->ntargets];
+            if (len >= sizeof bufs[0] / 2) {
+                cli_error("relay target too long: '%.40s...'", word);
+                return -1;
+            }
+            /* the word's copy in the first half, its split in the second */
+            memcpy(buf, word, len);
+            buf[len] = '\0';
+            struct relay_target_arg *t = &o->targets[o->ntargets];
+            if (parse_endpoint(buf, buf + len + 1, sizeof bufs[0] - len - 1, 0, &t->host, &t->port,
+                               &t->unix_path) < 0 ||
+                check_target_host("relay TARGET", t->host) < 0)
+                return -1;
+            o->ntargets++;
+            word += len;
+        } while (*word++ == ',');
+    }
+    o->target_host = o->targets[0].host;
+    o->target_port = o->targets[0].port;
+    o->target_unix = o->targets[0].unix_path;
+    return 0;
+}
+
 static int parse_relay(struct options *o, char **pos, int npos)
 {
-    static char lbuf[512], tbuf[512];
-    if (npos != 2) {
-        cli_error("relay needs LISTEN and TARGET, e.g. duplex relay 8080 127.0.0.1:80");
+    static char lbuf[512];
+    if (npos < 2) {
+        cli_error("relay needs LISTEN and TARGET, e.g. duplex relay 8080 127.0.0.1:80 (or several "
+                  "targets: duplex relay 8080 10.0.0.1:80 10.0.0.2:80)");
         cli_usage_short();
         return EXIT_USAGE;
     }
@@ -1089,12 +1144,15 @@ static int parse_relay(struct options *o, char **pos, int npos)
         return EXIT_USAGE;
     }
     if (parse_endpoint(pos[0], lbuf, sizeof lbuf, 1, &o->host, &o->port, &o->unix_path) < 0 ||
-        parse_endpoint(pos[1], tbuf, sizeof tbuf, 0, &o->target_host, &o->target_port,
-                       &o->target_unix) < 0 ||
-        check_target_host("relay TARGET", o->target_host) < 0)
+        parse_targets(o, pos + 1, npos - 1) < 0)
         return EXIT_USAGE;
     if (o->udp && (o->unix_path || o->target_unix)) {
         cli_error("relay -u forwards UDP: LISTEN and TARGET are IP addresses, not Unix sockets");
+        return EXIT_USAGE;
+    }
+    if (o->udp && o->ntargets > 1) {
+        cli_error("relay -u forwards to one TARGET (several targets, --balance: TCP and Unix "
+                  "streams)");
         return EXIT_USAGE;
     }
     return 0;
@@ -1529,6 +1587,8 @@ static int parse(int argc, char **argv, struct options *o)
     o->quit_after_eof_ms = -1;
     o->cmd = CMD_CONNECT;
     o->max_queue = 1u << 20;
+    o->down_time_ms = DOWN_TIME_DEFAULT_MS;
+    int balance_given = 0; /* --balance or --down-time */
     const char *port_flag = NULL;
     int proxy_dns_given = 0;
     int proxy_given = 0, proxy_type_given = 0, tls_opt_given = 0, tls_implied = 0;
@@ -1746,6 +1806,18 @@ static int parse(int argc, char **argv, struct options *o)
                 return EXIT_USAGE;
             break;
         case OPT_STATS_JSON: o->stats_json = 1; break;
+        case OPT_BALANCE:
+            if ((o->balance = cli_balance_parse(optarg)) < 0) {
+                cli_error("invalid --balance '%s': expected first, roundrobin or leastconn", optarg);
+                return EXIT_USAGE;
+            }
+            balance_given = 1;
+            break;
+        case OPT_DOWN_TIME:
+            if (parse_seconds("--down-time", optarg, &o->down_time_ms) < 0)
+                return EXIT_USAGE;
+            balance_given = 1;
+            break;
         case 'O':
             if (cli_sockopt_add(o, optarg) != 0)
                 return EXIT_USAGE;
@@ -1933,6 +2005,10 @@ static int parse(int argc, char **argv, struct options *o)
         cli_error("--progress shows a stream's bytes: not with %s", o->udp ? "-u (UDP)" : "-z");
         return EXIT_USAGE;
     }
+    if (balance_given && o->cmd != CMD_RELAY) {
+        cli_error("--balance and --down-time choose among relay's TARGETs: for relay only");
+        return EXIT_USAGE;
+    }
     if (o->stats_json && o->cmd != CMD_RELAY) {
         cli_error("--json (--stats-json) is for relay, bench and sockets: connect and listen "
                   "print their figures with -v");
@@ -1977,6 +2053,14 @@ static int parse(int argc, char **argv, struct options *o)
             !o->tls_servername && !o->tls_pin) {
             cli_error("relay --ssl-target to a Unix socket: no host name to check the "
                       "certificate against: give --ssl-servername NAME (or --ssl-no-verify)");
+            code = EXIT_USAGE;
+        }
+        if (code == 0 && o->tls_target && o->ntargets > 1 && !o->tls_no_verify &&
+            !o->tls_servername && !o->tls_pin) {
+            /* one name is checked (tls.c): the first target's would fail the others */
+            cli_error("relay --ssl-target with several targets: give the name every target's "
+                      "certificate carries with --ssl-servername NAME (or --ssl-pin, "
+                      "--ssl-no-verify)");
             code = EXIT_USAGE;
         }
         return code;

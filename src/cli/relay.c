@@ -1,8 +1,10 @@
-/* relay.c: `duplex relay LISTEN TARGET`: port forwarding. Each accepted
- * client gets its own connection to TARGET and two pumps, one per direction;
- * end of input is passed on as a half-close in each direction, and the pair
- * is closed when both directions have ended or one has failed. A target that
- * refuses closes that client only: the relay goes on. */
+/* relay.c: `duplex relay LISTEN TARGET...`: port forwarding. Each accepted
+ * client gets its own connection to a TARGET (relay_targets.c picks which;
+ * one that refuses or times out is skipped for the next) and two pumps, one
+ * per direction; end of input is passed on as a half-close in each
+ * direction, and the pair is closed when both directions have ended or one
+ * has failed. When no target takes it, that client only is closed: the
+ * relay goes on. */
 #define _GNU_SOURCE
 #include "cli.h"
 #include "os.h"
@@ -17,9 +19,7 @@ struct relay {
     const struct options *o;
     dx_loop *loop;
     struct listeners l;
-    dx_addr *targets;       /* resolved once at start-up */
-    int ntargets;
-    char target_name[DX_ADDR_STRLEN];
+    struct relay_targets targets;
     struct conn *conns;     /* live connections */
     struct conn *graveyard; /* finished, freed outside callbacks */
     dx_timer reaper, sweep, progress_timer;
@@ -36,8 +36,12 @@ struct conn {
     struct conn *prev, *next;
     char name[DX_ADDR_STRLEN];
     int client_fd, target_fd;
+    int tidx;               /* index in r->targets: the one tried or taken, -1: none yet */
+    unsigned char order[MAX_TARGETS]; /* the targets to try, in turn */
+    int norder, tried;
     dx_connector connector;
     int connecting;
+    dx_timer retry;         /* the next target, tried from the loop */
     struct cli_tls_conn *tls; /* --ssl-target: the handshake with TARGET, while it runs */
     dx_addr peer, local;    /* the client, and the address it reached (--send-proxy) */
     dx_endpoint client, target;
@@ -86,22 +90,28 @@ void cli_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+static const char *target_name(const struct conn *c)
+{
+    /* between two targets: the one that failed last */
+    return c->r->targets.t[c->tidx >= 0 ? c->tidx : c->order[c->tried > 0 ? c->tried - 1 : 0]].name;
+}
+
 static void report(struct conn *c)
 {
     struct relay *r = c->r;
     uint64_t ms = dx_loop_now(r->loop) - c->started;
     const char *err = c->error ? dx_strerror(c->error) : NULL;
     if (c->error)
-        cli_error("%s -> %s: %s%s%s", c->name, r->target_name, c->error_where ? c->error_where : "",
+        cli_error("%s -> %s: %s%s%s", c->name, target_name(c), c->error_where ? c->error_where : "",
                   c->error_where ? ": " : "", err);
     cli_info(r->o, "%s -> %s: sent %llu byte%s, received %llu byte%s in %.3f s", c->name,
-             r->target_name, (unsigned long long)c->up.bytes_out, cli_s(c->up.bytes_out),
+             target_name(c), (unsigned long long)c->up.bytes_out, cli_s(c->up.bytes_out),
              (unsigned long long)c->down.bytes_out, cli_s(c->down.bytes_out), (double)ms / 1000.0);
     if (r->o->stats_json) {
         printf("{\"client\":");
         cli_json_string(stdout, c->name);
         printf(",\"target\":");
-        cli_json_string(stdout, r->target_name);
+        cli_json_string(stdout, target_name(c));
         printf(",\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%llu,\"error\":",
                (unsigned long long)c->up.bytes_out, (unsigned long long)c->down.bytes_out,
                (unsigned long long)ms);
@@ -119,6 +129,7 @@ static void conn_close(struct conn *c)
     struct relay *r = c->r;
     if (c->connecting)
         dx_connect_cancel(&c->connector);
+    dx_timer_stop(r->loop, &c->retry);
     if (c->tls) {
         cli_tls_conn_cancel(c->tls);
         c->tls = NULL;
@@ -128,6 +139,8 @@ static void conn_close(struct conn *c)
         dx_pump_stop(&c->down);
     }
     report(c);
+    if (c->tidx >= 0)
+        r->targets.t[c->tidx].active--;
     if (c->error)
         r->last_error = c->error_where && (strcmp(c->error_where, "connect") == 0 ||
                                            strcmp(c->error_where, "tls handshake") == 0)
@@ -206,6 +219,20 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
         snprintf(where, sizeof where, "connect %s", dx_addr_format(addr, text, sizeof text));
         cli_sockopt_error(r->o, k->sockopt_failed, where, result);
     }
+    if (result < 0 && !k->established) {
+        relay_target_failed(&r->targets, c->tidx, dx_loop_now(r->loop), result);
+        if (c->tried < c->norder) {
+            /* failover: the client waits for the next target; the
+             * connector is started again from the loop, not from inside
+             * its own callback */
+            cli_info(r->o, "%s: %s: %s, trying %s", c->name, target_name(c), dx_strerror(result),
+                     r->targets.t[c->order[c->tried]].name);
+            r->targets.t[c->tidx].active--;
+            c->tidx = -1;
+            dx_timer_start(r->loop, &c->retry, 0, 0);
+            return;
+        }
+    }
     if (result < 0) {
         c->error = result;
         c->error_where = k->established ? "target" : "connect"; /* reset once connected: exit 1 */
@@ -213,6 +240,8 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
         conn_close(c);
         return;
     }
+    relay_target_ok(&r->targets, c->tidx, c->tried > 1);
+    cli_info(r->o, "%s: connected to %s", c->name, target_name(c));
     if (addr->ss.ss_family != AF_UNIX)
         cli_default_nodelay(r->o, result);
     cli_show_opts(r->o, result, "connected");
@@ -227,7 +256,7 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
     }
     if (r->o->tls_target) {
         /* TLS to TARGET first; the pumps then run on the bridge's end */
-        c->tls = cli_tls_server_connect(r->tls, result, r->target_name, on_target_tls, c);
+        c->tls = cli_tls_server_connect(r->tls, result, target_name(c), on_target_tls, c);
         return;
     }
     c->target_fd = result;
@@ -254,6 +283,31 @@ static void start_pumps(struct conn *c)
         return;
     }
     c->pumps_running = 1;
+}
+
+/* Connect the client to the next target in its order. */
+static void connect_next(struct conn *c)
+{
+    struct relay *r = c->r;
+    const struct options *o = r->o;
+    struct relay_target *t = &r->targets.t[c->order[c->tried]];
+    c->tidx = c->order[c->tried++];
+    t->active++;
+    c->connecting = 1;
+    int rc = dx_connect_async_opts(r->loop, &c->connector, t->addrs, t->naddrs, NULL,
+                                   (uint64_t)o->timeout_ms, o->sockopts, o->nsockopts, on_target, c);
+    if (rc < 0) {
+        c->connecting = 0;
+        c->error = rc;
+        c->error_where = "connect";
+        conn_close(c);
+    }
+}
+
+static void on_retry(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    connect_next(t->data);
 }
 
 /* A client to relay: fd is its socket, or with --ssl the session end of
@@ -298,16 +352,11 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
         c->next->prev = c;
     r->conns = c;
     r->nconns++;
-    cli_info(o, "%s: connected, connecting to %s", name, r->target_name);
-    c->connecting = 1;
-    int rc = dx_connect_async_opts(r->loop, &c->connector, r->targets, r->ntargets, NULL,
-                                   (uint64_t)o->timeout_ms, o->sockopts, o->nsockopts, on_target, c);
-    if (rc < 0) {
-        c->connecting = 0;
-        c->error = rc;
-        c->error_where = "connect";
-        conn_close(c);
-    }
+    c->tidx = -1;
+    dx_timer_init(&c->retry, on_retry, c);
+    c->norder = relay_targets_order(&r->targets, c->started, c->order);
+    cli_info(o, "%s: connected, connecting to %s", name, r->targets.t[c->order[0]].name);
+    connect_next(c);
 }
 
 /* A client the access list allows (listeners.c has asked it). */
@@ -363,30 +412,6 @@ static void on_progress(dx_loop *loop, dx_timer *t)
     progress_show(&r->progress, dx_loop_now(loop), up, down, 0);
 }
 
-static int resolve_target(struct relay *r)
-{
-    const struct options *o = r->o;
-    if (o->target_unix) {
-        r->targets = calloc(1, sizeof *r->targets);
-        int rc = r->targets ? dx_addr_unix(r->targets, o->target_unix) : -ENOMEM;
-        if (rc < 0) {
-            cli_error("relay target %s: %s", o->target_unix, dx_strerror(rc));
-            return rc == DX_ETOOLONG ? EXIT_USAGE : EXIT_IO;
-        }
-        r->ntargets = 1;
-        snprintf(r->target_name, sizeof r->target_name, "%s", o->target_unix);
-        return 0;
-    }
-    int flags = o->numeric ? DX_RESOLVE_NUMERIC : 0;
-    r->ntargets = dx_resolve(o->target_host, o->target_port, o->family, flags, &r->targets);
-    if (r->ntargets < 0) {
-        cli_error("resolve %s: %s", o->target_host, dx_strerror(r->ntargets));
-        return cli_exit_code_for(r->ntargets, 1);
-    }
-    dx_addr_format(&r->targets[0], r->target_name, sizeof r->target_name);
-    return 0;
-}
-
 /* --accept-proxy: ", N (PROXY header)" for the totals line. */
 static const char *proxy_refused(const struct relay *r)
 {
@@ -404,18 +429,18 @@ int cli_relay(const struct options *o, dx_loop *loop)
     dx_timer_init(&r.reaper, reap, &r);
     dx_timer_init(&r.sweep, on_sweep, &r);
     dx_timer_init(&r.progress_timer, on_progress, &r);
-    int code = resolve_target(&r);
+    int code = relay_targets_open(&r.targets, o);
     if (code == 0)
         code = listeners_open(&r.l, o, loop, on_client, &r);
     if (code != 0) {
-        free(r.targets);
+        relay_targets_close(&r.targets);
         return code;
     }
     r.l.nodelay = 1; /* small writes pass at once, both ways (the target's too) */
     if ((o->tls || o->tls_target) && !(r.tls = cli_tls_server_new(loop, o, admit, &r))) {
         cli_error("out of memory");
         listeners_close(&r.l);
-        free(r.targets);
+        relay_targets_close(&r.targets);
         return EXIT_IO;
     }
     if (o->idle_timeout_ms) {
@@ -449,7 +474,7 @@ int cli_relay(const struct options *o, dx_loop *loop)
     dx_timer_stop(loop, &r.reaper);
     dx_timer_stop(loop, &r.sweep);
     listeners_close(&r.l);
-    free(r.targets);
+    relay_targets_close(&r.targets);
     if (rc < 0 || r.l.fatal)
         return EXIT_IO;
     /* one connection (no -k): its outcome is the exit status (4 refused,

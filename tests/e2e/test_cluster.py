@@ -31,10 +31,10 @@ def redis(spawn):
     the one given: a restart), no persistence."""
     exe = need("redis-server")
 
-    def start(port=None):
+    def start(port=None, extra=()):
         port = port or free_port()
         p = spawn([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                   "no", "--protected-mode", "no"], name=f"redis-server :{port}")
+                   "no", "--protected-mode", "no", *extra], name=f"redis-server :{port}")
         wait_listening(port, proc=p)
         return p, port
 
@@ -43,11 +43,11 @@ def redis(spawn):
 
 @pytest.fixture
 def node(start_duplex):
-    """node(redis_port, name, mode='--chat', channel='room', extra=()) -> (proc, port)."""
+    """node(redis_port, name, mode='--chat', channel='room', extra=(), cred='') -> (proc, port)."""
 
-    def start(rport, name, mode="--chat", channel="room", extra=()):
+    def start(rport, name, mode="--chat", channel="room", extra=(), cred=""):
         p = start_duplex(["listen", mode, "--no-stdio", "-v", "--cluster",
-                          f"redis://127.0.0.1:{rport}/{channel}", "--node-name", name, *extra,
+                          f"redis://{cred}127.0.0.1:{rport}/{channel}", "--node-name", name, *extra,
                           "127.0.0.1", "0"])
         m = p.wait_err(LISTENING_RE)
         return p, int(m.group(2))
@@ -260,6 +260,27 @@ def test_silent_cut_detaches_and_counts_missed(redis, node, start_duplex):
     y.sendall(b"after the cut\n")
     assert r.pump(lambda: any(line.endswith("after the cut") for line in r.lines[x]))
     assert not any("while cut" in line for line in r.lines[x])
+    for s in (x, y):
+        s.close()
+
+
+def test_password_from_the_url(redis, node):
+    _, rport = redis(extra=("--requirepass", "s3cr@t"))
+    (p1, port1) = node(rport, "n1", cred=":s3cr%40t@")  # %40: the '@' of the password
+    (p2, port2) = node(rport, "n2", cred="default:s3cr%40t@")  # an ACL user (Redis 6+)
+    for p in (p1, p2):
+        p.wait_err("cluster: attached")
+    x, y = connect(port1), connect(port2)
+    r = Reader([x, y])
+    wait_connected(p1, 1)
+    wait_connected(p2, 1)
+    x.sendall(b"authenticated\n")
+    assert r.pump(lambda: any(line.endswith("] authenticated") for line in r.lines[y]))
+    # a wrong password: said, and retried (never attached); local clients served
+    (p3, _) = node(rport, "n3", cred=":wrong@")
+    p3.wait_err(r"cluster: cannot reach .*: AUTH refused: WRONGPASS")
+    p3.wait_err(r"attempt 2 to reach .* failed: AUTH refused")
+    assert "cluster: attached" not in p3.err
     for s in (x, y):
         s.close()
 

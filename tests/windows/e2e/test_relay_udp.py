@@ -231,3 +231,29 @@ def test_udp_exec_refused_naming_windows(run_exe, windows_only):
     rc, _, err = run_exe(["listen", "-u", "-k", "--exec", "cmd.exe", "127.0.0.1", "0"])
     assert rc == 2
     assert "not available on Windows" in err, err
+
+
+def test_udp_relay_sessions_per_client(start_exe, sockets):
+    """relay -u -k on the WSAPoll backend: three clients through it to a UDP
+    target in the test, each answered with its own datagrams (the target
+    sees a socket of the relay's per client), a 65000-byte datagram whole."""
+    target = sockets(udp_socket())
+    p = start_exe(["relay", "-u", "-k", "-v", "127.0.0.1:0", f"127.0.0.1:{target.getsockname()[1]}"])
+    port = int(p.wait_err(UDP_LISTENING_RE).group(1))
+    clients = [sockets(udp_socket()) for _ in range(3)]
+    seen = set()
+    for i, c in enumerate(clients):
+        c.sendto(b"query %d" % i, ("127.0.0.1", port))
+        data, src = target.recvfrom(65536)
+        assert data == b"query %d" % i
+        seen.add(src)
+        target.sendto(b"answer %d" % i, src)
+        assert c.recvfrom(100) == (b"answer %d" % i, ("127.0.0.1", port))
+    assert len(seen) == 3
+    big = seeded_bytes(65000, 7)
+    clients[0].sendto(big, ("127.0.0.1", port))
+    data, src = target.recvfrom(65536)
+    assert data == big
+    target.sendto(big[::-1], src)
+    assert clients[0].recvfrom(65536)[0] == big[::-1]
+    p.wait_err(r"new session, to 127\.0\.0\.1:\d+ from 127\.0\.0\.1:\d+ \(3 sessions\)")

@@ -819,7 +819,8 @@ dx_tls_ctx *dx_tls_ctx_new(const dx_tls_opts *opts, int *err, char *why, size_t 
  * own verification callback, pins, session cache): the library takes a
  * reference (the caller may SSL_CTX_free() its own). server says which
  * side. Names given to dx_tls_new() are sent as SNI and checked as with
- * dx_tls_ctx_new() unless the SSL_CTX does not verify (SSL_VERIFY_NONE).
+ * dx_tls_ctx_new() unless the SSL_CTX does not verify (SSL_VERIFY_NONE);
+ * a client without a name is the program's choice here (its own checks).
  * Returns NULL with *err -ENOMEM or -ENOSYS. */
 dx_tls_ctx *dx_tls_ctx_wrap(void *ssl_ctx, int server, int allow_truncation, int *err);
 
@@ -833,9 +834,9 @@ void dx_tls_ctx_free(dx_tls_ctx *c);
 /* TLS state for connected socket fd (non-blocking; it stays the caller's,
  * dx_tls_free() does not close it). peer_name: a client's name of the
  * server (SNI and the name its certificate must carry; "[::1]" brackets
- * are taken off); NULL is refused (-EINVAL) for a client that verifies,
- * since any certificate of any trusted CA would then do; ignored by a
- * server. Returns NULL with *err -ENOMEM, -EINVAL or -ENOSYS. */
+ * are taken off); NULL is refused (-EINVAL) for a client that verifies
+ * (with a context of dx_tls_ctx_new()), since any certificate of any
+ * trusted CA would then do; ignored by a server. Returns NULL with *err -ENOMEM, -EINVAL or -ENOSYS. */
 dx_tls *dx_tls_new(dx_loop *loop, dx_tls_ctx *ctx, int fd, const char *peer_name, int *err);
 
 /* Free the TLS state (nothing is sent: shut down first for a clean end).

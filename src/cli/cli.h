@@ -235,6 +235,15 @@ int cli_http_auth_verify_ex(const char *value, const char *method, const char *r
 int cli_tls_open(const struct options *o);
 int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
 void cli_tls_close(void);
+/* For session.c over TLS: a read (in_read) or write of the session failed
+ * with error: say why (the TLS reason; an alert before any data received
+ * is the handshake's failure) and return the exit code. ended(): the
+ * peer's end of input came; a close without close_notify is said.
+ * goodbye(): close_notify if not sent yet (best effort, non-blocking). */
+int cli_tls_failed(const struct options *o, dx_tls *t, const char *peer, int error, int in_read,
+                   uint64_t received);
+void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer);
+void cli_tls_goodbye(dx_tls *t);
 /* The TLS side of a server with many clients (serve.c), on one loop: each
  * accepted client's handshake runs in the loop, bounded by -w (else 10 s),
  * at most 1024 at once (see cli_tls_server_full);
@@ -309,6 +318,10 @@ int cli_parse(int argc, char **argv, struct options *o);
 /* session.c: copy stdin to the socket and the socket to stdout until both
  * directions end. Takes ownership of fd (closes it). Returns an exit code. */
 int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text);
+/* The same over TLS: tls (its handshake done) reads and writes fd; the
+ * caller frees it after (fd is closed here, as by cli_session). */
+int cli_session_tls(dx_loop *loop, const struct options *o, int fd, const char *peer_text,
+                    dx_tls *tls);
 
 /* listeners.c: the listening sockets of `duplex listen` */
 #define MAX_LISTENERS 16

@@ -28,12 +28,13 @@ struct session {
     const struct options *o;
     const char *peer;       /* text of the peer address, for messages */
     dx_endpoint in, out, sock;
+    dx_tls *tls;            /* --ssl: the socket's TLS (tls.c made it and ran the handshake) */
     dx_pump up;             /* stdin -> socket */
     dx_pump down;           /* socket -> stdout */
     int up_running, down_running;
     int stdin_tty;
     int pass_eof;           /* the end of stdin shuts the socket's write side down */
-    int tcp;                /* the socket is TCP (not Unix, not the TLS bridge) */
+    int tcp;                /* the socket is TCP (not Unix) */
     int linger;             /* --send-only: the close waits for the peer's acknowledgement */
     dx_timer quit_timer;    /* -q after end of input */
     dx_timer drain_timer;   /* --send-only: until the peer has all we sent */
@@ -172,6 +173,8 @@ static void on_up_done(dx_pump *p, int error, int in_read)
             end_session(s, EXIT_IO);
         } else if (!s->down_running && is_disconnect(error)) {
             end_session(s, EXIT_OK); /* the peer had finished and closed: a normal end */
+        } else if (s->tls) {
+            end_session(s, cli_tls_failed(s->o, s->tls, s->peer, error, 0, s->down.bytes_in));
         } else {
             cli_error("send to %s: %s", s->peer, dx_strerror(error));
             end_session(s, EXIT_IO);
@@ -199,6 +202,10 @@ static void on_down_done(dx_pump *p, int error, int in_read)
     dx_pump_stop(p);
     s->down_running = 0;
     if (error < 0) {
+        if (in_read && s->tls) {
+            end_session(s, cli_tls_failed(s->o, s->tls, s->peer, error, 1, s->down.bytes_in));
+            return;
+        }
         if (in_read)
             cli_error("receive from %s: %s", s->peer, dx_strerror(error));
         else
@@ -206,6 +213,8 @@ static void on_down_done(dx_pump *p, int error, int in_read)
         end_session(s, EXIT_IO);
         return;
     }
+    if (s->tls)
+        cli_tls_ended(s->o, s->tls, s->peer); /* a close without close_notify: said */
     /* all the peer sent is out: the reader of our stdout sees its end now */
     if (!s->o->send_only)
         cli_stdout_close();
@@ -279,9 +288,16 @@ static int urgent_setup(struct session *s, int fd)
 
 int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
 {
+    return cli_session_tls(loop, o, fd, peer_text, NULL);
+}
+
+int cli_session_tls(dx_loop *loop, const struct options *o, int fd, const char *peer_text,
+                    dx_tls *tls)
+{
     struct session s;
     memset(&s, 0, sizeof s);
     s.loop = loop;
+    s.tls = tls;
     s.o = o;
     s.peer = peer_text;
     s.started = dx_loop_now(loop);
@@ -298,6 +314,8 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     dx_timer_init(&s.idle_timer, on_idle_timer, &s);
     dx_timer_init(&s.progress_timer, on_progress_timer, &s);
     dx_endpoint_init(&s.sock, fd);
+    if (tls) /* the pumps read and write the socket through TLS */
+        dx_endpoint_set_tls(&s.sock, tls);
     int in_fd = cli_stdin_fd();
     if (o->delay_ms && !o->recv_only) {
         in_fd = cli_delay_open(loop, o);
@@ -327,7 +345,7 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     }
     if (rc == 0)
         cli_filters_attach(o, s.up_running ? &s.up : NULL, &s.down);
-    int urgent_code = rc < 0 ? 0 : urgent_setup(&s, fd);
+    int urgent_code = rc < 0 || tls ? 0 : urgent_setup(&s, fd); /* TLS: no urgent data */
     if (rc < 0) {
         cli_error("%s: %s", peer_text, dx_strerror(rc));
         end_session(&s, EXIT_IO);
@@ -357,6 +375,8 @@ int cli_session(dx_loop *loop, const struct options *o, int fd, const char *peer
     cli_info(o, "%s: sent %llu byte%s, received %llu byte%s in %.3f s", peer_text,
              (unsigned long long)s.up.bytes_out, cli_s(s.up.bytes_out),
              (unsigned long long)s.down.bytes_in, cli_s(s.down.bytes_in), (double)ms / 1000.0);
+    if (tls)
+        cli_tls_goodbye(tls); /* close_notify, if the session's end did not send it */
     if (s.linger && s.exit_code == EXIT_OK) {
         uint64_t limit = idle_limit(o) > 0 ? (idle_limit(o) + 999) / 1000 : SEND_ONLY_LINGER_S;
         if (limit > 65535)

@@ -1,33 +1,28 @@
-/* tls.c: --ssl/--tls for `duplex connect` and `duplex listen` (OpenSSL):
- * certificates and the verification policy, the handshake, and a TLS bridge
- * on the session's event loop; for servers with many clients, the same per
- * client with the handshake inside the loop (cli_tls_server_*, at the end).
+/* tls.c: --ssl/--tls for `duplex connect`, `duplex listen` and relay
+ * (OpenSSL): certificates and the verification policy (pins, ephemeral
+ * certificate, names, messages), the handshake, and the transport.
  *
- * Why a bridge: session.c copies between two fds with dx_pump (splice,
- * filters, -q/-w/--progress, the half-close state machine) and knows nothing
- * of records or WANT_READ/WANT_WRITE. Rather than teach every pump about
- * SSL, the bridge moves bytes between the TCP socket (SSL_read/SSL_write,
- * non-blocking) and one end of a socketpair(AF_UNIX, SOCK_STREAM); the other
- * end is handed to cli_session() as if it were the connection, so session.c
- * is unchanged and every session option works the same with TLS. Each
- * direction has one bounded buffer (TLS_BUFSIZE): a full buffer stops reading
- * its source (backpressure both ways). The cost is one extra copy through
- * the socketpair per direction.
+ * One session (connect, one-client listen): the handshake runs here on the
+ * non-blocking socket with poll(2) and the -w deadline (else 10 s), then
+ * session.c's pumps read and write the socket through libduplex's TLS
+ * (dx_endpoint_set_tls()): our SSL_CTX, wrapped with dx_tls_ctx_wrap(), so
+ * the policy stays here. Half-close is close_notify (the pump's
+ * DX_PUMP_SHUTDOWN), the peer's close_notify is the end of input; a peer
+ * that closes without close_notify ends the input too, with a warning
+ * ("the data may be truncated"; ncat ends so), since an attacker on the
+ * path can cut a TLS stream that way.
  *
- * Half-close: the session's shutdown(SHUT_WR) reaches the bridge as EOF on
- * the socketpair; once the buffer is flushed the bridge sends close_notify
- * (SSL_shutdown) and shuts the TCP write side down, and goes on reading (TLS
- * 1.3 and OpenSSL allow reading after sending close_notify). The peer's
- * close_notify (SSL_ERROR_ZERO_RETURN) becomes shutdown(SHUT_WR) of the
- * bridge's socketpair end: the session reads EOF. A peer that closes TCP
- * without close_notify is reported ("the data may be truncated"): the
- * session still gets EOF and what arrived, but the exit status is 1, since
- * an attacker on the path can cut a TLS stream that way (ncat ignores it).
- *
- * The handshake runs before the session, on the non-blocking socket with
- * poll(2) and the -w deadline (else 10 s), like proxy.c. SIGPIPE is ignored
- * for the whole process (stdio.c), so SSL_write on a dead socket fails with
- * EPIPE; the bridge's own writes to the socketpair use MSG_NOSIGNAL. */
+ * Servers with many clients and relay's sides (cli_tls_server_*, at the
+ * end) still bridge each client through a socketpair(AF_UNIX) to the code
+ * that serves it: the bridge moves bytes between the TCP socket
+ * (SSL_read/SSL_write, non-blocking) and one end of the pair, whose other
+ * end the server sees as the connection; each direction has one bounded
+ * buffer (backpressure both ways). Its half-close: the server's
+ * shutdown(SHUT_WR) reaches the bridge as EOF on the pair; once flushed,
+ * the bridge sends close_notify and shuts the TCP write side down, and
+ * goes on reading; the peer's close_notify becomes shutdown(SHUT_WR) of
+ * the pair. SIGPIPE is ignored for the whole process (stdio.c); the
+ * bridge's writes to the pair use MSG_NOSIGNAL. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -60,6 +55,16 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
 }
 
 void cli_tls_close(void) {}
+
+int cli_tls_failed(const struct options *o, dx_tls *t, const char *peer, int error, int in_read,
+                   uint64_t received)
+{
+    (void)o, (void)t, (void)peer, (void)error, (void)in_read, (void)received;
+    return EXIT_IO;
+}
+
+void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer) { (void)o, (void)t, (void)peer; }
+void cli_tls_goodbye(dx_tls *t) { (void)t; }
 
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
                                           cli_tls_ready_cb ready, void *data)
@@ -156,6 +161,8 @@ void cli_tls_bench_free(struct cli_tls_sock *t) { (void)t; }
 #define TLS_BUFSIZE (256u << 10)   /* per direction */
 
 static SSL_CTX *ctx;          /* --ssl: this side's */
+static dx_tls_ctx *lib_ctx;   /* the same for the library's TLS (a close without
+                               * close_notify is the end: cli_tls_ended() warns) */
 static SSL_CTX *target_ctx;   /* relay --ssl-target: the client side towards TARGET */
 static unsigned char alpn_wire[512];
 static unsigned alpn_len;
@@ -538,6 +545,13 @@ int cli_tls_open(const struct options *o)
     int code = 0;
     if (o->tls && !(ctx = new_ctx(o, o->cmd != CMD_CONNECT, 1, &code)))
         return code;
+    int err = 0;
+    if (o->tls && !(lib_ctx = dx_tls_ctx_wrap(ctx, o->cmd != CMD_CONNECT, 1, &err))) {
+        cli_error("tls: %s", dx_strerror(err));
+        SSL_CTX_free(ctx);
+        ctx = NULL;
+        return EXIT_IO;
+    }
     /* relay --ssl-target: a client of TARGET; its certificate, if any, is
      * --ssl-cert's when the relay's own side is not TLS */
     if (o->tls_target && !(target_ctx = new_ctx(o, 0, !o->tls, &code))) {
@@ -550,6 +564,8 @@ int cli_tls_open(const struct options *o)
 
 void cli_tls_close(void)
 {
+    dx_tls_ctx_free(lib_ctx);
+    lib_ctx = NULL;
     SSL_CTX_free(ctx);
     ctx = NULL;
     SSL_CTX_free(target_ctx);
@@ -1223,15 +1239,18 @@ static void ssl_free(SSL *ssl)
     SSL_free(ssl);
 }
 
+/* One session (connect, one-client listen): the handshake here, under the
+ * -w deadline, then the session's pumps read and write the socket through
+ * the library's TLS (no bridge: session.c attaches t to its endpoint). */
 int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
 {
     int server = o->cmd != CMD_CONNECT;
     char expected[300] = "";
-    int code;
-    SSL *ssl = SSL_new(ctx);
-    if (!ssl || SSL_set_fd(ssl, fd) != 1) {
-        cli_error("tls %s: %s", peer_text, ssl_reason("cannot set up the connection"));
-        ssl_free(ssl);
+    int err = 0, code;
+    dx_tls *t = dx_tls_new(loop, lib_ctx, fd, NULL, &err); /* names: expect_name() */
+    SSL *ssl = t ? dx_tls_native(t) : NULL;
+    if (!ssl) {
+        cli_error("tls %s: %s", peer_text, dx_strerror(err));
         close(fd);
         return EXIT_IO;
     }
@@ -1240,77 +1259,61 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK))
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    if (!server && expect_name(o, ssl, peer_text, expected, sizeof expected) < 0) {
-        ssl_free(ssl);
-        close(fd);
-        return EXIT_USAGE;
-    }
-    code = handshake(o, peer_text, ssl, fd, expected);
-    if (code != 0) {
-        ssl_free(ssl);
-        close(fd);
-        return code;
-    }
-    report(o, server, peer_text, ssl, expected[0] ? expected : NULL);
-
-    int sp[2];
-    struct bridge b;
-    memset(&b, 0, sizeof b);
-    b.bufsize = TLS_BUFSIZE;
-    b.up.data = malloc(TLS_BUFSIZE);
-    b.down.data = malloc(TLS_BUFSIZE);
-    if (!b.up.data || !b.down.data ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
-        cli_error("tls %s: %s", peer_text, strerror(b.up.data && b.down.data ? errno : ENOMEM));
-        free(b.up.data);
-        free(b.down.data);
-        ssl_free(ssl);
-        close(fd);
-        return EXIT_IO;
-    }
-    b.loop = loop;
-    b.o = o;
-    b.peer = peer_text;
-    b.ssl = ssl;
-    b.tcp = fd;
-    b.pair = sp[1];
-    dx_io_init(&b.tcp_io, fd, on_tcp, &b);
-    dx_io_init(&b.pair_io, sp[1], on_pair, &b);
-    dx_timer_init(&b.linger, on_linger, &b);
-    bridge_step(&b); /* bytes the handshake already read, the first watchers */
-
-    if (b.failed) {
-        close(sp[0]);
-        code = b.exit_code;
+    if (!server && expect_name(o, ssl, peer_text, expected, sizeof expected) < 0)
+        code = EXIT_USAGE;
+    else
+        code = handshake(o, peer_text, ssl, fd, expected);
+    if (code == 0) {
+        report(o, server, peer_text, ssl, expected[0] ? expected : NULL);
+        code = cli_session_tls(loop, o, fd, peer_text, t); /* closes fd */
     } else {
-        code = cli_session(loop, o, sp[0], peer_text); /* closes sp[0] */
+        close(fd);
     }
-
-    if (!b.failed && !cli_stop_signal()) {
-        /* send what the session left in the bridge, then close_notify */
-        b.session_over = 1;
-        b.down_dead = 1;
-        bridge_step(&b);
-        if (!bridge_done(&b)) {
-            dx_timer_start(loop, &b.linger,
-                           (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : LINGER_DEFAULT_MS), 0);
-            int rc = dx_loop_run(loop);
-            if (rc < 0 && !b.failed) {
-                cli_error("event loop: %s", dx_strerror(rc));
-                b.failed = 1;
-                b.exit_code = EXIT_IO;
-            }
-        }
-    }
-    bridge_stop(&b);
-    if (code == EXIT_OK && b.failed)
-        code = b.exit_code;
-    close(sp[1]);
-    ssl_free(ssl);
-    close(fd);
-    free(b.up.data);
-    free(b.down.data);
+    X509_free(vf.cert);
+    SSL_set_ex_data(ssl, vfail_index, NULL);
+    dx_tls_free(t);
     return code;
+}
+
+int cli_tls_failed(const struct options *o, dx_tls *t, const char *peer, int error, int in_read,
+                   uint64_t received)
+{
+    /* the library's reason for its own codes; the system's words for -errno */
+    int tls_code = error == DX_ETLS || error == DX_ETLSVERIFY || error == DX_ETLSTRUNC;
+    const char *why = tls_code && dx_tls_reason(t)[0] ? dx_tls_reason(t) : dx_strerror(error);
+    if (in_read && error == DX_ETLS && received == 0 && o->cmd == CMD_CONNECT &&
+        strstr(why, " alert ")) {
+        /* an alert before any data: the server refused the handshake after
+         * the client's side of it was done (TLS 1.3: a client certificate) */
+        cli_error("tls %s: handshake failed: %s%s", peer, why,
+                  strstr(why, "certificate required")
+                      ? " (the server wants a client certificate: --ssl-cert FILE --ssl-key FILE)"
+                      : "");
+        return EXIT_CONNECT;
+    }
+    cli_error("tls %s: %s: %s", peer, in_read ? "receive" : "send", why);
+    return EXIT_IO;
+}
+
+void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer)
+{
+    /* most clients end so after a complete transfer (ncat, many HTTP
+     * clients): a warning, not a failure; only the protocol can tell a cut
+     * (a length, a checksum), which is why it is always said */
+    if (dx_tls_truncated(t))
+        say(o, 0, "tls %s: warning: TLS connection ended without close_notify: the data may be "
+            "truncated", peer);
+}
+
+void cli_tls_goodbye(dx_tls *t)
+{
+    SSL *ssl = dx_tls_native(t);
+    if (!ssl || dx_tls_truncated(t) || !SSL_is_init_finished(ssl) ||
+        (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+        return;
+    ERR_clear_error();
+    (void)SSL_shutdown(ssl); /* one try: the socket is about to close */
+    ERR_clear_error();
 }
 
 

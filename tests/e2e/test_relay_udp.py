@@ -287,6 +287,28 @@ def test_deny_drops_client_allowed_one_served(start_duplex, udp_target):
     assert "relayed 1 session; 0 failed; dropped 0 datagrams (limit), 3 (access list)" in relay.err
 
 
+def test_access_list_on_dual_stack_socket(start_duplex, udp_target):
+    """A bare port (one IPv6 socket for both families): an IPv4 client
+    arrives as ::ffff:127.0.0.1 and is still matched as 127.0.0.1, by
+    --deny 127.0.0.0/8 (dropped) and by --allow 127.0.0.1 (served)."""
+    if not have_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    t = udp_target()
+    for rule, served in (("--deny", False), ("--allow", True)):
+        port = free_port(kind=socket.SOCK_DGRAM)
+        value = "127.0.0.0/8" if rule == "--deny" else "127.0.0.1"
+        relay = start_duplex(["relay", "-u", "-k", "-v", rule, value, str(port), f"127.0.0.1:{t.port}"])
+        relay.wait_err(r"listening on \[::\]:%d \(udp\)" % port)
+        with client() as c:
+            c.sendto(b"v4 via v6", ("127.0.0.1", port))
+            if served:
+                assert c.recv(100) == answer(b"v4 via v6")
+            else:
+                relay.wait_err(r"127\.0\.0\.1:%d: refused: not allowed" % c.getsockname()[1])
+        relay.kill()
+    assert t.received == 1
+
+
 def test_target_down_then_back(start_duplex):
     """A target that is down answers with ICMP port unreachable: that
     session ends with 'Connection refused' (a JSON line), the relay goes on;

@@ -104,6 +104,8 @@ struct options {
     int ntargets;
     int balance;           /* relay --balance: BALANCE_* */
     int64_t down_time_ms;  /* relay --down-time: how long a failed target is skipped */
+    int inetd;             /* --inetd: stdin/stdout is the accepted connection (activation.c) */
+    int listen_fds;        /* socket activation: the listening sockets are fds 3.. 3+N-1 */
     int stats_json;        /* relay --stats-json */
 #define MAX_SOCKOPTS 40
     dx_sockopt sockopts[MAX_SOCKOPTS]; /* -O NAME=VALUE, one per option (the last wins) */
@@ -338,6 +340,9 @@ struct listeners {
     int unix_bound;        /* we created the Unix socket file: remove it at the end */
     int nodelay;           /* the owner forwards small writes: TCP_NODELAY on clients */
     atomic_ulong denied;   /* clients refused by the access list (read by other loops: --threads totals) */
+    int inetd_pending;     /* --inetd: inetd_fd, taken at open, is handed over from the loop */
+    int inetd_fd;
+    dx_addr inetd_peer;
     void (*on_client)(struct listeners *l, int fd, const dx_addr *peer);
     void *data;
     struct pp_pending *pending; /* --accept-proxy: clients whose header is being read */
@@ -345,7 +350,11 @@ struct listeners {
     atomic_ulong bad_headers;   /* clients refused for their PROXY header (as denied) */
 };
 /* Open, report ("listening on ..."); returns 0 or an exit code (after
- * printing why). Accepting starts with listeners_watch(l, 1). */
+ * printing why). Accepting starts with listeners_watch(l, 1). With socket
+ * activation (o->listen_fds) the system's sockets are taken instead of
+ * opening any; with --inetd none is: the connection on stdin is taken
+ * (listeners_inetd_take) and handed to on_client, from the loop, once
+ * watching starts. */
 int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
                    void (*on_client)(struct listeners *, int, const dx_addr *), void *data);
 void listeners_watch(struct listeners *l, int on);
@@ -357,6 +366,21 @@ void listeners_watch(struct listeners *l, int on);
 int listeners_admit(const struct options *o, const dx_addr *peer, const char *name, int report);
 /* Print "listening on ..." (listeners_open does, unless o->quiet). */
 void listeners_announce(const struct listeners *l, const struct options *o);
+/* --inetd (xinetd, systemd Accept=yes): the connection on stdin/stdout as a
+ * client: *fd a descriptor of its own (close-on-exec; stdin and stdout are
+ * then /dev/null, so that closing *fd ends the connection), *peer its
+ * peer (AF_UNIX for a socketpair: socat EXEC), name its text; admitted by
+ * listeners_admit() as accepted clients are (a peer without an IP address
+ * fails an access list). 0, or an exit code after printing why. */
+int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, char *name, size_t len);
+/* activation.c: systemd socket activation (sd_listen_fds(3) semantics,
+ * without libsystemd). At start-up, before any descriptor is opened or any
+ * child started: when LISTEN_PID is this process, o->listen_fds = LISTEN_FDS
+ * (the sockets are fds 3..), each made close-on-exec; the variables are
+ * removed from the environment (children must not take them). 0, or an exit
+ * code after printing. Windows: the variables are ignored. */
+int cli_activation_init(struct options *o);
+const char *cli_activation_name(int i); /* LISTEN_FDNAMES' i-th name, or NULL */
 void listeners_close(struct listeners *l);
 /* A client's name in messages: ADDR:PORT, or PATH#N for the Nth client of
  * a Unix socket (which has no address of its own). */
@@ -423,6 +447,10 @@ void serve_announce(const struct server *sv, const struct options *o);
 /* Fork CMD on fd for the client at peer; local is the connection's own
  * address when fd is not the connection itself (TLS), else NULL. */
 pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local);
+/* listen --inetd --exec/--sh-exec: the connection on stdin admitted
+ * (listeners_inetd_take), this process becomes CMD on it, with the
+ * variables of an --exec child. Returns an exit code only on failure. */
+int exec_inetd(const struct options *o);
 /* connect --exec/--sh-exec (connect.c): run the program on the connected
  * socket fd (owned: the child's), wait for it; the exit code. */
 int cli_exec_connected(dx_loop *loop, const struct options *o, int fd, const char *peer_text);

@@ -8,6 +8,10 @@ loopback port (no persistence); nodes and clients on 127.0.0.1.
 - Redis killed mid-run and restarted on its port: local delivery goes on, the
   nodes say detached and reattached, count what was not published, and do not
   spin meanwhile; Redis down at start: served locally, attached once it is up;
+- a node's stdin and stdout take part, named by the node;
+- a password (and an ACL user) in the URL; a wrong one said and retried;
+- a flood from another node to a client that does not read: dropped for it,
+  bounded memory;
 - a silent cut (the node's path to Redis stopped): the node detaches on its
   missing heartbeats, and once back counts the messages of others it missed;
 - usage errors.
@@ -18,6 +22,7 @@ import re
 import selectors
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -45,10 +50,10 @@ def redis(spawn):
 def node(start_duplex):
     """node(redis_port, name, mode='--chat', channel='room', extra=(), cred='') -> (proc, port)."""
 
-    def start(rport, name, mode="--chat", channel="room", extra=(), cred=""):
+    def start(rport, name, mode="--chat", channel="room", extra=(), cred="", env=None):
         p = start_duplex(["listen", mode, "--no-stdio", "-v", "--cluster",
                           f"redis://{cred}127.0.0.1:{rport}/{channel}", "--node-name", name, *extra,
-                          "127.0.0.1", "0"])
+                          "127.0.0.1", "0"], env=env)
         m = p.wait_err(LISTENING_RE)
         return p, int(m.group(2))
 
@@ -166,6 +171,31 @@ def test_chat_notices_and_lines_cross_nodes(redis, node):
     assert r.lines[x].count(f"[{yname}] hi from beta") == 1
     assert not any(xname in line for line in r.lines[x])
     x.close()
+
+
+def test_a_nodes_stdin_and_stdout_take_part(redis, node, start_duplex):
+    """A node's stdin lines go to every node's clients as '[NODE] line'; what
+    other nodes' clients say reaches its stdout."""
+    _, rport = redis()
+    (p2, port2) = node(rport, "n2")
+    p2.wait_err("cluster: attached")
+    y = connect(port2)
+    r = Reader([y])
+    wait_connected(p2, 1)
+    p1 = start_duplex(["listen", "--chat", "-v", "--cluster", f"redis://127.0.0.1:{rport}/room",
+                       "--node-name", "n1", "127.0.0.1", "0"], stdin=subprocess.PIPE)
+    port1 = int(p1.wait_err(LISTENING_RE).group(2))
+    p1.wait_err("cluster: attached")
+    x = connect(port1)  # (stdin is read while a client of its own is there)
+    r.add(x)
+    wait_connected(p1, 1)
+    p1.stdin.write(b"typed on n1\n")
+    p1.stdin.flush()
+    assert r.pump(lambda: "[n1] typed on n1" in r.lines[y] and "[n1] typed on n1" in r.lines[x])
+    y.sendall(b"to n1's stdout\n")
+    p1.wait_out(lambda out: re.search(rb"\[n2 127\.0\.0\.1:\d+\] to n1's stdout\n", out))
+    for s in (x, y):
+        s.close()
 
 
 def cpu_seconds(pid):
@@ -315,7 +345,11 @@ def test_remote_flood_to_a_client_that_does_not_read_is_dropped_bounded(redis, n
     that reads gets whole lines, in order, none twice."""
     _, rport = redis()
     (p1, port1) = node(rport, "n1")
-    (p2, port2) = node(rport, "n2", extra=("--max-queue", "262144"))
+    # (under ASan, whose quarantine would hold every freed reply: a small one)
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = dict(os.environ, ASAN_OPTIONS=(asan + ":" if asan else "") +
+               "quarantine_size_mb=4:thread_local_quarantine_size_kb=64")
+    (p2, port2) = node(rport, "n2", extra=("--max-queue", "262144"), env=env)
     for p in (p1, p2):
         p.wait_err("cluster: attached")
     stuck = socket.create_connection(("127.0.0.1", port2))

@@ -303,8 +303,10 @@ def test_relay_passes_the_header_client_on(start_duplex, tmp_path):
     (["connect", "--accept-proxy", "127.0.0.1", "1"], "not with connect"),
     (["relay", "-u", "--send-proxy", "0", "127.0.0.1:1"], "not with -u"),
     (["relay", "-u", "--accept-proxy", "0", "127.0.0.1:1"], "not with -u"),
+    (["listen", "--inetd", "--accept-proxy", "-e", "cat"], "not with --inetd"),
 ])
 def test_usage_errors(args, msg, run_duplex):
     rc, _, err = run_duplex(args)
     assert rc == 2, err
     assert msg in err, err
+

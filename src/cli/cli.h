@@ -135,6 +135,7 @@ struct options {
     const char *tls_alpn;  /* --ssl-alpn PROTO[,PROTO] */
     const char *tls_ciphers; /* --ssl-ciphers LIST: OpenSSL's, for TLS 1.2 */
     const char *tls_pin;   /* --ssl-pin PIN[;PIN]: the server's certificate or key (tls.c) */
+    uint64_t rate_limit;   /* --rate-limit: bytes/s each way per connection; 0: none */
     const char *cluster;   /* listen --broker/--chat --cluster redis://...: cluster.c */
     const char *node_name; /* --node-name (default: the host name), with --cluster */
     char node_name_buf[65];
@@ -148,6 +149,7 @@ enum { PROXY_SOCKS5, PROXY_SOCKS4, PROXY_HTTP };
 enum { PROXY_DNS_REMOTE, PROXY_DNS_LOCAL, PROXY_DNS_BOTH, PROXY_DNS_NONE };
 /* options.c: "3000ms", "3s", "2m", "1h", "5" (seconds) -> ms; 0, -1 not a time, -2 too large */
 int cli_parse_duration(const char *text, double max_secs, int64_t *ms);
+int cli_parse_rate(const char *text, uint64_t *out); /* --rate-limit: bytes/s; 0, or -1 */
 extern int cli_acl_no_dns; /* 1: host names in --allow/--deny fail without DNS (the fuzzer) */
 int cli_proxy_type(const char *text);          /* PROXY_*, or -1 */
 const char *cli_proxy_type_name(int type);     /* "socks5", "socks4", "http" */

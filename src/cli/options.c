@@ -361,6 +361,9 @@ static const char help_tuning[] =
 "      --reuseport          set SO_REUSEPORT on the listener (off by default)\n"
 "      --buffer-size BYTES  per-direction buffer or splice pipe (default: 1 MiB\n"
 "                           for connect/listen, 256 KiB per relayed connection)\n"
+"      --rate-limit BYTES[/s]  at most BYTES a second each way, per connection\n"
+"                           (k, M, G: times 1024, 1024^2, 1024^3; 1.5M allowed;\n"
+"                           bursts of 1/20 s worth); connect, listen, relay\n"
 "      --backend NAME       event loop backend: epoll, poll, io_uring (or\n"
 "                           DUPLEX_BACKEND)\n"
 "  -h, --help               this help\n"
@@ -506,6 +509,7 @@ enum {
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
     OPT_ACCEPT_PROXY, OPT_SEND_PROXY,
+    OPT_RATE_LIMIT,
     OPT_BALANCE, OPT_DOWN_TIME, OPT_INETD,
     OPT_CLUSTER, OPT_NODE_NAME,
     /* ncat options duplex refuses, each with the reason and what to use */
@@ -563,6 +567,7 @@ static const struct option long_opts[] = {
     {"denyfile", required_argument, NULL, OPT_DENYFILE},
     {"idle-timeout", required_argument, NULL, 'i'},
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
+    {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
     {"cluster", required_argument, NULL, OPT_CLUSTER},
     {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"model", required_argument, NULL, OPT_MODEL},
@@ -662,6 +667,53 @@ static int parse_count(const char *flag, const char *text, long min, long max, l
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* --rate-limit: "1048576", "512k", "1.5M/s", "1G": bytes per second, the
+ * suffixes binary (k = 1024, as curl's --limit-rate and pv -L). 0, or -1
+ * when malformed or out of 1 .. 1T. */
+int cli_parse_rate(const char *text, uint64_t *out)
+{
+    char *end;
+    if (!*text || *text == '-' || *text == '+')
+        return -1;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || v != v)
+        return -1;
+    double mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1024.0; end++; break;
+    case 'm': case 'M': mult = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+    }
+    if (strcmp(end, "/s") != 0 && *end)
+        return -1;
+    v *= mult;
+    if (!(v >= 1) || v > 1024.0 * 1024 * 1024 * 1024)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* --rate-limit paces the bytes duplex copies itself: a program given the
+ * socket (--exec, the fork and thread models) writes it directly. */
+static int check_rate_limit(const struct options *o)
+{
+    if (!o->rate_limit)
+        return 0;
+    const char *bad = o->udp ? "-u (datagrams are not a stream)"
+                      : o->zero_io ? "-z (no data moves)"
+                      : o->mode == MODE_EXEC ? "--exec/--sh-exec (the program reads and writes "
+                                               "the socket itself)"
+                      : o->model == MODEL_FORK || o->model == MODEL_THREAD
+                          ? "--model fork/thread (their clients are served by blocking copies)"
+                          : NULL;
+    if (bad) {
+        cli_error("--rate-limit paces the bytes duplex copies: not with %s", bad);
+        return -1;
+    }
     return 0;
 }
 
@@ -1899,6 +1951,14 @@ static int parse(int argc, char **argv, struct options *o)
                 return EXIT_USAGE;
             o->max_queue = (size_t)n;
             break;
+        case OPT_RATE_LIMIT:
+            if (cli_parse_rate(optarg, &o->rate_limit) < 0) {
+                cli_error("invalid --rate-limit value '%s': expected BYTES[/s], a number with "
+                          "an optional k, M or G (times 1024, 1024^2, 1024^3), from 1 to 1T",
+                          optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 'h':
             return cli_help(argi == 1 && o->cmd == CMD_CONNECT ? NULL
                             : o->cmd == CMD_CONNECT ? "connect"
@@ -2094,6 +2154,8 @@ static int parse(int argc, char **argv, struct options *o)
     if (tls_implied && o->cmd != CMD_RELAY)
         o->tls = 1;
     if (check_tls(o, tls_opt_given) < 0)
+        return EXIT_USAGE;
+    if (check_rate_limit(o) < 0)
         return EXIT_USAGE;
 
     if (o->inetd && check_inetd(o, npos) < 0)

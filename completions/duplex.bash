@@ -37,6 +37,8 @@ _duplex()
             COMPREPLY=($(compgen -c -- "$cur")); return ;;
         --backend)
             COMPREPLY=($(compgen -W "epoll poll io_uring" -- "$cur")); return ;;
+        --rate-limit)
+            COMPREPLY=($(compgen -W "64k 512k 1M 10M 100M 1G" -- "$cur")); return ;;
         --cluster)
             COMPREPLY=($(compgen -W "redis://127.0.0.1:6379/" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
         --node-name)

@@ -548,6 +548,18 @@ ssize_t dx_buf_read_fd(dx_buf *b, int fd);
  * (-EAGAIN, -EPIPE, ...). */
 ssize_t dx_buf_write_fd(dx_buf *b, int fd, int is_socket);
 
+/* ---- rate limit ------------------------------------------------------------ */
+
+/* A token bucket, embedded in each pump and stream (see dx_pump_set_rate(),
+ * dx_stream_set_rate()). Fields are private but for rate and burst. */
+typedef struct dx_rate {
+    uint64_t rate;            /* read-only: bytes per second; 0: no limit */
+    uint64_t burst;           /* read-only: the bucket's size in bytes */
+    uint64_t tokens;          /* private: thousandths of a byte */
+    uint64_t last;            /* private: loop time of the last refill */
+    dx_timer timer;           /* private: wakes the owner once tokens are back */
+} dx_rate;
+
 /* ---- one-way pump: copy from one fd to another ---------------------------- */
 
 typedef struct dx_pump dx_pump;
@@ -618,6 +630,7 @@ struct dx_pump {
     void *data;               /* public: for the caller */
     dx_pump_filter filter;    /* public: set after dx_pump_start(), or NULL */
     void *filter_data;        /* public: for the filter */
+    dx_rate rate;             /* private: dx_pump_set_rate() */
     int closing;              /* private: TLS close_notify waits for the socket */
 };
 
@@ -645,6 +658,13 @@ void dx_pump_stop(dx_pump *p);
  * step over the mark even in splice mode (TCP splice stops there). cb NULL stops watching (do so before closing the fd). Returns 0
  * or -errno from the loop. */
 int dx_endpoint_watch_pri(dx_loop *loop, dx_endpoint *e, void (*cb)(dx_endpoint *e));
+
+/* Limit a started pump to bytes_per_sec (0: no limit), a token bucket on
+ * the loop's timers holding 1/20 s worth (at least 4 KiB, at most a
+ * second's worth): the source is not read while the bucket is empty, and
+ * each read, splice(2) or sendfile(2) moves at most what it holds, so the
+ * zero-copy paths keep working under the limit. Returns 0. */
+int dx_pump_set_rate(dx_pump *p, uint64_t bytes_per_sec);
 
 
 /* ---- datagram sockets (UDP) ---------------------------------------------- */
@@ -710,6 +730,7 @@ struct dx_stream {
     void *data;               /* public: for the caller */
     dx__later later;          /* private: reports a failure found during a call */
     int later_error;          /* private */
+    dx_rate rate_in, rate_out;/* private: dx_stream_set_rate() */
     struct dx_tls *tls;       /* read-only: see dx_stream_set_tls() */
 };
 
@@ -736,6 +757,13 @@ int dx_stream_read_stop(dx_stream *s);
  * never from inside this call, so the caller may go on using the stream
  * until then. */
 int dx_stream_write(dx_stream *s, const void *data, size_t n);
+
+/* Limit what the stream reads (in) and writes (out) to so many bytes per
+ * second (0: no limit), token buckets as dx_pump_set_rate()'s: reading
+ * pauses while `in` is empty; queued bytes wait while `out` is (the queue
+ * then fills, and dx_stream_write() says -ENOBUFS as for a slow peer).
+ * Returns 0. */
+int dx_stream_set_rate(dx_stream *s, uint64_t in, uint64_t out);
 
 /* Bytes queued and free room in the output queue. */
 size_t dx_stream_queued(const dx_stream *s);

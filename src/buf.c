@@ -91,12 +91,27 @@ size_t dx_buf_get(dx_buf *b, void *dst, size_t n)
     return done;
 }
 
-ssize_t dx_buf_read_fd(dx_buf *b, int fd)
+/* Keep the first max bytes of the segments. */
+static int clip(struct iovec iov[2], int k, size_t max)
+{
+    if (iov[0].iov_len >= max) {
+        iov[0].iov_len = max;
+        return 1;
+    }
+    if (k == 2 && iov[0].iov_len + iov[1].iov_len > max)
+        iov[1].iov_len = max - iov[0].iov_len;
+    return k;
+}
+
+ssize_t dx_buf_read_fd(dx_buf *b, int fd) { return dx__buf_read_fd_max(b, fd, SIZE_MAX); }
+
+ssize_t dx__buf_read_fd_max(dx_buf *b, int fd, size_t max)
 {
     struct iovec iov[2];
     int k = free_segments(b, iov);
     if (k == 0)
         return -ENOBUFS;
+    k = clip(iov, k, max);
     ssize_t n;
     do
         n = dx__fd_readv(fd, iov, k);
@@ -109,10 +124,16 @@ ssize_t dx_buf_read_fd(dx_buf *b, int fd)
 
 ssize_t dx_buf_write_fd(dx_buf *b, int fd, int is_socket)
 {
+    return dx__buf_write_fd_max(b, fd, is_socket, SIZE_MAX);
+}
+
+ssize_t dx__buf_write_fd_max(dx_buf *b, int fd, int is_socket, size_t max)
+{
     struct iovec iov[2];
     int k = used_segments(b, iov);
-    if (k == 0)
+    if (k == 0 || max == 0)
         return 0;
+    k = clip(iov, k, max);
     ssize_t n;
     do
         n = dx__fd_writev(fd, iov, k, is_socket); /* sockets: no SIGPIPE */
@@ -126,12 +147,13 @@ ssize_t dx_buf_write_fd(dx_buf *b, int fd, int is_socket)
 /* Over TLS: SSL_read/SSL_write take one segment at a time. A write that
  * must be retried (WANT_WRITE) is retried from the same first byte with at
  * least as many bytes: the first segment only grows until bytes leave. */
-ssize_t dx__buf_read_tls(dx_buf *b, dx_tls *t)
+ssize_t dx__buf_read_tls(dx_buf *b, dx_tls *t, size_t max)
 {
     struct iovec iov[2];
     int k = free_segments(b, iov);
     if (k == 0)
         return -ENOBUFS;
+    k = clip(iov, k, max);
     ssize_t total = 0;
     for (int i = 0; i < k; i++) {
         ssize_t n = dx__tls_read(t, iov[i].iov_base, iov[i].iov_len);
@@ -148,11 +170,12 @@ ssize_t dx__buf_read_tls(dx_buf *b, dx_tls *t)
     return total;
 }
 
-ssize_t dx__buf_write_tls(dx_buf *b, dx_tls *t)
+ssize_t dx__buf_write_tls(dx_buf *b, dx_tls *t, size_t max)
 {
     struct iovec iov[2];
-    if (used_segments(b, iov) == 0)
+    if (used_segments(b, iov) == 0 || max == 0)
         return 0;
+    clip(iov, 1, max);
     ssize_t n = dx__tls_write(t, iov[0].iov_base, iov[0].iov_len);
     if (n > 0)
         consume(b, (size_t)n);

@@ -65,6 +65,18 @@ void dx__later_init(dx__later *l, void (*cb)(dx_loop *loop, dx__later *l), void 
 void dx__later_queue(dx_loop *loop, dx__later *l);
 void dx__later_cancel(dx_loop *loop, dx__later *l);
 
+/* ratelimit.c: the token bucket of pumps and streams. init: rate 0 is no
+ * limit; wake(loop, &r->timer) runs once tokens are back after the bucket
+ * ran dry (r->timer.data is data). allow: how many of want bytes may move
+ * now (0: blocked, the timer armed); spend: n bytes moved. */
+void dx__rate_init(dx_rate *r, uint64_t rate, uint64_t now, dx_timer_cb wake, void *data);
+size_t dx__rate_allow(dx_rate *r, dx_loop *loop, size_t want);
+void dx__rate_spend(dx_rate *r, dx_loop *loop, size_t n);
+int dx__rate_blocked(const dx_rate *r);
+void dx__rate_stop(dx_rate *r, dx_loop *loop);
+/* buf.c: dx_buf_read_fd() and dx_buf_write_fd() moving at most max bytes */
+ssize_t dx__buf_read_fd_max(dx_buf *b, int fd, size_t max);
+ssize_t dx__buf_write_fd_max(dx_buf *b, int fd, int is_socket, size_t max);
 /* TLS (tls.c), as streams and pumps use it instead of the socket once a
  * dx_tls is attached. read/write: bytes, -EAGAIN, or the failure; read
  * returns 0 at the peer's close_notify. shutdown: close_notify then
@@ -80,7 +92,7 @@ int dx__tls_event(const dx_tls *t, int dir);
 void dx__tls_attach(dx_tls *t, dx_io *owner);
 void dx__tls_kick(dx_tls *t, int want_read);
 /* dx_buf_read_fd()/dx_buf_write_fd() over TLS (buf.c). */
-ssize_t dx__buf_read_tls(dx_buf *b, dx_tls *t);
-ssize_t dx__buf_write_tls(dx_buf *b, dx_tls *t);
+ssize_t dx__buf_read_tls(dx_buf *b, dx_tls *t, size_t max); /* at most max bytes */
+ssize_t dx__buf_write_tls(dx_buf *b, dx_tls *t, size_t max);
 
 #endif

@@ -65,6 +65,8 @@ static size_t pending(const dx_pump *p) { return spliced(p) ? p->inpipe : dx_buf
  * when the socket was full, for the socket to take more. */
 static int wants_read(const dx_pump *p)
 {
+    if (p && dx__rate_blocked(&p->rate))
+        return 0; /* --rate-limit: the source waits for the bucket's timer */
     if (p && p->direct)
         return !p->done && !p->eof && !p->dst_full;
     return p && !p->done && !p->eof && !p->sendfile && room(p) > 0;
@@ -76,8 +78,13 @@ static int wants_write(const dx_pump *p)
         return !p->done;
     if (p && p->direct)
         return !p->done && p->dst_full;
+    if (p && p->sendfile && dx__rate_blocked(&p->rate))
+        return 0; /* sendfile reads as it writes: the limit holds the write */
     return p && !p->done && (p->sendfile || pending(p) > 0);
 }
+
+/* At most this many bytes may be read now (the rate limit), 0: none. */
+static size_t allowed(dx_pump *p, size_t want) { return dx__rate_allow(&p->rate, p->loop, want); }
 
 static void close_pipe(dx_pump *p)
 {
@@ -205,6 +212,7 @@ static int moved(dx_pump *p, ssize_t n, int in_read)
     p->bytes_in += (uint64_t)n;
     p->bytes_out += (uint64_t)n;
     p->last_activity = p->loop->now;
+    dx__rate_spend(&p->rate, p->loop, (size_t)n);
     return 0;
 }
 
@@ -213,7 +221,10 @@ static int moved(dx_pump *p, ssize_t n, int in_read)
 static int send_file(dx_pump *p)
 {
     for (int i = 0; i < 64; i++) {
-        ssize_t n = to_socket(p, sendfile_nb, p->src->fd, p->dst->fd, p->bufsize);
+        size_t max = allowed(p, p->bufsize);
+        if (max == 0)
+            return 0;
+        ssize_t n = to_socket(p, sendfile_nb, p->src->fd, p->dst->fd, max);
         if (n == -EAGAIN)
             return 0;
         if (n == -EINVAL && p->bytes_in == 0) /* this file cannot: copy it */
@@ -232,8 +243,11 @@ static int splice_direct(dx_pump *p)
 {
     p->dst_full = 0;
     for (int i = 0; i < 64; i++) {
-        ssize_t n = p->dst->is_socket ? to_socket(p, splice_nb, p->src->fd, p->dst->fd, p->bufsize)
-                                      : splice_nb(p->src->fd, p->dst->fd, p->bufsize);
+        size_t max = allowed(p, p->bufsize);
+        if (max == 0)
+            return 0;
+        ssize_t n = p->dst->is_socket ? to_socket(p, splice_nb, p->src->fd, p->dst->fd, max)
+                                      : splice_nb(p->src->fd, p->dst->fd, max);
         if ((n == -EAGAIN || n == 0) && p->src->is_socket && at_urgent_mark(p->src->fd))
             n = -EINVAL; /* TCP splice stops at the urgent mark for good: read() steps over it */
         if (n == -EAGAIN) {
@@ -272,19 +286,21 @@ static ssize_t write_some(dx_pump *p)
     }
 #endif
     if (p->dst->tls)
-        return dx__buf_write_tls(&p->buf, p->dst->tls);
+        return dx__buf_write_tls(&p->buf, p->dst->tls, SIZE_MAX);
     return dx_buf_write_fd(&p->buf, p->dst->fd, p->dst->is_socket);
 }
 
-/* Take bytes from src: returns bytes read, 0 at end, -EAGAIN, or -errno. */
-static ssize_t read_some(dx_pump *p)
+/* Take at most max bytes from src: returns bytes read, 0 at end, -EAGAIN,
+ * or -errno. */
+static ssize_t read_some(dx_pump *p, size_t max)
 {
 #ifdef __linux__
     if (spliced(p)) {
-        ssize_t n = splice_nb(p->src->fd, p->pipe_w, p->pipecap - p->inpipe);
+        size_t want = p->pipecap - p->inpipe;
+        ssize_t n = splice_nb(p->src->fd, p->pipe_w, want < max ? want : max);
         if (n == -EINVAL && p->bytes_in == 0) {
             int rc = unsplice(p); /* e.g. a terminal: no splice_read */
-            return rc < 0 ? rc : read_some(p);
+            return rc < 0 ? rc : read_some(p, max);
         }
         if ((n == -EAGAIN || n == 0) && p->src->is_socket && at_urgent_mark(p->src->fd)) {
             /* TCP splice stops at the urgent mark for good (it never
@@ -292,7 +308,7 @@ static ssize_t read_some(dx_pump *p)
              * MSG_OOB or with SO_OOBINLINE), with EAGAIN, or 0 once the
              * peer's FIN is in: read() steps over it */
             int rc = unsplice(p);
-            return rc < 0 ? rc : read_some(p);
+            return rc < 0 ? rc : read_some(p, max);
         }
         if (n == -EAGAIN && p->inpipe > 0)
             p->pipe_stalled = 1; /* maybe the pipe: wait for a write to drain it */
@@ -305,6 +321,8 @@ static ssize_t read_some(dx_pump *p)
         char in[FILTER_CHUNK], out[2 * FILTER_CHUNK];
         size_t want = room(p) < sizeof in ? room(p) : sizeof in;
         ssize_t n;
+        if (want > max)
+            want = max;
         if (p->src->tls) {
             n = dx__tls_read(p->src->tls, in, want);
             if (n < 0)
@@ -321,8 +339,8 @@ static ssize_t read_some(dx_pump *p)
         return n;
     }
     if (p->src->tls)
-        return dx__buf_read_tls(&p->buf, p->src->tls);
-    return dx_buf_read_fd(&p->buf, p->src->fd);
+        return dx__buf_read_tls(&p->buf, p->src->tls, max);
+    return dx__buf_read_fd_max(&p->buf, p->src->fd, max);
 }
 
 /* The events reading and writing an endpoint wait for: over TLS, either
@@ -426,8 +444,10 @@ static int fill(dx_pump *p)
          * (Linux): give the endpoint's DX_PRI callback its chance first */
         if (p->src->pri_cb && at_urgent_mark(p->src->fd))
             p->src->pri_cb(p->src);
-        size_t asked = room(p);
-        ssize_t n = read_some(p);
+        size_t space = room(p), asked = allowed(p, space);
+        if (asked == 0)
+            return 0; /* the bucket's timer watches the source again */
+        ssize_t n = read_some(p, asked);
         if (n == -EAGAIN)
             return 0;
         if (n < 0) {
@@ -444,7 +464,11 @@ static int fill(dx_pump *p)
         }
         p->bytes_in += (uint64_t)n;
         p->last_activity = p->loop->now;
-        if (p->splice_later && !p->filter && (size_t)n >= SPLICE_MIN)
+        dx__rate_spend(&p->rate, p->loop, (size_t)n);
+        /* under a rate limit, a read the bucket cut short is bulk too: slow
+         * rates keep their zero-copy path */
+        int cut = (size_t)n == asked && asked < space;
+        if (p->splice_later && !p->filter && ((size_t)n >= SPLICE_MIN || cut))
             p->splice_soon = 1;
         if (p->flags & DX_PUMP_DISCARD) {
             p->buf.len = 0;
@@ -495,6 +519,7 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
 {
     memset(p, 0, sizeof *p);
     p->pipe_r = p->pipe_w = -1;
+    dx__rate_init(&p->rate, 0, 0, NULL, NULL); /* no limit; a stoppable timer */
     if (!dst && !(flags & DX_PUMP_DISCARD))
         return -EINVAL;
     if (src->reader || (dst && dst->writer))
@@ -563,11 +588,29 @@ int dx_endpoint_watch_pri(dx_loop *loop, dx_endpoint *e, void (*cb)(dx_endpoint 
     return endpoint_update(e);
 }
 
+/* The bucket has tokens again: watch the source (or, for sendfile, the
+ * socket it writes) again. */
+static void rate_wake(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    dx_pump *p = t->data;
+    endpoint_update(p->src);
+    endpoint_update(p->dst);
+}
+
+int dx_pump_set_rate(dx_pump *p, uint64_t bytes_per_sec)
+{
+    dx__rate_stop(&p->rate, p->loop);
+    dx__rate_init(&p->rate, bytes_per_sec, p->loop ? p->loop->now : 0, rate_wake, p);
+    return 0;
+}
+
 void dx_pump_stop(dx_pump *p)
 {
     if (!p->loop)
         return;
     p->done = 1;
+    dx__rate_stop(&p->rate, p->loop);
     if (p->src && p->src->reader == p) {
         p->src->reader = NULL;
         endpoint_update(p->src);

@@ -50,9 +50,12 @@ static int update(dx_stream *s)
 {
     if (!s->loop || s->failed)
         return 0;
+    /* a rate limit's empty bucket: its timer calls update() again */
+    int rd = s->reading && !dx__rate_blocked(&s->rate_in);
+    int wr = dx_buf_len(&s->out) > 0 ? !dx__rate_blocked(&s->rate_out) : has_output(s);
     if (s->tls) /* input OpenSSL holds is read from the loop, not waited for */
-        dx__tls_kick(s->tls, s->reading);
-    int ev = (s->reading ? read_ev(s) : 0) | (has_output(s) ? write_ev(s) : 0);
+        dx__tls_kick(s->tls, rd);
+    int ev = (rd ? read_ev(s) : 0) | (wr ? write_ev(s) : 0);
     return dx_io_set(s->loop, &s->io, ev);
 }
 
@@ -69,6 +72,8 @@ int dx_stream_init(dx_loop *loop, dx_stream *s, int fd, size_t queue_cap,
     s->last_activity = loop->now;
     dx_io_init(&s->io, fd, stream_cb, s);
     dx__later_init(&s->later, report_later, s);
+    dx__rate_init(&s->rate_in, 0, 0, NULL, NULL); /* no limits; stoppable timers */
+    dx__rate_init(&s->rate_out, 0, 0, NULL, NULL);
     return 0;
 }
 
@@ -110,8 +115,11 @@ static int flush(dx_stream *s, int in_call)
 {
     void (*report)(dx_stream *, int) = in_call ? fail_later : fail;
     while (dx_buf_len(&s->out) > 0) {
-        ssize_t n = s->tls ? dx__buf_write_tls(&s->out, s->tls)
-                           : dx_buf_write_fd(&s->out, s->io.fd, s->is_socket);
+        size_t max = dx__rate_allow(&s->rate_out, s->loop, dx_buf_len(&s->out));
+        if (max == 0)
+            break;
+        ssize_t n = s->tls ? dx__buf_write_tls(&s->out, s->tls, max)
+                           : dx__buf_write_fd_max(&s->out, s->io.fd, s->is_socket, max);
         if (n == -EAGAIN)
             break;
         if (n < 0) {
@@ -120,6 +128,7 @@ static int flush(dx_stream *s, int in_call)
         }
         s->bytes_out += (uint64_t)n;
         s->last_activity = s->loop->now;
+        dx__rate_spend(&s->rate_out, s->loop, (size_t)n);
     }
     if (dx_buf_len(&s->out) == 0 && s->out.data)
         dx_buf_free(&s->out); /* idle streams hold no buffer */
@@ -167,9 +176,14 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
         /* at most half the queue: a peer served by the same rules (fan-out
          * pausing above half) always has room for one read */
         size_t want = s->queue_cap / 2 < sizeof chunk ? s->queue_cap / 2 : sizeof chunk;
+        want = dx__rate_allow(&s->rate_in, s->loop, want ? want : 1);
+        if (want == 0) { /* the bucket is empty: its timer reads again */
+            update(s);
+            return;
+        }
         ssize_t n;
         if (s->tls) {
-            n = dx__tls_read(s->tls, chunk, want ? want : 1);
+            n = dx__tls_read(s->tls, chunk, want);
             if (n == -EAGAIN) {
                 update(s); /* the event it waits for may have changed */
                 return;
@@ -181,7 +195,7 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
             dx__tls_kick(s->tls, n > 0); /* more in OpenSSL: read again from the loop */
         } else {
             do
-                n = dx__fd_read(io->fd, chunk, want ? want : 1);
+                n = dx__fd_read(io->fd, chunk, want);
             while (n < 0 && errno == EINTR);
             if (n < 0) {
                 if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -195,6 +209,9 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
         } else {
             s->bytes_in += (uint64_t)n;
             s->last_activity = s->loop->now;
+            dx__rate_spend(&s->rate_in, s->loop, (size_t)n);
+            if (dx__rate_blocked(&s->rate_in))
+                update(s);
         }
         s->read_cb(s, chunk, (size_t)n);
     }
@@ -221,7 +238,8 @@ int dx_stream_write(dx_stream *s, const void *data, size_t n)
     const char *p = data;
     if (dx_buf_len(&s->out) == 0) {
         /* write through: most writes never touch the queue or the loop */
-        ssize_t w = direct_write(s, p, n);
+        size_t max = dx__rate_allow(&s->rate_out, s->loop, n);
+        ssize_t w = max ? direct_write(s, p, max) : -EAGAIN;
         if (w < 0 && w != -EAGAIN) {
             fail_later(s, (int)w);
             return 0; /* event_cb gets the failure from the loop */
@@ -231,6 +249,7 @@ int dx_stream_write(dx_stream *s, const void *data, size_t n)
             n -= (size_t)w;
             s->bytes_out += (uint64_t)w;
             s->last_activity = s->loop->now;
+            dx__rate_spend(&s->rate_out, s->loop, (size_t)w);
         }
         if (n == 0)
             return 0;
@@ -257,6 +276,24 @@ void dx_stream_shutdown(dx_stream *s)
         update(s);
 }
 
+/* A bucket has tokens again: read or write again. */
+static void rate_wake(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    dx_stream *s = t->data;
+    update(s);
+}
+
+int dx_stream_set_rate(dx_stream *s, uint64_t in, uint64_t out)
+{
+    dx__rate_stop(&s->rate_in, s->loop);
+    dx__rate_stop(&s->rate_out, s->loop);
+    uint64_t now = s->loop ? s->loop->now : 0;
+    dx__rate_init(&s->rate_in, in, now, rate_wake, s);
+    dx__rate_init(&s->rate_out, out, now, rate_wake, s);
+    return update(s);
+}
+
 void dx_stream_set_tls(dx_stream *s, dx_tls *t)
 {
     s->tls = t;
@@ -271,6 +308,8 @@ void dx_stream_close(dx_stream *s)
         dx__tls_kick(s->tls, 0);
         dx__tls_attach(s->tls, NULL);
     }
+    dx__rate_stop(&s->rate_in, s->loop);
+    dx__rate_stop(&s->rate_out, s->loop);
     dx_io_stop(s->loop, &s->io);
     dx__later_cancel(s->loop, &s->later); /* a closed stream hears nothing more */
     dx_buf_free(&s->out);

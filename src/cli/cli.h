@@ -104,6 +104,8 @@ struct options {
     int ntargets;
     int balance;           /* relay --balance: BALANCE_* */
     int64_t down_time_ms;  /* relay --down-time: how long a failed target is skipped */
+    int inetd;             /* --inetd: stdin/stdout is the accepted connection (activation.c) */
+    int listen_fds;        /* socket activation: the listening sockets are fds 3.. 3+N-1 */
     int stats_json;        /* relay --stats-json */
 #define MAX_SOCKOPTS 40
     dx_sockopt sockopts[MAX_SOCKOPTS]; /* -O NAME=VALUE, one per option (the last wins) */
@@ -131,6 +133,7 @@ struct options {
     const char *tls_alpn;  /* --ssl-alpn PROTO[,PROTO] */
     const char *tls_ciphers; /* --ssl-ciphers LIST: OpenSSL's, for TLS 1.2 */
     const char *tls_pin;   /* --ssl-pin PIN[;PIN]: the server's certificate or key (tls.c) */
+    uint64_t rate_limit;   /* --rate-limit: bytes/s each way per connection; 0: none */
     const char *cluster;   /* listen --broker/--chat --cluster redis://...: cluster.c */
     const char *node_name; /* --node-name (default: the host name), with --cluster */
     char node_name_buf[65];
@@ -144,6 +147,7 @@ enum { PROXY_SOCKS5, PROXY_SOCKS4, PROXY_HTTP };
 enum { PROXY_DNS_REMOTE, PROXY_DNS_LOCAL, PROXY_DNS_BOTH, PROXY_DNS_NONE };
 /* options.c: "3000ms", "3s", "2m", "1h", "5" (seconds) -> ms; 0, -1 not a time, -2 too large */
 int cli_parse_duration(const char *text, double max_secs, int64_t *ms);
+int cli_parse_rate(const char *text, uint64_t *out); /* --rate-limit: bytes/s; 0, or -1 */
 extern int cli_acl_no_dns; /* 1: host names in --allow/--deny fail without DNS (the fuzzer) */
 int cli_proxy_type(const char *text);          /* PROXY_*, or -1 */
 const char *cli_proxy_type_name(int type);     /* "socks5", "socks4", "http" */
@@ -336,11 +340,18 @@ struct listeners {
     int unix_bound;        /* we created the Unix socket file: remove it at the end */
     int nodelay;           /* the owner forwards small writes: TCP_NODELAY on clients */
     atomic_ulong denied;   /* clients refused by the access list (read by other loops: --threads totals) */
+    int inetd_pending;     /* --inetd: inetd_fd, taken at open, is handed over from the loop */
+    int inetd_fd;
+    dx_addr inetd_peer;
     void (*on_client)(struct listeners *l, int fd, const dx_addr *peer);
     void *data;
 };
 /* Open, report ("listening on ..."); returns 0 or an exit code (after
- * printing why). Accepting starts with listeners_watch(l, 1). */
+ * printing why). Accepting starts with listeners_watch(l, 1). With socket
+ * activation (o->listen_fds) the system's sockets are taken instead of
+ * opening any; with --inetd none is: the connection on stdin is taken
+ * (listeners_inetd_take) and handed to on_client, from the loop, once
+ * watching starts. */
 int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
                    void (*on_client)(struct listeners *, int, const dx_addr *), void *data);
 void listeners_watch(struct listeners *l, int on);
@@ -352,6 +363,21 @@ void listeners_watch(struct listeners *l, int on);
 int listeners_admit(const struct options *o, const dx_addr *peer, const char *name, int report);
 /* Print "listening on ..." (listeners_open does, unless o->quiet). */
 void listeners_announce(const struct listeners *l, const struct options *o);
+/* --inetd (xinetd, systemd Accept=yes): the connection on stdin/stdout as a
+ * client: *fd a descriptor of its own (close-on-exec; stdin and stdout are
+ * then /dev/null, so that closing *fd ends the connection), *peer its
+ * peer (AF_UNIX for a socketpair: socat EXEC), name its text; admitted by
+ * listeners_admit() as accepted clients are (a peer without an IP address
+ * fails an access list). 0, or an exit code after printing why. */
+int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, char *name, size_t len);
+/* activation.c: systemd socket activation (sd_listen_fds(3) semantics,
+ * without libsystemd). At start-up, before any descriptor is opened or any
+ * child started: when LISTEN_PID is this process, o->listen_fds = LISTEN_FDS
+ * (the sockets are fds 3..), each made close-on-exec; the variables are
+ * removed from the environment (children must not take them). 0, or an exit
+ * code after printing. Windows: the variables are ignored. */
+int cli_activation_init(struct options *o);
+const char *cli_activation_name(int i); /* LISTEN_FDNAMES' i-th name, or NULL */
 void listeners_close(struct listeners *l);
 /* A client's name in messages: ADDR:PORT, or PATH#N for the Nth client of
  * a Unix socket (which has no address of its own). */
@@ -397,6 +423,10 @@ void serve_announce(const struct server *sv, const struct options *o);
 /* Fork CMD on fd for the client at peer; local is the connection's own
  * address when fd is not the connection itself (TLS), else NULL. */
 pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local);
+/* listen --inetd --exec/--sh-exec: the connection on stdin admitted
+ * (listeners_inetd_take), this process becomes CMD on it, with the
+ * variables of an --exec child. Returns an exit code only on failure. */
+int exec_inetd(const struct options *o);
 /* connect --exec/--sh-exec (connect.c): run the program on the connected
  * socket fd (owned: the child's), wait for it; the exit code. */
 int cli_exec_connected(dx_loop *loop, const struct options *o, int fd, const char *peer_text);

@@ -426,22 +426,15 @@ pid_t exec_fork(void)
     return pid;
 }
 
-pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local)
+/* Run CMD in this process on fd, the socket made stdin and stdout
+ * (blocking, as programs expect), with the variables of an --exec child.
+ * Returns only on failure: errno of the exec (said), or -1 when fd could not
+ * be made stdin/stdout. */
+static int become(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local)
 {
-    char name[DX_ADDR_STRLEN];
-    dx_addr_format(peer, name, sizeof name);
-    pid_t pid = exec_fork();
-    if (pid < 0) {
-        cli_error("%s: fork: %s", name, strerror(errno));
-        return -1;
-    }
-    if (pid > 0)
-        return pid;
-
-    /* child: the socket becomes stdin and stdout, blocking as programs expect */
     dx_set_nonblock(fd, 0);
     if (dup2(fd, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0)
-        _exit(126);
+        return -1;
     if (fd > STDERR_FILENO)
         close(fd);
     export_addresses(o, STDIN_FILENO, peer, local);
@@ -456,6 +449,37 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx
     }
     int err = errno;
     fprintf(stderr, "duplex: exec %s: %s\n", o->exec_cmd, strerror(err));
+    return err;
+}
+
+pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local)
+{
+    char name[DX_ADDR_STRLEN];
+    dx_addr_format(peer, name, sizeof name);
+    pid_t pid = exec_fork();
+    if (pid < 0) {
+        cli_error("%s: fork: %s", name, strerror(errno));
+        return -1;
+    }
+    if (pid > 0)
+        return pid;
+
+    int err = become(o, fd, peer, local);
+    if (err < 0)
+        _exit(126);
     (void)!write(fail_pipe[1], &err, sizeof err); /* for the server's exit status */
     _exit(127);
+}
+
+int exec_inetd(const struct options *o)
+{
+    int fd;
+    dx_addr peer;
+    char name[DX_ADDR_STRLEN];
+    int code = listeners_inetd_take(o, &fd, &peer, name, sizeof name);
+    if (code)
+        return code;
+    cli_info(o, "%s: connected (--inetd), running %s", name, o->exec_cmd);
+    become(o, fd, &peer, NULL);
+    return EXIT_IO;
 }

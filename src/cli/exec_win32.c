@@ -598,6 +598,12 @@ pid_t exec_fork(void)
 
 void exec_close_inherited(int keep) { (void)keep; }
 
+int exec_inetd(const struct options *o)
+{
+    (void)o; /* options.c refuses --inetd on Windows */
+    return EXIT_USAGE;
+}
+
 int exec_init(dx_loop *loop)
 {
     (void)loop; /* the output threads account for their children */

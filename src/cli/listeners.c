@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <fcntl.h>
+#endif
 
 /* How long to stop accepting when descriptors run out: long enough not to
  * spin, short enough to pick up again soon after one is freed. */
@@ -22,10 +25,20 @@
  * starving the clients already being served. */
 #define ACCEPTS_PER_WAKEUP 64
 
+static int take(struct listeners *l, int fd, const dx_addr *peer);
+
 static void on_resume(dx_loop *loop, dx_timer *t)
 {
     (void)loop;
     struct listeners *l = t->data;
+    if (l->inetd_pending) { /* --inetd: the one client, handed over from the loop */
+        l->inetd_pending = 0;
+        if (!take(l, l->inetd_fd, &l->inetd_peer)) {
+            l->fatal = 1; /* no other client will come */
+            dx_loop_stop(loop);
+        }
+        return;
+    }
     if (!l->paused)
         listeners_watch(l, 1);
 }
@@ -61,6 +74,49 @@ int listeners_admit(const struct options *o, const dx_addr *peer, const char *na
     return 0;
 }
 
+/* An access list matches IP addresses: a client without one (a Unix
+ * socket the system handed over, an inetd socketpair) fails it, closed. */
+static int admit_any(const struct options *o, const dx_addr *peer, const char *name)
+{
+    int family = peer->ss.ss_family;
+    if (family == AF_INET || family == AF_INET6)
+        return listeners_admit(o, peer, name, 1);
+    if (o->acl.nallow || o->acl.ndeny) {
+        cli_info(o, "%s: refused: --allow/--deny match IP addresses and this client has none", name);
+        return 0;
+    }
+    return 1;
+}
+
+/* Every client, accepted or handed over (--inetd): the access list, then
+ * the socket's options, then the owner. 1 if handed to the owner, 0 if
+ * closed. */
+static int take(struct listeners *l, int fd, const dx_addr *peer)
+{
+    char text[DX_ADDR_STRLEN];
+    if (peer->ss.ss_family == AF_UNIX)
+        snprintf(text, sizeof text, "a client of %s", l->o->unix_path ? l->o->unix_path : "unix");
+    else
+        dx_addr_format(peer, text, sizeof text);
+    if (!admit_any(l->o, peer, text)) {
+        l->denied++;
+        dx__fd_close(fd); /* like ncat: closed at once, nothing sent */
+        return 0;
+    }
+    if (l->nodelay && peer->ss.ss_family != AF_UNIX)
+        cli_default_nodelay(l->o, fd);
+    if (l->o->nsockopts > 0 || l->o->show_opts) {
+        /* mostly inherited from the listener; set again so that all hold */
+        if (l->o->nsockopts > 0 && cli_apply_sockopts(l->o, fd, text) < 0) {
+            dx__fd_close(fd);
+            return 0;
+        }
+        cli_show_opts(l->o, fd, "accepted");
+    }
+    l->on_client(l, fd, peer);
+    return 1;
+}
+
 static void on_acceptable(dx_loop *loop, dx_io *io, int events)
 {
     (void)events;
@@ -69,30 +125,7 @@ static void on_acceptable(dx_loop *loop, dx_io *io, int events)
         dx_addr peer;
         int fd = dx_accept(io->fd, &peer);
         if (fd >= 0) {
-            if (peer.ss.ss_family != AF_UNIX) {
-                char name[DX_ADDR_STRLEN];
-                if (!listeners_admit(l->o, &peer, dx_addr_format(&peer, name, sizeof name), 1)) {
-                    l->denied++;
-                    dx__fd_close(fd); /* like ncat: closed at once, nothing sent */
-                    continue;
-                }
-            }
-            if (l->nodelay && peer.ss.ss_family != AF_UNIX)
-                cli_default_nodelay(l->o, fd);
-            if (l->o->nsockopts > 0 || l->o->show_opts) {
-                char text[DX_ADDR_STRLEN];
-                if (peer.ss.ss_family == AF_UNIX)
-                    snprintf(text, sizeof text, "a client of %s", l->o->unix_path);
-                else
-                    dx_addr_format(&peer, text, sizeof text);
-                /* mostly inherited from the listener; set again so that all hold */
-                if (l->o->nsockopts > 0 && cli_apply_sockopts(l->o, fd, text) < 0) {
-                    dx__fd_close(fd);
-                    continue;
-                }
-                cli_show_opts(l->o, fd, "accepted");
-            }
-            l->on_client(l, fd, &peer);
+            take(l, fd, &peer);
             continue;
         }
         if (fd == -EAGAIN)
@@ -194,9 +227,79 @@ int cli_open_every(const struct options *o, dx_listen_opts lo, const struct cli_
     return rc;
 }
 
+/* Socket activation: the system's listening sockets, fds 3.. */
+static int keep_activated(struct listeners *l)
+{
+#ifdef _WIN32
+    (void)l;
+    return -ENOTSUP; /* cli_activation_init() never sets listen_fds there */
+#else
+    for (int i = 0; i < l->o->listen_fds; i++) {
+        int fd = 3 + i, listening = 0, type = 0;
+        socklen_t len = sizeof listening, tlen = sizeof type;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, (void *)&listening, &len) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, (void *)&type, &tlen) < 0 || !listening ||
+            type != SOCK_STREAM) {
+            cli_error("socket activation: descriptor %d is not a listening stream socket "
+                      "(LISTEN_FDS; datagram sockets are not taken)", fd);
+            return -EINVAL;
+        }
+        int rc = dx_set_nonblock(fd, 1);
+        if (rc < 0) {
+            cli_error("socket activation: descriptor %d: %s", fd, dx_strerror(rc));
+            return rc;
+        }
+        keep(l, fd);
+    }
+    return 0;
+#endif
+}
+
+int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, char *name, size_t len)
+{
+#ifdef _WIN32
+    (void)o, (void)fd, (void)peer, (void)name, (void)len;
+    cli_error("--inetd is not available on %s", DX_OS_NAME); /* options.c refuses it first */
+    return EXIT_USAGE;
+#else
+    memset(peer, 0, sizeof *peer);
+    peer->len = sizeof peer->ss;
+    if (getpeername(0, (struct sockaddr *)&peer->ss, &peer->len) < 0) {
+        cli_error("--inetd: stdin is not a connected socket (%s): inetd, systemd Accept=yes or "
+                  "socat EXEC: hand the connection over as stdin and stdout", strerror(errno));
+        return EXIT_USAGE;
+    }
+    if (peer->ss.ss_family == AF_UNIX)
+        snprintf(name, len, "stdin");
+    else
+        dx_addr_format(peer, name, len);
+    if (!admit_any(o, peer, name))
+        return EXIT_IO;
+    /* a descriptor of our own; stdin and stdout must not keep the
+     * connection open after we close it */
+    int own = fcntl(0, F_DUPFD_CLOEXEC, 3);
+    int null = own < 0 ? -1 : open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (own < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0) {
+        cli_error("--inetd: %s", strerror(errno));
+        return EXIT_IO;
+    }
+    close(null);
+    int rc = dx_set_nonblock(own, 1);
+    if (rc < 0) {
+        cli_error("--inetd: %s", dx_strerror(rc));
+        close(own);
+        return EXIT_IO;
+    }
+    *fd = own;
+    return 0;
+#endif
+}
+
 static int open_all(struct listeners *l)
 {
     const struct options *o = l->o;
+    if (o->listen_fds)
+        return keep_activated(l);
     int failed = -1;
     dx_listen_opts lo = {.backlog = o->backlog, .reuseport = o->reuseport,
                          .sockopts = o->sockopts, .nsockopts = o->nsockopts,
@@ -238,6 +341,12 @@ int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
     l->on_client = on_client;
     l->data = data;
     dx_timer_init(&l->resume, on_resume, l);
+    if (o->inetd) {
+        char name[DX_ADDR_STRLEN];
+        int code = listeners_inetd_take(o, &l->inetd_fd, &l->inetd_peer, name, sizeof name);
+        l->inetd_pending = code == 0;
+        return code;
+    }
     int rc = open_all(l);
     if (rc < 0) {
         listeners_close(l);
@@ -252,15 +361,25 @@ int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
 
 void listeners_announce(const struct listeners *l, const struct options *o)
 {
-    int always = o->verbose || o->port_defaulted || (!o->unix_path && dx_parse_port(o->port) == 0);
+    /* the system's sockets (activation): their addresses are the system's
+     * to know; ADDR and PORT given here are not used */
+    int always = o->verbose || (!o->listen_fds && (o->port_defaulted ||
+                                                   (!o->unix_path && dx_parse_port(o->port) == 0)));
     for (int i = 0; i < l->n; i++) {
         dx_addr me;
         char text[DX_ADDR_STRLEN];
-        if (always && dx_sock_local(l->io[i].fd, &me) == 0)
+        const char *sd = o->listen_fds ? cli_activation_name(i) : NULL;
+        if (always && o->listen_fds && dx_sock_local(l->io[i].fd, &me) == 0)
+            cli_error("listening on %s (socket activation: descriptor %d%s%s)",
+                      dx_addr_format(&me, text, sizeof text), l->io[i].fd, sd ? ", name " : "",
+                      sd ? sd : "");
+        else if (always && dx_sock_local(l->io[i].fd, &me) == 0)
             cli_error("listening on %s", dx_addr_format(&me, text, sizeof text));
         cli_show_opts(o, l->io[i].fd, "listening");
     }
-    if (!o->unix_path && DX_OS_WINDOWS && !o->backlog)
+    if (o->listen_fds)
+        ; /* the system chose the backlog */
+    else if (!o->unix_path && DX_OS_WINDOWS && !o->backlog)
         cli_info(o, "backlog SOMAXCONN (the system's maximum)"); /* Windows picks it, unsaid */
     else if (!o->unix_path && DX_OS_WINDOWS)
         cli_info(o, "backlog %d", o->backlog);
@@ -273,12 +392,18 @@ void listeners_announce(const struct listeners *l, const struct options *o)
 void listeners_watch(struct listeners *l, int on)
 {
     l->watching = on;
+    if (on && l->inetd_pending)
+        dx_timer_start(l->loop, &l->resume, 0, 0);
     for (int i = 0; i < l->n; i++)
         dx_io_set(l->loop, &l->io[i], on ? DX_READ : 0);
 }
 
 void listeners_close(struct listeners *l)
 {
+    if (l->inetd_pending) {
+        l->inetd_pending = 0;
+        dx__fd_close(l->inetd_fd);
+    }
     for (int i = 0; i < l->n; i++) {
         dx_io_stop(l->loop, &l->io[i]);
         dx__fd_close(l->io[i].fd);
@@ -323,8 +448,10 @@ int listeners_tls_accept(struct listeners *l, struct cli_tls_server *ts, int fd,
 void listeners_client_name(const struct listeners *l, const dx_addr *peer, unsigned long n,
                            char *name, size_t len)
 {
-    if (peer->ss.ss_family == AF_UNIX)
-        snprintf(name, len, "%s#%lu", l->o->unix_path, n);
+    if (peer->ss.ss_family == AF_UNIX && l->o->inetd)
+        snprintf(name, len, "stdin");
+    else if (peer->ss.ss_family == AF_UNIX) /* a socket the system passed has no -U PATH */
+        snprintf(name, len, "%s#%lu", l->o->unix_path ? l->o->unix_path : "unix", n);
     else
         dx_addr_format(peer, name, len);
 }

@@ -29,6 +29,12 @@ int main(int argc, char **argv)
         dx_acl_free(&o.acl);
         return rc < 0 ? EXIT_OK : rc; /* rc < 0: --help or --version */
     }
+    /* first: the system's sockets are fds 3..; nothing opened may take them */
+    rc = cli_activation_init(&o);
+    if (rc != 0) {
+        dx_acl_free(&o.acl);
+        return rc;
+    }
     if (DX_OS_WINDOWS && o.model == MODEL_FORK) {
         cli_error("--model fork is not available on %s (use --model thread)", DX_OS_NAME);
         dx_acl_free(&o.acl);
@@ -40,6 +46,11 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = exec_check(&o); /* and for an --exec program that cannot be run */
     if (rc != 0) {
+        dx_acl_free(&o.acl);
+        return rc;
+    }
+    if (o.inetd && o.cmd == CMD_LISTEN) {
+        rc = exec_inetd(&o); /* returns only when the program could not be run */
         dx_acl_free(&o.acl);
         return rc;
     }

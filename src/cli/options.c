@@ -59,6 +59,7 @@ static const char help_listen_usage[] =
 "       duplex listen [options] -U PATH         a Unix socket (@NAME: abstract)\n"
 "       duplex listen -k|--echo|--broker|--chat|-e CMD [options] [ADDR] PORT\n"
 "                                               serve many clients (Server modes)\n"
+"       duplex listen --inetd -e|-c CMD [options]   CMD on the connection that is stdin\n"
 "       duplex listen --proxy-type socks5|http [--proxy-auth USER:PASS] [ADDR] [PORT]\n"
 "                                               a proxy server (Proxy server)\n"
 "       duplex -l [options] [ADDR] [PORT]       netcat style: same as listen (or -p PORT)\n"
@@ -69,6 +70,7 @@ static const char help_listen_usage[] =
 static const char help_relay_usage[] =
 "usage: duplex relay [-k] [options] LISTEN TARGET  accept on LISTEN, connect each client\n"
 "                                               to TARGET, copy both ways\n"
+"       duplex relay --inetd [options] TARGET      the client is stdin/stdout\n"
 "       duplex relay [-k] [--balance MODE] [options] LISTEN TARGET TARGET...\n"
 "                                               several targets (or TARGET,TARGET):\n"
 "                                               a target that fails is skipped\n"
@@ -282,6 +284,17 @@ static const char help_server[] =
 "      --threads N          N event loops on N threads sharing the port\n"
 "                           (SO_REUSEPORT), for -k --echo and -k --exec\n";
 
+static const char help_system[] =
+"Started by the system (listen, relay; not on Windows):\n"
+"  systemd socket activation: when LISTEN_FDS and LISTEN_PID (this process) are\n"
+"  set, the listening sockets are the ones passed (fds 3..., LISTEN_FDNAMES for\n"
+"  -v), and ADDR/PORT (relay: LISTEN) are not used; stream sockets only\n"
+"      --inetd              the connection is stdin/stdout (inetd, xinetd,\n"
+"                           systemd Accept=yes with StandardInput=socket, socat\n"
+"                           EXEC): relay --inetd TARGET..., or listen --inetd\n"
+"                           -e/-c CMD (CMD runs on it, as an --exec child);\n"
+"                           the access list applies to its peer\n";
+
 static const char help_proxy_server[] =
 "Proxy server (listen; serves clients until stopped, as -k):\n"
 "      --proxy-type TYPE    socks5: a SOCKS5 server (RFC 1928): CONNECT to IPv4,\n"
@@ -335,6 +348,9 @@ static const char help_tuning[] =
 "      --reuseport          set SO_REUSEPORT on the listener (off by default)\n"
 "      --buffer-size BYTES  per-direction buffer or splice pipe (default: 1 MiB\n"
 "                           for connect/listen, 256 KiB per relayed connection)\n"
+"      --rate-limit BYTES[/s]  at most BYTES a second each way, per connection\n"
+"                           (k, M, G: times 1024, 1024^2, 1024^3; 1.5M allowed;\n"
+"                           bursts of 1/20 s worth); connect, listen, relay\n"
 "      --backend NAME       event loop backend: epoll, poll, io_uring (or\n"
 "                           DUPLEX_BACKEND)\n"
 "  -h, --help               this help\n"
@@ -429,10 +445,10 @@ static int cli_help(const char *cmd)
                                                 help_proxy, help_tls, help_sockopts, help_tuning,
                                                 help_eof, help_udp, help_exit, NULL};
     static const char *const listen_parts[] = {help_listen_usage, help_host, help_options,
-                                               help_server, help_proxy_server, help_tls,
+                                               help_server, help_system, help_proxy_server, help_tls,
                                                help_sockopts, help_tuning,
                                                help_eof, help_udp, help_exit, NULL};
-    static const char *const relay_parts[] = {help_relay_usage, help_tls, help_sockopts,
+    static const char *const relay_parts[] = {help_relay_usage, help_system, help_tls, help_sockopts,
                                               help_tuning, help_exit, NULL};
     static const char *const summary_parts[] = {help_summary, NULL};
     if (!cmd)
@@ -479,7 +495,8 @@ enum {
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_APPEND_OUTPUT, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
-    OPT_BALANCE, OPT_DOWN_TIME,
+    OPT_RATE_LIMIT,
+    OPT_BALANCE, OPT_DOWN_TIME, OPT_INETD,
     OPT_CLUSTER, OPT_NODE_NAME,
     /* ncat options duplex refuses, each with the reason and what to use */
     OPT_SCTP, OPT_VSOCK, OPT_LUA_EXEC, OPT_DELAY, OPT_PROXY_DNS,
@@ -536,6 +553,7 @@ static const struct option long_opts[] = {
     {"denyfile", required_argument, NULL, OPT_DENYFILE},
     {"idle-timeout", required_argument, NULL, 'i'},
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
+    {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
     {"cluster", required_argument, NULL, OPT_CLUSTER},
     {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"model", required_argument, NULL, OPT_MODEL},
@@ -543,6 +561,7 @@ static const struct option long_opts[] = {
     {"json", no_argument, NULL, OPT_STATS_JSON}, /* the spelling bench and sockets use */
     {"balance", required_argument, NULL, OPT_BALANCE},
     {"down-time", required_argument, NULL, OPT_DOWN_TIME},
+    {"inetd", no_argument, NULL, OPT_INETD},
     {"udp", no_argument, NULL, 'u'},
     {"send-oob", required_argument, NULL, OPT_SEND_OOB},
     {"oob-inline", no_argument, NULL, OPT_OOB_INLINE},
@@ -632,6 +651,53 @@ static int parse_count(const char *flag, const char *text, long min, long max, l
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* --rate-limit: "1048576", "512k", "1.5M/s", "1G": bytes per second, the
+ * suffixes binary (k = 1024, as curl's --limit-rate and pv -L). 0, or -1
+ * when malformed or out of 1 .. 1T. */
+int cli_parse_rate(const char *text, uint64_t *out)
+{
+    char *end;
+    if (!*text || *text == '-' || *text == '+')
+        return -1;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || v != v)
+        return -1;
+    double mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1024.0; end++; break;
+    case 'm': case 'M': mult = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+    }
+    if (strcmp(end, "/s") != 0 && *end)
+        return -1;
+    v *= mult;
+    if (!(v >= 1) || v > 1024.0 * 1024 * 1024 * 1024)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* --rate-limit paces the bytes duplex copies itself: a program given the
+ * socket (--exec, the fork and thread models) writes it directly. */
+static int check_rate_limit(const struct options *o)
+{
+    if (!o->rate_limit)
+        return 0;
+    const char *bad = o->udp ? "-u (datagrams are not a stream)"
+                      : o->zero_io ? "-z (no data moves)"
+                      : o->mode == MODE_EXEC ? "--exec/--sh-exec (the program reads and writes "
+                                               "the socket itself)"
+                      : o->model == MODEL_FORK || o->model == MODEL_THREAD
+                          ? "--model fork/thread (their clients are served by blocking copies)"
+                          : NULL;
+    if (bad) {
+        cli_error("--rate-limit paces the bytes duplex copies: not with %s", bad);
+        return -1;
+    }
     return 0;
 }
 
@@ -1112,10 +1178,36 @@ static int parse_targets(struct options *o, char **words, int nwords)
     return 0;
 }
 
+/* --inetd (xinetd, systemd Accept=yes): one connection, on stdin/stdout;
+ * relay TARGET..., or listen --exec/--sh-exec CMD; nothing that listens. */
+static int check_inetd(const struct options *o, int npos)
+{
+    const char *bad = o->cmd == CMD_CONNECT ? "connect (it is for relay and listen --exec)"
+        : o->keep_listening ? "-k (one connection: the one on stdin)"
+        : o->udp ? "-u" : o->unix_path ? "-U" : o->stats_json ? "--stats-json (stdout is the connection)"
+        : o->model != MODEL_LOOP || o->threads > 1 ? "--model or --threads"
+        : o->port_flag_given || o->source_addr ? "-p or -s (nothing to listen on)"
+        : o->cmd == CMD_LISTEN && o->mode != MODE_EXEC ? "listen without --exec/--sh-exec CMD"
+        : o->cmd == CMD_LISTEN && o->tls ? "listen --ssl" : o->proxy_serve ? "--proxy-type" : NULL;
+    if (bad) {
+        cli_error("--inetd takes the connection on stdin/stdout: not with %s", bad);
+        return -1;
+    }
+    if (o->cmd == CMD_LISTEN && npos > 0) {
+        cli_error("listen --inetd takes no ADDR or PORT: the connection is stdin");
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_relay(struct options *o, char **pos, int npos)
 {
     static char lbuf[512];
-    if (npos < 2) {
+    if (o->inetd && npos < 1) {
+        cli_error("relay --inetd needs a TARGET: duplex relay --inetd 127.0.0.1:80");
+        return EXIT_USAGE;
+    }
+    if (!o->inetd && npos < 2) {
         cli_error("relay needs LISTEN and TARGET, e.g. duplex relay 8080 127.0.0.1:80 (or several "
                   "targets: duplex relay 8080 10.0.0.1:80 10.0.0.2:80)");
         cli_usage_short();
@@ -1127,6 +1219,8 @@ static int parse_relay(struct options *o, char **pos, int npos)
                   "-z, -U, -s, -p, server modes and models do not apply");
         return EXIT_USAGE;
     }
+    if (o->inetd) /* no LISTEN: the client is on stdin */
+        return parse_targets(o, pos, npos) < 0 ? EXIT_USAGE : 0;
     if (parse_endpoint(pos[0], lbuf, sizeof lbuf, 1, &o->host, &o->port, &o->unix_path) < 0 ||
         parse_targets(o, pos + 1, npos - 1) < 0)
         return EXIT_USAGE;
@@ -1786,6 +1880,14 @@ static int parse(int argc, char **argv, struct options *o)
             }
             balance_given = 1;
             break;
+        case OPT_INETD:
+            if (DX_OS_WINDOWS) {
+                cli_error("--inetd is not available on %s (no inetd hands a socket over as stdin "
+                          "there)", DX_OS_NAME);
+                return EXIT_USAGE;
+            }
+            o->inetd = 1;
+            break;
         case OPT_DOWN_TIME:
             if (parse_seconds("--down-time", optarg, &o->down_time_ms) < 0)
                 return EXIT_USAGE;
@@ -1821,6 +1923,14 @@ static int parse(int argc, char **argv, struct options *o)
             if (parse_count("--max-queue", optarg, 65536, 1L << 30, &n) < 0)
                 return EXIT_USAGE;
             o->max_queue = (size_t)n;
+            break;
+        case OPT_RATE_LIMIT:
+            if (cli_parse_rate(optarg, &o->rate_limit) < 0) {
+                cli_error("invalid --rate-limit value '%s': expected BYTES[/s], a number with "
+                          "an optional k, M or G (times 1024, 1024^2, 1024^3), from 1 to 1T",
+                          optarg);
+                return EXIT_USAGE;
+            }
             break;
         case 'h':
             return cli_help(argi == 1 && o->cmd == CMD_CONNECT ? NULL
@@ -2004,7 +2114,11 @@ static int parse(int argc, char **argv, struct options *o)
         o->tls = 1;
     if (check_tls(o, tls_opt_given) < 0)
         return EXIT_USAGE;
+    if (check_rate_limit(o) < 0)
+        return EXIT_USAGE;
 
+    if (o->inetd && check_inetd(o, npos) < 0)
+        return EXIT_USAGE;
     if (o->cmd == CMD_RELAY) {
         int code = parse_relay(o, pos, npos);
         if (code == 0 && check_acl_applies(o) < 0)
@@ -2026,6 +2140,8 @@ static int parse(int argc, char **argv, struct options *o)
         return code;
     }
 
+    if (o->cmd == CMD_LISTEN && o->inetd)
+        return 0; /* check_inetd() has said what applies */
     if (o->cmd == CMD_LISTEN) {
         if (o->zero_io) {
             cli_error("-z probes ports as a client; it cannot be used with listen");

@@ -437,6 +437,8 @@ static void start_pumps(struct pconn *c)
         conn_end(c, 1, "tunnel: %s", dx_strerror(rc));
         return;
     }
+    dx_pump_set_rate(&c->up, s->o->rate_limit); /* --rate-limit (0: none) */
+    dx_pump_set_rate(&c->down, s->o->rate_limit);
     c->pumps = 1;
     c->ph = PH_PUMP;
     s->tunnels++;

@@ -240,16 +240,24 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
     start_pumps(c);
 }
 
+/* DUPLEX_NO_SPLICE=1: the buffered copy instead of splice(2), to compare
+ * the two (tests, benchmarks). */
+static int pump_flags(void)
+{
+    const char *no = getenv("DUPLEX_NO_SPLICE");
+    return DX_PUMP_SHUTDOWN | (no && *no && strcmp(no, "0") != 0 ? 0 : DX_PUMP_SPLICE);
+}
+
 static void start_pumps(struct conn *c)
 {
     struct relay *r = c->r;
     dx_endpoint_init(&c->client, c->client_fd);
     dx_endpoint_init(&c->target, c->target_fd);
     size_t bufsize = r->o->bufsize ? r->o->bufsize : 256 * 1024;
-    int rc = dx_pump_start(r->loop, &c->up, &c->client, &c->target, bufsize, DX_PUMP_SHUTDOWN | DX_PUMP_SPLICE,
+    int rc = dx_pump_start(r->loop, &c->up, &c->client, &c->target, bufsize, pump_flags(),
                            on_pump_done, c);
     if (rc == 0) {
-        rc = dx_pump_start(r->loop, &c->down, &c->target, &c->client, bufsize, DX_PUMP_SHUTDOWN | DX_PUMP_SPLICE,
+        rc = dx_pump_start(r->loop, &c->down, &c->target, &c->client, bufsize, pump_flags(),
                            on_pump_done, c);
         if (rc < 0)
             dx_pump_stop(&c->up);
@@ -259,6 +267,8 @@ static void start_pumps(struct conn *c)
         conn_close(c);
         return;
     }
+    dx_pump_set_rate(&c->up, r->o->rate_limit); /* --rate-limit (0: none) */
+    dx_pump_set_rate(&c->down, r->o->rate_limit);
     c->pumps_running = 1;
 }
 

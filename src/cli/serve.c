@@ -562,6 +562,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         dx__fd_close(fd);
         return;
     }
+    dx_stream_set_rate(&c->st, o->rate_limit, o->rate_limit); /* --rate-limit (0: none) */
     c->sv = sv;
     c->fd = fd;
     memcpy(c->name, name, sizeof name);

@@ -343,8 +343,11 @@ int cli_session_tls(dx_loop *loop, const struct options *o, int fd, const char *
                            o->send_only ? DX_PUMP_DISCARD : splice, on_down_done, &s);
         s.down_running = rc == 0;
     }
-    if (rc == 0)
+    if (rc == 0) {
         cli_filters_attach(o, s.up_running ? &s.up : NULL, &s.down);
+        dx_pump_set_rate(&s.up, o->rate_limit); /* --rate-limit (0: none) */
+        dx_pump_set_rate(&s.down, o->rate_limit);
+    }
     int urgent_code = rc < 0 || tls ? 0 : urgent_setup(&s, fd); /* TLS: no urgent data */
     if (rc < 0) {
         cli_error("%s: %s", peer_text, dx_strerror(rc));

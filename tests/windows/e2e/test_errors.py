@@ -138,6 +138,8 @@ def test_probe_range_one_open(run_exe):
 REFUSALS = {
     "unix-listen": ["listen", "-U", "dx-e2e.sock"],
     "unix-connect": ["connect", "-U", "dx-e2e.sock"],
+    "inetd-relay": ["relay", "--inetd", "127.0.0.1:1"],
+    "inetd-listen": ["listen", "--inetd", "-e", "cmd"],
     # no Redis client (libhiredis) in the Windows build
     "cluster": ["listen", "--chat", "--cluster", "redis://127.0.0.1:6379/room", "127.0.0.1", "0"],
 }

@@ -310,3 +310,21 @@ def test_usage_errors(args, msg, run_duplex):
     assert rc == 2, err
     assert msg in err, err
 
+
+
+def test_header_comes_before_tls(start_listener):
+    """listen --ssl --accept-proxy: the header is plain, before the TLS
+    handshake (as haproxy sends it to a TLS server); the session is then TLS
+    and the client is the header's."""
+    import ssl
+    dx, port = start_listener(["-k", "--echo", "--ssl", "--accept-proxy", "-v"])
+    raw = connect(port)
+    raw.sendall(v1_header("198.51.100.4", 4444))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(raw)
+    s.sendall(b"over tls")
+    assert recv_exact(s, 8) == b"over tls"
+    s.close()
+    dx.wait_err(r"PROXY v1 header: client 198\.51\.100\.4:4444$")

@@ -2,9 +2,10 @@
  * whose slave is linked at LINK, copied to and from the connection (socat's
  * PTY,link=LINK,raw: a virtual serial port over the network). The master
  * becomes the session's stdin and stdout, so session.c copies it as it
- * copies a terminal. duplex keeps a descriptor of the slave open itself:
- * a program that closes LINK does not end the session (socat's master reads
- * EIO then and it ends, as at end of input); the next program to open LINK
+ * copies a terminal. duplex keeps a descriptor of the slave open itself, as
+ * socat does (1.7.4: checked): a program that closes LINK does not end the
+ * session (with no slave open the master would read EIO, an end of input
+ * for good); the next program to open LINK
  * gets what arrived meanwhile (the pty holds a few KiB, then the connection
  * is not read: backpressure). */
 #define _GNU_SOURCE

@@ -42,7 +42,7 @@ def test_pty_copies_both_ways_and_outlives_its_reader(start_duplex, tmp_path):
         assert not oflag & termios.OPOST and not iflag & (termios.ICRNL | termios.IXON), "not raw"
         os.write(fd, up[:60_000])
     finally:
-        os.close(fd)  # socat would see EIO here and end; the session goes on
+        os.close(fd)  # as with socat (which holds the slave too), the session goes on
     # LINK stays closed while its bytes cross
     server.wait_out(lambda out: len(out) >= 60_000)
     fd = os.open(link, os.O_RDWR | os.O_NOCTTY)

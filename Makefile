@@ -195,7 +195,7 @@ e2e: $(BUILD)/duplex
 # The packaging: the shared library's export list (nm -D) against the
 # header, then install, pkg-config builds (shared and static), uninstall.
 pkg-test: all
-	/usr/bin/python3 tests/pkg/exports.py $(BUILD)/$(SHLIB) include/duplex.h tests/pkg/abi.txt
+	/usr/bin/python3 tests/pkg/exports.py $(BUILD)/$(SHLIB) include/duplex.h tests/pkg/abi.txt docs/libduplex.3
 	CC="$(CC)" tests/pkg/install.sh "$(MAKE)" "$(BUILD)"
 
 test: unit e2e fuzz-smoke pkg-test

@@ -68,7 +68,7 @@ connrate() { # PORT -> connections/s
         sed -n 's/.*"msgs_per_s":\([0-9]*\).*"p99_us":\([0-9.]*\).*"errors":\([0-9]*\).*/\1 \2 \3/p'
 }
 
-declare -A RATE P99 ERR
+declare -A RATE P99 ERR RANGE
 KINDS="direct duplex-1 duplex-3-first duplex-3-roundrobin duplex-3-leastconn duplex-3-first-down"
 command -v haproxy > /dev/null && KINDS="$KINDS haproxy-1 haproxy-3-roundrobin haproxy-3-leastconn"
 for kind in $KINDS; do
@@ -87,6 +87,7 @@ for kind in $KINDS; do
         if [ "$kind" != direct ]; then kill_tree "$RPID"; forget "$RPID"; fi
     done
     RATE[$kind]=$(median "${rates[@]}")
+    RANGE[$kind]=$(printf '%s\n' "${rates[@]}" | sort -n | sed -n '1p;$p' | paste -sd-)
     P99[$kind]=$(median "${p99s[@]}")
     ERR[$kind]=$errs
     echo "$kind: ${RATE[$kind]} conn/s (runs: ${rates[*]}), p99 ${P99[$kind]} us, errors $errs" >&2
@@ -100,15 +101,16 @@ done
     echo "first sends every client to the first target, as with one: the difference is the cost of the"
     echo "choice alone. roundrobin and leastconn spread the clients over three echo servers (three"
     echo "processes), so they may be faster than one target. first-down: the first target refuses,"
-    echo "marked down by one client before the run; the others skip it."
+    echo "marked down by one client before the run; the others skip it. \"runs\": the spread of the"
+    echo "runs; where the machine is shared, differences inside it are noise."
     echo
-    echo "| path | conn/s | p99 us | of 1 target | errors |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| path | conn/s | runs (min-max) | p99 us | of 1 target | errors |"
+    echo "|---|---:|---:|---:|---:|---:|"
     for kind in $KINDS; do
         base=${RATE[duplex-1]}
         case $kind in haproxy-*) base=${RATE[haproxy-1]:-0} ;; direct) base=${RATE[direct]} ;; esac
         ratio=$(awk -v a="${RATE[$kind]}" -v b="$base" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
-        echo "| $kind | ${RATE[$kind]} | ${P99[$kind]} | $ratio | ${ERR[$kind]} |"
+        echo "| $kind | ${RATE[$kind]} | ${RANGE[$kind]} | ${P99[$kind]} | $ratio | ${ERR[$kind]} |"
     done
     echo
     echo "Command: \`bench/targets.sh $DUPLEX\` (RUNS=$RUNS SECS=$SECS CONNS=$CONNS)"

@@ -60,6 +60,9 @@ _duplex()
     if [[ $cur == --progress=* ]]; then
         COMPREPLY=($(compgen -P --progress= -W "auto always never" -- "${cur#--progress=}")); return
     fi
+    if [[ $cur == --send-proxy=* ]]; then
+        COMPREPLY=($(compgen -P --send-proxy= -W "v1 v2" -- "${cur#--send-proxy=}")); return
+    fi
 
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$(_duplex_flags "${cmd:-connect}" "$prog")" -- "$cur"))

@@ -604,6 +604,7 @@ typedef struct dx_endpoint {
     void (*pri_cb)(struct dx_endpoint *e); /* private: see dx_endpoint_watch_pri() */
     void *data;               /* public: for the caller */
     struct dx_tls *tls;       /* read-only: see dx_endpoint_set_tls() */
+    int *pri_running;         /* private: set while pri_cb runs (it may let the endpoint go) */
 } dx_endpoint;
 
 struct dx_pump {
@@ -646,7 +647,8 @@ int dx_pump_start(dx_loop *loop, dx_pump *p, dx_endpoint *src, dx_endpoint *dst,
 
 /* Stop a pump and free its buffer (the fds stay open). Safe twice and on a
  * zero-initialised pump. The endpoints are plain memory: once no started
- * pump uses them there is nothing to release. */
+ * pump uses them and their DX_PRI watch is stopped there is nothing to
+ * release. */
 void dx_pump_stop(dx_pump *p);
 
 /* Also watch the endpoint's fd for DX_PRI (urgent data on a TCP socket) and
@@ -654,9 +656,11 @@ void dx_pump_stop(dx_pump *p);
  * watching), since the event stays set until then. It runs before the
  * pumps' reads and writes of the same wake-up, and also whenever a pump is
  * about to read at the urgent mark (sockatmark(), since on Linux a read past
- * the mark discards the urgent byte); it must not free the endpoint. Pumps
- * step over the mark even in splice mode (TCP splice stops there). cb NULL stops watching (do so before closing the fd). Returns 0
- * or -errno from the loop. */
+ * the mark discards the urgent byte). Like any callback it may stop the
+ * pumps and this watch (cb NULL) and then free the endpoint and the pumps.
+ * Pumps step over the mark even in splice mode (TCP splice stops there). cb
+ * NULL stops watching (do so before closing the fd or freeing the
+ * endpoint). Returns 0 or -errno from the loop. */
 int dx_endpoint_watch_pri(dx_loop *loop, dx_endpoint *e, void (*cb)(dx_endpoint *e));
 
 /* Limit a started pump to bytes_per_sec (0: no limit), a token bucket on

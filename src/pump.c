@@ -432,7 +432,31 @@ static int flush(dx_pump *p)
     return 0;
 }
 
-/* Returns 1 if the pump finished. */
+/* The endpoint's DX_PRI callback, which may stop the pumps on the endpoint
+ * or its watch and free them all. Returns 0 if it let the endpoint go (the
+ * caller must then touch neither the endpoint nor its pumps), else 1. */
+static int run_pri_cb(dx_endpoint *e)
+{
+    int running = 1;
+    e->pri_running = &running;
+    e->pri_cb(e);
+    if (!running)
+        return 0;
+    e->pri_running = NULL;
+    return 1;
+}
+
+/* A pump on the endpoint or its DX_PRI watch was stopped: if its DX_PRI
+ * callback is running, the endpoint may be freed when it returns. */
+static void endpoint_let_go(dx_endpoint *e)
+{
+    if (e && e->pri_running) {
+        *e->pri_running = 0;
+        e->pri_running = NULL;
+    }
+}
+
+/* Returns 1 if the pump finished (or was let go from a DX_PRI callback). */
 static int fill(dx_pump *p)
 {
 #ifdef __linux__
@@ -442,8 +466,8 @@ static int fill(dx_pump *p)
     for (int i = 0; i < READS_PER_WAKEUP && room(p) > 0; i++) {
         /* a read that passes the urgent mark discards the urgent byte
          * (Linux): give the endpoint's DX_PRI callback its chance first */
-        if (p->src->pri_cb && at_urgent_mark(p->src->fd))
-            p->src->pri_cb(p->src);
+        if (p->src->pri_cb && at_urgent_mark(p->src->fd) && !run_pri_cb(p->src))
+            return 1;
         size_t space = room(p), asked = allowed(p, space);
         if (asked == 0)
             return 0; /* the bucket's timer watches the source again */
@@ -493,8 +517,8 @@ static void endpoint_cb(dx_loop *loop, dx_io *io, int events)
 {
     (void)loop;
     dx_endpoint *e = io->data;
-    if ((events & DX_PRI) && e->pri_cb)
-        e->pri_cb(e);
+    if ((events & DX_PRI) && e->pri_cb && !run_pri_cb(e))
+        return;
     int rd = read_ev(e), wr = write_ev(e); /* before a read or write changes them */
     dx_pump *r = e->reader;
     if (r && (events & (rd | DX_ERROR)) && wants_read(r)) {
@@ -585,6 +609,8 @@ int dx_endpoint_watch_pri(dx_loop *loop, dx_endpoint *e, void (*cb)(dx_endpoint 
 {
     e->loop = loop;
     e->pri_cb = cb;
+    if (!cb)
+        endpoint_let_go(e);
     return endpoint_update(e);
 }
 
@@ -611,6 +637,8 @@ void dx_pump_stop(dx_pump *p)
         return;
     p->done = 1;
     dx__rate_stop(&p->rate, p->loop);
+    endpoint_let_go(p->src);
+    endpoint_let_go(p->dst);
     if (p->src && p->src->reader == p) {
         p->src->reader = NULL;
         endpoint_update(p->src);

@@ -76,14 +76,6 @@ int cli_activation_init(struct options *o)
     }
     if (n == 0)
         return 0;
-    if (o->cmd != CMD_LISTEN && o->cmd != CMD_RELAY)
-        return 0; /* connect listens on nothing; the sockets stay unused */
-    const char *bad = o->inetd ? "--inetd (the connection is stdin)" : o->udp ? "-u (stream sockets only)"
-                      : o->threads > 1 ? "--threads" : NULL;
-    if (bad) {
-        cli_error("socket activation (LISTEN_FDS): not with %s", bad);
-        return EXIT_USAGE;
-    }
     if (n > MAX_LISTENERS) {
         cli_error("socket activation: %ld sockets (LISTEN_FDS); at most %d are taken", n, MAX_LISTENERS);
         return EXIT_USAGE;
@@ -94,6 +86,14 @@ int cli_activation_init(struct options *o)
             cli_error("socket activation: descriptor %d (LISTEN_FDS=%ld): %s", fd, n, strerror(errno));
             return EXIT_LISTEN;
         }
+    }
+    if (o->cmd != CMD_LISTEN && o->cmd != CMD_RELAY)
+        return 0; /* connect listens on nothing: the sockets stay unused (and out of children) */
+    const char *bad = o->inetd ? "--inetd (the connection is stdin)" : o->udp ? "-u (stream sockets only)"
+                      : o->threads > 1 ? "--threads" : NULL;
+    if (bad) {
+        cli_error("socket activation (LISTEN_FDS): not with %s", bad);
+        return EXIT_USAGE;
     }
     o->listen_fds = (int)n;
     cli_info(o, "socket activation: %ld listening socket%s from the system (LISTEN_FDS)%s", n,

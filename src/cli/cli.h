@@ -124,6 +124,8 @@ struct options {
     int proxy_serve;       /* listen --proxy-type: PROXY_SOCKS5 or PROXY_HTTP + 1 (0: not a proxy) */
     int tls;               /* --ssl/--tls: TLS client (connect) or server (listen): tls.c */
     int tls_target;        /* relay --ssl-target: TLS to TARGET (a client of it) */
+    int accept_proxy;      /* --accept-proxy: each client starts with a PROXY header */
+    int send_proxy;        /* relay --send-proxy: 0, or the header's version (1, 2) */
     int tls_no_verify;     /* --ssl-no-verify: connect without checking the certificate */
     int tls_verify;        /* --ssl-verify: listen: require and verify client certificates */
     const char *tls_cert;  /* --ssl-cert FILE (PEM, the chain may follow) */
@@ -346,6 +348,9 @@ struct listeners {
     dx_addr inetd_peer;
     void (*on_client)(struct listeners *l, int fd, const dx_addr *peer);
     void *data;
+    struct pp_pending *pending; /* --accept-proxy: clients whose header is being read */
+    unsigned long npending;
+    atomic_ulong bad_headers;   /* clients refused for their PROXY header (as denied) */
 };
 /* Open, report ("listening on ..."); returns 0 or an exit code (after
  * printing why). Accepting starts with listeners_watch(l, 1). With socket
@@ -407,6 +412,27 @@ struct cli_opener {
     int resolve_flags; /* DX_RESOLVE_DGRAM for datagram sockets */
 };
 int cli_open_every(const struct options *o, dx_listen_opts lo, const struct cli_opener *how);
+
+/* proxyproto.c: the PROXY protocol, v1 and v2 (haproxy's proxy-protocol.txt). */
+#define CLI_PP_V1_MAX 107 /* the longest v1 line, CRLF included */
+#define CLI_PP_MAX 2048   /* the longest header taken (v2: 16 + its length) */
+struct cli_pp {
+    int version;          /* 1 or 2 */
+    int local;            /* no client address (v1 UNKNOWN; v2 LOCAL, UNSPEC or Unix):
+                           * the connection's own addresses stand */
+    dx_addr src, dst;     /* else the client and the address it connected to */
+};
+/* The header at the start of buf (n bytes): its length once complete (*out
+ * filled), 0 while more bytes are needed (every byte of buf is header then,
+ * so reading them all takes nothing of what follows), or -EPROTO for no
+ * valid header (or one longer than the bounds above). */
+int cli_pp_parse(const unsigned char *buf, size_t n, struct cli_pp *out);
+/* The header for a client at src that connected to dst (IPv4-mapped
+ * addresses as IPv4; a Unix client: v1 UNKNOWN, v2 AF_UNSPEC) in buf, of
+ * version 1 or 2: its length, or 0 when len is too small (108 and 52
+ * always do). */
+size_t cli_pp_encode(unsigned char *buf, size_t len, int version, const dx_addr *src,
+                     const dx_addr *dst);
 
 /* connect.c, listen.c (one client), serve.c (many clients), exec.c */
 int cli_connect(const struct options *o, dx_loop *loop);

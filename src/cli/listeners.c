@@ -4,7 +4,9 @@
  * only the clients the access list allows: every path that takes clients
  * (one-client listen, -k and every server mode, --model, --threads, relay,
  * TLS or not) accepts here, so none can skip it; listen -u asks the same
- * listeners_admit() about each datagram's sender. */
+ * listeners_admit() about each datagram's sender. With --accept-proxy each
+ * client's PROXY header is read here first (bounded in time and size, not
+ * a byte past it), and the client it names is the one admitted. */
 #define _GNU_SOURCE
 #include "cli.h"
 #include "os.h"
@@ -117,6 +119,140 @@ static int take(struct listeners *l, int fd, const dx_addr *peer)
     return 1;
 }
 
+/* ---- --accept-proxy: the header before the client ---- */
+
+/* Headers being read at once; more clients are closed meanwhile. */
+#define PP_MAX_PENDING 1024
+/* How long a header may take without -w. */
+#define PP_DEFAULT_TIMEOUT_MS 5000
+
+struct pp_pending {
+    struct listeners *l;
+    struct pp_pending *prev, *next;
+    int fd;
+    dx_addr peer;         /* the socket's: the load balancer */
+    dx_io io;
+    dx_timer timer;
+    size_t have;          /* header bytes taken from the socket */
+    unsigned char buf[CLI_PP_MAX];
+};
+
+static const char *pp_name(const struct pp_pending *p, char *buf, size_t len)
+{
+    if (p->peer.ss.ss_family == AF_UNIX)
+        snprintf(buf, len, "a client of %s", p->l->o->unix_path ? p->l->o->unix_path : "unix");
+    else
+        dx_addr_format(&p->peer, buf, len);
+    return buf;
+}
+
+/* Forget p; its socket is closed unless keep_fd. */
+static void pp_free(struct pp_pending *p, int keep_fd)
+{
+    struct listeners *l = p->l;
+    dx_io_stop(l->loop, &p->io);
+    dx_timer_stop(l->loop, &p->timer);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        l->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    l->npending--;
+    if (!keep_fd)
+        dx__fd_close(p->fd);
+    free(p);
+}
+
+static void pp_refuse(struct pp_pending *p, const char *why)
+{
+    struct listeners *l = p->l;
+    char name[DX_ADDR_STRLEN];
+    cli_info(l->o, "%s: refused: %s", pp_name(p, name, sizeof name), why);
+    l->bad_headers++;
+    pp_free(p, 0);
+}
+
+static void pp_timeout(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    pp_refuse(t->data, "no complete PROXY header in time");
+}
+
+/* Peek at what has come, parse it with what was taken before, and take
+ * from the socket only header bytes: the payload behind stays unread. */
+static void pp_readable(dx_loop *loop, dx_io *io, int events)
+{
+    (void)loop, (void)events;
+    struct pp_pending *p = io->data;
+    ssize_t n = dx__sock_recv(p->fd, p->buf + p->have, sizeof p->buf - p->have, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        char why[96];
+        snprintf(why, sizeof why, "%s before a complete PROXY header",
+                 n == 0 ? "closed" : dx_strerror(-errno));
+        pp_refuse(p, why);
+        return;
+    }
+    struct cli_pp pp;
+    int len = cli_pp_parse(p->buf, p->have + (size_t)n, &pp);
+    if (len < 0) {
+        pp_refuse(p, p->have + (size_t)n >= sizeof p->buf ? "PROXY header too long"
+                                                          : "no valid PROXY header");
+        return;
+    }
+    size_t take_n = len > 0 ? (size_t)len - p->have : (size_t)n;
+    if (dx__sock_recv(p->fd, p->buf + p->have, take_n, 0) != (ssize_t)take_n) {
+        pp_refuse(p, "the PROXY header could not be read again");
+        return;
+    }
+    p->have += take_n;
+    if (len == 0)
+        return;
+    struct listeners *l = p->l;
+    char lb[DX_ADDR_STRLEN], client[DX_ADDR_STRLEN];
+    dx_addr peer = pp.local ? p->peer : pp.src;
+    int fd = p->fd;
+    if (pp.local)
+        cli_info(l->o, "%s: PROXY v%d header without a client address: the connection's own "
+                 "stands", pp_name(p, lb, sizeof lb), pp.version);
+    else
+        cli_info(l->o, "%s: PROXY v%d header: client %s", pp_name(p, lb, sizeof lb), pp.version,
+                 dx_addr_format(&peer, client, sizeof client));
+    pp_free(p, 1);
+    take(l, fd, &peer);
+}
+
+static void pp_start(struct listeners *l, int fd, const dx_addr *peer)
+{
+    struct pp_pending *p = l->npending < PP_MAX_PENDING ? malloc(sizeof *p) : NULL;
+    if (!p) {
+        char name[DX_ADDR_STRLEN];
+        cli_info(l->o, "%s: refused: %s", dx_addr_format(peer, name, sizeof name),
+                 l->npending < PP_MAX_PENDING ? "out of memory"
+                                              : "too many PROXY headers being read");
+        l->bad_headers++;
+        dx__fd_close(fd);
+        return;
+    }
+    p->l = l;
+    p->fd = fd;
+    p->peer = *peer;
+    p->have = 0;
+    p->prev = NULL;
+    p->next = l->pending;
+    if (p->next)
+        p->next->prev = p;
+    l->pending = p;
+    l->npending++;
+    dx_io_init(&p->io, fd, pp_readable, p);
+    dx_timer_init(&p->timer, pp_timeout, p);
+    int64_t ms = l->o->timeout_ms ? l->o->timeout_ms : PP_DEFAULT_TIMEOUT_MS;
+    if (dx_io_set(l->loop, &p->io, DX_READ) < 0 || dx_timer_start(l->loop, &p->timer, (uint64_t)ms, 0) < 0)
+        pp_refuse(p, "cannot wait for its PROXY header");
+}
+
 static void on_acceptable(dx_loop *loop, dx_io *io, int events)
 {
     (void)events;
@@ -125,7 +261,10 @@ static void on_acceptable(dx_loop *loop, dx_io *io, int events)
         dx_addr peer;
         int fd = dx_accept(io->fd, &peer);
         if (fd >= 0) {
-            take(l, fd, &peer);
+            if (l->o->accept_proxy)
+                pp_start(l, fd, &peer); /* admitted once its header names the client */
+            else
+                take(l, fd, &peer);
             continue;
         }
         if (fd == -EAGAIN)
@@ -400,6 +539,8 @@ void listeners_watch(struct listeners *l, int on)
 
 void listeners_close(struct listeners *l)
 {
+    while (l->pending)
+        pp_free(l->pending, 0);
     if (l->inetd_pending) {
         l->inetd_pending = 0;
         dx__fd_close(l->inetd_fd);

@@ -103,7 +103,15 @@ static const char help_relay_usage[] =
 "                           to TARGET) per client address, ended after the idle\n"
 "                           timeout (default 60 s); at most --max-conns sessions\n"
 "                           (default 1000; a new client beyond it: its datagrams\n"
-"                           dropped, -v says so); the JSON lines count datagrams\n";
+"                           dropped, -v says so); the JSON lines count datagrams\n"
+"      --accept-proxy       each client starts with a PROXY protocol header (v1\n"
+"                           or v2, from haproxy, nginx, a cloud load balancer):\n"
+"                           the client it names is the one --allow/--deny, -v\n"
+"                           and --send-proxy see; no valid header within -w\n"
+"                           (else 5 s): the client is refused (a -v line)\n"
+"      --send-proxy[=V]     start each connection to TARGET with a PROXY header\n"
+"                           naming the client: V v1 (text, the default) or v2\n"
+"                           (binary); a Unix client is UNKNOWN (v2: UNSPEC)\n";
 
 static const char help_host[] =
 "HOST may be a name, an IPv4 address or an IPv6 address ([::1] or ::1); HOST:PORT and\n"
@@ -277,6 +285,11 @@ static const char help_server[] =
 "      --allowfile FILE     --allow for each rule of FILE (several a line,\n"
 "                           '#' comments)\n"
 "      --denyfile FILE      --deny for each rule of FILE\n"
+"      --accept-proxy       each client starts with a PROXY protocol header (v1\n"
+"                           or v2, from haproxy, nginx, a load balancer): the\n"
+"                           client it names is the one --allow/--deny, -v, -e's\n"
+"                           $DUPLEX_PEER_* and --chat names see (every mode);\n"
+"                           no valid header within -w (else 5 s): refused\n"
 "      --max-queue BYTES    bytes that may wait for one client (default 1048576);\n"
 "                           above half, senders pause; a client held above half\n"
 "                           for 2 s is dropped as not reading\n"
@@ -499,6 +512,7 @@ enum {
     OPT_STATS_JSON, OPT_PROGRESS, OPT_SEND_OOB, OPT_OOB_INLINE, OPT_HEX_DUMP, OPT_APPEND_OUTPUT, OPT_PROXY_AUTH,
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
+    OPT_ACCEPT_PROXY, OPT_SEND_PROXY,
     OPT_RATE_LIMIT, OPT_PTY,
     OPT_BALANCE, OPT_DOWN_TIME, OPT_INETD,
     OPT_CLUSTER, OPT_NODE_NAME,
@@ -598,6 +612,8 @@ static const struct option long_opts[] = {
     {"tls-ciphers", required_argument, NULL, OPT_SSL_CIPHERS},
     {"ssl-pin", required_argument, NULL, OPT_SSL_PIN},
     {"tls-pin", required_argument, NULL, OPT_SSL_PIN},
+    {"accept-proxy", no_argument, NULL, OPT_ACCEPT_PROXY},
+    {"send-proxy", optional_argument, NULL, OPT_SEND_PROXY},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -1815,6 +1831,17 @@ static int parse(int argc, char **argv, struct options *o)
         case OPT_SSL_VERIFY: o->tls_verify = 1; tls_opt_given = tls_implied = 1; break;
         case OPT_SSL_ALPN: o->tls_alpn = optarg; tls_opt_given = 1; break;
         case OPT_SSL_TARGET: o->tls_target = 1; break;
+        case OPT_ACCEPT_PROXY: o->accept_proxy = 1; break;
+        case OPT_SEND_PROXY:
+            if (!optarg || strcmp(optarg, "v1") == 0 || strcmp(optarg, "1") == 0) {
+                o->send_proxy = 1;
+            } else if (strcmp(optarg, "v2") == 0 || strcmp(optarg, "2") == 0) {
+                o->send_proxy = 2;
+            } else {
+                cli_error("invalid --send-proxy '%s': expected v1 or v2", optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case OPT_SSL_PIN: o->tls_pin = optarg; tls_opt_given = 1; break; /* checked by tls.c */
         case OPT_SSL_CIPHERS: o->tls_ciphers = optarg; tls_opt_given = 1; break; /* tls.c */
         case 'l': o->cmd = CMD_LISTEN; break;
@@ -2134,6 +2161,20 @@ static int parse(int argc, char **argv, struct options *o)
         return EXIT_USAGE;
     if (check_proxy(o, proxy_given, proxy_type_given) < 0)
         return EXIT_USAGE;
+    if (o->send_proxy && o->cmd != CMD_RELAY) {
+        cli_error("--send-proxy is for relay (a PROXY header to its TARGET)");
+        return EXIT_USAGE;
+    }
+    if (o->send_proxy && o->udp) {
+        cli_error("--send-proxy puts a PROXY header before a relayed stream: not with -u");
+        return EXIT_USAGE;
+    }
+    if (o->accept_proxy && (o->cmd == CMD_CONNECT || o->udp || o->inetd)) {
+        cli_error("--accept-proxy reads a load balancer's PROXY header from each client of "
+                  "listen or relay over TCP or -U: not with %s",
+                  o->udp ? "-u" : o->inetd ? "--inetd (yet)" : "connect");
+        return EXIT_USAGE;
+    }
     if (proxy_dns_given && !proxy_given) {
         cli_error("--proxy-dns says where a proxy's target name is resolved: it needs "
                   "-x/--proxy ADDR[:PORT]");

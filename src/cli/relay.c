@@ -43,6 +43,7 @@ struct conn {
     int connecting;
     dx_timer retry;         /* the next target, tried from the loop */
     struct cli_tls_conn *tls; /* --ssl-target: the handshake with TARGET, while it runs */
+    dx_addr peer, local;    /* the client, and the address it reached (--send-proxy) */
     dx_endpoint client, target;
     dx_pump up, down;       /* client -> target, target -> client */
     int pumps_running;
@@ -189,6 +190,19 @@ static void on_target_tls(void *data, int fd)
     start_pumps(c);
 }
 
+/* --send-proxy: the PROXY header goes first on the new connection, before
+ * any TLS. Its send buffer is empty, so the few bytes go in one send; a
+ * short one fails the connection rather than send a partial header. */
+static int send_proxy_header(struct conn *c, int fd)
+{
+    unsigned char hdr[CLI_PP_V1_MAX + 1];
+    size_t n = cli_pp_encode(hdr, sizeof hdr, c->r->o->send_proxy, &c->peer, &c->local);
+    ssize_t sent = n ? dx__sock_send(fd, hdr, n, 0) : -1;
+    if (sent == (ssize_t)n)
+        return 0;
+    return sent < 0 && n ? -errno : -EIO;
+}
+
 static void on_target(dx_connector *k, int result, const dx_addr *addr, int final)
 {
     struct conn *c = k->data;
@@ -231,6 +245,15 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
     if (addr->ss.ss_family != AF_UNIX)
         cli_default_nodelay(r->o, result);
     cli_show_opts(r->o, result, "connected");
+    int rc = r->o->send_proxy ? send_proxy_header(c, result) : 0;
+    if (rc < 0) {
+        c->target_fd = result;
+        c->error = rc;
+        c->error_where = "send-proxy";
+        r->failed++;
+        conn_close(c);
+        return;
+    }
     if (r->o->tls_target) {
         /* TLS to TARGET first; the pumps then run on the bridge's end */
         c->tls = cli_tls_server_connect(r->tls, result, target_name(c), on_target_tls, c);
@@ -301,7 +324,7 @@ static void on_retry(dx_loop *loop, dx_timer *t)
  * its TLS bridge (the handshake done). */
 static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp)
 {
-    (void)local, (void)tcp;
+    (void)tcp;
     struct relay *r = data;
     struct listeners *l = &r->l;
     const struct options *o = r->o;
@@ -328,6 +351,11 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     c->client_fd = fd;
     c->target_fd = -1;
     c->started = dx_loop_now(r->loop);
+    c->peer = *peer;
+    if (local)
+        c->local = *local;
+    else if (dx_sock_local(fd, &c->local) < 0)
+        c->local.ss.ss_family = AF_UNSPEC; /* the header then says UNKNOWN */
     memcpy(c->name, name, sizeof name);
     c->next = r->conns;
     if (c->next)
@@ -394,6 +422,14 @@ static void on_progress(dx_loop *loop, dx_timer *t)
     progress_show(&r->progress, dx_loop_now(loop), up, down, 0);
 }
 
+/* --accept-proxy: ", N (PROXY header)" for the totals line. */
+static const char *proxy_refused(const struct relay *r)
+{
+    static char text[48];
+    snprintf(text, sizeof text, ", %lu (PROXY header)", (unsigned long)atomic_load(&r->l.bad_headers));
+    return text;
+}
+
 int cli_relay(const struct options *o, dx_loop *loop)
 {
     struct relay r;
@@ -430,8 +466,9 @@ int cli_relay(const struct options *o, dx_loop *loop)
     int rc = dx_loop_run(loop);
     if (rc < 0)
         cli_error("event loop: %s", dx_strerror(rc));
-    cli_info(o, "relayed %lu connection%s; %lu failed; refused %lu (limit), %lu (access list)",
-             r.accepted, cli_s(r.accepted), r.failed, r.refused, (unsigned long)atomic_load(&r.l.denied));
+    cli_info(o, "relayed %lu connection%s; %lu failed; refused %lu (limit), %lu (access list)%s",
+             r.accepted, cli_s(r.accepted), r.failed, r.refused, (unsigned long)atomic_load(&r.l.denied),
+             o->accept_proxy ? proxy_refused(&r) : "");
     while (r.conns)
         conn_close(r.conns);
     cli_tls_server_free(r.tls);

@@ -864,17 +864,21 @@ int serve_run(struct server *sv)
 
 static void serve_report(const struct options *o)
 {
-    unsigned long accepted = 0, refused = 0, denied = 0, dropped = 0;
+    unsigned long accepted = 0, refused = 0, denied = 0, dropped = 0, bad = 0;
     pthread_mutex_lock(&servers_lock);
     for (struct server *sv = all_servers; sv; sv = sv->next_server) {
         accepted += sv->accepted;
         refused += sv->refused;
         denied += atomic_load(&sv->l.denied);
+        bad += atomic_load(&sv->l.bad_headers);
         dropped += sv->dropped;
     }
     pthread_mutex_unlock(&servers_lock);
-    cli_info(o, "served %lu client%s; refused %lu (limit), %lu (access list); dropped %lu slow",
-             accepted, cli_s(accepted), refused, denied, dropped);
+    char proxy[48] = "";
+    if (o->accept_proxy)
+        snprintf(proxy, sizeof proxy, ", %lu (PROXY header)", bad);
+    cli_info(o, "served %lu client%s; refused %lu (limit), %lu (access list)%s; dropped %lu slow",
+             accepted, cli_s(accepted), refused, denied, proxy, dropped);
 }
 
 void serve_end(const struct options *o)

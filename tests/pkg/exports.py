@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""exports.py SHLIB HEADER [ABI]: the shared library exports exactly the
+"""exports.py SHLIB HEADER [ABI [MAN]]: the shared library exports exactly the
 functions include/duplex.h declares: every symbol `nm -D --defined-only` lists
 starts with dx_ and is declared there (so no dx__* helper of src/os.h leaks),
 and every function declared there (static inline ones aside) is exported.
 With ABI (tests/pkg/abi.txt: the soname, then every symbol it has promised):
 while the soname is the one recorded, no recorded symbol may go (a removal
 needs a new soname, README.md "ABI stability") and every new export is
-recorded."""
+recorded. With MAN (docs/libduplex.3): the manual page names every export."""
 import re
 import subprocess
 import sys
@@ -66,6 +66,11 @@ def main():
         print(f"exports.py: FAIL: {name} declared in {header} but not exported"); bad = True
     if not decl:
         print(f"exports.py: FAIL: no function found in {header}"); bad = True
+    if len(sys.argv) > 4:
+        page = open(sys.argv[4]).read()
+        for name in sorted(exp):
+            if not re.search(r"\b" + re.escape(name) + r"\b", page):
+                print(f"exports.py: FAIL: {name} exported but not in {sys.argv[4]}"); bad = True
     if bad:
         return 1
     print(f"exports.py: ok: {len(exp)} symbols exported, all dx_*, = the {len(decl)} functions of {header}")

@@ -436,6 +436,10 @@ static void connect_now(dx_loop *loop, dx_timer *t)
 
 static int publish_frame(struct cluster *cl, int type, const char *data, size_t n)
 {
+    /* hiredis may have freed the connection already (ad_cleanup), the
+     * detach still to come from the loop (the lost timer) */
+    if (!cl->pub.ac)
+        return -EPIPE;
     char head[64];
     size_t hn = cli_cluster_frame_head(head, sizeof head, type, cl->id,
                                        type == CLUSTER_MSG ? cl->seq + 1 : cl->seq);
@@ -475,7 +479,7 @@ static void on_beat(dx_loop *loop, dx_timer *t)
         return;
     }
     if (publish_frame(cl, CLUSTER_BEAT, NULL, 0) < 0)
-        detach(cl, "cannot queue a heartbeat");
+        detach(cl, cl->pub.ac ? "cannot queue a heartbeat" : "publisher connection lost");
 }
 
 /* ---- the API serve.c uses ---- */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #ifndef _WIN32
 #include <fcntl.h>
+#include <poll.h>
 #endif
 
 /* How long to stop accepting when descriptors run out: long enough not to
@@ -179,47 +180,67 @@ static void pp_timeout(dx_loop *loop, dx_timer *t)
     pp_refuse(t->data, "no complete PROXY header in time");
 }
 
-/* Peek at what has come, parse it with what was taken before, and take
- * from the socket only header bytes: the payload behind stays unread. */
+/* One step of reading a PROXY header from fd: peek at what has come, parse
+ * it after the *have bytes taken before (in buf, CLI_PP_MAX bytes), and take
+ * from the socket only header bytes: the payload behind stays unread. 1 when
+ * complete (*pp filled), 0 while more is to come, -1 to refuse (why said). */
+static int pp_step(int fd, unsigned char *buf, size_t *have, struct cli_pp *pp, char *why,
+                   size_t whylen)
+{
+    ssize_t n = dx__sock_recv(fd, buf + *have, CLI_PP_MAX - *have, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        snprintf(why, whylen, "%s before a complete PROXY header",
+                 n == 0 ? "closed" : dx_strerror(-errno));
+        return -1;
+    }
+    int len = cli_pp_parse(buf, *have + (size_t)n, pp);
+    if (len < 0) {
+        snprintf(why, whylen, "%s", *have + (size_t)n >= CLI_PP_MAX ? "PROXY header too long"
+                                                                    : "no valid PROXY header");
+        return -1;
+    }
+    size_t take_n = len > 0 ? (size_t)len - *have : (size_t)n;
+    if (dx__sock_recv(fd, buf + *have, take_n, 0) != (ssize_t)take_n) {
+        snprintf(why, whylen, "the PROXY header could not be read again");
+        return -1;
+    }
+    *have += take_n;
+    return len > 0;
+}
+
+/* The client a complete header names (LOCAL, UNKNOWN: the socket's own
+ * peer, sock_peer), said with -v; name: the connection's (the balancer). */
+static dx_addr pp_client(const struct options *o, const struct cli_pp *pp, const dx_addr *sock_peer,
+                         const char *name)
+{
+    char client[DX_ADDR_STRLEN];
+    if (pp->local) {
+        cli_info(o, "%s: PROXY v%d header without a client address: the connection's own "
+                 "stands", name, pp->version);
+        return *sock_peer;
+    }
+    cli_info(o, "%s: PROXY v%d header: client %s", name, pp->version,
+             dx_addr_format(&pp->src, client, sizeof client));
+    return pp->src;
+}
+
 static void pp_readable(dx_loop *loop, dx_io *io, int events)
 {
     (void)loop, (void)events;
     struct pp_pending *p = io->data;
-    ssize_t n = dx__sock_recv(p->fd, p->buf + p->have, sizeof p->buf - p->have, MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
-    if (n <= 0) {
-        char why[96];
-        snprintf(why, sizeof why, "%s before a complete PROXY header",
-                 n == 0 ? "closed" : dx_strerror(-errno));
-        pp_refuse(p, why);
-        return;
-    }
     struct cli_pp pp;
-    int len = cli_pp_parse(p->buf, p->have + (size_t)n, &pp);
-    if (len < 0) {
-        pp_refuse(p, p->have + (size_t)n >= sizeof p->buf ? "PROXY header too long"
-                                                          : "no valid PROXY header");
-        return;
-    }
-    size_t take_n = len > 0 ? (size_t)len - p->have : (size_t)n;
-    if (dx__sock_recv(p->fd, p->buf + p->have, take_n, 0) != (ssize_t)take_n) {
-        pp_refuse(p, "the PROXY header could not be read again");
-        return;
-    }
-    p->have += take_n;
-    if (len == 0)
+    char why[96];
+    int rc = pp_step(p->fd, p->buf, &p->have, &pp, why, sizeof why);
+    if (rc < 0)
+        pp_refuse(p, why);
+    if (rc <= 0)
         return;
     struct listeners *l = p->l;
-    char lb[DX_ADDR_STRLEN], client[DX_ADDR_STRLEN];
-    dx_addr peer = pp.local ? p->peer : pp.src;
+    char lb[DX_ADDR_STRLEN];
+    dx_addr peer = pp_client(l->o, &pp, &p->peer, pp_name(p, lb, sizeof lb));
     int fd = p->fd;
-    if (pp.local)
-        cli_info(l->o, "%s: PROXY v%d header without a client address: the connection's own "
-                 "stands", pp_name(p, lb, sizeof lb), pp.version);
-    else
-        cli_info(l->o, "%s: PROXY v%d header: client %s", pp_name(p, lb, sizeof lb), pp.version,
-                 dx_addr_format(&peer, client, sizeof client));
     pp_free(p, 1);
     take(l, fd, &peer);
 }
@@ -394,6 +415,38 @@ static int keep_activated(struct listeners *l)
 #endif
 }
 
+#ifndef _WIN32
+/* --inetd --accept-proxy: the header on stdin (the connection), read before
+ * anything else runs, within -w (else PP_DEFAULT_TIMEOUT_MS); peer and name
+ * become the client's. 0, or -1 after a -v line saying why it is refused. */
+static int inetd_header(const struct options *o, dx_addr *peer, char *name, size_t len)
+{
+    unsigned char buf[CLI_PP_MAX];
+    size_t have = 0;
+    struct cli_pp pp;
+    char why[96];
+    uint64_t deadline = cli_now_ms() + (uint64_t)(o->timeout_ms ? o->timeout_ms : PP_DEFAULT_TIMEOUT_MS);
+    int rc = 0;
+    while (rc == 0) {
+        int w = cli_wait_fd(0, POLLIN, deadline);
+        if (w < 0) {
+            snprintf(why, sizeof why, "%s", w == DX_ETIMEDOUT ? "no complete PROXY header in time"
+                                                             : dx_strerror(w));
+            rc = -1;
+            break;
+        }
+        rc = pp_step(0, buf, &have, &pp, why, sizeof why);
+    }
+    if (rc < 0) {
+        cli_info(o, "%s: refused: %s", name, why);
+        return -1;
+    }
+    *peer = pp_client(o, &pp, peer, name);
+    dx_addr_format(peer, name, len);
+    return 0;
+}
+#endif
+
 int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, char *name, size_t len)
 {
 #ifdef _WIN32
@@ -412,6 +465,8 @@ int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, char *
         snprintf(name, len, "stdin");
     else
         dx_addr_format(peer, name, len);
+    if (o->accept_proxy && inetd_header(o, peer, name, len) < 0)
+        return EXIT_IO;
     if (!admit_any(o, peer, name))
         return EXIT_IO;
     /* a descriptor of our own; stdin and stdout must not keep the

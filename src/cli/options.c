@@ -2169,10 +2169,9 @@ static int parse(int argc, char **argv, struct options *o)
         cli_error("--send-proxy puts a PROXY header before a relayed stream: not with -u");
         return EXIT_USAGE;
     }
-    if (o->accept_proxy && (o->cmd == CMD_CONNECT || o->udp || o->inetd)) {
+    if (o->accept_proxy && (o->cmd == CMD_CONNECT || o->udp)) {
         cli_error("--accept-proxy reads a load balancer's PROXY header from each client of "
-                  "listen or relay over TCP or -U: not with %s",
-                  o->udp ? "-u" : o->inetd ? "--inetd (yet)" : "connect");
+                  "listen or relay over TCP or -U: not with %s", o->udp ? "-u" : "connect");
         return EXIT_USAGE;
     }
     if (proxy_dns_given && !proxy_given) {

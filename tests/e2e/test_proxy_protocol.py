@@ -303,10 +303,48 @@ def test_relay_passes_the_header_client_on(start_duplex, tmp_path):
     (["connect", "--accept-proxy", "127.0.0.1", "1"], "not with connect"),
     (["relay", "-u", "--send-proxy", "0", "127.0.0.1:1"], "not with -u"),
     (["relay", "-u", "--accept-proxy", "0", "127.0.0.1:1"], "not with -u"),
-    (["listen", "--inetd", "--accept-proxy", "-e", "cat"], "not with --inetd"),
 ])
 def test_usage_errors(args, msg, run_duplex):
     rc, _, err = run_duplex(args)
     assert rc == 2, err
     assert msg in err, err
 
+
+
+def test_header_comes_before_tls(start_listener):
+    """listen --ssl --accept-proxy: the header is plain, before the TLS
+    handshake (as haproxy sends it to a TLS server); the session is then TLS
+    and the client is the header's."""
+    import ssl
+    dx, port = start_listener(["-k", "--echo", "--ssl", "--accept-proxy", "-v"])
+    raw = connect(port)
+    raw.sendall(v1_header("198.51.100.4", 4444))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(raw)
+    s.sendall(b"over tls")
+    assert recv_exact(s, 8) == b"over tls"
+    s.close()
+    dx.wait_err(r"PROXY v1 header: client 198\.51\.100\.4:4444$")
+
+
+def test_inetd_connection_takes_its_header(spawn, duplex, tmp_path):
+    """listen --inetd --accept-proxy (socat hands a socketpair over, which has
+    no IP address): the header's client passes --allow and is the program's
+    $DUPLEX_PEER_*; a connection with no header is refused."""
+    socat = need("socat")
+    port = free_port()
+    script = tmp_path / "who.sh"  # (socat would strip the quotes of an inline command)
+    script.write_text('#!/bin/sh\necho "$DUPLEX_PEER_ADDR $DUPLEX_PEER_PORT"\n')
+    script.chmod(0o755)
+    cmd = f"{duplex} listen --inetd --accept-proxy -v --allow 203.0.113.0/24 --exec {script}"
+    proc = spawn([socat, f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"SYSTEM:{cmd}"])
+    wait_listening(port, proc=proc)
+    s = header_client(port, v1_header("203.0.113.9", 777))
+    assert recv_until(s, lambda b: b"\n" in b) == b"203.0.113.9 777\n"
+    s.close()
+    s = header_client(port, b"no header\r\n")
+    assert read_to_eof(s, allow_reset=True)[0] == b""
+    s.close()
+    proc.wait_err(r"stdin: refused: no valid PROXY header")

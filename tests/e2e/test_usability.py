@@ -539,7 +539,8 @@ def test_make_install_then_uninstall(duplex, tmp_path):
         "usr/bin/duplex", "usr/bin/someone-else", "usr/include/duplex.h", "usr/lib/libduplex.a",
         f"usr/lib/libduplex.so.{version}", f"usr/lib/libduplex.so.{soversion}", "usr/lib/libduplex.so",
         "usr/lib/pkgconfig/duplex.pc",
-        "usr/share/man/man1/duplex.1", "usr/share/bash-completion/completions/duplex",
+        "usr/share/man/man1/duplex.1", "usr/share/man/man3/libduplex.3",
+        "usr/share/bash-completion/completions/duplex",
         "usr/share/zsh/site-functions/_duplex"]), files
     r = subprocess.run(common + ["uninstall"], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr

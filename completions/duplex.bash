@@ -31,7 +31,7 @@ _duplex()
         -U|--unix|--unixsock)
             # ncat's `-U -u PATH`: a flag may follow -U, its PATH comes later
             [[ $cur == -* ]] || { COMPREPLY=($(compgen -f -- "$cur")); return; } ;;
-        --hex-dump|-o|--output|--ssl-cert|--tls-cert|--ssl-key|--tls-key|--ssl-trustfile|--tls-trustfile|--allowfile|--denyfile)
+        --pty|--hex-dump|-o|--output|--ssl-cert|--tls-cert|--ssl-key|--tls-key|--ssl-trustfile|--tls-trustfile|--allowfile|--denyfile)
             COMPREPLY=($(compgen -f -- "$cur")); return ;;
         -e|--exec)
             COMPREPLY=($(compgen -c -- "$cur")); return ;;

@@ -136,6 +136,7 @@ struct options {
     const char *tls_ciphers; /* --ssl-ciphers LIST: OpenSSL's, for TLS 1.2 */
     const char *tls_pin;   /* --ssl-pin PIN[;PIN]: the server's certificate or key (tls.c) */
     uint64_t rate_limit;   /* --rate-limit: bytes/s each way per connection; 0: none */
+    const char *pty_link;  /* connect --pty LINK: a pseudo-terminal instead of stdio (tty.c) */
     const char *cluster;   /* listen --broker/--chat --cluster redis://...: cluster.c */
     const char *node_name; /* --node-name (default: the host name), with --cluster */
     char node_name_buf[65];
@@ -583,6 +584,13 @@ struct cluster *cluster_open(const struct options *o, dx_loop *loop,
 void cluster_publish(struct cluster *cl, const char *data, size_t n); /* cl may be NULL */
 int cluster_full(const struct cluster *cl);
 void cluster_close(struct cluster *cl);
+
+/* tty.c: connect --pty: make the pseudo-terminal, link it at o->pty_link
+ * and make its master stdin and stdout (0, or an exit code after saying
+ * why); cli_pty_close() removes the link at the end. */
+int cli_pty_open(const struct options *o);
+void cli_pty_close(void);
+void cli_pty_drain(void); /* after the session: until LINK's reader has what arrived */
 
 /* relay.c */
 int cli_relay(const struct options *o, dx_loop *loop);

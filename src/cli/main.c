@@ -54,6 +54,10 @@ int main(int argc, char **argv)
         dx_acl_free(&o.acl);
         return rc;
     }
+    if (o.pty_link && (rc = cli_pty_open(&o)) != 0) {
+        dx_acl_free(&o.acl);
+        return rc;
+    }
     cli_process_init();
     if (o.recv_only)
         cli_stdin_never_read(); /* -d: not a byte of stdin is taken */
@@ -64,6 +68,7 @@ int main(int argc, char **argv)
         cli_error("event loop backend '%s': %s", name ? name : "(default)",
                   err == -ENOENT ? "unknown or unavailable (try epoll, poll or io_uring)" : dx_strerror(err));
         cli_tls_close();
+        cli_pty_close();
         return EXIT_USAGE;
     }
     cli_signals_watch(loop);
@@ -83,11 +88,13 @@ int main(int argc, char **argv)
         rc = cli_serve(&o, loop);
     else
         rc = cli_listen_once(&o, loop);
+    cli_pty_drain();
     if (cli_stop_signal())
         rc = EXIT_SIGNAL + cli_stop_signal();
     cli_signals_unwatch(loop);
     dx_loop_free(loop);
     cli_tls_close();
+    cli_pty_close();
     dx_acl_free(&o.acl);
     return rc;
 }

@@ -126,6 +126,10 @@ static const char help_options[] =
 "  -U, --unix PATH          Unix stream socket at PATH instead of TCP (-u: Unix\n"
 "                           datagrams; -U -u PATH, as ncat, works too)\n"
 "  -u, --udp                UDP instead of TCP: see UDP below\n"
+"      --pty LINK           connect: copy a new pseudo-terminal (raw mode) instead\n"
+"                           of stdin/stdout, its slave linked at LINK (removed at\n"
+"                           exit; an existing LINK is kept, an error); a program\n"
+"                           closing LINK does not end the session: reopen it\n"
 "  -l, --listen             listen (netcat style); -k: see Server modes\n"
 
 "  -p, --port PORT          connect: local source port; listen: the port\n"
@@ -509,7 +513,7 @@ enum {
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
     OPT_ACCEPT_PROXY, OPT_SEND_PROXY,
-    OPT_RATE_LIMIT,
+    OPT_RATE_LIMIT, OPT_PTY,
     OPT_BALANCE, OPT_DOWN_TIME, OPT_INETD,
     OPT_CLUSTER, OPT_NODE_NAME,
     /* ncat options duplex refuses, each with the reason and what to use */
@@ -568,6 +572,7 @@ static const struct option long_opts[] = {
     {"idle-timeout", required_argument, NULL, 'i'},
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
     {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
+    {"pty", required_argument, NULL, OPT_PTY},
     {"cluster", required_argument, NULL, OPT_CLUSTER},
     {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"model", required_argument, NULL, OPT_MODEL},
@@ -712,6 +717,33 @@ static int check_rate_limit(const struct options *o)
                           : NULL;
     if (bad) {
         cli_error("--rate-limit paces the bytes duplex copies: not with %s", bad);
+        return -1;
+    }
+    return 0;
+}
+
+/* connect --pty LINK: the pseudo-terminal takes stdin's and stdout's place
+ * in a stream session. */
+static int check_pty(const struct options *o)
+{
+    if (!o->pty_link)
+        return 0;
+    if (DX_OS_WINDOWS) {
+        cli_error("--pty: pseudo-terminals are not available on Windows");
+        return -1;
+    }
+    const char *bad = o->cmd != CMD_CONNECT ? (o->cmd == CMD_RELAY ? "relay" : "listen")
+                      : o->udp ? "-u" : o->zero_io ? "-z"
+                      : o->mode == MODE_EXEC ? "--exec/--sh-exec"
+                      : o->recv_only ? "-d" : o->send_only ? "--send-only"
+                      : o->delay_ms ? "--delay" : NULL;
+    if (bad) {
+        cli_error("--pty LINK is for connect (a pseudo-terminal instead of stdin and stdout): "
+                  "not with %s", bad);
+        return -1;
+    }
+    if (!*o->pty_link) {
+        cli_error("--pty needs a path for the link");
         return -1;
     }
     return 0;
@@ -1951,6 +1983,7 @@ static int parse(int argc, char **argv, struct options *o)
                 return EXIT_USAGE;
             o->max_queue = (size_t)n;
             break;
+        case OPT_PTY: o->pty_link = optarg; break;
         case OPT_RATE_LIMIT:
             if (cli_parse_rate(optarg, &o->rate_limit) < 0) {
                 cli_error("invalid --rate-limit value '%s': expected BYTES[/s], a number with "
@@ -2154,7 +2187,7 @@ static int parse(int argc, char **argv, struct options *o)
         o->tls = 1;
     if (check_tls(o, tls_opt_given) < 0)
         return EXIT_USAGE;
-    if (check_rate_limit(o) < 0)
+    if (check_rate_limit(o) < 0 || check_pty(o) < 0)
         return EXIT_USAGE;
 
     if (o->inetd && check_inetd(o, npos) < 0)

@@ -37,6 +37,8 @@ _duplex()
             COMPREPLY=($(compgen -c -- "$cur")); return ;;
         --backend)
             COMPREPLY=($(compgen -W "epoll poll io_uring" -- "$cur")); return ;;
+        --serial)
+            COMPREPLY=($(compgen -W "9600 19200 38400 57600 115200 115200,8N1 9600,7E1" -- "$cur")); return ;;
         --rate-limit)
             COMPREPLY=($(compgen -W "64k 512k 1M 10M 100M 1G" -- "$cur")); return ;;
         --cluster)

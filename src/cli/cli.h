@@ -137,6 +137,7 @@ struct options {
     const char *tls_pin;   /* --ssl-pin PIN[;PIN]: the server's certificate or key (tls.c) */
     uint64_t rate_limit;   /* --rate-limit: bytes/s each way per connection; 0: none */
     const char *pty_link;  /* connect --pty LINK: a pseudo-terminal instead of stdio (tty.c) */
+    const char *serial;    /* relay --serial SPEC: TARGET is a character device (tty.c) */
     const char *cluster;   /* listen --broker/--chat --cluster redis://...: cluster.c */
     const char *node_name; /* --node-name (default: the host name), with --cluster */
     char node_name_buf[65];
@@ -591,6 +592,13 @@ void cluster_close(struct cluster *cl);
 int cli_pty_open(const struct options *o);
 void cli_pty_close(void);
 void cli_pty_drain(void); /* after the session: until LINK's reader has what arrived */
+/* relay --serial: SPEC well formed (0) or not (-1); open the device with
+ * termios from o->serial (the fd, or minus an exit code after saying why);
+ * cli_serial_close() restores the termios found and closes it. */
+int cli_serial_check(const char *spec);
+int cli_serial_open(const struct options *o, const char *path);
+int cli_serial_dup(void); /* a descriptor of the device for one client, or -errno */
+void cli_serial_close(void);
 
 /* relay.c */
 int cli_relay(const struct options *o, dx_loop *loop);

@@ -96,6 +96,11 @@ static const char help_relay_usage[] =
 "                           fewest connections now, ties in turn); a target\n"
 "                           that refuses or times out (-w) is skipped for that\n"
 "                           client (the next one is tried) and marked down\n"
+"      --serial SPEED[,DPS] TARGET is a serial device (e.g. 115200,8N1 with\n"
+"                           TARGET /dev/ttyUSB0): opened at start, termios set\n"
+"                           (data bits 5-8, parity N/E/O, stop bits 1/2, raw),\n"
+"                           restored at exit; one client at a time (another is\n"
+"                           told and closed); its end ends the connection\n"
 "      --down-time SECS     how long a target marked down is skipped before it\n"
 "                           is tried again (default 10; when every target is\n"
 "                           down, they are all tried)\n"
@@ -513,7 +518,7 @@ enum {
     OPT_SSL, OPT_SSL_CERT, OPT_SSL_KEY, OPT_SSL_TRUSTFILE, OPT_SSL_SERVERNAME, OPT_SSL_NO_VERIFY,
     OPT_SSL_VERIFY, OPT_SSL_ALPN, OPT_SSL_TARGET, OPT_SSL_PIN, OPT_SSL_CIPHERS,
     OPT_ACCEPT_PROXY, OPT_SEND_PROXY,
-    OPT_RATE_LIMIT, OPT_PTY,
+    OPT_RATE_LIMIT, OPT_PTY, OPT_SERIAL,
     OPT_BALANCE, OPT_DOWN_TIME, OPT_INETD,
     OPT_CLUSTER, OPT_NODE_NAME,
     /* ncat options duplex refuses, each with the reason and what to use */
@@ -573,6 +578,7 @@ static const struct option long_opts[] = {
     {"max-queue", required_argument, NULL, OPT_MAXQUEUE},
     {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
     {"pty", required_argument, NULL, OPT_PTY},
+    {"serial", required_argument, NULL, OPT_SERIAL},
     {"cluster", required_argument, NULL, OPT_CLUSTER},
     {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"model", required_argument, NULL, OPT_MODEL},
@@ -726,6 +732,10 @@ static int check_rate_limit(const struct options *o)
  * in a stream session. */
 static int check_pty(const struct options *o)
 {
+    if (o->serial && o->cmd != CMD_RELAY) {
+        cli_error("--serial SPEC is for relay: relay LISTEN DEVICE --serial 115200,8N1");
+        return -1;
+    }
     if (!o->pty_link)
         return 0;
     if (DX_OS_WINDOWS) {
@@ -744,6 +754,29 @@ static int check_pty(const struct options *o)
     }
     if (!*o->pty_link) {
         cli_error("--pty needs a path for the link");
+        return -1;
+    }
+    return 0;
+}
+
+/* relay --serial SPEC: TARGET is a character device (a path). */
+static int check_serial(const struct options *o)
+{
+    if (!o->serial)
+        return 0;
+    if (DX_OS_WINDOWS) {
+        cli_error("--serial: serial devices are not available on Windows");
+        return -1;
+    }
+    if (!o->target_unix || o->ntargets > 1 || o->udp || o->tls_target) {
+        cli_error("--serial SPEC: TARGET must be one device path (relay 4000 /dev/ttyUSB0 "
+                  "--serial 115200,8N1)%s", o->udp ? ", not with -u" : o->tls_target ? ", not with --ssl-target" : "");
+        return -1;
+    }
+    if (cli_serial_check(o->serial) < 0) {
+        cli_error("invalid --serial value '%s': expected SPEED[,DPS]: a speed from 50 to 4000000 "
+                  "(115200), data bits 5-8, parity N, E or O, stop bits 1 or 2 (8N1, the default)",
+                  o->serial);
         return -1;
     }
     return 0;
@@ -1984,6 +2017,7 @@ static int parse(int argc, char **argv, struct options *o)
             o->max_queue = (size_t)n;
             break;
         case OPT_PTY: o->pty_link = optarg; break;
+        case OPT_SERIAL: o->serial = optarg; break;
         case OPT_RATE_LIMIT:
             if (cli_parse_rate(optarg, &o->rate_limit) < 0) {
                 cli_error("invalid --rate-limit value '%s': expected BYTES[/s], a number with "
@@ -2195,6 +2229,8 @@ static int parse(int argc, char **argv, struct options *o)
     if (o->cmd == CMD_RELAY) {
         int code = parse_relay(o, pos, npos);
         if (code == 0 && check_acl_applies(o) < 0)
+            code = EXIT_USAGE;
+        if (code == 0 && check_serial(o) < 0)
             code = EXIT_USAGE;
         if (code == 0 && o->tls_target && o->target_unix && !o->tls_no_verify &&
             !o->tls_servername && !o->tls_pin) {

@@ -29,6 +29,8 @@ struct relay {
     int last_error;         /* of the last failed connection, for the exit status */
     int stop_when_idle;     /* without -k: after the first connection */
     struct cli_tls_server *tls; /* --ssl: clients speak TLS to us (tls.c) */
+    int serial_fd;          /* --serial: the device, else -1 */
+    struct conn *serial_user; /* --serial: the one client on it */
 };
 
 struct conn {
@@ -150,6 +152,8 @@ static void conn_close(struct conn *c)
     if (c->target_fd >= 0)
         dx__fd_close(c->target_fd);
     dx__fd_close(c->client_fd);
+    if (r->serial_user == c)
+        r->serial_user = NULL;
     conn_list_remove(c);
     r->nconns--;
     c->next = r->graveyard;
@@ -166,8 +170,9 @@ static void on_pump_done(dx_pump *p, int error, int in_read)
         c->error_where = from_client ? "client" : "target";
         c->r->failed++;
     }
-    /* a failed direction ends the pair; otherwise wait for the other one */
-    if (error < 0 || (c->up.done && c->down.done))
+    /* a failed direction ends the pair; otherwise wait for the other one
+     * (--serial: a device never ends its input: the client's end ends it) */
+    if (error < 0 || (c->up.done && c->down.done) || (c->r->serial_fd >= 0 && p == &c->up))
         conn_close(c);
 }
 
@@ -320,6 +325,34 @@ static void on_retry(dx_loop *loop, dx_timer *t)
     connect_next(t->data);
 }
 
+/* --serial: the device takes one client at a time; a second is told so
+ * and closed. The conn's target is its own descriptor of the device. */
+static void serial_start(struct conn *c)
+{
+    struct relay *r = c->r;
+    c->tidx = 0;
+    r->targets.t[0].active++;
+    if (r->serial_user) {
+        static const char busy[] = "duplex: the serial device is in use by another client\r\n";
+        (void)!dx__sock_send(c->client_fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+        cli_error("%s: refused: %s is in use by %s", c->name, r->targets.t[0].name,
+                  r->serial_user->name);
+        r->refused++;
+        conn_close(c);
+        return;
+    }
+    c->target_fd = cli_serial_dup();
+    if (c->target_fd < 0) {
+        c->error = c->target_fd;
+        c->error_where = "target";
+        conn_close(c);
+        return;
+    }
+    r->serial_user = c;
+    cli_info(r->o, "%s: connected to %s", c->name, r->targets.t[0].name);
+    start_pumps(c);
+}
+
 /* A client to relay: fd is its socket, or with --ssl the session end of
  * its TLS bridge (the handshake done). */
 static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp,
@@ -366,6 +399,10 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     r->nconns++;
     c->tidx = -1;
     dx_timer_init(&c->retry, on_retry, c);
+    if (r->serial_fd >= 0) {
+        serial_start(c);
+        return;
+    }
     c->norder = relay_targets_order(&r->targets, c->started, c->order);
     cli_info(o, "%s: connected, connecting to %s", name, r->targets.t[c->order[0]].name);
     connect_next(c);
@@ -441,11 +478,17 @@ int cli_relay(const struct options *o, dx_loop *loop)
     dx_timer_init(&r.reaper, reap, &r);
     dx_timer_init(&r.sweep, on_sweep, &r);
     dx_timer_init(&r.progress_timer, on_progress, &r);
+    r.serial_fd = -1;
     int code = relay_targets_open(&r.targets, o);
+    if (code == 0 && o->serial && (r.serial_fd = cli_serial_open(o, o->target_unix)) < 0) {
+        code = -r.serial_fd;
+        r.serial_fd = -1;
+    }
     if (code == 0)
         code = listeners_open(&r.l, o, loop, on_client, &r);
     if (code != 0) {
         relay_targets_close(&r.targets);
+        cli_serial_close();
         return code;
     }
     r.l.nodelay = 1; /* small writes pass at once, both ways (the target's too) */
@@ -487,6 +530,7 @@ int cli_relay(const struct options *o, dx_loop *loop)
     dx_timer_stop(loop, &r.sweep);
     listeners_close(&r.l);
     relay_targets_close(&r.targets);
+    cli_serial_close();
     if (rc < 0 || r.l.fatal)
         return EXIT_IO;
     /* one connection (no -k): its outcome is the exit status (4 refused,

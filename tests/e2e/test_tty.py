@@ -9,7 +9,7 @@ import termios
 import pytest
 
 from conftest import LISTENING_RE, TIMEOUT, seeded_bytes, sha
-from servers_util import wait_for
+from servers_util import connect, read_to_eof, recv_exact, wait_for
 
 
 def read_exact(fd, n, timeout=TIMEOUT):
@@ -106,3 +106,76 @@ def test_pty_refusals(run_duplex, args, words):
     rc, _, err = run_duplex(args)
     assert rc == 2, err
     assert words in err, err
+
+
+# ------------------------------------------------------- relay --serial --
+
+
+@pytest.fixture
+def pty_pair():
+    """A pseudo-terminal pair made by the test: (master fd, slave path); the
+    relay opens the slave as its device, the test plays the serial line."""
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    yield master, slave, path
+    os.close(master)
+    os.close(slave)
+
+
+def test_serial_relay_sets_termios_and_copies_both_ways(start_duplex, pty_pair):
+    """relay PORT DEVICE --serial 9600,8N2: the device's termios (speed, stop
+    bits, raw) set at start and restored at exit; the client's bytes reach
+    the line and the line's bytes reach the client, checked by hash; a
+    second client is refused with a message while the first is on."""
+    master, slave, path = pty_pair
+    before = termios.tcgetattr(slave)
+    p = start_duplex(["relay", "-k", "-v", "--serial", "9600,8N2", "127.0.0.1:0", path])
+    port = int(p.wait_err(LISTENING_RE).group(2))
+    iflag, oflag, cflag, lflag, ispeed, ospeed, _ = termios.tcgetattr(slave)
+    assert ispeed == termios.B9600 and ospeed == termios.B9600
+    assert cflag & termios.CSTOPB and cflag & termios.CLOCAL and cflag & termios.CREAD
+    # Linux ptys keep CS8 and no parity whatever is asked: real lines take 5-8, N/E/O
+    assert cflag & termios.CSIZE == termios.CS8 and not cflag & termios.PARENB
+    assert not lflag & (termios.ICANON | termios.ECHO | termios.ISIG) and not oflag & termios.OPOST
+    up, down = seeded_bytes(100_000, 31), seeded_bytes(80_000, 32)
+    with connect(port) as c:
+        p.wait_err(r"connected to ")
+        with connect(port) as second:
+            assert b"in use" in read_to_eof(second)[0], "the second client was not told"
+        p.wait_err(r"refused: .* is in use by ")
+        c.sendall(up)
+        got = read_exact(master, len(up))
+        assert sha(got) == sha(up), "client -> line differs"
+        os.write(master, down)
+        got = recv_exact(c, len(down))
+        assert sha(got) == sha(down), "line -> client differs"
+    p.wait_err(r"sent 100000 bytes, received 80000 bytes")
+    p.kill()
+    # SIGKILL leaves no chance to restore: a clean stop (SIGTERM) does
+    p2 = start_duplex(["relay", "--serial", "115200", "127.0.0.1:0", path])
+    p2.wait_err(LISTENING_RE)
+    assert termios.tcgetattr(slave)[4] == termios.B115200
+    p2.popen.terminate()
+    p2.wait(TIMEOUT)
+    assert termios.tcgetattr(slave)[4:6] == [termios.B9600, termios.B9600], "not restored"
+    termios.tcsetattr(slave, termios.TCSANOW, before)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["relay", "--serial", "115201", "4000", "/dev/null"], "invalid --serial value"),
+    (["relay", "--serial", "9600,9N1", "4000", "/dev/null"], "invalid --serial value"),
+    (["relay", "--serial", "9600,8X1", "4000", "/dev/null"], "invalid --serial value"),
+    (["relay", "--serial", "9600", "4000", "127.0.0.1:80"], "must be one device path"),
+    (["connect", "--serial", "9600", "127.0.0.1", "1"], "--serial SPEC is for relay"),
+])
+def test_serial_refusals(run_duplex, args, words):
+    rc, _, err = run_duplex(args)
+    assert rc == 2, err
+    assert words in err, err
+
+
+def test_serial_not_a_device(run_duplex, tmp_path):
+    f = tmp_path / "plain"
+    f.write_bytes(b"")
+    rc, _, err = run_duplex(["relay", "--serial", "9600", "127.0.0.1:0", str(f)])
+    assert rc != 0 and "not a character device" in err, err

@@ -76,6 +76,9 @@ static void on_progress_timer(dx_loop *loop, dx_timer *t)
     progress_show(&s->progress, dx_loop_now(loop), s->up.bytes_out, s->down.bytes_in, 0);
 }
 
+/* connect --pty: how long the pty is still read after the peer's end */
+#define PTY_LINGER_MS 500
+
 static void on_quit_timer(dx_loop *loop, dx_timer *t)
 {
     (void)loop;
@@ -228,8 +231,13 @@ static void on_down_done(dx_pump *p, int error, int in_read)
         cli_error("%s: connection closed by peer before any data", s->peer);
     /* With stdin still open the peer may only have half-closed and still
      * read what we send; keep sending, unless nobody is there to type it
-     * (a terminal) or our end is never passed on (--no-shutdown, a proxy). */
-    if (!s->up_running || s->stdin_tty || !s->pass_eof)
+     * (a terminal) or our end is never passed on (--no-shutdown, a proxy).
+     * A --pty never ends its input (we hold its slave), but a program on
+     * LINK may have written just before the peer's end: what it wrote in
+     * the next PTY_LINGER_MS still goes out (socat's -t), then the end. */
+    if (s->o->pty_link && s->up_running && s->pass_eof)
+        dx_timer_start(s->loop, &s->quit_timer, PTY_LINGER_MS, 0);
+    else if (!s->up_running || s->stdin_tty || !s->pass_eof)
         end_session(s, EXIT_OK);
 }
 

@@ -525,6 +525,7 @@ void cli_delay_close(void);
 /* udp.c: -u (connect and listen) */
 int cli_udp_connect(const struct options *o, dx_loop *loop);
 int cli_udp_listen(const struct options *o, dx_loop *loop);
+void cli_udp_bind_failed(void *ctx, const dx_addr *a, const dx_listen_opts *lo, int code);
 /* A sender's address for messages: an IPv4-mapped one as IPv4 (127.0.0.1:5) */
 char *cli_udp_peer_format(const dx_addr *a, char *buf, size_t n);
 /* udp_unix.c: -U -u. The datagram socket of connect (bound to -s PATH or

@@ -418,14 +418,6 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
     update(r);
 }
 
-static void bind_failed(void *ctx, const dx_addr *a, const dx_listen_opts *lo, int code)
-{
-    (void)ctx;
-    (void)lo;
-    char text[DX_ADDR_STRLEN];
-    cli_error("listen %s: %s", dx_addr_format(a, text, sizeof text), dx_strerror(code));
-}
-
 static int keep(void *ctx, int fd)
 {
     struct relay_udp *r = ctx;
@@ -464,7 +456,7 @@ static int open_all(struct relay_udp *r)
     }
     dx_addr_format(&r->targets[0], r->target_name, sizeof r->target_name);
     dx_listen_opts lo = {.reuseport = o->reuseport};
-    struct cli_opener how = {.open = dx_dgram_bind, .failed = bind_failed, .keep = keep,
+    struct cli_opener how = {.open = dx_dgram_bind, .failed = cli_udp_bind_failed, .keep = keep,
                              .ctx = r, .resolve_flags = DX_RESOLVE_DGRAM};
     int rc = cli_open_every(o, lo, &how);
     if (rc < 0)

@@ -891,7 +891,8 @@ int cli_udp_connect(const struct options *o, dx_loop *loop)
 
 /* ---- listen -u ---- */
 
-static void bind_failed(void *ctx, const dx_addr *a, const dx_listen_opts *lo, int code)
+/* cli_opener.failed for UDP sockets (listen -u, relay -u) */
+void cli_udp_bind_failed(void *ctx, const dx_addr *a, const dx_listen_opts *lo, int code)
 {
     (void)ctx;
     (void)lo;
@@ -913,7 +914,7 @@ static int keep(void *ctx, int fd)
 static int bind_all(struct udp *u)
 {
     dx_listen_opts lo = {.reuseport = u->o->reuseport};
-    struct cli_opener how = {.open = dx_dgram_bind, .failed = bind_failed, .keep = keep,
+    struct cli_opener how = {.open = dx_dgram_bind, .failed = cli_udp_bind_failed, .keep = keep,
                              .ctx = u, .resolve_flags = DX_RESOLVE_DGRAM};
     return cli_open_every(u->o, lo, &how);
 }

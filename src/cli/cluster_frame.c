@@ -36,8 +36,8 @@ static int unescape(const char *text, size_t n, char *out, size_t len)
             if (i + 2 >= n)
                 return -1;
             int h = hexval(text[i + 1]), l = hexval(text[i + 2]);
-            if (h < 0 || l < 0)
-                return -1;
+            if (h < 0 || l < 0 || h + l == 0)
+                return -1; /* malformed, or %00: it would cut the C string short */
             c = h * 16 + l;
             i += 2;
         }

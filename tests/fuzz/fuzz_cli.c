@@ -123,7 +123,7 @@ static void check_options(const struct options *o)
         break;
     case CMD_LISTEN:
         CHECK(!o->zero_io);
-        if (!o->unix_path)
+        if (!o->unix_path && !o->inetd)
             CHECK(valid_port(o->port));
         break;
     case CMD_RELAY:

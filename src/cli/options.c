@@ -2249,8 +2249,6 @@ static int parse(int argc, char **argv, struct options *o)
         return code;
     }
 
-    if (o->cmd == CMD_LISTEN && o->inetd)
-        return 0; /* check_inetd() has said what applies */
     if (o->cmd == CMD_LISTEN) {
         if (o->zero_io) {
             cli_error("-z probes ports as a client; it cannot be used with listen");
@@ -2293,6 +2291,10 @@ static int parse(int argc, char **argv, struct options *o)
             if (o->timeout_ms && !o->idle_timeout_ms)
                 o->idle_timeout_ms = o->timeout_ms;
         }
+        /* --inetd: what applies to a listen --exec is checked above (the fuzzer
+         * found -z taken when this returned first); check_inetd() did the rest */
+        if (o->inetd)
+            return 0;
         if (o->unix_path) {
             if (npos > 0) {
                 cli_error("unexpected argument '%s' after -U PATH", pos[0]);

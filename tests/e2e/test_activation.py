@@ -192,6 +192,10 @@ def test_inetd_client_without_an_ip_address_fails_an_allow_list(spawn, duplex, e
     (["connect", "--inetd", "127.0.0.1", "1"], "not with connect"),
     (["listen", "--inetd", "--echo"], "listen without --exec/--sh-exec CMD"),
     (["listen", "--inetd", "-e", "cat", "8080"], "takes no ADDR or PORT"),
+    # listen --inetd passes the checks of any listen --exec (the fuzzer found -z taken)
+    (["listen", "--inetd", "-z", "-e", "cat"], "cannot be used with listen"),
+    (["listen", "--inetd", "-q", "1", "-e", "cat"], "shape one connection"),
+    (["listen", "--inetd", "-C", "-e", "cat"], "the program writes to its client"),
     (["relay", "--inetd", "-k", "127.0.0.1:1"], "not with -k"),
     (["relay", "--inetd", "--stats-json", "127.0.0.1:1"], "stdout is the connection"),
     (["relay", "--inetd"], "needs a TARGET"),

@@ -272,6 +272,10 @@ struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer,
                            const dx_addr *local, const char *name);
 unsigned cli_tls_server_live(const struct cli_tls_server *ts);
+/* idle(idle_data) from the loop whenever a client's handshake or bridge has
+ * gone and none is left: an owner that ends with its last client checks again
+ * (its own connection may have closed while the bridge still flushed). */
+void cli_tls_server_on_idle(struct cli_tls_server *ts, void (*idle)(void *data), void *idle_data);
 /* 1 when CLI_TLS_MAX_HANDSHAKES handshakes are in progress: the owner stops
  * accepting, and room(room_data) is called once one has ended; else 0. */
 int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data), void *room_data);

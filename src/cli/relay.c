@@ -78,6 +78,14 @@ static void reap(dx_loop *loop, dx_timer *t)
         dx_loop_stop(r->loop);
 }
 
+/* --ssl without -k: the bridge of the one client may end after its
+ * connection closed (a busy machine): check for the end again then. */
+static void tls_idle(void *data)
+{
+    struct relay *r = data;
+    dx_timer_start(r->loop, &r->reaper, 0, 0);
+}
+
 void cli_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -499,6 +507,8 @@ int cli_relay(const struct options *o, dx_loop *loop)
         relay_targets_close(&r.targets);
         return EXIT_IO;
     }
+    if (r.tls)
+        cli_tls_server_on_idle(r.tls, tls_idle, &r);
     if (o->idle_timeout_ms) {
         uint64_t period = (uint64_t)o->idle_timeout_ms / 4;
         period = period < 50 ? 50 : period > 1000 ? 1000 : period;

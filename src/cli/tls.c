@@ -97,6 +97,11 @@ int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data), voi
 
 void cli_tls_server_free(struct cli_tls_server *ts) { (void)ts; }
 
+void cli_tls_server_on_idle(struct cli_tls_server *ts, void (*idle)(void *data), void *idle_data)
+{
+    (void)ts, (void)idle, (void)idle_data;
+}
+
 struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
                                             cli_tls_connected_cb connected, void *data)
 {
@@ -1343,6 +1348,8 @@ struct cli_tls_server {
     unsigned handshaking, bridging;
     void (*room)(void *data);  /* the owner waits for a handshake to end */
     void *room_data;
+    void (*idle)(void *data);  /* the owner waits for the last client to go */
+    void *idle_data;
     int direct;                /* ready() gets the socket and its dx_tls: no bridge */
 };
 
@@ -1384,6 +1391,8 @@ static void reap_bridges(dx_loop *loop, dx_timer *t)
         ts->graveyard = b->next;
         free_bridge(b);
     }
+    if (ts->idle && ts->handshaking + ts->bridging == 0)
+        ts->idle(ts->idle_data);
 }
 
 /* Take a client off the server's list; freed at the next safe point (this
@@ -1627,6 +1636,12 @@ unsigned cli_tls_server_live(const struct cli_tls_server *ts)
     return ts ? ts->handshaking + ts->bridging : 0;
 }
 
+void cli_tls_server_on_idle(struct cli_tls_server *ts, void (*idle)(void *data), void *idle_data)
+{
+    ts->idle = idle;
+    ts->idle_data = idle_data;
+}
+
 int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data), void *room_data)
 {
     if (ts->handshaking < MAX_HANDSHAKES)
@@ -1640,6 +1655,7 @@ void cli_tls_server_free(struct cli_tls_server *ts)
 {
     if (!ts)
         return;
+    ts->idle = NULL; /* the owner is ending: nothing to tell it */
     while (ts->live)
         server_release(ts->live);
     reap_bridges(ts->loop, &ts->reaper);

@@ -119,7 +119,6 @@ def test_second_client_while_first_is_open(model, start_model, sockets):
 
 def test_fifty_sequential_connections(model, start_model):
     proc, port = start_model(model)
-    t0 = time.monotonic()
     for i in range(50):
         s = connect(port)
         try:
@@ -129,7 +128,6 @@ def test_fifty_sequential_connections(model, start_model):
             assert read_to_eof(s) == (b"", "eof"), f"connection #{i}"
         finally:
             s.close()
-    assert time.monotonic() - t0 < 20
     assert proc.poll() is None
 
 

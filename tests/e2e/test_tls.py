@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, free_port, need, recv_all, sha, wait_listening
+from conftest import LISTENING_RE, TIMEOUT, free_port, need, recv_all, seeded_bytes, sha, wait_listening
 from servers_util import children, raise_nofile, read_pipe_to_eof, rss_kib
 
 MiB = 1 << 20
@@ -903,6 +903,39 @@ def test_curl_https_through_relay_to_plain_http(start_listener, start_duplex, sp
     assert c.out == body
     assert h.wait() == 0
     assert h.out.startswith(b"GET / HTTP/1.1\r\n"), h.out
+    assert relay.wait() == 0, relay.err
+
+
+def test_relay_ssl_one_client_ends_after_its_bridge(start_listener, start_duplex, spawn, duplex,
+                                                    certs):
+    """relay --ssl without -k exits once its one client is done, also when
+    the TLS bridge outlives the plain connection: here the target's bytes
+    are all passed on (the connection over, said with -v) while the client
+    has not read them yet. The relay used to check for its end only when
+    the connection closed, and ran on forever (test_curl_https_through_relay
+    _to_plain_http hung so under two CPU hogs)."""
+    data = seeded_bytes(512 << 10, 16)
+    h, hport = start_listener([], stdin=data)
+    relay = start_duplex(["relay", "-v", "--ssl", *server_args(certs), "127.0.0.1:0",
+                          f"127.0.0.1:{hport}"])
+    port = int(relay.wait_err(LISTENING_RE).group(2))
+    r, w = os.pipe()
+    try:
+        c = spawn([duplex, "connect", "--ssl", "--ssl-trustfile", certs["ca.pem"], "localhost",
+                   str(port)], stdin=subprocess.DEVNULL, stdout=w, name="client")
+        os.close(w)
+        w = -1
+        # the plain side is over; the client's pipe is still full, unread
+        relay.wait_err(r"-> 127\.0\.0\.1:%d: sent 0 bytes, received %d bytes" % (hport, len(data)))
+        with os.fdopen(r, "rb") as f:
+            r = -1
+            got = f.read()
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
+    assert sha(got) == sha(data)
+    assert c.wait() == 0, c.err
     assert relay.wait() == 0, relay.err
 
 

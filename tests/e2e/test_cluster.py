@@ -419,6 +419,9 @@ def test_rediss_certificate_refused_fails_closed(redis, node, certs, why, host, 
     (["listen", "--chat", "--cluster", "rediss://127.0.0.1/c?ca=/ca.pem", "0"], r"\?cacert=PATH"),
     (["listen", "--chat", "--cluster", "rediss://127.0.0.1/c?cacert=/no/such/ca.pem", "0"],
      r"\?cacert=/no/such/ca\.pem: No such file"),
+    # %00 would cut the C string short (fuzz_cluster found it): refused, never joined as "c"
+    (["listen", "--chat", "--cluster", "redis://127.0.0.1/c%00x", "0"], "channel .* malformed %XX"),
+    (["listen", "--chat", "--cluster", "redis://:pa%00ss@127.0.0.1/c", "0"], "password .* malformed %XX"),
     (["listen", "--chat", "--node-name", "x", "0"], "needs --cluster"),
     (["listen", "--chat", "--cluster", "redis://h/c", "--node-name", "a b", "0"], "no space"),
 ])

@@ -103,6 +103,8 @@ struct cluster {
     uint64_t backoff_ms;
     uint64_t attempt_ms, detached_ms, own_beat_ms;
     unsigned long attempts;   /* failed attempts in this gap */
+    int refused_cert;         /* this attempt: a certificate refused */
+    int said_refused;         /* ... and said so, in this gap */
     int full;                 /* publisher above PUB_QUEUE / 2 */
     /* counts: total, and for the gap being reported */
     unsigned long long published, unpublished, unconfirmed, failed, received, missed;
@@ -236,6 +238,8 @@ static void conn_on_handshake(dx_tls *t, int error, void *data)
 {
     (void)t;
     struct conn *c = data;
+    if (error == DX_ETLSVERIFY && c->cl->state == CONNECTING && !dx_timer_active(&c->cl->lost))
+        c->cl->refused_cert = 1;
     if (error == DX_ETLSVERIFY)
         fail_later(c->cl, "%s: TLS: Redis's certificate refused: %s", c->name,
                    dx_tls_reason(c->tls));
@@ -339,6 +343,7 @@ static void check_attached(struct cluster *cl)
     cl->state = ATTACHED;
     cl->backoff_ms = BACKOFF_FIRST_MS;
     cl->attempts = 0;
+    cl->said_refused = 0;
     cl->own_beat_ms = dx_loop_now(cl->loop);
     say_attached(cl);
 }
@@ -361,9 +366,13 @@ static void detach(struct cluster *cl, const char *why)
                   cl->where, why);
     } else {
         cl->attempts++;
-        if (!cl->ever_attached && cl->attempts == 1)
+        /* said once a gap: a Redis never reached, or a certificate refused
+         * (a Redis that came back with it may be someone else) */
+        if (cl->refused_cert ? !cl->said_refused : !cl->ever_attached && cl->attempts == 1)
             cli_error("cluster: cannot reach %s: %s; local clients are served, retrying", cl->where,
                       why);
+        cl->said_refused |= cl->refused_cert;
+        cl->refused_cert = 0;
         cli_info(cl->o, "cluster: attempt %lu to reach %s failed: %s; next in %llu ms", cl->attempts,
                  cl->where, why, (unsigned long long)cl->backoff_ms);
     }

@@ -16,8 +16,9 @@ loopback port (no persistence); nodes and clients on 127.0.0.1.
   missing heartbeats, and once back counts the messages of others it missed;
 - rediss:// (a redis-server with TLS only, certificates made by the test):
   the 3-node exactly-once and the restart tests again over TLS, with a
-  password; a wrong CA, the system store, or a name the certificate does not
-  carry: never attached (said why, retried), local clients served;
+  password, and the silent cut; a wrong CA, the system store, or a name the
+  certificate does not carry: never attached (said why, retried), local
+  clients served; Redis back with another CA's certificate: not reattached;
 - usage errors.
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_cluster.py"""
 
@@ -42,7 +43,8 @@ def openssl(*args, cwd):
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     """Paths (str): ca.pem, redis.pem/.key (for the name localhost only,
-    signed by the CA), other.pem (an unrelated CA)."""
+    signed by the CA), other.pem (an unrelated CA), rogue.pem/.key (localhost
+    too, signed by other)."""
     need("openssl")
     d = tmp_path_factory.mktemp("redis-certs")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
@@ -55,21 +57,27 @@ def certs(tmp_path_factory):
     openssl("req", *ec, "-keyout", "redis.key", "-out", "redis.csr", "-subj", "/CN=localhost", cwd=d)
     openssl("x509", "-req", "-in", "redis.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial",
             "2", "-days", "2", "-extfile", "redis.ext", "-out", "redis.pem", cwd=d)
-    return {k: str(d / k) for k in ("ca.pem", "other.pem", "redis.pem", "redis.key")}
+    # the same name, from the other CA: a Redis the nodes must not trust
+    openssl("req", *ec, "-keyout", "rogue.key", "-out", "rogue.csr", "-subj", "/CN=localhost", cwd=d)
+    openssl("x509", "-req", "-in", "rogue.csr", "-CA", "other.pem", "-CAkey", "other.key",
+            "-set_serial", "3", "-days", "2", "-extfile", "redis.ext", "-out", "rogue.pem", cwd=d)
+    return {k: str(d / k) for k in ("ca.pem", "other.pem", "redis.pem", "redis.key", "rogue.pem",
+                                    "rogue.key")}
 
 
 @pytest.fixture
 def redis(spawn, request):
     """start() -> (proc, port): a redis-server on 127.0.0.1 (a free port, or
-    the one given: a restart), no persistence; tls=True: TLS only on it."""
+    the one given: a restart), no persistence; tls=True: TLS only on it,
+    with certs' cert.pem."""
     exe = need("redis-server")
 
-    def start(port=None, extra=(), tls=False):
+    def start(port=None, extra=(), tls=False, cert="redis"):
         port = port or free_port()
         if tls:
             c = request.getfixturevalue("certs")
-            listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", c["redis.pem"],
-                      "--tls-key-file", c["redis.key"], "--tls-ca-cert-file", c["ca.pem"],
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", c[f"{cert}.pem"],
+                      "--tls-key-file", c[f"{cert}.key"], "--tls-ca-cert-file", c["ca.pem"],
                       "--tls-auth-clients", "no"]
         else:
             listen = ["--port", str(port)]
@@ -316,15 +324,16 @@ def test_redis_down_at_start_then_up(redis, node):
         s.close()
 
 
-def test_silent_cut_detaches_and_counts_missed(redis, node, start_duplex):
-    _, rport = redis()
+def test_silent_cut_detaches_and_counts_missed(redis, node, start_duplex, over):
+    _, rport = redis(tls=bool(over))
     # node 1 reaches Redis through a relay that the test stops (SIGSTOP: no
     # FIN, no RST, the connections just go silent), then replaces
     rel_port = free_port()
     relay = start_duplex(["relay", "-k", f"127.0.0.1:{rel_port}", f"127.0.0.1:{rport}"])
     wait_listening(rel_port, proc=relay)
     # n3, attached directly, witnesses what went through Redis
-    (p1, port1), (p2, port2), (p3, port3) = node(rel_port, "n1"), node(rport, "n2"), node(rport, "n3")
+    (p1, port1), (p2, port2), (p3, port3) = (node(rel_port, "n1", tls=over),
+                                              node(rport, "n2", tls=over), node(rport, "n3", tls=over))
     for p in (p1, p2, p3):
         p.wait_err("cluster: attached")
     x = connect(port1)
@@ -407,6 +416,37 @@ def test_rediss_certificate_refused_fails_closed(redis, node, certs, why, host, 
     assert "cluster: attached" not in bad.err and "reattached" not in bad.err
     assert not any("local only" in line for line in r.lines[g])
     for s in (a, b, g):
+        s.close()
+
+
+def test_rediss_restarted_with_an_untrusted_certificate_stays_detached(redis, node, certs):
+    """Redis comes back on its address with a certificate of another CA: the
+    node that was attached does not reattach, and says why even without -v
+    (the first refusal of a gap), then retries; the real one back, it
+    reattaches and counts what it could not publish."""
+    rp, rport = redis(tls=True)
+    p1, port1 = node(rport, "n1", mode="--broker", tls=certs["ca.pem"])
+    p1.wait_err("cluster: attached")
+    a, b = connect(port1), connect(port1)
+    r = Reader([a, b])
+    wait_connected(p1, 2)
+    rp.kill()
+    p1.wait_err("cluster: detached from")
+    rogue, _ = redis(rport, tls=True, cert="rogue")
+    p1.wait_err(rf"cluster: cannot reach rediss://localhost:{rport}/room: (publisher|subscriber): "
+                r"TLS: Redis's certificate refused: certificate verify failed: [^;]+; local clients "
+                r"are served, retrying")
+    a.sendall(b"while rogue\n")
+    assert r.pump(lambda: "while rogue" in r.lines[b])
+    p1.wait_err(r"attempt \d+ to reach .* failed: .*certificate refused.*\n(.|\n)*"
+                r"attempt \d+ to reach .* failed: .*certificate refused")
+    assert "reattached" not in p1.err
+    rogue.kill()
+    rogue.wait()
+    redis(rport, tls=True)
+    m = p1.wait_err(r"cluster: reattached to .* detached: (\d+) messages? not published", timeout=15)
+    assert m.group(1) == "1"
+    for s in (a, b):
         s.close()
 
 

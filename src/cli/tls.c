@@ -76,9 +76,10 @@ struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o
     return NULL;
 }
 
-void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name)
+void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer,
+                           const dx_addr *local, const char *name)
 {
-    (void)ts, (void)peer, (void)name;
+    (void)ts, (void)peer, (void)local, (void)name;
     dx__fd_close(fd);
 }
 
@@ -800,6 +801,7 @@ struct bridge {
     int handshaking;
     int released;
     dx_addr peer_addr;
+    dx_addr local_addr; /* given at accept (a PROXY header's), else AF_UNSPEC: the socket's */
     char name[DX_ADDR_STRLEN];
     /* a client of a server (relay --ssl-target), from cli_tls_server_connect() */
     int client;
@@ -1420,6 +1422,17 @@ static void handshake_over(struct bridge *b)
     server_release(b);
 }
 
+/* The address an accepted client reached: the one given at accept, else
+ * its socket's (fd). 1 if known. */
+static int bridge_local(const struct bridge *b, int fd, dx_addr *local)
+{
+    if (b->local_addr.ss.ss_family) {
+        *local = b->local_addr;
+        return 1;
+    }
+    return dx_sock_local(fd, local) == 0;
+}
+
 /* The handshake is done: the bridge starts, and the owner gets the other
  * end of the socketpair as if it were the connection (ready() for an
  * accepted client, connected() for a target). */
@@ -1440,7 +1453,7 @@ static void hand_over(struct bridge *b)
     b->ssl = NULL;
     b->tcp = -1;
     dx_addr peer = b->peer_addr, local;
-    int has_local = dx_sock_local(fd, &local) == 0;
+    int has_local = bridge_local(b, fd, &local);
     server_release(b); /* a handshake less; freed later */
     ts->ready(ts->data, fd, &peer, has_local ? &local : NULL, fd, t);
 }
@@ -1473,8 +1486,8 @@ static void start_bridge(struct bridge *b)
         b->connected(b->connected_data, sp[0]);
     } else {
         dx_addr local;
-        ts->ready(ts->data, sp[0], &b->peer_addr,
-                  dx_sock_local(b->tcp, &local) == 0 ? &local : NULL, b->tcp, NULL);
+        ts->ready(ts->data, sp[0], &b->peer_addr, bridge_local(b, b->tcp, &local) ? &local : NULL,
+                  b->tcp, NULL);
     }
     if (!b->released)
         bridge_step(b); /* bytes the handshake already read, the first watchers */
@@ -1573,7 +1586,8 @@ static struct bridge *new_conn(struct cli_tls_server *ts, int fd, const char *na
     return b;
 }
 
-void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name)
+void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer,
+                           const dx_addr *local, const char *name)
 {
     if (ts->handshaking >= MAX_HANDSHAKES) {
         cli_info(ts->o, "%s: refused: %d TLS handshakes in progress", name, MAX_HANDSHAKES);
@@ -1584,6 +1598,8 @@ void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *pee
     if (!b)
         return;
     b->peer_addr = *peer;
+    if (local)
+        b->local_addr = *local;
     loop_handshake(b);
 }
 

@@ -263,7 +263,9 @@ typedef void (*cli_tls_ready_cb)(void *data, int fd, const dx_addr *peer, const 
                                  dx_tls *tls);
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
                                           cli_tls_ready_cb ready, void *data);
-void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name);
+/* local: the address the client reached, for ready() (NULL: the socket's) */
+void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer,
+                           const dx_addr *local, const char *name);
 unsigned cli_tls_server_live(const struct cli_tls_server *ts);
 /* 1 when CLI_TLS_MAX_HANDSHAKES handshakes are in progress: the owner stops
  * accepting, and room(room_data) is called once one has ended; else 0. */
@@ -349,7 +351,10 @@ struct listeners {
     int inetd_pending;     /* --inetd: inetd_fd, taken at open, is handed over from the loop */
     int inetd_fd;
     dx_addr inetd_peer;
-    void (*on_client)(struct listeners *l, int fd, const dx_addr *peer);
+    dx_addr inetd_local;   /* what its PROXY header says it reached, else AF_UNSPEC */
+    /* local: the address the client reached as its PROXY header says
+     * (--accept-proxy), else NULL: the socket's own */
+    void (*on_client)(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local);
     void *data;
     struct pp_pending *pending; /* --accept-proxy: clients whose header is being read */
     unsigned long npending;
@@ -362,7 +367,8 @@ struct listeners {
  * (listeners_inetd_take) and handed to on_client, from the loop, once
  * watching starts. */
 int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
-                   void (*on_client)(struct listeners *, int, const dx_addr *), void *data);
+                   void (*on_client)(struct listeners *, int, const dx_addr *, const dx_addr *),
+                   void *data);
 void listeners_watch(struct listeners *l, int on);
 /* The access list (--allow/--deny, --allowfile/--denyfile) for a client at
  * peer: 1 to serve it, else 0 (with report: after a -v line naming it and
@@ -375,10 +381,12 @@ void listeners_announce(const struct listeners *l, const struct options *o);
 /* --inetd (xinetd, systemd Accept=yes): the connection on stdin/stdout as a
  * client: *fd a descriptor of its own (close-on-exec; stdin and stdout are
  * then /dev/null, so that closing *fd ends the connection), *peer its
- * peer (AF_UNIX for a socketpair: socat EXEC), name its text; admitted by
- * listeners_admit() as accepted clients are (a peer without an IP address
- * fails an access list). 0, or an exit code after printing why. */
-int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, char *name, size_t len);
+ * peer (AF_UNIX for a socketpair: socat EXEC), *local the address its PROXY
+ * header says it reached (--accept-proxy; else AF_UNSPEC), name its text;
+ * admitted by listeners_admit() as accepted clients are (a peer without an
+ * IP address fails an access list). 0, or an exit code after printing why. */
+int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, dx_addr *local,
+                         char *name, size_t len);
 /* activation.c: systemd socket activation (sd_listen_fds(3) semantics,
  * without libsystemd). At start-up, before any descriptor is opened or any
  * child started: when LISTEN_PID is this process, o->listen_fds = LISTEN_FDS
@@ -398,7 +406,7 @@ void listeners_client_name(const struct listeners *l, const dx_addr *peer, unsig
  * the cap of handshakes in progress, accepting waits for one to end. */
 struct cli_tls_server;
 int listeners_tls_accept(struct listeners *l, struct cli_tls_server *ts, int fd,
-                         const dx_addr *peer, const char *name);
+                         const dx_addr *peer, const dx_addr *local, const char *name);
 
 /* Open a socket on every local address the options name, for listen (TCP or
  * Unix) and listen -u alike: no host gives one dual-stack IPv6 socket (IPv4

@@ -475,9 +475,9 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx
 int exec_inetd(const struct options *o)
 {
     int fd;
-    dx_addr peer;
+    dx_addr peer, header_local; /* DUPLEX_LOCAL_*: the socket's, as listen --exec's */
     char name[DX_ADDR_STRLEN];
-    int code = listeners_inetd_take(o, &fd, &peer, name, sizeof name);
+    int code = listeners_inetd_take(o, &fd, &peer, &header_local, name, sizeof name);
     if (code)
         return code;
     cli_info(o, "%s: connected (--inetd), running %s", name, o->exec_cmd);

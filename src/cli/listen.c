@@ -16,8 +16,9 @@ struct first_client {
     dx_addr peer;
 };
 
-static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+static void on_client(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local)
 {
+    (void)local;
     struct first_client *fc = l->data;
     fc->fd = fd;
     fc->peer = *peer;

@@ -28,7 +28,7 @@
  * starving the clients already being served. */
 #define ACCEPTS_PER_WAKEUP 64
 
-static int take(struct listeners *l, int fd, const dx_addr *peer);
+static int take(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local);
 
 static void on_resume(dx_loop *loop, dx_timer *t)
 {
@@ -36,7 +36,8 @@ static void on_resume(dx_loop *loop, dx_timer *t)
     struct listeners *l = t->data;
     if (l->inetd_pending) { /* --inetd: the one client, handed over from the loop */
         l->inetd_pending = 0;
-        if (!take(l, l->inetd_fd, &l->inetd_peer)) {
+        const dx_addr *local = l->inetd_local.ss.ss_family ? &l->inetd_local : NULL;
+        if (!take(l, l->inetd_fd, &l->inetd_peer, local)) {
             l->fatal = 1; /* no other client will come */
             dx_loop_stop(loop);
         }
@@ -92,9 +93,9 @@ static int admit_any(const struct options *o, const dx_addr *peer, const char *n
 }
 
 /* Every client, accepted or handed over (--inetd): the access list, then
- * the socket's options, then the owner. 1 if handed to the owner, 0 if
- * closed. */
-static int take(struct listeners *l, int fd, const dx_addr *peer)
+ * the socket's options, then the owner. local: the address its PROXY header
+ * says it reached, or NULL. 1 if handed to the owner, 0 if closed. */
+static int take(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local)
 {
     char text[DX_ADDR_STRLEN];
     if (peer->ss.ss_family == AF_UNIX)
@@ -116,7 +117,7 @@ static int take(struct listeners *l, int fd, const dx_addr *peer)
         }
         cli_show_opts(l->o, fd, "accepted");
     }
-    l->on_client(l, fd, peer);
+    l->on_client(l, fd, peer, local);
     return 1;
 }
 
@@ -211,11 +212,14 @@ static int pp_step(int fd, unsigned char *buf, size_t *have, struct cli_pp *pp, 
 }
 
 /* The client a complete header names (LOCAL, UNKNOWN: the socket's own
- * peer, sock_peer), said with -v; name: the connection's (the balancer). */
+ * peer, sock_peer), said with -v; name: the connection's (the balancer).
+ * *dst: the address the client reached as the header says (relay
+ * --send-proxy passes it on, as haproxy does), else AF_UNSPEC. */
 static dx_addr pp_client(const struct options *o, const struct cli_pp *pp, const dx_addr *sock_peer,
-                         const char *name)
+                         const char *name, dx_addr *dst)
 {
     char client[DX_ADDR_STRLEN];
+    memset(dst, 0, sizeof *dst);
     if (pp->local) {
         cli_info(o, "%s: PROXY v%d header without a client address: the connection's own "
                  "stands", name, pp->version);
@@ -223,6 +227,7 @@ static dx_addr pp_client(const struct options *o, const struct cli_pp *pp, const
     }
     cli_info(o, "%s: PROXY v%d header: client %s", name, pp->version,
              dx_addr_format(&pp->src, client, sizeof client));
+    *dst = pp->dst;
     return pp->src;
 }
 
@@ -239,10 +244,10 @@ static void pp_readable(dx_loop *loop, dx_io *io, int events)
         return;
     struct listeners *l = p->l;
     char lb[DX_ADDR_STRLEN];
-    dx_addr peer = pp_client(l->o, &pp, &p->peer, pp_name(p, lb, sizeof lb));
+    dx_addr dst, peer = pp_client(l->o, &pp, &p->peer, pp_name(p, lb, sizeof lb), &dst);
     int fd = p->fd;
     pp_free(p, 1);
-    take(l, fd, &peer);
+    take(l, fd, &peer, dst.ss.ss_family ? &dst : NULL);
 }
 
 static void pp_start(struct listeners *l, int fd, const dx_addr *peer)
@@ -285,7 +290,7 @@ static void on_acceptable(dx_loop *loop, dx_io *io, int events)
             if (l->o->accept_proxy)
                 pp_start(l, fd, &peer); /* admitted once its header names the client */
             else
-                take(l, fd, &peer);
+                take(l, fd, &peer, NULL);
             continue;
         }
         if (fd == -EAGAIN)
@@ -419,7 +424,8 @@ static int keep_activated(struct listeners *l)
 /* --inetd --accept-proxy: the header on stdin (the connection), read before
  * anything else runs, within -w (else PP_DEFAULT_TIMEOUT_MS); peer and name
  * become the client's. 0, or -1 after a -v line saying why it is refused. */
-static int inetd_header(const struct options *o, dx_addr *peer, char *name, size_t len)
+static int inetd_header(const struct options *o, dx_addr *peer, dx_addr *local, char *name,
+                        size_t len)
 {
     unsigned char buf[CLI_PP_MAX];
     size_t have = 0;
@@ -441,16 +447,17 @@ static int inetd_header(const struct options *o, dx_addr *peer, char *name, size
         cli_info(o, "%s: refused: %s", name, why);
         return -1;
     }
-    *peer = pp_client(o, &pp, peer, name);
+    *peer = pp_client(o, &pp, peer, name, local);
     dx_addr_format(peer, name, len);
     return 0;
 }
 #endif
 
-int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, char *name, size_t len)
+int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, dx_addr *local,
+                         char *name, size_t len)
 {
 #ifdef _WIN32
-    (void)o, (void)fd, (void)peer, (void)name, (void)len;
+    (void)o, (void)fd, (void)peer, (void)local, (void)name, (void)len;
     cli_error("--inetd is not available on %s", DX_OS_NAME); /* options.c refuses it first */
     return EXIT_USAGE;
 #else
@@ -465,7 +472,8 @@ int listeners_inetd_take(const struct options *o, int *fd, dx_addr *peer, char *
         snprintf(name, len, "stdin");
     else
         dx_addr_format(peer, name, len);
-    if (o->accept_proxy && inetd_header(o, peer, name, len) < 0)
+    memset(local, 0, sizeof *local); /* AF_UNSPEC: the socket's own */
+    if (o->accept_proxy && inetd_header(o, peer, local, name, len) < 0)
         return EXIT_IO;
     if (!admit_any(o, peer, name))
         return EXIT_IO;
@@ -527,7 +535,8 @@ static int open_all(struct listeners *l)
 }
 
 int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
-                   void (*on_client)(struct listeners *, int, const dx_addr *), void *data)
+                   void (*on_client)(struct listeners *, int, const dx_addr *, const dx_addr *),
+                   void *data)
 {
     memset(l, 0, sizeof *l);
     l->o = o;
@@ -537,7 +546,8 @@ int listeners_open(struct listeners *l, const struct options *o, dx_loop *loop,
     dx_timer_init(&l->resume, on_resume, l);
     if (o->inetd) {
         char name[DX_ADDR_STRLEN];
-        int code = listeners_inetd_take(o, &l->inetd_fd, &l->inetd_peer, name, sizeof name);
+        int code = listeners_inetd_take(o, &l->inetd_fd, &l->inetd_peer, &l->inetd_local, name,
+                                        sizeof name);
         l->inetd_pending = code == 0;
         return code;
     }
@@ -625,12 +635,12 @@ static void resume_after_tls(void *data)
 }
 
 int listeners_tls_accept(struct listeners *l, struct cli_tls_server *ts, int fd,
-                         const dx_addr *peer, const char *name)
+                         const dx_addr *peer, const dx_addr *local, const char *name)
 {
     int one_client = !l->o->keep_listening;
     if (one_client)
         listeners_close(l);
-    cli_tls_server_accept(ts, fd, peer, name);
+    cli_tls_server_accept(ts, fd, peer, local, name);
     if (l->n && cli_tls_server_full(ts, resume_after_tls, l)) {
         /* the next clients wait in the backlog until a handshake ends */
         cli_info(l->o, "%d TLS handshakes in progress: not accepting until one ends",

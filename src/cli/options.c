@@ -115,8 +115,10 @@ static const char help_relay_usage[] =
 "                           and --send-proxy see; no valid header within -w\n"
 "                           (else 5 s): the client is refused (a -v line)\n"
 "      --send-proxy[=V]     start each connection to TARGET with a PROXY header\n"
-"                           naming the client: V v1 (text, the default) or v2\n"
-"                           (binary); a Unix client is UNKNOWN (v2: UNSPEC)\n";
+"                           naming the client and the address it reached (both\n"
+"                           as its own header names them with --accept-proxy):\n"
+"                           V v1 (text, the default) or v2 (binary); a Unix\n"
+"                           client is UNKNOWN (v2: UNSPEC)\n";
 
 static const char help_host[] =
 "HOST may be a name, an IPv4 address or an IPv6 address ([::1] or ::1); HOST:PORT and\n"

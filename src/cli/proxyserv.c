@@ -835,8 +835,9 @@ static void on_deadline(dx_loop *loop, dx_timer *t)
     }
 }
 
-static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+static void on_client(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local)
 {
+    (void)local;
     struct pserver *s = l->data;
     const struct options *o = s->o;
     char name[DX_ADDR_STRLEN];

@@ -432,18 +432,19 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     connect_next(c);
 }
 
-/* A client the access list allows (listeners.c has asked it). */
-static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+/* A client the access list allows (listeners.c has asked it); local: the
+ * address its PROXY header says it reached, which --send-proxy passes on. */
+static void on_client(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local)
 {
     struct relay *r = l->data;
     const struct options *o = r->o;
     char name[DX_ADDR_STRLEN];
     listeners_client_name(&r->l, peer, r->accepted + 1, name, sizeof name);
     if (!o->tls) {
-        admit(r, fd, peer, NULL, NULL);
+        admit(r, fd, peer, local, NULL);
         return;
     }
-    if (listeners_tls_accept(l, r->tls, fd, peer, name))
+    if (listeners_tls_accept(l, r->tls, fd, peer, local, name))
         r->stop_when_idle = 1;
 }
 

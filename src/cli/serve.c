@@ -631,8 +631,9 @@ static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr
 }
 
 /* A client the access list allows (listeners.c has asked it). */
-static void on_client(struct listeners *l, int fd, const dx_addr *peer)
+static void on_client(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local)
 {
+    (void)local; /* --exec's DUPLEX_LOCAL_*: the socket's */
     struct server *sv = l->data;
     if (!sv->tls) {
         admit(sv, fd, peer, NULL, NULL);
@@ -640,7 +641,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer)
     }
     char name[DX_ADDR_STRLEN];
     listeners_client_name(&sv->l, peer, sv->accepted + 1, name, sizeof name);
-    if (listeners_tls_accept(l, sv->tls, fd, peer, name))
+    if (listeners_tls_accept(l, sv->tls, fd, peer, NULL, name))
         sv->stop_when_idle = 1;
 }
 

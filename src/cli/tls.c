@@ -66,9 +66,10 @@ struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o
     return NULL;
 }
 
-void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name)
+void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer,
+                           const dx_addr *local, const char *name)
 {
-    (void)ts, (void)peer, (void)name;
+    (void)ts, (void)peer, (void)local, (void)name;
     dx__fd_close(fd);
 }
 
@@ -911,6 +912,7 @@ struct hs {
     struct vfail vf;
     int client, released;
     dx_addr peer_addr;
+    dx_addr local_addr;        /* given at accept (a PROXY header's), else AF_UNSPEC: the socket's */
     char name[DX_ADDR_STRLEN];
     char expected[300];        /* client: the name the certificate must carry */
     cli_tls_connected_cb connected;
@@ -996,8 +998,8 @@ static void hand_over(struct hs *h)
     int client = h->client;
     cli_tls_connected_cb connected = h->connected;
     void *connected_data = h->connected_data;
-    dx_addr peer = h->peer_addr, local;
-    int has_local = dx_sock_local(fd, &local) == 0;
+    dx_addr peer = h->peer_addr, local = h->local_addr;
+    int has_local = local.ss.ss_family || dx_sock_local(fd, &local) == 0;
     hs_release(h); /* freed later */
     if (client)
         connected(connected_data, fd, t);
@@ -1099,7 +1101,8 @@ static struct hs *new_hs(struct cli_tls_server *ts, int fd, const char *name, in
     return h;
 }
 
-void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer, const char *name)
+void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer,
+                           const dx_addr *local, const char *name)
 {
     if (ts->handshaking >= MAX_HANDSHAKES) {
         cli_info(ts->o, "%s: refused: %d TLS handshakes in progress", name, MAX_HANDSHAKES);
@@ -1110,6 +1113,8 @@ void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *pee
     if (!h)
         return;
     h->peer_addr = *peer;
+    if (local)
+        h->local_addr = *local;
     hs_step(h);
 }
 

@@ -328,6 +328,9 @@ def test_password_from_the_url(redis, node):
     (["listen", "--chat", "--cluster", "redis://127.0.0.1:6379", "0"], "no channel"),
     (["listen", "--chat", "--cluster", "redis://127.0.0.1:99999/c", "0"], "port"),
     (["listen", "--chat", "--cluster", "rediss://127.0.0.1/c", "0"], "no TLS"),
+    # %00 would cut the C string short (fuzz_cluster found it): refused, never joined as "c"
+    (["listen", "--chat", "--cluster", "redis://127.0.0.1/c%00x", "0"], "channel .* malformed %XX"),
+    (["listen", "--chat", "--cluster", "redis://:pa%00ss@127.0.0.1/c", "0"], "password .* malformed %XX"),
     (["listen", "--chat", "--node-name", "x", "0"], "needs --cluster"),
     (["listen", "--chat", "--cluster", "redis://h/c", "--node-name", "a b", "0"], "no space"),
 ])

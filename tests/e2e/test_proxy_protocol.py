@@ -11,6 +11,7 @@ server, with no byte after a header lost however it is split.
 
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_proxy_protocol.py"""
 
+import select
 import socket
 import struct
 import threading
@@ -257,40 +258,165 @@ def test_no_payload_byte_is_lost(pieces, start_listener):
     dx.wait_err(r"client 192\.0\.2\.9:99$")
 
 
-def test_relay_passes_the_header_client_on(start_duplex, tmp_path):
-    """relay --accept-proxy --send-proxy: the target's header names the
-    client the incoming header named; the payload follows intact. A Unix
-    client of relay --send-proxy=v2 is sent as AF_UNSPEC."""
-    target = socket.socket()
-    target.bind(("127.0.0.1", 0))
-    target.listen(4)
-    target.settimeout(TIMEOUT)
-    tport = target.getsockname()[1]
-    r = start_duplex(["relay", "-k", "--accept-proxy", "--send-proxy", "127.0.0.1:0",
-                      f"127.0.0.1:{tport}"])
-    rport = int(r.wait_err(LISTENING_RE).group(2))
-    data = seeded_bytes(200_000, 16)
-    s = header_client(rport, v2_header("203.0.113.5", 5555, "10.0.0.1", 443), data)
-    s.shutdown(socket.SHUT_WR)
-    conn, _ = target.accept()
-    got, _ = read_to_eof(conn)
-    conn.close()
-    s.close()
-    want = f"PROXY TCP4 203.0.113.5 127.0.0.1 5555 {rport}\r\n".encode()
-    assert got[:len(want)] == want, got[:80]
-    assert sha(got[len(want):]) == sha(data)
+def target_socket():
+    """A plain listening socket standing for relay's TARGET: the test reads
+    exactly what relay sends it."""
+    t = socket.socket()
+    t.bind(("127.0.0.1", 0))
+    t.listen(8)
+    t.settimeout(TIMEOUT)
+    return t
 
+
+def received(target):
+    """The next connection's bytes to its end."""
+    conn, _ = target.accept()
+    try:
+        return read_to_eof(conn)[0]
+    finally:
+        conn.close()
+
+
+# An incoming header, in each version, and what --send-proxy[=v2] must pass
+# on: the header's client AND the address it reached (haproxy's send-proxy
+# behind accept-proxy: "the advertised address will be used"), never the
+# relay's own address.
+IN_HEADER = {1: v1_header("203.0.113.5", 5555, "198.51.100.10", 443),
+             2: v2_header("203.0.113.5", 5555, "198.51.100.10", 443)}
+PASSED_ON = {1: b"PROXY TCP4 203.0.113.5 198.51.100.10 5555 443\r\n",
+             2: V2_SIG + b"\x21\x11\x00\x0c" + socket.inet_aton("203.0.113.5")
+             + socket.inet_aton("198.51.100.10") + struct.pack("!HH", 5555, 443)}
+
+
+@pytest.mark.parametrize("path", ["tcp", "balance", "ssl"])
+@pytest.mark.parametrize("out", [1, 2])
+def test_relay_passes_both_header_addresses_on(out, path, start_duplex):
+    """relay --accept-proxy --send-proxy[=v2]: the header TARGET gets names
+    the incoming header's source and destination, addresses and ports, byte
+    for byte (the incoming one in the other version); the payload follows
+    intact. The same with several targets (--balance roundrobin: each
+    target gets its own client's header) and with TLS from the client
+    (--ssl: the header before the handshake)."""
+    targets = [target_socket() for _ in range(2 if path == "balance" else 1)]
+    args = ["relay", "-k", "--accept-proxy", "--send-proxy" + ("=v2" if out == 2 else "")]
+    if path == "balance":
+        args += ["--balance", "roundrobin"]
+    if path == "ssl":
+        args += ["--ssl"]
+    r = start_duplex([*args, "127.0.0.1:0", *("127.0.0.1:%d" % t.getsockname()[1] for t in targets)])
+    rport = int(r.wait_err(LISTENING_RE).group(2))
+    incoming = 2 if out == 1 else 1
+    clients = [(IN_HEADER[incoming], PASSED_ON[out])]
+    if path == "balance":  # a second client, other addresses: no header mixed up
+        clients.append((v2_header("192.0.2.77", 7777, "198.51.100.11", 8443),
+                        b"PROXY TCP4 192.0.2.77 198.51.100.11 7777 8443\r\n" if out == 1 else
+                        V2_SIG + b"\x21\x11\x00\x0c" + socket.inet_aton("192.0.2.77")
+                        + socket.inet_aton("198.51.100.11") + struct.pack("!HH", 7777, 8443)))
+    data = seeded_bytes(100_000, 16)
+    used = set()
+    for header, want in clients:
+        s = header_client(rport, header)
+        if path == "ssl":
+            import ssl
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(s)
+        s.sendall(data)
+        ready, _, _ = select.select(targets, [], [], TIMEOUT)
+        assert ready, "no connection reached a target"
+        used.add(ready[0])
+        conn, _ = ready[0].accept()
+        got = recv_exact(conn, len(want) + len(data))
+        conn.close()
+        s.close()
+        assert got[:len(want)] == want, got[:80]
+        assert sha(got[len(want):]) == sha(data)
+    assert len(used) == len(targets)  # --balance roundrobin: one client each
+    for t in targets:
+        t.close()
+
+
+def test_relay_passes_an_ipv6_header_on(start_duplex):
+    """An IPv6 header (v1 TCP6) goes on as v2 AF_INET6 with both of its
+    addresses and ports."""
+    target = target_socket()
+    r = start_duplex(["relay", "--accept-proxy", "--send-proxy=v2", "127.0.0.1:0",
+                      "127.0.0.1:%d" % target.getsockname()[1]])
+    rport = int(r.wait_err(LISTENING_RE).group(2))
+    s = header_client(rport, b"PROXY TCP6 2001:db8::1 2001:db8::2 1000 2000\r\n", b"six")
+    s.shutdown(socket.SHUT_WR)
+    got = received(target)
+    s.close()
+    target.close()
+    want = (V2_SIG + b"\x21\x21\x00\x24" + socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+            + socket.inet_pton(socket.AF_INET6, "2001:db8::2") + struct.pack("!HH", 1000, 2000))
+    assert got == want + b"six", got
+
+
+@pytest.mark.parametrize("out", [1, 2])
+def test_relay_inetd_passes_both_header_addresses_on(out, spawn, duplex, tmp_path):
+    """relay --inetd --accept-proxy --send-proxy (socat hands a socketpair
+    over: no address of its own): the header's destination is passed on,
+    not UNKNOWN and not the socketpair's."""
+    socat = need("socat")
+    target = target_socket()
+    port = free_port()
+    script = tmp_path / "relay.sh"  # (socat's SYSTEM: would split HOST:PORT at its colon)
+    script.write_text(f"#!/bin/sh\nexec {duplex} relay --inetd --accept-proxy "
+                      f"--send-proxy{'=v2' if out == 2 else ''} 127.0.0.1:{target.getsockname()[1]}\n")
+    script.chmod(0o755)
+    proc = spawn([socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", f"SYSTEM:{script}"])
+    wait_listening(port, proc=proc)
+    s = header_client(port, IN_HEADER[2 if out == 1 else 1], b"inetd payload")
+    s.shutdown(socket.SHUT_WR)
+    got = received(target)
+    s.close()
+    target.close()
+    assert got == PASSED_ON[out] + b"inetd payload", got
+
+
+@pytest.mark.parametrize("send", ["send-proxy", "send-proxy-v2"])
+def test_relay_passes_the_header_on_as_haproxy_does(send, spawn, start_duplex, tmp_path):
+    """The same incoming headers (v1 TCP4, v1 TCP6, v2 TCP4) through haproxy
+    (`bind ... accept-proxy`, `server ... send-proxy[-v2]`) and through
+    relay --accept-proxy --send-proxy[=v2]: each target receives the very
+    same bytes (haproxy adds no TLV by default)."""
+    hp_target, dx_target = target_socket(), target_socket()
+    hport = free_port()
+    start_haproxy(spawn, tmp_path, f"frontend f\n    mode tcp\n    bind 127.0.0.1:{hport} accept-proxy\n"
+                  f"    default_backend b\nbackend b\n    mode tcp\n"
+                  f"    server s 127.0.0.1:{hp_target.getsockname()[1]} {send}\n", hport)
+    r = start_duplex(["relay", "-k", "--accept-proxy", "--send-proxy" + ("=v2" if send.endswith("v2") else ""),
+                      "127.0.0.1:0", "127.0.0.1:%d" % dx_target.getsockname()[1]])
+    rport = int(r.wait_err(LISTENING_RE).group(2))
+    for header in (IN_HEADER[1], b"PROXY TCP6 2001:db8::1 2001:db8::2 1000 2000\r\n", IN_HEADER[2]):
+        got = []
+        for port, target in ((hport, hp_target), (rport, dx_target)):
+            s = header_client(port, header, b"payload")
+            s.shutdown(socket.SHUT_WR)
+            got.append(received(target))
+            s.close()
+        assert got[1] == got[0], (header, got)
+        assert got[1].endswith(b"payload") and len(got[1]) > len(b"payload")
+    hp_target.close()
+    dx_target.close()
+
+
+def test_relay_unix_client_is_sent_as_unspec(start_duplex, tmp_path):
+    """A Unix client of relay --send-proxy=v2 (no address) is sent as
+    AF_UNSPEC: the target's own addresses stand."""
+    target = target_socket()
     path = tmp_path / "in.sock"
-    r2 = start_duplex(["relay", "-k", "-v", "--send-proxy=v2", f"unix:{path}", f"127.0.0.1:{tport}"])
+    r2 = start_duplex(["relay", "-k", "-v", "--send-proxy=v2", f"unix:{path}",
+                       "127.0.0.1:%d" % target.getsockname()[1]])
     r2.wait_err(r"listening on ")
     u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     u.settimeout(TIMEOUT)
     u.connect(str(path))
     u.sendall(b"from unix")
     u.shutdown(socket.SHUT_WR)
-    conn, _ = target.accept()
-    got, _ = read_to_eof(conn)
-    conn.close()
+    got = received(target)
     u.close()
     target.close()
     assert got == V2_SIG + b"\x21\x00\x00\x00" + b"from unix", got

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -122,8 +123,7 @@ static inline int h_listen4(int backlog, int *port)
     return fd;
 }
 
-/* A loopback TCP port on which nothing listens (bound then released). */
-static inline int h_closed_port(void)
+static inline int h_bound_port(int *fdp)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert_geq(fd, 0);
@@ -131,8 +131,28 @@ static inline int h_closed_port(void)
     cr_assert_eq(bind(fd, (struct sockaddr *)&a.ss, a.len), 0);
     dx_addr local;
     cr_assert_eq(dx_sock_local(fd, &local), 0);
-    close(fd);
+    *fdp = fd;
     return dx_addr_port(&local);
+}
+
+/* A loopback TCP port that refuses connections until the test ends: held by
+ * a socket bound to it that never listens (the kernel answers a SYN with
+ * RST), so no process running alongside can listen there, as one released
+ * a moment ago could be (CI's -z flake, tests/pylib/dxtest.py closed_port()).
+ * The descriptor is left open: criterion runs each test in its own process. */
+static inline int h_closed_port(void)
+{
+    int fd;
+    return h_bound_port(&fd);
+}
+
+/* A loopback TCP port free a moment ago (bound, then released): for a test
+ * that binds it itself, never for one that must be refused. */
+static inline int h_free_port(void)
+{
+    int fd, port = h_bound_port(&fd);
+    close(fd);
+    return port;
 }
 
 /* poll() one fd for events (POLLIN/POLLOUT) up to ms; returns revents. */
@@ -265,6 +285,22 @@ static inline void h_run(dx_loop *loop)
 {
     int rc = dx_loop_run(loop);
     cr_assert_eq(rc, 0, "dx_loop_run: %s", dx_strerror(rc));
+}
+
+/* Memory for an object the test lets go of while the library may still
+ * hold it: h_guarded_free() makes its pages inaccessible for the rest of the
+ * test (never reused), so a touch after it crashes the test even without
+ * ASan (criterion reports the crash) and `make mutants` can see the bug. */
+static inline void *h_guarded_new(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(p, MAP_FAILED, "mmap: %s", strerror(errno));
+    return p; /* zeroed */
+}
+
+static inline void h_guarded_free(void *p, size_t n)
+{
+    cr_assert_eq(mprotect(p, n, PROT_NONE), 0, "mprotect: %s", strerror(errno));
 }
 
 /* 1 if an IPv6 loopback socket can be bound here. */

@@ -741,8 +741,8 @@ T(endpoint_watch_pri_with_urgent_data_waiting)
 }
 
 /* The DX_PRI callback lets everything go: it stops the pump on its
- * endpoint and its own watch, then frees the pump and both endpoints (heap
- * memory: under ASan a touch afterwards is a use after free). */
+ * endpoint and its own watch, then frees the pump and both endpoints
+ * (guarded memory: a touch afterwards crashes, with or without ASan). */
 struct pri_owner {
     dx_endpoint *src, *dst;
     dx_pump *pump;
@@ -756,9 +756,9 @@ static void pri_frees_all(dx_endpoint *e)
     cr_assert_eq(recv(e->fd, &c, 1, MSG_OOB), 1);
     dx_pump_stop(o->pump);
     dx_endpoint_watch_pri(e->loop, e, NULL);
-    free(o->pump);
-    free(o->src);
-    free(o->dst);
+    h_guarded_free(o->pump, sizeof *o->pump);
+    h_guarded_free(o->src, sizeof *o->src);
+    h_guarded_free(o->dst, sizeof *o->dst);
     o->src = o->dst = NULL;
     o->pump = NULL;
 }
@@ -775,9 +775,8 @@ T(endpoint_pri_callback_may_free_the_endpoint_and_its_pump)
     int fds[2], out[2];
     h_tcp_pair(fds, 1);
     h_socketpair(out, 1);
-    struct pri_owner o = {calloc(1, sizeof(dx_endpoint)), calloc(1, sizeof(dx_endpoint)),
-                          calloc(1, sizeof(dx_pump))};
-    cr_assert(o.src && o.dst && o.pump);
+    struct pri_owner o = {h_guarded_new(sizeof(dx_endpoint)), h_guarded_new(sizeof(dx_endpoint)),
+                          h_guarded_new(sizeof(dx_pump))};
     dx_endpoint_init(o.src, fds[0]);
     dx_endpoint_init(o.dst, out[0]);
     o.src->data = &o;

@@ -321,7 +321,7 @@ T(source_address)
 {
     int port;
     int lfd = h_listen4(0, &port);
-    int sport = h_closed_port();
+    int sport = h_free_port();
     dx_addr src = h_addr4(sport);
     dx_addr addrs[1] = {h_addr4(port)};
     struct ctx x = {.loop = h_loop()};

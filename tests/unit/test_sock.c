@@ -271,7 +271,7 @@ T(connect_source_bind)
     close(fd);
 
     /* a specific source port */
-    int sport = h_closed_port();
+    int sport = h_free_port();
     src = h_addr4(sport);
     fd = dx_connect_start(&a, &src);
     cr_assert_geq(fd, 0, "%s", dx_strerror(fd));

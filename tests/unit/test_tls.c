@@ -593,7 +593,7 @@ static void alpn_then_send(dx_tls *t, int error, void *data)
 
 T(client_against_openssl_s_server)
 {
-    int port = h_closed_port();
+    int port = h_free_port();
     char portstr[16], out[128];
     snprintf(portstr, sizeof portstr, "%d", port);
     snprintf(out, sizeof out, "%s/s_server.out", dir);

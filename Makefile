@@ -56,9 +56,9 @@ endif
 endif
 SHLIBS = $(BUILD)/$(SHLIB) $(BUILD)/$(SONAME) $(BUILD)/libduplex.so
 
-# listen --cluster (cluster.c) speaks to Redis through libhiredis (Debian:
+# listen --cluster (cluster.c) writes and parses Redis commands with libhiredis (Debian:
 # libhiredis-dev), a dependency of the command only, never of libduplex
-ifeq ($(wildcard /usr/include/hiredis/async.h),)
+ifeq ($(wildcard /usr/include/hiredis/read.h),)
 $(error libhiredis is missing (listen --cluster needs it): install libhiredis-dev, or run scripts/install-deps)
 endif
 CLI_LDLIBS = -lhiredis

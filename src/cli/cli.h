@@ -563,13 +563,15 @@ void cli_default_nodelay(const struct options *o, int fd);
 void cli_show_opts(const struct options *o, int fd, const char *what);
 int cli_sockopt_add(struct options *o, const char *text); /* -O: 0 or EXIT_USAGE (printed) */
 
-/* cluster_frame.c: --cluster's URL, redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL
- * (%XX escapes in the credentials and channel; rediss:// refused): 0, or -1
+/* cluster_frame.c: --cluster's URL, redis[s]://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL
+ * [?cacert=PATH] (%XX escapes in the credentials, channel and path; rediss:
+ * TLS, cacert: its CAs instead of the system store): 0, or -1
  * with why. The frames on the channel: "DX1 T NODEID SEQ\n" + payload,
  * T a CLUSTER_* type; parse: 0, or -1 for anything else. */
 struct cluster_url {
-    char host[256], port[12], user[128], pass[256], channel[256];
+    char host[256], port[12], user[128], pass[256], channel[256], cacert[1024];
     int has_pass;
+    int tls;
 };
 int cli_cluster_url_parse(const char *text, struct cluster_url *u, const char **why);
 enum { CLUSTER_MSG = 'M', CLUSTER_BEAT = 'H' };

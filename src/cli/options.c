@@ -278,8 +278,11 @@ static const char help_server[] =
 "      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
 "      --cluster URL        --broker/--chat as one node of many, through a Redis\n"
 "                           channel: redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL;\n"
+"                           rediss://...[?cacert=PATH]: TLS, Redis's certificate\n"
+"                           checked (system CAs, or PATH's) with HOST as its name;\n"
 "                           what this node's clients send is published once,\n"
-"                           what other nodes publish goes to this node's clients;\n"
+"                           what other nodes publish goes to this node's clients\n"
+"                           ('* N connected' counts this node's clients only);\n"
 "                           Redis down or cut: local clients are still served, the\n"
 "                           node reconnects (100 ms doubling to 5 s) and says what\n"
 "                           was not published or missed meanwhile (not on Windows)\n"
@@ -1587,6 +1590,13 @@ static int check_cluster(struct options *o)
         cli_error("--cluster '%s': %s", o->cluster, why);
         return -1;
     }
+    FILE *ca = u.cacert[0] ? fopen(u.cacert, "r") : NULL;
+    if (u.cacert[0] && !ca) {
+        cli_error("--cluster: ?cacert=%s: %s", u.cacert, strerror(errno));
+        return -1;
+    }
+    if (ca)
+        fclose(ca);
     if (!o->node_name) {
         if (gethostname(o->node_name_buf, sizeof o->node_name_buf - 1) != 0 || !o->node_name_buf[0])
             strcpy(o->node_name_buf, "node");

@@ -216,7 +216,7 @@ static const char help_proxy[] =
 "  target and the cause (exit 4; 5 when it timed out)\n";
 
 static const char help_tls[] =
-"TLS (connect; listen in every mode, not with --model iterative or fork; relay;\n"
+"TLS (connect; listen in every mode, not with --model iterative; relay;\n"
 "TCP or -U; not with -u or -z):\n"
 "      --ssl, --tls         connect: TLS client; listen: TLS server; relay: TLS\n"
 "                           from its clients, plain bytes to TARGET\n"
@@ -258,7 +258,9 @@ static const char help_tls[] =
 "  only the protocol can tell a cut\n"
 "  listen -k/--echo/--broker/--chat/--exec --ssl: each client's handshake runs in\n"
 "  the event loop (each bounded by -w, else 10 s; at 1024 at once, accepting\n"
-"  waits for one to end); a failed one is a -v line and the server goes on\n"
+"  waits for one to end); a failed one is a -v line and the server goes on;\n"
+"  with the thread and fork models each thread or child runs its client's\n"
+"  handshake\n"
 "  --tls-cert, --tls-key, ... are aliases of the --ssl-* options\n";
 
 static const char help_server[] =
@@ -1632,14 +1634,14 @@ static int check_tls(const struct options *o, int tls_opt_given)
         return 0;
     }
     /* iterative: handshakes run in the loop, several at once, so "one client
-     * at a time" could not hold; fork: each child would inherit every other
-     * client's TLS connection (the bridges live in the parent) */
-    int bad_model = o->model == MODEL_ITERATIVE || o->model == MODEL_FORK;
+     * at a time" could not hold (fork and thread: each child or thread runs
+     * its client's handshake itself) */
+    int bad_model = o->model == MODEL_ITERATIVE;
     if (o->udp || o->zero_io || bad_model || o->has_send_oob || o->oob_inline) {
         cli_error("--ssl works with connect, listen (every mode; models epoll, poll, io_uring, "
-                  "thread) and relay over TCP or -U: not with %s",
+                  "thread, fork) and relay over TCP or -U: not with %s",
                   o->udp ? "-u (UDP)" : o->zero_io ? "-z"
-                  : bad_model ? "--model iterative or fork" : "--send-oob/--oob-inline "
+                  : bad_model ? "--model iterative" : "--send-oob/--oob-inline "
                   "(TLS has no urgent data)");
         return -1;
     }

@@ -56,9 +56,9 @@ endif
 endif
 SHLIBS = $(BUILD)/$(SHLIB) $(BUILD)/$(SONAME) $(BUILD)/libduplex.so
 
-# listen --cluster (cluster.c) speaks to Redis through libhiredis (Debian:
+# listen --cluster (cluster.c) writes and parses Redis commands with libhiredis (Debian:
 # libhiredis-dev), a dependency of the command only, never of libduplex
-ifeq ($(wildcard /usr/include/hiredis/async.h),)
+ifeq ($(wildcard /usr/include/hiredis/read.h),)
 $(error libhiredis is missing (listen --cluster needs it): install libhiredis-dev, or run scripts/install-deps)
 endif
 CLI_LDLIBS = -lhiredis
@@ -221,7 +221,9 @@ deps:
 tsan:
 	$(MAKE) BUILD=build/tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" all
 	DUPLEX=$(abspath build/tsan/duplex) TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
-	  $(PYTEST) $(PYTEST_ARGS) tests/e2e/test_models.py tests/e2e/test_tls.py::test_threads_two_over_tls
+	  $(PYTEST) $(PYTEST_ARGS) tests/e2e/test_models.py tests/e2e/test_tls.py::test_threads_two_over_tls \
+	  tests/e2e/test_tls.py::test_model_thread_over_tls 'tests/e2e/test_tls.py::test_model_echo_over_tls_3mib_each[thread]' \
+	  'tests/e2e/test_tls.py::test_client_certificate_check_fails_closed_on_each_path[thread]'
 
 # What install puts where; uninstall removes exactly these files (never a
 # directory: /usr/local/bin is not ours). No shared library on Windows.

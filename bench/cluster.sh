@@ -10,7 +10,10 @@
 # round, and the CPU the nodes and Redis used per 1,000 deliveries (what Redis adds per
 # message). Prints a markdown table and saves it to bench/results/cluster-DATE.md.
 #
-# Knobs (environment): CLUSTER_CONNS ("30 150"), CLUSTER_SETUPS ("single 1 2 3"),
+# A setup "Ns" is N nodes over rediss:// (TLS to a redis-server with TLS only, its
+# certificate made here with openssl and verified by the nodes): what TLS adds.
+#
+# Knobs (environment): CLUSTER_CONNS ("30 150"), CLUSTER_SETUPS ("single 1 2 3"; e.g. "2 2s"),
 # BENCH_SECS (5), BENCH_WARMUP (1), BENCH_SIZE (64), BENCH_REPEAT (3: rounds over every
 # setup, interleaved; the fastest run of each kept), BENCH_OUT (output file).
 set -u
@@ -43,12 +46,28 @@ trap cleanup_work EXIT
 trap 'exit 130' INT TERM
 TCK=$(getconf CLK_TCK)
 
-# node PORT [REDIS_PORT NAME]: one broker node (with Redis: a cluster node); sets NPID
+# certs: a CA and a certificate for localhost signed by it, in $WORK (once)
+certs() {
+    [ -s "$WORK/redis.pem" ] && return 0
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    (cd "$WORK" &&
+        openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 -subj "/CN=bench CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+        printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' > redis.ext &&
+        openssl req "${ec[@]}" -keyout redis.key -out redis.csr -subj /CN=localhost &&
+        openssl x509 -req -in redis.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 \
+            -extfile redis.ext -out redis.pem) > /dev/null 2>&1 ||
+        { echo "cluster.sh: openssl could not make the certificates" >&2; return 1; }
+}
+
+# node PORT [REDIS_PORT NAME [TLS]]: one broker node (with Redis: a cluster node); sets NPID
 node() {
-    local port=$1 rport=${2:-} name=${3:-} log=$WORK/node-$1.log
+    local port=$1 rport=${2:-} name=${3:-} tls=${4:-} log=$WORK/node-$1.log url
+    url="redis://127.0.0.1:$rport/bench"
+    [ -n "$tls" ] && url="rediss://localhost:$rport/bench?cacert=$WORK/ca.pem"
     if [ -n "$rport" ]; then
         taskset -c $SERVER_CPU "$DUPLEX" listen -k --broker --no-stdio -v \
-            --cluster "redis://127.0.0.1:$rport/bench" --node-name "$name" 127.0.0.1 "$port" \
+            --cluster "$url" --node-name "$name" 127.0.0.1 "$port" \
             < /dev/null 2> "$log" &
     else
         taskset -c $SERVER_CPU "$DUPLEX" listen -k --broker --no-stdio 127.0.0.1 "$port" \
@@ -65,11 +84,18 @@ node() {
 }
 
 run_setup() { # SETUP CONNS
-    local setup=$1 conns=$2 n rport= rpid= ports=() npids=() i
-    n=$([ "$setup" = single ] && echo 1 || echo "$setup")
+    local setup=$1 conns=$2 n rport= rpid= ports=() npids=() i tls= listen
+    n=$([ "$setup" = single ] && echo 1 || echo "${setup%s}")
     if [ "$setup" != single ]; then
         rport=$(free_port)
-        taskset -c $SERVER_CPU redis-server --port "$rport" --bind 127.0.0.1 --save '' \
+        listen=(--port "$rport")
+        if [ "$setup" != "$n" ]; then # Ns: over TLS
+            tls=1
+            certs || return 1
+            listen=(--port 0 --tls-port "$rport" --tls-cert-file "$WORK/redis.pem" --tls-key-file
+                    "$WORK/redis.key" --tls-ca-cert-file "$WORK/ca.pem" --tls-auth-clients no)
+        fi
+        taskset -c $SERVER_CPU redis-server "${listen[@]}" --bind 127.0.0.1 --save '' \
             --appendonly no > "$WORK/redis.log" 2>&1 &
         rpid=$!
         PIDS+=("$rpid")
@@ -77,7 +103,7 @@ run_setup() { # SETUP CONNS
     fi
     for i in $(seq "$n"); do
         ports+=("$(free_port)")
-        node "${ports[-1]}" "$rport" "node$i" || return 1
+        node "${ports[-1]}" "$rport" "node$i" "$tls" || return 1
         npids+=("$NPID")
     done
     local first=${ports[0]} rest
@@ -136,13 +162,14 @@ for line in open(raw):
         d = {"error": js}
     d.update(setup=setup, conns=int(conns), nt=int(nt), rt=int(rt))
     rows.append(d)
+ORDER = ["single", "1", "1s", "2", "2s", "3", "3s"]
 # the fastest run of each setup (the others lost more to this machine's other load)
 best = {}
 for d in rows:
     k = (d["conns"], d["setup"])
     if k not in best or d.get("msgs_per_s", -1) > best[k].get("msgs_per_s", -1):
         best[k] = d
-rows = [best[k] for k in sorted(best, key=lambda k: (k[0], ["single", "1", "2", "3"].index(k[1]) if k[1] in ("single", "1", "2", "3") else 9))]
+rows = [best[k] for k in sorted(best, key=lambda k: (k[0], ORDER.index(k[1]) if k[1] in ORDER else 9))]
 
 def num(v):
     return "{:,}".format(int(round(v)))
@@ -158,7 +185,9 @@ L.append("duplex `%s`, redis-server %s; %s CPUs (%s), Linux %s. Every node and R
          % (rev, rv, ncpu, cpu, kernel, size, warm, secs, repeat, elapsed))
 L.append("")
 L.append("*single*: one `duplex listen -k --broker` without Redis. *1, 2, 3*: that many nodes "
-         "with `--cluster redis://127.0.0.1:PORT/bench`. *CPU ms / 1k deliveries*: the user+system "
+         "with `--cluster redis://127.0.0.1:PORT/bench`; *N nodes TLS*: with `--cluster "
+         "rediss://localhost:PORT/bench?cacert=CA` (Redis with TLS only, its certificate "
+         "verified). *CPU ms / 1k deliveries*: the user+system "
          "time the nodes (and Redis) used during the run, per 1,000 deliveries (from /proc, "
          "clock ticks of 1/%d s, warm-up included). *Redis CPU µs/message*: Redis's time per "
          "message published (one PUBLISH in, one frame out to each node's subscriber)." % tck)
@@ -169,7 +198,9 @@ for c in sorted({r["conns"] for r in rows}):
     rs = [r for r in rows if r["conns"] == c]
     base = next((r["msgs_per_s"] for r in rs if r["setup"] == "single" and "error" not in r), 0)
     for r in rs:
-        name = r["setup"] if r["setup"] == "single" else "%s node%s" % (r["setup"], "" if r["setup"] == "1" else "s")
+        n = r["setup"].rstrip("s")
+        name = r["setup"] if r["setup"] == "single" else "%s node%s%s" % (
+            n, "" if n == "1" else "s", " TLS" if r["setup"].endswith("s") else "")
         if "error" in r:
             L.append("| %d | %s | – | – | – | – | – | – | – | – | %s |" % (c, name, r["error"]))
             continue

@@ -42,7 +42,7 @@ _duplex()
         --rate-limit)
             COMPREPLY=($(compgen -W "64k 512k 1M 10M 100M 1G" -- "$cur")); return ;;
         --cluster)
-            COMPREPLY=($(compgen -W "redis://127.0.0.1:6379/" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
+            COMPREPLY=($(compgen -W "redis://127.0.0.1:6379/ rediss://localhost:6379/" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
         --node-name)
             COMPREPLY=($(compgen -W "$(hostname 2>/dev/null)" -- "$cur")); return ;;
         --model)

@@ -250,47 +250,42 @@ int cli_tls_failed(const struct options *o, dx_tls *t, const char *peer, int err
                    uint64_t received);
 void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer, int one_of_many);
 void cli_tls_goodbye(dx_tls *t);
-/* The TLS side of a server with many clients (serve.c), on one loop: each
- * accepted client's handshake runs in the loop, bounded by -w (else 10 s),
- * at most 1024 at once (see cli_tls_server_full);
- * then ready() gets the client: with `direct` (an owner that serves it
- * with a dx_stream on this loop) the TCP socket and its dx_tls (the owner's
- * now: dx_stream_set_tls(), then cli_tls_goodbye() and dx_tls_free() when
- * done); else one end of a socketpair to serve as if it were the client
- * (with the TCP connection's two addresses and its socket), and a bridge in
- * tls.c carries the bytes both ways until both sides are done. A failed handshake is a -v line; the server goes on.
- * cli_tls_server_live() counts clients in handshake or bridged. */
+/* The TLS side of a server or relay with many connections, on one loop:
+ * each accepted client's handshake runs in the loop, bounded by -w (else
+ * 10 s), at most 1024 at once (see cli_tls_server_full); then ready() gets
+ * the client's socket and its dx_tls (the owner's now: dx_stream_set_tls()
+ * or dx_endpoint_set_tls(), then cli_tls_goodbye() and dx_tls_free() when
+ * done, and close the socket). A failed handshake is a -v line; the server
+ * goes on. cli_tls_server_live() counts accepted clients in handshake. */
 #define CLI_TLS_MAX_HANDSHAKES 1024
 struct cli_tls_server;
-/* tcp: the TLS connection's socket, still the bridge's (to watch, e.g. with
- * TCP_INFO on a dup of it) */
 typedef void (*cli_tls_ready_cb)(void *data, int fd, const dx_addr *peer, const dx_addr *local,
-                                 int tcp, dx_tls *tls);
+                                 dx_tls *tls);
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
-                                          cli_tls_ready_cb ready, void *data, int direct);
+                                          cli_tls_ready_cb ready, void *data);
 /* local: the address the client reached, for ready() (NULL: the socket's) */
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer,
                            const dx_addr *local, const char *name);
 unsigned cli_tls_server_live(const struct cli_tls_server *ts);
-/* idle(idle_data) from the loop whenever a client's handshake or bridge has
- * gone and none is left: an owner that ends with its last client checks again
- * (its own connection may have closed while the bridge still flushed). */
-void cli_tls_server_on_idle(struct cli_tls_server *ts, void (*idle)(void *data), void *idle_data);
 /* 1 when CLI_TLS_MAX_HANDSHAKES handshakes are in progress: the owner stops
  * accepting, and room(room_data) is called once one has ended; else 0. */
 int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data), void *room_data);
 void cli_tls_server_free(struct cli_tls_server *ts);
 /* relay --ssl-target: a TLS client handshake on fd (connected to TARGET,
  * owned from here) in the loop, the name checked as connect --ssl checks
- * it; then connected() gets the session end of a bridge, or -1 when the
- * handshake failed (said on stderr). Returns a handle to cancel the
- * handshake with (the owner's connection ended first), or NULL when
- * connected() was already called. */
+ * it; then connected() gets the socket and its dx_tls (as ready() does),
+ * or -1 and NULL when the handshake failed (said on stderr). Returns a
+ * handle to cancel the handshake with (the owner's connection ended
+ * first), or NULL when connected() was already called. */
 struct cli_tls_conn;
-typedef void (*cli_tls_connected_cb)(void *data, int fd);
+typedef void (*cli_tls_connected_cb)(void *data, int fd, dx_tls *tls);
 struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
                                             cli_tls_connected_cb connected, void *data);
 void cli_tls_conn_cancel(struct cli_tls_conn *c);
+/* --model thread/fork --ssl: the handshake of the calling thread's own
+ * client on fd (blocking, under -w, else 10 s; a failure is a -v line),
+ * its dx_tls made for loop: 0 and *out, or -1 (fd stays open). */
+int cli_tls_accept_one(dx_loop *loop, const struct options *o, int fd, const char *name, dx_tls **out);
 /* duplex bench --ssl: bare non-blocking TLS clients without verification (a
  * load generator measures the server; it checks every byte that comes back
  * instead). init: 0, or an exit code after printing (no TLS in this build).
@@ -466,6 +461,13 @@ void serve_announce(const struct server *sv, const struct options *o);
 /* Fork CMD on fd for the client at peer; local is the connection's own
  * address when fd is not the connection itself (TLS), else NULL. */
 pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local);
+/* listen --exec/--sh-exec --ssl: fork CMD on a socketpair and pump between
+ * it and the client's socket fd through tls (both owned from here on
+ * success): the pid, or -1 after printing (fd and tls stay the caller's).
+ * done(data) is called from the loop once the client is over. */
+pid_t exec_tls_client(dx_loop *loop, const struct options *o, int fd, dx_tls *tls,
+                      const dx_addr *peer, const dx_addr *local, void (*done)(void *data),
+                      void *data);
 /* listen --inetd --exec/--sh-exec: the connection on stdin admitted
  * (listeners_inetd_take), this process becomes CMD on it, with the
  * variables of an --exec child. Returns an exit code only on failure. */
@@ -567,13 +569,15 @@ void cli_default_nodelay(const struct options *o, int fd);
 void cli_show_opts(const struct options *o, int fd, const char *what);
 int cli_sockopt_add(struct options *o, const char *text); /* -O: 0 or EXIT_USAGE (printed) */
 
-/* cluster_frame.c: --cluster's URL, redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL
- * (%XX escapes in the credentials and channel; rediss:// refused): 0, or -1
+/* cluster_frame.c: --cluster's URL, redis[s]://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL
+ * [?cacert=PATH] (%XX escapes in the credentials, channel and path; rediss:
+ * TLS, cacert: its CAs instead of the system store): 0, or -1
  * with why. The frames on the channel: "DX1 T NODEID SEQ\n" + payload,
  * T a CLUSTER_* type; parse: 0, or -1 for anything else. */
 struct cluster_url {
-    char host[256], port[12], user[128], pass[256], channel[256];
+    char host[256], port[12], user[128], pass[256], channel[256], cacert[1024];
     int has_pass;
+    int tls;
 };
 int cli_cluster_url_parse(const char *text, struct cluster_url *u, const char **why);
 enum { CLUSTER_MSG = 'M', CLUSTER_BEAT = 'H' };
@@ -664,7 +668,7 @@ int cli_sockets_main(int argc, char **argv);
 int cli_bench_main(int argc, char **argv);
 
 /* models.c */
-int model_spawn(const struct options *o, int fd);  /* fork/thread: takes fd */
+int model_spawn(const struct options *o, int fd, const char *name); /* fork/thread: takes fd */
 int model_clients(const struct options *o);        /* fork/thread clients running */
 int cli_serve_threads(const struct options *o, dx_loop *loop);
 

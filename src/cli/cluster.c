@@ -1,13 +1,23 @@
-/* cluster.c: listen --broker/--chat --cluster redis://HOST:PORT/CHANNEL.
+/* cluster.c: listen --broker/--chat --cluster redis[s]://HOST:PORT/CHANNEL.
  * What this node's clients send is published once to CHANNEL; what the other
  * nodes publish there is handed to serve.c (deliver) for this node's clients.
  *
- * Two hiredis async connections (redisAsyncContext) run in the duplex loop
- * through hiredis's adapter hooks (addRead/delRead/addWrite/delWrite/cleanup,
- * as hiredis/adapters/libev.h does): one dx_io per connection, no thread, no
- * blocking call (the host is resolved once at start; hiredis then gets the
- * numeric address and connects without blocking). One connection SUBSCRIBEs,
- * the other PUBLISHes (a subscribed connection may not publish).
+ * Two connections to Redis, each a dx_stream on the duplex loop (no thread,
+ * no blocking call: the host is resolved once at start, then
+ * dx_connect_async), over libduplex's TLS for rediss://. One SUBSCRIBEs,
+ * the other PUBLISHes (a subscribed connection may not publish). Of
+ * libhiredis only the protocol is used: redisFormatCommand writes the
+ * commands, a redisReader fed from the stream parses the replies. Its async
+ * context is not, since 0.14 (Debian 12) has no TLS and cannot adopt a
+ * socket it did not open itself: TLS would have needed a local relay
+ * (a socketpair or a Unix listener) between hiredis and a TLS stream, a
+ * second transport for one protocol; this way redis:// and rediss:// are
+ * one path, and the publisher's backlog is the stream's bounded queue.
+ *
+ * TLS: verification on (the system store, or ?cacert=PATH), the name
+ * checked against HOST; a refused certificate fails the attempt like a
+ * refused connect (said once with the reason, then retried with backoff,
+ * local clients served meanwhile): never attached without it.
  *
  * Faults: the node is attached once both are up (AUTH done, SUBSCRIBE
  * confirmed). It publishes a heartbeat every second and must hear its own
@@ -20,20 +30,21 @@
  * was not published; the sequence numbers of the other nodes' frames say
  * how many of theirs were missed (a heartbeat carries the last one).
  *
- * Backpressure: PUBLISH commands wait in hiredis's output buffer; above
- * PUB_QUEUE / 2 bytes the connection counts as a full recipient (serve.c
+ * Backpressure: PUBLISH commands wait in the stream's queue (PUB_QUEUE
+ * bytes); above half the connection counts as a full recipient (serve.c
  * pauses its senders, as for a slow client) until it drains. Frames from
  * the channel are always read and delivered at once (serve.c drops a frame
  * for a client that has no room for it): the subscriber never holds more
- * than one read. Callbacks that must free a connection (AUTH refused)
- * defer it to a timer, never free from inside hiredis. */
+ * than one read. Failures found while replies are handled detach from a
+ * timer (fail_later), never from inside the reply loop. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "os.h"
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +57,8 @@
 #define HEARTBEAT_DEAD_MS 3500
 /* bytes of PUBLISH commands not yet written; above half, senders pause */
 #define PUB_QUEUE (4u << 20)
+/* the subscriber writes little; its reads take half of the queue's size */
+#define SUB_QUEUE (128u << 10)
 /* the other nodes whose sequence numbers are followed */
 #define MAX_ORIGINS 256
 
@@ -53,11 +66,16 @@ enum { DETACHED, CONNECTING, ATTACHED };
 
 struct conn {
     struct cluster *cl;
-    redisAsyncContext *ac; /* NULL once hiredis has freed it (cleanup hook) */
-    dx_io io;
-    int reading, writing;
-    int ready;             /* pub: connected (AUTH answered); sub: SUBSCRIBE confirmed */
     const char *name;      /* "publisher", "subscriber" */
+    dx_connector k;
+    int connecting;        /* k in progress */
+    int fd;                /* -1: none */
+    dx_tls *tls;           /* rediss:// */
+    dx_stream s;
+    int streaming;         /* s initialised */
+    redisReader *rd;
+    int auth;              /* AUTH sent, its reply still to come */
+    int ready;             /* pub: PING answered; sub: SUBSCRIBE confirmed */
 };
 
 struct origin {
@@ -70,9 +88,10 @@ struct cluster {
     const struct options *o;
     dx_loop *loop;
     struct cluster_url url;
-    char where[300];       /* "redis://HOST:PORT/CHANNEL" for messages (no password) */
-    char ip[DX_ADDR_STRLEN];
-    int port;
+    char where[300];       /* "redis[s]://HOST:PORT/CHANNEL" for messages (no password) */
+    dx_addr *addrs;
+    int naddrs;
+    dx_tls_ctx *tls;       /* rediss:// */
     char id[CLUSTER_ID_LEN + 1];
     uint64_t seq;          /* messages published (handed to the publisher) */
     struct conn pub, sub;
@@ -80,17 +99,17 @@ struct cluster {
     int ever_attached;
     int closing;
     dx_timer retry, beat, lost;
-    char lost_why[160];
+    char lost_why[300];
     uint64_t backoff_ms;
     uint64_t attempt_ms, detached_ms, own_beat_ms;
     unsigned long attempts;   /* failed attempts in this gap */
+    int refused_cert;         /* this attempt: a certificate refused */
+    int said_refused;         /* ... and said so, in this gap */
     int full;                 /* publisher above PUB_QUEUE / 2 */
     /* counts: total, and for the gap being reported */
     unsigned long long published, unpublished, unconfirmed, failed, received, missed;
     unsigned long long gap_unpublished, gap_unconfirmed;
     unsigned long long pending;  /* PUBLISH replies awaited */
-    char *frame;
-    size_t frame_cap;
     struct origin origins[MAX_ORIGINS];
     int norigins;
     void (*deliver)(void *data, const char *msg, size_t n);
@@ -99,38 +118,7 @@ struct cluster {
 };
 
 static void connect_now(dx_loop *loop, dx_timer *t);
-
-/* ---- the adapter: hiredis asks, one dx_io per connection watches ---- */
-
-static void conn_watch(struct conn *c)
-{
-    if (!c->ac)
-        return;
-    int ev = (c->reading ? DX_READ : 0) | (c->writing ? DX_WRITE : 0);
-    if (dx_io_set(c->cl->loop, &c->io, ev) < 0)
-        cli_error("redis %s: cannot watch its socket", c->name);
-}
-
-static void ad_add_read(void *p) { struct conn *c = p; c->reading = 1; conn_watch(c); }
-static void ad_del_read(void *p) { struct conn *c = p; c->reading = 0; conn_watch(c); }
-static void ad_add_write(void *p) { struct conn *c = p; c->writing = 1; conn_watch(c); }
-static void ad_del_write(void *p) { struct conn *c = p; c->writing = 0; conn_watch(c); }
-
-/* Hiredis frees the context (a failure, a close, redisAsyncFree): the
- * watcher stops; the rest of the detach runs from the loop (lost timer). */
-static void ad_cleanup(void *p)
-{
-    struct conn *c = p;
-    dx_io_stop(c->cl->loop, &c->io);
-    c->ac = NULL;
-    c->reading = c->writing = 0;
-    c->ready = 0;
-    struct cluster *cl = c->cl;
-    if (!cl->closing && cl->state != DETACHED && !dx_timer_active(&cl->lost)) {
-        snprintf(cl->lost_why, sizeof cl->lost_why, "%s connection lost", c->name);
-        dx_timer_start(cl->loop, &cl->lost, 0, 0);
-    }
-}
+static void on_reply(struct conn *c, redisReply *reply);
 
 static void set_full(struct cluster *cl, int full)
 {
@@ -143,34 +131,190 @@ static void set_full(struct cluster *cl, int full)
 
 static size_t pub_queued(const struct cluster *cl)
 {
-    return cl->pub.ac && cl->pub.ac->c.obuf ? sdslen(cl->pub.ac->c.obuf) : 0;
+    return cl->pub.streaming ? dx_stream_queued(&cl->pub.s) : 0;
 }
 
-static void conn_on_io(dx_loop *loop, dx_io *io, int events)
+/* From a callback: detach from the loop (a timer), the first reason kept. */
+static void fail_later(struct cluster *cl, const char *fmt, ...)
 {
-    (void)loop;
-    struct conn *c = io->data;
-    if (c->ac && c->reading && (events & (DX_READ | DX_ERROR)))
-        redisAsyncHandleRead(c->ac);
-    if (c->ac && c->writing && (events & (DX_WRITE | DX_ERROR)))
-        redisAsyncHandleWrite(c->ac);
-    if (c == &c->cl->pub && c->cl->full && pub_queued(c->cl) <= PUB_QUEUE / 2)
-        set_full(c->cl, 0);
+    if (cl->closing || cl->state == DETACHED || dx_timer_active(&cl->lost))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cl->lost_why, sizeof cl->lost_why, fmt, ap);
+    va_end(ap);
+    dx_timer_start(cl->loop, &cl->lost, 0, 0);
 }
 
-static int conn_attach(struct conn *c, redisAsyncContext *ac)
+/* ---- one connection: connect, TLS, commands, replies ---- */
+
+/* Queue one command (redisFormatCommand's format): 0, or -errno (the
+ * queue is full: -ENOBUFS; the stream failed: -EPIPE). */
+static int conn_command(struct conn *c, const char *fmt, ...)
 {
-    c->ac = ac;
-    c->reading = c->writing = c->ready = 0;
-    dx_io_init(&c->io, ac->c.fd, conn_on_io, c);
-    ac->ev.data = c;
-    ac->ev.addRead = ad_add_read;
-    ac->ev.delRead = ad_del_read;
-    ac->ev.addWrite = ad_add_write;
-    ac->ev.delWrite = ad_del_write;
-    ac->ev.cleanup = ad_cleanup;
-    ad_add_write(c); /* the connect completes on writability */
-    return 0;
+    if (!c->streaming || c->s.failed)
+        return -EPIPE;
+    char *cmd;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -ENOMEM;
+    int rc = dx_stream_write(&c->s, cmd, (size_t)n);
+    redisFreeCommand(cmd);
+    return rc;
+}
+
+static void conn_on_read(dx_stream *s, const char *data, size_t n)
+{
+    struct conn *c = s->data;
+    struct cluster *cl = c->cl;
+    if (n == 0) {
+        fail_later(cl, "%s: Redis closed the connection", c->name);
+        return;
+    }
+    if (redisReaderFeed(c->rd, data, n) != REDIS_OK) {
+        fail_later(cl, "%s: out of memory", c->name);
+        return;
+    }
+    /* a failure found meanwhile (the lost timer) stops the replies */
+    while (!dx_timer_active(&cl->lost)) {
+        void *reply = NULL;
+        if (redisReaderGetReply(c->rd, &reply) != REDIS_OK) {
+            fail_later(cl, "%s: not Redis's protocol: %s", c->name, c->rd->errstr);
+            return;
+        }
+        if (!reply)
+            return;
+        on_reply(c, reply);
+        freeReplyObject(reply);
+    }
+}
+
+static void conn_on_event(dx_stream *s, int error)
+{
+    struct conn *c = s->data;
+    struct cluster *cl = c->cl;
+    if (error < 0) {
+        const char *why = c->tls ? dx_tls_reason(c->tls) : "";
+        fail_later(cl, "%s: %s", c->name, why[0] ? why : dx_strerror(error));
+    } else if (c == &cl->pub && cl->full && pub_queued(cl) <= PUB_QUEUE / 2) {
+        set_full(cl, 0);
+    }
+}
+
+/* Connected (and through TLS): AUTH if the URL has a password, then the
+ * command that makes the connection ready. */
+static void conn_start(struct conn *c)
+{
+    struct cluster *cl = c->cl;
+    size_t cap = c == &cl->pub ? PUB_QUEUE : SUB_QUEUE;
+    if (dx_stream_init(cl->loop, &c->s, c->fd, cap, conn_on_read, conn_on_event, c) < 0) {
+        fail_later(cl, "%s: out of memory", c->name);
+        return;
+    }
+    c->streaming = 1;
+    if (c->tls)
+        dx_stream_set_tls(&c->s, c->tls);
+    const struct cluster_url *u = &cl->url;
+    int rc = 0;
+    if (u->has_pass && u->user[0])
+        rc = conn_command(c, "AUTH %s %s", u->user, u->pass);
+    else if (u->has_pass)
+        rc = conn_command(c, "AUTH %s", u->pass);
+    c->auth = u->has_pass;
+    if (rc == 0 && c == &cl->pub)
+        rc = conn_command(c, "PING");
+    else if (rc == 0)
+        rc = conn_command(c, "SUBSCRIBE %b", u->channel, strlen(u->channel));
+    if (rc == 0)
+        rc = dx_stream_read_start(&c->s);
+    if (rc < 0)
+        fail_later(cl, "%s: %s", c->name, dx_strerror(rc));
+}
+
+static void conn_on_handshake(dx_tls *t, int error, void *data)
+{
+    (void)t;
+    struct conn *c = data;
+    if (error == DX_ETLSVERIFY && c->cl->state == CONNECTING && !dx_timer_active(&c->cl->lost))
+        c->cl->refused_cert = 1;
+    if (error == DX_ETLSVERIFY)
+        fail_later(c->cl, "%s: TLS: Redis's certificate refused: %s", c->name,
+                   dx_tls_reason(c->tls));
+    else if (error < 0)
+        fail_later(c->cl, "%s: TLS handshake failed: %s", c->name,
+                   dx_tls_reason(c->tls)[0] ? dx_tls_reason(c->tls) : dx_strerror(error));
+    else
+        conn_start(c);
+}
+
+static void conn_on_connect(dx_connector *k, int result, const dx_addr *addr, int final)
+{
+    (void)addr;
+    struct conn *c = k->data;
+    struct cluster *cl = c->cl;
+    if (!final)
+        return;
+    c->connecting = 0;
+    if (result < 0) {
+        fail_later(cl, "%s: %s", c->name, dx_strerror(result));
+        return;
+    }
+    c->fd = result;
+    if (!cl->tls) {
+        conn_start(c);
+        return;
+    }
+    int err;
+    c->tls = dx_tls_new(cl->loop, cl->tls, c->fd, cl->url.host, &err);
+    if (!c->tls || (err = dx_tls_handshake(c->tls, CONNECT_TIMEOUT_MS, conn_on_handshake, c)) < 0)
+        fail_later(cl, "%s: TLS: %s", c->name, dx_strerror(err));
+}
+
+static int conn_open(struct cluster *cl, struct conn *c)
+{
+    c->fd = -1;
+    c->auth = c->ready = 0;
+    c->rd = redisReaderCreate();
+    if (!c->rd)
+        return -ENOMEM;
+    int rc = dx_connect_async(cl->loop, &c->k, cl->addrs, cl->naddrs, NULL, CONNECT_TIMEOUT_MS,
+                              conn_on_connect, c);
+    if (rc == 0)
+        c->connecting = 1;
+    return rc;
+}
+
+/* Drop the connection; PUBLISH replies still awaited are unconfirmed
+ * (Redis may or may not have them). */
+static void conn_free(struct conn *c)
+{
+    struct cluster *cl = c->cl;
+    if (c->connecting)
+        dx_connect_cancel(&c->k);
+    c->connecting = 0;
+    if (c->streaming)
+        dx_stream_close(&c->s);
+    c->streaming = 0;
+    if (c->tls) {
+        dx_tls_handshake_cancel(c->tls);
+        dx_tls_free(c->tls);
+        c->tls = NULL;
+    }
+    if (c->fd >= 0)
+        dx__sock_close(c->fd);
+    c->fd = -1;
+    if (c->rd)
+        redisReaderFree(c->rd);
+    c->rd = NULL;
+    c->ready = c->auth = 0;
+    if (c == &cl->pub) {
+        cl->unconfirmed += cl->pending;
+        cl->gap_unconfirmed += cl->pending;
+        cl->pending = 0;
+    }
 }
 
 /* ---- attach, detach ---- */
@@ -199,27 +343,19 @@ static void check_attached(struct cluster *cl)
     cl->state = ATTACHED;
     cl->backoff_ms = BACKOFF_FIRST_MS;
     cl->attempts = 0;
+    cl->said_refused = 0;
     cl->own_beat_ms = dx_loop_now(cl->loop);
     say_attached(cl);
 }
 
-static void conn_free(struct conn *c)
-{
-    if (c->ac)
-        redisAsyncFree(c->ac); /* runs the pending callbacks (NULL), then ad_cleanup */
-    c->ac = NULL;
-    c->ready = 0;
-}
-
 /* Drop both connections and try again after the backoff. From the loop
- * only (a timer), never from inside hiredis. */
+ * only (a timer), never from inside the reply loop. */
 static void detach(struct cluster *cl, const char *why)
 {
     int was = cl->state;
     cl->state = DETACHED;
     conn_free(&cl->pub);
     conn_free(&cl->sub);
-    cl->pending = 0;
     dx_timer_stop(cl->loop, &cl->beat);
     dx_timer_stop(cl->loop, &cl->lost);
     set_full(cl, 0);
@@ -230,9 +366,13 @@ static void detach(struct cluster *cl, const char *why)
                   cl->where, why);
     } else {
         cl->attempts++;
-        if (!cl->ever_attached && cl->attempts == 1)
+        /* said once a gap: a Redis never reached, or a certificate refused
+         * (a Redis that came back with it may be someone else) */
+        if (cl->refused_cert ? !cl->said_refused : !cl->ever_attached && cl->attempts == 1)
             cli_error("cluster: cannot reach %s: %s; local clients are served, retrying", cl->where,
                       why);
+        cl->said_refused |= cl->refused_cert;
+        cl->refused_cert = 0;
         cli_info(cl->o, "cluster: attempt %lu to reach %s failed: %s; next in %llu ms", cl->attempts,
                  cl->where, why, (unsigned long long)cl->backoff_ms);
     }
@@ -248,67 +388,13 @@ static void on_lost(dx_loop *loop, dx_timer *t)
         detach(cl, cl->lost_why);
 }
 
-/* From inside a hiredis callback: detach from the loop. */
-static void fail_later(struct cluster *cl, const char *why)
-{
-    if (cl->state == DETACHED || dx_timer_active(&cl->lost))
-        return;
-    snprintf(cl->lost_why, sizeof cl->lost_why, "%s", why);
-    dx_timer_start(cl->loop, &cl->lost, 0, 0);
-}
-
 /* ---- replies ---- */
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void on_published(struct cluster *cl, redisReply *reply)
 {
-    struct conn *c = ac->ev.data;
-    if (status != REDIS_OK) {
-        char why[160];
-        snprintf(why, sizeof why, "%s: %s", c->name, ac->errstr[0] ? ac->errstr : "connect failed");
-        fail_later(c->cl, why);
-    }
-}
-
-static void on_auth(redisAsyncContext *ac, void *r, void *priv)
-{
-    (void)ac;
-    struct conn *c = priv;
-    redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        char why[200];
-        snprintf(why, sizeof why, "AUTH refused: %.150s", reply->str);
-        fail_later(c->cl, why);
-    }
-}
-
-static void on_pub_ready(redisAsyncContext *ac, void *r, void *priv)
-{
-    (void)ac;
-    struct conn *c = priv;
-    redisReply *reply = r;
-    if (!reply)
-        return;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        char why[200];
-        snprintf(why, sizeof why, "publisher: %.150s", reply->str);
-        fail_later(c->cl, why);
-        return;
-    }
-    c->ready = 1;
-    check_attached(c->cl);
-}
-
-static void on_published(redisAsyncContext *ac, void *r, void *priv)
-{
-    (void)ac;
-    struct cluster *cl = priv;
-    redisReply *reply = r;
     if (cl->pending)
         cl->pending--;
-    if (!reply) { /* the connection went first: Redis may or may not have it */
-        cl->unconfirmed++;
-        cl->gap_unconfirmed++;
-    } else if (reply->type == REDIS_REPLY_ERROR) {
+    if (reply->type == REDIS_REPLY_ERROR) {
         cl->failed++;
         cli_info(cl->o, "cluster: PUBLISH refused: %s", reply->str);
     }
@@ -367,18 +453,11 @@ static void on_frame(struct cluster *cl, const char *data, size_t n)
     }
 }
 
-static void on_sub(redisAsyncContext *ac, void *r, void *priv)
+static void on_sub(struct conn *c, redisReply *reply)
 {
-    (void)ac;
-    struct conn *c = priv;
     struct cluster *cl = c->cl;
-    redisReply *reply = r;
-    if (!reply)
-        return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        char why[200];
-        snprintf(why, sizeof why, "SUBSCRIBE refused: %.150s", reply->str);
-        fail_later(cl, why);
+        fail_later(cl, "SUBSCRIBE refused: %.150s", reply->str);
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
@@ -393,69 +472,60 @@ static void on_sub(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
-/* ---- connecting ---- */
-
-static int conn_open(struct cluster *cl, struct conn *c, char *why, size_t whylen)
+/* Replies come in the order of the commands: AUTH's, then PING's (the
+ * publisher) or SUBSCRIBE's and the messages (the subscriber), then
+ * PUBLISH's (the publisher). */
+static void on_reply(struct conn *c, redisReply *reply)
 {
-    redisAsyncContext *ac = redisAsyncConnect(cl->ip, cl->port);
-    if (!ac) {
-        snprintf(why, whylen, "%s: out of memory", c->name);
-        return -1;
+    struct cluster *cl = c->cl;
+    if (c->auth) {
+        c->auth = 0;
+        if (reply->type == REDIS_REPLY_ERROR)
+            fail_later(cl, "AUTH refused: %.150s", reply->str);
+    } else if (c == &cl->sub) {
+        on_sub(c, reply);
+    } else if (!c->ready) {
+        if (reply->type == REDIS_REPLY_ERROR) {
+            fail_later(cl, "publisher: %.150s", reply->str);
+        } else {
+            c->ready = 1;
+            check_attached(cl);
+        }
+    } else {
+        on_published(cl, reply);
     }
-    if (ac->err) {
-        snprintf(why, whylen, "%s: %s", c->name, ac->errstr);
-        redisAsyncFree(ac);
-        return -1;
-    }
-    conn_attach(c, ac);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    const struct cluster_url *u = &cl->url;
-    if (u->has_pass && u->user[0])
-        redisAsyncCommand(ac, on_auth, c, "AUTH %s %s", u->user, u->pass);
-    else if (u->has_pass)
-        redisAsyncCommand(ac, on_auth, c, "AUTH %s", u->pass);
-    return 0;
 }
+
+/* ---- connecting ---- */
 
 static void connect_now(dx_loop *loop, dx_timer *t)
 {
     (void)loop;
     struct cluster *cl = t->data;
-    char why[200];
     cl->state = CONNECTING;
     cl->attempt_ms = dx_loop_now(cl->loop);
-    if (conn_open(cl, &cl->pub, why, sizeof why) < 0 || conn_open(cl, &cl->sub, why, sizeof why) < 0) {
+    int rc = conn_open(cl, &cl->pub);
+    if (rc == 0)
+        rc = conn_open(cl, &cl->sub);
+    if (rc < 0) {
+        char why[160];
+        snprintf(why, sizeof why, "cannot connect: %s", dx_strerror(rc));
         detach(cl, why);
         return;
     }
-    redisAsyncCommand(cl->pub.ac, on_pub_ready, &cl->pub, "PING");
-    redisAsyncCommand(cl->sub.ac, on_sub, &cl->sub, "SUBSCRIBE %b", cl->url.channel,
-                      strlen(cl->url.channel));
     dx_timer_start(cl->loop, &cl->beat, HEARTBEAT_MS, HEARTBEAT_MS);
 }
 
 static int publish_frame(struct cluster *cl, int type, const char *data, size_t n)
 {
-    /* hiredis may have freed the connection already (ad_cleanup), the
-     * detach still to come from the loop (the lost timer) */
-    if (!cl->pub.ac)
-        return -EPIPE;
     char head[64];
     size_t hn = cli_cluster_frame_head(head, sizeof head, type, cl->id,
                                        type == CLUSTER_MSG ? cl->seq + 1 : cl->seq);
-    if (cl->frame_cap < hn + n) {
-        char *f = realloc(cl->frame, hn + n);
-        if (!f)
-            return -ENOMEM;
-        cl->frame = f;
-        cl->frame_cap = hn + n;
-    }
-    memcpy(cl->frame, head, hn);
-    if (n)
-        memcpy(cl->frame + hn, data, n);
-    if (redisAsyncCommand(cl->pub.ac, on_published, cl, "PUBLISH %b %b", cl->url.channel,
-                          strlen(cl->url.channel), cl->frame, hn + n) != REDIS_OK)
-        return -EIO;
+    /* "PUBLISH CHANNEL HEAD+DATA": the frame's two parts as one argument */
+    int rc = conn_command(&cl->pub, "PUBLISH %b %b%b", cl->url.channel, strlen(cl->url.channel),
+                          head, hn, data ? data : "", n);
+    if (rc < 0)
+        return rc;
     cl->pending++;
     if (type == CLUSTER_MSG)
         cl->seq++;
@@ -472,14 +542,14 @@ static void on_beat(dx_loop *loop, dx_timer *t)
         detach(cl, "no answer within 3 s");
         return;
     }
-    if (cl->state != ATTACHED)
+    if (cl->state != ATTACHED || dx_timer_active(&cl->lost)) /* (that one says why) */
         return;
     if (now - cl->own_beat_ms >= HEARTBEAT_DEAD_MS) {
         detach(cl, "its own heartbeats have not come back for 3.5 s");
         return;
     }
     if (publish_frame(cl, CLUSTER_BEAT, NULL, 0) < 0)
-        detach(cl, cl->pub.ac ? "cannot queue a heartbeat" : "publisher connection lost");
+        detach(cl, "cannot queue a heartbeat");
 }
 
 /* ---- the API serve.c uses ---- */
@@ -501,35 +571,41 @@ struct cluster *cluster_open(const struct options *o, dx_loop *loop,
         *exit_code = EXIT_USAGE;
         return NULL;
     }
-    /* resolved once, here: hiredis would resolve (blocking) on each connect */
-    dx_addr *addrs = NULL;
+    /* resolved once, here: getaddrinfo blocks */
     int rc = dx_resolve(cl->url.host, cl->url.port, o->family, o->numeric ? DX_RESOLVE_NUMERIC : 0,
-                        &addrs);
+                        &cl->addrs);
     if (rc < 0) {
         cli_error("--cluster: cannot resolve %s: %s", cl->url.host, dx_strerror(rc));
         free(cl);
         *exit_code = EXIT_RESOLVE;
         return NULL;
     }
-    char text[DX_ADDR_STRLEN];
-    dx_addr_format(&addrs[0], text, sizeof text);
-    cl->port = dx_addr_port(&addrs[0]);
-    /* the address alone: "[::1]:6379" -> "::1" */
-    char *colon = strrchr(text, ':');
-    if (colon)
-        *colon = '\0';
-    const char *ip = text;
-    if (ip[0] == '[') {
-        ip++;
-        text[strlen(text) - 1] = '\0';
+    cl->naddrs = rc;
+    snprintf(cl->where, sizeof cl->where, "%s://%s:%s/%s", cl->url.tls ? "rediss" : "redis",
+             cl->url.host, cl->url.port, cl->url.channel);
+    if (cl->url.tls) {
+        /* a client that verifies: the system store or ?cacert=, the name
+         * checked against HOST (dx_tls_new) */
+        dx_tls_opts to = {0};
+        to.ca_file = cl->url.cacert[0] ? cl->url.cacert : NULL;
+        char twhy[300];
+        int err;
+        cl->tls = dx_tls_ctx_new(&to, &err, twhy, sizeof twhy);
+        if (!cl->tls) {
+            cli_error("--cluster %s: %s", cl->where,
+                      err == -ENOSYS ? "rediss:// needs TLS, and this duplex was built without it"
+                                     : twhy);
+            free(cl->addrs);
+            free(cl);
+            *exit_code = EXIT_USAGE;
+            return NULL;
+        }
     }
-    snprintf(cl->ip, sizeof cl->ip, "%s", ip);
-    free(addrs);
-    snprintf(cl->where, sizeof cl->where, "redis://%s:%s/%s", cl->url.host, cl->url.port,
-             cl->url.channel);
     unsigned char rnd[CLUSTER_ID_LEN / 2];
     if (cli_random_bytes(rnd, sizeof rnd) < 0) {
         cli_error("--cluster: no randomness for the node id");
+        dx_tls_ctx_free(cl->tls);
+        free(cl->addrs);
         free(cl);
         *exit_code = EXIT_IO;
         return NULL;
@@ -544,6 +620,7 @@ struct cluster *cluster_open(const struct options *o, dx_loop *loop,
     cl->pub.cl = cl->sub.cl = cl;
     cl->pub.name = "publisher";
     cl->sub.name = "subscriber";
+    cl->pub.fd = cl->sub.fd = -1;
     cl->backoff_ms = BACKOFF_FIRST_MS;
     dx_timer_init(&cl->retry, connect_now, cl);
     dx_timer_init(&cl->beat, on_beat, cl);
@@ -588,6 +665,7 @@ void cluster_close(struct cluster *cl)
                     "published (detached) %llu, unconfirmed %llu, refused %llu; missed %llu",
              cl->published, cli_s(cl->published), cl->received, cl->unpublished, cl->unconfirmed,
              cl->failed, cl->missed);
-    free(cl->frame);
+    dx_tls_ctx_free(cl->tls);
+    free(cl->addrs);
     free(cl);
 }

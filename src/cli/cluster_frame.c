@@ -49,28 +49,52 @@ static int unescape(const char *text, size_t n, char *out, size_t len)
     return 0;
 }
 
+/* "?cacert=PATH" after the channel (rediss:// only): the CAs that sign
+ * Redis's certificate, instead of the system store. */
+static int parse_query(const char *q, struct cluster_url *u, const char **why)
+{
+    if (strncmp(q, "cacert=", 7) != 0 || strchr(q, '&')) {
+        *why = "the one query known is ?cacert=PATH (rediss:// only)";
+        return -1;
+    }
+    if (!u->tls) {
+        *why = "?cacert= is for TLS to Redis: the URL is then rediss://";
+        return -1;
+    }
+    if (!q[7] || unescape(q + 7, strlen(q + 7), u->cacert, sizeof u->cacert) < 0) {
+        *why = "?cacert= names no file, or it is too long or has a malformed %XX";
+        return -1;
+    }
+    return 0;
+}
+
 int cli_cluster_url_parse(const char *text, struct cluster_url *u, const char **why)
 {
     memset(u, 0, sizeof *u);
     *why = NULL;
+    const char *p;
     if (strncmp(text, "rediss://", 9) == 0) {
-        *why = "rediss:// (TLS to Redis) is not supported: this build's libhiredis has no TLS";
+        u->tls = 1;
+        p = text + 9;
+    } else if (strncmp(text, "redis://", 8) == 0) {
+        p = text + 8;
+    } else {
+        *why = "expected redis:// or rediss://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL";
         return -1;
     }
-    if (strncmp(text, "redis://", 8) != 0) {
-        *why = "expected redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL";
-        return -1;
-    }
-    const char *p = text + 8;
     const char *slash = strchr(p, '/');
-    if (!slash || !slash[1]) {
+    if (!slash || !slash[1] || slash[1] == '?') {
         *why = "the URL names no channel: redis://HOST[:PORT]/CHANNEL";
         return -1;
     }
-    if (unescape(slash + 1, strlen(slash + 1), u->channel, sizeof u->channel) < 0) {
+    const char *query = strchr(slash + 1, '?'); /* a '?' of the channel is %3F */
+    size_t cl = query ? (size_t)(query - slash - 1) : strlen(slash + 1);
+    if (unescape(slash + 1, cl, u->channel, sizeof u->channel) < 0) {
         *why = "the channel is too long or has a malformed %XX";
         return -1;
     }
+    if (query && parse_query(query + 1, u, why) < 0)
+        return -1;
     const char *at = NULL; /* the last '@' before the path (a password may hold one) */
     for (const char *q = p; q < slash; q++)
         if (*q == '@')

@@ -2,7 +2,7 @@
  * -w timeout, then run a stdio session; and -z, which only probes ports.
  * With -x the connection goes to the proxy, and proxy.c asks it for the
  * target before the session (or the probe's verdict). With --ssl, tls.c runs
- * the handshake and the session goes through its bridge. */
+ * the handshake and the session reads and writes through its TLS. */
 #define _GNU_SOURCE
 #include "cli.h"
 #include "os.h"

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -257,7 +258,7 @@ int exec_children(void) { return atomic_load(&live_children); }
 /* In the child: environment with both ends of the connection and the
  * protocol (ncat's names too, so scripts written for ncat -e keep working);
  * inherited values of those names are dropped first. local: the
- * connection's own address when fd is not the connection (a TLS bridge),
+ * connection's own address when fd is not the connection (--ssl: a socketpair),
  * else NULL. */
 static void export_addresses(const struct options *o, int fd, const dx_addr *peer,
                              const dx_addr *local)
@@ -482,4 +483,120 @@ int exec_inetd(const struct options *o)
     cli_info(o, "%s: connected (--inetd), running %s", name, o->exec_cmd);
     become(o, fd, &peer, NULL);
     return EXIT_IO;
+}
+
+/* ---- listen --exec --ssl: the program speaks plain bytes ---------------- */
+
+/* The program cannot speak TLS: it gets one end of a socketpair as stdin
+ * and stdout, and the server pumps between the other end and the client's
+ * TLS connection (libduplex's TLS on the pump's endpoint), half-close
+ * passed on each way. Over once both directions have ended, the client's
+ * side failed, or the program has gone (its end closed) with all it wrote
+ * sent. */
+struct exec_tls {
+    dx_loop *loop;
+    const struct options *o;
+    int fd, pair;              /* the client's TCP socket, our end of the pair */
+    dx_tls *tls;
+    dx_endpoint net, prog;
+    dx_pump up, down;          /* client -> program, program -> client */
+    dx_timer later;            /* freed from the loop, not inside a pump's callback */
+    void (*done)(void *data);
+    void *done_data;
+    char name[DX_ADDR_STRLEN];
+};
+
+static void exec_tls_free(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct exec_tls *x = t->data;
+    void (*done)(void *) = x->done;
+    void *data = x->done_data;
+    dx_pump_stop(&x->up);
+    dx_pump_stop(&x->down);
+    cli_tls_goodbye(x->tls); /* close_notify, unless the half-close sent it */
+    dx_tls_free(x->tls);
+    close(x->fd);
+    close(x->pair);
+    free(x);
+    done(data);
+}
+
+static void exec_tls_end(struct exec_tls *x)
+{
+    dx_pump_stop(&x->up);
+    dx_pump_stop(&x->down);
+    dx_timer_start(x->loop, &x->later, 0, 0);
+}
+
+/* The program has closed its end (not only shut its output down). */
+static int program_gone(int pair)
+{
+    struct pollfd p = {.fd = pair, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
+static void exec_tls_pumped(dx_pump *p, int error, int in_read)
+{
+    struct exec_tls *x = p->data;
+    int client_side = (p == &x->up) == !!in_read;
+    if (error < 0 && !(p == &x->up && !in_read)) {
+        const char *why = client_side && (error == DX_ETLS || error == DX_ETLSVERIFY ||
+                                          error == DX_ETLSTRUNC) && dx_tls_reason(x->tls)[0]
+                              ? dx_tls_reason(x->tls) : dx_strerror(error);
+        cli_info(x->o, "tls %s: %s: %s", x->name, client_side ? "client" : "program", why);
+        exec_tls_end(x);
+        return;
+    }
+    /* a write to a program that has gone (EPIPE): what it wrote still goes */
+    if (p == &x->up && error == 0)
+        cli_tls_ended(x->o, x->tls, x->name, 1);
+    if (p == &x->down && !x->up.done && program_gone(x->pair))
+        dx_pump_stop(&x->up);
+    if (x->up.done && x->down.done)
+        exec_tls_end(x);
+}
+
+pid_t exec_tls_client(dx_loop *loop, const struct options *o, int fd, dx_tls *tls,
+                      const dx_addr *peer, const dx_addr *local, void (*done)(void *data),
+                      void *data)
+{
+    struct exec_tls *x = calloc(1, sizeof *x);
+    int sp[2] = {-1, -1};
+    if (!x || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
+        cli_error("%s: cannot run %s: %s", x ? dx_addr_format(peer, x->name, sizeof x->name) : "a client",
+                  o->exec_cmd, strerror(x ? errno : ENOMEM));
+        free(x);
+        return -1;
+    }
+    pid_t pid = exec_client(o, sp[0], peer, local); /* the program's end is its own now */
+    close(sp[0]);
+    if (pid < 0) {
+        close(sp[1]);
+        free(x);
+        return -1;
+    }
+    x->loop = loop;
+    x->o = o;
+    x->fd = fd;
+    x->pair = sp[1];
+    x->tls = tls;
+    x->done = done;
+    x->done_data = data;
+    dx_addr_format(peer, x->name, sizeof x->name);
+    dx_timer_init(&x->later, exec_tls_free, x);
+    dx_endpoint_init(&x->net, fd);
+    dx_endpoint_init(&x->prog, sp[1]);
+    dx_endpoint_set_tls(&x->net, tls);
+    size_t bufsize = o->bufsize ? o->bufsize : 64 * 1024;
+    int rc = dx_pump_start(loop, &x->up, &x->net, &x->prog, bufsize, DX_PUMP_SHUTDOWN,
+                           exec_tls_pumped, x);
+    if (rc == 0)
+        rc = dx_pump_start(loop, &x->down, &x->prog, &x->net, bufsize, DX_PUMP_SHUTDOWN,
+                           exec_tls_pumped, x);
+    if (rc < 0) {
+        cli_error("tls %s: %s, closing", x->name, dx_strerror(rc));
+        exec_tls_end(x); /* the program reads its end of input */
+    }
+    return pid;
 }

@@ -1,7 +1,7 @@
 /* listen.c: `duplex listen` without a server mode: accept one client and run
  * a stdio session with it, like nc -l. Modes with many clients at once
  * (-k, --echo, --broker, --chat, --exec) live in serve.c and exec.c. With
- * --ssl the client's handshake and the TLS bridge are tls.c's. */
+ * --ssl the client's handshake is tls.c's, the session reads through its TLS. */
 #define _GNU_SOURCE
 #include "cli.h"
 #include "os.h"

@@ -56,16 +56,74 @@ out:
     dx__sock_close(fd);
 }
 
+/* --ssl: the echo through libduplex's TLS, on a loop of this thread's own
+ * (poll: one descriptor, nothing more to set up): one pump reads the
+ * client and writes back to it, half-close passed on (close_notify); an
+ * idle client is closed after --idle-timeout. */
+struct echo_tls {
+    dx_pump pump;
+    dx_timer idle;
+    long idle_timeout_ms;
+};
+
+static void echo_tls_done(dx_pump *p, int error, int in_read)
+{
+    (void)error, (void)in_read;
+    dx_loop_stop(p->loop);
+}
+
+static void echo_tls_idle(dx_loop *loop, dx_timer *t)
+{
+    struct echo_tls *e = t->data;
+    if (dx_loop_now(loop) - e->pump.last_activity >= (uint64_t)e->idle_timeout_ms)
+        dx_loop_stop(loop);
+}
+
+static void echo_tls(const struct options *o, int fd, const char *name)
+{
+    int err = 0;
+    dx_loop *loop = dx_loop_new("poll", &err);
+    dx_tls *t = NULL;
+    if (!loop)
+        cli_info(o, "%s: event loop: %s, closing", name, dx_strerror(err));
+    if (loop && cli_tls_accept_one(loop, o, fd, name, &t) == 0) {
+        struct echo_tls e = {.idle_timeout_ms = o->idle_timeout_ms};
+        dx_endpoint ep;
+        dx_endpoint_init(&ep, fd);
+        dx_endpoint_set_tls(&ep, t);
+        dx_timer_init(&e.idle, echo_tls_idle, &e);
+        int rc = dx_pump_start(loop, &e.pump, &ep, &ep, 64 * 1024, DX_PUMP_SHUTDOWN, echo_tls_done, &e);
+        if (rc == 0 && e.idle_timeout_ms > 0) {
+            uint64_t period = (uint64_t)e.idle_timeout_ms / 4;
+            dx_timer_start(loop, &e.idle, period < 50 ? 50 : period, period < 50 ? 50 : period);
+        }
+        if (rc == 0)
+            dx_loop_run(loop);
+        dx_timer_stop(loop, &e.idle);
+        dx_pump_stop(&e.pump);
+        cli_tls_ended(o, t, name, 1);
+        cli_tls_goodbye(t); /* close_notify, unless the half-close sent it */
+        dx_tls_free(t);
+    }
+    if (loop)
+        dx_loop_free(loop);
+    dx__sock_close(fd);
+}
+
 struct thread_client {
     int fd;
-    long idle_timeout_ms;
+    const struct options *o;
+    char name[DX_ADDR_STRLEN];
 };
 
 static void *thread_main(void *arg)
 {
     struct thread_client tc = *(struct thread_client *)arg;
     free(arg);
-    echo_blocking(tc.fd, tc.idle_timeout_ms);
+    if (tc.o->tls)
+        echo_tls(tc.o, tc.fd, tc.name);
+    else
+        echo_blocking(tc.fd, tc.o->idle_timeout_ms);
     atomic_fetch_sub(&live_threads, 1);
     return NULL;
 }
@@ -75,7 +133,7 @@ int model_clients(const struct options *o)
     return o->model == MODEL_THREAD ? atomic_load(&live_threads) : exec_children();
 }
 
-int model_spawn(const struct options *o, int fd)
+int model_spawn(const struct options *o, int fd, const char *name)
 {
     if (o->model == MODEL_FORK) {
         pid_t pid = exec_fork();
@@ -83,7 +141,10 @@ int model_spawn(const struct options *o, int fd)
             return -errno;
         if (pid == 0) {
             exec_close_inherited(fd); /* the listening sockets above all */
-            echo_blocking(fd, o->idle_timeout_ms);
+            if (o->tls)
+                echo_tls(o, fd, name);
+            else
+                echo_blocking(fd, o->idle_timeout_ms);
             _exit(0);
         }
         dx__sock_close(fd);
@@ -93,11 +154,12 @@ int model_spawn(const struct options *o, int fd)
     if (!tc)
         return -ENOMEM;
     tc->fd = fd;
-    tc->idle_timeout_ms = o->idle_timeout_ms;
+    tc->o = o;
+    snprintf(tc->name, sizeof tc->name, "%s", name);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024); /* echo needs 64 KiB + a little */
+    pthread_attr_setstacksize(&attr, 256 * 1024); /* echo needs 64 KiB + a little (TLS: OpenSSL's handshake) */
     atomic_fetch_add(&live_threads, 1);
     int rc = pthread_create(&(pthread_t){0}, &attr, thread_main, tc);
     pthread_attr_destroy(&attr);

@@ -31,7 +31,8 @@ static const char help_summary[] =
 "  sockets                list TCP, UDP and Unix sockets (like ss)\n"
 "  bench MODE HOST PORT   load-test a server (echo, connrate, throughput, ...)\n"
 "  help [COMMAND]         this summary, or a command's options\n"
-"Netcat style: 'duplex HOST PORT' connects, 'duplex -l [ADDR] PORT' listens.\n"
+"Netcat style: 'duplex HOST PORT' connects, 'duplex -l [ADDR] PORT' listens;\n"
+"without PORT both take ncat's 31337.\n"
 "\n"
 "Most used options (connect and listen):\n"
 "  -v            print addresses, then bytes each way and duration\n"
@@ -46,10 +47,12 @@ static const char help_summary[] =
 "Details: duplex COMMAND --help, and man duplex.\n";
 
 static const char help_connect_usage[] =
-"usage: duplex connect [options] HOST PORT      connect, then copy stdin <-> socket\n"
+"usage: duplex connect [options] HOST [PORT]    connect, then copy stdin <-> socket\n"
 "       duplex connect [options] -U PATH        a Unix socket (@NAME: abstract)\n"
 "       duplex connect -z [options] HOST PORT[-PORT]...  probe ports, exchange nothing\n"
-"       duplex [options] HOST PORT              netcat style: same as connect\n"
+"       duplex [options] HOST [PORT]            netcat style: same as connect\n"
+"No PORT: ncat's 31337 (HOST alone: a name or an address; a number alone is a\n"
+"PORT without its HOST, refused as ncat does).\n"
 "Without a command word, a first word one or two letters from a command name\n"
 "(conect, lisen) is an unknown command, not a host: write 'duplex connect HOST\n"
 "PORT' for such a host.\n";
@@ -213,7 +216,7 @@ static const char help_proxy[] =
 "  target and the cause (exit 4; 5 when it timed out)\n";
 
 static const char help_tls[] =
-"TLS (connect; listen in every mode, not with --model iterative or fork; relay;\n"
+"TLS (connect; listen in every mode, not with --model iterative; relay;\n"
 "TCP or -U; not with -u or -z):\n"
 "      --ssl, --tls         connect: TLS client; listen: TLS server; relay: TLS\n"
 "                           from its clients, plain bytes to TARGET\n"
@@ -255,7 +258,9 @@ static const char help_tls[] =
 "  only the protocol can tell a cut\n"
 "  listen -k/--echo/--broker/--chat/--exec --ssl: each client's handshake runs in\n"
 "  the event loop (each bounded by -w, else 10 s; at 1024 at once, accepting\n"
-"  waits for one to end); a failed one is a -v line and the server goes on\n"
+"  waits for one to end); a failed one is a -v line and the server goes on;\n"
+"  with the thread and fork models each thread or child runs its client's\n"
+"  handshake\n"
 "  --tls-cert, --tls-key, ... are aliases of the --ssl-* options\n";
 
 static const char help_server[] =
@@ -275,8 +280,11 @@ static const char help_server[] =
 "      --no-stdio           in broker/chat/-k modes, leave stdin/stdout out\n"
 "      --cluster URL        --broker/--chat as one node of many, through a Redis\n"
 "                           channel: redis://[[USER]:PASSWORD@]HOST[:PORT]/CHANNEL;\n"
+"                           rediss://...[?cacert=PATH]: TLS, Redis's certificate\n"
+"                           checked (system CAs, or PATH's) with HOST as its name;\n"
 "                           what this node's clients send is published once,\n"
-"                           what other nodes publish goes to this node's clients;\n"
+"                           what other nodes publish goes to this node's clients\n"
+"                           ('* N connected' counts this node's clients only);\n"
 "                           Redis down or cut: local clients are still served, the\n"
 "                           node reconnects (100 ms doubling to 5 s) and says what\n"
 "                           was not published or missed meanwhile (not on Windows)\n"
@@ -508,7 +516,7 @@ static int cli_help(const char *cmd)
 
 void cli_usage_short(void)
 {
-    fputs("usage: duplex connect [options] HOST PORT | duplex listen [options] [ADDR] PORT\n"
+    fputs("usage: duplex connect [options] HOST [PORT] | duplex listen [options] [ADDR] [PORT]\n"
           "Try 'duplex --help' for more information.\n", stderr);
 }
 
@@ -1107,8 +1115,8 @@ static const char *address_hint(const char *arg, const char *cmd, char *buf, siz
     return buf;
 }
 
-/* ncat's port when listen is given none */
-#define DEFAULT_LISTEN_PORT "31337"
+/* ncat's port when connect or listen is given none */
+#define DEFAULT_PORT "31337"
 /* listen -u -k/--exec: at most ncat's default --max-conns peers at once (a
  * spoofed sender costs a process), each forgotten after a minute quiet */
 #define UDP_DEFAULT_PEERS 100
@@ -1119,6 +1127,39 @@ static const char *address_hint(const char *arg, const char *cmd, char *buf, siz
 
 /* An IPv4 (dotted quad) or IPv6 address, brackets allowed; copied into buf
  * without them. */
+/* connect HOST with no PORT (ncat's 31337): a host name or an IP address
+ * (IPv6 with or without brackets, a %zone allowed), copied into buf without
+ * brackets: 1. A number alone (ncat: a PORT without its HOST), "HOST:", a
+ * Unix path and what address_hint() explains (::1:80) are not: 0. */
+static int host_alone(const char *arg, char *buf, size_t len)
+{
+    char hint[300], ip[INET6_ADDRSTRLEN];
+    unsigned char bin[16];
+    size_t n = strlen(arg);
+    if (n == 0 || n >= len || strspn(arg, "0123456789") == n ||
+        *address_hint(arg, "connect", hint, sizeof hint))
+        return 0;
+    if (arg[0] == '[') {
+        if (n < 3 || arg[n - 1] != ']')
+            return 0;
+        arg++;
+        n -= 2;
+    }
+    memcpy(buf, arg, n);
+    buf[n] = '\0';
+    if (strchr(buf, ':')) { /* an IPv6 address, its %zone aside */
+        size_t k = strcspn(buf, "%");
+        if (k >= sizeof ip)
+            return 0;
+        memcpy(ip, buf, k);
+        ip[k] = '\0';
+        return inet_pton(AF_INET6, ip, bin) == 1;
+    }
+    /* a name (letters, digits, - . _) or an IPv4 address */
+    return buf[0] != '-' && buf[0] != '.' &&
+           strspn(buf, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._") == n;
+}
+
 static int is_ip_literal(const char *text, char *buf, size_t len)
 {
     unsigned char bin[16];
@@ -1551,6 +1592,13 @@ static int check_cluster(struct options *o)
         cli_error("--cluster '%s': %s", o->cluster, why);
         return -1;
     }
+    FILE *ca = u.cacert[0] ? fopen(u.cacert, "r") : NULL;
+    if (u.cacert[0] && !ca) {
+        cli_error("--cluster: ?cacert=%s: %s", u.cacert, strerror(errno));
+        return -1;
+    }
+    if (ca)
+        fclose(ca);
     if (!o->node_name) {
         if (gethostname(o->node_name_buf, sizeof o->node_name_buf - 1) != 0 || !o->node_name_buf[0])
             strcpy(o->node_name_buf, "node");
@@ -1586,14 +1634,14 @@ static int check_tls(const struct options *o, int tls_opt_given)
         return 0;
     }
     /* iterative: handshakes run in the loop, several at once, so "one client
-     * at a time" could not hold; fork: each child would inherit every other
-     * client's TLS connection (the bridges live in the parent) */
-    int bad_model = o->model == MODEL_ITERATIVE || o->model == MODEL_FORK;
+     * at a time" could not hold (fork and thread: each child or thread runs
+     * its client's handshake itself) */
+    int bad_model = o->model == MODEL_ITERATIVE;
     if (o->udp || o->zero_io || bad_model || o->has_send_oob || o->oob_inline) {
         cli_error("--ssl works with connect, listen (every mode; models epoll, poll, io_uring, "
-                  "thread) and relay over TCP or -U: not with %s",
+                  "thread, fork) and relay over TCP or -U: not with %s",
                   o->udp ? "-u (UDP)" : o->zero_io ? "-z"
-                  : bad_model ? "--model iterative or fork" : "--send-oob/--oob-inline "
+                  : bad_model ? "--model iterative" : "--send-oob/--oob-inline "
                   "(TLS has no urgent data)");
         return -1;
     }
@@ -2322,14 +2370,14 @@ static int parse(int argc, char **argv, struct options *o)
                 /* (::1:8080 stays an error: [::1]:8080 was likely meant) */
                 /* ncat's `-l ADDR`: an address alone takes the default port */
                 o->host = split_buf;
-                o->port = DEFAULT_LISTEN_PORT;
+                o->port = DEFAULT_PORT;
                 o->port_defaulted = 1;
             } else if (dx_parse_port(pos[0]) < 0 && looks_like_host_name(pos[0]) &&
                        !*address_hint(pos[0], "listen", hint, sizeof hint)) {
                 /* ncat's `-l localhost`: a word that is neither a number nor
                  * a service name is a host name, with the default port */
                 o->host = pos[0];
-                o->port = DEFAULT_LISTEN_PORT;
+                o->port = DEFAULT_PORT;
                 o->port_defaulted = 1;
             } else {
                 o->port = pos[0];
@@ -2337,7 +2385,7 @@ static int parse(int argc, char **argv, struct options *o)
         } else if (npos == 0 && port_flag) {
             o->port = port_flag;
         } else if (npos == 0) {
-            o->port = DEFAULT_LISTEN_PORT; /* as ncat -l; "listening on" shows it */
+            o->port = DEFAULT_PORT; /* as ncat -l; "listening on" shows it */
             o->port_defaulted = 1;
         } else {
             cli_error(npos == 0 ? "listen needs a PORT" : "too many arguments for listen");
@@ -2397,14 +2445,26 @@ static int parse(int argc, char **argv, struct options *o)
             cli_error("too many arguments: connect takes HOST PORT (several ports only with -z)");
             return EXIT_USAGE;
         }
+    } else if (npos == 1 && host_alone(pos[0], split_buf, sizeof split_buf)) {
+        o->host = split_buf; /* as ncat HOST: its default port */
+        o->port = DEFAULT_PORT;
+        o->port_args = &o->port;
+        o->nport_args = 1;
     } else if (npos == 0) {
-        cli_error("connect needs HOST and PORT");
+        cli_error("connect needs HOST [PORT]");
         cli_usage_short();
         return EXIT_USAGE;
     } else {
         char hint[300];
-        cli_error("connect needs a PORT after HOST%s", address_hint(pos[0], "connect", hint,
-                                                                      sizeof hint));
+        size_t wlen = strlen(pos[0]);
+        if (wlen && strspn(pos[0], "0123456789") == wlen)
+            cli_error("connect needs a HOST before PORT %s (duplex connect HOST %s)", pos[0], pos[0]);
+        else if (wlen && pos[0][wlen - 1] == ':')
+            cli_error("connect needs a PORT after '%s' (without the colon: ncat's port 31337)",
+                      pos[0]);
+        else
+            cli_error("connect needs a PORT after HOST%s", address_hint(pos[0], "connect", hint,
+                                                                          sizeof hint));
         cli_usage_short();
         return EXIT_USAGE;
     }

@@ -45,6 +45,7 @@ struct conn {
     int connecting;
     dx_timer retry;         /* the next target, tried from the loop */
     struct cli_tls_conn *tls; /* --ssl-target: the handshake with TARGET, while it runs */
+    dx_tls *client_tls, *target_tls; /* --ssl, --ssl-target: the pumps read and write through them */
     dx_addr peer, local;    /* the client, and the address it reached (--send-proxy) */
     dx_endpoint client, target;
     dx_pump up, down;       /* client -> target, target -> client */
@@ -78,14 +79,6 @@ static void reap(dx_loop *loop, dx_timer *t)
         dx_loop_stop(r->loop);
 }
 
-/* --ssl without -k: the bridge of the one client may end after its
- * connection closed (a busy machine): check for the end again then. */
-static void tls_idle(void *data)
-{
-    struct relay *r = data;
-    dx_timer_start(r->loop, &r->reaper, 0, 0);
-}
-
 void cli_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -111,6 +104,12 @@ static void report(struct conn *c)
     struct relay *r = c->r;
     uint64_t ms = dx_loop_now(r->loop) - c->started;
     const char *err = c->error ? dx_strerror(c->error) : NULL;
+    /* a TLS failure: the reason of the side that failed */
+    dx_tls *side = c->error_where && strcmp(c->error_where, "client") == 0 ? c->client_tls
+                   : c->error_where && strcmp(c->error_where, "target") == 0 ? c->target_tls : NULL;
+    if (side && (c->error == DX_ETLS || c->error == DX_ETLSVERIFY || c->error == DX_ETLSTRUNC) &&
+        dx_tls_reason(side)[0])
+        err = dx_tls_reason(side);
     if (c->error)
         cli_error("%s -> %s: %s%s%s", c->name, target_name(c), c->error_where ? c->error_where : "",
                   c->error_where ? ": " : "", err);
@@ -157,6 +156,15 @@ static void conn_close(struct conn *c)
                             ? c->error : -EIO;
     r->done_up += c->up.bytes_out;
     r->done_down += c->down.bytes_out;
+    /* close_notify if the pumps' half-close did not send it (best effort) */
+    if (c->target_tls) {
+        cli_tls_goodbye(c->target_tls);
+        dx_tls_free(c->target_tls);
+    }
+    if (c->client_tls) {
+        cli_tls_goodbye(c->client_tls);
+        dx_tls_free(c->client_tls);
+    }
     if (c->target_fd >= 0)
         dx__fd_close(c->target_fd);
     dx__fd_close(c->client_fd);
@@ -172,6 +180,9 @@ static void conn_close(struct conn *c)
 static void on_pump_done(dx_pump *p, int error, int in_read)
 {
     struct conn *c = p->data;
+    dx_tls *from = p == &c->up ? c->client_tls : c->target_tls;
+    if (error == 0 && from) /* the source's end: a close without close_notify is said (-v) */
+        cli_tls_ended(c->r->o, from, p == &c->up ? c->name : target_name(c), 1);
     if (error < 0 && !c->error) {
         int from_client = (p == &c->up) == !!in_read;
         c->error = error;
@@ -186,9 +197,9 @@ static void on_pump_done(dx_pump *p, int error, int in_read)
 
 static void start_pumps(struct conn *c);
 
-/* --ssl-target: the handshake with TARGET is over (fd: the session end of
- * its bridge, or -1: failed, said already). */
-static void on_target_tls(void *data, int fd)
+/* --ssl-target: the handshake with TARGET is over (fd: its socket, tls
+ * its TLS; or -1: failed, said already). */
+static void on_target_tls(void *data, int fd, dx_tls *tls)
 {
     struct conn *c = data;
     c->tls = NULL;
@@ -200,6 +211,7 @@ static void on_target_tls(void *data, int fd)
         return;
     }
     c->target_fd = fd;
+    c->target_tls = tls;
     start_pumps(c);
 }
 
@@ -268,7 +280,7 @@ static void on_target(dx_connector *k, int result, const dx_addr *addr, int fina
         return;
     }
     if (r->o->tls_target) {
-        /* TLS to TARGET first; the pumps then run on the bridge's end */
+        /* TLS to TARGET first; the pumps then read and write through it */
         c->tls = cli_tls_server_connect(r->tls, result, target_name(c), on_target_tls, c);
         return;
     }
@@ -289,6 +301,10 @@ static void start_pumps(struct conn *c)
     struct relay *r = c->r;
     dx_endpoint_init(&c->client, c->client_fd);
     dx_endpoint_init(&c->target, c->target_fd);
+    if (c->client_tls) /* no splice through TLS: the pumps copy through OpenSSL */
+        dx_endpoint_set_tls(&c->client, c->client_tls);
+    if (c->target_tls)
+        dx_endpoint_set_tls(&c->target, c->target_tls);
     size_t bufsize = r->o->bufsize ? r->o->bufsize : 256 * 1024;
     int rc = dx_pump_start(r->loop, &c->up, &c->client, &c->target, bufsize, pump_flags(),
                            on_pump_done, c);
@@ -361,13 +377,10 @@ static void serial_start(struct conn *c)
     start_pumps(c);
 }
 
-/* A client to relay: fd is its socket, or with --ssl the session end of
- * its TLS bridge (the handshake done). */
-static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp,
-                  dx_tls *tls)
+/* A client to relay: fd is its socket; with --ssl, tls its TLS (the
+ * handshake done). */
+static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local, dx_tls *tls)
 {
-    (void)tls; /* bridged: relay's pumps see a plain fd */
-    (void)tcp;
     struct relay *r = data;
     struct listeners *l = &r->l;
     const struct options *o = r->o;
@@ -376,12 +389,14 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     if (o->max_conns && r->nconns >= (unsigned long)o->max_conns) {
         r->refused++;
         cli_info(o, "%s: refused: --max-conns %ld reached", name, o->max_conns);
+        dx_tls_free(tls);
         dx__fd_close(fd);
         return;
     }
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
         cli_error("%s: out of memory, closing", name);
+        dx_tls_free(tls);
         dx__fd_close(fd);
         return;
     }
@@ -392,6 +407,7 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     }
     c->r = r;
     c->client_fd = fd;
+    c->client_tls = tls;
     c->target_fd = -1;
     c->started = dx_loop_now(r->loop);
     c->peer = *peer;
@@ -425,7 +441,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer, const dx
     char name[DX_ADDR_STRLEN];
     listeners_client_name(&r->l, peer, r->accepted + 1, name, sizeof name);
     if (!o->tls) {
-        admit(r, fd, peer, local, -1, NULL);
+        admit(r, fd, peer, local, NULL);
         return;
     }
     if (listeners_tls_accept(l, r->tls, fd, peer, local, name))
@@ -501,14 +517,12 @@ int cli_relay(const struct options *o, dx_loop *loop)
         return code;
     }
     r.l.nodelay = 1; /* small writes pass at once, both ways (the target's too) */
-    if ((o->tls || o->tls_target) && !(r.tls = cli_tls_server_new(loop, o, admit, &r, 0))) {
+    if ((o->tls || o->tls_target) && !(r.tls = cli_tls_server_new(loop, o, admit, &r))) {
         cli_error("out of memory");
         listeners_close(&r.l);
         relay_targets_close(&r.targets);
         return EXIT_IO;
     }
-    if (r.tls)
-        cli_tls_server_on_idle(r.tls, tls_idle, &r);
     if (o->idle_timeout_ms) {
         uint64_t period = (uint64_t)o->idle_timeout_ms / 4;
         period = period < 50 ? 50 : period > 1000 ? 1000 : period;

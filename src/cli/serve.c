@@ -85,7 +85,8 @@ struct server {
     atomic_ulong accepted, refused, dropped;
     struct server *next_server; /* in all_servers */
     int stdio;                 /* the server's stdin/stdout take part */
-    struct cli_tls_server *tls; /* --ssl: handshakes and bridges (tls.c) */
+    struct cli_tls_server *tls; /* --ssl: the handshakes (tls.c); not --model thread/fork */
+    unsigned exec_tls;         /* --exec --ssl: clients whose bytes the loop still pumps */
     dx_stream in, out;
     int in_open;               /* stdin is being read */
     int in_ended;              /* stdin was read to its end (not -d, not --no-stdio) */
@@ -381,7 +382,7 @@ static void reap(dx_loop *loop, dx_timer *t)
         free(c->in.rest);
         free(c);
     }
-    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 &&
+    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 && sv->exec_tls == 0 &&
         cli_tls_server_live(sv->tls) == 0)
         dx_loop_stop(sv->loop);
 }
@@ -484,30 +485,45 @@ static void client_on_read(dx_stream *s, const char *data, size_t n)
     }
 }
 
+/* An --exec --ssl client is over: the server may be done (no -k). */
+static void exec_tls_done(void *data)
+{
+    struct server *sv = data;
+    sv->exec_tls--;
+    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 && sv->exec_tls == 0 &&
+        cli_tls_server_live(sv->tls) == 0)
+        dx_loop_stop(sv->loop);
+}
+
 /* A client served by its own process (--exec, --model fork) or thread
- * (--model thread). */
+ * (--model thread). --exec --ssl: the program gets a socketpair, the loop
+ * pumps between it and tls; --model thread/fork --ssl: the thread or
+ * child runs the handshake itself. */
 static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local,
-                          int tcp, const char *name)
+                          dx_tls *tls, const char *name)
 {
     struct server *sv = l->data;
     const struct options *o = sv->o;
     if (o->mode == MODE_EXEC) {
-        pid_t pid = exec_client(o, fd, peer, local);
+        pid_t pid = tls ? exec_tls_client(sv->loop, o, fd, tls, peer, local, exec_tls_done, sv)
+                        : exec_client(o, fd, peer, local);
         if (pid > 0)
             cli_info(o, "%s: connected, running process %ld", name, (long)pid);
-        /* --idle-timeout: the server keeps a copy of the socket to watch it
-         * (with --ssl, fd is the bridge's socketpair: a copy of the TCP one) */
-        if (pid > 0 && o->idle_timeout_ms && tcp >= 0) {
+        if (pid > 0 && tls) {
+            sv->exec_tls++; /* fd is the pumps' now */
+            /* --idle-timeout: the server watches a copy of the socket */
 #ifdef _WIN32
-            int copy = -1; /* tcp is only set with --ssl, which Windows builds lack */
+            int copy = -1; /* tls is only set with --ssl, which Windows builds lack */
 #else
-            int copy = fcntl(tcp, F_DUPFD_CLOEXEC, 0); /* not for the next children */
+            int copy = o->idle_timeout_ms ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1; /* not for the next children */
 #endif
             if (copy >= 0 && !exec_watch_idle(pid, copy, peer))
                 dx__fd_close(copy);
-            dx__fd_close(fd);
-        } else if (!(pid > 0 && o->idle_timeout_ms && exec_watch_idle(pid, fd, peer))) {
-            dx__fd_close(fd);
+        } else {
+            dx_tls_free(tls);
+            /* --idle-timeout: the server keeps its copy of the socket to watch it */
+            if (!(pid > 0 && o->idle_timeout_ms && exec_watch_idle(pid, fd, peer)))
+                dx__fd_close(fd);
         }
         if (pid > 0 && o->model == MODEL_ITERATIVE) {
             l->paused = 1; /* the next client when this process has ended (on_sweep) */
@@ -515,7 +531,7 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
         }
         return;
     }
-    int rc = model_spawn(o, fd);
+    int rc = model_spawn(o, fd, name);
     if (rc < 0) {
         cli_error("%s: cannot start a %s: %s", name, o->model == MODEL_FORK ? "process" : "thread",
                   dx_strerror(rc));
@@ -530,11 +546,10 @@ static void drop(int fd, dx_tls *tls)
     dx__fd_close(fd);
 }
 
-/* A client to serve: fd is its socket; with --ssl, served here (stream
- * modes), the same socket with its TLS connection `tls` (the handshake
- * done), or for spawned ones the session end of its TLS bridge (local and
- * tcp are then the TCP side's, else NULL and -1). */
-static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr *local, int tcp,
+/* A client to serve: fd is its socket; with --ssl (not --model
+ * thread/fork: they run the handshake themselves), tls its TLS connection,
+ * the handshake done, and local the socket's address. */
+static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr *local,
                   dx_tls *tls)
 {
     struct listeners *l = &sv->l;
@@ -567,7 +582,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         sv->stop_when_idle = 1;
     }
     if (spawned) {
-        serve_spawned(l, fd, peer, local, tcp, name);
+        serve_spawned(l, fd, peer, local, tls, name);
         pthread_mutex_unlock(&admit_lock);
         return;
     }
@@ -581,7 +596,7 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         return;
     }
     if (tls)
-        dx_stream_set_tls(&c->st, tls); /* no bridge: the stream speaks TLS itself */
+        dx_stream_set_tls(&c->st, tls); /* the stream speaks TLS itself */
     c->tls = tls;
     dx_stream_set_rate(&c->st, o->rate_limit, o->rate_limit); /* --rate-limit (0: none) */
     c->sv = sv;
@@ -609,10 +624,10 @@ static void admit(struct server *sv, int fd, const dx_addr *peer, const dx_addr 
         chat_notice(sv, c, "joined", sv->nclients);
 }
 
-static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local, int tcp,
+static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr *local,
                           dx_tls *tls)
 {
-    admit(data, fd, peer, local, tcp, tls);
+    admit(data, fd, peer, local, tls);
 }
 
 /* A client the access list allows (listeners.c has asked it). */
@@ -621,7 +636,7 @@ static void on_client(struct listeners *l, int fd, const dx_addr *peer, const dx
     (void)local; /* --exec's DUPLEX_LOCAL_*: the socket's */
     struct server *sv = l->data;
     if (!sv->tls) {
-        admit(sv, fd, peer, NULL, -1, NULL);
+        admit(sv, fd, peer, NULL, NULL);
         return;
     }
     char name[DX_ADDR_STRLEN];
@@ -740,7 +755,7 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
 {
     struct server *sv = t->data;
     /* exec, fork or thread without -k: done when the one client has gone */
-    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 &&
+    if (sv->stop_when_idle && sv->nclients == 0 && exec_children() == 0 && sv->exec_tls == 0 &&
         model_clients(sv->o) == 0 && cli_tls_server_live(sv->tls) == 0) {
         dx_loop_stop(loop);
         return;
@@ -835,9 +850,8 @@ struct server *serve_open(const struct options *o, dx_loop *loop, int *exit_code
         return NULL;
     }
     sv->l.nodelay = o->mode != MODE_EXEC; /* an exec child's socket is the child's business */
-    if (o->tls && !(sv->tls = cli_tls_server_new(loop, o, on_tls_client, sv,
-                                                   o->mode != MODE_EXEC && o->model != MODEL_FORK &&
-                                                       o->model != MODEL_THREAD))) {
+    int own_handshake = o->mode != MODE_EXEC && (o->model == MODEL_FORK || o->model == MODEL_THREAD);
+    if (o->tls && !own_handshake && !(sv->tls = cli_tls_server_new(loop, o, on_tls_client, sv))) {
         cli_error("out of memory");
         listeners_close(&sv->l);
         free(sv);

@@ -1,28 +1,18 @@
 /* tls.c: --ssl/--tls for `duplex connect`, `duplex listen` and relay
  * (OpenSSL): certificates and the verification policy (pins, ephemeral
- * certificate, names, messages), the handshake, and the transport.
+ * certificate, names, messages) and the handshakes; the bytes then go
+ * through libduplex's TLS (dx_stream_set_tls(), dx_endpoint_set_tls()) over
+ * our SSL_CTX, wrapped with dx_tls_ctx_wrap(), so the policy stays here.
  *
- * One session (connect, one-client listen): the handshake runs here on the
- * non-blocking socket with poll(2) and the -w deadline (else 10 s), then
- * session.c's pumps read and write the socket through libduplex's TLS
- * (dx_endpoint_set_tls()): our SSL_CTX, wrapped with dx_tls_ctx_wrap(), so
- * the policy stays here. Half-close is close_notify (the pump's
- * DX_PUMP_SHUTDOWN), the peer's close_notify is the end of input; a peer
- * that closes without close_notify ends the input too, with a warning
- * ("the data may be truncated"; ncat ends so), since an attacker on the
- * path can cut a TLS stream that way.
- *
- * Servers with many clients and relay's sides (cli_tls_server_*, at the
- * end) still bridge each client through a socketpair(AF_UNIX) to the code
- * that serves it: the bridge moves bytes between the TCP socket
- * (SSL_read/SSL_write, non-blocking) and one end of the pair, whose other
- * end the server sees as the connection; each direction has one bounded
- * buffer (backpressure both ways). Its half-close: the server's
- * shutdown(SHUT_WR) reaches the bridge as EOF on the pair; once flushed,
- * the bridge sends close_notify and shuts the TCP write side down, and
- * goes on reading; the peer's close_notify becomes shutdown(SHUT_WR) of
- * the pair. SIGPIPE is ignored for the whole process (stdio.c); the
- * bridge's writes to the pair use MSG_NOSIGNAL. */
+ * One session (connect, one-client listen) and a --model thread/fork
+ * client: the handshake runs here on the non-blocking socket with poll(2)
+ * and the -w deadline (else 10 s). Servers with many clients and relay's
+ * sides (cli_tls_server_*): each handshake runs in the loop, then the owner
+ * gets the socket and its dx_tls. Half-close is close_notify (the pump's
+ * DX_PUMP_SHUTDOWN, dx_stream_shutdown()), the peer's close_notify is the
+ * end of input; a peer that closes without close_notify ends the input
+ * too, with a warning ("the data may be truncated"; ncat ends so), since
+ * an attacker on the path can cut a TLS stream that way. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -70,9 +60,9 @@ void cli_tls_ended(const struct options *o, dx_tls *t, const char *peer, int one
 void cli_tls_goodbye(dx_tls *t) { (void)t; }
 
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
-                                          cli_tls_ready_cb ready, void *data, int direct)
+                                          cli_tls_ready_cb ready, void *data)
 {
-    (void)loop, (void)o, (void)ready, (void)data, (void)direct;
+    (void)loop, (void)o, (void)ready, (void)data;
     return NULL;
 }
 
@@ -97,18 +87,20 @@ int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data), voi
 
 void cli_tls_server_free(struct cli_tls_server *ts) { (void)ts; }
 
-void cli_tls_server_on_idle(struct cli_tls_server *ts, void (*idle)(void *data), void *idle_data)
-{
-    (void)ts, (void)idle, (void)idle_data;
-}
-
 struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
                                             cli_tls_connected_cb connected, void *data)
 {
     (void)ts, (void)name;
     dx__fd_close(fd);
-    connected(data, -1);
+    connected(data, -1, NULL);
     return NULL;
+}
+
+int cli_tls_accept_one(dx_loop *loop, const struct options *o, int fd, const char *name, dx_tls **out)
+{
+    (void)loop, (void)o, (void)fd, (void)name;
+    *out = NULL;
+    return -1;
 }
 
 void cli_tls_conn_cancel(struct cli_tls_conn *c) { (void)c; }
@@ -166,13 +158,12 @@ void cli_tls_bench_free(struct cli_tls_sock *t) { (void)t; }
 #include <openssl/x509v3.h>
 
 #define HANDSHAKE_DEFAULT_MS 10000
-#define LINGER_DEFAULT_MS 5000     /* flushing after the session ended */
-#define TLS_BUFSIZE (256u << 10)   /* per direction */
 
 static SSL_CTX *ctx;          /* --ssl: this side's */
 static dx_tls_ctx *lib_ctx;   /* the same for the library's TLS (a close without
                                * close_notify is the end: cli_tls_ended() warns) */
 static SSL_CTX *target_ctx;   /* relay --ssl-target: the client side towards TARGET */
+static dx_tls_ctx *lib_target_ctx; /* the same for the library's TLS */
 static unsigned char alpn_wire[512];
 static unsigned alpn_len;
 
@@ -564,9 +555,14 @@ int cli_tls_open(const struct options *o)
     /* relay --ssl-target: a client of TARGET; its certificate, if any, is
      * --ssl-cert's when the relay's own side is not TLS */
     if (o->tls_target && !(target_ctx = new_ctx(o, 0, !o->tls, &code))) {
-        SSL_CTX_free(ctx);
-        ctx = NULL;
+        cli_tls_close();
         return code;
+    }
+    /* SNI and the name to check are set per connection (expect_name) */
+    if (o->tls_target && !(lib_target_ctx = dx_tls_ctx_wrap(target_ctx, 0, 1, &err))) {
+        cli_error("tls: %s", dx_strerror(err));
+        cli_tls_close();
+        return EXIT_IO;
     }
     return 0;
 }
@@ -575,6 +571,8 @@ void cli_tls_close(void)
 {
     dx_tls_ctx_free(lib_ctx);
     lib_ctx = NULL;
+    dx_tls_ctx_free(lib_target_ctx);
+    lib_target_ctx = NULL;
     SSL_CTX_free(ctx);
     ctx = NULL;
     SSL_CTX_free(target_ctx);
@@ -697,8 +695,8 @@ static int handshake_failed(const struct options *o, int server, int many, const
 }
 
 /* Run the handshake on fd until done or the deadline. 0, or an exit code
- * (printed, except for a stop signal). */
-static int handshake(const struct options *o, const char *peer, SSL *ssl, int fd,
+ * (printed, except for a stop signal; a -v line for one of many). */
+static int handshake(const struct options *o, int many, const char *peer, SSL *ssl, int fd,
                      const char *expected)
 {
     int server = o->cmd != CMD_CONNECT;
@@ -712,16 +710,16 @@ static int handshake(const struct options *o, const char *peer, SSL *ssl, int fd
             return 0;
         int e = SSL_get_error(ssl, r);
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-            return handshake_failed(o, server, 0, peer, ssl, r, expected);
+            return handshake_failed(o, server, many, peer, ssl, r, expected);
         int rc = cli_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
         if (rc == DX_ETIMEDOUT) {
-            cli_error("tls %s: handshake timed out after %.3g s", peer, (double)limit / 1000.0);
+            say(o, many, "tls %s: handshake timed out after %.3g s", peer, (double)limit / 1000.0);
             return EXIT_TIMEOUT;
         }
         if (rc == -EINTR)
             return EXIT_IO; /* main.c turns it into 128 + the signal */
         if (rc < 0) {
-            cli_error("tls %s: poll: %s", peer, dx_strerror(rc));
+            say(o, many, "tls %s: poll: %s", peer, dx_strerror(rc));
             return EXIT_IO;
         }
     }
@@ -766,441 +764,6 @@ static void report(const struct options *o, int server, const char *peer, SSL *s
                  "anyone on the path can read and change the data", peer);
 }
 
-/* ---- the bridge ------------------------------------------------------- */
-
-struct tbuf {
-    unsigned char *data;
-    size_t start, end;
-};
-
-struct bridge {
-    dx_loop *loop;
-    const struct options *o;
-    const char *peer;
-    SSL *ssl;
-    int tcp, pair;
-    dx_io tcp_io, pair_io;
-    dx_timer linger;    /* the handshake's deadline, then the flush's after the session */
-    size_t bufsize;     /* of each tbuf */
-    struct tbuf up;     /* session -> TLS */
-    struct tbuf down;   /* TLS -> session */
-    int up_eof;         /* the session ended its side (EOF on the socketpair) */
-    int up_dead;        /* the peer takes no more: what the session sends is dropped */
-    int close_sent;     /* close_notify sent, TCP write side shut down */
-    int down_eof;       /* the peer ended its side (close_notify, or a bare close) */
-    int down_shut;      /* the socketpair's write side shut down: the session read EOF */
-    int down_dead;      /* the session is gone: what arrives is dropped */
-    int truncated;      /* the peer closed without close_notify */
-    int rd_block;       /* SSL_read waits for this TCP event (DX_READ/DX_WRITE), or 0 */
-    int wr_block;       /* SSL_write/SSL_shutdown waits for this TCP event, or 0 */
-    int pr_block, pw_block; /* the socketpair read/write would block */
-    int retry_len;      /* an SSL_write to repeat with the same length, or 0 */
-    int received_any;
-    int session_over;
-    int failed, exit_code;
-    struct vfail vf;
-    /* a client of a server (cli_tls_server): it frees itself when done */
-    struct cli_tls_server *ts;
-    dx_tls *dt;         /* an accepted client's: owns ssl (handed over with `direct`) */
-    struct bridge *prev, *next;
-    int handshaking;
-    int released;
-    dx_addr peer_addr;
-    dx_addr local_addr; /* given at accept (a PROXY header's), else AF_UNSPEC: the socket's */
-    char name[DX_ADDR_STRLEN];
-    /* a client of a server (relay --ssl-target), from cli_tls_server_connect() */
-    int client;
-    cli_tls_connected_cb connected;
-    void *connected_data;
-    char expected[300];
-};
-
-static void bridge_stop(struct bridge *b)
-{
-    dx_io_stop(b->loop, &b->tcp_io);
-    dx_io_stop(b->loop, &b->pair_io);
-    dx_timer_stop(b->loop, &b->linger);
-}
-
-static void server_release(struct bridge *b);
-static void handshake_over(struct bridge *b);
-
-/* The bridge cannot go on: a one-session command stops its loop with the
- * exit code; a server's client is closed and the server goes on. */
-static void bridge_fail(struct bridge *b, int code, const char *fmt, ...)
-    CLI_PRINTF(3, 4);
-static void bridge_fail(struct bridge *b, int code, const char *fmt, ...)
-{
-    char cause[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cause, sizeof cause, fmt, ap);
-    va_end(ap);
-    say(b->o, b->ts != NULL, "tls %s: %s", b->peer, cause);
-    b->failed = 1;
-    b->exit_code = code;
-    bridge_stop(b);
-    if (b->ts)
-        server_release(b);
-    else
-        dx_loop_stop(b->loop);
-}
-
-/* The cause of a failed SSL_read/SSL_write/SSL_shutdown. */
-static const char *io_cause(int e, int saved_errno)
-{
-    if (e == SSL_ERROR_SYSCALL)
-        return saved_errno ? strerror(saved_errno) : "the connection closed";
-    return ssl_reason("protocol error");
-}
-
-/* A write failed because the peer has gone. After its close_notify OpenSSL
- * reports any failed write as SSL_ERROR_ZERO_RETURN. */
-static int is_disconnect(int e, int saved_errno)
-{
-    return e == SSL_ERROR_ZERO_RETURN ||
-           (e == SSL_ERROR_SYSCALL &&
-            (saved_errno == EPIPE || saved_errno == ECONNRESET || saved_errno == 0));
-}
-
-static int down_read(struct bridge *b)
-{
-    struct tbuf *d = &b->down;
-    if (b->down_eof || b->rd_block || b->failed)
-        return 0;
-    if (d->end == b->bufsize && d->start > 0) {
-        memmove(d->data, d->data + d->start, d->end - d->start);
-        d->end -= d->start;
-        d->start = 0;
-    }
-    /* SSL_read gives one record (16 KiB at most) a call: read all that has
-     * arrived, up to a full buffer, so that one write to the session
-     * carries many records */
-    int got = 0, n, saved;
-    for (;;) {
-        if (d->end == b->bufsize)
-            return got; /* full: the session reads first (backpressure) */
-        ERR_clear_error();
-        errno = 0;
-        n = SSL_read(b->ssl, d->data + d->end, (int)(b->bufsize - d->end));
-        saved = errno;
-        if (n <= 0)
-            break;
-        d->end += (size_t)n;
-        b->received_any = 1;
-        got = 1;
-        if (!SSL_pending(b->ssl) && !SSL_has_pending(b->ssl)) {
-            /* OpenSSL holds nothing more: another SSL_read would only meet
-             * an empty socket (EAGAIN); the poll says when more arrives */
-            b->rd_block = DX_READ;
-            return got;
-        }
-    }
-    int e = SSL_get_error(b->ssl, n);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        b->rd_block = e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE;
-        return got;
-    }
-    if (e == SSL_ERROR_ZERO_RETURN) {
-        b->down_eof = 1;
-        return 1;
-    }
-    unsigned long err = ERR_peek_last_error();
-    if ((e == SSL_ERROR_SYSCALL && saved == 0) ||
-        (e == SSL_ERROR_SSL && ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
-        /* most clients end so after a complete transfer (ncat, many HTTP
-         * clients): a warning, not a failure; only the protocol can tell a
-         * cut (a length, a checksum), which is why it is always said */
-        say(b->o, b->ts != NULL,
-            "tls %s: warning: TLS connection ended without close_notify: the data may be "
-            "truncated", b->peer);
-        b->truncated = 1;
-        b->down_eof = 1;
-        return 1;
-    }
-    if (e == SSL_ERROR_SSL && !b->received_any && b->o->cmd == CMD_CONNECT &&
-        ERR_GET_REASON(err) >= SSL_AD_REASON_OFFSET) {
-        /* an alert before any data: the server refused the handshake after
-         * the client's side of it was done (TLS 1.3: a client certificate) */
-        int reason = ERR_GET_REASON(err);
-        bridge_fail(b, EXIT_CONNECT, "handshake failed: %s%s", ssl_reason("alert"),
-                    reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED
-                        ? " (the server wants a client certificate: --ssl-cert FILE --ssl-key FILE)"
-                        : "");
-        return 0;
-    }
-    bridge_fail(b, EXIT_IO, "receive: %s", io_cause(e, saved));
-    return 0;
-}
-
-static int down_write(struct bridge *b)
-{
-    struct tbuf *d = &b->down;
-    int moved = 0;
-    if (d->end > d->start && b->down_dead) {
-        d->start = d->end = 0;
-        return 1;
-    }
-    if (d->end > d->start && !b->pw_block) {
-        ssize_t n = send(b->pair, d->data + d->start, d->end - d->start, MSG_NOSIGNAL);
-        if (n > 0) {
-            d->start += (size_t)n;
-            if (d->start == d->end)
-                d->start = d->end = 0;
-            return 1;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            b->pw_block = 1;
-        else if (n < 0 && errno == EINTR)
-            return 1;
-        else {
-            b->down_dead = 1; /* the session closed its end */
-            d->start = d->end = 0;
-            if (b->ts)
-                b->session_over = 1;
-            return 1;
-        }
-    }
-    if (b->down_eof && d->end == d->start && !b->down_shut && !b->down_dead) {
-        shutdown(b->pair, SHUT_WR); /* the session reads end of input */
-        b->down_shut = 1;
-        moved = 1;
-    }
-    return moved;
-}
-
-static int up_read(struct bridge *b)
-{
-    struct tbuf *u = &b->up;
-    if (b->up_eof || b->pr_block)
-        return 0;
-    if (u->end == b->bufsize && u->start > 0) {
-        /* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a retried write may move */
-        memmove(u->data, u->data + u->start, u->end - u->start);
-        u->end -= u->start;
-        u->start = 0;
-    }
-    if (u->end == b->bufsize)
-        return 0;
-    size_t room = b->bufsize - u->end;
-    ssize_t n = read(b->pair, u->data + u->end, room);
-    if (n > 0) {
-        u->end += (size_t)n;
-        if ((size_t)n < room)
-            b->pr_block = 1; /* a short read emptied it: no EAGAIN read, the poll says */
-        return 1;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        b->pr_block = 1;
-        return 0;
-    }
-    if (n < 0 && errno == EINTR)
-        return 1;
-    b->up_eof = 1; /* 0: the session shut its side down (or closed) */
-    return 1;
-}
-
-/* The peer is gone after ending its side: drop what the session sends and
- * make its next write fail (EPIPE), as a plain socket would. */
-static void up_give_up(struct bridge *b)
-{
-    b->up_dead = 1;
-    b->up_eof = 1;
-    b->up.start = b->up.end = 0;
-    shutdown(b->pair, SHUT_RD);
-}
-
-/* A write failed: the peer may have said why before it closed (an alert,
- * e.g. a refused client certificate). Reading reports that instead; 1 if
- * it did. */
-static int peer_said_why(struct bridge *b)
-{
-    if (b->down_eof || b->failed)
-        return 0;
-    b->rd_block = 0;
-    down_read(b);
-    return b->failed;
-}
-
-static int up_write(struct bridge *b)
-{
-    struct tbuf *u = &b->up;
-    if (b->up_dead || b->close_sent || b->wr_block || b->failed)
-        return 0;
-    if (u->end > u->start) {
-        size_t avail = u->end - u->start;
-        int len = b->retry_len ? b->retry_len : (int)(avail > (1u << 20) ? (1u << 20) : avail);
-        ERR_clear_error();
-        errno = 0;
-        int n = SSL_write(b->ssl, u->data + u->start, len);
-        int saved = errno;
-        if (n > 0) {
-            u->start += (size_t)n;
-            if (u->start == u->end)
-                u->start = u->end = 0;
-            b->retry_len = 0;
-            return 1;
-        }
-        int e = SSL_get_error(b->ssl, n);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            b->wr_block = e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE;
-            b->retry_len = len;
-            return 0;
-        }
-        if (b->down_eof && is_disconnect(e, saved)) {
-            up_give_up(b);
-            return 1;
-        }
-        const char *cause = io_cause(e, saved);
-        char why[256];
-        snprintf(why, sizeof why, "%s", cause);
-        if (!peer_said_why(b))
-            bridge_fail(b, EXIT_IO, "send: %s", why);
-        return 0;
-    }
-    if (!b->up_eof)
-        return 0;
-    /* end of the session's input, all of it sent: close_notify, then FIN */
-    if (b->truncated) {
-        /* the peer's bare close was an error to OpenSSL: no more records */
-        shutdown(b->tcp, SHUT_WR);
-        b->close_sent = 1;
-        return 1;
-    }
-    ERR_clear_error();
-    errno = 0;
-    int r = SSL_shutdown(b->ssl);
-    int saved = errno;
-    if (r >= 0) {
-        shutdown(b->tcp, SHUT_WR);
-        b->close_sent = 1;
-        return 1;
-    }
-    int e = SSL_get_error(b->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        b->wr_block = e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE;
-        return 0;
-    }
-    if (b->down_eof && is_disconnect(e, saved)) {
-        b->close_sent = 1; /* the peer had ended and gone: nothing to tell it */
-        return 1;
-    }
-    char why[256];
-    snprintf(why, sizeof why, "%s", io_cause(e, saved));
-    if (!peer_said_why(b))
-        bridge_fail(b, EXIT_IO, "send close_notify: %s", why);
-    return 0;
-}
-
-/* Done once our side is closed (or cannot be) and the session has all
- * the peer sent (or is gone). */
-static int bridge_done(const struct bridge *b)
-{
-    return b->failed || ((b->close_sent || b->up_dead) && (b->down_shut || b->down_dead));
-}
-
-static void start_linger(struct bridge *b)
-{
-    if (!dx_timer_active(&b->linger))
-        dx_timer_start(b->loop, &b->linger,
-                       (uint64_t)(b->o->timeout_ms > 0 ? b->o->timeout_ms : LINGER_DEFAULT_MS), 0);
-}
-
-static void bridge_step(struct bridge *b)
-{
-    int progress;
-    do {
-        progress = 0;
-        progress |= down_read(b);
-        if (b->failed)
-            return;
-        progress |= down_write(b);
-        progress |= up_read(b);
-        progress |= up_write(b);
-        if (b->failed)
-            return;
-    } while (progress);
-    int tcp_ev = b->rd_block | b->wr_block;
-    int pair_ev = (b->pr_block ? DX_READ : 0) | (b->pw_block ? DX_WRITE : 0);
-    /* A server's session that has ended its side may close its end (the
-     * client dropped) or only have half-closed: DX_PRI (never raised on a
-     * Unix socket) keeps the fd watched, so that a hang-up arrives as
-     * DX_ERROR. Not once both directions are shut here, where a hang-up
-     * would be our own and would repeat. */
-    if (b->ts && b->up_eof && !b->session_over && !b->down_shut && !b->down_dead)
-        pair_ev |= DX_PRI;
-    int rc = dx_io_set(b->loop, &b->tcp_io, tcp_ev);
-    if (rc == 0)
-        rc = dx_io_set(b->loop, &b->pair_io, pair_ev);
-    if (rc < 0) {
-        bridge_fail(b, EXIT_IO, "event loop: %s", dx_strerror(rc));
-        return;
-    }
-    if (b->session_over && bridge_done(b)) {
-        bridge_stop(b);
-        if (b->ts)
-            server_release(b);
-        else
-            dx_loop_stop(b->loop);
-    } else if (b->ts && bridge_done(b)) {
-        bridge_stop(b);
-        server_release(b); /* both directions over: the session reads the rest */
-    } else if (b->ts && b->session_over) {
-        start_linger(b);
-    }
-}
-
-static void loop_handshake(struct bridge *b);
-
-static void on_tcp(dx_loop *loop, dx_io *io, int events)
-{
-    (void)loop;
-    struct bridge *b = io->data;
-    if (b->handshaking) {
-        loop_handshake(b);
-        return;
-    }
-    if (events & DX_ERROR)
-        b->rd_block = b->wr_block = 0;
-    if (b->rd_block & events)
-        b->rd_block = 0;
-    if (b->wr_block & events)
-        b->wr_block = 0;
-    bridge_step(b);
-}
-
-static void on_pair(dx_loop *loop, dx_io *io, int events)
-{
-    (void)loop;
-    struct bridge *b = io->data;
-    if (events & (DX_READ | DX_ERROR))
-        b->pr_block = 0;
-    if (events & (DX_WRITE | DX_ERROR))
-        b->pw_block = 0;
-    if (b->ts && (events & DX_ERROR)) {
-        struct pollfd p = {.fd = b->pair, .events = 0};
-        if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP)) {
-            b->session_over = 1; /* the server closed this client */
-            b->down_dead = 1;
-        }
-    }
-    bridge_step(b);
-}
-
-static void on_linger(dx_loop *loop, dx_timer *t)
-{
-    (void)loop;
-    struct bridge *b = t->data;
-    if (b->handshaking) {
-        say(b->o, !b->client, "tls %s: handshake timed out after %.3g s", b->peer,
-            (double)(b->o->timeout_ms > 0 ? b->o->timeout_ms : HANDSHAKE_DEFAULT_MS) / 1000.0);
-        handshake_over(b);
-        return;
-    }
-    bridge_fail(b, EXIT_IO, "could not send the last bytes and close_notify within %.3g s",
-                (double)(b->o->timeout_ms > 0 ? b->o->timeout_ms : LINGER_DEFAULT_MS) / 1000.0);
-}
-
 /* A client's SNI and the name its server's certificate must carry:
  * --ssl-servername, else the host connected to (relay: TARGET's), none for
  * a Unix socket; written to expected. 0, or -1 after printing. */
@@ -1237,22 +800,10 @@ static int expect_name(const struct options *o, SSL *ssl, const char *peer, char
     return 0;
 }
 
-/* SSL_free, and the verification failure its handshake kept. */
-static void ssl_free(SSL *ssl)
-{
-    if (!ssl)
-        return;
-    struct vfail *vf = SSL_get_ex_data(ssl, vfail_index);
-    if (vf) {
-        X509_free(vf->cert);
-        vf->cert = NULL;
-    }
-    SSL_free(ssl);
-}
 
 /* One session (connect, one-client listen): the handshake here, under the
  * -w deadline, then the session's pumps read and write the socket through
- * the library's TLS (no bridge: session.c attaches t to its endpoint). */
+ * the library's TLS (session.c attaches t to its endpoint). */
 int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *peer_text)
 {
     int server = o->cmd != CMD_CONNECT;
@@ -1273,7 +824,7 @@ int cli_tls_session(dx_loop *loop, const struct options *o, int fd, const char *
     if (!server && expect_name(o, ssl, peer_text, expected, sizeof expected) < 0)
         code = EXIT_USAGE;
     else
-        code = handshake(o, peer_text, ssl, fd, expected);
+        code = handshake(o, 0, peer_text, ssl, fd, expected);
     if (code == 0) {
         report(o, server, peer_text, ssl, expected[0] ? expected : NULL);
         code = cli_session_tls(loop, o, fd, peer_text, t); /* closes fd */
@@ -1328,271 +879,226 @@ void cli_tls_goodbye(dx_tls *t)
 }
 
 
-/* ---- servers: many TLS clients on one loop ----------------------------- */
+
+/* ---- servers and relay: many TLS connections on one loop ---------------- */
 
 /* Handshakes in progress at once on one loop: the owner stops accepting
  * there (cli_tls_server_full) until one ends (its room callback). */
 #define MAX_HANDSHAKES CLI_TLS_MAX_HANDSHAKES
-/* A server's client buffers less than a one-session bridge: there may be
- * thousands (about 2 * 32 KiB plus OpenSSL's own buffers each). */
-#define SERVER_BUFSIZE (32u << 10)
 
 struct cli_tls_server {
     dx_loop *loop;
     const struct options *o;
     cli_tls_ready_cb ready;
     void *data;
-    struct bridge *live;       /* handshaking or bridging */
-    struct bridge *graveyard;  /* released, freed outside callbacks */
+    struct hs *live;           /* handshaking */
+    struct hs *graveyard;      /* released, freed outside callbacks */
     dx_timer reaper;
-    unsigned handshaking, bridging;
+    unsigned handshaking;      /* accepted clients among live */
     void (*room)(void *data);  /* the owner waits for a handshake to end */
     void *room_data;
-    void (*idle)(void *data);  /* the owner waits for the last client to go */
-    void *idle_data;
-    int direct;                /* ready() gets the socket and its dx_tls: no bridge */
 };
 
-/* A handshake ended: an owner that stopped accepting at the cap may go on. */
-static void handshake_ended(struct cli_tls_server *ts)
+/* One handshake in the loop: an accepted client's, or relay's towards a
+ * TLS target (client); then the owner gets the socket and its dx_tls. */
+struct hs {
+    struct cli_tls_server *ts;
+    struct hs *prev, *next;
+    dx_tls *dt;                /* owns ssl */
+    SSL *ssl;
+    int fd;
+    dx_io io;
+    dx_timer deadline;
+    struct vfail vf;
+    int client, released;
+    dx_addr peer_addr;
+    dx_addr local_addr;        /* given at accept (a PROXY header's), else AF_UNSPEC: the socket's */
+    char name[DX_ADDR_STRLEN];
+    char expected[300];        /* client: the name the certificate must carry */
+    cli_tls_connected_cb connected;
+    void *connected_data;
+};
+
+static void free_hs(struct hs *h)
 {
-    ts->handshaking--;
-    if (ts->room && ts->handshaking < MAX_HANDSHAKES) {
+    if (h->dt) {
+        X509_free(h->vf.cert);
+        SSL_set_ex_data(h->ssl, vfail_index, NULL);
+        dx_tls_free(h->dt); /* its SSL */
+    }
+    if (h->fd >= 0)
+        close(h->fd);
+    free(h);
+}
+
+static void reap_hs(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct cli_tls_server *ts = t->data;
+    while (ts->graveyard) {
+        struct hs *h = ts->graveyard;
+        ts->graveyard = h->next;
+        free_hs(h);
+    }
+}
+
+/* Take a handshake off the server's list; freed at the next safe point
+ * (this may run inside one of its own callbacks). An owner that stopped
+ * accepting at the cap may go on. */
+static void hs_release(struct hs *h)
+{
+    struct cli_tls_server *ts = h->ts;
+    if (h->released)
+        return;
+    h->released = 1;
+    dx_io_stop(ts->loop, &h->io);
+    dx_timer_stop(ts->loop, &h->deadline);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        ts->live = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    h->prev = NULL;
+    h->next = ts->graveyard;
+    ts->graveyard = h;
+    dx_timer_start(ts->loop, &ts->reaper, 0, 0);
+    if (!h->client && --ts->handshaking < MAX_HANDSHAKES && ts->room) {
         void (*room)(void *) = ts->room;
         ts->room = NULL;
         room(ts->room_data);
     }
 }
 
-static void free_bridge(struct bridge *b)
-{
-    if (b->dt) {
-        X509_free(b->vf.cert);
-        SSL_set_ex_data(b->ssl, vfail_index, NULL);
-        dx_tls_free(b->dt); /* its SSL */
-    } else {
-        ssl_free(b->ssl);
-    }
-    if (b->tcp >= 0)
-        close(b->tcp);
-    if (b->pair >= 0)
-        close(b->pair);
-    free(b->up.data);
-    free(b->down.data);
-    free(b);
-}
-
-static void reap_bridges(dx_loop *loop, dx_timer *t)
-{
-    (void)loop;
-    struct cli_tls_server *ts = t->data;
-    while (ts->graveyard) {
-        struct bridge *b = ts->graveyard;
-        ts->graveyard = b->next;
-        free_bridge(b);
-    }
-    if (ts->idle && ts->handshaking + ts->bridging == 0)
-        ts->idle(ts->idle_data);
-}
-
-/* Take a client off the server's list; freed at the next safe point (this
- * may run inside one of its own callbacks). */
-static void server_release(struct bridge *b)
-{
-    struct cli_tls_server *ts = b->ts;
-    if (b->released)
-        return;
-    b->released = 1;
-    bridge_stop(b);
-    if (b->handshaking)
-        handshake_ended(ts);
-    else
-        ts->bridging--;
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        ts->live = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    b->prev = NULL;
-    b->next = ts->graveyard;
-    ts->graveyard = b;
-    dx_timer_start(ts->loop, &ts->reaper, 0, 0);
-}
-
 /* A handshake failed (said already): a target's owner learns it (fd -1),
  * then the connection goes. */
-static void handshake_over(struct bridge *b)
+static void hs_failed(struct hs *h)
 {
-    if (b->released)
+    if (h->released)
         return;
-    if (b->client && b->connected)
-        b->connected(b->connected_data, -1);
-    server_release(b);
+    if (h->client)
+        h->connected(h->connected_data, -1, NULL);
+    hs_release(h);
 }
 
-/* The address an accepted client reached: the one given at accept, else
- * its socket's (fd). 1 if known. */
-static int bridge_local(const struct bridge *b, int fd, dx_addr *local)
+/* The handshake is done: the owner gets the socket and its dx_tls, and
+ * reads and writes it through the library's TLS from now on. */
+static void hand_over(struct hs *h)
 {
-    if (b->local_addr.ss.ss_family) {
-        *local = b->local_addr;
-        return 1;
-    }
-    return dx_sock_local(fd, local) == 0;
+    struct cli_tls_server *ts = h->ts;
+    report(ts->o, !h->client, h->name, h->ssl, h->expected[0] ? h->expected : NULL);
+    dx_tls *t = h->dt;
+    int fd = h->fd;
+    SSL_set_ex_data(h->ssl, vfail_index, NULL);
+    X509_free(h->vf.cert);
+    h->vf.cert = NULL;
+    h->dt = NULL;
+    h->ssl = NULL;
+    h->fd = -1;
+    int client = h->client;
+    cli_tls_connected_cb connected = h->connected;
+    void *connected_data = h->connected_data;
+    dx_addr peer = h->peer_addr, local = h->local_addr;
+    int has_local = local.ss.ss_family || dx_sock_local(fd, &local) == 0;
+    hs_release(h); /* freed later */
+    if (client)
+        connected(connected_data, fd, t);
+    else
+        ts->ready(ts->data, fd, &peer, has_local ? &local : NULL, t);
 }
 
-/* The handshake is done: the bridge starts, and the owner gets the other
- * end of the socketpair as if it were the connection (ready() for an
- * accepted client, connected() for a target). */
-/* The handshake is done and the owner serves the client on this loop with
- * a stream: it gets the socket and the dx_tls (no bridge); the rest of the
- * bridge goes. */
-static void hand_over(struct bridge *b)
-{
-    struct cli_tls_server *ts = b->ts;
-    bridge_stop(b); /* the owner's stream watches the socket from now on */
-    report(b->o, 1, b->peer, b->ssl, NULL);
-    dx_tls *t = b->dt;
-    int fd = b->tcp;
-    SSL_set_ex_data(b->ssl, vfail_index, NULL);
-    X509_free(b->vf.cert);
-    b->vf.cert = NULL;
-    b->dt = NULL;
-    b->ssl = NULL;
-    b->tcp = -1;
-    dx_addr peer = b->peer_addr, local;
-    int has_local = bridge_local(b, fd, &local);
-    server_release(b); /* a handshake less; freed later */
-    ts->ready(ts->data, fd, &peer, has_local ? &local : NULL, fd, t);
-}
-
-static void start_bridge(struct bridge *b)
-{
-    struct cli_tls_server *ts = b->ts;
-    int sp[2];
-    if (ts->direct && !b->client) {
-        hand_over(b);
-        return;
-    }
-    dx_timer_stop(b->loop, &b->linger);
-    report(b->o, !b->client, b->peer, b->ssl, b->expected[0] ? b->expected : NULL);
-    b->up.data = malloc(b->bufsize);
-    b->down.data = malloc(b->bufsize);
-    if (!b->up.data || !b->down.data ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
-        say(b->o, 0, "tls %s: %s, closing", b->peer,
-            strerror(b->up.data && b->down.data ? errno : ENOMEM));
-        handshake_over(b);
-        return;
-    }
-    b->handshaking = 0;
-    ts->bridging++;
-    handshake_ended(ts);
-    b->pair = sp[1];
-    dx_io_init(&b->pair_io, sp[1], on_pair, b);
-    if (b->client) {
-        b->connected(b->connected_data, sp[0]);
-    } else {
-        dx_addr local;
-        ts->ready(ts->data, sp[0], &b->peer_addr, bridge_local(b, b->tcp, &local) ? &local : NULL,
-                  b->tcp, NULL);
-    }
-    if (!b->released)
-        bridge_step(b); /* bytes the handshake already read, the first watchers */
-}
-
-/* One step of an accepted client's or a target's handshake, in the loop. */
-static void loop_handshake(struct bridge *b)
+/* One step of a handshake, in the loop. */
+static void hs_step(struct hs *h)
 {
     ERR_clear_error();
     errno = 0;
-    int r = b->client ? SSL_connect(b->ssl) : SSL_accept(b->ssl);
+    int r = h->client ? SSL_connect(h->ssl) : SSL_accept(h->ssl);
     if (r == 1) {
-        start_bridge(b);
+        hand_over(h);
         return;
     }
-    int e = SSL_get_error(b->ssl, r);
+    int e = SSL_get_error(h->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        int rc = dx_io_set(b->loop, &b->tcp_io, e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE);
+        int rc = dx_io_set(h->ts->loop, &h->io, e == SSL_ERROR_WANT_READ ? DX_READ : DX_WRITE);
         if (rc < 0) {
-            say(b->o, 0, "tls %s: event loop: %s", b->peer, dx_strerror(rc));
-            handshake_over(b);
+            say(h->ts->o, 0, "tls %s: event loop: %s", h->name, dx_strerror(rc));
+            hs_failed(h);
         }
         return;
     }
     /* a server's client is one of many (-v); a target's failure is the
      * relay's misconfiguration or the target's: always said */
-    handshake_failed(b->o, !b->client, !b->client, b->peer, b->ssl, r, b->expected);
-    handshake_over(b);
+    handshake_failed(h->ts->o, !h->client, !h->client, h->name, h->ssl, r, h->expected);
+    hs_failed(h);
+}
+
+static void on_hs_io(dx_loop *loop, dx_io *io, int events)
+{
+    (void)loop, (void)events;
+    hs_step(io->data);
+}
+
+static void on_hs_deadline(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct hs *h = t->data;
+    const struct options *o = h->ts->o;
+    say(o, !h->client, "tls %s: handshake timed out after %.3g s", h->name,
+        (double)(o->timeout_ms > 0 ? o->timeout_ms : HANDSHAKE_DEFAULT_MS) / 1000.0);
+    hs_failed(h);
 }
 
 struct cli_tls_server *cli_tls_server_new(dx_loop *loop, const struct options *o,
-                                          cli_tls_ready_cb ready, void *data, int direct)
+                                          cli_tls_ready_cb ready, void *data)
 {
     struct cli_tls_server *ts = calloc(1, sizeof *ts);
     if (!ts)
         return NULL;
-    ts->direct = direct;
     ts->loop = loop;
     ts->o = o;
     ts->ready = ready;
     ts->data = data;
-    dx_timer_init(&ts->reaper, reap_bridges, ts);
+    dx_timer_init(&ts->reaper, reap_hs, ts);
     return ts;
 }
 
 /* A connection of the server's in handshake: from accept (client 0) or
  * towards a target (client 1). NULL after printing, fd closed. */
-static struct bridge *new_conn(struct cli_tls_server *ts, int fd, const char *name, int client)
+static struct hs *new_hs(struct cli_tls_server *ts, int fd, const char *name, int client)
 {
     const struct options *o = ts->o;
-    struct bridge *b = calloc(1, sizeof *b);
-    /* an accepted client's SSL is a libduplex connection's, to be handed
-     * over (direct); a target's stays the bridge's */
+    struct hs *h = calloc(1, sizeof *h);
     int err = 0;
-    dx_tls *dt = b && !client ? dx_tls_new(ts->loop, lib_ctx, fd, NULL, &err) : NULL;
-    SSL *ssl = dt ? dx_tls_native(dt) : b && client ? SSL_new(target_ctx) : NULL;
-    if (!ssl || (!dt && SSL_set_fd(ssl, fd) != 1)) {
-        say(o, 0, "tls %s: %s, closing", name, !b ? strerror(ENOMEM) : err ? dx_strerror(err)
-                                               : ssl_reason("cannot set up the connection"));
-        if (dt)
-            dx_tls_free(dt);
-        else
-            SSL_free(ssl);
-        free(b);
+    dx_tls *dt = h ? dx_tls_new(ts->loop, client ? lib_target_ctx : lib_ctx, fd, NULL, &err) : NULL;
+    if (!dt) {
+        say(o, 0, "tls %s: %s, closing", name, dx_strerror(h ? err : -ENOMEM));
+        free(h);
         close(fd);
         return NULL;
     }
-    b->dt = dt;
-    b->client = client;
-    if (client && expect_name(o, ssl, name, b->expected, sizeof b->expected) < 0) {
-        SSL_free(ssl);
-        free(b);
-        close(fd);
+    h->ts = ts;
+    h->dt = dt;
+    h->ssl = dx_tls_native(dt);
+    h->fd = fd;
+    h->client = client;
+    snprintf(h->name, sizeof h->name, "%s", name);
+    SSL_set_ex_data(h->ssl, vfail_index, &h->vf);
+    if (client && expect_name(o, h->ssl, name, h->expected, sizeof h->expected) < 0) {
+        free_hs(h);
         return NULL;
     }
-    b->loop = ts->loop;
-    b->o = o;
-    b->ts = ts;
-    b->ssl = ssl;
-    SSL_set_ex_data(ssl, vfail_index, &b->vf);
-    b->tcp = fd;
-    b->pair = -1;
-    b->bufsize = SERVER_BUFSIZE;
-    snprintf(b->name, sizeof b->name, "%s", name);
-    b->peer = b->name;
-    b->handshaking = 1;
-    dx_io_init(&b->tcp_io, fd, on_tcp, b);
-    dx_timer_init(&b->linger, on_linger, b);
-    b->next = ts->live;
-    if (b->next)
-        b->next->prev = b;
-    ts->live = b;
-    ts->handshaking++;
-    dx_timer_start(ts->loop, &b->linger,
+    dx_set_nonblock(fd, 1);
+    dx_io_init(&h->io, fd, on_hs_io, h);
+    dx_timer_init(&h->deadline, on_hs_deadline, h);
+    h->next = ts->live;
+    if (h->next)
+        h->next->prev = h;
+    ts->live = h;
+    if (!client)
+        ts->handshaking++;
+    dx_timer_start(ts->loop, &h->deadline,
                    (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : HANDSHAKE_DEFAULT_MS), 0);
-    return b;
+    return h;
 }
 
 void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *peer,
@@ -1603,43 +1109,39 @@ void cli_tls_server_accept(struct cli_tls_server *ts, int fd, const dx_addr *pee
         close(fd);
         return;
     }
-    struct bridge *b = new_conn(ts, fd, name, 0);
-    if (!b)
+    struct hs *h = new_hs(ts, fd, name, 0);
+    if (!h)
         return;
-    b->peer_addr = *peer;
+    h->peer_addr = *peer;
     if (local)
-        b->local_addr = *local;
-    loop_handshake(b);
+        h->local_addr = *local;
+    hs_step(h);
 }
 
 struct cli_tls_conn *cli_tls_server_connect(struct cli_tls_server *ts, int fd, const char *name,
                                             cli_tls_connected_cb connected, void *data)
 {
-    struct bridge *b = new_conn(ts, fd, name, 1);
-    if (!b)
+    struct hs *h = new_hs(ts, fd, name, 1);
+    if (!h) {
+        connected(data, -1, NULL);
         return NULL;
-    b->connected = connected;
-    b->connected_data = data;
-    loop_handshake(b); /* may call connected() already: the caller is ready for it */
-    return b->released || !b->handshaking ? NULL : (struct cli_tls_conn *)b;
+    }
+    h->connected = connected;
+    h->connected_data = data;
+    hs_step(h); /* may call connected() already: the caller is ready for it */
+    return h->released ? NULL : (struct cli_tls_conn *)h;
 }
 
 void cli_tls_conn_cancel(struct cli_tls_conn *c)
 {
-    struct bridge *b = (struct bridge *)c;
-    if (b && b->handshaking && !b->released)
-        server_release(b);
+    struct hs *h = (struct hs *)c;
+    if (h && !h->released)
+        hs_release(h);
 }
 
 unsigned cli_tls_server_live(const struct cli_tls_server *ts)
 {
-    return ts ? ts->handshaking + ts->bridging : 0;
-}
-
-void cli_tls_server_on_idle(struct cli_tls_server *ts, void (*idle)(void *data), void *idle_data)
-{
-    ts->idle = idle;
-    ts->idle_data = idle_data;
+    return ts ? ts->handshaking : 0;
 }
 
 int cli_tls_server_full(struct cli_tls_server *ts, void (*room)(void *data), void *room_data)
@@ -1655,12 +1157,39 @@ void cli_tls_server_free(struct cli_tls_server *ts)
 {
     if (!ts)
         return;
-    ts->idle = NULL; /* the owner is ending: nothing to tell it */
     while (ts->live)
-        server_release(ts->live);
-    reap_bridges(ts->loop, &ts->reaper);
+        hs_release(ts->live);
+    reap_hs(ts->loop, &ts->reaper);
     dx_timer_stop(ts->loop, &ts->reaper);
     free(ts);
+}
+
+/* A thread's or a forked child's own client (--model thread/fork): the
+ * handshake here, blocking under the -w deadline (else 10 s), then t is
+ * the caller's, on its own loop. */
+int cli_tls_accept_one(dx_loop *loop, const struct options *o, int fd, const char *name, dx_tls **out)
+{
+    int err = 0;
+    dx_tls *t = dx_tls_new(loop, lib_ctx, fd, NULL, &err);
+    SSL *ssl = t ? dx_tls_native(t) : NULL;
+    *out = NULL;
+    if (!ssl) {
+        say(o, 1, "tls %s: %s, closing", name, dx_strerror(err));
+        return -1;
+    }
+    struct vfail vf = {0};
+    SSL_set_ex_data(ssl, vfail_index, &vf);
+    dx_set_nonblock(fd, 1);
+    int code = handshake(o, 1, name, ssl, fd, NULL);
+    X509_free(vf.cert);
+    SSL_set_ex_data(ssl, vfail_index, NULL);
+    if (code != 0) {
+        dx_tls_free(t);
+        return -1;
+    }
+    report(o, 1, name, ssl, NULL);
+    *out = t;
+    return 0;
 }
 
 /* ---- duplex bench --ssl ------------------------------------------------- */

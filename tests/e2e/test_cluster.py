@@ -14,6 +14,11 @@ loopback port (no persistence); nodes and clients on 127.0.0.1.
   bounded memory;
 - a silent cut (the node's path to Redis stopped): the node detaches on its
   missing heartbeats, and once back counts the messages of others it missed;
+- rediss:// (a redis-server with TLS only, certificates made by the test):
+  the 3-node exactly-once and the restart tests again over TLS, with a
+  password, and the silent cut; a wrong CA, the system store, or a name the
+  certificate does not carry: never attached (said why, retried), local
+  clients served; Redis back with another CA's certificate: not reattached;
 - usage errors.
 Run: DUPLEX=/abs/build/duplex /usr/bin/python3 -m pytest -q tests/e2e/test_cluster.py"""
 
@@ -30,15 +35,53 @@ import pytest
 from conftest import LISTENING_RE, TIMEOUT, free_port, need, sha, wait_listening
 
 
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, timeout=30,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """Paths (str): ca.pem, redis.pem/.key (for the name localhost only,
+    signed by the CA), other.pem (an unrelated CA), rogue.pem/.key (localhost
+    too, signed by other)."""
+    need("openssl")
+    d = tmp_path_factory.mktemp("redis-certs")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for ca in ("ca", "other"):
+        openssl("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-days", "2",
+                "-subj", f"/CN=duplex test {ca}", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    (d / "redis.ext").write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                                 "extendedKeyUsage=serverAuth\n")
+    openssl("req", *ec, "-keyout", "redis.key", "-out", "redis.csr", "-subj", "/CN=localhost", cwd=d)
+    openssl("x509", "-req", "-in", "redis.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial",
+            "2", "-days", "2", "-extfile", "redis.ext", "-out", "redis.pem", cwd=d)
+    # the same name, from the other CA: a Redis the nodes must not trust
+    openssl("req", *ec, "-keyout", "rogue.key", "-out", "rogue.csr", "-subj", "/CN=localhost", cwd=d)
+    openssl("x509", "-req", "-in", "rogue.csr", "-CA", "other.pem", "-CAkey", "other.key",
+            "-set_serial", "3", "-days", "2", "-extfile", "redis.ext", "-out", "rogue.pem", cwd=d)
+    return {k: str(d / k) for k in ("ca.pem", "other.pem", "redis.pem", "redis.key", "rogue.pem",
+                                    "rogue.key")}
+
+
 @pytest.fixture
-def redis(spawn):
+def redis(spawn, request):
     """start() -> (proc, port): a redis-server on 127.0.0.1 (a free port, or
-    the one given: a restart), no persistence."""
+    the one given: a restart), no persistence; tls=True: TLS only on it,
+    with certs' cert.pem."""
     exe = need("redis-server")
 
-    def start(port=None, extra=()):
+    def start(port=None, extra=(), tls=False, cert="redis"):
         port = port or free_port()
-        p = spawn([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+        if tls:
+            c = request.getfixturevalue("certs")
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", c[f"{cert}.pem"],
+                      "--tls-key-file", c[f"{cert}.key"], "--tls-ca-cert-file", c["ca.pem"],
+                      "--tls-auth-clients", "no"]
+        else:
+            listen = ["--port", str(port)]
+        p = spawn([exe, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly",
                    "no", "--protected-mode", "no", *extra], name=f"redis-server :{port}")
         wait_listening(port, proc=p)
         return p, port
@@ -48,12 +91,19 @@ def redis(spawn):
 
 @pytest.fixture
 def node(start_duplex):
-    """node(redis_port, name, mode='--chat', channel='room', extra=(), cred='') -> (proc, port)."""
+    """node(redis_port, name, mode='--chat', channel='room', extra=(), cred='',
+    tls=None: rediss://localhost trusting the CA file tls, host/query: another
+    name, the URL's query) -> (proc, port)."""
 
-    def start(rport, name, mode="--chat", channel="room", extra=(), cred="", env=None):
-        p = start_duplex(["listen", mode, "--no-stdio", "-v", "--cluster",
-                          f"redis://{cred}127.0.0.1:{rport}/{channel}", "--node-name", name, *extra,
-                          "127.0.0.1", "0"], env=env)
+    def start(rport, name, mode="--chat", channel="room", extra=(), cred="", env=None, tls=None,
+              host=None, query=None):
+        if tls:
+            url = f"rediss://{cred}{host or 'localhost'}:{rport}/{channel}"
+            url += f"?cacert={tls}" if query is None else query
+        else:
+            url = f"redis://{cred}127.0.0.1:{rport}/{channel}"
+        p = start_duplex(["listen", mode, "--no-stdio", "-v", "--cluster", url, "--node-name", name,
+                          *extra, "127.0.0.1", "0"], env=env)
         m = p.wait_err(LISTENING_RE)
         return p, int(m.group(2))
 
@@ -109,11 +159,21 @@ def wait_connected(p, count):
     p.wait_err(rf"connected \({count} now\)")
 
 
-def test_three_nodes_every_line_to_every_other_client_once(redis, node):
-    _, rport = redis()
-    nodes = [node(rport, f"node{i}") for i in range(3)]
+@pytest.fixture(params=["redis", "rediss"])
+def over(request):
+    """The transport to Redis: None (redis://), or the CA file to trust
+    (rediss://localhost, Redis with TLS only)."""
+    return request.getfixturevalue("certs")["ca.pem"] if request.param == "rediss" else None
+
+
+def test_three_nodes_every_line_to_every_other_client_once(redis, node, over):
+    # over TLS, with a password too
+    _, rport = redis(tls=bool(over), extra=("--requirepass", "s3cr@t") if over else ())
+    cred = ":s3cr%40t@" if over else ""
+    nodes = [node(rport, f"node{i}", tls=over, cred=cred) for i in range(3)]
+    where = r"rediss://localhost" if over else r"redis://127\.0\.0\.1"
     for p, _ in nodes:
-        p.wait_err(r"cluster: attached to redis://127\.0\.0\.1:\d+/room as node node\d")
+        p.wait_err(rf"cluster: attached to {where}:\d+/room as node node\d")
     per_node = 40
     clients = []  # (sock, node name, name as the others see it)
     for i, (p, port) in enumerate(nodes):
@@ -204,9 +264,10 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_redis_restarted_mid_run_local_clients_still_served(redis, node):
-    rp, rport = redis()
-    (p1, port1), (p2, port2) = node(rport, "n1", mode="--broker"), node(rport, "n2", mode="--broker")
+def test_redis_restarted_mid_run_local_clients_still_served(redis, node, over):
+    rp, rport = redis(tls=bool(over))
+    (p1, port1), (p2, port2) = (node(rport, "n1", mode="--broker", tls=over),
+                                node(rport, "n2", mode="--broker", tls=over))
     for p in (p1, p2):
         p.wait_err("cluster: attached")
     a, b, c = connect(port1), connect(port1), connect(port2)
@@ -217,7 +278,8 @@ def test_redis_restarted_mid_run_local_clients_still_served(redis, node):
     assert r.pump(lambda: "before" in r.lines[b] and "before" in r.lines[c])
     rp.kill()
     for p in (p1, p2):
-        p.wait_err(r"cluster: detached from redis://127\.0\.0\.1:\d+/room: .*local clients are still served")
+        p.wait_err(r"cluster: detached from rediss?://(127\.0\.0\.1|localhost):\d+/room: .*local "
+                   r"clients are still served")
     # local delivery goes on; what is sent meanwhile is not published
     for i in range(3):  # (a broker publishes what one read gives: one at a time)
         a.sendall(b"during %d\n" % i)
@@ -228,7 +290,7 @@ def test_redis_restarted_mid_run_local_clients_still_served(redis, node):
     before = cpu_seconds(p1.pid)
     p1.wait_err(r"attempt 4 to reach .* failed")
     assert cpu_seconds(p1.pid) - before < 0.2
-    redis(rport)
+    redis(rport, tls=bool(over))
     m = p1.wait_err(r"cluster: reattached to .* after [\d.]+ s detached: (\d+) messages? not published")
     assert m.group(1) == "3"
     p2.wait_err("cluster: reattached")
@@ -262,15 +324,16 @@ def test_redis_down_at_start_then_up(redis, node):
         s.close()
 
 
-def test_silent_cut_detaches_and_counts_missed(redis, node, start_duplex):
-    _, rport = redis()
+def test_silent_cut_detaches_and_counts_missed(redis, node, start_duplex, over):
+    _, rport = redis(tls=bool(over))
     # node 1 reaches Redis through a relay that the test stops (SIGSTOP: no
     # FIN, no RST, the connections just go silent), then replaces
     rel_port = free_port()
     relay = start_duplex(["relay", "-k", f"127.0.0.1:{rel_port}", f"127.0.0.1:{rport}"])
     wait_listening(rel_port, proc=relay)
     # n3, attached directly, witnesses what went through Redis
-    (p1, port1), (p2, port2), (p3, port3) = node(rel_port, "n1"), node(rport, "n2"), node(rport, "n3")
+    (p1, port1), (p2, port2), (p3, port3) = (node(rel_port, "n1", tls=over),
+                                              node(rport, "n2", tls=over), node(rport, "n3", tls=over))
     for p in (p1, p2, p3):
         p.wait_err("cluster: attached")
     x = connect(port1)
@@ -322,12 +385,80 @@ def test_password_from_the_url(redis, node):
         s.close()
 
 
+@pytest.mark.parametrize("why, host, query, reason", [
+    ("another CA", "localhost", "other", r"certificate verify failed: self.signed certificate[^;]*"),
+    ("the system store", "localhost", "", r"certificate verify failed: self.signed certificate[^;]*"),
+    ("a name the certificate lacks", "127.0.0.1", None, r"certificate verify failed: IP address "
+     r"mismatch: certificate is for localhost, not 127\.0\.0\.1"),
+], ids=["other-ca", "system-store", "wrong-name"])
+def test_rediss_certificate_refused_fails_closed(redis, node, certs, why, host, query, reason):
+    """A node that cannot verify Redis's certificate never attaches: it says
+    which address and why, retries with backoff, serves its local clients,
+    and publishes nothing (a verified node on the same Redis hears none of
+    it)."""
+    _, rport = redis(tls=True, extra=("--requirepass", "pw"))
+    good, gport = node(rport, "good", tls=certs["ca.pem"], cred=":pw@")
+    good.wait_err("cluster: attached to rediss://localhost")
+    q = {"other": f"?cacert={certs['other.pem']}", "": ""}.get(query)
+    bad, bport = node(rport, "bad", tls=certs["ca.pem"], cred=":pw@", host=host, query=q)
+    where = rf"rediss://{re.escape(host)}:{rport}/room"
+    bad.wait_err(rf"cluster: cannot reach {where}: (publisher|subscriber): TLS: Redis's "
+                 rf"certificate refused: {reason}; local clients are served, retrying")
+    bad.wait_err(rf"attempt 2 to reach {where} failed: .*certificate refused")
+    a, b = connect(bport), connect(bport)
+    g = connect(gport)
+    r = Reader([a, b, g])
+    wait_connected(bad, 2)
+    wait_connected(good, 1)
+    a.sendall(b"local only\n")
+    assert r.pump(lambda: any(line.endswith("] local only") for line in r.lines[b]))
+    bad.wait_err(r"attempt 3 to reach")
+    assert "cluster: attached" not in bad.err and "reattached" not in bad.err
+    assert not any("local only" in line for line in r.lines[g])
+    for s in (a, b, g):
+        s.close()
+
+
+def test_rediss_restarted_with_an_untrusted_certificate_stays_detached(redis, node, certs):
+    """Redis comes back on its address with a certificate of another CA: the
+    node that was attached does not reattach, and says why even without -v
+    (the first refusal of a gap), then retries; the real one back, it
+    reattaches and counts what it could not publish."""
+    rp, rport = redis(tls=True)
+    p1, port1 = node(rport, "n1", mode="--broker", tls=certs["ca.pem"])
+    p1.wait_err("cluster: attached")
+    a, b = connect(port1), connect(port1)
+    r = Reader([a, b])
+    wait_connected(p1, 2)
+    rp.kill()
+    p1.wait_err("cluster: detached from")
+    rogue, _ = redis(rport, tls=True, cert="rogue")
+    p1.wait_err(rf"cluster: cannot reach rediss://localhost:{rport}/room: (publisher|subscriber): "
+                r"TLS: Redis's certificate refused: certificate verify failed: [^;]+; local clients "
+                r"are served, retrying")
+    a.sendall(b"while rogue\n")
+    assert r.pump(lambda: "while rogue" in r.lines[b])
+    p1.wait_err(r"attempt \d+ to reach .* failed: .*certificate refused.*\n(.|\n)*"
+                r"attempt \d+ to reach .* failed: .*certificate refused")
+    assert "reattached" not in p1.err
+    rogue.kill()
+    rogue.wait()
+    redis(rport, tls=True)
+    m = p1.wait_err(r"cluster: reattached to .* detached: (\d+) messages? not published", timeout=15)
+    assert m.group(1) == "1"
+    for s in (a, b):
+        s.close()
+
+
 @pytest.mark.parametrize("args, pattern", [
     (["listen", "-k", "--cluster", "redis://127.0.0.1:1/c", "0"], "needs listen --broker or --chat"),
     (["listen", "--chat", "--cluster", "http://127.0.0.1/c", "0"], r"expected redis://"),
     (["listen", "--chat", "--cluster", "redis://127.0.0.1:6379", "0"], "no channel"),
     (["listen", "--chat", "--cluster", "redis://127.0.0.1:99999/c", "0"], "port"),
-    (["listen", "--chat", "--cluster", "rediss://127.0.0.1/c", "0"], "no TLS"),
+    (["listen", "--chat", "--cluster", "redis://127.0.0.1/c?cacert=/ca.pem", "0"], "rediss://"),
+    (["listen", "--chat", "--cluster", "rediss://127.0.0.1/c?ca=/ca.pem", "0"], r"\?cacert=PATH"),
+    (["listen", "--chat", "--cluster", "rediss://127.0.0.1/c?cacert=/no/such/ca.pem", "0"],
+     r"\?cacert=/no/such/ca\.pem: No such file"),
     # %00 would cut the C string short (fuzz_cluster found it): refused, never joined as "c"
     (["listen", "--chat", "--cluster", "redis://127.0.0.1/c%00x", "0"], "channel .* malformed %XX"),
     (["listen", "--chat", "--cluster", "redis://:pa%00ss@127.0.0.1/c", "0"], "password .* malformed %XX"),

@@ -114,8 +114,8 @@ def test_unknown_option_alone(run_duplex):
 @pytest.mark.parametrize("args", [
     [],
     ["connect"],
-    ["connect", "127.0.0.1"],
-    ["127.0.0.1"],
+    ["connect", "8080"],     # a PORT without its HOST (a HOST alone: ncat's port 31337)
+    ["127.0.0.1:"],
     ["connect", "-w"],
 ])
 def test_missing_arguments(args, run_duplex):

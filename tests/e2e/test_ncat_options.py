@@ -1,8 +1,8 @@
 """ncat's command lines on duplex (issue 12): options that imply others,
-time units, the default listen port, --max-conns 0, host names in access
-lists. Where ncat and duplex both take a command line, the same line runs
-against both and what they do is compared (ncat 7.93; tests needing it skip
-when it is not installed)."""
+time units, the default port (31337) of listen and connect, --max-conns 0,
+host names in access lists. Where ncat and duplex both take a command line,
+the same line runs against both and what they do is compared (ncat 7.93;
+tests needing it skip when it is not installed)."""
 
 import re
 import socket
@@ -818,6 +818,83 @@ def test_broker_recv_only(spawn, duplex, tool):
     finally:
         a.close()
         b.close()
+
+
+# ------------------------------------------ connect with no port: 31337 --
+
+
+def listener_31337(host):
+    """The test's own listener on HOST port 31337, or a skip when taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the last test's TIME_WAIT
+    try:
+        s.bind((host, 31337))
+    except OSError:
+        s.close()
+        pytest.skip(f"port 31337 of {host} is in use here")
+    s.listen(1)
+    s.settimeout(TIMEOUT)
+    return s
+
+
+@pytest.mark.parametrize("tool,args", [
+    ("ncat", ["127.0.0.1"]), ("duplex", ["127.0.0.1"]), ("duplex", ["connect", "127.0.0.1"]),
+    ("ncat", ["::1"]), ("duplex", ["::1"]), ("duplex", ["connect", "[::1]"]),
+    ("ncat", ["-z", "127.0.0.1"]), ("duplex", ["-z", "127.0.0.1"]),
+], ids=lambda v: v if isinstance(v, str) else " ".join(v))
+def test_connect_without_port_takes_31337(spawn, duplex, tool, args):
+    """`HOST` alone (ncat HOST, duplex HOST, duplex connect HOST): both
+    connect to port 31337, send stdin there and exit 0; `-z HOST` probes
+    31337 and exits 0."""
+    host = args[-1].strip("[]")
+    srv = listener_31337(host)
+    try:
+        cmd = [need("ncat")] if tool == "ncat" else [duplex]
+        probe = "-z" in args
+        p = spawn([*cmd, *args], stdin=subprocess.DEVNULL if probe else b"to 31337\n",
+                  name=f"{tool} {' '.join(args)}")
+        conn, _ = srv.accept()
+        conn.settimeout(TIMEOUT)
+        got = b""
+        while True:  # to its end: the client closes first (no TIME_WAIT left on 31337)
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        conn.close()
+        assert p.wait(TIMEOUT) == 0, p.err
+        assert got == (b"" if probe else b"to 31337\n")
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("tool", ["ncat", "duplex"])
+@pytest.mark.parametrize("arg", ["8080", "127.0.0.1:"])
+def test_connect_host_missing_or_port_cut_is_refused(spawn, duplex, tool, arg):
+    """A number alone is a PORT without its HOST, and `HOST:` has an empty
+    port: ncat and duplex both refuse them (exit 2), connecting nowhere;
+    duplex says what to write."""
+    rc, _, err = run_tool(spawn, tool, duplex, [arg])
+    assert rc == 2, err
+    if tool == "duplex":
+        assert {"8080": "connect needs a HOST before PORT 8080 (duplex connect HOST 8080)",
+                "127.0.0.1:": "connect needs a PORT after '127.0.0.1:' (without the colon: "
+                              "ncat's port 31337)"}[arg] in err, err
+
+
+@pytest.mark.parametrize("arg,msg", [
+    ("::1:8080", "did you mean [::1]:8080?"),
+    ("./x.sock", "a Unix socket? duplex connect -U ./x.sock"),
+    ("[::1", "connect needs a PORT after HOST"),
+    ("a b", "connect needs a PORT after HOST"),
+])
+def test_connect_host_alone_that_looks_wrong_stays_an_error(run_duplex, arg, msg):
+    """What is no host name or address is not connected to port 31337: the
+    old messages, with their hints, exit 2."""
+    for args in ([arg], ["connect", arg]):
+        rc, _, err = run_duplex(args)
+        assert rc == 2 and msg in err, err
 
 
 @pytest.mark.parametrize("tool", ["ncat", "duplex"])

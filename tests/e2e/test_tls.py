@@ -470,8 +470,7 @@ def test_through_a_socks5_proxy(start_listener, start_duplex, spawn, certs):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["listen", "--ssl", "-k", "--model", "fork", "--echo", "0"], "not with --model iterative or fork"),
-    (["listen", "--ssl", "-k", "--model", "iterative", "0"], "not with --model iterative or fork"),
+    (["listen", "--ssl", "-k", "--model", "iterative", "0"], "not with --model iterative"),
     (["connect", "--ssl", "-u", "127.0.0.1", "9"], "not with -u (UDP)"),
     (["relay", "--ssl", "--ssl-no-verify", "0", "127.0.0.1:9"], "are for connect"),
     (["connect", "--ssl", "-z", "127.0.0.1", "9"], "not with -z"),
@@ -589,7 +588,7 @@ def test_half_close_reaches_exec_child_and_reply_follows(start_listener, run_dup
 
 def test_exec_over_tls_sees_both_tcp_addresses(start_listener, certs):
     """--sh-exec over --ssl: the child's environment names the TCP
-    connection's two ends (not the bridge's socketpair), in duplex's and
+    connection's two ends (not its socketpair's), in duplex's and
     ncat's names."""
     p, port = tls_listener(start_listener, certs, "-k", "--sh-exec",
                            'echo "$DUPLEX_PEER_ADDR $DUPLEX_PEER_PORT $DUPLEX_LOCAL_ADDR '
@@ -794,8 +793,8 @@ def test_broker_tls_client_not_reading_is_dropped(start_listener, start_duplex, 
 
 
 def test_model_thread_over_tls(start_listener, certs):
-    """--model thread --ssl: the handshake and the bridge in the loop, each
-    client's echo in its own thread; 1 MiB each for 4 clients at once."""
+    """--model thread --ssl: each client's handshake and echo in its own
+    thread (on a loop of its own); 1 MiB each for 4 clients at once."""
     p, port = tls_listener(start_listener, certs, "-k", "--echo", "--model", "thread")
     conns = [tls_client(certs, port) for _ in range(4)]
     data = [os.urandom(MiB) for _ in conns]
@@ -906,14 +905,14 @@ def test_curl_https_through_relay_to_plain_http(start_listener, start_duplex, sp
     assert relay.wait() == 0, relay.err
 
 
-def test_relay_ssl_one_client_ends_after_its_bridge(start_listener, start_duplex, spawn, duplex,
-                                                    certs):
+def test_relay_ssl_one_client_ends_when_it_is_served(start_listener, start_duplex, spawn, duplex,
+                                                     certs):
     """relay --ssl without -k exits once its one client is done, also when
-    the TLS bridge outlives the plain connection: here the target's bytes
-    are all passed on (the connection over, said with -v) while the client
-    has not read them yet. The relay used to check for its end only when
-    the connection closed, and ran on forever (test_curl_https_through_relay
-    _to_plain_http hung so under two CPU hogs)."""
+    the target's bytes are all passed on (the connection over, said with -v)
+    before the client has read them. With the socketpair bridge (before
+    9ed1dfc) the relay checked for its end only when the plain connection
+    closed and ran on forever if the bridge was still flushing
+    (test_curl_https_through_relay_to_plain_http hung so under CPU hogs)."""
     data = seeded_bytes(512 << 10, 16)
     h, hport = start_listener([], stdin=data)
     relay = start_duplex(["relay", "-v", "--ssl", *server_args(certs), "127.0.0.1:0",
@@ -1324,3 +1323,178 @@ def test_pin_over_a_unix_socket_needs_no_servername(start_duplex, run_duplex, ce
     assert rc == 0, err
     assert out == b"unix"
     assert s.wait() == 0 and s.out == b"hi"
+
+
+# ------------------------- every path on libduplex's TLS: no socketpair bridge --
+
+
+def unix_sockets(pid):
+    """How many of pid's descriptors are Unix sockets (a socketpair bridge
+    would add two per TLS connection)."""
+    inodes = {line.split()[6] for line in open("/proc/net/unix").read().splitlines()[1:]
+              if len(line.split()) >= 7}
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            n += 1
+    return n
+
+
+def echo_through(conn, data, chunk=64 << 10):
+    """Send data in chunks to an echo behind conn, reading each back; the
+    SHA-256 of what came back."""
+    back = bytearray()
+    for k in range(0, len(data), chunk):
+        conn.sendall(data[k:k + chunk])
+        back += recv_exactly(conn, len(data[k:k + chunk]))
+    return sha(bytes(back))
+
+
+def test_relay_tls_both_sides_3mib_no_socketpair(start_listener, start_duplex, certs):
+    """relay -k --ssl --ssl-target: 3 MiB of random data to a TLS echo and
+    back, intact by hash, and the relay's pumps read and write the two TLS
+    sockets themselves: during the transfer it holds no Unix socket more
+    than before (the old bridge held two per side), then a clean
+    close_notify."""
+    e, eport = tls_listener(start_listener, certs, "-k", "--echo")
+    r, port = start_relay(start_duplex, f"localhost:{eport}", "-k", "--ssl", "--ssl-target",
+                          *server_args(certs), "--ssl-trustfile", certs["ca.pem"])
+    base = unix_sockets(r.pid)
+    c = tls_client(certs, port)
+    data = os.urandom(3 * MiB)
+    assert echo_through(c, data[:MiB]) == sha(data[:MiB])
+    assert unix_sockets(r.pid) == base, "the relay holds a socketpair for its TLS connection"
+    assert echo_through(c, data[MiB:]) == sha(data[MiB:])
+    c.unwrap()  # our close_notify; the relay's comes back through both hops
+    c.close()
+    assert r.poll() is None
+
+
+def test_relay_tls_both_sides_balanced_over_two_targets(start_listener, start_duplex, certs):
+    """relay --balance roundrobin --ssl --ssl-target over two TLS echo
+    targets: clients alternate between them, each one's bytes intact."""
+    targets = [tls_listener(start_listener, certs, "-v", "-k", "--echo") for _ in range(2)]
+    r, port = start_relay(start_duplex, ",".join(f"127.0.0.1:{t[1]}" for t in targets), "-k",
+                          "--balance", "roundrobin", "--ssl", "--ssl-target", *server_args(certs),
+                          "--ssl-trustfile", certs["ca.pem"], "--ssl-servername", "localhost")
+    for i in range(4):
+        c = tls_client(certs, port)
+        data = os.urandom(256 << 10)
+        assert echo_through(c, data) == sha(data)
+        c.unwrap()
+        c.close()
+    for t, _ in targets:
+        t.wait_err(r"connected \(1 now\)")
+
+
+def test_relay_send_proxy_then_tls_to_target(start_listener, start_duplex, certs):
+    """relay --send-proxy --ssl --ssl-target: the PROXY header goes plain
+    before the target's handshake, the target (listen --ssl --accept-proxy)
+    takes it and speaks TLS after it; the client's TLS ends at the relay."""
+    e, eport = tls_listener(start_listener, certs, "-v", "-k", "--echo", "--accept-proxy")
+    r, port = start_relay(start_duplex, f"localhost:{eport}", "-k", "--send-proxy", "--ssl",
+                          "--ssl-target", *server_args(certs), "--ssl-trustfile", certs["ca.pem"])
+    c = tls_client(certs, port)
+    data = os.urandom(MiB)
+    assert echo_through(c, data) == sha(data)
+    e.wait_err(r"PROXY v1 header: client 127\.0\.0\.1:%d$" % c.getsockname()[1])
+    c.unwrap()
+    c.close()
+
+
+@pytest.mark.parametrize("model", ["thread", "fork"])
+def test_model_echo_over_tls_3mib_each(start_listener, certs, model):
+    """--model thread/fork --ssl: each thread or child runs its client's
+    handshake and a TLS echo on a loop of its own; 3 clients at once, 1 MiB
+    each intact, each ended with a clean close_notify."""
+    p, port = tls_listener(start_listener, certs, "-k", "--echo", "--model", model)
+    conns = [tls_client(certs, port) for _ in range(3)]
+    data = [os.urandom(MiB) for _ in conns]
+    back = [bytearray() for _ in conns]
+    for k in range(0, MiB, 64 << 10):
+        for c, d, b in zip(conns, data, back):
+            c.sendall(d[k:k + (64 << 10)])
+        for c, d, b in zip(conns, data, back):
+            b += recv_exactly(c, 64 << 10)
+    for c, d, b in zip(conns, data, back):
+        assert sha(bytes(b)) == sha(d)
+        c.unwrap()  # raises unless the server's close_notify comes back
+        c.close()
+    assert p.poll() is None
+
+
+def test_model_fork_tls_without_k_exits_after_its_client(start_listener, run_duplex, certs):
+    """listen --ssl --model fork (no -k): one client served by a child, then
+    the server exits 0; duplex connect --ssl exits 0 on a clean close_notify."""
+    p, port = tls_listener(start_listener, certs, "--echo", "--model", "fork")
+    data = os.urandom(MiB)
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               "localhost", port], stdin=data, timeout=30)
+    assert rc == 0, err
+    assert sha(out) == sha(data)
+    assert p.wait() == 0, p.err
+
+
+def test_exec_over_tls_3mib_both_ways(start_listener, certs):
+    """listen --exec cat --ssl: the program's socketpair and the TLS socket
+    pumped both ways by the server; 3 MiB intact, then the client's
+    close_notify ends cat and the server's close_notify follows."""
+    p, port = tls_listener(start_listener, certs, "-k", "--exec", "cat")
+    c = tls_client(certs, port)
+    data = os.urandom(3 * MiB)
+    assert echo_through(c, data) == sha(data)
+    c.unwrap()
+    c.close()
+    assert p.poll() is None
+
+
+@pytest.mark.parametrize("path", ["exec", "thread", "fork", "relay"])
+def test_client_certificate_check_fails_closed_on_each_path(start_listener, start_duplex,
+                                                             run_duplex, certs, path):
+    """--ssl-verify on every path that takes TLS clients: a client without a
+    certificate is refused with the reason (-v), and nothing is served to it
+    (no program run, no echo, no connection to the target); a client with a
+    certificate from the CA gets through."""
+    verify = ["-v", "--ssl-verify", "--ssl-trustfile", certs["ca.pem"]]
+    if path == "relay":
+        e, eport = start_listener(["-k", "--echo"])
+        p, port = relay_ssl(start_duplex, certs, f"127.0.0.1:{eport}", "-k", *verify)
+    else:
+        mode = (["--sh-exec", "echo ran; cat"] if path == "exec"
+                else ["--echo", "--model", path])
+        p, port = tls_listener(start_listener, certs, "-k", *mode, *verify)
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               "localhost", port], stdin=b"let me in")
+    assert rc == 4, err
+    assert "the server wants a client certificate" in err, err
+    assert out == b""
+    p.wait_err(r"handshake failed: peer did not return a certificate")
+    refused = p.err
+    assert "running process" not in refused and "connecting to" not in refused, refused
+    rc, out, err = run_duplex(["connect", "--ssl", "--ssl-trustfile", certs["ca.pem"],
+                               *server_args(certs, "client"), "localhost", port], stdin=b"me")
+    assert rc == 0, err
+    assert out == (b"ran\nme" if path == "exec" else b"me")
+
+
+def test_exec_over_tls_program_exit_closes_idle_client(start_listener, certs):
+    """listen --sh-exec 'echo hi' --ssl: the program writes and exits without
+    reading; its client (which sends nothing) gets the line and close_notify, and the server lets
+    the connection go (socket and socketpair closed) though the client keeps
+    it open and sends nothing, as a plain --exec client's socket closes
+    with its program."""
+    p, port = tls_listener(start_listener, certs, "-k", "--sh-exec", "echo hi")
+    c = tls_client(certs, port)
+    assert recv_exactly(c, 3) == b"hi\n"
+    c.settimeout(TIMEOUT)
+    assert c.recv(10) == b""  # close_notify
+    base = fds_of(p.pid)
+    c2 = tls_client(certs, port)
+    assert recv_all(c2) == b"hi\n"
+    wait_for_fds(p.pid, base)  # c and c2 still open on our side
+    c.close()
+    c2.close()

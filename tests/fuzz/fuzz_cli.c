@@ -78,13 +78,13 @@ static void check_options(const struct options *o)
     if (o->unix_path && o->cmd != CMD_RELAY) /* relay takes no -U; its unix:PATH ignores -s */
         CHECK(o->family == AF_UNSPEC && (!o->source_addr || (o->udp && o->cmd == CMD_CONNECT)));
     if (o->udp) {
-        /* listen -u -k and --exec: a table of peers, always bounded and aged */
+        /* listen -u -k and --exec, relay -u: a table of peers, always bounded and aged */
         CHECK(!o->has_send_oob && !o->oob_inline && !o->hex_dump && !o->output);
         CHECK(!o->unix_path || !o->zero_io);
         CHECK(!o->zero_io || o->cmd == CMD_CONNECT);
         CHECK(!o->crlf || (o->mode == MODE_STDIO && !o->zero_io));
         CHECK(o->mode == MODE_STDIO || o->mode == MODE_EXEC); /* connect -u --exec: the program has the socket */
-        if (o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC))
+        if (o->cmd == CMD_RELAY || (o->cmd == CMD_LISTEN && (o->keep_listening || o->mode == MODE_EXEC)))
             CHECK(o->max_conns > 0 && o->idle_timeout_ms > 0);
         else
             CHECK(!o->max_conns && !o->idle_timeout_ms && !o->keep_listening);
@@ -127,9 +127,12 @@ static void check_options(const struct options *o)
             CHECK(valid_port(o->port));
         break;
     case CMD_RELAY:
-        CHECK(!o->zero_io && o->mode == MODE_STDIO && !o->udp);
-        /* a bare listen PORT > 65535 was once taken: tests/fuzz/regressions/fuzz_cli/ */
-        CHECK(o->unix_path || valid_port(o->port));
+        CHECK(!o->zero_io && o->mode == MODE_STDIO);
+        /* relay -u: IP addresses and one target; --inetd: stream sockets only */
+        CHECK(!o->udp || (!o->unix_path && !o->target_unix && o->ntargets == 1 && !o->inetd));
+        /* a bare listen PORT > 65535 was once taken: tests/fuzz/regressions/fuzz_cli/;
+         * relay --inetd has no LISTEN (the client is stdin) */
+        CHECK(o->inetd ? !o->port && !o->unix_path : o->unix_path || valid_port(o->port));
         CHECK(o->target_unix || (o->target_host && valid_port(o->target_port)));
         break;
     default:

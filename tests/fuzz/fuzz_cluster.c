@@ -4,7 +4,8 @@
  * payload inside the input that ends it, none for a heartbeat, and a head
  * that cli_cluster_frame_head writes back byte for byte (so nothing but
  * the canonical form is taken). The input as text also goes through the
- * --cluster URL parser, whose fields must be NUL-terminated within bounds. */
+ * --cluster URL parser, whose fields must be NUL-terminated within bounds,
+ * rediss:// set for TLS only and ?cacert= taken only with it. */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -41,6 +42,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(memchr(u.channel, 0, sizeof u.channel) && u.channel[0]);
         CHECK(memchr(u.user, 0, sizeof u.user) && memchr(u.pass, 0, sizeof u.pass));
         CHECK(atoi(u.port) >= 1 && atoi(u.port) <= 65535);
+        CHECK(memchr(u.cacert, 0, sizeof u.cacert));
+        CHECK(u.tls == (strncmp(text, "rediss://", 9) == 0));
+        CHECK(u.tls || !u.cacert[0]);
     } else {
         CHECK(why != NULL);
     }

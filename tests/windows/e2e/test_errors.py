@@ -26,7 +26,7 @@ def test_version_and_help(run_exe):
 @pytest.mark.parametrize("args, text", [
     (["connect", "--bogus", "127.0.0.1", "80"], "unknown option '--bogus'"),
     (["connect", "127.0.0.1", "99999"], "99999"),
-    (["connect", "127.0.0.1"], "usage"),
+    (["connect", "8080"], "usage"),  # a PORT without its HOST (HOST alone: port 31337)
     (["listen", "-k", "--max-conns", "0", "127.0.0.1", "0"], "--max-conns"),
 ])
 def test_bad_usage_exits_2(run_exe, args, text):

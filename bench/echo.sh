@@ -34,8 +34,8 @@ REPEAT=${BENCH_REPEAT:-1}
 SERVER_CPU=0
 CLIENT_CPU=1
 
-for f in "$B/anchor_epoll" "$B/anchor_libuv" "$B/anchor_libevent"; do
-    [ -x "$f" ] || { echo "echo.sh: $f missing: run make -C bench" >&2; exit 2; }
+for s in $SERVERS; do # the anchors asked for (libuv's and libevent's need their -dev packages)
+    case $s in anchor_*) [ -x "$B/$s" ] || { echo "echo.sh: $B/$s missing: run make -C bench" >&2; exit 2; } ;; esac
 done
 
 WORK=$(mktemp -d /tmp/duplex-bench.XXXXXX)

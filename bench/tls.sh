@@ -7,16 +7,19 @@
 #  - memory: IDLE clients hold a finished TLS handshake each (a Python script); the
 #    terminator's PSS growth per client (its processes summed: socat forks one per client)
 #  - echo over TLS: duplex listen -k --echo --ssl against ncat --ssl --exec cat and socat
-#    OPENSSL-LISTEN,fork EXEC:cat, with `duplex bench echo --ssl` (and connrate: TLS connects/s)
-# Writes bench/results/tls-<date>.md. Environment: RUNS (3), SIZE (MiB, 1024), IDLE (500: ncat
-# stops at select()'s 1024 descriptors, two per client).
+#    OPENSSL-LISTEN,fork EXEC:cat, with `duplex bench echo --ssl` (and connrate: TLS connects/s);
+#    ECHO_RUNS rounds, each server once per round in turn (load that drifts during the run falls
+#    on all of them), medians; with the server's CPU time per message (what load on a shared
+#    machine moves least)
+# Writes bench/results/tls-<date>.md (or OUT). Environment: RUNS (3), ECHO_RUNS (RUNS), SIZE (MiB, 1024),
+# IDLE (500: ncat stops at select()'s 1024 descriptors, two per client).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 DUPLEX=$(realpath "$1")
 RUNS=${RUNS:-3}
 SIZE=${SIZE:-1024}
 IDLE=${IDLE:-500}
-OUT="$HERE/results/tls-$(date +%F).md"
+OUT=${OUT:-"$HERE/results/tls-$(date +%F).md"}
 WORK=$(mktemp -d)
 PIDS=()
 . "$HERE/lib.sh"
@@ -157,27 +160,54 @@ start_echo() { # KIND PORT: sets TPID
     PIDS+=("$TPID")
     wait_listen "$2"
 }
-bench_json() { # MODE CONNS PORT -> "msgs/s p99-us"
-    taskset -c 1 "$DUPLEX" bench "$1" --ssl -c "$2" -d "$ECHO_SECS" -w 1 --json 127.0.0.1 "$3" 2>/dev/null |
-        python3 -c 'import json,sys
+bench_json() { # MODE CONNS PORT -> "msgs/s p99-us server-CPU-us-per-msg" (TPID: the server)
+    local c0 c1
+    c0=$(cpu_tree "$TPID")
+    taskset -c 1 "$DUPLEX" bench "$1" --ssl -c "$2" -d "$ECHO_SECS" -w 1 --json 127.0.0.1 "$3" \
+        2>/dev/null > "$WORK/bench.json"
+    c1=$(cpu_tree "$TPID")
+    # CPU over the client's whole run (handshakes and warm-up too) / the messages of warm-up
+    # and window at the measured rate
+    python3 -c 'import json, sys
 try:
-    d = json.loads(sys.stdin.read()); print(round(d["msgs_per_s"]), round(d["p99_us"]))
+    d = json.load(open(sys.argv[1])); r = d["msgs_per_s"]
+    ticks, hz, secs = int(sys.argv[3]) - int(sys.argv[2]), int(sys.argv[4]), float(sys.argv[5]) + 1
+    print(round(r), round(d["p99_us"]), "%.1f" % (ticks * 1e6 / hz / (r * secs)) if r > 0 else "-")
 except Exception:
-    print("0 -")'
+    print("0 - -")' "$WORK/bench.json" "$c0" "$c1" "$(getconf CLK_TCK)" "$ECHO_SECS"
 }
 # anchor_tls (bench/anchor_tls.c, `make -C bench`): OpenSSL on epoll by hand, no bridge: the floor
 ECHO_KINDS=${ECHO_KINDS:-"duplex anchor_tls ncat socat"}
 [ -x "$HERE/build/anchor_tls" ] || ECHO_KINDS=${ECHO_KINDS/anchor_tls/}
-declare -A ECHO CONNRATE
+ECHO_RUNS=${ECHO_RUNS:-$RUNS}
+kinds=
 for k in $ECHO_KINDS; do
     command -v "$k" > /dev/null || [ "$k" = duplex ] || [ "$k" = anchor_tls ] || continue
-    for n in $ECHO_CONNS; do
-        port=$(free_port)
-        start_echo "$k" "$port"
-        ECHO[$k,$n]=$(bench_json echo "$n" "$port")
-        stop "$TPID"
-        echo "tls.sh: echo $k $n: ${ECHO[$k,$n]}" >&2
+    kinds="$kinds $k"
+done
+ECHO_KINDS=$kinds
+declare -A ECHO CONNRATE RUNS_OF
+for n in $ECHO_CONNS; do
+    for r in $(seq "$ECHO_RUNS"); do
+        for k in $ECHO_KINDS; do
+            port=$(free_port)
+            start_echo "$k" "$port"
+            one=$(bench_json echo "$n" "$port")
+            stop "$TPID"
+            RUNS_OF[$k,$n]="${RUNS_OF[$k,$n]:-} ${one// //}" # msgs/p99/cpu
+            echo "tls.sh: echo $k $n (round $r): $one" >&2
+        done
     done
+    for k in $ECHO_KINDS; do # medians of each column
+        m=() p=() c=()
+        for t in ${RUNS_OF[$k,$n]}; do
+            IFS=/ read -r a b d <<< "$t"
+            m+=("$a") p+=("$b") c+=("$d")
+        done
+        ECHO[$k,$n]="$(median "${m[@]}") $(median "${p[@]}") $(median "${c[@]}")"
+    done
+done
+for k in $ECHO_KINDS; do
     port=$(free_port)
     start_echo "$k" "$port"
     CONNRATE[$k]=$(bench_json connrate 20 "$port")
@@ -210,8 +240,9 @@ done
     done
     echo
     echo "Echo over TLS, 64-byte messages: \`duplex bench echo --ssl\` on CPU 1, the server on CPU 0,"
-    echo "${ECHO_SECS} s after 1 s of warm-up; messages/s (p99 µs). Connects/s: \`duplex bench connrate --ssl -c 20\`"
-    echo "(connect, TLS handshake, one byte echoed, close)."
+    echo "${ECHO_SECS} s after 1 s of warm-up; medians of $ECHO_RUNS rounds (each server once per round, in"
+    echo "turn): messages/s (ratio to duplex) [p99 µs] {server CPU µs per message, handshakes included}."
+    echo "Connects/s: \`duplex bench connrate --ssl -c 20\` (connect, TLS handshake, one byte echoed, close)."
     echo
     printf "| server |"; for n in $ECHO_CONNS; do printf " %s conns |" "$n"; done; echo " TLS connects/s |"
     printf "|---|"; for n in $ECHO_CONNS; do printf -- "---:|"; done; echo "---:|"
@@ -220,10 +251,16 @@ done
         printf "| %s |" "$k"
         for n in $ECHO_CONNS; do
             set -- ${ECHO[$k,$n]}
-            ratio=$(awk -v a="$1" -v b="$(echo ${ECHO[duplex,$n]} | cut -d' ' -f1)" 'BEGIN { if (b > 0 && a != b) printf " (%.2fx)", a / b }')
-            printf " %s%s (%s) |" "$1" "$ratio" "$2"
+            ratio=$(awk -v a="$1" -v b="$(echo ${ECHO[duplex,$n]} | cut -d' ' -f1)" 'BEGIN { if (b > 0) printf " (%.2fx)", a / b }')
+            printf " %s%s [%s] {%s} |" "$1" "$ratio" "$2" "$3"
         done
         set -- ${CONNRATE[$k]}
         echo " $1 |"
+    done
+    echo
+    echo "Each round (messages/s / p99 µs / server CPU µs per message):"
+    echo
+    for n in $ECHO_CONNS; do
+        for k in $ECHO_KINDS; do echo "- $n conns, $k:${RUNS_OF[$k,$n]}"; done
     done
 } | tee "$OUT"

@@ -1,6 +1,6 @@
-/* backend_poll.c: the portable multiplexer, poll(2) over a dense pollfd array.
- * Quirks: removal swaps the last slot into the hole, so an fd -> slot map is
- * kept; POLLNVAL (fd closed while watched) is reported as an error. */
+/* backend_poll.c: the portable multiplexer, poll(2) over a dense pollfd array
+ * (pollset.c). Quirk: POLLNVAL (fd closed while watched) is reported as an
+ * error. */
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 
@@ -9,16 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct poll_state {
-    struct pollfd *pfds;
-    int npfds, cap;
-    int *slot;  /* fd -> index in pfds, or -1 */
-    int nslot;
-};
-
 static int poll_init(dx_loop *loop)
 {
-    struct poll_state *st = calloc(1, sizeof *st);
+    struct dx__pollset *st = calloc(1, sizeof *st);
     if (!st)
         return -ENOMEM;
     loop->backend_data = st;
@@ -27,9 +20,8 @@ static int poll_init(dx_loop *loop)
 
 static void poll_fini(dx_loop *loop)
 {
-    struct poll_state *st = loop->backend_data;
-    free(st->pfds);
-    free(st->slot);
+    struct dx__pollset *st = loop->backend_data;
+    dx__pollset_free(st);
     free(st);
 }
 
@@ -41,43 +33,16 @@ static short to_poll(int events)
 
 static int poll_mod(dx_loop *loop, int fd, int old_events, int new_events)
 {
-    struct poll_state *st = loop->backend_data;
-    if (fd >= st->nslot) {
-        int n = st->nslot ? st->nslot : 64;
-        while (n <= fd)
-            n *= 2;
-        int *slot = realloc(st->slot, (size_t)n * sizeof *slot);
-        if (!slot)
-            return -ENOMEM;
-        for (int i = st->nslot; i < n; i++)
-            slot[i] = -1;
-        st->slot = slot;
-        st->nslot = n;
-    }
-    int i = st->slot[fd];
+    struct dx__pollset *st = loop->backend_data;
+    int i = dx__pollset_find(st, fd);
     if (new_events == 0) {
-        if (i < 0)
-            return 0;
-        st->pfds[i] = st->pfds[--st->npfds];
-        if (i < st->npfds)
-            st->slot[st->pfds[i].fd] = i;
-        st->slot[fd] = -1;
+        if (i >= 0)
+            dx__pollset_remove(st, i);
         return 0;
     }
     (void)old_events;
-    if (i < 0) {
-        if (st->npfds == st->cap) {
-            int cap = st->cap ? st->cap * 2 : 64;
-            struct pollfd *p = realloc(st->pfds, (size_t)cap * sizeof *p);
-            if (!p)
-                return -ENOMEM;
-            st->pfds = p;
-            st->cap = cap;
-        }
-        i = st->npfds++;
-        st->pfds[i].fd = fd;
-        st->slot[fd] = i;
-    }
+    if (i < 0 && (i = dx__pollset_add(st, fd)) < 0)
+        return i;
     st->pfds[i].events = to_poll(new_events);
     st->pfds[i].revents = 0;
     return 0;
@@ -85,11 +50,11 @@ static int poll_mod(dx_loop *loop, int fd, int old_events, int new_events)
 
 static int poll_wait(dx_loop *loop, int timeout_ms)
 {
-    struct poll_state *st = loop->backend_data;
-    int n = poll(st->pfds, (nfds_t)st->npfds, timeout_ms);
+    struct dx__pollset *st = loop->backend_data;
+    int n = poll(st->pfds, (nfds_t)st->n, timeout_ms);
     if (n < 0)
         return -errno;
-    for (int i = 0; i < st->npfds && n > 0; i++) {
+    for (int i = 0; i < st->n && n > 0; i++) {
         short re = st->pfds[i].revents;
         if (!re)
             continue;

@@ -1,6 +1,7 @@
 /* backend_wsapoll.c: the Windows multiplexer, WSAPoll over a dense pollfd
- * array (the shape of backend_poll.c: removal swaps the last slot into the
- * hole, an fd -> slot map finds an fd's slot).
+ * array (pollset.c, as backend_poll.c: removal swaps the last slot into the
+ * hole, an fd -> slot map finds an fd's slot; each slot's tag byte says
+ * "connecting").
  *
  * WSAPoll's quirks, and what is done about them:
  * - Any `events` bit but POLLRDNORM, POLLRDBAND and POLLWRNORM fails the
@@ -51,12 +52,8 @@
 int dx__wsapoll_old_windows;
 
 struct wsapoll_state {
-    struct pollfd *pfds;
-    unsigned char *connecting; /* per slot, beside pfds: see above */
-    int npfds, cap;
+    struct dx__pollset ps; /* its tag: connecting (see above) */
     int nconnecting;
-    int *slot; /* fd -> index in pfds, or -1 */
-    int nslot;
 };
 
 static int wp_init(dx_loop *loop)
@@ -74,9 +71,7 @@ static int wp_init(dx_loop *loop)
 static void wp_fini(dx_loop *loop)
 {
     struct wsapoll_state *st = loop->backend_data;
-    free(st->pfds);
-    free(st->connecting);
-    free(st->slot);
+    dx__pollset_free(&st->ps);
     free(st);
 }
 
@@ -100,69 +95,36 @@ static int not_connected(int fd)
 
 static void set_connecting(struct wsapoll_state *st, int i, int on)
 {
-    if (st->connecting[i] == on)
+    if (st->ps.tag[i] == on)
         return;
-    st->connecting[i] = (unsigned char)on;
+    st->ps.tag[i] = (unsigned char)on;
     st->nconnecting += on ? 1 : -1;
 }
 
 static int wp_mod(dx_loop *loop, int fd, int old_events, int new_events)
 {
     struct wsapoll_state *st = loop->backend_data;
-    if (fd >= st->nslot) {
-        int n = st->nslot ? st->nslot : 256;
-        while (n <= fd)
-            n *= 2;
-        int *slot = realloc(st->slot, (size_t)n * sizeof *slot);
-        if (!slot)
-            return -ENOMEM;
-        for (int i = st->nslot; i < n; i++)
-            slot[i] = -1;
-        st->slot = slot;
-        st->nslot = n;
-    }
-    int i = st->slot[fd];
+    int i = dx__pollset_find(&st->ps, fd);
     if (new_events == 0) {
-        if (i < 0)
-            return 0;
-        set_connecting(st, i, 0);
-        st->npfds--;
-        st->pfds[i] = st->pfds[st->npfds];
-        st->connecting[i] = st->connecting[st->npfds];
-        st->connecting[st->npfds] = 0;
-        if (i < st->npfds)
-            st->slot[(int)st->pfds[i].fd] = i;
-        st->slot[fd] = -1;
+        if (i >= 0) {
+            set_connecting(st, i, 0);
+            dx__pollset_remove(&st->ps, i);
+        }
         return 0;
     }
     if (i < 0) {
         if (!dx__os_is_socket(fd))
             return -ENOTSOCK; /* WSAPoll would fail the whole set for it */
-        if (st->npfds == st->cap) {
-            int cap = st->cap ? st->cap * 2 : 64;
-            struct pollfd *p = realloc(st->pfds, (size_t)cap * sizeof *p);
-            if (!p)
-                return -ENOMEM;
-            st->pfds = p;
-            unsigned char *c = realloc(st->connecting, (size_t)cap);
-            if (!c)
-                return -ENOMEM;
-            memset(c + st->cap, 0, (size_t)(cap - st->cap));
-            st->connecting = c;
-            st->cap = cap;
-        }
-        i = st->npfds++;
-        st->pfds[i].fd = (SOCKET)(intptr_t)fd;
-        st->connecting[i] = 0;
-        st->slot[fd] = i;
+        if ((i = dx__pollset_add(&st->ps, fd)) < 0)
+            return i;
     }
     /* armed for writing now: a connect in progress? (one getpeername) */
     if ((new_events & DX_WRITE) && !(old_events & DX_WRITE))
         set_connecting(st, i, not_connected(fd));
     else if (!(new_events & DX_WRITE))
         set_connecting(st, i, 0);
-    st->pfds[i].events = to_poll(new_events);
-    st->pfds[i].revents = 0;
+    st->ps.pfds[i].events = to_poll(new_events);
+    st->ps.pfds[i].revents = 0;
     return 0;
 }
 
@@ -170,15 +132,16 @@ static int wp_mod(dx_loop *loop, int fd, int old_events, int new_events)
  * names those whose connect failed. Returns 0 or a negative code. */
 static int check_connects(dx_loop *loop, struct wsapoll_state *st)
 {
+    struct dx__pollset *ps = &st->ps;
     fd_set ex;
     int idx[FD_SETSIZE];
     int i = 0;
-    while (i < st->npfds) {
+    while (i < ps->n) {
         FD_ZERO(&ex);
         int k = 0;
-        for (; i < st->npfds && k < FD_SETSIZE; i++) {
-            if (st->connecting[i] && !st->pfds[i].revents) {
-                FD_SET(st->pfds[i].fd, &ex);
+        for (; i < ps->n && k < FD_SETSIZE; i++) {
+            if (ps->tag[i] && !ps->pfds[i].revents) {
+                FD_SET(ps->pfds[i].fd, &ex);
                 idx[k++] = i;
             }
         }
@@ -189,10 +152,10 @@ static int check_connects(dx_loop *loop, struct wsapoll_state *st)
             continue;
         for (int j = 0; j < k; j++) {
             int s = idx[j];
-            if (!FD_ISSET(st->pfds[s].fd, &ex))
+            if (!FD_ISSET(ps->pfds[s].fd, &ex))
                 continue;
             set_connecting(st, s, 0);
-            int rc = dx__loop_fired(loop, (int)st->pfds[s].fd, DX_ERROR);
+            int rc = dx__loop_fired(loop, (int)ps->pfds[s].fd, DX_ERROR);
             if (rc < 0)
                 return rc;
         }
@@ -203,26 +166,27 @@ static int check_connects(dx_loop *loop, struct wsapoll_state *st)
 static int wp_wait(dx_loop *loop, int timeout_ms)
 {
     struct wsapoll_state *st = loop->backend_data;
+    struct dx__pollset *ps = &st->ps;
     if (st->nconnecting > 0 && (timeout_ms < 0 || timeout_ms > CONNECT_CHECK_MS))
         timeout_ms = CONNECT_CHECK_MS;
-    int n = dx__os_poll(st->pfds, (unsigned long)st->npfds, timeout_ms);
+    int n = dx__os_poll(ps->pfds, (unsigned long)ps->n, timeout_ms);
     if (n < 0 && errno == ENOTSOCK) {
         /* wine fails the whole call when no entry is a socket any more
          * (closed while watched): POLLNVAL for those, as poll(2) says */
-        for (int i = 0; i < st->npfds; i++)
-            st->pfds[i].revents = dx__os_is_socket((int)st->pfds[i].fd) ? 0 : POLLNVAL;
+        for (int i = 0; i < ps->n; i++)
+            ps->pfds[i].revents = dx__os_is_socket((int)ps->pfds[i].fd) ? 0 : POLLNVAL;
         n = 0;
     }
     if (n < 0)
         return -errno;
     /* every entry is looked at: wine's count leaves POLLNVAL entries out */
-    for (int i = 0; i < st->npfds; i++) {
-        short re = st->pfds[i].revents;
+    for (int i = 0; i < ps->n; i++) {
+        short re = ps->pfds[i].revents;
         if (!re)
             continue;
-        if (st->connecting[i]) {
+        if (ps->tag[i]) {
             if (dx__wsapoll_old_windows && !(re & POLLWRNORM)) {
-                st->pfds[i].revents = 0; /* tests: as old Windows, say nothing */
+                ps->pfds[i].revents = 0; /* tests: as old Windows, say nothing */
                 continue;
             }
             set_connecting(st, i, 0); /* connected, or its failure is told now */
@@ -230,7 +194,7 @@ static int wp_wait(dx_loop *loop, int timeout_ms)
         int ev = ((re & POLLRDNORM) ? DX_READ : 0) | ((re & POLLWRNORM) ? DX_WRITE : 0) |
                  ((re & (POLLRDBAND | POLLPRI)) ? DX_PRI : 0) |
                  ((re & (POLLERR | POLLHUP | POLLNVAL)) ? DX_ERROR : 0);
-        int rc = dx__loop_fired(loop, (int)st->pfds[i].fd, ev);
+        int rc = dx__loop_fired(loop, (int)ps->pfds[i].fd, ev);
         if (rc < 0)
             return rc;
     }

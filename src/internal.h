@@ -32,6 +32,24 @@ extern const struct dx__backend dx__backend_epoll;
 extern const struct dx__backend dx__backend_uring;
 #endif
 
+/* pollset.c: the dense pollfd array of the poll(2) and WSAPoll backends,
+ * with an fd -> slot map (removal moves the last entry into the hole) and a
+ * byte per entry for the backend (tag). Zeroed: empty. */
+struct pollfd;
+struct dx__pollset {
+    struct pollfd *pfds;
+    unsigned char *tag; /* beside pfds, moved with its entry */
+    int n, cap;
+    int *slot;          /* fd -> index in pfds, or -1 */
+    int nslot;
+};
+int dx__pollset_find(const struct dx__pollset *ps, int fd); /* fd's index, or -1 */
+/* A new entry for fd (not in the set; events, revents and tag 0): its
+ * index, or -ENOMEM. */
+int dx__pollset_add(struct dx__pollset *ps, int fd);
+void dx__pollset_remove(struct dx__pollset *ps, int i);
+void dx__pollset_free(struct dx__pollset *ps);
+
 struct dx_loop {
     const struct dx__backend *backend;
     void *backend_data;     /* owned by the backend */

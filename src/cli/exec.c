@@ -475,13 +475,13 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx
 int exec_inetd(const struct options *o)
 {
     int fd;
-    dx_addr peer, header_local; /* DUPLEX_LOCAL_*: the socket's, as listen --exec's */
+    dx_addr peer, header_local; /* AF_UNSPEC unless a PROXY header named it */
     char name[DX_ADDR_STRLEN];
     int code = listeners_inetd_take(o, &fd, &peer, &header_local, name, sizeof name);
     if (code)
         return code;
     cli_info(o, "%s: connected (--inetd), running %s", name, o->exec_cmd);
-    become(o, fd, &peer, NULL);
+    become(o, fd, &peer, header_local.ss.ss_family ? &header_local : NULL);
     return EXIT_IO;
 }
 

@@ -635,15 +635,16 @@ static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr
 /* A client the access list allows (listeners.c has asked it). */
 static void on_client(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local)
 {
-    (void)local; /* --exec's DUPLEX_LOCAL_*: the socket's */
+    /* local: what the client's PROXY header says it reached (--accept-proxy),
+     * --exec's DUPLEX_LOCAL_* as haproxy passes it on; NULL: the socket's */
     struct server *sv = l->data;
     if (!sv->tls) {
-        admit(sv, fd, peer, NULL, NULL);
+        admit(sv, fd, peer, local, NULL);
         return;
     }
     char name[DX_ADDR_STRLEN];
     listeners_client_name(&sv->l, peer, sv->accepted + 1, name, sizeof name);
-    if (listeners_tls_accept(l, sv->tls, fd, peer, NULL, name))
+    if (listeners_tls_accept(l, sv->tls, fd, peer, local, name))
         sv->stop_when_idle = 1;
 }
 

@@ -463,11 +463,15 @@ void serve_announce(const struct server *sv, const struct options *o);
 pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx_addr *local);
 /* listen --exec/--sh-exec --ssl: fork CMD on a socketpair and pump between
  * it and the client's socket fd through tls (both owned from here on
- * success): the pid, or -1 after printing (fd and tls stay the caller's).
- * done(data) is called from the loop once the client is over. */
+ * success; on the server's list): the pid, or -1 after printing (fd and
+ * tls stay the caller's). done(data) is called from the loop once the
+ * client is over. close_all: the server stops, every one on its list is
+ * freed now (done() not called). */
+struct exec_tls;
 pid_t exec_tls_client(dx_loop *loop, const struct options *o, int fd, dx_tls *tls,
-                      const dx_addr *peer, const dx_addr *local, void (*done)(void *data),
-                      void *data);
+                      const dx_addr *peer, const dx_addr *local, struct exec_tls **list,
+                      void (*done)(void *data), void *data);
+void exec_tls_close_all(struct exec_tls **list);
 /* listen --inetd --exec/--sh-exec: the connection on stdin admitted
  * (listeners_inetd_take), this process becomes CMD on it, with the
  * variables of an --exec child. Returns an exit code only on failure. */

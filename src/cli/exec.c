@@ -475,13 +475,13 @@ pid_t exec_client(const struct options *o, int fd, const dx_addr *peer, const dx
 int exec_inetd(const struct options *o)
 {
     int fd;
-    dx_addr peer, header_local; /* DUPLEX_LOCAL_*: the socket's, as listen --exec's */
+    dx_addr peer, header_local; /* AF_UNSPEC unless a PROXY header named it */
     char name[DX_ADDR_STRLEN];
     int code = listeners_inetd_take(o, &fd, &peer, &header_local, name, sizeof name);
     if (code)
         return code;
     cli_info(o, "%s: connected (--inetd), running %s", name, o->exec_cmd);
-    become(o, fd, &peer, NULL);
+    become(o, fd, &peer, header_local.ss.ss_family ? &header_local : NULL);
     return EXIT_IO;
 }
 
@@ -501,17 +501,22 @@ struct exec_tls {
     dx_endpoint net, prog;
     dx_pump up, down;          /* client -> program, program -> client */
     dx_timer later;            /* freed from the loop, not inside a pump's callback */
+    struct exec_tls **list, *prev, *next; /* the server's, to free at its close */
     void (*done)(void *data);
     void *done_data;
     char name[DX_ADDR_STRLEN];
 };
 
-static void exec_tls_free(dx_loop *loop, dx_timer *t)
+/* Free x now; its done() is the caller's business. */
+static void exec_tls_release(struct exec_tls *x)
 {
-    (void)loop;
-    struct exec_tls *x = t->data;
-    void (*done)(void *) = x->done;
-    void *data = x->done_data;
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        *x->list = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    dx_timer_stop(x->loop, &x->later);
     dx_pump_stop(&x->up);
     dx_pump_stop(&x->down);
     cli_tls_goodbye(x->tls); /* close_notify, unless the half-close sent it */
@@ -519,7 +524,22 @@ static void exec_tls_free(dx_loop *loop, dx_timer *t)
     close(x->fd);
     close(x->pair);
     free(x);
+}
+
+static void exec_tls_free(dx_loop *loop, dx_timer *t)
+{
+    (void)loop;
+    struct exec_tls *x = t->data;
+    void (*done)(void *) = x->done;
+    void *data = x->done_data;
+    exec_tls_release(x);
     done(data);
+}
+
+void exec_tls_close_all(struct exec_tls **list)
+{
+    while (*list)
+        exec_tls_release(*list);
 }
 
 static void exec_tls_end(struct exec_tls *x)
@@ -558,8 +578,8 @@ static void exec_tls_pumped(dx_pump *p, int error, int in_read)
 }
 
 pid_t exec_tls_client(dx_loop *loop, const struct options *o, int fd, dx_tls *tls,
-                      const dx_addr *peer, const dx_addr *local, void (*done)(void *data),
-                      void *data)
+                      const dx_addr *peer, const dx_addr *local, struct exec_tls **list,
+                      void (*done)(void *data), void *data)
 {
     struct exec_tls *x = calloc(1, sizeof *x);
     int sp[2] = {-1, -1};
@@ -583,6 +603,11 @@ pid_t exec_tls_client(dx_loop *loop, const struct options *o, int fd, dx_tls *tl
     x->tls = tls;
     x->done = done;
     x->done_data = data;
+    x->list = list;
+    x->next = *list;
+    if (x->next)
+        x->next->prev = x;
+    *list = x;
     dx_addr_format(peer, x->name, sizeof x->name);
     dx_timer_init(&x->later, exec_tls_free, x);
     dx_endpoint_init(&x->net, fd);

@@ -681,10 +681,13 @@ void exec_close_idle(const struct options *o, uint64_t limit_ms)
 }
 
 pid_t exec_tls_client(dx_loop *loop, const struct options *o, int fd, dx_tls *tls,
-                      const dx_addr *peer, const dx_addr *local, void (*done)(void *data),
-                      void *data)
+                      const dx_addr *peer, const dx_addr *local, struct exec_tls **list,
+                      void (*done)(void *data), void *data)
 {
     /* the Windows build has no TLS: --ssl is refused before any client */
-    (void)loop, (void)o, (void)fd, (void)tls, (void)peer, (void)local, (void)done, (void)data;
+    (void)loop, (void)o, (void)fd, (void)tls, (void)peer, (void)local, (void)list, (void)done,
+        (void)data;
     return -1;
 }
+
+void exec_tls_close_all(struct exec_tls **list) { (void)list; }

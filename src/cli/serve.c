@@ -87,6 +87,7 @@ struct server {
     int stdio;                 /* the server's stdin/stdout take part */
     struct cli_tls_server *tls; /* --ssl: the handshakes (tls.c); not --model thread/fork */
     unsigned exec_tls;         /* --exec --ssl: clients whose bytes the loop still pumps */
+    struct exec_tls *exec_tls_list;
     dx_stream in, out;
     int in_open;               /* stdin is being read */
     int in_ended;              /* stdin was read to its end (not -d, not --no-stdio) */
@@ -505,7 +506,8 @@ static void serve_spawned(struct listeners *l, int fd, const dx_addr *peer, cons
     struct server *sv = l->data;
     const struct options *o = sv->o;
     if (o->mode == MODE_EXEC) {
-        pid_t pid = tls ? exec_tls_client(sv->loop, o, fd, tls, peer, local, exec_tls_done, sv)
+        pid_t pid = tls ? exec_tls_client(sv->loop, o, fd, tls, peer, local, &sv->exec_tls_list,
+                                          exec_tls_done, sv)
                         : exec_client(o, fd, peer, local);
         if (pid > 0)
             cli_info(o, "%s: connected, running process %ld", name, (long)pid);
@@ -633,15 +635,16 @@ static void on_tls_client(void *data, int fd, const dx_addr *peer, const dx_addr
 /* A client the access list allows (listeners.c has asked it). */
 static void on_client(struct listeners *l, int fd, const dx_addr *peer, const dx_addr *local)
 {
-    (void)local; /* --exec's DUPLEX_LOCAL_*: the socket's */
+    /* local: what the client's PROXY header says it reached (--accept-proxy),
+     * --exec's DUPLEX_LOCAL_* as haproxy passes it on; NULL: the socket's */
     struct server *sv = l->data;
     if (!sv->tls) {
-        admit(sv, fd, peer, NULL, NULL);
+        admit(sv, fd, peer, local, NULL);
         return;
     }
     char name[DX_ADDR_STRLEN];
     listeners_client_name(&sv->l, peer, sv->accepted + 1, name, sizeof name);
-    if (listeners_tls_accept(l, sv->tls, fd, peer, NULL, name))
+    if (listeners_tls_accept(l, sv->tls, fd, peer, local, name))
         sv->stop_when_idle = 1;
 }
 
@@ -945,6 +948,7 @@ void serve_close(struct server *sv)
         client_close(c, NULL);
     cli_tls_server_free(sv->tls);
     sv->tls = NULL;
+    exec_tls_close_all(&sv->exec_tls_list);
     reap(loop, &sv->reaper);
     dx_timer_stop(loop, &sv->reaper);
     dx_timer_stop(loop, &sv->resume);

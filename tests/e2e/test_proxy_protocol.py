@@ -150,17 +150,20 @@ def test_every_listen_mode_takes_the_header_client(mode, start_listener):
     no header before it is refused and the server still takes the next."""
     args = {"once": [], "k": ["-k"], "echo": ["-k", "--echo"], "broker": ["--broker"],
             "chat": ["--chat"],
-            "exec": ["-k", "--sh-exec", 'echo "$DUPLEX_PEER_ADDR $DUPLEX_PEER_PORT"; cat']}[mode]
+            "exec": ["-k", "--sh-exec",
+                     'echo "$DUPLEX_PEER_ADDR $DUPLEX_PEER_PORT $DUPLEX_LOCAL_ADDR $DUPLEX_LOCAL_PORT"; '
+                     'cat']}[mode]
     dx, port = start_listener([*args, "--accept-proxy", "-v"])
     bad = header_client(port, b"hello without a header\n")
     assert closed_within(bad, TIMEOUT)
     bad.close()
     dx.wait_err(r"refused: no valid PROXY header")
-    s = header_client(port, v2_header("203.0.113.7", 4242, "127.0.0.1", port), b"line one\n")
+    # the header's destination (as haproxy passes it on) is --exec's DUPLEX_LOCAL_*
+    s = header_client(port, v2_header("203.0.113.7", 4242, "192.0.2.5", 8443), b"line one\n")
     try:
         dx.wait_err(r"PROXY v2 header: client 203\.0\.113\.7:4242$")
         if mode == "exec":
-            assert recv_until(s, lambda b: b"\n" in b) .startswith(b"203.0.113.7 4242\n")
+            assert recv_until(s, lambda b: b"\n" in b).startswith(b"203.0.113.7 4242 192.0.2.5 8443\n")
         elif mode == "echo":
             assert recv_exact(s, 9) == b"line one\n"
         elif mode == "chat":
@@ -455,6 +458,23 @@ def test_header_comes_before_tls(start_listener):
     dx.wait_err(r"PROXY v1 header: client 198\.51\.100\.4:4444$")
 
 
+def test_exec_over_tls_sees_both_header_addresses(start_listener):
+    """listen --exec --ssl --accept-proxy: the program (behind the server's
+    TLS pump) gets the header's client and destination, not the sockets'."""
+    import ssl
+    dx, port = start_listener(["-k", "--ssl", "--accept-proxy", "-v", "--sh-exec",
+                               'echo "$DUPLEX_PEER_ADDR $DUPLEX_PEER_PORT $DUPLEX_LOCAL_ADDR '
+                               '$DUPLEX_LOCAL_PORT"'])
+    raw = connect(port)
+    raw.sendall(v1_header("198.51.100.4", 4444, "192.0.2.7", 993))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(raw)
+    assert recv_until(s, lambda b: b"\n" in b) == b"198.51.100.4 4444 192.0.2.7 993\n"
+    s.close()
+
+
 def test_inetd_connection_takes_its_header(spawn, duplex, tmp_path):
     """listen --inetd --accept-proxy (socat hands a socketpair over, which has
     no IP address): the header's client passes --allow and is the program's
@@ -462,13 +482,14 @@ def test_inetd_connection_takes_its_header(spawn, duplex, tmp_path):
     socat = need("socat")
     port = free_port()
     script = tmp_path / "who.sh"  # (socat would strip the quotes of an inline command)
-    script.write_text('#!/bin/sh\necho "$DUPLEX_PEER_ADDR $DUPLEX_PEER_PORT"\n')
+    script.write_text('#!/bin/sh\necho "$DUPLEX_PEER_ADDR $DUPLEX_PEER_PORT $DUPLEX_LOCAL_ADDR '
+                      '$DUPLEX_LOCAL_PORT"\n')
     script.chmod(0o755)
     cmd = f"{duplex} listen --inetd --accept-proxy -v --allow 203.0.113.0/24 --exec {script}"
     proc = spawn([socat, f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"SYSTEM:{cmd}"])
     wait_listening(port, proc=proc)
-    s = header_client(port, v1_header("203.0.113.9", 777))
-    assert recv_until(s, lambda b: b"\n" in b) == b"203.0.113.9 777\n"
+    s = header_client(port, v1_header("203.0.113.9", 777, "192.0.2.6", 8080))
+    assert recv_until(s, lambda b: b"\n" in b) == b"203.0.113.9 777 192.0.2.6 8080\n"
     s.close()
     s = header_client(port, b"no header\r\n")
     assert read_to_eof(s, allow_reset=True)[0] == b""

@@ -451,10 +451,15 @@ class Backlog:
 
 
 def need(binary):
-    """Skip the test unless `binary` is on PATH; return its path."""
+    """Return the path of peer `binary`. Missing, it fails the test when
+    DUPLEX_PEERS_REQUIRED=1 (make e2e sets it: a peer test skipped on a CI
+    machine that lacks the package is a test that cannot fail), else skips."""
     path = shutil.which(binary)
     if not path:
-        pytest.skip(f"{binary} is not installed")
+        why = f"{binary} is not installed (scripts/install-deps installs every peer)"
+        if os.environ.get("DUPLEX_PEERS_REQUIRED") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
     return path
 
 

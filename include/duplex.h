@@ -619,7 +619,7 @@ struct dx_pump {
     int sendfile;             /* private: regular file to socket with sendfile(2) */
     int direct;               /* private: pipe to socket, one splice(2), no pipe of ours */
     int dst_full;             /* private: direct: the socket takes no more for now */
-    int sigpipe_ignored;      /* private: SIGPIPE was ignored when the pump started */
+    int sigpipe_ignored;      /* private: 0 not looked up yet, 1 SIGPIPE ignored, 2 not */
     int splice_later;         /* private: DX_PUMP_SPLICE, still buffered */
     int splice_soon;          /* private: a large read was seen: splice once drained */
     int eof;                  /* read-only: src reached end of input */

@@ -413,7 +413,7 @@ static void admit(void *data, int fd, const dx_addr *peer, const dx_addr *local,
     c->peer = *peer;
     if (local)
         c->local = *local;
-    else if (dx_sock_local(fd, &c->local) < 0)
+    else if (!r->o->send_proxy || dx_sock_local(fd, &c->local) < 0) /* only the header needs it */
         c->local.ss.ss_family = AF_UNSPEC; /* the header then says UNKNOWN */
     memcpy(c->name, name, sizeof name);
     c->next = r->conns;

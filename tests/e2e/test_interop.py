@@ -4,7 +4,11 @@ Peers that must listen on a fixed port get one from free_port(); we wait for
 them to listen by reading /proc/net/tcp (a probe connection would use up
 their only accept)."""
 
+import os
+import shutil
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -39,16 +43,55 @@ def _peer_connect_cmd(peer, port):
 PEERS = ["ncat", "socat", "nc.openbsd"]
 
 
+def _feed_until_received(proc, src, received, size):
+    """Copy the file src to proc's stdin, but close that stdin only once the
+    file `received` holds `size` bytes (or proc ended, or PEER_TIMEOUT)."""
+
+    def feed():
+        with open(src, "rb") as f:
+            try:
+                shutil.copyfileobj(f, proc.stdin)
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    deadline = time.monotonic() + PEER_TIMEOUT
+    while os.path.getsize(received) < size and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t.join(PEER_TIMEOUT)
+    proc.close_stdin()
+
+
 @pytest.mark.parametrize("peer", PEERS)
 def test_duplex_connect_to_peer_listener(peer, backend_env, spawn, start_duplex, random_files, tmp_path):
+    """4 MiB each way at once, both compared whole.
+
+    OpenBSD nc in listen mode (1.219, Debian 12) drops the rest of its stdin
+    once its peer's stream has ended: readwrite() returns ("listen and net in
+    gone, queues empty, done") when the socket reached EOF and its 16 KiB
+    stdin buffer is empty for a moment, without waiting for stdin's EOF, and
+    exits 0. When duplex's upload ended first, nc had sent only a prefix
+    (3162112..3391488 of 4194304 bytes, whole 16 KiB buffers: 6 runs of 60
+    with epoll and 1 of 60 with io_uring under two CPU hogs; 0 of 100 with a
+    Python peer in nc's place). Without duplex: nc.openbsd -N -l with stdin
+    a pipe, a client that sends 5 bytes and half-closes, then the second
+    part written to the pipe never arrives. So against nc.openbsd duplex's
+    stdin stays open until nc's whole 4 MiB has arrived: both directions
+    still flow at once, and a byte duplex loses still fails the hashes."""
     a, b = random_files(SIZE)
     port = free_port()
     out_peer = tmp_path / "peer.out"
     out_dx = tmp_path / "duplex.out"
+    hold_stdin = peer == "nc.openbsd"
     with a.open() as in_peer, b.open() as in_dx, open(out_peer, "wb") as fp, open(out_dx, "wb") as fd:
         srv = spawn(_peer_listen_cmd(peer, port), stdin=in_peer, stdout=fp, name=peer)
         wait_listening(port, proc=srv)
-        dx = start_duplex(["connect", "127.0.0.1", port], stdin=in_dx, stdout=fd, env=backend_env)
+        dx = start_duplex(["connect", "127.0.0.1", port], stdin=subprocess.PIPE if hold_stdin else in_dx,
+                          stdout=fd, env=backend_env)
+        if hold_stdin:
+            _feed_until_received(dx, b.path, out_dx, SIZE)
         rc = dx.wait(PEER_TIMEOUT)
         rc_peer = srv.wait(PEER_TIMEOUT)
     assert rc == 0, dx.err

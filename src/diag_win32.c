@@ -1,12 +1,14 @@
 /* diag_win32.c: socket listing on Windows. diag.c reads Linux's sock_diag
  * netlink and /proc/net; Windows has neither, and its own tables come from
- * the IP Helper API: GetExtendedTcpTable/GetExtendedUdpTable (IPv4 and
- * IPv6). What they lack: queue sizes (0 here), owners (uid -1), inodes (0),
- * Unix sockets (none: the library refuses AF_UNIX on Windows).
- * dx_sock_procs() (descriptors of processes, by inode) is -ENOSYS: Windows
- * sockets have no inode to match (the tables give an owning PID instead).
- * *source is 0: neither of the Linux sources. Under wine the tables are the
- * host's (wine reads /proc/net), with PID 0 for non-wine processes. */
+ * the IP Helper API: GetTcpTable/GetTcp6Table/GetUdpTable/GetUdp6Table.
+ * Not the GetExtended*Table OWNER_PID classes: nothing here uses the PID,
+ * and wine finds each socket's owner by walking /proc (30 s for 8,000
+ * sockets on the host; CI's test_diag timed out at 60 s). What the tables
+ * lack: queue sizes (0 here), owners (uid -1), inodes (0), Unix sockets
+ * (none: the library refuses AF_UNIX on Windows). dx_sock_procs()
+ * (descriptors of processes, by inode) is -ENOSYS: Windows sockets have no
+ * inode to match. *source is 0: neither of the Linux sources. Under wine
+ * the tables are the host's (wine reads /proc/net). */
 #include "os.h"
 
 #include <iphlpapi.h>
@@ -71,8 +73,10 @@ static int get_table(int tcp, int family, void **out)
     ULONG size = 0;
     void *buf = NULL;
     for (int tries = 0; tries < 8; tries++) {
-        DWORD r = tcp ? GetExtendedTcpTable(buf, &size, FALSE, family, TCP_TABLE_OWNER_PID_ALL, 0)
-                      : GetExtendedUdpTable(buf, &size, FALSE, family, UDP_TABLE_OWNER_PID, 0);
+        DWORD r = tcp ? (family == AF_INET ? GetTcpTable(buf, &size, FALSE)
+                                           : GetTcp6Table(buf, &size, FALSE))
+                      : (family == AF_INET ? GetUdpTable(buf, &size, FALSE)
+                                           : GetUdp6Table(buf, &size, FALSE));
         if (r == NO_ERROR && buf) {
             *out = buf;
             return 0;
@@ -98,7 +102,7 @@ static int add_tcp(struct list *l, int family)
     if (rc < 0)
         return rc;
     if (family == AF_INET) {
-        MIB_TCPTABLE_OWNER_PID *t = buf;
+        MIB_TCPTABLE *t = buf;
         for (DWORD i = 0; i < t->dwNumEntries; i++) {
             dx_sockinfo *s = list_add(l);
             if (!s) {
@@ -114,7 +118,7 @@ static int add_tcp(struct list *l, int family)
                 set4(&s->peer, t->table[i].dwRemoteAddr, t->table[i].dwRemotePort);
         }
     } else {
-        MIB_TCP6TABLE_OWNER_PID *t = buf;
+        MIB_TCP6TABLE *t = buf;
         for (DWORD i = 0; i < t->dwNumEntries; i++) {
             dx_sockinfo *s = list_add(l);
             if (!s) {
@@ -124,11 +128,11 @@ static int add_tcp(struct list *l, int family)
             s->proto = DX_SL_TCP;
             s->family = AF_INET6;
             s->type = SOCK_STREAM;
-            s->state = tcp_state(t->table[i].dwState);
-            set6(&s->local, t->table[i].ucLocalAddr, t->table[i].dwLocalScopeId,
+            s->state = tcp_state(t->table[i].State);
+            set6(&s->local, t->table[i].LocalAddr.s6_addr, t->table[i].dwLocalScopeId,
                  t->table[i].dwLocalPort);
             if (s->state != DX_SS_LISTEN)
-                set6(&s->peer, t->table[i].ucRemoteAddr, t->table[i].dwRemoteScopeId,
+                set6(&s->peer, t->table[i].RemoteAddr.s6_addr, t->table[i].dwRemoteScopeId,
                      t->table[i].dwRemotePort);
         }
     }
@@ -143,7 +147,7 @@ static int add_udp(struct list *l, int family)
     if (rc < 0)
         return rc;
     if (family == AF_INET) {
-        MIB_UDPTABLE_OWNER_PID *t = buf;
+        MIB_UDPTABLE *t = buf;
         for (DWORD i = 0; i < t->dwNumEntries; i++) {
             dx_sockinfo *s = list_add(l);
             if (!s) {
@@ -157,7 +161,7 @@ static int add_udp(struct list *l, int family)
             set4(&s->local, t->table[i].dwLocalAddr, t->table[i].dwLocalPort);
         }
     } else {
-        MIB_UDP6TABLE_OWNER_PID *t = buf;
+        MIB_UDP6TABLE *t = buf;
         for (DWORD i = 0; i < t->dwNumEntries; i++) {
             dx_sockinfo *s = list_add(l);
             if (!s) {
@@ -168,7 +172,7 @@ static int add_udp(struct list *l, int family)
             s->family = AF_INET6;
             s->type = SOCK_DGRAM;
             s->state = DX_SS_CLOSE;
-            set6(&s->local, t->table[i].ucLocalAddr, t->table[i].dwLocalScopeId,
+            set6(&s->local, t->table[i].dwLocalAddr.s6_addr, t->table[i].dwLocalScopeId,
                  t->table[i].dwLocalPort);
         }
     }

@@ -23,14 +23,8 @@ PIDS=()
 . "$HERE/lib.sh"
 trap cleanup_work EXIT
 
-"$DUPLEX" listen -k --echo 127.0.0.1 0 2> "$WORK/echo.log" &
-PIDS+=($!)
-for _ in $(seq 100); do
-    T=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$WORK/echo.log" | head -1)
-    [ -n "$T" ] && break
-    sleep 0.05
-done
-[ -n "$T" ] || { echo "echo target did not start" >&2; exit 1; }
+start_echo_target "$WORK/echo.log" || exit 1
+T=$ECHO_PORT
 
 start() { # KIND PORT -> RPID
     local kind=$1 port=$2

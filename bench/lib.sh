@@ -67,6 +67,23 @@ cleanup_work() { # the EXIT trap: every process in PIDS (with what it forked), t
     rm -rf "$WORK"
 }
 
+logged_port() { # LOG -> PORT of its "listening on 127.0.0.1:PORT" line (duplex -v), or nothing
+    sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$1" | head -1
+}
+
+start_echo_target() { # LOG: a `$DUPLEX listen -k --echo` on 127.0.0.1 (its PID into PIDS);
+                      # sets ECHO_PORT, or fails saying why
+    "$DUPLEX" listen -k --echo 127.0.0.1 0 2> "$1" &
+    PIDS+=($!)
+    for _ in $(seq 100); do
+        ECHO_PORT=$(logged_port "$1")
+        [ -n "$ECHO_PORT" ] && return 0
+        sleep 0.05
+    done
+    echo "echo target did not start: $(cat "$1")" >&2
+    return 1
+}
+
 wait_server() { # SCRIPT NAME LOG: until server SPID listens; SPORT set beforehand is checked
                 # with ss, otherwise read from its "listening on 127.0.0.1:PORT" line in LOG
     local script=$1 name=$2 log=$3 fixed=$SPORT ready=0
@@ -75,7 +92,7 @@ wait_server() { # SCRIPT NAME LOG: until server SPID listens; SPORT set beforeha
         if [ -n "$fixed" ]; then
             ss -Hltn "sport = :$fixed" 2>/dev/null | grep -q . && ready=1
         else
-            SPORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+            SPORT=$(logged_port "$log")
             [ -n "$SPORT" ] && ready=1
         fi
         [ $ready = 1 ] && break

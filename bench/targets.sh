@@ -24,15 +24,8 @@ trap cleanup_work EXIT
 # three echo targets
 T=()
 for i in 1 2 3; do
-    "$DUPLEX" listen -k --echo 127.0.0.1 0 2> "$WORK/echo$i.log" &
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        p=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$WORK/echo$i.log" | head -1)
-        [ -n "$p" ] && break
-        sleep 0.05
-    done
-    [ -n "$p" ] || { echo "echo target $i did not start" >&2; exit 1; }
-    T+=("$p")
+    start_echo_target "$WORK/echo$i.log" || exit 1
+    T+=("$ECHO_PORT")
 done
 DEAD=$(free_port) # nothing listens there: refused
 

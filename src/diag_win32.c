@@ -67,32 +67,73 @@ static void set6(struct sockaddr_storage *ss, const UCHAR addr[16], DWORD scope,
     in6->sin6_port = (u_short)port;
 }
 
-/* One table into a malloc'd buffer: 0 or -errno. */
-static int get_table(int tcp, int family, void **out)
+/* A failed table call as -errno. ERROR_MORE_DATA is wine's "the table kept
+ * growing while I filled it" (its NsiAllocateAndGetTable gives up after 5
+ * tries; each try looks up every socket's owner, seconds on a host with
+ * thousands of sockets): get_table() tries again before it says -EAGAIN. */
+static int table_errno(DWORD r)
+{
+    switch (r) {
+    case ERROR_NOT_SUPPORTED:
+        return -EAFNOSUPPORT;
+    case ERROR_MORE_DATA:
+    case ERROR_INSUFFICIENT_BUFFER:
+        return -EAGAIN;
+    case ERROR_NOT_ENOUGH_MEMORY:
+    case ERROR_OUTOFMEMORY:
+        return -ENOMEM;
+    case ERROR_ACCESS_DENIED:
+        return -EACCES;
+    case ERROR_FILE_NOT_FOUND: /* wine: no \\.\Nsi device (nsiproxy not running) */
+    case ERROR_PATH_NOT_FOUND:
+        return -ENODEV;
+    default:
+        return -EIO;
+    }
+}
+
+/* The IP Helper call for one table (dx__ip_table_fn). */
+static DWORD ip_helper_table(int tcp, int family, void *buf, ULONG *size)
+{
+    if (tcp)
+        return family == AF_INET ? GetTcpTable(buf, size, FALSE) : GetTcp6Table(buf, size, FALSE);
+    return family == AF_INET ? GetUdpTable(buf, size, FALSE) : GetUdp6Table(buf, size, FALSE);
+}
+
+/* One table into a malloc'd buffer: 0 or -errno. The table changes between
+ * the call that sizes it and the call that fills it, and on a busy host
+ * many times in a row: every "it changed" is tried again, up to
+ * DX__IP_TABLE_TRIES times, each with room for more rows than last seen. */
+int dx__ip_table_get(dx__ip_table_fn get, int tcp, int family, void **out)
 {
     ULONG size = 0;
     void *buf = NULL;
-    for (int tries = 0; tries < 8; tries++) {
-        DWORD r = tcp ? (family == AF_INET ? GetTcpTable(buf, &size, FALSE)
-                                           : GetTcp6Table(buf, &size, FALSE))
-                      : (family == AF_INET ? GetUdpTable(buf, &size, FALSE)
-                                           : GetUdp6Table(buf, &size, FALSE));
+    DWORD r = NO_ERROR;
+    *out = NULL;
+    for (int tries = 0; tries < DX__IP_TABLE_TRIES; tries++) {
+        r = get(tcp, family, buf, &size);
         if (r == NO_ERROR && buf) {
             *out = buf;
             return 0;
         }
-        if (r != ERROR_INSUFFICIENT_BUFFER && r != NO_ERROR) {
-            free(buf);
-            return r == ERROR_NOT_SUPPORTED ? -EAFNOSUPPORT : -EIO;
-        }
+        if (r != NO_ERROR && r != ERROR_INSUFFICIENT_BUFFER && r != ERROR_MORE_DATA)
+            break;
         free(buf);
-        size += 4096; /* the table may grow between the calls */
+        buf = NULL;
+        if (r == ERROR_MORE_DATA)
+            continue; /* no size was given: ask for it again */
+        size += size / 8 + 4096; /* rows added before the next call */
         buf = malloc(size);
         if (!buf)
             return -ENOMEM;
     }
     free(buf);
-    return -EAGAIN;
+    return table_errno(r);
+}
+
+static int get_table(int tcp, int family, void **out)
+{
+    return dx__ip_table_get(ip_helper_table, tcp, family, out);
 }
 
 static int add_tcp(struct list *l, int family)

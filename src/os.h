@@ -201,6 +201,19 @@ int dx__sock_errno(void);
  * value) as a POSIX errno value: WSAECONNREFUSED -> ECONNREFUSED. The
  * identity on POSIX. */
 int dx__os_errno(int native);
+/* One IP Helper table (diag_win32.c): get(tcp, family, buf, &size) is the
+ * GetTcpTable/GetUdp6Table... call (a parameter: tests give a table that
+ * keeps changing). *out is malloc'ed; 0 or -errno (-EAGAIN: it changed
+ * DX__IP_TABLE_TRIES times in a row). */
+/* ReadFile on a handle (a pipe, a file, a console): the bytes read (> 0),
+ * 0 at the end of input, -1 on failure (GetLastError() says which; a
+ * console's Ctrl-C is 0 with ERROR_OPERATION_ABORTED, kept). A pipe's
+ * successful read of 0 bytes is the writer's WriteFile of 0 bytes, not the
+ * end (that is ERROR_BROKEN_PIPE): it reads again. */
+long dx__os_read_handle(void *handle, void *buf, unsigned long n);
+#define DX__IP_TABLE_TRIES 32
+typedef unsigned long (*dx__ip_table_fn)(int tcp, int family, void *buf, unsigned long *size);
+int dx__ip_table_get(dx__ip_table_fn get, int tcp, int family, void **out);
 #else
 #define dx__sock_socket socket
 #define dx__sock_close close

@@ -521,9 +521,10 @@ int cli_sockets_main(int argc, char **argv)
     unsigned source = 0;
     int n = dx_sock_list(flags, &v, &source);
     if (n < 0) {
-        cli_error("sockets: cannot list sockets (%s): %s",
-                  DX_OS_WINDOWS ? "the IP Helper tables refused" : "sock_diag netlink and /proc/net both refused",
-                  dx_strerror(n));
+        const char *why = !DX_OS_WINDOWS ? "sock_diag netlink and /proc/net both refused"
+                          : n == -EAGAIN   ? "the IP Helper tables changed at every read"
+                                           : "the IP Helper tables refused";
+        cli_error("sockets: cannot list sockets (%s): %s", why, dx_strerror(n));
         return EXIT_IO;
     }
     /* no peer (Windows' tables give none for listeners and unconnected

@@ -5,6 +5,10 @@
 #include "os.h"
 #include "tap.h"
 
+#include <iphlpapi.h>
+#include <stdlib.h>
+#include <string.h>
+
 /* Ours by the whole local address (127.0.0.1 and the port): the host's
  * table also lists other processes' sockets, which may share a port number
  * on another address (a listener on 0.0.0.0:P while ours is a client's P). */
@@ -72,4 +76,56 @@ static void test_sock_list_sees_ours(void)
     dx_close(l);
 }
 
-TAP_MAIN(T(test_sock_list_sees_ours))
+/* ---- a table that changes while it is read (dx__ip_table_get) ---------- */
+
+/* A fake IP Helper call: `changes` calls answer ERROR_MORE_DATA (wine's "the
+ * table grew while I filled it", 5 times in a row inside one call), or
+ * ERROR_INSUFFICIENT_BUFFER for a table one row bigger than the last time,
+ * before a one-row MIB_TCPTABLE is given. */
+static int changes, grow, calls;
+
+static unsigned long fake_table(int tcp, int family, void *buf, unsigned long *size)
+{
+    (void)tcp, (void)family;
+    calls++;
+    if (calls <= changes && !grow)
+        return ERROR_MORE_DATA;
+    unsigned long need = sizeof(MIB_TCPTABLE) + (unsigned long)(grow ? calls : 0) * sizeof(MIB_TCPROW);
+    if (calls <= changes || !buf || *size < need) {
+        *size = need;
+        return ERROR_INSUFFICIENT_BUFFER;
+    }
+    MIB_TCPTABLE *t = buf;
+    t->dwNumEntries = 1;
+    memset(&t->table[0], 0, sizeof t->table[0]);
+    t->table[0].dwState = MIB_TCP_STATE_LISTEN;
+    t->table[0].dwLocalPort = htons(4242);
+    return NO_ERROR;
+}
+
+static void test_table_that_keeps_changing(void)
+{
+    void *buf = NULL;
+    /* a busy host: the table changed 20 times in a row, then it is read */
+    changes = 20, grow = 0, calls = 0;
+    CHECK_INT(dx__ip_table_get(fake_table, 1, AF_INET, &buf), 0);
+    CHECK(buf != NULL);
+    if (buf)
+        CHECK_INT(ntohs((u_short)((MIB_TCPTABLE *)buf)->table[0].dwLocalPort), 4242);
+    free(buf);
+    /* it grew between sizing and filling, 20 times */
+    changes = 20, grow = 1, calls = 0;
+    CHECK_INT(dx__ip_table_get(fake_table, 1, AF_INET, &buf), 0);
+    CHECK(buf != NULL);
+    free(buf);
+    /* it never stops changing: a bounded number of tries, then -EAGAIN */
+    changes = 1 << 30, grow = 0, calls = 0;
+    CHECK_INT(dx__ip_table_get(fake_table, 1, AF_INET, &buf), -EAGAIN);
+    CHECK(buf == NULL);
+    CHECK_INT(calls, DX__IP_TABLE_TRIES);
+    changes = 1 << 30, grow = 1, calls = 0;
+    CHECK_INT(dx__ip_table_get(fake_table, 1, AF_INET, &buf), -EAGAIN);
+    CHECK(buf == NULL);
+}
+
+TAP_MAIN(T(test_sock_list_sees_ours), T(test_table_that_keeps_changing))

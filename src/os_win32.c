@@ -467,6 +467,22 @@ int dx__sock_atmark(int fd)
     return none ? 0 : 1;
 }
 
+long dx__os_read_handle(void *handle, void *buf, unsigned long n)
+{
+    for (;;) {
+        DWORD got = 0;
+        if (!ReadFile(handle, buf, n, &got, NULL))
+            return -1;
+        if (got > 0 || n == 0)
+            return (long)got;
+        DWORD why = GetLastError(); /* GetFileType() may change it */
+        int pipe = GetFileType(handle) == FILE_TYPE_PIPE;
+        SetLastError(why);
+        if (!pipe)
+            return 0; /* a file's end, a console's Ctrl-Z or Ctrl-C */
+    }
+}
+
 int dx__os_is_socket(int fd)
 {
     int type = 0;

@@ -352,12 +352,12 @@ static DWORD WINAPI output_main(LPVOID arg)
     struct child *c = arg;
     char *buf = malloc(BRIDGE_BUF);
     while (buf) {
-        DWORD got = 0;
-        if (!ReadFile(c->out_r, buf, BRIDGE_BUF, &got, NULL) || got == 0)
+        long got = dx__os_read_handle(c->out_r, buf, BRIDGE_BUF);
+        if (got <= 0)
             break; /* ERROR_BROKEN_PIPE: the child (and its children) closed it */
         atomic_store(&c->last_ms, dx__os_now_ms());
         const char *p = buf;
-        size_t left = got;
+        size_t left = (size_t)got;
         int failed = 0;
         while (left > 0) {
             ssize_t w = dx__sock_send(c->sock, p, left, 0);

@@ -98,10 +98,9 @@ static DWORD WINAPI stdin_main(LPVOID arg)
     char *buf = malloc(BRIDGE_BUF);
     if (buf && in && in != INVALID_HANDLE_VALUE) {
         for (;;) {
-            DWORD got = 0;
             SetLastError(0);
-            BOOL ok = ReadFile(in, buf, BRIDGE_BUF, &got, NULL);
-            if (ok && got == 0 && console) {
+            long got = dx__os_read_handle(in, buf, BRIDGE_BUF);
+            if (got == 0 && console) {
                 /* Ctrl-C during a console read also returns 0 bytes
                  * (ERROR_OPERATION_ABORTED): not the end of input */
                 if (GetLastError() == ERROR_OPERATION_ABORTED || stop_signal) {
@@ -111,9 +110,9 @@ static DWORD WINAPI stdin_main(LPVOID arg)
                     continue;
                 }
             }
-            if (!ok || got == 0)
+            if (got <= 0)
                 break; /* ERROR_BROKEN_PIPE, end of file, Ctrl-Z */
-            if (send_all(fd, buf, got) < 0)
+            if (send_all(fd, buf, (size_t)got) < 0)
                 break; /* the loop closed its end: nobody reads stdin any more */
         }
     }

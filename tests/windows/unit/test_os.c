@@ -343,6 +343,44 @@ static void test_unix_sockets(void)
     CHECK_INT(dx_unix_unlink_stale("duplex-unit.sock"), -EAFNOSUPPORT);
 }
 
+/* A pipe's 0-byte read is the writer's 0-byte write, not its end: a
+ * message-mode named pipe delivers one (wine's anonymous pipes are Unix
+ * pipes, which drop it; Windows' deliver it too). The bytes after it are
+ * read, then the end, once the writer has closed. A file's 0 is its end. */
+static void test_read_handle_zero_byte_write_is_not_the_end(void)
+{
+    char name[64];
+    snprintf(name, sizeof name, "\\\\.\\pipe\\duplex-unit-%lu", GetCurrentProcessId());
+    HANDLE r = CreateNamedPipeA(name, PIPE_ACCESS_INBOUND, PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT,
+                                1, 4096, 4096, 0, NULL);
+    CHECK(r != INVALID_HANDLE_VALUE);
+    HANDLE w = CreateFileA(name, GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+    CHECK(w != INVALID_HANDLE_VALUE);
+    DWORD put = 0;
+    CHECK(WriteFile(w, "", 0, &put, NULL));
+    CHECK(WriteFile(w, "abc", 3, &put, NULL));
+    CloseHandle(w);
+    char buf[16];
+    CHECK_INT(dx__os_read_handle(r, buf, sizeof buf), 3);
+    CHECK(memcmp(buf, "abc", 3) == 0);
+    CHECK_INT(dx__os_read_handle(r, buf, sizeof buf), -1);
+    CHECK_INT(GetLastError(), ERROR_BROKEN_PIPE);
+    CloseHandle(r);
+
+    /* a file: its bytes, then 0 */
+    char path[MAX_PATH], dir[MAX_PATH];
+    CHECK(GetTempPathA(sizeof dir, dir) > 0);
+    CHECK(GetTempFileNameA(dir, "dxu", 0, path) != 0);
+    HANDLE f = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
+                           FILE_FLAG_DELETE_ON_CLOSE, NULL);
+    CHECK(f != INVALID_HANDLE_VALUE);
+    CHECK(WriteFile(f, "xy", 2, &put, NULL));
+    SetFilePointer(f, 0, NULL, FILE_BEGIN);
+    CHECK_INT(dx__os_read_handle(f, buf, sizeof buf), 2);
+    CHECK_INT(dx__os_read_handle(f, buf, sizeof buf), 0);
+    CloseHandle(f);
+}
+
 TAP_MAIN(T(test_connect_refused), T(test_strerror_glibc_texts), T(test_errno_mapping),
          T(test_resolver_error_text), T(test_resolve_names_and_services), T(test_acl_file),
          T(test_socketpair_both_ways_and_half_close),
@@ -350,4 +388,4 @@ TAP_MAIN(T(test_connect_refused), T(test_strerror_glibc_texts), T(test_errno_map
          T(test_second_listener_same_port_refused), T(test_relisten_with_time_wait),
          T(test_accept_would_block),
          T(test_sockopts_windows_lacks), T(test_ipv6_loopback), T(test_somaxconn),
-         T(test_unix_sockets))
+         T(test_unix_sockets), T(test_read_handle_zero_byte_write_is_not_the_end))

@@ -37,7 +37,7 @@ class Proc:
     pipes (when they are pipes) so that waiting for a line never blocks on a
     full pipe and never waits without a deadline."""
 
-    def __init__(self, args, name, group=False, timeout=TIMEOUT, **kw):
+    def __init__(self, args, name, group=False, timeout=TIMEOUT, spare=None, **kw):
         self.args = args
         self.name = name
         self.timeout = timeout  # the default deadline of every wait below
@@ -46,6 +46,10 @@ class Proc:
         # when that was re-parented away from it (wine double-forks the
         # processes a Windows program creates; they keep the group)
         self.group = group
+        # spare(pid) -> True: a process kill() leaves alone although it is
+        # in the group or below us (wine's own services, which a Windows
+        # program may start and which the whole prefix shares)
+        self.spare = spare
         if group:
             kw["start_new_session"] = True
         self.popen = subprocess.Popen(args, **kw)
@@ -174,12 +178,16 @@ class Proc:
         """Kill by PID (SIGKILL), with every process it started (an --exec
         child would otherwise outlive it), and reap."""
         kids = descendants(self.pid) if self.popen.poll() is None else []
+        if self.group and self.spare:
+            kids += [p for p in group_members(self.pid) if p not in kids]
         for pid in [self.pid, *kids]:
+            if pid != self.pid and self.spare and self.spare(pid):
+                continue
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        if self.group:
+        if self.group and not self.spare:
             try:
                 os.killpg(self.pid, signal.SIGKILL)  # the group is named by our child's PID
             except (ProcessLookupError, PermissionError):
@@ -207,6 +215,23 @@ class Proc:
 
     def __repr__(self):
         return f"<Proc {self.name} pid={self.pid}>"
+
+
+def group_members(pgid):
+    """Every live process of process group pgid (from /proc/PID/stat)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            out.append(int(name))
+    return out
 
 
 def descendants(pid):
@@ -237,10 +262,12 @@ class Spawner:
     PID and reaped). stdin may be bytes (fed through a pipe by a thread,
     which then closes it), a file object or fd, subprocess.PIPE or DEVNULL.
     Returns a Proc. group=True: each process in a process group of its own,
-    killed as a group (see Proc); timeout: the Procs' default deadline."""
+    killed as a group (see Proc); timeout: the Procs' default deadline;
+    spare: see Proc."""
 
-    def __init__(self, group=False, timeout=TIMEOUT):
+    def __init__(self, group=False, timeout=TIMEOUT, spare=None):
         self.group = group
+        self.spare = spare
         self.timeout = timeout
         self.procs = []
         self.feeders = []
@@ -255,7 +282,8 @@ class Spawner:
         if isinstance(stdin, (bytes, bytearray)):
             data = bytes(stdin)
             stdin = subprocess.PIPE
-        p = Proc(args, name or os.path.basename(args[0]), group=self.group, timeout=self.timeout, stdin=stdin,
+        p = Proc(args, name or os.path.basename(args[0]), group=self.group, timeout=self.timeout,
+                 spare=self.spare, stdin=stdin,
                  stdout=stdout, stderr=stderr, env=full_env, close_fds=True)
         self.procs.append(p)
         if data is not None:
@@ -279,6 +307,14 @@ class Spawner:
             p.kill()
         for t in self.feeders:
             t.join(2)
+
+    def report(self, limit=3000):
+        """Print each process's exit status and stderr's end (pytest shows
+        a fixture's teardown output for a failed test only)."""
+        for p in self.procs:
+            err = p.err
+            print(f"--- {p.name}: pid {p.pid}, exit {p.popen.returncode}, stderr "
+                  f"({len(err)} chars){' ending' if len(err) > limit else ''}:\n{err[-limit:]}")
 
 
 # ---------------------------------------------------------- ports, peers --

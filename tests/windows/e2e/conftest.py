@@ -29,6 +29,7 @@ bounded, only 127.0.0.1 and ports found free.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -77,6 +78,50 @@ def _missing(why):
 def is_pe(path):
     with open(path, "rb") as f:
         return f.read(2) == b"MZ"
+
+
+# wine's own processes: the prefix's services, shared by every program run in
+# it. A Windows program that finds them gone (re)starts them in its own
+# process group; killing that group at a test's end must spare them, or the
+# next program restarts them again, racing wineboot (a PATH without
+# system32: "Can't recognize 'cmd.exe ...'"; no Nsi device for the socket
+# tables).
+WINE_SERVICES = {"wineboot.exe", "services.exe", "winedevice.exe", "explorer.exe", "plugplay.exe",
+                 "svchost.exe", "rpcss.exe", "rundll32.exe", "wineserver", "wineserver64"}
+
+
+def is_live(pid):
+    """pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:][:1] != "Z"
+
+
+def wine_service(pid, names=WINE_SERVICES):
+    """True if pid is one of names (WINE_SERVICES), by its argv[0]."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0")[0].decode("utf-8", "replace")
+    except OSError:
+        return False
+    return re.split(r"[\\/]", argv0)[-1].lower() in names
+
+
+def wine_services():
+    """{(pid, name)} of the prefix's live WINE_SERVICES."""
+    out = set()
+    for p in prefix_pids(PREFIX):
+        if is_live(p) and wine_service(p):
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    argv0 = f.read().split(b"\0")[0].decode("utf-8", "replace")
+            except OSError:
+                continue
+            out.add((p, re.split(r"[\\/]", argv0)[-1].lower()))
+    return out
 
 
 def prefix_pids(prefix):
@@ -163,6 +208,27 @@ class Wine:
             with open(log, "rb") as f:
                 out = f.read()
             pytest.fail(f"wineboot --init failed (rc={rc}): {out[-2000:]!r}", pytrace=False)
+        self.settle(time.monotonic() + PREFIX_TIMEOUT)
+
+    def booting(self):
+        """PIDs of the prefix's live wineboot.exe processes."""
+        return [p for p in prefix_pids(PREFIX) if is_live(p) and wine_service(p, {"wineboot.exe"})]
+
+    def settle(self, deadline):
+        """Wait until the prefix is ready for a test: no wineboot.exe runs
+        and a program sees system32 on its PATH. wineboot --init can return
+        while its services still restart; a program started then races them
+        (seen: cmd.exe not found on the PATH, the socket tables absent)."""
+        while True:
+            if not self.booting():
+                probe = subprocess.run([WINE64, "cmd.exe", "/c", "echo %PATH%"], env=self.env,
+                                       stdin=subprocess.DEVNULL, capture_output=True,
+                                       timeout=max(1, deadline - time.monotonic()))
+                if b"system32" in probe.stdout.lower() and not self.booting():
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the wine prefix did not settle within {PREFIX_TIMEOUT} s", pytrace=False)
+            time.sleep(0.1)
 
     def stop(self):
         if self.server is None:
@@ -270,9 +336,14 @@ def spawn():
     """spawn(args, stdin=DEVNULL, ...) -> Proc (dxtest.Spawner): each process
     in a process group of its own, killed as a group and reaped at teardown;
     its waits default to this suite's TIMEOUT."""
-    s = Spawner(group=True, timeout=TIMEOUT)
+    services = wine_services()
+    s = Spawner(group=True, timeout=TIMEOUT, spare=wine_service)
     yield s
     s.cleanup()
+    s.report()
+    now = wine_services()
+    if now != services:  # a program (re)started them: shown if the test failed
+        print(f"--- wine services changed during the test: {sorted(services)} -> {sorted(now)}")
 
 
 @pytest.fixture

@@ -208,8 +208,9 @@ int dx__os_errno(int native);
 /* ReadFile on a handle (a pipe, a file, a console): the bytes read (> 0),
  * 0 at the end of input, -1 on failure (GetLastError() says which; a
  * console's Ctrl-C is 0 with ERROR_OPERATION_ABORTED, kept). A pipe's
- * successful read of 0 bytes is the writer's WriteFile of 0 bytes, not the
- * end (that is ERROR_BROKEN_PIPE): it reads again. */
+ * successful read of 0 bytes from a pipe that is still open (PeekNamedPipe
+ * says so) is the writer's WriteFile of 0 bytes, not the end: it reads
+ * again. */
 long dx__os_read_handle(void *handle, void *buf, unsigned long n);
 #define DX__IP_TABLE_TRIES 32
 typedef unsigned long (*dx__ip_table_fn)(int tcp, int family, void *buf, unsigned long *size);

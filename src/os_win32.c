@@ -475,11 +475,15 @@ long dx__os_read_handle(void *handle, void *buf, unsigned long n)
             return -1;
         if (got > 0 || n == 0)
             return (long)got;
-        DWORD why = GetLastError(); /* GetFileType() may change it */
-        int pipe = GetFileType(handle) == FILE_TYPE_PIPE;
+        DWORD why = GetLastError(); /* the calls below may change it */
+        /* a pipe whose writer is still there: it wrote 0 bytes. Wine's
+         * Unix pipes (a program's stdin) say 0 at their end and cannot be
+         * peeked: that is the end, as a file's, and a console's Ctrl-Z */
+        int open_pipe = GetFileType(handle) == FILE_TYPE_PIPE &&
+                        PeekNamedPipe(handle, NULL, 0, NULL, NULL, NULL);
         SetLastError(why);
-        if (!pipe)
-            return 0; /* a file's end, a console's Ctrl-Z or Ctrl-C */
+        if (!open_pipe)
+            return 0;
     }
 }
 

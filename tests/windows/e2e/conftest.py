@@ -100,28 +100,25 @@ def is_live(pid):
     return stat[stat.rfind(")") + 2:][:1] != "Z"
 
 
-def wine_service(pid, names=WINE_SERVICES):
-    """True if pid is one of names (WINE_SERVICES), by its argv[0]."""
+def wine_name(pid):
+    """The program name of process pid, lower case ("services.exe" for
+    C:\\windows\\system32\\services.exe), or None if it is gone."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv0 = f.read().split(b"\0")[0].decode("utf-8", "replace")
     except OSError:
-        return False
-    return re.split(r"[\\/]", argv0)[-1].lower() in names
+        return None
+    return re.split(r"[\\/]", argv0)[-1].lower()
+
+
+def wine_service(pid, names=WINE_SERVICES):
+    """True if pid is one of names (WINE_SERVICES)."""
+    return wine_name(pid) in names
 
 
 def wine_services():
     """{(pid, name)} of the prefix's live WINE_SERVICES."""
-    out = set()
-    for p in prefix_pids(PREFIX):
-        if is_live(p) and wine_service(p):
-            try:
-                with open(f"/proc/{p}/cmdline", "rb") as f:
-                    argv0 = f.read().split(b"\0")[0].decode("utf-8", "replace")
-            except OSError:
-                continue
-            out.add((p, re.split(r"[\\/]", argv0)[-1].lower()))
-    return out
+    return {(p, wine_name(p)) for p in prefix_pids(PREFIX) if is_live(p) and wine_service(p)}
 
 
 def prefix_pids(prefix):
@@ -218,7 +215,7 @@ class Wine:
         """Wait until the prefix is ready for a test: no wineboot.exe runs
         and a program sees system32 on its PATH. wineboot --init can return
         while its services still restart; a program started then races them
-        (seen: cmd.exe not found on the PATH, the socket tables absent)."""
+        (seen: cmd.exe not found on its PATH)."""
         while True:
             if not self.booting():
                 probe = subprocess.run([WINE64, "cmd.exe", "/c", "echo %PATH%"], env=self.env,

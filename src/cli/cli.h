@@ -534,6 +534,13 @@ size_t cli_crlf(const char *in, size_t n, char *out, int *last_was_cr);
 void cli_filters_attach(const struct options *o, dx_pump *up, dx_pump *down);
 void exec_close_idle(const struct options *o, uint64_t limit_ms);
 
+/* The loop time a connection's two pumps last moved a byte, either way
+ * (--idle-timeout measures from it). */
+static inline uint64_t cli_pumps_last_activity(const dx_pump *up, const dx_pump *down)
+{
+    return up->last_activity > down->last_activity ? up->last_activity : down->last_activity;
+}
+
 /* delay.c: --delay. cli_delay_open() starts pacing stdin and returns the
  * descriptor the session reads instead of stdin (or -errno);
  * cli_delay_close() at the end of the session. */

@@ -882,8 +882,7 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
         next = c->next;
         if (c->ph != PH_PUMP)
             continue;
-        uint64_t last = c->up.last_activity > c->down.last_activity ? c->up.last_activity
-                                                                    : c->down.last_activity;
+        uint64_t last = cli_pumps_last_activity(&c->up, &c->down);
         if (now - last >= limit)
             conn_end(c, 0, "idle for %.3g s", (double)limit / 1000.0);
     }

@@ -457,8 +457,7 @@ static void on_sweep(dx_loop *loop, dx_timer *t)
         next = c->next;
         if (!c->pumps_running)
             continue;
-        uint64_t last = c->up.last_activity > c->down.last_activity ? c->up.last_activity
-                                                                    : c->down.last_activity;
+        uint64_t last = cli_pumps_last_activity(&c->up, &c->down);
         if (now - last >= limit) {
             cli_info(r->o, "%s: idle for %.3g s, closing", c->name, (double)limit / 1000.0);
             conn_close(c);

@@ -95,8 +95,7 @@ static uint64_t idle_limit(const struct options *o)
 static void on_idle_timer(dx_loop *loop, dx_timer *t)
 {
     struct session *s = t->data;
-    uint64_t last = s->up.last_activity > s->down.last_activity ? s->up.last_activity
-                                                                : s->down.last_activity;
+    uint64_t last = cli_pumps_last_activity(&s->up, &s->down);
     uint64_t now = dx_loop_now(loop), limit = idle_limit(s->o);
     if (now - last >= limit) {
         cli_error("%s: no traffic for %.3g s, closing", s->peer, (double)limit / 1000.0);

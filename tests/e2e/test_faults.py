@@ -27,7 +27,8 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, accept_queue, descendants, seeded_bytes, sha, tcp_queues
+from conftest import (LISTENING_RE, TIMEOUT, accept_queue, descendants, seeded_bytes, sha, tcp_queues,
+                      wait_unix_listening)
 from servers_util import (closed_within, connect, cpu_seconds, echo_roundtrip, name_of, open_fds,
                           open_many, raise_nofile, read_to_eof, recv_exact, rss_kib, sockets,
                           wait_for)
@@ -691,7 +692,7 @@ def test_signal_relay_k(sig, code, start_listener, start_duplex, sockets):
 def test_signal_listen_unix_removes_path(sig, code, client, start_duplex, tmp_path):
     path = str(tmp_path / "s.sock")
     proc = start_duplex(["listen", "-v", "-U", path], stdin=subprocess.PIPE)
-    wait_for(lambda: os.path.exists(path), 5, "the socket file")
+    wait_unix_listening(path, 5, proc)  # the file exists before listen()
     c = None
     try:
         if client:

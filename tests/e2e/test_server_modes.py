@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, free_port, have_ipv6_loopback, need, recv_all, sha, wait_listening
+from conftest import (TIMEOUT, free_port, have_ipv6_loopback, need, recv_all, sha, wait_listening,
+                      wait_unix_listening)
 from servers_util import (Pump, assert_half_close_echo, assert_pumped_echo, children, connect,
                           echo_roundtrip, exchange, name_of, open_many, read_to_eof, recv_exact,
                           recv_line, recv_until, rss_kib, sockets, wait_for)
@@ -532,10 +533,7 @@ def test_exec_env_ncat_proto_on_a_unix_socket(spawn, duplex, tmp_path):
         path = str(tmp_path / f"{name}.sock")
 
         def connect_to(p):
-            deadline = time.monotonic() + TIMEOUT
-            while not os.path.exists(path):
-                assert p.poll() is None and time.monotonic() < deadline, p.err
-                time.sleep(0.02)
+            wait_unix_listening(path, TIMEOUT, p)  # the file exists before listen()
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.settimeout(TIMEOUT)
             s.connect(path)

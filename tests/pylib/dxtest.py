@@ -424,6 +424,35 @@ def wait_listening(port, timeout=10, proc=None, udp=False):
     pytest.fail(f"nothing {what} {port} after {timeout}s")
 
 
+def unix_listening(path):
+    """True if a Unix stream socket listens at path (/proc/net/unix: the
+    __SO_ACCEPTCON flag). The file appears at bind(), before listen(): a
+    connect between the two is refused."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                cols = line.split(None, 7)
+                if len(cols) == 8 and cols[7].rstrip("\n") == path and int(cols[3], 16) & 0x10000:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def wait_unix_listening(path, timeout=10, proc=None):
+    """Wait until a Unix stream socket listens at path (not just exists)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if unix_listening(str(path)):
+            return
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{proc.name} exited (rc={proc.poll()}) before listening on {path}; "
+                        f"stderr={proc.err!r}")
+        time.sleep(0.02)
+    pytest.fail(f"nothing listening on {path} after {timeout}s")
+
+
 class Backlog:
     """A listener on 127.0.0.1 that does not accept, its queue filled, so that
     further SYNs are dropped and a connect hangs (`hung` False if the queue

@@ -4,6 +4,7 @@
  * that hold them (dx_sock_procs) by scanning /proc/PID/fd. */
 #define _GNU_SOURCE
 #include "duplex.h"
+#include "internal.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -377,6 +378,63 @@ static const struct query queries[] = {
     {DX_SL_UNIX, AF_UNIX, "/proc/net/unix"},
 };
 
+/* One record and where it was (qsort() sorts these, then order restores it). */
+struct rec_ref {
+    const dx_sockinfo *s;
+    size_t at;
+};
+
+static int cmp_sock(const dx_sockinfo *a, const dx_sockinfo *b)
+{
+    if (a->proto != b->proto)
+        return a->proto < b->proto ? -1 : 1;
+    if (a->family != b->family)
+        return a->family < b->family ? -1 : 1;
+    if (a->inode != b->inode)
+        return a->inode < b->inode ? -1 : 1;
+    if (a->state != b->state)
+        return a->state < b->state ? -1 : 1;
+    int c = memcmp(&a->local, &b->local, sizeof a->local);
+    if (!c)
+        c = memcmp(&a->peer, &b->peer, sizeof a->peer);
+    if (!c)
+        c = strncmp(a->path, b->path, sizeof a->path);
+    return c;
+}
+
+static int cmp_ref(const void *x, const void *y)
+{
+    const struct rec_ref *a = x, *b = y;
+    int c = cmp_sock(a->s, b->s);
+    return c ? c : (a->at < b->at ? -1 : a->at > b->at);
+}
+
+size_t dx__sock_dedupe(dx_sockinfo *v, size_t n)
+{
+    if (n < 2)
+        return n;
+    struct rec_ref *r = malloc(n * sizeof *r);
+    unsigned char *dup = calloc(n, 1);
+    if (!r || !dup) { /* keep them all: a repeat beats a failure */
+        free(r);
+        free(dup);
+        return n;
+    }
+    for (size_t i = 0; i < n; i++)
+        r[i] = (struct rec_ref){&v[i], i};
+    qsort(r, n, sizeof *r, cmp_ref);
+    for (size_t i = 1; i < n; i++)
+        if (cmp_sock(r[i - 1].s, r[i].s) == 0)
+            dup[r[i].at] = 1; /* sorted by position too: the first stays */
+    free(r);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!dup[i])
+            v[kept++] = v[i];
+    free(dup);
+    return kept;
+}
+
 int dx_sock_list(unsigned flags, dx_sockinfo **out, unsigned *source)
 {
     struct list l = {0};
@@ -432,6 +490,7 @@ int dx_sock_list(unsigned flags, dx_sockinfo **out, unsigned *source)
         close(fd);
     if (source)
         *source = used;
+    l.n = dx__sock_dedupe(l.v, l.n);
     if (l.n == 0) {
         free(l.v);
         return 0;

@@ -109,6 +109,13 @@ int dx__tls_shutdown(dx_tls *t);
 int dx__tls_event(const dx_tls *t, int dir);
 void dx__tls_attach(dx_tls *t, dx_io *owner);
 void dx__tls_kick(dx_tls *t, int want_read);
+/* diag.c: drop the records of v[0..n) that repeat an earlier one (the same
+ * socket: protocol, family, inode, state and addresses), keeping the first
+ * and the order. A kernel dump read in chunks (sock_diag, /proc/net) can
+ * give a socket twice when its hash bucket changes between two chunks.
+ * Returns the new count. */
+size_t dx__sock_dedupe(dx_sockinfo *v, size_t n);
+
 /* dx_buf_read_fd()/dx_buf_write_fd() over TLS (buf.c). */
 ssize_t dx__buf_read_tls(dx_buf *b, dx_tls *t, size_t max); /* at most max bytes */
 ssize_t dx__buf_write_tls(dx_buf *b, dx_tls *t, size_t max);

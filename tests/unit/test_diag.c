@@ -2,6 +2,7 @@
  * dx_sock_state_name, on the test's own sockets. */
 #define _GNU_SOURCE
 #include "helpers.h"
+#include "internal.h"
 
 #define T(name) Test(diag, name, .timeout = 20, .init = diag_init)
 
@@ -138,4 +139,54 @@ T(state_names)
     cr_assert_str_eq(dx_sock_state_name(DX_SS_TIME_WAIT), "TIME-WAIT");
     cr_assert_str_eq(dx_sock_state_name(0), "UNKNOWN");
     cr_assert_str_eq(dx_sock_state_name(99), "UNKNOWN");
+}
+
+/* A dump read in chunks can give a socket twice (its hash bucket changed
+ * between two chunks: seen on a busy CI machine, a listener's connection
+ * listed twice). dx__sock_dedupe() keeps the first of each socket, in
+ * order; two listeners sharing an address (SO_REUSEPORT: other inodes) and
+ * TIME-WAIT entries of other connections stay. */
+static dx_sockinfo rec(int proto, uint64_t ino, int state, int lport, int pport, uint32_t rq)
+{
+    dx_sockinfo s;
+    memset(&s, 0, sizeof s);
+    s.proto = proto;
+    s.family = AF_INET;
+    s.state = state;
+    s.inode = ino;
+    s.rqueue = rq;
+    /* whole structures copied in: stores through a cast sockaddr_in * into
+     * a sockaddr_storage may be reordered around the memset at -O2 */
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    a.sin_port = htons((uint16_t)lport);
+    memcpy(&s.local, &a, sizeof a);
+    a.sin_port = htons((uint16_t)pport);
+    memcpy(&s.peer, &a, sizeof a);
+    return s;
+}
+
+T(dedupe_keeps_the_first_of_each_socket)
+{
+    dx_sockinfo v[] = {
+        rec(DX_SL_TCP, 10, DX_SS_LISTEN, 5000, 0, 0),
+        rec(DX_SL_TCP, 11, DX_SS_ESTABLISHED, 5000, 6000, 1),
+        rec(DX_SL_TCP, 10, DX_SS_LISTEN, 5000, 0, 0),          /* the listener again */
+        rec(DX_SL_TCP, 12, DX_SS_LISTEN, 5000, 0, 0),          /* SO_REUSEPORT twin */
+        rec(DX_SL_TCP, 0, DX_SS_TIME_WAIT, 5000, 6001, 0),
+        rec(DX_SL_TCP, 11, DX_SS_ESTABLISHED, 5000, 6000, 7), /* again, its queue moved */
+        rec(DX_SL_TCP, 0, DX_SS_TIME_WAIT, 5000, 6002, 0),
+        rec(DX_SL_UDP, 11, DX_SS_ESTABLISHED, 5000, 6000, 1), /* another protocol */
+        rec(DX_SL_TCP, 0, DX_SS_TIME_WAIT, 5000, 6001, 0),    /* the first TIME-WAIT again */
+    };
+    size_t n = dx__sock_dedupe(v, sizeof v / sizeof v[0]);
+    cr_assert_eq(n, 6, "%zu records kept", n);
+    uint64_t want_ino[] = {10, 11, 12, 0, 0, 11};
+    int want_pport[] = {0, 6000, 0, 6001, 6002, 6000};
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(v[i].inode, want_ino[i], "record %zu", i);
+        cr_assert_eq(ntohs(((struct sockaddr_in *)&v[i].peer)->sin_port), want_pport[i], "record %zu", i);
+    }
+    cr_assert_eq(v[1].rqueue, 1, "the first copy stays");
+    cr_assert_eq(v[5].proto, DX_SL_UDP);
+    cr_assert_eq(dx__sock_dedupe(v, 0), 0);
 }

@@ -25,9 +25,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from dxtest import release_closed_ports  # noqa: E402
 from dxtest import (  # noqa: E402,F401  (re-exported for the test modules)
-    LISTENING_RE, TIMEOUT, Backlog, Proc, RandomFile, Server, Spawner, accept_queue, descendants,
+    LISTENING_RE, TIMEOUT, Backlog, Proc, RandomFile, Server, Spawner, accept_queue, alive, descendants,
     closed_port, free_port, have_ipv6_loopback, listeners_on, need, proc_net_sockets, recv_all, seeded_bytes, sha, tcp_queues,
-    sha256_file, wait_listening, wait_unix_listening, write_random)
+    sha256_file, stat_fields, wait_listening, wait_unix_listening, write_random)
 
 # ---------------------------------------------------------------- processes --
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, TIMEOUT, sha
+from conftest import LISTENING_RE, TIMEOUT, sha, stat_fields
 
 # ------------------------------------------------------------------ sockets --
 
@@ -374,16 +374,9 @@ def open_many(port, n, host="127.0.0.1", timeout=TIMEOUT):
 # --------------------------------------------------------------------- /proc --
 
 
-def _stat_fields(pid):
-    """Fields of /proc/PID/stat after the command name: [state, ppid, ...]."""
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    return text[text.rindex(")") + 2:].split()
-
-
 def cpu_seconds(pid):
     """utime + stime of a process, in seconds."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15
     ticks = int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
@@ -404,7 +397,7 @@ def children(pid):
         if not name.isdigit():
             continue
         try:
-            fields = _stat_fields(name)
+            fields = stat_fields(name)
         except (OSError, ValueError):
             continue
         if int(fields[1]) == pid:

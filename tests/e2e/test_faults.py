@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from conftest import (LISTENING_RE, TIMEOUT, accept_queue, descendants, seeded_bytes, sha, tcp_queues,
+from conftest import (LISTENING_RE, TIMEOUT, accept_queue, alive, descendants, seeded_bytes, sha, tcp_queues,
                       wait_unix_listening)
 from servers_util import (closed_within, connect, cpu_seconds, echo_roundtrip, name_of, open_fds,
                           open_many, raise_nofile, read_to_eof, recv_exact, rss_kib, sockets,
@@ -43,16 +43,6 @@ def rst_close(sock):
     """Close with SO_LINGER {1, 0}: the kernel sends a reset."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-
-
-def alive(pid):
-    """True if pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return False
-    return text[text.rindex(")") + 2] != "Z"
 
 
 def kill_pids(pids):

@@ -217,18 +217,32 @@ class Proc:
         return f"<Proc {self.name} pid={self.pid}>"
 
 
+def stat_fields(pid):
+    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp,
+    ...]. OSError if the process is gone."""
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    return text[text.rindex(")") + 2:].split()
+
+
+def alive(pid):
+    """True if pid exists and is not a zombie."""
+    try:
+        return stat_fields(pid)[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def group_members(pgid):
-    """Every live process of process group pgid (from /proc/PID/stat)."""
+    """Every live process of process group pgid."""
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
+            fields = stat_fields(name)
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
         if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
             out.append(int(name))
     return out

@@ -44,7 +44,7 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "pylib"))
 from dxtest import release_closed_ports  # noqa: E402
 from dxtest import (  # noqa: E402,F401  (re-exported for the test modules)
-    LISTENING_RE, Backlog, Proc, Server, Spawner, closed_port, free_port, need, recv_all, sha,
+    LISTENING_RE, Backlog, Proc, Server, Spawner, alive, closed_port, free_port, need, recv_all, sha,
     wait_listening)
 
 # A duplex.exe run is slower to start than a native one (wine's loader):
@@ -90,16 +90,6 @@ WINE_SERVICES = {"wineboot.exe", "services.exe", "winedevice.exe", "explorer.exe
                  "svchost.exe", "rpcss.exe", "rundll32.exe", "wineserver", "wineserver64"}
 
 
-def is_live(pid):
-    """pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:][:1] != "Z"
-
-
 def wine_name(pid):
     """The program name of process pid, lower case ("services.exe" for
     C:\\windows\\system32\\services.exe), or None if it is gone."""
@@ -118,7 +108,7 @@ def wine_service(pid, names=WINE_SERVICES):
 
 def wine_services():
     """{(pid, name)} of the prefix's live WINE_SERVICES."""
-    return {(p, wine_name(p)) for p in prefix_pids(PREFIX) if is_live(p) and wine_service(p)}
+    return {(p, wine_name(p)) for p in prefix_pids(PREFIX) if alive(p) and wine_service(p)}
 
 
 def prefix_pids(prefix):
@@ -209,7 +199,7 @@ class Wine:
 
     def booting(self):
         """PIDs of the prefix's live wineboot.exe processes."""
-        return [p for p in prefix_pids(PREFIX) if is_live(p) and wine_service(p, {"wineboot.exe"})]
+        return [p for p in prefix_pids(PREFIX) if alive(p) and wine_service(p, {"wineboot.exe"})]
 
     def settle(self, deadline):
         """Wait until the prefix is ready for a test: no wineboot.exe runs

@@ -5,6 +5,7 @@
 
 #include "duplex.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -539,6 +540,20 @@ void exec_close_idle(const struct options *o, uint64_t limit_ms);
 static inline uint64_t cli_pumps_last_activity(const dx_pump *up, const dx_pump *down)
 {
     return up->last_activity > down->last_activity ? up->last_activity : down->last_activity;
+}
+
+/* A pump failed writing to a socket whose connection is gone (reset, broken
+ * pipe, timed out). The opposite pump reads that same socket, and the kernel
+ * still holds what the peer sent before it went: a server that answers and
+ * closes with our request unread resets us, and its answer is in there.
+ * Returns 1 if the pair must let that pump run to its end (it soon reads
+ * the end or the reset) before closing, so that no byte received is lost. */
+static inline int cli_pump_drain_first(const dx_pump *failed, int error, int in_read,
+                                       const dx_pump *other)
+{
+    return error < 0 && !in_read && failed->dst && failed->dst->is_socket &&
+           other->src == failed->dst && !other->done &&
+           (error == -EPIPE || error == -ECONNRESET || error == -ETIMEDOUT || error == -ENOTCONN);
 }
 
 /* delay.c: --delay. cli_delay_open() starts pacing stdin and returns the

@@ -560,6 +560,12 @@ static void exec_tls_pumped(dx_pump *p, int error, int in_read)
 {
     struct exec_tls *x = p->data;
     int client_side = (p == &x->up) == !!in_read;
+    /* the client has gone while the program was answering: what the client
+     * sent before still reaches the program, then the end */
+    if (cli_pump_drain_first(p, error, in_read, p == &x->down ? &x->up : &x->down)) {
+        cli_info(x->o, "tls %s: client: %s", x->name, dx_strerror(error));
+        return;
+    }
     if (error < 0 && !(p == &x->up && !in_read)) {
         const char *why = client_side && (error == DX_ETLS || error == DX_ETLSVERIFY ||
                                           error == DX_ETLSTRUNC) && dx_tls_reason(x->tls)[0]

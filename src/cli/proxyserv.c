@@ -375,9 +375,16 @@ static void target_fail(struct pconn *c, int code, const char *what)
 static void on_pump_done(dx_pump *p, int error, int in_read)
 {
     struct pconn *c = p->data;
-    if (error < 0) {
+    if (error < 0 && !c->failed) {
         int from_client = (p == &c->up) == !!in_read;
-        conn_end(c, 1, "%s: %s", from_client ? "client" : "target", dx_strerror(error));
+        snprintf(c->why, sizeof c->why, "%s: %s", from_client ? "client" : "target", dx_strerror(error));
+        c->failed = 1;
+        /* what the gone peer sent first still goes through, then the end */
+        if (cli_pump_drain_first(p, error, in_read, p == &c->up ? &c->down : &c->up))
+            return;
+    }
+    if (error < 0 || (c->failed && c->up.done && c->down.done)) {
+        conn_end(c, 1, "%s", c->why);
         return;
     }
     if (c->up.done && c->down.done) {

@@ -189,8 +189,11 @@ static void on_pump_done(dx_pump *p, int error, int in_read)
         c->error_where = from_client ? "client" : "target";
         c->r->failed++;
     }
-    /* a failed direction ends the pair; otherwise wait for the other one
-     * (--serial: a device never ends its input: the client's end ends it) */
+    /* a failed direction ends the pair, once what the gone peer sent first
+     * is through; otherwise wait for the other one (--serial: a device
+     * never ends its input: the client's end ends it) */
+    if (cli_pump_drain_first(p, error, in_read, p == &c->up ? &c->down : &c->up))
+        return;
     if (error < 0 || (c->up.done && c->down.done) || (c->r->serial_fd >= 0 && p == &c->up))
         conn_close(c);
 }

@@ -32,6 +32,7 @@ struct session {
     dx_pump up;             /* stdin -> socket */
     dx_pump down;           /* socket -> stdout */
     int up_running, down_running;
+    int send_error;         /* sending failed: said when the receiving side has drained */
     int stdin_tty;
     int pass_eof;           /* the end of stdin shuts the socket's write side down */
     int tcp;                /* the socket is TCP (not Unix) */
@@ -163,10 +164,23 @@ static void on_drain_timer(dx_loop *loop, dx_timer *t)
         dx_timer_start(loop, t, 5, 0);
 }
 
+/* The socket refused our bytes while the peer was still sending: say so
+ * and end. */
+static void end_on_send_error(struct session *s, int error)
+{
+    if (s->tls) {
+        end_session(s, cli_tls_failed(s->o, s->tls, s->peer, error, 0, s->down.bytes_in));
+    } else {
+        cli_error("send to %s: %s", s->peer, dx_strerror(error));
+        end_session(s, EXIT_IO);
+    }
+}
+
 /* stdin ended (or failed), or the socket refused our bytes. */
 static void on_up_done(dx_pump *p, int error, int in_read)
 {
     struct session *s = p->data;
+    int drain = s->down_running && cli_pump_drain_first(p, error, in_read, &s->down);
     dx_pump_stop(p);
     s->up_running = 0;
     if (error < 0) {
@@ -175,11 +189,10 @@ static void on_up_done(dx_pump *p, int error, int in_read)
             end_session(s, EXIT_IO);
         } else if (!s->down_running && is_disconnect(error)) {
             end_session(s, EXIT_OK); /* the peer had finished and closed: a normal end */
-        } else if (s->tls) {
-            end_session(s, cli_tls_failed(s->o, s->tls, s->peer, error, 0, s->down.bytes_in));
+        } else if (drain) {
+            s->send_error = error; /* on_down_done says it, once stdout has what came */
         } else {
-            cli_error("send to %s: %s", s->peer, dx_strerror(error));
-            end_session(s, EXIT_IO);
+            end_on_send_error(s, error);
         }
         return;
     }
@@ -203,6 +216,14 @@ static void on_down_done(dx_pump *p, int error, int in_read)
     struct session *s = p->data;
     dx_pump_stop(p);
     s->down_running = 0;
+    if (s->send_error) {
+        /* what the peer sent before the failure is out (or stdout failed,
+         * or the socket's reset came too): the first failure is the one said */
+        if (error < 0 && !in_read)
+            cli_error("write stdout: %s", dx_strerror(error));
+        end_on_send_error(s, s->send_error);
+        return;
+    }
     if (error < 0) {
         if (in_read && s->tls) {
             end_session(s, cli_tls_failed(s->o, s->tls, s->peer, error, 1, s->down.bytes_in));

@@ -105,6 +105,90 @@ def test_peer_reset_mid_transfer_reported_nothing_lost(server, start_duplex, bac
     assert cli.out == data, f"stdout has {len(cli.out)} bytes, sha ok={cli.out == data[:len(cli.out)]}"
 
 
+def test_answer_before_reset_reaches_stdout_when_the_send_fails(server, start_duplex, backend_env):
+    """The peer answers 48 KiB and resets while duplex is still sending
+    (a server that replies and closes with our request unread). duplex's
+    stdout is a socket that holds 8 KiB and nobody reads yet, and its buffer
+    is 16 KiB: most of the answer still waits in duplex's socket when its
+    send fails. It must all come out before duplex reports the failure
+    (exit 1); closing at the send error lost it."""
+    reply = seeded_bytes(48 << 10, 7)
+    acked = threading.Event()
+
+    def script(conn, res):
+        got = 0
+        while got < (256 << 10):  # duplex is sending mid-transfer
+            b = conn.recv(65536)
+            if not b:
+                break
+            got += len(b)
+        conn.sendall(reply)
+        wait_for(lambda: unsent_bytes(conn) == 0, TIMEOUT, "the answer acknowledged")
+        acked.set()
+        rst_close(conn)
+
+    srv = server(script)
+    ours, theirs = socket.socketpair()
+    with ours:
+        with theirs:
+            theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            cli = start_duplex(["connect", "--buffer-size", "16384", "127.0.0.1", srv.port],
+                               stdin=seeded_bytes(1 << 16, 1) * 1024, stdout=theirs.fileno(), env=backend_env)
+        assert acked.wait(TIMEOUT), "the peer's answer was not acknowledged"
+        srv.join()
+        out, _ = read_to_eof(ours, TIMEOUT)
+    rc = cli.wait()
+    assert out == reply, f"stdout has {len(out)} of {len(reply)} bytes, prefix ok={out == reply[:len(out)]}"
+    assert rc == 1, (rc, cli.err)
+    assert re.search(RESET_RE, cli.err), cli.err
+
+
+def test_relay_passes_the_answer_before_the_target_reset(server, start_duplex, tmp_path, backend_env):
+    """relay: the target answers 384 KiB and resets while the client is
+    still sending to it. The client (on a Unix socket, whose buffers do not
+    grow) reads nothing until then, and the relay's buffer is 16 KiB, so
+    most of the answer waits in the relay's socket to the target when its
+    send there fails. The client must still get all of it, then its end;
+    closing the pair at the send error lost it."""
+    reply = seeded_bytes(384 << 10, 11)
+    acked = threading.Event()
+
+    def script(conn, res):
+        got = 0
+        while got < (256 << 10):  # the relay is sending mid-transfer
+            b = conn.recv(65536)
+            if not b:
+                break
+            got += len(b)
+        conn.sendall(reply)
+        wait_for(lambda: unsent_bytes(conn) == 0, TIMEOUT, "the answer acknowledged")
+        acked.set()
+        rst_close(conn)
+
+    srv = server(script)
+    path = str(tmp_path / "relay.sock")
+    relay = start_duplex(["relay", "-v", "--buffer-size", "16384", "-O", "rcvbuf=262144", f"unix:{path}",
+                          f"127.0.0.1:{srv.port}"], env=backend_env)
+    wait_unix_listening(path, proc=relay)
+    with socket.socket(socket.AF_UNIX) as cl:
+        cl.connect(path)
+
+        def feed():
+            try:
+                cl.sendall(seeded_bytes(1 << 16, 1) * 1024)
+            except OSError:
+                pass  # the relay closes us once the target has gone
+
+        sender = threading.Thread(target=feed, daemon=True)
+        sender.start()
+        assert acked.wait(TIMEOUT), "the target's answer was not acknowledged"
+        srv.join()
+        out, _ = read_to_eof(cl, TIMEOUT, allow_reset=True)
+    sender.join(TIMEOUT)
+    assert out == reply, f"the client got {len(out)} of {len(reply)} bytes, prefix ok={out == reply[:len(out)]}"
+    relay.wait_err(r"-> 127\.0\.0\.1:%d: target: (Connection reset by peer|Broken pipe)" % srv.port)
+
+
 def unsent_bytes(sock):
     """Bytes in the socket's send queue not yet acknowledged by the peer."""
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]

@@ -69,8 +69,8 @@ static void set6(struct sockaddr_storage *ss, const UCHAR addr[16], DWORD scope,
 
 /* A failed table call as -errno. ERROR_MORE_DATA is wine's "the table kept
  * growing while I filled it" (its NsiAllocateAndGetTable gives up after 5
- * tries; each try looks up every socket's owner, seconds on a host with
- * thousands of sockets): get_table() tries again before it says -EAGAIN. */
+ * tries, on a host whose sockets come and go faster than it reads them):
+ * dx__ip_table_get() tries again before it says -EAGAIN. */
 static int table_errno(DWORD r)
 {
     switch (r) {

@@ -258,6 +258,10 @@ int dx_sock_list(unsigned flags, dx_sockinfo **out, unsigned *source)
         free(l.v);
         return rc;
     }
+    /* No dx__sock_dedupe() here, though wine fills its tables from /proc/net
+     * read in chunks, as diag.c does: without inodes, a socket listed twice
+     * and two sockets bound alike with SO_REUSEADDR (mDNS's 0.0.0.0:5353)
+     * are the same record, and hiding a socket is worse than a repeat. */
     if (l.n == 0) {
         free(l.v);
         l.v = NULL;

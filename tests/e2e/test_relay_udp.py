@@ -111,6 +111,11 @@ def wait_for(cond, what, timeout=TIMEOUT):
         time.sleep(0.01)
 
 
+def nth(pattern, n):
+    """A regex for stderr up to pattern's n-th match (pattern: one line)."""
+    return r"(?s)(?:%s.*?){%d}%s" % (pattern, n - 1, pattern)
+
+
 def json_lines(text):
     return [json.loads(line) for line in text.decode().splitlines() if line.startswith("{")]
 
@@ -225,17 +230,24 @@ def test_idle_timeout_frees_session(start_duplex, udp_target):
     and is answered."""
     t = udp_target()
     relay, port = start_relay(start_duplex, f"127.0.0.1:{t.port}", ["-v", "--idle-timeout", "0.3"])
+    # Each session is proved by its -v lines and the target, not by a look
+    # at /proc/net/udp right after its answer: 0.3 s later (sooner than a
+    # busy machine runs the test's next line) the socket may be gone.
     with client() as c:
-        c.sendto(b"one", ("127.0.0.1", port))
-        assert c.recv(100) == answer(b"one")
-        assert upstream_sockets(t.port) == 1
-        relay.wait_err(r"127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+: sent 1 datagram \(3 bytes\), received 1 "
-                       r"datagram \(4 bytes\) in [\d.]+ s, closed: idle for 0\.3 s")
-        wait_for(lambda: upstream_sockets(t.port) == 0, "the session's socket to close")
-        c.sendto(b"two", ("127.0.0.1", port))
-        assert c.recv(100) == answer(b"two")
-        assert len(re.findall(r"new session", relay.err)) == 2
-        assert upstream_sockets(t.port) == 1
+        me = c.getsockname()[1]
+        opened = (r"127\.0\.0\.1:%d: new session, to 127\.0\.0\.1:%d from 127\.0\.0\.1:(\d+) "
+                  r"\(1 session\)" % (me, t.port))
+        closed = (r"127\.0\.0\.1:%d -> 127\.0\.0\.1:%d: sent 1 datagram \(3 bytes\), received 1 "
+                  r"datagram \(4 bytes\) in [\d.]+ s, closed: idle for 0\.3 s" % (me, t.port))
+        for n, query in enumerate((b"one", b"two"), 1):
+            c.sendto(query, ("127.0.0.1", port))
+            assert c.recv(100) == answer(query)
+            # the n-th session's socket: the one the target heard from;
+            # "(1 session)": the one before it was gone from the relay
+            upto = relay.wait_err(nth(opened, n)).group(0)
+            assert ("127.0.0.1", int(re.findall(opened, upto)[-1])) in t.sources
+            relay.wait_err(nth(closed, n))
+            wait_for(lambda: upstream_sockets(t.port) == 0, f"session {n}'s socket to close")
 
 
 def test_max_conns_drops_new_clients_until_a_session_ends(start_duplex, udp_target):

@@ -293,6 +293,8 @@ def test_deny_drops_client_allowed_one_served(start_duplex, udp_target):
         assert good.recv(100) == answer(b"ok")
         assert t.received == 1 and len(t.sources) == 1  # good's session only
         assert upstream_sockets(t.port) == 1
+        # good's -v line comes after bad's three: stderr has caught up with them
+        relay.wait_err(r"127\.0\.0\.1:%d: new session" % good.getsockname()[1])
         assert relay.err.count("refused: not allowed") == 1  # said once while it keeps sending
     relay.popen.send_signal(signal.SIGTERM)
     relay.wait()

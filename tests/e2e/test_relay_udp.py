@@ -9,6 +9,7 @@ back. Sessions are counted from /proc/net/udp (sockets connected to the
 target's port). Loopback only; every process is started through the spawn
 fixture and killed by PID."""
 
+import contextlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, free_port, have_ipv6_loopback, need, proc_net_sockets, wait_listening
+from conftest import TIMEOUT, free_port, have_ipv6_loopback, need, proc_net_sockets, stat_fields, wait_listening
 
 UDP_LISTENING_RE = re.compile(r"duplex: listening on (\S+):(\d+) \(udp\)\s*$", re.M)
 
@@ -109,6 +110,19 @@ def wait_for(cond, what, timeout=TIMEOUT):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def stopped(proc):
+    """The process stopped (SIGSTOP, seen in /proc) for the block: what is
+    sent to it meanwhile waits in its sockets, and it reads it all in one go
+    when it goes on, before a timer of its can run out in between."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: stat_fields(proc.pid)[0] == "T", "the process to stop")
+        yield
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
 
 
 def nth(pattern, n):
@@ -258,22 +272,25 @@ def test_max_conns_drops_new_clients_until_a_session_ends(start_duplex, udp_targ
     relay, port = start_relay(start_duplex, f"127.0.0.1:{t.port}",
                               ["-v", "--max-conns", "2", "--idle-timeout", "0.5"])
     with client() as a, client() as b, client() as c:
+        # all four read in one go: no session can idle out (0.5 s: a busy
+        # machine's pause between two of the test's lines) before c's two
+        with stopped(relay):
+            for s, query in ((a, b"hi"), (b, b"hi"), (c, b"first"), (c, b"second")):
+                s.sendto(query, ("127.0.0.1", port))
         for s in (a, b):
-            s.sendto(b"hi", ("127.0.0.1", port))
             assert s.recv(100) == answer(b"hi")
-        c.sendto(b"first", ("127.0.0.1", port))
-        c.sendto(b"second", ("127.0.0.1", port))
         relay.wait_err(r"127\.0\.0\.1:%d: datagram dropped: --max-conns reached \(2 sessions"
                        % c.getsockname()[1])
         a.sendto(b"still", ("127.0.0.1", port))  # a round trip after c's two: both handled
         assert a.recv(100) == answer(b"still")
         assert t.received == 3
-        assert relay.err.count("--max-conns reached") == 1
         c.setblocking(False)
         with pytest.raises(BlockingIOError):
             c.recv(100)
         c.setblocking(True)
         relay.wait_err(r"closed: idle")
+        # written after c's two were handled: stderr has caught up with them
+        assert relay.err.count("--max-conns reached") == 1
         c.sendto(b"third", ("127.0.0.1", port))
         assert c.recv(100) == answer(b"third")
 
@@ -377,9 +394,12 @@ def test_without_k_one_client_then_exit(start_duplex, udp_target):
                           f"127.0.0.1:{t.port}"])
     port = int(relay.wait_err(UDP_LISTENING_RE).group(2))
     with client() as a, client() as b:
-        a.sendto(b"me", ("127.0.0.1", port))
+        # both read in one go: a's session cannot idle out (and the relay
+        # exit) before b's datagram is there to be dropped
+        with stopped(relay):
+            a.sendto(b"me", ("127.0.0.1", port))
+            b.sendto(b"me too", ("127.0.0.1", port))
         assert a.recv(100) == answer(b"me")
-        b.sendto(b"me too", ("127.0.0.1", port))
         relay.wait_err(r"datagram dropped: one client only without -k")
         assert relay.wait() == 0
 

@@ -220,6 +220,8 @@ def test_udp_listen_drops_refused_senders(rule, start_duplex, sockets):
     good.settimeout(10)
     assert good.recv(100) == b"reply\n"
     assert b"secret" not in proc.out
+    # good's -v line comes after bad's three: stderr has caught up with them
+    proc.wait_err(re.escape(f"datagram from {name_of(good)}") + "$")
     assert proc.err.count("refused: not allowed") == 1  # said once for a sender that keeps at it
     bad.setblocking(False)
     with pytest.raises(BlockingIOError):

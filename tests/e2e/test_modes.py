@@ -79,7 +79,7 @@ def _unix_listener(start_duplex, path, extra=(), **kw):
 def test_unix_socket_both_roles(start_duplex, tmp_path, backend_env):
     path = str(tmp_path / "dx.sock")
     lst = _unix_listener(start_duplex, path, stdin=b"answer\n", env=backend_env)
-    assert path in lst.err
+    lst.wait_err(re.escape(path))
     _exchange(start_duplex, lst, ["-U", path], env=backend_env)
     assert not os.path.exists(path), "the listener left its socket file behind"
 

@@ -152,6 +152,12 @@ def firsts(proc, n):
     return err_findall(proc, r": connected, connecting to (\S+)", n)
 
 
+def closing_lines(proc, n):
+    """Wait for n connections' -v summary lines (each written after that
+    connection's other lines)."""
+    return err_findall(proc, r" -> \S+: sent \d+ bytes?, received", n)
+
+
 # ------------------------------------------------------------ failover --
 
 
@@ -166,6 +172,7 @@ def test_first_fails_over_past_a_refusing_target_and_marks_it_down(relay, tag_se
     for seed in (2, 3):
         assert one_client(port, seed) == "A"
     assert firsts(p, 3) == [f"127.0.0.1:{dead}", a.addr, a.addr], p.err
+    closing_lines(p, 3)  # the last client's: stderr has caught up with its tries
     assert p.err.count("trying") == 1, p.err
     assert (a.count, b.count) == (3, 0)
 
@@ -250,6 +257,7 @@ def test_roundrobin_skips_a_down_target(relay, tag_servers):
     tags = [one_client(port, 200 + i) for i in range(7)]
     # A, then the dead one fails over to C; from then on A and C in turn
     assert tags == ["A", "C", "A", "C", "A", "C", "A"]
+    closing_lines(p, 7)  # the last client's: stderr has caught up with its tries
     assert p.err.count("trying") == 1, p.err
 
 

@@ -9,6 +9,7 @@ below, built on the latter) and is killed and reaped by PID at teardown."""
 
 import errno
 import os
+import re
 import resource
 import select
 import selectors
@@ -45,6 +46,16 @@ def name_of(sock):
     addr = sock.getsockname()
     host, port = addr[0], addr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def said_connected(proc, sock, now=None):
+    """Wait for a stream server's -v line for sock ('NAME: connected', with
+    `now`: 'NAME: connected (NOW now)'). The server wrote it after every line
+    before it: once it is read, proc.err holds those too, and a check that a
+    line is absent means something. A client connected for this only is a
+    way to make sure a live server's stderr has been read up to now."""
+    more = r" \(%d now\)" % now if now is not None else ""
+    return proc.wait_err(re.escape(name_of(sock)) + r": connected" + more)
 
 
 def _recv_while(sock, more, bufsize, timeout, what):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from servers_util import Pump, connect, name_of, sockets
+from servers_util import Pump, connect, name_of, said_connected, sockets
 
 __all__ = ["sockets"]  # fixture re-exported from servers_util
 
@@ -130,10 +130,13 @@ def test_chat_drops_during_a_broadcast_do_not_disturb_the_others(start_listener,
     flood_and_check(proc, healthy, sender, sn, b"".join(l + b"\n" for l in lines), lines, 60)
     for s in slow:
         proc.wait_err(re.escape(name_of(s)) + r": closed: not reading")
-    for name in healthy_names:
-        assert name + ": closed" not in proc.err
     out = proc.wait_out(lambda o: o.find(f"[{sn}] {n - 1:06d}\n".encode()) >= 0)
     assert lines_from(out, sn) == lines, "stdout: lines lost or out of order"
+    # one client more: stderr read up to its line, and "(5 now)": the
+    # healthy clients and the sender are all still there
+    said_connected(proc, sockets(connect(port)), now=len(healthy_names) + 1)
+    for name in healthy_names:
+        assert name + ": closed" not in proc.err
     assert "lost" not in proc.err, proc.err[-600:]
     assert proc.poll() is None
 
@@ -173,6 +176,9 @@ def flood_chat(start_duplex, sockets, listen_args, connect_fn, stdout_delay):
                         b"\n" * 65536 + b"".join(b"%06d\n" % i for i in range(n)), want, 90)
         text = out.wait_for(f"[{fname}] {n - 1:06d}\n".encode())
         assert lines_from(text, fname) == want, "stdout: lines lost or out of order"
+        # one client more: stderr read up to its line, and "(5 now)": nobody left
+        socks.append(sockets(connect_fn(m)))
+        proc.wait_err(r"duplex: \S+: connected \(5 now\)")
         assert "not reading" not in proc.err and "lost" not in proc.err, proc.err[-600:]
         assert proc.poll() is None
     finally:
@@ -246,6 +252,8 @@ def test_broker_unpaced_sender_slow_reader_loses_nothing(start_listener, sockets
         assert bytes(got) == data, "reader: bytes lost or reordered"
         text = out.wait(lambda o: len(o) >= total, f"{total} bytes", 30)
         assert len(text) == total and text == data, f"stdout: {len(text)} of {total} bytes"
+        # one client more: stderr read up to its line, and "(3 now)": nobody left
+        said_connected(proc, sockets(connect(port)), now=3)
         assert "closed" not in proc.err, proc.err[-600:]
         assert "lost" not in proc.err, proc.err[-600:]
     finally:

@@ -20,7 +20,7 @@ from conftest import (TIMEOUT, free_port, have_ipv6_loopback, need, recv_all, sh
                       wait_unix_listening)
 from servers_util import (Pump, assert_half_close_echo, assert_pumped_echo, children, connect,
                           echo_roundtrip, exchange, name_of, open_many, read_to_eof, recv_exact,
-                          recv_line, recv_until, rss_kib, sockets, wait_for)
+                          recv_line, recv_until, rss_kib, said_connected, sockets, wait_for)
 
 __all__ = ["sockets"]  # fixture re-exported from servers_util
 
@@ -69,6 +69,8 @@ def test_echo_client_that_sends_before_reading_is_paused_not_dropped(start_liste
     t.join(TIMEOUT)
     assert len(got) == len(data) and sha(got) == sha(data), \
         f"{len(got)} of {len(data)} bytes echoed; server said {proc.err[-300:]!r}"
+    # its close line comes after a drop's would: stderr read up to it
+    proc.wait_err(re.escape(name_of(s)) + r": closed")
     assert "not reading" not in proc.err, proc.err
 
 
@@ -125,6 +127,12 @@ def test_broker_1000_clients_every_tag_exactly_once(start_listener, backend_env)
             assert len(set(lines)) == n - 1, f"client #{i}: duplicated lines"
             assert set(lines) == all_tags - {tags[i]}, f"client #{i}: wrong set of tags"
         assert proc.poll() is None
+        # one client more: stderr read up to its line, and "(n + 1 now)": nobody left
+        late = connect(port)
+        try:
+            said_connected(proc, late, now=n + 1)
+        finally:
+            late.close()
         assert "not reading" not in proc.err
     finally:
         pump.close()
@@ -320,6 +328,8 @@ def test_k_stdin_not_read_does_not_end_clients(start_listener, sockets, mode, fl
         proc.wait_out(lambda o: o == b"from a\n")
     for s in (a, b):
         assert_no_eof_yet(s)
+    # one client more: stderr read up to its line, and "(3 now)": a and b are still there
+    said_connected(proc, sockets(connect(port)), now=3)
     assert re.search(r": closed", proc.err) is None, proc.err
     assert proc.poll() is None
 
@@ -397,6 +407,11 @@ def test_k_slow_stdout_pauses_clients_loses_nothing(start_listener):
         got = bytes(got)
         assert got.translate(None, bytes(range(0x80, 0x100))) == data[0], "client 0: bytes lost or reordered"
         assert got.translate(None, bytes(range(0x80))) == data[1], "client 1: bytes lost or reordered"
+        late = connect(port)  # one client more: stderr read up to its line
+        try:
+            said_connected(proc, late)
+        finally:
+            late.close()
         assert "not reading" not in proc.err and "lost" not in proc.err, proc.err
         assert max(rss) < 64 * 1024, f"server RSS {max(rss)} KiB"
     finally:

@@ -203,6 +203,8 @@ def test_exec_denied_peer_gets_no_program(start_duplex):
         with pytest.raises(socket.timeout):
             denied.recvfrom(100)
         assert len(programs(srv.pid)) == 1
+        # the allowed peer's line: stderr read up to it, the denied one's lines before
+        srv.wait_err(rf"127\.0\.0\.2:{allowed.getsockname()[1]}: new peer")
     assert "new peer" not in srv.err.split("127.0.0.2")[0]
 
 

@@ -230,6 +230,8 @@ def test_access_list_refuses_a_client(exe_listener, sockets, rule, why):
     good = sockets(connect_from(port, "127.0.0.1"))
     good.sendall(b"let in\n")
     assert recv_exact(good, 7) == b"let in\n"
+    # good's -v line: stderr read up to it (a refusal of good would come before)
+    proc.wait_err(rf"{re.escape(name_of(good))}: connected")
     assert "127.0.0.1:" not in "".join(l for l in proc.err.splitlines() if "refused" in l)
 
 

@@ -708,7 +708,10 @@ typedef struct dx_stream dx_stream;
  * Called from the loop; it may close and free the stream (and others). */
 typedef void (*dx_stream_read_cb)(dx_stream *s, const char *data, size_t n);
 /* Something happened (always called from the loop): error < 0 (read or
- * write failed: the stream is unusable, close it; the callback may free it),
+ * write failed: the stream is unusable, close it; the callback may free it;
+ * a socket's write that fails because the peer has gone, while reading is
+ * armed, is reported after the read callback has had every byte the peer
+ * sent before: see dx_stream_write()),
  * or error == 0 when the output queue has drained
  * below half of its capacity after having been more than half full (time to
  * resume a paused producer), or when a shutdown asked for with
@@ -724,7 +727,8 @@ struct dx_stream {
     int reading;              /* read-only: read callback armed */
     int shut_pending;         /* private: shutdown(SHUT_WR) once drained */
     int shut_done;            /* read-only */
-    int failed;               /* read-only: an error was reported */
+    int failed;               /* read-only: non-zero once failed (writes refused; the
+                                 error reaches event_cb from the loop) */
     int above_half;           /* private: for the drain event */
     uint64_t bytes_in;        /* read-only */
     uint64_t bytes_out;       /* read-only: bytes actually written */
@@ -759,7 +763,11 @@ int dx_stream_read_stop(dx_stream *s);
  * fails (the peer reset), the call still returns 0 and the stream is failed
  * (s->failed, later writes -EPIPE); event_cb gets the error from the loop,
  * never from inside this call, so the caller may go on using the stream
- * until then. */
+ * until then. A write to a socket that fails because the peer has gone
+ * (EPIPE, ECONNRESET, ETIMEDOUT, ENOTCONN; not over TLS) while reading is
+ * armed loses nothing the peer sent first: the read callback still gets all
+ * of it, then event_cb gets the write's error instead of the end of input
+ * (or at once, from the loop, if the program stops reading). */
 int dx_stream_write(dx_stream *s, const void *data, size_t n);
 
 /* Limit what the stream reads (in) and writes (out) to so many bytes per

@@ -15,6 +15,10 @@
  * callback sees the bytes without another copy. */
 #define READ_CHUNK (64 * 1024)
 
+/* s->failed: 1 once failed (the error reported, or on its way from the
+ * loop); DRAINING while a write failure waits for the reads (drain_first). */
+#define DRAINING 2
+
 static void stream_cb(dx_loop *loop, dx_io *io, int events);
 static void report_later(dx_loop *loop, dx__later *l);
 
@@ -38,7 +42,7 @@ static ssize_t direct_write(dx_stream *s, const char *p, size_t n)
 /* Bytes to write, or a TLS close_notify that waits for the socket. */
 static int has_output(const dx_stream *s)
 {
-    return dx_buf_len(&s->out) > 0 || (s->shut_pending && !s->shut_done);
+    return !s->failed && (dx_buf_len(&s->out) > 0 || (s->shut_pending && !s->shut_done));
 }
 
 /* The events reading and writing wait for: over TLS, either may wait for
@@ -48,7 +52,7 @@ static int write_ev(const dx_stream *s) { return s->tls ? dx__tls_event(s->tls, 
 
 static int update(dx_stream *s)
 {
-    if (!s->loop || s->failed)
+    if (!s->loop || s->failed == 1)
         return 0;
     /* a rate limit's empty bucket: its timer calls update() again */
     int rd = s->reading && !dx__rate_blocked(&s->rate_in);
@@ -77,10 +81,33 @@ int dx_stream_init(dx_loop *loop, dx_stream *s, int fd, size_t queue_cap,
     return 0;
 }
 
-/* Report a failure once; the owner is expected to close the stream. */
+/* A write failed because the peer has gone (reset, broken pipe), and the
+ * program reads: what the peer sent before is still in the socket, and the
+ * program gets it, as if the reads had come first (a server that answers
+ * and closes with our request unread resets us; its answer is in there).
+ * Writing is over (the queue dropped, writes -EPIPE); reading goes on, and
+ * the failure is reported when it ends (the end of input, the reset) or
+ * the program stops it. Not over TLS, whose session a failed write ends.
+ * Returns 1 if so. */
+static int drain_first(dx_stream *s, int error)
+{
+    if (!s->reading || s->tls || !s->is_socket || s->failed ||
+        !(error == -EPIPE || error == -ECONNRESET || error == -ETIMEDOUT || error == -ENOTCONN))
+        return 0;
+    s->failed = DRAINING;
+    s->later_error = error;
+    dx_buf_free(&s->out);
+    update(s);
+    return 1;
+}
+
+/* Report a failure once; the owner is expected to close the stream. While
+ * DRAINING, the write failure held is the one reported. */
 static void fail(dx_stream *s, int error)
 {
-    if (s->failed)
+    if (s->failed == DRAINING)
+        error = s->later_error;
+    else if (s->failed || drain_first(s, error))
         return;
     dx_io_stop(s->loop, &s->io);
     s->failed = 1;
@@ -100,7 +127,9 @@ static void report_later(dx_loop *loop, dx__later *l)
  * free the stream in it and then return into code that still uses it. */
 static void fail_later(dx_stream *s, int error)
 {
-    if (s->failed)
+    if (s->failed == DRAINING)
+        error = s->later_error;
+    else if (s->failed || drain_first(s, error))
         return;
     dx_io_stop(s->loop, &s->io);
     s->failed = 1;
@@ -171,7 +200,7 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
         }
         update(s);
     }
-    if (events & (rd | DX_ERROR) && s->reading && !s->failed) {
+    if (events & (rd | DX_ERROR) && s->reading && s->failed != 1) {
         char chunk[READ_CHUNK];
         /* at most half the queue: a peer served by the same rules (fan-out
          * pausing above half) always has room for one read */
@@ -203,6 +232,10 @@ static void stream_cb(dx_loop *loop, dx_io *io, int events)
                 return;
             }
         }
+        if (n == 0 && s->failed) { /* DRAINING: all in; the write failure ends it */
+            fail(s, 0);
+            return;
+        }
         if (n == 0) {
             s->reading = 0; /* end of input is reported once */
             update(s);
@@ -226,6 +259,10 @@ int dx_stream_read_start(dx_stream *s)
 int dx_stream_read_stop(dx_stream *s)
 {
     s->reading = 0;
+    if (s->failed == DRAINING) { /* nobody reads the rest: say the failure now */
+        fail_later(s, 0);
+        return 0;
+    }
     return update(s);
 }
 

@@ -8,6 +8,9 @@
 #define _GNU_SOURCE
 #include "helpers.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 #define T(name) Test(callbacks, name, .timeout = 20, .init = cb_init)
 
 static void cb_init(void)
@@ -135,6 +138,116 @@ T(stream_shutdown_failure_reported_from_loop)
     cr_assert_not(h_run_for(loop, 5000), "the failure was never reported");
     cr_assert_eq(x.events, 1);
     cr_assert_lt(x.error, 0);
+    close(fds[0]);
+    dx_loop_free(loop);
+}
+
+/* ---- a write failure keeps what the peer sent before it went ---- */
+
+struct dctx {
+    dx_stream st;
+    char got[256 * 1024];
+    size_t n;
+    int eofs;         /* read_cb with n == 0 */
+    int events;       /* event_cb calls */
+    int error;        /* the last error given to event_cb */
+    int stop_reading; /* read_cb stops reading after its first bytes */
+};
+
+static void d_read(dx_stream *s, const char *data, size_t n)
+{
+    struct dctx *x = s->data;
+    seen();
+    if (n == 0) {
+        x->eofs++;
+        return;
+    }
+    cr_assert_leq(x->n + n, sizeof x->got, "more than the peer sent");
+    memcpy(x->got + x->n, data, n);
+    x->n += n;
+    if (x->stop_reading)
+        CALL(dx_stream_read_stop(s));
+}
+
+static void d_event(dx_stream *s, int error)
+{
+    struct dctx *x = s->data;
+    seen();
+    x->events++;
+    x->error = error;
+    if (error < 0) {
+        dx_loop_stop(s->loop);
+        dx_stream_close(s);
+    }
+}
+
+/* The stream reads and has a queue to write; the peer answers `answer`
+ * bytes, which reach our socket (no longer in the peer's send queue), then
+ * resets. Nothing has run the loop yet, so the answer is all in our socket
+ * when the loop's first look at it finds the write failing. */
+static void answer_then_reset(dx_loop *loop, struct dctx *x, int fds[2], const char *answer, size_t n)
+{
+    h_tcp_pair(fds, 1);
+    int rcvbuf = 512 * 1024; /* room for the answer, unread */
+    cr_assert_eq(setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    cr_assert_eq(dx_stream_init(loop, &x->st, fds[0], 1 << 20, d_read, d_event, x), 0);
+    cr_assert_eq(dx_stream_read_start(&x->st), 0);
+    cr_assert_gt(fill_socket(&x->st), 0, "the socket took everything");
+    h_write_all(fds[1], answer, n);
+    int unsent = 1;
+    for (int i = 0; i < 5000 && unsent > 0; i++) {
+        cr_assert_eq(ioctl(fds[1], SIOCOUTQ, &unsent), 0);
+        if (unsent > 0)
+            h_sleep_ms(1);
+    }
+    cr_assert_eq(unsent, 0, "the answer did not reach our socket");
+    reset_close(fds[1]);
+    wait_reset(fds[0]);
+}
+
+/* A server that answers and resets (our request unread) while we still
+ * write: the write fails first, and the answer must still be read. */
+T(stream_write_failure_keeps_what_the_peer_sent_first)
+{
+    dx_loop *loop = h_loop();
+    static char answer[160 * 1024];
+    for (size_t i = 0; i < sizeof answer; i++)
+        answer[i] = (char)(i * 13 + 1);
+    struct dctx x;
+    memset(&x, 0, sizeof x);
+    int fds[2];
+    g_in_call = g_inside = g_calls = 0;
+    answer_then_reset(loop, &x, fds, answer, sizeof answer);
+    cr_assert_not(h_run_for(loop, 5000), "the failure was never reported");
+    cr_assert_eq(x.n, sizeof answer, "read %zu of the %zu bytes the peer sent first", x.n, sizeof answer);
+    cr_assert_eq(memcmp(x.got, answer, sizeof answer), 0);
+    cr_assert_eq(x.events, 1);
+    cr_assert(x.error == -ECONNRESET || x.error == -EPIPE, "%s", dx_strerror(x.error));
+    cr_assert_eq(x.eofs, 0, "the end of input was reported besides the failure");
+    cr_assert_eq(g_inside, 0);
+    close(fds[0]);
+    dx_loop_free(loop);
+}
+
+/* The same, but the program stops reading after the first bytes: the
+ * failure held for the reads is reported then, from the loop. */
+T(stream_held_write_failure_reported_when_reading_stops)
+{
+    dx_loop *loop = h_loop();
+    static char answer[160 * 1024]; /* more than one read (64 KiB) */
+    memset(answer, 'a', sizeof answer);
+    struct dctx x;
+    memset(&x, 0, sizeof x);
+    x.stop_reading = 1;
+    int fds[2];
+    g_in_call = g_inside = g_calls = 0;
+    answer_then_reset(loop, &x, fds, answer, sizeof answer);
+    cr_assert_not(h_run_for(loop, 5000), "the failure was never reported after dx_stream_read_stop()");
+    cr_assert_gt(x.n, 0);
+    cr_assert_lt(x.n, sizeof answer, "one read, then reading stopped");
+    cr_assert_eq(x.events, 1);
+    cr_assert(x.error == -ECONNRESET || x.error == -EPIPE, "%s", dx_strerror(x.error));
+    cr_assert_eq(g_inside, 0, "event_cb ran inside dx_stream_read_stop()");
     close(fds[0]);
     dx_loop_free(loop);
 }

@@ -309,22 +309,28 @@ def test_idle_timeout_after_stdin_eof(server, start_duplex):
 
 
 def test_idle_timeout_is_reset_by_traffic(server, start_duplex):
-    """Traffic every 0.3 s for 2 s keeps a -w 1 session alive: it is an idle
-    timeout, not a total one. The server then closes: exit 0."""
+    """Traffic every 0.2 s for 4 s keeps a -w 3 session alive: it is an idle
+    timeout, not a total one. The server then closes: exit 0. (-w 3 against
+    a 0.2 s pace: only a stall of the test of nearly 3 s could let the idle
+    timer fire; with -w 1 and ticks every 0.3 s, 0.7 s did.)"""
     def script(conn, res):
-        for i in range(7):
+        n, first = 0, time.monotonic()
+        while time.monotonic() - first < 4.0:  # longer than -w: a total timeout would cut it
             conn.sendall(b"tick\n")
-            time.sleep(0.3)
+            n += 1
+            time.sleep(0.2)
+        res["n"] = n
         conn.shutdown(socket.SHUT_WR)
         res["got"] = recv_all(conn)
 
     srv = server(script)
     t0 = time.monotonic()
-    cli = start_duplex(["connect", "-w", "1", "127.0.0.1", srv.port], stdin=b"")
-    rc = cli.wait(10)
+    cli = start_duplex(["connect", "-w", "3", "127.0.0.1", srv.port], stdin=b"")
+    rc = cli.wait(15)
     assert rc == 0, f"rc={rc} after {time.monotonic() - t0:.2f}s: {cli.err!r}"
-    assert cli.out == b"tick\n" * 7
-    assert time.monotonic() - t0 >= 1.8
+    n = srv.join()["n"]
+    assert cli.out == b"tick\n" * n
+    assert time.monotonic() - t0 >= 4.0
 
 
 def test_idle_timeout_listener(start_listener):

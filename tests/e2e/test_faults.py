@@ -581,6 +581,7 @@ def test_relay_descriptor_exhaustion(spawn_limited, start_listener, sockets):
     _, eport = start_listener(["-k", "--echo"])
     proc = spawn_limited(["relay", "-k", "-v", "127.0.0.1:0", f"127.0.0.1:{eport}"], nofile=64)
     port = listening_port(proc)
+    base = open_fds(proc.pid)
     clients = sockets([connect(port) for _ in range(40)])
     wait_for(lambda: "Too many open files" in proc.err, 5, "an EMFILE message")
     time.sleep(0.5)
@@ -624,7 +625,10 @@ def test_relay_descriptor_exhaustion(spawn_limited, start_listener, sockets):
         assert b in (b"", b"x\n"), b
     for s in waiting:
         s.close()
-    time.sleep(0.5)
+    # every client's descriptors (and its target's) are released: a fresh
+    # client accepted before that would meet EMFILE again and be closed
+    wait_for(lambda: open_fds(proc.pid) <= base, TIMEOUT,
+             f"the relay to be back to its {base} descriptors")
     fresh = sockets([connect(port) for _ in range(3)])
     for s in fresh:
         assert echo_roundtrip(s, b"fresh\n") == b"fresh\n", proc.err[-600:]

@@ -792,13 +792,17 @@ def test_second_sigint_ends_at_once(start_listener, sockets, reaped_pids):
     """The first SIGINT starts a clean stop that waits up to 2 s for exec
     children (these ignore SIGTERM); a second SIGINT meanwhile ends the
     process at once."""
-    proc, port = start_listener(["-k", "--sh-exec", "trap '' TERM; sleep 30; :"])
+    proc, port = start_listener(["-k", "-v", "--sh-exec", "trap '' TERM; sleep 30; :"])
     sockets([connect(port) for _ in range(2)])
     wait_for(lambda: len([p for p in descendants(proc.pid) if _comm(p) == "sleep"]) >= 2, 5,
              "two `sleep 30` processes")
     reaped_pids.extend(descendants(proc.pid))
     proc.popen.send_signal(signal.SIGINT)
-    time.sleep(0.4)
+    # the first stop is under way (totals printed, then the children are sent
+    # SIGTERM and given 2 s): checked at once, not after a sleep that a busy
+    # machine could stretch past those 2 s; and the second SIGINT cannot
+    # merge with a first one still pending
+    wait_for(lambda: re.search(r"served 2 clients", proc.err), 5, "the statistics line")
     assert proc.poll() is None, "the first SIGINT did not wait for the children"
     t0 = time.monotonic()
     proc.popen.send_signal(signal.SIGINT)

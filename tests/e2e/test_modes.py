@@ -299,15 +299,14 @@ def test_without_k_listener_serves_one_client(start_listener, start_duplex):
 
 def _silent_server(server, hold=8.0, send_after_eof=None):
     """A server that reads until EOF (recording the data), maybe sends
-    something, then keeps the connection open `hold` seconds or until
-    srv.release is set, and closes it."""
+    something at once, then keeps the connection open `hold` seconds or
+    until srv.release is set, and closes it."""
     release = threading.Event()
 
     def script(conn, res):
         res["data"] = recv_all(conn)
         if send_after_eof is not None:
-            time.sleep(send_after_eof[0])
-            conn.sendall(send_after_eof[1])
+            conn.sendall(send_after_eof)
         release.wait(hold)
         conn.close()
 
@@ -338,14 +337,18 @@ def test_q0_quits_at_end_of_input(server, start_duplex):
     assert srv.join()["data"] == b"hi"
 
 
-def test_q1_quits_one_second_after_eof_and_prints_late_data(server, start_duplex):
-    srv = _silent_server(server, send_after_eof=(0.3, b"late\n"))
+def test_q3_quits_three_seconds_after_eof_and_prints_late_data(server, start_duplex):
+    """The server answers as soon as it reads duplex's EOF: the answer has
+    the whole -q 3 to arrive (it had 0.7 s, sent 0.3 s after EOF under -q 1,
+    which a busy machine could use up); the server holds the connection
+    open after: duplex quitting is -q's doing."""
+    srv = _silent_server(server, send_after_eof=b"late\n")
     t0 = time.monotonic()
-    cli = start_duplex(["connect", "-q", "1", "127.0.0.1", srv.port], stdin=b"hi")
-    rc = cli.wait(10)
+    cli = start_duplex(["connect", "-q", "3", "127.0.0.1", srv.port], stdin=b"hi")
+    rc = cli.wait(15)
     elapsed = time.monotonic() - t0
     assert rc == 0, cli.err
-    assert 0.9 <= elapsed < 8, f"-q 1 quit after {elapsed:.2f}s"
+    assert 2.9 <= elapsed < 12, f"-q 3 quit after {elapsed:.2f}s"
     assert cli.out == b"late\n"
     srv.release.set()
     assert srv.join()["data"] == b"hi"

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import TIMEOUT, LISTENING_RE, closed_port, free_port, have_ipv6_loopback, recv_all
-from servers_util import read_pipe_to_eof
+from servers_util import read_pipe_to_eof, wait_for
 
 needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")
 
@@ -317,12 +317,17 @@ def _silent_server(server, hold=8.0, send_after_eof=None):
 
 def test_default_waits_for_peer_after_eof(server, start_duplex):
     """Control for -q: without it, duplex keeps the session open after stdin
-    ends until the peer closes."""
-    srv = _silent_server(server, hold=1.0)
+    ends until the peer closes. (The server holds the connection until
+    released, not for a second that a busy machine could use up before the
+    check.)"""
+    srv = _silent_server(server)
     cli = start_duplex(["connect", "127.0.0.1", srv.port], stdin=b"hi")
-    time.sleep(0.6)
+    # duplex has reached the end of its input: the server read its EOF
+    wait_for(lambda: "data" in srv.result, TIMEOUT, "the server to read duplex's EOF")
+    time.sleep(0.3)  # window: a duplex that quit at the end of input would have by now
     assert cli.poll() is None, f"duplex exited before the peer closed: {cli.err!r}"
-    assert cli.wait() == 0, cli.err  # the server closes after 1 s
+    srv.release.set()
+    assert cli.wait() == 0, cli.err  # the server closes once released
     assert srv.join()["data"] == b"hi"
 
 

@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, LISTENING_RE, closed_port, free_port, listeners_on, need, wait_listening
+from conftest import (TIMEOUT, LISTENING_RE, accept_queue, closed_port, free_port, listeners_on, need,
+                      wait_listening)
+from servers_util import wait_for
 from test_tls import certs, server_args  # noqa: F401  (certs: a fixture)
 
 
@@ -766,7 +768,9 @@ def test_crlf_converts_stdin_to_clients_not_relayed_bytes(spawn, duplex, tool, m
     a = connect(port)
     b = connect(port)
     try:
-        time.sleep(0.2) if tool == "ncat" else None  # ncat: both registered before input
+        # both taken off the accept queue (so registered: ncat and duplex add a
+        # client in the same step) before input that both must get
+        wait_for(lambda: accept_queue(port) == 0, TIMEOUT, f"{tool} to accept both clients")
         p.stdin.write(b"one\ntwo\n")
         p.stdin.flush()
         got = recv_until(b, lambda g: b"two\r\n" in g)
@@ -805,7 +809,8 @@ def test_broker_recv_only(spawn, duplex, tool):
     a = connect(port)
     b = connect(port)
     try:
-        time.sleep(0.2)  # both registered (ncat says nothing without -v)
+        # both accepted, so registered, before a's line (ncat says nothing without -v)
+        wait_for(lambda: accept_queue(port) == 0, TIMEOUT, f"{tool} to accept both clients")
         p.stdin.write(b"from stdin\n")
         p.stdin.flush()
         a.sendall(b"from a\n")

@@ -563,8 +563,9 @@ def test_client_reset_closes_target(relay, server, sockets):
     proc, port = relay("127.0.0.1:0", f"127.0.0.1:{srv.port}", ["--stats-json"])
     c = connect(port)
     c.sendall(b"abc")
-    wait_for(lambda: srv.conn is not None, 5, "the target to accept")
-    time.sleep(0.1)
+    # the relay has passed the bytes on (the target read them): the reset
+    # comes after them, as the assertions below expect
+    wait_for(lambda: "got" in srv.result, TIMEOUT, "the target to read the client's bytes")
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     c.close()
     got = srv.join()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import LISTENING_RE, accept_queue, have_ipv6_loopback, seeded_bytes, sha
+from conftest import LISTENING_RE, TIMEOUT, accept_queue, have_ipv6_loopback, seeded_bytes, sha
 from servers_util import (Pump, children, closed_within, connect, cpu_seconds, echo_roundtrip,
                           name_of, open_fds, read_to_eof, recv_exact, rss_kib, said_connected, sockets,
                           spawn_rlimit, wait_for)
@@ -204,39 +204,42 @@ def test_bad_rule_file_line_and_missing_file(run_duplex, tmp_path):
 # ---------------------------------------------------------- --idle-timeout --
 
 
-def closed_while_other_talks(idle, active, t0, talk_until):
-    """Keep `active` busy (an echo every 0.2 s) until t0 + talk_until while
-    watching `idle`; returns when `idle` was closed, in seconds after t0."""
+def closed_while_other_talks(idle, active, t0, watch=TIMEOUT):
+    """Keep `active` busy (an echo every 0.1 s) while watching `idle`, until
+    `idle` has been closed and a second more (or `watch` s have passed);
+    returns when `idle` was closed, in seconds after t0. The talk lasts as
+    long as the wait does, not a fixed time that a busy machine could
+    outrun; use an --idle-timeout of 2 s: 20 times the pace, so that only a
+    stall of the test of nearly 2 s could leave `active` idle that long."""
     closed_at = [None]
 
     def watch_idle():
-        if closed_within(idle, talk_until + 1.5):
+        if closed_within(idle, watch):
             closed_at[0] = time.monotonic() - t0
 
     t = threading.Thread(target=watch_idle, daemon=True)
     t.start()
     n = 0
-    while time.monotonic() < t0 + talk_until:
+    while t.is_alive() or (closed_at[0] is not None and time.monotonic() < t0 + closed_at[0] + 1.0):
         assert_served(active, b"tick %d\n" % n)
         n += 1
-        time.sleep(0.2)
-    t.join(5)
+        time.sleep(0.1)
     assert closed_at[0] is not None, "the idle client was not closed"
     return closed_at[0]
 
 
 def test_idle_timeout_closes_idle_keeps_active(start_listener, sockets, backend_env):
-    proc, port = start_listener(["--echo", "-k", "-v", "--idle-timeout", "1"], env=backend_env)
+    proc, port = start_listener(["--echo", "-k", "-v", "--idle-timeout", "2"], env=backend_env)
     t0 = time.monotonic()
     idle = sockets(connect(port))
     active = sockets(connect(port))
-    closed_at = closed_while_other_talks(idle, active, t0, 3.5)
+    closed_at = closed_while_other_talks(idle, active, t0)
     # not before the timeout; that it was closed at all (within the watch) is the upper bound
-    assert closed_at >= 0.9, f"idle client closed after {closed_at:.2f}s"
+    assert closed_at >= 1.9, f"idle client closed after {closed_at:.2f}s"
     proc.wait_err(re.escape(name_of(idle)) + r": closed: idle")
     assert_served(active, b"still alive\n")
     # and now the active one goes idle too
-    assert closed_within(active, 3.5)
+    assert closed_within(active, TIMEOUT)
     proc.wait_err(re.escape(name_of(active)) + r": closed: idle")
     # read up to that line: the active one was closed once, only now
     assert proc.err.count(name_of(active) + ": closed") == 1, proc.err
@@ -245,16 +248,16 @@ def test_idle_timeout_closes_idle_keeps_active(start_listener, sockets, backend_
 def test_idle_timeout_closes_idle_exec_client_keeps_active(start_listener, sockets):
     """--exec clients: the child owns the socket, the server watches the
     connection (TCP_INFO) and stops the idle child."""
-    proc, port = start_listener(["--exec", "cat", "-k", "-v", "--idle-timeout", "1"])
+    proc, port = start_listener(["--exec", "cat", "-k", "-v", "--idle-timeout", "2"])
     t0 = time.monotonic()
     idle = sockets(connect(port))
     active = sockets(connect(port))
     assert echo_roundtrip(idle, b"once\n") == b"once\n"
     wait_for(lambda: len(children(proc.pid)) == 2, 5, "two cat processes")
-    closed_at = closed_while_other_talks(idle, active, t0, 3.5)
+    closed_at = closed_while_other_talks(idle, active, t0)
     # not before the timeout; that it was closed at all (within the watch) is the upper bound
-    assert closed_at >= 0.9, f"idle client closed after {closed_at:.2f}s"
-    proc.wait_err(re.escape(name_of(idle)) + r": closed: idle for 1 s \(process \d+ stopped\)")
+    assert closed_at >= 1.9, f"idle client closed after {closed_at:.2f}s"
+    proc.wait_err(re.escape(name_of(idle)) + r": closed: idle for 2 s \(process \d+ stopped\)")
     # the idle client's cat is gone (reaped, no zombie); the active one's runs
     wait_for(lambda: len(children(proc.pid)) == 1, 5, "one cat process left")
     assert_served(active, b"still alive\n")

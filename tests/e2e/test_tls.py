@@ -604,18 +604,25 @@ def test_exec_over_tls_idle_client_closed(start_listener, certs):
     """--exec over --ssl with --idle-timeout: the server watches the TLS
     connection's own socket (TCP_INFO on a copy of it), so an idle client is
     closed and its process stopped; an active one is not."""
+    # 2 s: 20 times the busy client's pace (0.5 s against 0.1 s lost it to a
+    # 0.4 s stall of the test on a busy machine)
     p, port = tls_listener(start_listener, certs, "-v", "-k", "--exec", "cat", "--idle-timeout",
-                           "0.5")
+                           "2")
     idle = tls_client(certs, port, ragged_ok=True)
     busy = tls_client(certs, port)
     idle.sendall(b"x")
     assert recv_exactly(idle, 1) == b"x"
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:  # busy talks every 0.1 s
+    closed = re.compile(r"127\.0\.0\.1:(\d+): closed: idle for 2 s \(process \d+ stopped\)")
+    deadline, until = time.monotonic() + TIMEOUT, None
+    # busy talks every 0.1 s: until the idle one has been closed, and a second more
+    while until is None or time.monotonic() < until:
+        assert time.monotonic() < deadline, f"the idle client was not closed: {p.err[-400:]!r}"
         busy.sendall(b"y")
         assert recv_exactly(busy, 1) == b"y"
+        if until is None and closed.search(p.err):
+            until = time.monotonic() + 1.0
         time.sleep(0.1)
-    m = p.wait_err(r"127\.0\.0\.1:(\d+): closed: idle for 0\.5 s \(process \d+ stopped\)")
+    m = p.wait_err(closed)
     assert int(m.group(1)) == idle.getsockname()[1]
     idle.settimeout(TIMEOUT)
     assert idle.recv(10) == b""

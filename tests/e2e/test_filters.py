@@ -1,16 +1,18 @@
 """-C (--crlf), --hex-dump and -o (--output): what they send, what they log,
 what they refuse. -o runs the same command lines against ncat to compare
 the files byte for byte."""
+import fcntl
 import os
 import re
 import socket
+import struct
 import subprocess
-import time
+import termios
 
 import pytest
 
-from conftest import free_port, need, recv_all, sha, wait_listening
-from servers_util import connect, recv_exact
+from conftest import TIMEOUT, free_port, need, recv_all, sha, wait_listening
+from servers_util import connect, recv_exact, wait_for
 
 def read_then_close(conn, result):
     result["data"] = recv_all(conn)
@@ -44,6 +46,11 @@ def test_crlf_turns_lone_lf_into_crlf_keeps_crlf(run_duplex, server):
     assert srv.join()["data"] == b"HELO x\r\nMAIL FROM:<a>\r\n\r\n\r\r\nend"
 
 
+def pipe_unread(f):
+    """Bytes written to the pipe `f` (either end) and not read yet."""
+    return struct.unpack("i", fcntl.ioctl(f.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
 def test_crlf_across_reads_does_not_double_the_cr(spawn, duplex, server):
     """A CR at the end of one read and its LF at the start of the next are
     one CRLF already."""
@@ -51,7 +58,10 @@ def test_crlf_across_reads_does_not_double_the_cr(spawn, duplex, server):
     p = spawn([duplex, "connect", "--crlf", "127.0.0.1", srv.port], stdin=subprocess.PIPE)
     p.popen.stdin.write(b"one\r")
     p.popen.stdin.flush()
-    time.sleep(0.3)  # the CR is read and sent alone
+    # the CR is read alone: duplex has emptied the pipe before the LF goes in
+    # (a sleep let a busy duplex read both at once, and the test then passed
+    # without a CR at the end of a read)
+    wait_for(lambda: pipe_unread(p.popen.stdin) == 0, TIMEOUT, "duplex to read 'one\\r' from its stdin")
     p.popen.stdin.write(b"\ntwo\n")
     p.popen.stdin.close()
     assert p.wait(10) == 0, p.err

@@ -830,12 +830,22 @@ def test_exec_children_do_not_inherit_other_tls_connections(start_listener, cert
                            "--idle-timeout", "30")
     first = tls_client(certs, port)
     second = tls_client(certs, port)
+    # both processes have started their command: a child between fork and
+    # exec still holds every descriptor of the server (close-on-exec ones too)
+    server_exe = os.readlink(f"/proc/{p.pid}/exe")
+
+    def execd(kid):
+        try:
+            return os.readlink(f"/proc/{kid}/exe") != server_exe
+        except OSError:
+            return False
+
     deadline = time.monotonic() + TIMEOUT
     kids = []
-    while len(kids) < 2:
-        assert time.monotonic() < deadline, "the two --exec processes did not start"
-        kids = [k for k, _ in children(p.pid)]
+    while len(kids) < 2 or not all(execd(k) for k in kids):
+        assert time.monotonic() < deadline, f"the two --exec processes did not start: {kids}"
         time.sleep(0.05)
+        kids = [k for k, _ in children(p.pid)]
     mine = {first.getsockname()[1], second.getsockname()[1]}
     for kid in kids:
         ports = set()

@@ -64,14 +64,17 @@ def flood_and_check(proc, readers, sender, name, payload, want, timeout):
 
 
 class PipeOut:
-    """A pipe for a server's stdout, read by a thread (after `delay` s:
-    blocked meanwhile) into .out; close() after the server has been killed."""
+    """A pipe for a server's stdout, read by a thread into .out; with
+    blocked=True, not read (the server's writes block once the pipe is
+    full) until release(). close() after the server has been killed."""
 
-    def __init__(self, delay=0):
+    def __init__(self, blocked=False):
         self.r, self.w = os.pipe()
         self.out = bytearray()
         self.cond = threading.Condition()
-        self.delay = delay
+        self.released = threading.Event()
+        if not blocked:
+            self.released.set()
         self.thread = None
 
     def start(self):
@@ -80,8 +83,11 @@ class PipeOut:
         self.thread = threading.Thread(target=self._drain, daemon=True)
         self.thread.start()
 
+    def release(self):
+        self.released.set()
+
     def _drain(self):
-        time.sleep(self.delay)
+        self.released.wait(60)
         while True:
             b = self.rfile.read(1 << 20)
             with self.cond:
@@ -105,6 +111,7 @@ class PipeOut:
                          repr(needle), timeout)
 
     def close(self):
+        self.release()
         if self.thread:
             self.thread.join(10)
             self.rfile.close()
@@ -154,10 +161,10 @@ def unix_client(path):
 def flood_chat(start_duplex, sockets, listen_args, connect_fn, stdout_delay):
     """One client floods the chat with 64 KiB of bare newlines and then
     numbered lines, unpaced; three clients read, and so does the server's
-    stdout (read by the test after `stdout_delay` s: blocked meanwhile).
-    Every reader, and stdout, gets every line in order; nobody is dropped;
-    no stdout byte is lost."""
-    out = PipeOut(stdout_delay)
+    stdout (with stdout_delay: blocked from the start until that long after
+    the flood has begun). Every reader, and stdout, gets every line in
+    order; nobody is dropped; no stdout byte is lost."""
+    out = PipeOut(blocked=stdout_delay > 0)
     try:
         proc = start_duplex(["listen", "--chat", "-k", "-v", *listen_args], stdout=out.w)
     finally:
@@ -169,7 +176,14 @@ def flood_chat(start_duplex, sockets, listen_args, connect_fn, stdout_delay):
             socks.append(sockets(connect_fn(m)))
             names.append(proc.wait_err(r"duplex: (\S+): connected \(%d now\)" % k).group(1))
         readers, flooder, fname = socks[:3], socks[3], names[3]
-        out.wait_for(f"* {fname} joined (4 connected)\n".encode(), timeout=15)
+        if stdout_delay:
+            # still blocked: the flood starts against a full stdout (a longer
+            # block only slows the test)
+            unblock = threading.Timer(stdout_delay, out.release)
+            unblock.daemon = True
+            unblock.start()
+        else:
+            out.wait_for(f"* {fname} joined (4 connected)\n".encode(), timeout=15)
         n = 40000
         want = [b""] * 65536 + [b"%06d" % i for i in range(n)]
         flood_and_check(proc, readers, flooder, fname,
@@ -197,8 +211,8 @@ def test_chat_flood_of_lines_paced_by_readers(start_duplex, sockets):
 def test_chat_flood_with_blocked_stdout_loses_nothing(start_duplex, sockets, tmp_path):
     """A Unix socket with a long path (long client names: 64 KiB of newlines
     are 7 MB of prefixed lines, more than stdout's queue), the default
-    --max-queue, and the server's stdout blocked for a second while the flood
-    comes: stdout is never dropped, readers not either."""
+    --max-queue, and the server's stdout blocked until a second into the
+    flood: stdout is never dropped, readers not either."""
     base = str(tmp_path) + "/"
     path = base + "c" * (100 - len(base))
     flood_chat(start_duplex, sockets, ["-U", path], lambda m: unix_client(path), stdout_delay=1.0)

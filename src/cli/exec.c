@@ -561,8 +561,9 @@ static void exec_tls_pumped(dx_pump *p, int error, int in_read)
     struct exec_tls *x = p->data;
     int client_side = (p == &x->up) == !!in_read;
     /* the client has gone while the program was answering: what the client
-     * sent before still reaches the program, then the end */
-    if (cli_pump_drain_first(p, error, in_read, p == &x->down ? &x->up : &x->down)) {
+     * sent before still reaches the program, then the end (the program's
+     * side, a socket pair too, has its own rule below) */
+    if (p == &x->down && cli_pump_drain_first(p, error, in_read, &x->up)) {
         cli_info(x->o, "tls %s: client: %s", x->name, dx_strerror(error));
         return;
     }

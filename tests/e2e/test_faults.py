@@ -105,19 +105,15 @@ def test_peer_reset_mid_transfer_reported_nothing_lost(server, start_duplex, bac
     assert cli.out == data, f"stdout has {len(cli.out)} bytes, sha ok={cli.out == data[:len(cli.out)]}"
 
 
-def test_answer_before_reset_reaches_stdout_when_the_send_fails(server, start_duplex, backend_env):
-    """The peer answers 48 KiB and resets while duplex is still sending
-    (a server that replies and closes with our request unread). duplex's
-    stdout is a socket that holds 8 KiB and nobody reads yet, and its buffer
-    is 16 KiB: most of the answer still waits in duplex's socket when its
-    send fails. It must all come out before duplex reports the failure
-    (exit 1); closing at the send error lost it."""
-    reply = seeded_bytes(48 << 10, 7)
-    acked = threading.Event()
+def answer_then_reset(reply, acked):
+    """A peer's script: read 256 KiB of what it is sent (the other side is
+    sending mid-transfer), send `reply`, wait until it is all acknowledged
+    (it has reached the other side's socket), set `acked`, then reset with
+    the rest of the other side's bytes unread."""
 
     def script(conn, res):
         got = 0
-        while got < (256 << 10):  # duplex is sending mid-transfer
+        while got < (256 << 10):
             b = conn.recv(65536)
             if not b:
                 break
@@ -127,7 +123,19 @@ def test_answer_before_reset_reaches_stdout_when_the_send_fails(server, start_du
         acked.set()
         rst_close(conn)
 
-    srv = server(script)
+    return script
+
+
+def test_answer_before_reset_reaches_stdout_when_the_send_fails(server, start_duplex, backend_env):
+    """The peer answers 48 KiB and resets while duplex is still sending
+    (a server that replies and closes with our request unread). duplex's
+    stdout is a socket that holds 8 KiB and nobody reads yet, and its buffer
+    is 16 KiB: most of the answer still waits in duplex's socket when its
+    send fails. It must all come out before duplex reports the failure
+    (exit 1); closing at the send error lost it."""
+    reply = seeded_bytes(48 << 10, 7)
+    acked = threading.Event()
+    srv = server(answer_then_reset(reply, acked))
     ours, theirs = socket.socketpair()
     with ours:
         with theirs:
@@ -152,20 +160,7 @@ def test_relay_passes_the_answer_before_the_target_reset(server, start_duplex, t
     closing the pair at the send error lost it."""
     reply = seeded_bytes(384 << 10, 11)
     acked = threading.Event()
-
-    def script(conn, res):
-        got = 0
-        while got < (256 << 10):  # the relay is sending mid-transfer
-            b = conn.recv(65536)
-            if not b:
-                break
-            got += len(b)
-        conn.sendall(reply)
-        wait_for(lambda: unsent_bytes(conn) == 0, TIMEOUT, "the answer acknowledged")
-        acked.set()
-        rst_close(conn)
-
-    srv = server(script)
+    srv = server(answer_then_reset(reply, acked))
     path = str(tmp_path / "relay.sock")
     relay = start_duplex(["relay", "-v", "--buffer-size", "16384", "-O", "rcvbuf=262144", f"unix:{path}",
                           f"127.0.0.1:{srv.port}"], env=backend_env)

@@ -145,12 +145,10 @@ T(stream_shutdown_failure_reported_from_loop)
 /* ---- a write failure keeps what the peer sent before it went ---- */
 
 struct dctx {
-    dx_stream st;
+    struct sctx c;    /* first: s_event() takes the stream's data as one */
     char got[256 * 1024];
     size_t n;
     int eofs;         /* read_cb with n == 0 */
-    int events;       /* event_cb calls */
-    int error;        /* the last error given to event_cb */
     int stop_reading; /* read_cb stops reading after its first bytes */
 };
 
@@ -169,18 +167,6 @@ static void d_read(dx_stream *s, const char *data, size_t n)
         CALL(dx_stream_read_stop(s));
 }
 
-static void d_event(dx_stream *s, int error)
-{
-    struct dctx *x = s->data;
-    seen();
-    x->events++;
-    x->error = error;
-    if (error < 0) {
-        dx_loop_stop(s->loop);
-        dx_stream_close(s);
-    }
-}
-
 /* The stream reads and has a queue to write; the peer answers `answer`
  * bytes, which reach our socket (no longer in the peer's send queue), then
  * resets. Nothing has run the loop yet, so the answer is all in our socket
@@ -190,9 +176,9 @@ static void answer_then_reset(dx_loop *loop, struct dctx *x, int fds[2], const c
     h_tcp_pair(fds, 1);
     int rcvbuf = 512 * 1024; /* room for the answer, unread */
     cr_assert_eq(setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
-    cr_assert_eq(dx_stream_init(loop, &x->st, fds[0], 1 << 20, d_read, d_event, x), 0);
-    cr_assert_eq(dx_stream_read_start(&x->st), 0);
-    cr_assert_gt(fill_socket(&x->st), 0, "the socket took everything");
+    cr_assert_eq(dx_stream_init(loop, &x->c.st, fds[0], 1 << 20, d_read, s_event, x), 0);
+    cr_assert_eq(dx_stream_read_start(&x->c.st), 0);
+    cr_assert_gt(fill_socket(&x->c.st), 0, "the socket took everything");
     h_write_all(fds[1], answer, n);
     int unsent = 1;
     for (int i = 0; i < 5000 && unsent > 0; i++) {
@@ -221,8 +207,8 @@ T(stream_write_failure_keeps_what_the_peer_sent_first)
     cr_assert_not(h_run_for(loop, 5000), "the failure was never reported");
     cr_assert_eq(x.n, sizeof answer, "read %zu of the %zu bytes the peer sent first", x.n, sizeof answer);
     cr_assert_eq(memcmp(x.got, answer, sizeof answer), 0);
-    cr_assert_eq(x.events, 1);
-    cr_assert(x.error == -ECONNRESET || x.error == -EPIPE, "%s", dx_strerror(x.error));
+    cr_assert_eq(x.c.events, 1);
+    cr_assert(x.c.error == -ECONNRESET || x.c.error == -EPIPE, "%s", dx_strerror(x.c.error));
     cr_assert_eq(x.eofs, 0, "the end of input was reported besides the failure");
     cr_assert_eq(g_inside, 0);
     close(fds[0]);
@@ -245,8 +231,8 @@ T(stream_held_write_failure_reported_when_reading_stops)
     cr_assert_not(h_run_for(loop, 5000), "the failure was never reported after dx_stream_read_stop()");
     cr_assert_gt(x.n, 0);
     cr_assert_lt(x.n, sizeof answer, "one read, then reading stopped");
-    cr_assert_eq(x.events, 1);
-    cr_assert(x.error == -ECONNRESET || x.error == -EPIPE, "%s", dx_strerror(x.error));
+    cr_assert_eq(x.c.events, 1);
+    cr_assert(x.c.error == -ECONNRESET || x.c.error == -EPIPE, "%s", dx_strerror(x.c.error));
     cr_assert_eq(g_inside, 0, "event_cb ran inside dx_stream_read_stop()");
     close(fds[0]);
     dx_loop_free(loop);
